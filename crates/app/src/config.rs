@@ -1,0 +1,465 @@
+//! Settings: defaults, then `rampart.toml`, then `RAMPART_*` environment
+//! variables, then command-line flags. Parsed once into [`Settings`] and
+//! passed down; nothing reads configuration globally.
+//!
+//! Unknown keys are errors that name the key. Nested keys come from the
+//! environment with a double underscore: `RAMPART_LIMITS__BODY_BYTES=2048`.
+//! Every secret setting also has a `_file` form (`database_url_file`,
+//! `RAMPART_DATABASE_URL_FILE`) that reads the value from a file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rampart_core::password_policy::PolicyPreset;
+use rampart_core::RegistrationMode;
+use rampart_crypto::{Argon2Params, SecretString};
+use serde::Deserialize;
+
+/// Secret settings: each may be given directly or as `<name>_file`.
+const SECRET_KEYS: &[&str] = &["database_url"];
+
+/// Environment variables that steer the loader itself, not the settings.
+const LOADER_VARS: &[&str] = &["RAMPART_CONFIG"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Schema version of this file; only 1 exists.
+    pub version: u32,
+    pub data_dir: PathBuf,
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// Plain-HTTP redirect listener, or `off`.
+    pub http_listen: String,
+    pub database_url: Option<SecretString>,
+    pub database_url_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Turn permission warnings into errors.
+    pub strict: bool,
+    /// Origins allowed to make cookie-authenticated writes without the
+    /// CSRF header. Default: the HTTPS address itself.
+    pub public_origins: Vec<String>,
+    pub registration: RegistrationMode,
+    pub password: PasswordSettings,
+    pub argon2: Argon2Settings,
+    pub hashing: HashingSettings,
+    pub session: SessionSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            data_dir: PathBuf::from("rampart-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            http_listen: "127.0.0.1:8080".to_owned(),
+            database_url: None,
+            database_url_file: None,
+            tls_cert: None,
+            tls_key: None,
+            strict: false,
+            public_origins: Vec::new(),
+            registration: RegistrationMode::Open,
+            password: PasswordSettings::default(),
+            argon2: Argon2Settings::default(),
+            hashing: HashingSettings::default(),
+            session: SessionSettings::default(),
+            limits: LimitSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// `default` or `nist`.
+    pub preset: PolicyPreset,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            preset: PolicyPreset::Default,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        let m = Argon2Params::MINIMUM;
+        Self {
+            memory_kib: m.memory_kib,
+            iterations: m.iterations,
+            parallelism: m.parallelism,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashingSettings {
+    /// Hashing threads; 0 means one per core.
+    pub workers: usize,
+    /// Jobs that may wait; past this, logins answer 503 at once.
+    pub queue: usize,
+}
+
+impl Default for HashingSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            queue: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    pub idle_timeout_secs: u64,
+    pub absolute_lifetime_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 30 * 60,
+            absolute_lifetime_secs: 12 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    pub body_bytes: usize,
+    pub header_bytes: usize,
+    pub header_count: usize,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            body_bytes: 1024 * 1024,
+            header_bytes: 16 * 1024,
+            header_count: 64,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `info,rampart_http=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Flags given on the command line; each overrides everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub strict: bool,
+}
+
+/// Reads a TOML-ish scalar from an environment value: numbers, booleans
+/// and arrays as such, anything else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_))) => v,
+            _ => toml::Value::String(raw.to_owned()),
+        },
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
+    let (last, parents) = path.split_last().ok_or_else(|| anyhow!("empty key"))?;
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("`{p}` is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+impl Settings {
+    /// Loads settings from the layers. `env` is passed in so tests can
+    /// control it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Settings> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("RAMPART_") && !LOADER_VARS.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (key, value) in env {
+            let path: Vec<String> = key["RAMPART_".len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            if path.iter().any(String::is_empty) {
+                bail!("environment variable {key} is not a setting name");
+            }
+            set_path(&mut table, &path, env_value(&value))
+                .with_context(|| format!("environment variable {key}"))?;
+        }
+        let flag = |t: &mut toml::Table, k: &str, v: toml::Value| {
+            t.insert(k.to_owned(), v);
+        };
+        if let Some(v) = &flags.data_dir {
+            flag(&mut table, "data_dir", toml::Value::String(v.display().to_string()));
+        }
+        if let Some(v) = &flags.listen {
+            flag(&mut table, "listen", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &flags.http_listen {
+            flag(&mut table, "http_listen", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &flags.database_url {
+            table.remove("database_url_file");
+            flag(&mut table, "database_url", toml::Value::String(v.clone()));
+        }
+        if let Some(v) = &flags.tls_cert {
+            flag(&mut table, "tls_cert", toml::Value::String(v.display().to_string()));
+        }
+        if let Some(v) = &flags.tls_key {
+            flag(&mut table, "tls_key", toml::Value::String(v.display().to_string()));
+        }
+        if flags.strict {
+            flag(&mut table, "strict", toml::Value::Boolean(true));
+        }
+        for key in SECRET_KEYS {
+            let file_key = format!("{key}_file");
+            if table.contains_key(*key) && table.contains_key(&file_key) {
+                bail!("give `{key}` or `{file_key}`, not both");
+            }
+        }
+        let mut settings: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("invalid settings: {}", e.message()))?;
+        if let Some(path) = settings.database_url_file.take() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read database_url_file {}", path.display()))?;
+            settings.database_url = Some(SecretString::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            ));
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.version != 1 {
+            bail!("`version` must be 1 (this build knows settings version 1)");
+        }
+        let p = self.argon2_params();
+        if !p.meets_minimum() {
+            let m = Argon2Params::MINIMUM;
+            bail!(
+                "argon2 parameters are below the floor (memory_kib >= {}, iterations >= {}, parallelism >= {})",
+                m.memory_kib,
+                m.iterations,
+                m.parallelism
+            );
+        }
+        if self.argon2.memory_kib > 4 * 1024 * 1024 || self.argon2.iterations > 64 || self.argon2.parallelism > 64 {
+            bail!("argon2 parameters are implausibly large");
+        }
+        if self.session.idle_timeout_secs == 0 || self.session.absolute_lifetime_secs == 0 {
+            bail!("session timeouts must be positive");
+        }
+        if self.session.idle_timeout_secs > self.session.absolute_lifetime_secs {
+            bail!("session.idle_timeout_secs must not exceed session.absolute_lifetime_secs");
+        }
+        let l = &self.limits;
+        if l.body_bytes == 0
+            || l.header_bytes < 1024
+            || l.header_count < 8
+            || l.header_read_timeout_secs == 0
+            || l.request_timeout_secs == 0
+            || l.max_connections == 0
+        {
+            bail!("limits must be positive (header_bytes >= 1024, header_count >= 8)");
+        }
+        if self.hashing.queue == 0 {
+            bail!("hashing.queue must be at least 1");
+        }
+        self.http_listen_addr()?;
+        if let Some(url) = &self.database_url {
+            if rampart_store::Dialect::of_url(url.expose_secret()).is_none() {
+                bail!("database_url must start with sqlite: or postgres://");
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("give both tls_cert and tls_key, or neither");
+        }
+        for o in &self.public_origins {
+            if !o.starts_with("https://") || o.ends_with('/') {
+                bail!("public_origins entries look like https://app.example.com (no trailing slash)");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn argon2_params(&self) -> Argon2Params {
+        Argon2Params {
+            memory_kib: self.argon2.memory_kib,
+            iterations: self.argon2.iterations,
+            parallelism: self.argon2.parallelism,
+        }
+    }
+
+    /// The redirect listener's address, or `None` when `off`.
+    pub fn http_listen_addr(&self) -> Result<Option<SocketAddr>> {
+        if self.http_listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.http_listen
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("http_listen must be an address like 127.0.0.1:8080, or `off`"))
+    }
+
+    pub fn database_url(&self) -> SecretString {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => SecretString::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("rampart.db").display()
+            )),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().expose_secret().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nhttp_listen = \"off\"\n[limits]\nbody_bytes = 100\nheader_count = 20\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&file),
+            env(&[("RAMPART_LIMITS__BODY_BYTES", "200"), ("RAMPART_LISTEN", "127.0.0.1:9001")]),
+            &Overrides {
+                listen: Some("127.0.0.1:9002".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9002, "flag wins");
+        assert_eq!(s.limits.body_bytes, 200, "env beats file");
+        assert_eq!(s.limits.header_count, 20, "file beats default");
+        assert_eq!(s.http_listen_addr().unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(&file, "[limits]\nbody_byts = 1\n").unwrap();
+        let err = Settings::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("body_byts"), "{err:#}");
+        let err = Settings::load(None, env(&[("RAMPART_LISTN", "x")]), &Overrides::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db");
+        std::fs::write(&secret, "postgres://u:canary@127.0.0.1/db\n").unwrap();
+        let s = Settings::load(
+            None,
+            env(&[("RAMPART_DATABASE_URL_FILE", secret.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.database_url.as_ref().unwrap().expose_secret(),
+            "postgres://u:canary@127.0.0.1/db"
+        );
+        assert!(!format!("{s:?}").contains("canary"), "Debug must redact");
+    }
+
+    #[test]
+    fn weak_argon2_is_refused() {
+        let err = Settings::load(
+            None,
+            env(&[("RAMPART_ARGON2__MEMORY_KIB", "1024")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("floor"));
+    }
+}

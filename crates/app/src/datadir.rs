@@ -1,0 +1,147 @@
+//! The data directory: created 0700 on first start, holding the SQLite
+//! database, the generated TLS certificate and key, and the master key
+//! file (0600). Loose permissions are warnings, or errors with `--strict`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use rampart_crypto::Entropy;
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+    pub master_key: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// True when the certificate is Rampart's own self-signed one.
+    pub generated_cert: bool,
+}
+
+/// What was created on this start, for the banner.
+#[derive(Debug, Default)]
+pub struct Created {
+    pub dir: bool,
+    pub master_key: bool,
+    pub cert: bool,
+}
+
+/// Creates `path` and its parents with mode 0700.
+fn create_private_dir(path: &Path) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    Ok(true)
+}
+
+/// Writes a new file readable only by its owner; refuses to overwrite.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Warnings for files or directories that other users can read.
+pub fn permission_problems(paths: &[(&str, &Path)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (what, path) in paths {
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                out.push(format!(
+                    "{what} {} is accessible by other users (mode {:o}); run: chmod {} {}",
+                    path.display(),
+                    mode,
+                    if meta.is_dir() { "700" } else { "600" },
+                    path.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Prepares the data directory; generates what is missing.
+pub fn prepare(
+    dir: &Path,
+    tls: Option<(PathBuf, PathBuf)>,
+    entropy: &dyn Entropy,
+) -> Result<(Layout, Created)> {
+    let mut created = Created {
+        dir: create_private_dir(dir)?,
+        ..Created::default()
+    };
+    let master_key = dir.join(MASTER_KEY_FILE);
+    if !master_key.exists() {
+        let mut key = [0u8; 32];
+        entropy.fill(&mut key);
+        let mut text = base64::engine::general_purpose::STANDARD.encode(key);
+        text.push('\n');
+        zeroize::Zeroize::zeroize(&mut key);
+        write_private(&master_key, text.as_bytes())?;
+        zeroize::Zeroize::zeroize(&mut text);
+        created.master_key = true;
+    }
+    let (tls_cert, tls_key, generated_cert) = match tls {
+        Some((c, k)) => (c, k, false),
+        None => {
+            let tls_dir = dir.join("tls");
+            create_private_dir(&tls_dir)?;
+            let c = tls_dir.join("cert.pem");
+            let k = tls_dir.join("key.pem");
+            if !c.exists() || !k.exists() {
+                let ss = rampart_crypto::generate_self_signed()?;
+                let _ = fs::remove_file(&c);
+                let _ = fs::remove_file(&k);
+                write_private(&k, ss.key_pem.expose_secret().as_bytes())?;
+                fs::write(&c, ss.cert_pem.as_bytes())?;
+                created.cert = true;
+            }
+            (c, k, true)
+        }
+    };
+    Ok((
+        Layout {
+            dir: dir.to_owned(),
+            master_key,
+            tls_cert,
+            tls_key,
+            generated_cert,
+        },
+        created,
+    ))
+}
+
+impl Layout {
+    pub fn permission_problems(&self) -> Vec<String> {
+        permission_problems(&[
+            ("data directory", &self.dir),
+            ("master key file", &self.master_key),
+            ("TLS private key", &self.tls_key),
+        ])
+    }
+}
+
+/// Fails with every problem when `strict`, otherwise returns them as warnings.
+pub fn enforce(problems: Vec<String>, strict: bool) -> Result<Vec<String>> {
+    if strict && !problems.is_empty() {
+        bail!(
+            "refusing to start with loose permissions (--strict):\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(problems)
+}

@@ -1,0 +1,249 @@
+//! The `rampart` binary's library half: configuration, the data
+//! directory, and the wiring that turns settings into a running server.
+//! Tests start servers in-process through [`start`].
+
+pub mod config;
+pub mod datadir;
+pub mod logging;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rampart_core::hashing::HashPool;
+use rampart_core::password_policy::PasswordPolicy;
+use rampart_core::{AuthConfig, AuthService, Clock, Store, SystemClock};
+use rampart_crypto::{Entropy, OsEntropy, PasswordHasher, SecretString};
+use rampart_http::tls::CertStore;
+use rampart_http::{AppState, HttpSettings, Limits};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{Overrides, Settings};
+
+/// What a server is built from besides its settings: time and randomness,
+/// injected so tests can control them.
+#[derive(Clone)]
+pub struct Deps {
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl Default for Deps {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+        }
+    }
+}
+
+/// Opens the configured database (applying migrations).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    if settings.is_sqlite() && !settings.data_dir.exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(&settings.data_dir)?;
+        std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let url = settings.database_url();
+    let store = rampart_store::open(url.expose_secret()).await?;
+    Ok(Arc::new(store))
+}
+
+/// Builds the account service over a store.
+pub fn auth_service(settings: &Settings, store: Arc<dyn Store>, deps: &Deps) -> Result<Arc<AuthService>> {
+    let hasher = PasswordHasher::new(settings.argon2_params())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let workers = match settings.hashing.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let pool = HashPool::start(hasher, deps.entropy.clone(), workers, settings.hashing.queue);
+    let config = AuthConfig {
+        registration: settings.registration,
+        policy: PasswordPolicy::preset(settings.password.preset),
+        idle_timeout: Duration::from_secs(settings.session.idle_timeout_secs),
+        absolute_lifetime: Duration::from_secs(settings.session.absolute_lifetime_secs),
+    };
+    Ok(Arc::new(
+        AuthService::new(store, deps.clock.clone(), deps.entropy.clone(), pool, config)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+}
+
+fn limits(settings: &Settings) -> Limits {
+    let l = &settings.limits;
+    Limits {
+        body_bytes: l.body_bytes,
+        header_bytes: l.header_bytes,
+        header_count: l.header_count,
+        header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
+        request_timeout: Duration::from_secs(l.request_timeout_secs),
+        max_connections: l.max_connections,
+        tls_handshake_timeout: Duration::from_secs(l.header_read_timeout_secs),
+        shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
+    }
+}
+
+/// A server that is up and serving.
+pub struct Running {
+    pub https_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub layout: datadir::Layout,
+    pub created: datadir::Created,
+    pub warnings: Vec<String>,
+    /// The one-time setup token, when no administrator exists yet.
+    pub setup_token: Option<SecretString>,
+    pub auth: Arc<AuthService>,
+    pub certs: Arc<CertStore>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded by the
+    /// grace period), then closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.auth.store().close().await;
+    }
+
+    /// Re-reads the TLS certificate and key (what SIGHUP does).
+    pub fn reload_tls(&self) {
+        match self.certs.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+        }
+    }
+}
+
+/// Prepares the data directory, opens the database, binds the listeners
+/// and starts serving.
+pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
+    let tls_paths = settings.tls_cert.clone().zip(settings.tls_key.clone());
+    let (layout, created) = datadir::prepare(&settings.data_dir, tls_paths, deps.entropy.as_ref())?;
+    let mut warnings = datadir::enforce(layout.permission_problems(), settings.strict)?;
+    if settings.is_sqlite() {
+        warnings.extend(datadir::enforce(
+            datadir::permission_problems(&[("database", &settings.data_dir.join("rampart.db"))]),
+            settings.strict,
+        )?);
+    }
+    let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
+        .context("cannot load the TLS certificate")?;
+    let tls = rampart_http::tls::server_config(certs.clone())?;
+
+    let store = open_store(settings).await?;
+    let auth = auth_service(settings, store, &deps)?;
+    let setup_token = auth
+        .issue_setup_token()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(|(t, _)| t);
+
+    let https = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let https_addr = https.local_addr()?;
+    let http = match settings.http_listen_addr()? {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a}"))?,
+        ),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+
+    let limits = limits(settings);
+    let mut origins = settings.public_origins.clone();
+    if origins.is_empty() {
+        let port = https_addr.port();
+        origins.push(format!("https://localhost:{port}"));
+        origins.push(format!("https://127.0.0.1:{port}"));
+        origins.push(format!("https://[::1]:{port}"));
+    }
+    let state = AppState {
+        auth: auth.clone(),
+        settings: Arc::new(HttpSettings {
+            limits: limits.clone(),
+            allowed_origins: origins,
+            session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
+        }),
+        entropy: deps.entropy.clone(),
+    };
+    let router = rampart_http::router(state);
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(rampart_http::server::serve_https(
+        https,
+        router,
+        tls,
+        limits.clone(),
+        rx.clone(),
+    ))];
+    if let Some(listener) = http {
+        let host = match https_addr.ip() {
+            ip if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        tasks.push(tokio::spawn(rampart_http::redirect::serve_redirect(
+            listener,
+            host,
+            https_addr.port(),
+            limits,
+            rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(watch_certificate(certs.clone(), rx.clone())));
+    tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
+    Ok(Running {
+        https_addr,
+        http_addr,
+        layout,
+        created,
+        warnings,
+        setup_token,
+        auth,
+        certs,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Polls the certificate files and reloads when they change.
+async fn watch_certificate(certs: Arc<CertStore>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match certs.reload_if_changed() {
+            Ok(true) => tracing::info!("TLS certificate files changed; reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "TLS files changed but cannot be loaded; keeping the old certificate"),
+        }
+    }
+}
+
+/// Deletes expired sessions every five minutes.
+async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match auth.purge_expired_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! `rampart`: a secure back end for small businesses, in one binary.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use rampart::{Deps, Overrides, Settings};
+use rampart_crypto::SecretString;
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "A secure back end for small businesses: accounts, sessions and security events over HTTPS.")]
+struct Cli {
+    /// Settings file (TOML). Default: ./rampart.toml when it exists.
+    #[arg(long, global = true, env = "RAMPART_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct CommonFlags {
+    /// Directory for the database, TLS files and master key [default: ./rampart-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://FILE or postgres://… [default: SQLite in the data dir]
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTPS server (creates ./rampart-data on first start).
+    Serve(ServeArgs),
+    /// Manage administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// HTTPS listen address [default: 127.0.0.1:8443]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Plain-HTTP redirect listener, or `off` [default: 127.0.0.1:8080]
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// TLS certificate chain (PEM); reloaded when the file changes or on SIGHUP
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse to start when key or data files are readable by other users
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator account.
+    Create(AdminCreateArgs),
+}
+
+#[derive(Args)]
+struct AdminCreateArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The administrator's email address
+    #[arg(long)]
+    email: String,
+    /// Read the password from standard input (one line; the line ending is not part of it)
+    #[arg(long, required = true)]
+    password_stdin: bool,
+    /// Optional display name
+    #[arg(long)]
+    display_name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate settings and the data directory without starting.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Args)]
+struct ConfigCheckArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Treat permission warnings as errors
+    #[arg(long)]
+    strict: bool,
+}
+
+fn load(config: Option<PathBuf>, overrides: &Overrides) -> Result<Settings> {
+    let file = config.or_else(|| {
+        let default = PathBuf::from("rampart.toml");
+        default.exists().then_some(default)
+    });
+    Settings::load(file.as_deref(), std::env::vars(), overrides)
+}
+
+fn common_overrides(c: &CommonFlags) -> Overrides {
+    Overrides {
+        data_dir: c.data_dir.clone(),
+        database_url: c.database_url.clone(),
+        ..Overrides::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                listen: args.listen,
+                http_listen: args.http_listen,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                strict: args.strict,
+                ..common_overrides(&args.common)
+            };
+            let settings = load(cli.config, &overrides)?;
+            rampart::logging::init(&settings.log.level);
+            serve(settings).await
+        }
+        Command::Admin {
+            command: AdminCommand::Create(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            rampart::logging::init("warn");
+            admin_create(settings, args).await
+        }
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => {
+            let overrides = Overrides {
+                strict: args.strict,
+                ..common_overrides(&args.common)
+            };
+            let settings = load(cli.config, &overrides)?;
+            config_check(&settings)
+        }
+        Command::Openapi => {
+            print!("{}", rampart_http::openapi::document());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let running = rampart::start(&settings, Deps::default()).await?;
+    let l = &running.layout;
+    let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    eprintln!("Rampart {} is serving.", env!("CARGO_PKG_VERSION"));
+    eprintln!("  HTTPS:        https://{}/api/v1/", running.https_addr);
+    if let Some(a) = running.http_addr {
+        eprintln!("  HTTP:         http://{a}/ (redirects to HTTPS only)");
+    }
+    eprintln!("  Data:         {}", abs(&l.dir).display());
+    if settings.is_sqlite() {
+        eprintln!("  Database:     {}", abs(&l.dir.join("rampart.db")).display());
+    } else {
+        eprintln!("  Database:     PostgreSQL (from database_url)");
+    }
+    eprintln!(
+        "  Certificate:  {}{}",
+        abs(&l.tls_cert).display(),
+        if l.generated_cert { " (self-signed, generated)" } else { "" }
+    );
+    eprintln!("  TLS key:      {}", abs(&l.tls_key).display());
+    eprintln!("  Master key:   {}", abs(&l.master_key).display());
+    if running.created.master_key {
+        eprintln!();
+        eprintln!("WARNING: a new master key was created. Back up {} separately from the data:", abs(&l.master_key).display());
+        eprintln!("         without it, encrypted data and backups cannot be read; with it and the data, anyone can.");
+    }
+    for w in &running.warnings {
+        eprintln!("WARNING: {w}");
+        tracing::warn!(warning = %w, "insecure permissions");
+    }
+    if let Some(token) = &running.setup_token {
+        eprintln!();
+        eprintln!("No administrator exists yet. Create the first one within 1 hour with this one-time token:");
+        eprintln!(
+            "  https://{}/api/v1/setup#token={}",
+            running.https_addr,
+            token.expose_secret()
+        );
+        eprintln!(
+            "  curl --cacert {} -X POST https://{}/api/v1/setup -H 'content-type: application/json' \\",
+            abs(&l.tls_cert).display(),
+            running.https_addr
+        );
+        eprintln!("       -d '{{\"token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"…\"}}'", token.expose_secret());
+        eprintln!("  or: rampart admin create --email you@example.com --password-stdin");
+    }
+    tracing::info!(https = %running.https_addr, "rampart started");
+    wait_for_signals(&running).await;
+    eprintln!("Shutting down: finishing in-flight requests…");
+    tracing::info!("shutdown requested");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &rampart::Running) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => running.reload_tls(),
+        }
+    }
+}
+
+async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    // Only the line ending is removed; the password itself is never trimmed.
+    let line = input
+        .strip_suffix("\r\n")
+        .or_else(|| input.strip_suffix('\n'))
+        .unwrap_or(&input);
+    if line.contains('\n') {
+        bail!("give the password as a single line on standard input");
+    }
+    let password = SecretString::new(line.to_owned());
+    zeroize::Zeroize::zeroize(&mut input);
+    let store = rampart::open_store(&settings).await?;
+    let auth = rampart::auth_service(&settings, store.clone(), &Deps::default())?;
+    let result = auth
+        .create_admin(&args.email, &password, args.display_name)
+        .await;
+    store.close().await;
+    match result {
+        Ok(account) => {
+            println!("Administrator {} created (id {}).", account.email, account.id);
+            Ok(())
+        }
+        Err(rampart_core::Error::WeakPassword(r)) => {
+            let mut msg = String::from("the password does not meet the policy:");
+            for v in r.violations {
+                msg.push_str(&format!("\n  - {} ({})", v.message, v.code));
+            }
+            for s in r.suggestions {
+                msg.push_str(&format!("\n  hint: {s}"));
+            }
+            bail!(msg)
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
+fn config_check(settings: &Settings) -> Result<()> {
+    println!("Settings: OK");
+    println!("  data_dir     {}", settings.data_dir.display());
+    println!("  listen       {}", settings.listen);
+    println!("  http_listen  {}", settings.http_listen);
+    println!(
+        "  database     {}",
+        if settings.is_sqlite() { "SQLite (in the data dir unless database_url says otherwise)" } else { "PostgreSQL" }
+    );
+    println!("  registration {:?}", settings.registration);
+    println!("  password     {:?} preset", settings.password.preset);
+    let mut problems = Vec::new();
+    if settings.data_dir.exists() {
+        let dir = &settings.data_dir;
+        problems.extend(rampart::datadir::permission_problems(&[
+            ("data directory", dir),
+            ("master key file", &dir.join(rampart::datadir::MASTER_KEY_FILE)),
+            ("TLS private key", &dir.join("tls/key.pem")),
+            ("database", &dir.join("rampart.db")),
+        ]));
+        println!("Data directory: present");
+    } else {
+        println!("Data directory: absent (created on first `rampart serve`)");
+    }
+    if let (Some(c), Some(k)) = (&settings.tls_cert, &settings.tls_key) {
+        rampart_http::tls::CertStore::open(c, k).context("TLS certificate")?;
+        problems.extend(rampart::datadir::permission_problems(&[("TLS private key", k)]));
+        println!("TLS certificate: loads");
+    }
+    for p in &problems {
+        eprintln!("WARNING: {p}");
+    }
+    if settings.strict && !problems.is_empty() {
+        bail!("{} permission problem(s) (--strict)", problems.len());
+    }
+    println!("Configuration check passed.");
+    Ok(())
+}

@@ -1,0 +1,657 @@
+//! Accounts and sessions: registration, login, logout, password change,
+//! session listing and revocation, first-administrator setup, invites.
+//!
+//! Invariants kept here:
+//! - a password is checked against the policy before it is ever hashed, and
+//!   hashed in its NFKC form;
+//! - an unknown account costs one Argon2id verification, like a wrong
+//!   password, and both give [`Error::InvalidCredentials`];
+//! - only hashes of session and one-time tokens are stored;
+//! - every outcome listed in [`EventKind`] is recorded as a security event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_crypto::{sha256_hex, Entropy, SecretString, TokenHash, Verification};
+
+use crate::events::{EventFilter, EventKind, Outcome, SecurityEvent};
+use crate::hashing::HashPool;
+use crate::model::{Account, OneTimeKind, Role, Session};
+use crate::password_policy::{normalize, PasswordPolicy};
+use crate::{AccountId, Clock, Email, Error, EventId, SessionId, Store, Timestamp};
+
+/// Who may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Invite,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub registration: RegistrationMode,
+    pub policy: PasswordPolicy,
+    pub idle_timeout: Duration,
+    pub absolute_lifetime: Duration,
+}
+
+/// Where a request came from, for the event trail.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A session just created, with the only copy of its bearer token.
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: SecretString,
+    pub session: Session,
+}
+
+/// Sessions are touched at most this often, so idle tracking does not turn
+/// every read into a write.
+pub const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
+const SETUP_TOKEN_TTL: Duration = Duration::from_secs(3600);
+const INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_DISPLAY_NAME: usize = 100;
+
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    pool: HashPool,
+    config: AuthConfig,
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+        pool: HashPool,
+        config: AuthConfig,
+    ) -> Result<Self, Error> {
+        let dummy_hash = pool
+            .hasher()
+            .dummy_hash(entropy.as_ref())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Self {
+            store,
+            clock,
+            entropy,
+            pool,
+            config,
+            dummy_hash,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &HashPool {
+        &self.pool
+    }
+
+    /// The CSRF proof that goes with a session token. Derived, not stored:
+    /// only a party that was given the login response can know it.
+    pub fn csrf_token_for(token: &SecretString) -> String {
+        sha256_hex(format!("rampart-csrf-v1:{}", token.expose_secret()).as_bytes())
+    }
+
+    async fn record(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        reason: Option<&str>,
+        account: Option<&AccountId>,
+        meta: &RequestMeta,
+    ) {
+        let event = SecurityEvent {
+            id: EventId::generate(self.entropy.as_ref()),
+            at: self.clock.now(),
+            kind,
+            outcome,
+            reason: reason.map(str::to_owned),
+            account_id: account.cloned(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: meta.request_id.clone(),
+        };
+        if let Err(e) = self.store.insert_event(&event).await {
+            tracing::error!(error = %e, event = kind.as_str(), "could not record security event");
+        }
+    }
+
+    fn check_display_name(name: Option<&str>) -> Result<(), Error> {
+        if let Some(n) = name {
+            if n.is_empty()
+                || n.chars().count() > MAX_DISPLAY_NAME
+                || n.chars().any(char::is_control)
+                || n.trim() != n
+            {
+                return Err(Error::InvalidDisplayName);
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and hashes a new password for an account.
+    async fn new_password_hash(
+        &self,
+        password: &SecretString,
+        email: &Email,
+        display_name: Option<&str>,
+    ) -> Result<String, Error> {
+        let normalized = normalize(password);
+        self.config
+            .policy
+            .check(&normalized, email.local_part(), display_name)
+            .map_err(Error::WeakPassword)?;
+        Ok(self.pool.hash(normalized).await?)
+    }
+
+    async fn create_account(
+        &self,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+        role: Role,
+    ) -> Result<Account, Error> {
+        let email = Email::parse(email).map_err(|_| Error::InvalidEmail)?;
+        Self::check_display_name(display_name.as_deref())?;
+        let phc = self
+            .new_password_hash(password, &email, display_name.as_deref())
+            .await?;
+        let account = Account {
+            id: AccountId::generate(self.entropy.as_ref()),
+            email,
+            display_name,
+            password_hash: SecretString::new(phc),
+            role,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_account(&account).await?;
+        Ok(account)
+    }
+
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+        invite: Option<&SecretString>,
+        meta: &RequestMeta,
+    ) -> Result<Account, Error> {
+        match self.config.registration {
+            RegistrationMode::Open => {}
+            RegistrationMode::Closed => {
+                self.record(
+                    EventKind::Registration,
+                    Outcome::Failure,
+                    Some("registration_closed"),
+                    None,
+                    meta,
+                )
+                .await;
+                return Err(Error::RegistrationClosed);
+            }
+            RegistrationMode::Invite => {
+                let ok = match invite {
+                    Some(t) => {
+                        self.store
+                            .consume_one_time_token(
+                                OneTimeKind::Invite,
+                                &TokenHash::of(t).0,
+                                self.clock.now(),
+                            )
+                            .await?
+                    }
+                    None => false,
+                };
+                if !ok {
+                    self.record(
+                        EventKind::Registration,
+                        Outcome::Failure,
+                        Some("invalid_invite"),
+                        None,
+                        meta,
+                    )
+                    .await;
+                    return Err(Error::InvalidInvite);
+                }
+            }
+        }
+        match self
+            .create_account(email, password, display_name, Role::Member)
+            .await
+        {
+            Ok(account) => {
+                self.record(
+                    EventKind::Registration,
+                    Outcome::Success,
+                    None,
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                Ok(account)
+            }
+            Err(e) => {
+                let reason = match &e {
+                    Error::EmailTaken => "email_taken",
+                    Error::WeakPassword(_) => "weak_password",
+                    Error::InvalidEmail => "invalid_email",
+                    Error::InvalidDisplayName => "invalid_display_name",
+                    Error::Busy => "busy",
+                    _ => "error",
+                };
+                self.record(
+                    EventKind::Registration,
+                    Outcome::Failure,
+                    Some(reason),
+                    None,
+                    meta,
+                )
+                .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks a password; every failure is [`Error::InvalidCredentials`]
+    /// after the same amount of work.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<NewSession, Error> {
+        let normalized = normalize(password);
+        let account = match Email::parse(email) {
+            Ok(e) => self.store.account_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let Some(account) = account else {
+            // Same cost as a real verification; the result is ignored.
+            let _ = self
+                .pool
+                .verify(normalized, self.dummy_hash.clone())
+                .await?;
+            self.record(
+                EventKind::LoginFailure,
+                Outcome::Failure,
+                Some("unknown_account"),
+                None,
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidCredentials);
+        };
+        let verdict = self
+            .pool
+            .verify(
+                normalized.clone(),
+                account.password_hash.expose_secret().to_owned(),
+            )
+            .await?;
+        match verdict {
+            Verification::Mismatch => {
+                self.record(
+                    EventKind::LoginFailure,
+                    Outcome::Failure,
+                    Some("wrong_password"),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                Err(Error::InvalidCredentials)
+            }
+            Verification::Match { needs_rehash } => {
+                if needs_rehash {
+                    // Upgrade to the current parameters; a failure here
+                    // must not fail the login.
+                    match self.pool.hash(normalized).await {
+                        Ok(phc) => {
+                            if let Err(e) = self.store.set_password_hash(&account.id, &phc).await {
+                                tracing::warn!(error = %e, "password re-hash not saved");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "password re-hash skipped"),
+                    }
+                }
+                let new = self.start_session(&account, meta).await?;
+                self.record(
+                    EventKind::LoginSuccess,
+                    Outcome::Success,
+                    None,
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                Ok(new)
+            }
+        }
+    }
+
+    async fn start_session(
+        &self,
+        account: &Account,
+        meta: &RequestMeta,
+    ) -> Result<NewSession, Error> {
+        let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
+        let now = self.clock.now();
+        let session = Session {
+            id: SessionId::generate(self.entropy.as_ref()),
+            account_id: account.id.clone(),
+            token_hash: TokenHash::of(&token).0,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(self.config.absolute_lifetime),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.as_ref().map(|u| truncate(u, 256)),
+        };
+        self.store.insert_session(&session).await?;
+        Ok(NewSession { token, session })
+    }
+
+    /// Resolves a bearer token to its live session and account.
+    pub async fn authenticate(&self, token: &SecretString) -> Result<(Session, Account), Error> {
+        let hash = TokenHash::of(token);
+        let Some((session, account)) = self.store.session_by_token_hash(&hash.0).await? else {
+            return Err(Error::Unauthenticated);
+        };
+        let now = self.clock.now();
+        if !session.is_live(self.clock.as_ref(), self.config.idle_timeout) {
+            self.store
+                .delete_session(&account.id, &session.id)
+                .await?;
+            return Err(Error::SessionExpired);
+        }
+        if now.millis() - session.last_seen_at.millis() >= TOUCH_GRANULARITY.as_millis() as i64 {
+            self.store.touch_session(&session.id, now).await?;
+        }
+        Ok((session, account))
+    }
+
+    pub async fn logout(&self, session: &Session, meta: &RequestMeta) -> Result<(), Error> {
+        self.store
+            .delete_session(&session.account_id, &session.id)
+            .await?;
+        self.record(
+            EventKind::Logout,
+            Outcome::Success,
+            None,
+            Some(&session.account_id),
+            meta,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Changes the password and revokes every other session.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        account: &Account,
+        current: &SecretString,
+        new: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<u64, Error> {
+        let verdict = self
+            .pool
+            .verify(
+                normalize(current),
+                account.password_hash.expose_secret().to_owned(),
+            )
+            .await?;
+        if verdict == Verification::Mismatch {
+            self.record(
+                EventKind::PasswordChange,
+                Outcome::Failure,
+                Some("wrong_password"),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidCredentials);
+        }
+        let phc = match self
+            .new_password_hash(new, &account.email, account.display_name.as_deref())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(
+                    EventKind::PasswordChange,
+                    Outcome::Failure,
+                    Some("weak_password"),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        self.store.set_password_hash(&account.id, &phc).await?;
+        let revoked = self
+            .store
+            .delete_sessions_except(&account.id, Some(&session.id))
+            .await?;
+        self.record(
+            EventKind::PasswordChange,
+            Outcome::Success,
+            None,
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        if revoked > 0 {
+            self.record(
+                EventKind::SessionRevoked,
+                Outcome::Success,
+                Some("password_change"),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+        }
+        Ok(revoked)
+    }
+
+    pub async fn sessions(&self, account: &AccountId) -> Result<Vec<Session>, Error> {
+        let mut s = self.store.sessions_of(account).await?;
+        s.retain(|s| s.is_live(self.clock.as_ref(), self.config.idle_timeout));
+        Ok(s)
+    }
+
+    /// Revokes one of the caller's own sessions; someone else's looks
+    /// exactly like one that does not exist.
+    pub async fn revoke_session(
+        &self,
+        account: &AccountId,
+        id: &SessionId,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        if !self.store.delete_session(account, id).await? {
+            return Err(Error::NotFound);
+        }
+        self.record(
+            EventKind::SessionRevoked,
+            Outcome::Success,
+            Some("user_request"),
+            Some(account),
+            meta,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// When no administrator exists, issues a fresh setup token (replacing
+    /// any earlier one) and returns it; otherwise `None`.
+    pub async fn issue_setup_token(&self) -> Result<Option<(SecretString, Timestamp)>, Error> {
+        if self.store.admin_exists().await? {
+            return Ok(None);
+        }
+        let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
+        let expires = self.clock.now().plus(SETUP_TOKEN_TTL);
+        self.store
+            .replace_one_time_tokens(OneTimeKind::Setup, &TokenHash::of(&token).0, expires)
+            .await?;
+        Ok(Some((token, expires)))
+    }
+
+    /// Creates the first administrator with the one-time setup token.
+    pub async fn setup(
+        &self,
+        token: &SecretString,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+        meta: &RequestMeta,
+    ) -> Result<Account, Error> {
+        if self.store.admin_exists().await? {
+            self.record(
+                EventKind::SetupUsed,
+                Outcome::Failure,
+                Some("setup_complete"),
+                None,
+                meta,
+            )
+            .await;
+            return Err(Error::SetupComplete);
+        }
+        // Validate everything before the token is spent, so a typo in the
+        // password does not burn the only token.
+        let parsed = Email::parse(email).map_err(|_| Error::InvalidEmail)?;
+        Self::check_display_name(display_name.as_deref())?;
+        self.config
+            .policy
+            .check(&normalize(password), parsed.local_part(), display_name.as_deref())
+            .map_err(Error::WeakPassword)?;
+        let used = self
+            .store
+            .consume_one_time_token(
+                OneTimeKind::Setup,
+                &TokenHash::of(token).0,
+                self.clock.now(),
+            )
+            .await?;
+        if !used {
+            self.record(
+                EventKind::SetupUsed,
+                Outcome::Failure,
+                Some("invalid_token"),
+                None,
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidSetupToken);
+        }
+        let account = self
+            .create_account(email, password, display_name, Role::Admin)
+            .await?;
+        self.record(
+            EventKind::SetupUsed,
+            Outcome::Success,
+            None,
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        self.record(
+            EventKind::AdminCreated,
+            Outcome::Success,
+            Some("setup"),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(account)
+    }
+
+    /// Creates an administrator from the command line.
+    pub async fn create_admin(
+        &self,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+    ) -> Result<Account, Error> {
+        let meta = RequestMeta {
+            user_agent: Some("rampart-cli".to_owned()),
+            ..RequestMeta::default()
+        };
+        let account = self
+            .create_account(email, password, display_name, Role::Admin)
+            .await?;
+        self.record(
+            EventKind::AdminCreated,
+            Outcome::Success,
+            Some("cli"),
+            Some(&account.id),
+            &meta,
+        )
+        .await;
+        Ok(account)
+    }
+
+    /// Issues a single-use registration invite (for `invite` mode).
+    pub async fn create_invite(
+        &self,
+        admin: &Account,
+        meta: &RequestMeta,
+    ) -> Result<(SecretString, Timestamp), Error> {
+        let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
+        let expires = self.clock.now().plus(INVITE_TTL);
+        self.store
+            .insert_one_time_token(OneTimeKind::Invite, &TokenHash::of(&token).0, expires)
+            .await?;
+        self.record(
+            EventKind::InviteCreated,
+            Outcome::Success,
+            None,
+            Some(&admin.id),
+            meta,
+        )
+        .await;
+        Ok((token, expires))
+    }
+
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, Error> {
+        Ok(self.store.events(filter).await?)
+    }
+
+    /// Deletes expired and idle sessions; returns how many.
+    pub async fn purge_expired_sessions(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .delete_expired_sessions(now, now.minus(self.config.idle_timeout))
+            .await?)
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+}

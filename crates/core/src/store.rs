@@ -1,0 +1,84 @@
+//! The storage interface. The domain speaks only to this trait; the
+//! `rampart-store` crate implements it for SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+
+use crate::events::{EventFilter, SecurityEvent};
+use crate::model::{Account, OneTimeKind, Session};
+use crate::{AccountId, Email, SessionId, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. the email is taken).
+    #[error("conflict")]
+    Conflict,
+    /// The database could not be reached or answered with an error. The
+    /// string is for the log only and is never sent to a client.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// A stored row could not be read back into a domain value.
+    #[error("corrupt row: {0}")]
+    Corrupt(&'static str),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connection pool cleanly.
+    async fn close(&self);
+
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
+    async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+    async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+    async fn set_password_hash(&self, id: &AccountId, phc: &str) -> Result<(), StoreError>;
+    async fn admin_exists(&self) -> Result<bool, StoreError>;
+
+    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// The live-or-not session with this token hash, and its account.
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, Account)>, StoreError>;
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> Result<(), StoreError>;
+    /// Deletes one session of `account`; false when there was none.
+    async fn delete_session(&self, account: &AccountId, id: &SessionId)
+        -> Result<bool, StoreError>;
+    /// Deletes every session of `account` except `keep`; returns how many.
+    async fn delete_sessions_except(
+        &self,
+        account: &AccountId,
+        keep: Option<&SessionId>,
+    ) -> Result<u64, StoreError>;
+    async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
+    /// Deletes sessions past their absolute expiry or idle since `idle_before`.
+    async fn delete_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Removes every token of `kind`, then stores this one.
+    async fn replace_one_time_tokens(
+        &self,
+        kind: OneTimeKind,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn insert_one_time_token(
+        &self,
+        kind: OneTimeKind,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Atomically uses up a token; true only for the one caller that did.
+    async fn consume_one_time_token(
+        &self,
+        kind: OneTimeKind,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+}

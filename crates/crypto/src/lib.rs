@@ -1,0 +1,26 @@
+//! The only place in Rampart that touches cryptographic primitives.
+//!
+//! Everything here wraps a well-kept crate (RustCrypto `argon2`, `sha2`,
+//! `subtle`, `rcgen` on `ring`); nothing here invents cryptography. Secrets
+//! live in [`SecretString`]/[`SecretBytes`], which redact `Debug`, are never
+//! `Serialize`, zeroize on drop, and are read only through a greppable
+//! `expose_secret()`.
+
+mod entropy;
+mod password;
+mod secret;
+mod tls;
+mod token;
+
+pub use entropy::{Entropy, OsEntropy};
+pub use password::{Argon2Params, HashError, PasswordHasher, Verification};
+pub use secret::{SecretBytes, SecretString};
+pub use tls::{generate_self_signed, SelfSigned};
+pub use token::{constant_time_eq, random_token, sha256_hex, TokenHash};
+
+/// Errors from this crate. Messages never contain secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("certificate generation failed")]
+    Certificate,
+}

@@ -1,0 +1,167 @@
+//! The one mapping from errors to HTTP responses: RFC 9457 problem+json
+//! with a stable `code`. Internal failures answer with only a request id;
+//! their detail goes to the log.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use rampart_core::Error as CoreError;
+use rampart_proto::Problem;
+
+/// An API error. Construct with the helpers; never from user input.
+#[derive(Debug)]
+pub struct ApiError {
+    pub problem: Problem,
+    pub retry_after: Option<u64>,
+    /// Logged, never sent.
+    pub internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            problem: Problem::new(status.as_u16(), code, title, detail),
+            retry_after: None,
+            internal: None,
+        }
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal error",
+            "Something went wrong on our side. Quote the request id when reporting it.",
+        );
+        e.internal = Some(detail.into());
+        e
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Not authenticated",
+            "Send a valid session token as a Bearer token or session cookie.",
+        )
+    }
+
+    pub fn forbidden(code: &str, detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "There is nothing at this address.",
+        )
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        use StatusCode as S;
+        match e {
+            CoreError::InvalidEmail => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_email",
+                "Invalid email address",
+                "The email address is not valid.",
+            ),
+            CoreError::InvalidDisplayName => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_display_name",
+                "Invalid display name",
+                "A display name has 1 to 100 characters, no control characters and no leading or trailing spaces.",
+            ),
+            CoreError::WeakPassword(r) => {
+                let mut e = ApiError::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "weak_password",
+                    "Password does not meet the policy",
+                    "The password was refused for the reasons listed in `violations`.",
+                );
+                e.problem.violations = r.violations;
+                e.problem.suggestions = r.suggestions;
+                e
+            }
+            CoreError::EmailTaken => ApiError::new(
+                S::CONFLICT,
+                "email_taken",
+                "Email already registered",
+                "An account with this email address already exists.",
+            ),
+            CoreError::InvalidCredentials => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "The email address or password is wrong.",
+            ),
+            CoreError::Unauthenticated => ApiError::unauthenticated(),
+            CoreError::SessionExpired => ApiError::new(
+                S::UNAUTHORIZED,
+                "session_expired",
+                "Session expired",
+                "The session has ended; log in again.",
+            ),
+            CoreError::RegistrationClosed => ApiError::forbidden(
+                "registration_closed",
+                "Registration is closed on this server.",
+            ),
+            CoreError::InvalidInvite => ApiError::forbidden(
+                "invite_required",
+                "Registration needs a valid, unused invite token.",
+            ),
+            CoreError::InvalidSetupToken => ApiError::forbidden(
+                "invalid_setup_token",
+                "The setup token is wrong, used or expired. Restart `rampart serve` for a new one.",
+            ),
+            CoreError::SetupComplete => ApiError::new(
+                S::CONFLICT,
+                "setup_complete",
+                "Setup already completed",
+                "An administrator exists; setup is closed.",
+            ),
+            CoreError::Busy => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Server busy",
+                "Too many password checks are in progress; retry shortly.",
+            )
+            .with_retry_after(1),
+            CoreError::NotFound => ApiError::not_found(),
+            CoreError::Forbidden => {
+                ApiError::forbidden("forbidden", "You may not perform this action.")
+            }
+            CoreError::Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(mut self) -> Response {
+        self.problem.request_id = crate::middleware::current_request_id();
+        if let Some(detail) = &self.internal {
+            tracing::error!(error = %detail, code = %self.problem.code, "request failed");
+        }
+        let status =
+            StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut res = (status, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}

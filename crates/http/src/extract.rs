@@ -1,0 +1,217 @@
+//! Extractors that carry security in their types: a handler that takes
+//! [`Authed`] cannot run without a live session, one that takes [`Admin`]
+//! cannot run for a non-administrator, and [`JsonBody`] is the only way a
+//! body gets in (content type, size and shape checked, problem+json on
+//! every failure).
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::request::Parts;
+use http::{header, Method, StatusCode};
+use rampart_core::{Account, AuthService, RequestMeta, Role, Session};
+use rampart_crypto::{constant_time_eq, SecretString};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::middleware::{too_large, RequestContext};
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "__Host-rampart_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A JSON request body, strictly checked.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                let mime = ct.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ));
+        }
+        let limit = state.settings.limits.body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large(limit))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON into `T`. Error details name the position and, for missing
+/// or unknown fields, the field; they never quote values.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_utf8",
+            "Body is not UTF-8",
+            "The request body must be valid UTF-8 JSON.",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let at = format!("line {}, column {}", e.line(), e.column());
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "Malformed JSON",
+                format!("The body is not valid JSON (at {at})."),
+            ),
+            Category::Data => {
+                let msg = e.to_string();
+                let detail = if let Some(field) = quoted_after(&msg, "missing field `") {
+                    format!("The field `{field}` is required.")
+                } else if let Some(field) = quoted_after(&msg, "unknown field `") {
+                    format!("The field `{field}` is not accepted here (at {at}).")
+                } else {
+                    format!("A value has the wrong type or form (at {at}).")
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "Invalid request body",
+                    detail,
+                )
+            }
+        }
+    })
+}
+
+/// The text between `prefix` and the next backtick, when it looks like a
+/// field name (short, plain characters).
+fn quoted_after(msg: &str, prefix: &str) -> Option<String> {
+    let rest = msg.split_once(prefix)?.1;
+    let name = rest.split('`').next()?;
+    (name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then(|| name.to_owned())
+}
+
+/// The request's origin facts, for the event trail.
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let ctx = parts
+            .extensions
+            .get::<RequestContext>()
+            .ok_or_else(|| ApiError::internal("request context missing"))?;
+        Ok(Meta(RequestMeta {
+            ip: ctx.ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            request_id: Some(ctx.request_id.clone()),
+        }))
+    }
+}
+
+/// A request with a live session.
+pub struct Authed {
+    pub session: Session,
+    pub account: Account,
+}
+
+fn bearer(parts: &Parts) -> Option<SecretString> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| SecretString::from(token.trim()))
+}
+
+fn session_cookie(parts: &Parts) -> Option<SecretString> {
+    for value in parts.headers.get_all(header::COOKIE) {
+        let Ok(v) = value.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=') {
+                if k == SESSION_COOKIE {
+                    return Some(SecretString::from(val));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn is_safe_method(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// For a cookie-authenticated write: the CSRF header must match the
+/// session's CSRF token, or the Origin must be an allowed one.
+fn csrf_ok(parts: &Parts, token: &SecretString, state: &AppState) -> bool {
+    if let Some(sent) = parts.headers.get(CSRF_HEADER) {
+        let expected = AuthService::csrf_token_for(token);
+        if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+            return true;
+        }
+    }
+    if let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    {
+        return state.settings.allowed_origins.iter().any(|a| a == origin);
+    }
+    false
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (token, via_cookie) = match bearer(parts) {
+            Some(t) => (t, false),
+            None => match session_cookie(parts) {
+                Some(t) => (t, true),
+                None => return Err(ApiError::unauthenticated()),
+            },
+        };
+        if token.is_empty() || token.expose_secret().len() > 512 {
+            return Err(ApiError::unauthenticated());
+        }
+        if via_cookie && !is_safe_method(&parts.method) && !csrf_ok(parts, &token, state) {
+            return Err(ApiError::forbidden(
+                "csrf_failed",
+                "A cookie-authenticated request that changes state must send the X-CSRF-Token header from the login response, or come from an allowed Origin.",
+            ));
+        }
+        let (session, account) = state.auth.authenticate(&token).await?;
+        Ok(Authed { session, account })
+    }
+}
+
+/// A request by an administrator.
+pub struct Admin(pub Authed);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let authed = Authed::from_request_parts(parts, state).await?;
+        if authed.account.role != Role::Admin {
+            return Err(ApiError::forbidden(
+                "admin_required",
+                "This endpoint is for administrators.",
+            ));
+        }
+        Ok(Admin(authed))
+    }
+}

@@ -1,0 +1,49 @@
+//! Rampart's HTTP side: the TLS listener, the router, the middleware frame
+//! around every request, the extractors that enforce authentication, and
+//! the one error-to-response mapping. No SQL here.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod redirect;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+pub use state::{AppState, HttpSettings, Limits};
+
+/// Builds the application router with its middleware frame.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/openapi.json", get(routes::openapi))
+        .route("/auth/register", post(routes::register))
+        .route("/auth/login", post(routes::login))
+        .route("/auth/logout", post(routes::logout))
+        .route("/me", get(routes::me))
+        .route("/me/password", post(routes::change_password))
+        .route("/me/sessions", get(routes::my_sessions))
+        .route("/me/sessions/{id}", delete(routes::revoke_session))
+        .route("/setup", post(routes::setup))
+        .route("/admin/events", get(routes::admin_events))
+        .route("/admin/invites", post(routes::create_invite));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings.limits.body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::frame,
+        ))
+        .with_state(state)
+}

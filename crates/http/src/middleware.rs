@@ -1,0 +1,164 @@
+//! The frame around every request: request id, header limits, body size
+//! pre-check, request timeout, panic containment, security headers, and one
+//! structured log line. Nothing here logs headers, bodies or query strings.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, when called inside one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The TCP peer of the connection, put on every request by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Facts about the request that handlers and the event trail need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+const SECURITY_HEADERS: [(&str, &str); 6] = [
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("cache-control", "no-store"),
+];
+
+/// Adds the headers every response carries. `no-store` goes on every
+/// response: the API has nothing worth caching and much worth not caching.
+pub fn add_security_headers(res: &mut Response) {
+    let h = res.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    h.remove(header::SERVER);
+}
+
+pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let mut idb = [0u8; 8];
+    state.entropy.fill(&mut idb);
+    let request_id: String = idb.iter().map(|b| format!("{b:02x}")).collect();
+    let ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip().to_canonical().to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect::<String>());
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        ip: ip.clone(),
+        user_agent,
+    });
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(200).collect();
+    let limits = state.settings.limits.clone();
+
+    let res = REQUEST_ID
+        .scope(request_id.clone(), async move {
+            if let Some(problem) = check_headers(&req, &limits) {
+                return problem.into_response();
+            }
+            if let Some(len) = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                if len > limits.body_bytes as u64 {
+                    return too_large(limits.body_bytes).into_response();
+                }
+            }
+            let run = AssertUnwindSafe(next.run(req)).catch_unwind();
+            match tokio::time::timeout(limits.request_timeout, run).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(_panic)) => ApiError::internal("handler panicked").into_response(),
+                Err(_) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "Request timeout",
+                    "The request took too long to arrive or to handle.",
+                )
+                .into_response(),
+            }
+        })
+        .await;
+    let mut res = res;
+    add_security_headers(&mut res);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    tracing::info!(
+        request_id = %request_id,
+        ip = ip.as_deref().unwrap_or("-"),
+        method = %method,
+        path = %path,
+        status = res.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    res
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "Request body too large",
+        format!("The request body may be at most {limit} bytes."),
+    )
+}
+
+fn check_headers(req: &Request, limits: &crate::state::Limits) -> Option<ApiError> {
+    let headers = req.headers();
+    let total: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > limits.header_count || total > limits.header_bytes {
+        return Some(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "Request headers too large",
+            format!(
+                "Send at most {} headers and {} bytes of headers.",
+                limits.header_count, limits.header_bytes
+            ),
+        ));
+    }
+    None
+}

@@ -1,0 +1,116 @@
+//! The plain-HTTP listener. It only ever answers with a redirect to HTTPS;
+//! nothing else is served without TLS.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::Response;
+use http::{header, HeaderValue, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::middleware::add_security_headers;
+use crate::server::connection_builder;
+use crate::state::Limits;
+
+/// A host name or address safe to put in a Location header.
+fn clean_host(host: &str) -> Option<&str> {
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        let end = rest.find(']')?;
+        &host[..end + 2]
+    } else {
+        host.split(':').next()?
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    ok.then_some(host)
+}
+
+fn redirect_for(req: &http::Request<hyper::body::Incoming>, default_host: &str, port: u16) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(clean_host)
+        .unwrap_or(default_host);
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let mut res = Response::new(axum::body::Body::empty());
+    *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    add_security_headers(&mut res);
+    res
+}
+
+/// Redirects every request to `https://<host>:<https_port>` until shutdown.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    default_host: String,
+    https_port: u16,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let default_host: Arc<str> = default_host.into();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let Ok((tcp, _peer)) = accepted else { continue };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let limits = limits.clone();
+        let host = default_host.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let res = redirect_for(&req, &host, https_port);
+                async move { Ok::<_, Infallible>(res) }
+            });
+            let builder = connection_builder(&limits);
+            let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.shutdown_grace) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_host;
+
+    #[test]
+    fn hosts_are_cleaned() {
+        assert_eq!(clean_host("example.com:8080"), Some("example.com"));
+        assert_eq!(clean_host("[::1]:8080"), Some("[::1]"));
+        assert_eq!(clean_host("evil.com/x"), None);
+        assert_eq!(clean_host("a b"), None);
+        assert_eq!(clean_host(""), None);
+    }
+}

@@ -1,0 +1,404 @@
+//! The `/api/v1` handlers. Each is thin: parse (extractors), call the
+//! domain, shape the response.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use rampart_core::events::{EventFilter, EventKind};
+use rampart_core::{AccountId, EventId, SessionId, Timestamp};
+use rampart_proto::*;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::{Admin, Authed, JsonBody, Meta, SESSION_COOKIE};
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/api/v1/healthz", tag = "health",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/readyz", tag = "health",
+    responses(
+        (status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.auth.store().ping().await {
+        Ok(()) => Json(Health {
+            status: "ok".to_owned(),
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable".to_owned(),
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = AccountCreated),
+        (status = 403, description = "Registration closed or invite missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid email, weak password (every failed rule listed)", body = Problem, content_type = "application/problem+json")))]
+pub async fn register(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let account = state
+        .auth
+        .register(
+            &req.email,
+            &req.password,
+            req.display_name,
+            req.invite_token.as_ref(),
+            &meta,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountCreated {
+            id: account.id.0,
+            email: account.email.as_str().to_owned(),
+        }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Session created; also set as the `__Host-rampart_session` cookie", body = LoginResponse),
+        (status = 401, description = "Wrong email or password (one answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing saturated; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let new = state.auth.login(&req.email, &req.password, &meta).await?;
+    let max_age = state.settings.session_cookie_max_age.as_secs();
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
+        new.token.expose_secret()
+    );
+    let body = LoginResponse {
+        csrf_token: rampart_core::AuthService::csrf_token_for(&new.token),
+        token: new.token.expose_secret().to_owned(),
+        expires_at: new.session.expires_at.to_rfc3339(),
+    };
+    let mut res = Json(body).into_response();
+    let cookie = HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal("cookie"))?;
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(res)
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static(
+        "__Host-rampart_session=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+    )
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Session revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    state.auth.logout(&authed.session, &meta).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(res)
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = Me),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn me(authed: Authed) -> Json<Me> {
+    let a = authed.account;
+    Json(Me {
+        id: a.id.0,
+        email: a.email.as_str().to_owned(),
+        display_name: a.display_name,
+        role: a.role.as_str().to_owned(),
+        created_at: a.created_at.to_rfc3339(),
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "me", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 204, description = "Changed; every other session revoked"),
+        (status = 401, description = "Current password wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "New password refused", body = Problem, content_type = "application/problem+json")))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    authed: Authed,
+    JsonBody(req): JsonBody<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .change_password(
+            &authed.session,
+            &authed.account,
+            &req.current_password,
+            &req.new_password,
+            &meta,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = SessionList),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn my_sessions(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<Json<SessionList>, ApiError> {
+    let sessions = state.auth.sessions(&authed.account.id).await?;
+    Ok(Json(SessionList {
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == authed.session.id,
+                id: s.id.0,
+                created_at: s.created_at.to_rfc3339(),
+                last_seen_at: s.last_seen_at.to_rfc3339(),
+                expires_at: s.expires_at.to_rfc3339(),
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Revoked"),
+        (status = 404, description = "No such session of yours", body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::not_found());
+    }
+    state
+        .auth
+        .revoke_session(&authed.account.id, &SessionId(id), &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/setup", tag = "setup",
+    request_body = SetupRequest,
+    responses((status = 201, body = AccountCreated),
+        (status = 403, description = "Token wrong, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An administrator already exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn setup(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(req): JsonBody<SetupRequest>,
+) -> Result<Response, ApiError> {
+    let account = state
+        .auth
+        .setup(
+            &req.token,
+            &req.email,
+            &req.password,
+            req.display_name,
+            &meta,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountCreated {
+            id: account.id.0,
+            email: account.email.as_str().to_owned(),
+        }),
+    )
+        .into_response())
+}
+
+/// Query of `GET /api/v1/admin/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Event type, e.g. `login_failure`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+    /// Account id.
+    pub account: Option<String>,
+    /// Source IP address.
+    pub ip: Option<String>,
+    /// RFC 3339; events at or after.
+    pub since: Option<String>,
+    /// RFC 3339; events before.
+    pub until: Option<String>,
+    /// 1 to 500; default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn bad_query(param: &str, detail: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        "Invalid query parameter",
+        format!("`{param}`: {detail}"),
+    )
+}
+
+fn encode_cursor(at: Timestamp, id: &EventId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", at.0, id.0))
+}
+
+fn decode_cursor(c: &str) -> Option<(Timestamp, EventId)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (at, id) = s.split_once(':')?;
+    if id.len() > 64 {
+        return None;
+    }
+    Some((Timestamp(at.parse().ok()?), EventId(id.to_owned())))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "admin", security(("bearer" = [])),
+    params(EventQuery),
+    responses((status = 200, body = EventPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+pub async fn admin_events(
+    State(state): State<AppState>,
+    _admin: Admin,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query",
+            "Allowed parameters: type, account, ip, since, until, limit (1-500), cursor.",
+        )
+    })?;
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(EventKind::parse(k).ok_or_else(|| bad_query("type", "unknown event type"))?),
+    };
+    let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
+        match v.as_deref() {
+            None | Some("") => Ok(None),
+            Some(s) => Timestamp::parse_rfc3339(s)
+                .map(Some)
+                .ok_or_else(|| bad_query(name, "expected an RFC 3339 time")),
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(bad_query("limit", "must be between 1 and 500"));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?),
+    };
+    let filter = EventFilter {
+        kind,
+        account_id: q.account.filter(|a| !a.is_empty()).map(AccountId),
+        ip: q.ip.filter(|a| !a.is_empty()),
+        since: ts("since", &q.since)?,
+        until: ts("until", &q.until)?,
+        limit: limit + 1,
+        cursor,
+    };
+    let mut events = state.auth.events(&filter).await?;
+    let next_cursor = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        events.last().map(|e| encode_cursor(e.at, &e.id))
+    } else {
+        None
+    };
+    Ok(Json(EventPage {
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                id: e.id.0,
+                at: e.at.to_rfc3339(),
+                kind: e.kind.as_str().to_owned(),
+                outcome: e.outcome.as_str().to_owned(),
+                reason: e.reason,
+                account_id: e.account_id.map(|a| a.0),
+                ip: e.ip,
+                user_agent: e.user_agent,
+                request_id: e.request_id,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/invites", tag = "admin", security(("bearer" = [])),
+    responses((status = 201, body = InviteCreated),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_invite(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    Admin(admin): Admin,
+) -> Result<Response, ApiError> {
+    let (token, expires) = state.auth.create_invite(&admin.account, &meta).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteCreated {
+            invite_token: token.expose_secret().to_owned(),
+            expires_at: expires.to_rfc3339(),
+        }),
+    )
+        .into_response())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        "This address does not accept that method.",
+    )
+}
+
+/// Sends the OpenAPI document.
+pub async fn openapi() -> Response {
+    let mut res = crate::openapi::document().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+

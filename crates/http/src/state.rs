@@ -1,0 +1,52 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_core::AuthService;
+use rampart_crypto::Entropy;
+
+/// Resource limits. Each has a safe default and is configurable.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub header_bytes: usize,
+    pub header_count: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub tls_handshake_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 1024 * 1024,
+            header_bytes: 16 * 1024,
+            header_count: 64,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub limits: Limits,
+    /// Origins whose `Origin` header is proof enough against CSRF for
+    /// cookie-authenticated writes, e.g. `https://app.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// Max-Age of the session cookie, the session's absolute lifetime.
+    pub session_cookie_max_age: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<AuthService>,
+    pub settings: Arc<HttpSettings>,
+    pub entropy: Arc<dyn Entropy>,
+}

@@ -1,0 +1,121 @@
+//! What differs between SQLite and PostgreSQL: how to connect, the pragmas,
+//! and which embedded migrations apply.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::SqlStore;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    fn max_connections(self) -> u32 {
+        match self {
+            Dialect::Sqlite => 8,
+            Dialect::Postgres => 16,
+        }
+    }
+}
+
+/// Why the database could not be opened. Messages never include the URL,
+/// which may carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the database URL must start with sqlite: or postgres://")]
+    UnknownScheme,
+    #[error("the database URL is malformed")]
+    BadUrl,
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error(
+        "this database was written by a newer Rampart (schema version {found}; this build knows up to {known}). \
+         Run the newer version, or restore a backup made by this one."
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("applying database migrations failed: {0}")]
+    Migrate(String),
+}
+
+/// Connects, applies this dialect's pragmas and pending migrations, and
+/// refuses a database whose schema is newer than this build.
+pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
+    sqlx::any::install_default_drivers();
+    let dialect = Dialect::of_url(url).ok_or(OpenError::UnknownScheme)?;
+    let options = AnyConnectOptions::from_str(url)
+        .map_err(|_| OpenError::BadUrl)?
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(2));
+    let pool = AnyPoolOptions::new()
+        .max_connections(dialect.max_connections())
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| OpenError::Connect(describe(&e)))?;
+    migrate(&pool, dialect).await?;
+    Ok(SqlStore::new(pool, dialect))
+}
+
+async fn migrate(pool: &AnyPool, dialect: Dialect) -> Result<(), OpenError> {
+    match dialect.migrator().run(pool).await {
+        Ok(()) => Ok(()),
+        Err(MigrateError::VersionMissing(found)) => Err(OpenError::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        Err(e) => Err(OpenError::Migrate(e.to_string())),
+    }
+}
+
+/// A connection error without the URL or credentials.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => io.kind().to_string(),
+        sqlx::Error::Tls(_) => "TLS handshake with the database failed".to_owned(),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "timed out".to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,13 @@
+//! All SQL of Rampart, for SQLite and PostgreSQL.
+//!
+//! Both back ends share one implementation of [`rampart_core::Store`]
+//! ([`SqlStore`]) over sqlx's `Any` driver: the query text is the same for
+//! both (numbered `$N` parameters, standard SQL), and everything that does
+//! differ (connection set-up, pragmas, migrations) lives in [`dialect`].
+//! Every statement binds its inputs; none is built from input strings.
+
+mod dialect;
+mod sql;
+
+pub use dialect::{open, Dialect, OpenError, SCHEMA_VERSION};
+pub use sql::SqlStore;
