@@ -200,7 +200,9 @@ pub struct Overrides {
 fn env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_))) => v,
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_owned()),
         },
         Err(_) => toml::Value::String(raw.to_owned()),
@@ -243,7 +245,7 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with("RAMPART_") && !LOADER_VARS.contains(&k.as_str()))
             .collect();
-        env.sort();
+        env.sort_by(|a, b| a.0.cmp(&b.0)); // stable: a later duplicate wins
         for (key, value) in env {
             let path: Vec<String> = key["RAMPART_".len()..]
                 .split("__")
@@ -259,7 +261,11 @@ impl Settings {
             t.insert(k.to_owned(), v);
         };
         if let Some(v) = &flags.data_dir {
-            flag(&mut table, "data_dir", toml::Value::String(v.display().to_string()));
+            flag(
+                &mut table,
+                "data_dir",
+                toml::Value::String(v.display().to_string()),
+            );
         }
         if let Some(v) = &flags.listen {
             flag(&mut table, "listen", toml::Value::String(v.clone()));
@@ -272,10 +278,18 @@ impl Settings {
             flag(&mut table, "database_url", toml::Value::String(v.clone()));
         }
         if let Some(v) = &flags.tls_cert {
-            flag(&mut table, "tls_cert", toml::Value::String(v.display().to_string()));
+            flag(
+                &mut table,
+                "tls_cert",
+                toml::Value::String(v.display().to_string()),
+            );
         }
         if let Some(v) = &flags.tls_key {
-            flag(&mut table, "tls_key", toml::Value::String(v.display().to_string()));
+            flag(
+                &mut table,
+                "tls_key",
+                toml::Value::String(v.display().to_string()),
+            );
         }
         if flags.strict {
             flag(&mut table, "strict", toml::Value::Boolean(true));
@@ -314,7 +328,10 @@ impl Settings {
                 m.parallelism
             );
         }
-        if self.argon2.memory_kib > 4 * 1024 * 1024 || self.argon2.iterations > 64 || self.argon2.parallelism > 64 {
+        if self.argon2.memory_kib > 4 * 1024 * 1024
+            || self.argon2.iterations > 64
+            || self.argon2.parallelism > 64
+        {
             bail!("argon2 parameters are implausibly large");
         }
         if self.session.idle_timeout_secs == 0 || self.session.absolute_lifetime_secs == 0 {
@@ -347,7 +364,9 @@ impl Settings {
         }
         for o in &self.public_origins {
             if !o.starts_with("https://") || o.ends_with('/') {
-                bail!("public_origins entries look like https://app.example.com (no trailing slash)");
+                bail!(
+                    "public_origins entries look like https://app.example.com (no trailing slash)"
+                );
             }
         }
         Ok(())
@@ -409,7 +428,10 @@ mod tests {
         .unwrap();
         let s = Settings::load(
             Some(&file),
-            env(&[("RAMPART_LIMITS__BODY_BYTES", "200"), ("RAMPART_LISTEN", "127.0.0.1:9001")]),
+            env(&[
+                ("RAMPART_LIMITS__BODY_BYTES", "200"),
+                ("RAMPART_LISTEN", "127.0.0.1:9001"),
+            ]),
             &Overrides {
                 listen: Some("127.0.0.1:9002".into()),
                 ..Default::default()

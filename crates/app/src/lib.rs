@@ -53,14 +53,25 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
 }
 
 /// Builds the account service over a store.
-pub fn auth_service(settings: &Settings, store: Arc<dyn Store>, deps: &Deps) -> Result<Arc<AuthService>> {
+pub fn auth_service(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    deps: &Deps,
+) -> Result<Arc<AuthService>> {
     let hasher = PasswordHasher::new(settings.argon2_params())
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     let workers = match settings.hashing.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
-    let pool = HashPool::start(hasher, deps.entropy.clone(), workers, settings.hashing.queue);
+    let pool = HashPool::start(
+        hasher,
+        deps.entropy.clone(),
+        workers,
+        settings.hashing.queue,
+    );
     let config = AuthConfig {
         registration: settings.registration,
         policy: PasswordPolicy::preset(settings.password.preset),
@@ -68,8 +79,14 @@ pub fn auth_service(settings: &Settings, store: Arc<dyn Store>, deps: &Deps) -> 
         absolute_lifetime: Duration::from_secs(settings.session.absolute_lifetime_secs),
     };
     Ok(Arc::new(
-        AuthService::new(store, deps.clock.clone(), deps.entropy.clone(), pool, config)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        AuthService::new(
+            store,
+            deps.clock.clone(),
+            deps.entropy.clone(),
+            pool,
+            config,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
     ))
 }
 
@@ -227,7 +244,9 @@ async fn watch_certificate(certs: Arc<CertStore>, mut stop: watch::Receiver<bool
         match certs.reload_if_changed() {
             Ok(true) => tracing::info!("TLS certificate files changed; reloaded"),
             Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "TLS files changed but cannot be loaded; keeping the old certificate"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS files changed but cannot be loaded; keeping the old certificate")
+            }
         }
     }
 }

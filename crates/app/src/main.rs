@@ -10,7 +10,11 @@ use rampart::{Deps, Overrides, Settings};
 use rampart_crypto::SecretString;
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "A secure back end for small businesses: accounts, sessions and security events over HTTPS.")]
+#[command(
+    name = "rampart",
+    version,
+    about = "A secure back end for small businesses: accounts, sessions and security events over HTTPS."
+)]
 struct Cli {
     /// Settings file (TOML). Default: ./rampart.toml when it exists.
     #[arg(long, global = true, env = "RAMPART_CONFIG")]
@@ -122,7 +126,16 @@ fn common_overrides(c: &CommonFlags) -> Overrides {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SAFETY: umask only sets this process's file-creation mask; it has no
+    // memory-safety preconditions. Everything Rampart creates (database,
+    // WAL, keys, certificates) is then private to its owner.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -188,20 +201,30 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     eprintln!("  Data:         {}", abs(&l.dir).display());
     if settings.is_sqlite() {
-        eprintln!("  Database:     {}", abs(&l.dir.join("rampart.db")).display());
+        eprintln!(
+            "  Database:     {}",
+            abs(&l.dir.join("rampart.db")).display()
+        );
     } else {
         eprintln!("  Database:     PostgreSQL (from database_url)");
     }
     eprintln!(
         "  Certificate:  {}{}",
         abs(&l.tls_cert).display(),
-        if l.generated_cert { " (self-signed, generated)" } else { "" }
+        if l.generated_cert {
+            " (self-signed, generated)"
+        } else {
+            ""
+        }
     );
     eprintln!("  TLS key:      {}", abs(&l.tls_key).display());
     eprintln!("  Master key:   {}", abs(&l.master_key).display());
     if running.created.master_key {
         eprintln!();
-        eprintln!("WARNING: a new master key was created. Back up {} separately from the data:", abs(&l.master_key).display());
+        eprintln!(
+            "WARNING: a new master key was created. Back up {} separately from the data:",
+            abs(&l.master_key).display()
+        );
         eprintln!("         without it, encrypted data and backups cannot be read; with it and the data, anyone can.");
     }
     for w in &running.warnings {
@@ -221,7 +244,10 @@ async fn serve(settings: Settings) -> Result<()> {
             abs(&l.tls_cert).display(),
             running.https_addr
         );
-        eprintln!("       -d '{{\"token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"…\"}}'", token.expose_secret());
+        eprintln!(
+            "       -d '{{\"token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"…\"}}'",
+            token.expose_secret()
+        );
         eprintln!("  or: rampart admin create --email you@example.com --password-stdin");
     }
     tracing::info!(https = %running.https_addr, "rampart started");
@@ -277,7 +303,10 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
     store.close().await;
     match result {
         Ok(account) => {
-            println!("Administrator {} created (id {}).", account.email, account.id);
+            println!(
+                "Administrator {} created (id {}).",
+                account.email, account.id
+            );
             Ok(())
         }
         Err(rampart_core::Error::WeakPassword(r)) => {
@@ -301,7 +330,11 @@ fn config_check(settings: &Settings) -> Result<()> {
     println!("  http_listen  {}", settings.http_listen);
     println!(
         "  database     {}",
-        if settings.is_sqlite() { "SQLite (in the data dir unless database_url says otherwise)" } else { "PostgreSQL" }
+        if settings.is_sqlite() {
+            "SQLite (in the data dir unless database_url says otherwise)"
+        } else {
+            "PostgreSQL"
+        }
     );
     println!("  registration {:?}", settings.registration);
     println!("  password     {:?} preset", settings.password.preset);
@@ -310,7 +343,10 @@ fn config_check(settings: &Settings) -> Result<()> {
         let dir = &settings.data_dir;
         problems.extend(rampart::datadir::permission_problems(&[
             ("data directory", dir),
-            ("master key file", &dir.join(rampart::datadir::MASTER_KEY_FILE)),
+            (
+                "master key file",
+                &dir.join(rampart::datadir::MASTER_KEY_FILE),
+            ),
             ("TLS private key", &dir.join("tls/key.pem")),
             ("database", &dir.join("rampart.db")),
         ]));
@@ -320,7 +356,10 @@ fn config_check(settings: &Settings) -> Result<()> {
     }
     if let (Some(c), Some(k)) = (&settings.tls_cert, &settings.tls_key) {
         rampart_http::tls::CertStore::open(c, k).context("TLS certificate")?;
-        problems.extend(rampart::datadir::permission_problems(&[("TLS private key", k)]));
+        problems.extend(rampart::datadir::permission_problems(&[(
+            "TLS private key",
+            k,
+        )]));
         println!("TLS certificate: loads");
     }
     for p in &problems {

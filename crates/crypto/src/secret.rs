@@ -41,7 +41,6 @@ impl fmt::Debug for SecretString {
     }
 }
 
-
 /// Secret bytes (key material).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);

@@ -33,7 +33,11 @@ fn clean_host(host: &str) -> Option<&str> {
     ok.then_some(host)
 }
 
-fn redirect_for(req: &http::Request<hyper::body::Incoming>, default_host: &str, port: u16) -> Response {
+fn redirect_for(
+    req: &http::Request<hyper::body::Incoming>,
+    default_host: &str,
+    port: u16,
+) -> Response {
     let host = req
         .headers()
         .get(header::HOST)

@@ -307,7 +307,9 @@ pub async fn admin_events(
     })?;
     let kind = match q.kind.as_deref() {
         None | Some("") => None,
-        Some(k) => Some(EventKind::parse(k).ok_or_else(|| bad_query("type", "unknown event type"))?),
+        Some(k) => {
+            Some(EventKind::parse(k).ok_or_else(|| bad_query("type", "unknown event type"))?)
+        }
     };
     let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         match v.as_deref() {
@@ -323,7 +325,9 @@ pub async fn admin_events(
     }
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?),
+        Some(c) => Some(
+            decode_cursor(c).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?,
+        ),
     };
     let filter = EventFilter {
         kind,
@@ -401,4 +405,3 @@ pub async fn openapi() -> Response {
     );
     res
 }
-

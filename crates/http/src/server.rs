@@ -94,11 +94,8 @@ pub async fn serve_https(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(
-                limits.tls_handshake_timeout,
-                acceptor.accept(tcp),
-            )
-            .await
+            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
+                .await
             {
                 Ok(Ok(s)) => s,
                 _ => return, // bad handshake, plaintext, or too slow
@@ -112,10 +109,11 @@ pub async fn serve_https(
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 let _ = watcher.watch(conn.into_owned()).await;
             } else {
-                let svc = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    req
-                });
+                let svc =
+                    router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ClientAddr(peer));
+                        req
+                    });
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 let _ = watcher.watch(conn.into_owned()).await;
             }

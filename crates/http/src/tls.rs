@@ -53,7 +53,8 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(cert_path.into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadKey(key_path.into()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadKey(key_path.into()))?;
     let signing =
         ring::sign::any_supported_type(&key).map_err(|_| TlsError::BadKey(key_path.into()))?;
     let ck = CertifiedKey::new(certs, signing);

@@ -214,7 +214,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn delete_session(&self, account: &AccountId, id: &SessionId) -> Result<bool, StoreError> {
+    async fn delete_session(
+        &self,
+        account: &AccountId,
+        id: &SessionId,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM sessions WHERE id = $1 AND account_id = $2")
             .bind(id.as_str())
             .bind(account.as_str())
@@ -280,13 +284,15 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("INSERT INTO one_time_tokens (token_hash, kind, expires_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(kind.as_str())
-            .bind(expires_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO one_time_tokens (token_hash, kind, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(kind.as_str())
+        .bind(expires_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -296,13 +302,15 @@ impl Store for SqlStore {
         token_hash: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO one_time_tokens (token_hash, kind, expires_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(kind.as_str())
-            .bind(expires_at.millis())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO one_time_tokens (token_hash, kind, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(kind.as_str())
+        .bind(expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 

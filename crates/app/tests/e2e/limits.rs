@@ -1,0 +1,158 @@
+//! Requirement 2 (limits) and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+async fn tls_stream(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(&s.running().layout.tls_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", s.port())).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+async fn read_all(
+    stream: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    within: Duration,
+) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431() {
+    let s = TestServer::start().await;
+    let mut req = s.client.get(s.url("/api/v1/healthz"));
+    for i in 0..80 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    problem(req.send().await.unwrap(), 431, "headers_too_large").await;
+    let r = s
+        .client
+        .get(s.url("/api/v1/healthz"))
+        .header("x-big", "v".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let s =
+        TestServer::with(Options::default().env("RAMPART_LIMITS__HEADER_READ_TIMEOUT_SECS", "1"))
+            .await;
+    let mut tls = tls_stream(&s).await;
+    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "slowloris connection kept open"
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408() {
+    let s =
+        TestServer::with(Options::default().env("RAMPART_LIMITS__REQUEST_TIMEOUT_SECS", "1")).await;
+    let mut tls = tls_stream(&s).await;
+    tls.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_all(&mut tls, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"));
+    assert!(answer.contains("\"code\":\"request_timeout\""));
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    let s = TestServer::with(Options::default().env("RAMPART_LIMITS__MAX_CONNECTIONS", "1")).await;
+    let _held = tls_stream(&s).await; // takes the only slot
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = tls_stream(&s).await;
+    second
+        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(&mut second, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"));
+    assert!(answer.contains("too_many_connections"));
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s.client.get(s.url("/api/v1/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "slot freed");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let mut s = TestServer::start().await;
+    s.register("sd@example.com").await;
+    // A request whose body arrives slowly is in flight when shutdown starts.
+    let body = serde_json::to_vec(&json!({"email": "sd@example.com", "password": STRONG})).unwrap();
+    let (first, rest) = body.split_at(5);
+    let (first, rest) = (
+        bytes::Bytes::copy_from_slice(first),
+        bytes::Bytes::copy_from_slice(rest),
+    );
+    let stream = futures_util::stream::unfold(0, move |i| {
+        let (first, rest) = (first.clone(), rest.clone());
+        async move {
+            match i {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    Some((Ok(rest), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let req = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let in_flight = tokio::spawn(req);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let port = s.port();
+    s.stop().await;
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200, "in-flight request completed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "no longer accepting"
+    );
+}

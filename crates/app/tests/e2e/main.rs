@@ -1,0 +1,14 @@
+//! End-to-end tests: each starts its own Rampart on 127.0.0.1 over real
+//! HTTPS, on its own database. One test binary for link-time's sake.
+
+mod accounts;
+mod errors;
+mod events;
+mod limits;
+mod openapi;
+mod postgres;
+mod process;
+mod sessions;
+mod setup;
+mod support;
+mod transport;

@@ -1,0 +1,576 @@
+//! The binary as a user runs it: first start, CLI commands, signals,
+//! permission checks, and the canary test for secrets in logs and storage.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn rampart(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut si = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            si.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_has_help_and_version() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["admin", "create", "--help"],
+        vec!["config", "check", "--help"],
+        vec!["openapi", "--help"],
+    ] {
+        let (ok, out, _) = rampart(&args, None);
+        assert!(ok && out.contains("Usage:"), "{args:?}");
+    }
+    let (ok, out, _) = rampart(&["--version"], None);
+    assert!(ok && out.contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn first_start_creates_a_private_data_dir_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut p = Proc::spawn(&data, &[]);
+    let err = p.stderr_text();
+    for want in [
+        "Master key:",
+        "Certificate:",
+        "Database:",
+        "Back up",
+        "setup#token=",
+    ] {
+        assert!(err.contains(want), "banner lacks {want}: {err}");
+    }
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("tls/key.pem")), 0o600);
+    assert_eq!(mode(&data.join("rampart.db")), 0o600);
+    let cert = std::fs::read_to_string(data.join("tls/cert.pem")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    let r = p.client.get(p.url("/api/v1/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The self-signed certificate covers 127.0.0.1 too.
+    let r = p
+        .client
+        .get(format!("https://127.0.0.1:{}/api/v1/healthz", p.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status = p.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    // Logs are JSON lines with a request id per request.
+    let logs = p.stdout_text();
+    let requests: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{logs}");
+    assert!(requests
+        .iter()
+        .all(|v| v["request_id"].as_str().unwrap().len() == 16));
+    assert!(
+        logs.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "non-JSON log line"
+    );
+}
+
+#[tokio::test]
+async fn loose_permissions_warn_and_strict_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = Proc::spawn(&data, &[]);
+    drop(p);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        data.join("master.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let p = Proc::spawn(&data, &[]);
+    let err = p.stderr_text();
+    assert!(err.contains("WARNING: data directory"), "{err}");
+    assert!(err.contains("WARNING: master key file"), "{err}");
+    drop(p);
+    let (ok, _, err) = rampart(
+        &[
+            "serve",
+            "--strict",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to start") && err.contains("chmod 600"),
+        "{err}"
+    );
+    let (ok, _, err) = rampart(
+        &[
+            "config",
+            "check",
+            "--strict",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok, "{err}");
+}
+
+#[test]
+fn config_check_names_unknown_keys_and_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rampart.toml");
+    std::fs::write(&file, "version = 1\nlisten = \"127.0.0.1:9443\"\n").unwrap();
+    let (ok, out, _) = rampart(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "config",
+            "check",
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        ok && out.contains("127.0.0.1:9443") && out.contains("check passed"),
+        "{out}"
+    );
+    std::fs::write(&file, "[session]\nidle_timeout = 5\n").unwrap();
+    let (ok, _, err) = rampart(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        None,
+    );
+    assert!(!ok && err.contains("idle_timeout"), "{err}");
+    std::fs::write(&file, "registration = \"sometimes\"\n").unwrap();
+    let (ok, _, err) = rampart(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        None,
+    );
+    assert!(!ok && err.contains("sometimes"), "{err}");
+}
+
+#[tokio::test]
+async fn admin_create_applies_the_policy_and_the_admin_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let (ok, _, err) = rampart(
+        &[
+            "admin",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            "boss@example.com",
+            "--password-stdin",
+        ],
+        Some("password\n"),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("too_short") && err.contains("common_password"),
+        "{err}"
+    );
+    let (ok, out, err) = rampart(
+        &[
+            "admin",
+            "create",
+            "--data-dir",
+            d,
+            "--email",
+            "boss@example.com",
+            "--password-stdin",
+        ],
+        Some(&format!("{STRONG}\n")),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("boss@example.com"));
+    let p = Proc::spawn(&data, &[]);
+    assert!(
+        !p.stderr_text().contains("setup#token="),
+        "admin exists: no setup token"
+    );
+    let v: Value = p
+        .client
+        .post(p.url("/api/v1/auth/login"))
+        .json(&json!({"email": "boss@example.com", "password": STRONG}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: Value = p
+        .client
+        .get(p.url("/api/v1/me"))
+        .bearer_auth(v["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(Proc::spawn(&data, &[]));
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("rampart.db").display()))
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let (ok, _, err) = rampart(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("newer Rampart") && err.contains("9999"),
+        "{err}"
+    );
+}
+
+/// Plants canary passwords and collects canary tokens while driving every
+/// endpoint, then proves none of them appears in a log line, an error
+/// body, or the database files.
+#[tokio::test]
+async fn canary_secrets_never_reach_logs_errors_or_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut p = Proc::spawn(&data, &[]);
+    let c = &p.client;
+    let pw1 = "Canary-Pw1-Zq81!xLm";
+    let pw2 = "Canary-Pw2-Rt55#vKe";
+    let wrong = "Canary-Wrong-77#qYp";
+    let weak = "canaryweak";
+    let mut secrets: Vec<String> = vec![pw1.into(), pw2.into(), wrong.into(), weak.into()];
+    let mut bodies: Vec<String> = Vec::new();
+    let setup_token = p
+        .stderr_text()
+        .split("setup#token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let send = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    let post = |path: &str, body: Value, token: Option<&str>| {
+        let mut req = c.post(p.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.to_owned());
+        }
+        req.send()
+    };
+    bodies.push(
+        send(
+            post(
+                "/api/v1/setup",
+                json!({"token": setup_token, "email": "root@example.com", "password": pw1}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/auth/register",
+                json!({"email": "u@example.com", "password": pw1, "display_name": "U"}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/auth/register",
+                json!({"email": "w@example.com", "password": weak}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/auth/register",
+                json!({"email": 5, "password": wrong}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/auth/login",
+                json!({"email": "u@example.com", "password": wrong}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/auth/login",
+                json!({"email": "nobody@example.com", "password": wrong}),
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    let login: Value = post(
+        "/api/v1/auth/login",
+        json!({"email": "u@example.com", "password": pw1}),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    secrets.push(token.clone());
+    secrets.push(login["csrf_token"].as_str().unwrap().to_owned());
+    let other: Value = post(
+        "/api/v1/auth/login",
+        json!({"email": "u@example.com", "password": pw1}),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    secrets.push(other["token"].as_str().unwrap().to_owned());
+    let admin: Value = post(
+        "/api/v1/auth/login",
+        json!({"email": "root@example.com", "password": pw1}),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let admin_token = admin["token"].as_str().unwrap().to_owned();
+    secrets.push(admin_token.clone());
+    bodies.push(
+        send(
+            c.get(p.url("/api/v1/me"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            c.get(p.url("/api/v1/me/sessions"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/me/password",
+                json!({"current_password": wrong, "new_password": pw2}),
+                Some(&token),
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/me/password",
+                json!({"current_password": pw1, "new_password": weak}),
+                Some(&token),
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post(
+                "/api/v1/me/password",
+                json!({"current_password": pw1, "new_password": pw2}),
+                Some(&token),
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            c.get(p.url("/api/v1/me"))
+                .header(
+                    "cookie",
+                    format!(
+                        "__Host-rampart_session={}",
+                        other["token"].as_str().unwrap()
+                    ),
+                )
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            c.post(p.url("/api/v1/auth/logout"))
+                .header("cookie", format!("__Host-rampart_session={token}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    let invite: Value = post("/api/v1/admin/invites", json!({}), Some(&admin_token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    secrets.push(invite["invite_token"].as_str().unwrap().to_owned());
+    bodies.push(
+        send(
+            c.get(p.url("/api/v1/admin/events?limit=500"))
+                .bearer_auth(&admin_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            post("/api/v1/auth/logout", json!({}), Some(&token))
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            c.get(p.url(&format!("/api/v1/me?token={token}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    let status = p.terminate();
+    assert!(status.success());
+
+    let logs = p.stdout_text();
+    let banner = p.stderr_text();
+    assert!(logs.lines().count() > 15, "logs were captured");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file()
+            && path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("rampart.db")
+        {
+            files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(!files.is_empty());
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "log leaks {secret}");
+        assert!(!banner.contains(secret.as_str()), "stderr leaks {secret}");
+        for b in &bodies {
+            assert!(!b.contains(secret.as_str()), "response leaks {secret}: {b}");
+        }
+        for (name, bytes) in &files {
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{name} holds {secret} in plaintext"
+            );
+        }
+    }
+}

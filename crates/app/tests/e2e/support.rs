@@ -1,0 +1,347 @@
+//! Test fixtures: a real Rampart on 127.0.0.1 over real HTTPS, on a fresh
+//! SQLite file or a fresh PostgreSQL schema, with a controllable clock.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rampart::{Deps, Overrides, Running, Settings};
+use rampart_core::{ManualClock, Timestamp};
+use rampart_crypto::OsEntropy;
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+
+pub const STRONG: &str = "Quartz-Lantern-97-Ferry";
+
+pub enum Db {
+    Sqlite,
+    Postgres(String),
+}
+
+/// The PostgreSQL server for tests, or `None` (loudly) when unreachable.
+/// Under `CI=true` an unreachable server is a failure, not a skip.
+pub async fn postgres_base_url() -> Option<String> {
+    let url = std::env::var("PG_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    match sqlx::PgPool::connect(&url).await {
+        Ok(pool) => {
+            pool.close().await;
+            Some(url)
+        }
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PostgreSQL at {url} is required under CI=true: {e}");
+            }
+            eprintln!("\n!!! SKIPPING PostgreSQL test: no server at {url} ({e}) !!!\n");
+            None
+        }
+    }
+}
+
+/// A fresh schema on the test PostgreSQL server; returns a URL that uses it.
+pub async fn fresh_pg_schema() -> Option<String> {
+    let base = postgres_base_url().await?;
+    let schema = format!("t_{}", hex(&rand::random::<[u8; 8]>()));
+    let pool = sqlx::PgPool::connect(&base).await.ok()?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("create schema");
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+}
+
+pub struct Options {
+    pub db: Db,
+    pub env: Vec<(String, String)>,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            db: Db::Sqlite,
+            env: Vec::new(),
+            dir: None,
+        }
+    }
+}
+
+impl Options {
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+pub fn client_for(cert_pem: &[u8]) -> Client {
+    Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).unwrap())
+        .https_only(true)
+        .build()
+        .unwrap()
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> TestServer {
+        let dir = opts.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let mut env = vec![
+            ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
+            ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ];
+        if let Db::Postgres(url) = &opts.db {
+            env.push(("RAMPART_DATABASE_URL".to_owned(), url.clone()));
+        }
+        env.extend(opts.env);
+        let settings = Settings::load(
+            None,
+            env,
+            &Overrides {
+                data_dir: Some(dir.path().join("data")),
+                ..Overrides::default()
+            },
+        )
+        .expect("settings");
+        let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+        let deps = Deps {
+            clock: clock.clone(),
+            entropy: Arc::new(OsEntropy),
+        };
+        let running = rampart::start(&settings, deps).await.expect("start");
+        let cert = std::fs::read(&running.layout.tls_cert).unwrap();
+        TestServer {
+            base: format!("https://localhost:{}", running.https_addr.port()),
+            client: client_for(&cert),
+            running: Some(running),
+            dir,
+            clock,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.running().https_addr.port()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": email, "password": STRONG}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "register {email}");
+        r.json().await.unwrap()
+    }
+
+    /// Logs in and returns the bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "login {email}");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn user(&self, email: &str) -> String {
+        self.register(email).await;
+        self.login(email, STRONG).await
+    }
+
+    /// Creates the first administrator through the setup token and logs in.
+    pub async fn admin(&self) -> String {
+        let token = self.running().setup_token.as_ref().expect("setup token");
+        let r = self
+            .post(
+                "/api/v1/setup",
+                json!({"token": token.expose_secret(), "email": "owner@example.com", "password": STRONG}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        self.login("owner@example.com", STRONG).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Reads a problem+json body, checking its shape.
+pub async fn problem(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status for {code}");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(ct, "application/problem+json", "content type for {code}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status);
+    assert!(v["type"].as_str().unwrap().ends_with(code));
+    assert!(v["title"].is_string() && v["detail"].is_string());
+    v
+}
+
+/// A `rampart serve` child process, with its output captured.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub stdout: Arc<std::sync::Mutex<Vec<u8>>>,
+    pub stderr: Arc<std::sync::Mutex<Vec<u8>>>,
+    pub client: Client,
+}
+
+fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+}
+
+impl Proc {
+    pub fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Proc {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RAMPART_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn rampart");
+        let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), stdout.clone());
+        pump(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let port = loop {
+            let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+            if let Some(rest) = text.split("HTTPS:        https://127.0.0.1:").nth(1) {
+                break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("rampart exited ({status}): {text}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rampart did not start: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let cert = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
+        Proc {
+            child,
+            port,
+            stdout,
+            stderr,
+            client: client_for(&cert),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.port, path)
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
