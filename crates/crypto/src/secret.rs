@@ -61,6 +61,13 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
+/// Secrets can be read from requests and config, but never serialized back.
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretString)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,12 +78,5 @@ mod tests {
         assert!(!format!("{s:?}").contains("canary"));
         let b = SecretBytes::new(b"canary-key".to_vec());
         assert!(!format!("{b:?}").contains("canary"));
-    }
-}
-
-/// Secrets can be read from requests and config, but never serialized back.
-impl<'de> serde::Deserialize<'de> for SecretString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(SecretString)
     }
 }

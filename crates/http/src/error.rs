@@ -10,7 +10,7 @@ use rampart_proto::Problem;
 /// An API error. Construct with the helpers; never from user input.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    pub problem: Box<Problem>,
     pub retry_after: Option<u64>,
     /// Logged, never sent.
     pub internal: Option<String>,
@@ -19,7 +19,7 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
         Self {
-            problem: Problem::new(status.as_u16(), code, title, detail),
+            problem: Box::new(Problem::new(status.as_u16(), code, title, detail)),
             retry_after: None,
             internal: None,
         }

@@ -1,0 +1,377 @@
+//! Store tests, written once and run against both back ends: a fresh
+//! SQLite file and a fresh PostgreSQL schema per test.
+
+use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
+use rampart_core::model::{Account, OneTimeKind, Role, Session};
+use rampart_core::{AccountId, Email, EventId, SessionId, Store, StoreError, Timestamp};
+use rampart_crypto::SecretString;
+use rampart_store::{open, OpenError, SqlStore};
+
+async fn postgres_url() -> Option<String> {
+    let base = std::env::var("PG_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let pool = match sqlx::PgPool::connect(&base).await {
+        Ok(p) => p,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PostgreSQL at {base} is required under CI=true: {e}");
+            }
+            eprintln!("\n!!! SKIPPING PostgreSQL store test: no server at {base} ({e}) !!!\n");
+            return None;
+        }
+    };
+    let schema = format!("s_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    Some(format!("{base}?options=-c%20search_path%3D{schema}"))
+}
+
+/// Runs `body` against SQLite, then PostgreSQL when reachable.
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+                let store = open(&url).await.unwrap();
+                ($body)(store, url).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(url) = postgres_url().await else {
+                    return;
+                };
+                let store = open(&url).await.unwrap();
+                ($body)(store, url).await;
+            }
+        }
+    };
+}
+
+fn account(email: &str, role: Role) -> Account {
+    Account {
+        id: AccountId(format!("acc_{email}")),
+        email: Email::parse(email).unwrap(),
+        display_name: Some("N".into()),
+        password_hash: SecretString::from("$argon2id$v=19$m=19456,t=2,p=1$x$y"),
+        role,
+        created_at: Timestamp(1000),
+    }
+}
+
+fn session(id: &str, account: &AccountId, at: i64) -> Session {
+    Session {
+        id: SessionId(id.into()),
+        account_id: account.clone(),
+        token_hash: format!("hash-{id}"),
+        created_at: Timestamp(at),
+        last_seen_at: Timestamp(at),
+        expires_at: Timestamp(at + 10_000),
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+    }
+}
+
+both!(
+    accounts_are_unique_by_email,
+    |s: SqlStore, _url: String| async move {
+        let a = account("a@example.com", Role::Member);
+        s.insert_account(&a).await.unwrap();
+        let mut dup = account("a@example.com", Role::Member);
+        dup.id = AccountId("acc_other".into());
+        assert!(matches!(
+            s.insert_account(&dup).await,
+            Err(StoreError::Conflict)
+        ));
+        let got = s.account_by_email(&a.email).await.unwrap().unwrap();
+        assert_eq!(got.id, a.id);
+        assert_eq!(got.display_name.as_deref(), Some("N"));
+        assert!(s
+            .account_by_id(&AccountId("nope".into()))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!s.admin_exists().await.unwrap());
+        s.insert_account(&account("b@example.com", Role::Admin))
+            .await
+            .unwrap();
+        assert!(s.admin_exists().await.unwrap());
+        s.set_password_hash(&a.id, "new").await.unwrap();
+        let got = s.account_by_id(&a.id).await.unwrap().unwrap();
+        assert_eq!(got.password_hash.expose_secret(), "new");
+    }
+);
+
+both!(sessions_lifecycle, |s: SqlStore, _url: String| async move {
+    let a = account("s@example.com", Role::Member);
+    let b = account("t@example.com", Role::Member);
+    s.insert_account(&a).await.unwrap();
+    s.insert_account(&b).await.unwrap();
+    for (id, at) in [("s1", 100), ("s2", 200), ("s3", 300)] {
+        s.insert_session(&session(id, &a.id, at)).await.unwrap();
+    }
+    s.insert_session(&session("t1", &b.id, 100)).await.unwrap();
+    let (sess, acc) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.id.0, "s2", "session id not shadowed by account id");
+    assert_eq!(sess.created_at, Timestamp(200));
+    assert_eq!(acc.id, a.id);
+    s.touch_session(&sess.id, Timestamp(250)).await.unwrap();
+    s.touch_session(&sess.id, Timestamp(240)).await.unwrap(); // never backwards
+    let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.last_seen_at, Timestamp(250));
+    // Deleting requires the owner.
+    assert!(!s
+        .delete_session(&b.id, &SessionId("s1".into()))
+        .await
+        .unwrap());
+    assert!(s
+        .delete_session(&a.id, &SessionId("s1".into()))
+        .await
+        .unwrap());
+    assert_eq!(s.sessions_of(&a.id).await.unwrap().len(), 2);
+    assert_eq!(
+        s.delete_sessions_except(&a.id, Some(&SessionId("s3".into())))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.sessions_of(&a.id).await.unwrap().len(), 1);
+    assert_eq!(
+        s.sessions_of(&b.id).await.unwrap().len(),
+        1,
+        "other account untouched"
+    );
+    // s3: last seen 300, expires 10300. t1: last seen 100.
+    assert_eq!(
+        s.delete_expired_sessions(Timestamp(5000), Timestamp(200))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_expired_sessions(Timestamp(10_300), Timestamp(0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.session_by_token_hash("hash-s3").await.unwrap().is_none());
+});
+
+both!(
+    one_time_tokens_are_single_use_even_under_races,
+    |s: SqlStore, _url: String| async move {
+        s.insert_one_time_token(OneTimeKind::Invite, "h1", Timestamp(1000))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.consume_one_time_token(OneTimeKind::Invite, "h1", Timestamp(10))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += t.await.unwrap() as u32;
+        }
+        assert_eq!(wins, 1);
+        s.insert_one_time_token(OneTimeKind::Invite, "h2", Timestamp(1000))
+            .await
+            .unwrap();
+        assert!(
+            !s.consume_one_time_token(OneTimeKind::Setup, "h2", Timestamp(10))
+                .await
+                .unwrap(),
+            "kind must match"
+        );
+        assert!(
+            !s.consume_one_time_token(OneTimeKind::Invite, "h2", Timestamp(1000))
+                .await
+                .unwrap(),
+            "expired"
+        );
+        s.replace_one_time_tokens(OneTimeKind::Setup, "a", Timestamp(1000))
+            .await
+            .unwrap();
+        s.replace_one_time_tokens(OneTimeKind::Setup, "b", Timestamp(1000))
+            .await
+            .unwrap();
+        assert!(
+            !s.consume_one_time_token(OneTimeKind::Setup, "a", Timestamp(1))
+                .await
+                .unwrap(),
+            "replaced"
+        );
+        assert!(s
+            .consume_one_time_token(OneTimeKind::Setup, "b", Timestamp(1))
+            .await
+            .unwrap());
+    }
+);
+
+both!(
+    events_filter_and_page,
+    |s: SqlStore, _url: String| async move {
+        for i in 0..10i64 {
+            s.insert_event(&SecurityEvent {
+                id: EventId(format!("evt_{i:02}")),
+                at: Timestamp(1000 + (i / 2) * 10), // pairs share a time
+                kind: if i % 3 == 0 {
+                    EventKind::LoginFailure
+                } else {
+                    EventKind::LoginSuccess
+                },
+                outcome: Outcome::Success,
+                reason: None,
+                account_id: Some(AccountId(format!("acc_{}", i % 2))),
+                ip: Some(format!("10.0.0.{}", i % 4)),
+                user_agent: None,
+                request_id: Some("r".into()),
+            })
+            .await
+            .unwrap();
+        }
+        let mut f = EventFilter {
+            limit: 3,
+            ..EventFilter::default()
+        };
+        let mut ids = Vec::new();
+        loop {
+            let page = s.events(&f).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            let last = page.last().unwrap();
+            f.cursor = Some((last.at, last.id.clone()));
+            ids.extend(page.into_iter().map(|e| e.id.0));
+        }
+        let expected: Vec<String> = (0..10).rev().map(|i| format!("evt_{i:02}")).collect();
+        assert_eq!(ids, expected, "newest first, ties by id, no gaps");
+        let only = |f: EventFilter| {
+            let s = s.clone();
+            async move {
+                s.events(&EventFilter { limit: 100, ..f })
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(
+            only(EventFilter {
+                kind: Some(EventKind::LoginFailure),
+                ..Default::default()
+            })
+            .await,
+            4
+        );
+        assert_eq!(
+            only(EventFilter {
+                account_id: Some(AccountId("acc_1".into())),
+                ..Default::default()
+            })
+            .await,
+            5
+        );
+        assert_eq!(
+            only(EventFilter {
+                ip: Some("10.0.0.3".into()),
+                ..Default::default()
+            })
+            .await,
+            2
+        );
+        assert_eq!(
+            only(EventFilter {
+                since: Some(Timestamp(1030)),
+                ..Default::default()
+            })
+            .await,
+            4
+        );
+        assert_eq!(
+            only(EventFilter {
+                until: Some(Timestamp(1010)),
+                ..Default::default()
+            })
+            .await,
+            2
+        );
+        // Injection strings are just values.
+        assert_eq!(
+            only(EventFilter {
+                ip: Some("' OR '1'='1".into()),
+                ..Default::default()
+            })
+            .await,
+            0
+        );
+    }
+);
+
+both!(
+    a_newer_schema_is_refused,
+    |s: SqlStore, url: String| async move {
+        sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'future', TRUE, $2, 0)",
+    )
+    .bind(9999i64)
+    .bind(vec![0u8])
+    .execute(s.pool())
+    .await
+    .unwrap();
+        s.close().await;
+        match open(&url).await {
+            Err(OpenError::NewerSchema { found, known }) => {
+                assert_eq!(found, 9999);
+                assert_eq!(known, rampart_store::SCHEMA_VERSION);
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer schema was accepted"),
+        }
+    }
+);
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_with_foreign_keys_and_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let s = open(&url).await.unwrap();
+    let pragma = |q: &'static str| {
+        let s = s.clone();
+        async move {
+            use sqlx::Row;
+            let row = sqlx::query(q).fetch_one(s.pool()).await.unwrap();
+            row.try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+                .unwrap()
+        }
+    };
+    assert_eq!(pragma("PRAGMA journal_mode").await, "wal");
+    assert_eq!(pragma("PRAGMA foreign_keys").await, "1");
+    assert_eq!(pragma("PRAGMA synchronous").await, "2", "FULL");
+    // Foreign keys are enforced: a session for a missing account is refused.
+    let orphan = session("x", &AccountId("missing".into()), 1);
+    assert!(s.insert_session(&orphan).await.is_err());
+}
+
+#[tokio::test]
+async fn connection_errors_do_not_echo_the_url() {
+    let err = open("postgres://user:canary-secret@127.0.0.1:1/db")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("canary-secret"), "{err}");
+    assert!(matches!(
+        open("mysql://x").await,
+        Err(OpenError::UnknownScheme)
+    ));
+}
