@@ -4,6 +4,7 @@
 mod accounts;
 mod errors;
 mod events;
+mod layers;
 mod limits;
 mod openapi;
 mod postgres;
