@@ -62,6 +62,7 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     // Ends when every sender is gone.
                     while let Ok(job) = rx.recv() {
                         match job {
@@ -114,6 +115,18 @@ impl HashPool {
             TrySendError::Full(_) => PoolError::Busy,
             TrySendError::Disconnected(_) => PoolError::Stopped,
         })
+    }
+}
+
+/// Hashing threads run at a lower scheduling priority (nice 10) than the
+/// threads serving requests: when both want the CPU, a login flood yields
+/// to everything else, yet an idle machine still hashes at full speed.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory-safety preconditions; on Linux,
+    // PRIO_PROCESS with who = 0 applies to the calling thread only.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 

@@ -40,6 +40,13 @@ impl Dialect {
         }
     }
 
+    /// Whether the pool checks a connection before handing it out. For an
+    /// embedded SQLite file that check is a pointless round trip to the
+    /// connection's worker thread; for a server it catches dead sockets.
+    fn test_before_acquire(self) -> bool {
+        self == Dialect::Postgres
+    }
+
     fn max_connections(self) -> u32 {
         match self {
             Dialect::Sqlite => 8,
@@ -79,6 +86,7 @@ pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
     let pool = AnyPoolOptions::new()
         .max_connections(dialect.max_connections())
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(dialect.test_before_acquire())
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if dialect == Dialect::Sqlite {
