@@ -11,10 +11,11 @@ use rampart_crypto::{Argon2Params, OsEntropy, PasswordHasher, SecretString};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let threads: usize = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let hasher = PasswordHasher::new(Argon2Params::MINIMUM).expect("params");
     let pw = SecretString::from("Quartz-Lantern-97-Ferry");
@@ -24,8 +25,13 @@ fn main() {
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (h, pw, phc, count, stop) =
-                (hasher.clone(), pw.clone(), phc.clone(), count.clone(), stop.clone());
+            let (h, pw, phc, count, stop) = (
+                hasher.clone(),
+                pw.clone(),
+                phc.clone(),
+                count.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     // A login is one verification.

@@ -8,9 +8,15 @@ use serde_json::Value;
 
 /// crate → crates it may not depend on, directly or transitively.
 const RULES: &[(&str, &[&str])] = &[
-    ("rampart-proto", &["sqlx", "axum", "hyper", "tokio", "rampart-store"]),
+    (
+        "rampart-proto",
+        &["sqlx", "axum", "hyper", "tokio", "rampart-store"],
+    ),
     ("rampart-crypto", &["sqlx", "axum", "hyper"]),
-    ("rampart-core", &["sqlx", "axum", "hyper", "rampart-store", "rampart-http"]),
+    (
+        "rampart-core",
+        &["sqlx", "axum", "hyper", "rampart-store", "rampart-http"],
+    ),
     ("rampart-store", &["axum", "hyper", "rampart-http"]),
     ("rampart-http", &["sqlx", "rampart-store"]),
 ];
@@ -18,17 +24,32 @@ const RULES: &[(&str, &[&str])] = &[
 #[test]
 fn layers_do_not_leak() {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--filter-platform", "x86_64-unknown-linux-gnu"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            "x86_64-unknown-linux-gnu",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
     let name_of: BTreeMap<String, String> = meta["packages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["id"].as_str().unwrap().to_owned(), p["name"].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     // Normal (non-dev) dependency edges only.
     let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -64,7 +85,10 @@ fn layers_do_not_leak() {
         }
         let names: BTreeSet<&str> = seen.iter().map(|id| name_of[id].as_str()).collect();
         for b in *banned {
-            assert!(!names.contains(b), "{krate} depends on {b}, which its layer forbids");
+            assert!(
+                !names.contains(b),
+                "{krate} depends on {b}, which its layer forbids"
+            );
         }
     }
 }

@@ -80,7 +80,7 @@ async fn first_start_creates_a_private_data_dir_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let status = p.terminate();
+    let status = p.terminate().await;
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     // Logs are JSON lines with a request id per request.
     let logs = p.stdout_text();
@@ -538,7 +538,7 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
         )
         .await,
     );
-    let status = p.terminate();
+    let status = p.terminate().await;
     assert!(status.success());
 
     let logs = p.stdout_text();
@@ -573,4 +573,27 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut p = Proc::spawn(&data, &[]);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(p.child.id() as i32, libc::SIGHUP);
+    }
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if p.stdout_text().contains("\"TLS certificate reloaded\"") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "{}", p.stdout_text());
+    let r = p.client.get(p.url("/api/v1/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "still serving after SIGHUP");
+    assert!(p.terminate().await.success());
 }

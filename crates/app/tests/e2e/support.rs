@@ -329,13 +329,20 @@ impl Proc {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 
-    /// SIGTERM, then wait for a clean exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// SIGTERM, then wait for a clean exit. Async, so that the test's own
+    /// HTTP client keeps running (and answers the server's HTTP/2 GOAWAY)
+    /// while the server drains.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.child.wait().unwrap()
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
