@@ -4,7 +4,7 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init(level: &str) {
-    let filter = EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,rustls=warn"))
+    let filter = EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,rustls=error"))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
