@@ -150,6 +150,8 @@ pub struct LimitSettings {
     pub header_count: usize,
     pub header_read_timeout_secs: u64,
     pub request_timeout_secs: u64,
+    /// Connections silent this long are closed (at least request timeout + 5 s).
+    pub idle_timeout_secs: u64,
     pub max_connections: usize,
     pub shutdown_grace_secs: u64,
 }
@@ -162,6 +164,7 @@ impl Default for LimitSettings {
             header_count: 64,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
+            idle_timeout_secs: 60,
             max_connections: 1024,
             shutdown_grace_secs: 10,
         }
@@ -209,6 +212,19 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
+/// Setting a secret (or its `_file` form) in a higher layer replaces the
+/// other form given by a lower layer.
+fn drop_other_form(table: &mut toml::Table, name: &str) {
+    for key in SECRET_KEYS {
+        let file_key = format!("{key}_file");
+        if name == *key {
+            table.remove(&file_key);
+        } else if name == file_key {
+            table.remove(*key);
+        }
+    }
+}
+
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
     let (last, parents) = path.split_last().ok_or_else(|| anyhow!("empty key"))?;
     let mut t = table;
@@ -253,6 +269,9 @@ impl Settings {
                 .collect();
             if path.iter().any(String::is_empty) {
                 bail!("environment variable {key} is not a setting name");
+            }
+            if let [name] = path.as_slice() {
+                drop_other_form(&mut table, name);
             }
             set_path(&mut table, &path, env_value(&value))
                 .with_context(|| format!("environment variable {key}"))?;
@@ -472,6 +491,25 @@ mod tests {
             "postgres://u:canary@127.0.0.1/db"
         );
         assert!(!format!("{s:?}").contains("canary"), "Debug must redact");
+    }
+
+    #[test]
+    fn a_higher_layer_replaces_either_form_of_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(&file, "database_url = \"sqlite://from-file.db\"\n").unwrap();
+        let secret = dir.path().join("db");
+        std::fs::write(&secret, "sqlite://from-env-file.db\n").unwrap();
+        let s = Settings::load(
+            Some(&file),
+            env(&[("RAMPART_DATABASE_URL_FILE", secret.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.database_url.unwrap().expose_secret(),
+            "sqlite://from-env-file.db"
+        );
     }
 
     #[test]

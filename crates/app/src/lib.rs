@@ -43,9 +43,11 @@ impl Default for Deps {
 /// Opens the configured database (applying migrations).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     if settings.is_sqlite() && !settings.data_dir.exists() {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::create_dir_all(&settings.data_dir)?;
-        std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.data_dir)?;
     }
     let url = settings.database_url();
     let store = rampart_store::open(url.expose_secret()).await?;
@@ -98,6 +100,7 @@ fn limits(settings: &Settings) -> Limits {
         header_count: l.header_count,
         header_read_timeout: Duration::from_secs(l.header_read_timeout_secs),
         request_timeout: Duration::from_secs(l.request_timeout_secs),
+        idle_timeout: Duration::from_secs(l.idle_timeout_secs.max(l.request_timeout_secs + 5)),
         max_connections: l.max_connections,
         tls_handshake_timeout: Duration::from_secs(l.header_read_timeout_secs),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
@@ -204,14 +207,20 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         rx.clone(),
     ))];
     if let Some(listener) = http {
-        let host = match https_addr.ip() {
+        let mut hosts = vec![match https_addr.ip() {
             ip if ip.is_unspecified() => "localhost".to_owned(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             ip => ip.to_string(),
-        };
+        }];
+        hosts.push("localhost".to_owned());
+        for origin in &settings.public_origins {
+            let host = origin.trim_start_matches("https://");
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            hosts.push(host.to_owned());
+        }
         tasks.push(tokio::spawn(rampart_http::redirect::serve_redirect(
             listener,
-            host,
+            hosts,
             https_addr.port(),
             limits,
             rx.clone(),

@@ -58,6 +58,14 @@ pub const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
 const SETUP_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_DISPLAY_NAME: usize = 100;
+/// Raw passwords longer than this are refused before any work is done on
+/// them (normalisation can multiply their size, hashing reads them whole).
+/// 1 KiB holds the policy's 256 characters in any UTF-8 encoding.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn oversized(password: &SecretString) -> bool {
+    password.expose_secret().len() > MAX_PASSWORD_BYTES
+}
 
 pub struct AuthService {
     store: Arc<dyn Store>,
@@ -164,6 +172,15 @@ impl AuthService {
         email: &Email,
         display_name: Option<&str>,
     ) -> Result<String, Error> {
+        if oversized(password) {
+            return Err(Error::WeakPassword(crate::password_policy::Rejection {
+                violations: vec![rampart_proto::Violation {
+                    code: "too_long".to_owned(),
+                    message: format!("Use at most {} characters.", self.config.policy.max_chars),
+                }],
+                suggestions: vec!["Use a shorter passphrase.".to_owned()],
+            }));
+        }
         let normalized = normalize(password);
         self.config
             .policy
@@ -275,21 +292,23 @@ impl AuthService {
             .prepare_account(email, password, display_name, Role::Member)
             .await?;
         if self.config.registration == RegistrationMode::Invite {
-            let spent = match invite {
-                Some(t) => {
-                    self.store
-                        .consume_one_time_token(
-                            OneTimeKind::Invite,
-                            &TokenHash::of(t).0,
-                            self.clock.now(),
-                        )
-                        .await?
-                }
-                None => false,
+            // Spending the invite and creating the account are one
+            // transaction: a taken email does not burn the invite.
+            let token = invite.ok_or(Error::InvalidInvite)?;
+            let created = self
+                .store
+                .insert_account_with_token(
+                    &account,
+                    OneTimeKind::Invite,
+                    &TokenHash::of(token).0,
+                    self.clock.now(),
+                )
+                .await?;
+            return if created {
+                Ok(account)
+            } else {
+                Err(Error::InvalidInvite)
             };
-            if !spent {
-                return Err(Error::InvalidInvite);
-            }
         }
         self.store.insert_account(&account).await?;
         Ok(account)
@@ -303,6 +322,18 @@ impl AuthService {
         password: &SecretString,
         meta: &RequestMeta,
     ) -> Result<NewSession, Error> {
+        if oversized(password) {
+            // No account is looked up, so this reveals nothing about one.
+            self.record(
+                EventKind::LoginFailure,
+                Outcome::Failure,
+                Some("oversized_password"),
+                None,
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidCredentials);
+        }
         let normalized = normalize(password);
         let account = match Email::parse(email) {
             Ok(e) => self.store.account_by_email(&e).await?,
@@ -344,19 +375,35 @@ impl AuthService {
                 Err(Error::InvalidCredentials)
             }
             Verification::Match { needs_rehash } => {
+                let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
-                    // Upgrade to the current parameters; a failure here
-                    // must not fail the login.
+                    // Upgrade to the current parameters, unless the password
+                    // changed meanwhile; a failure here must not fail the login.
                     match self.pool.hash(normalized).await {
-                        Ok(phc) => {
-                            if let Err(e) = self.store.set_password_hash(&account.id, &phc).await {
-                                tracing::warn!(error = %e, "password re-hash not saved");
-                            }
-                        }
+                        Ok(phc) => match self
+                            .store
+                            .replace_password_hash(&account.id, &current_hash, &phc)
+                            .await
+                        {
+                            Ok(true) => current_hash = phc,
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "password re-hash not saved"),
+                        },
                         Err(e) => tracing::warn!(error = %e, "password re-hash skipped"),
                     }
                 }
-                let new = self.start_session(&account, meta).await?;
+                let Some(new) = self.start_session(&account, &current_hash, meta).await? else {
+                    // The password changed between verification and now.
+                    self.record(
+                        EventKind::LoginFailure,
+                        Outcome::Failure,
+                        Some("password_changed"),
+                        Some(&account.id),
+                        meta,
+                    )
+                    .await;
+                    return Err(Error::InvalidCredentials);
+                };
                 self.record(
                     EventKind::LoginSuccess,
                     Outcome::Success,
@@ -370,11 +417,14 @@ impl AuthService {
         }
     }
 
+    /// Creates a session, provided the account's password hash is still
+    /// `verified_hash`.
     async fn start_session(
         &self,
         account: &Account,
+        verified_hash: &str,
         meta: &RequestMeta,
-    ) -> Result<NewSession, Error> {
+    ) -> Result<Option<NewSession>, Error> {
         let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
         let now = self.clock.now();
         let session = Session {
@@ -387,8 +437,10 @@ impl AuthService {
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.as_ref().map(|u| truncate(u, 256)),
         };
-        self.store.insert_session(&session).await?;
-        Ok(NewSession { token, session })
+        if !self.store.insert_session(&session, verified_hash).await? {
+            return Ok(None);
+        }
+        Ok(Some(NewSession { token, session }))
     }
 
     /// Resolves a bearer token to its live session and account.
@@ -432,6 +484,9 @@ impl AuthService {
         new: &SecretString,
         meta: &RequestMeta,
     ) -> Result<u64, Error> {
+        if oversized(current) {
+            return Err(Error::InvalidCredentials);
+        }
         let verdict = self
             .pool
             .verify(
@@ -467,10 +522,9 @@ impl AuthService {
                 return Err(e);
             }
         };
-        self.store.set_password_hash(&account.id, &phc).await?;
         let revoked = self
             .store
-            .delete_sessions_except(&account.id, Some(&session.id))
+            .change_password(&account.id, &phc, &session.id)
             .await?;
         self.record(
             EventKind::PasswordChange,
@@ -555,27 +609,22 @@ impl AuthService {
             .await;
             return Err(Error::SetupComplete);
         }
-        // Validate everything before the token is spent, so a typo in the
-        // password does not burn the only token.
-        let parsed = Email::parse(email).map_err(|_| Error::InvalidEmail)?;
-        Self::check_display_name(display_name.as_deref())?;
-        self.config
-            .policy
-            .check(
-                &normalize(password),
-                parsed.local_part(),
-                display_name.as_deref(),
-            )
-            .map_err(Error::WeakPassword)?;
-        let used = self
+        // Everything is checked and hashed before the token is spent, and
+        // spending it and creating the account are one transaction: no
+        // failure (weak password, taken email, busy pool, timeout) burns it.
+        let account = self
+            .prepare_account(email, password, display_name, Role::Admin)
+            .await?;
+        let created = self
             .store
-            .consume_one_time_token(
+            .insert_account_with_token(
+                &account,
                 OneTimeKind::Setup,
                 &TokenHash::of(token).0,
                 self.clock.now(),
             )
             .await?;
-        if !used {
+        if !created {
             self.record(
                 EventKind::SetupUsed,
                 Outcome::Failure,
@@ -586,9 +635,6 @@ impl AuthService {
             .await;
             return Err(Error::InvalidSetupToken);
         }
-        let account = self
-            .create_account(email, password, display_name, Role::Admin)
-            .await?;
         self.record(
             EventKind::SetupUsed,
             Outcome::Success,

@@ -34,6 +34,8 @@ pub enum Error {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -42,6 +44,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => Error::EmailTaken,
+            StoreError::Unavailable(detail) => Error::Unavailable(detail),
             other => Error::Internal(other.to_string()),
         }
     }

@@ -5,6 +5,7 @@
 //! waiting, so a login flood cannot starve the async runtime or grow memory
 //! without bound; the HTTP layer turns that into 503 with `Retry-After`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
@@ -35,6 +36,7 @@ pub struct HashPool {
     tx: Sender<Job>,
     hasher: PasswordHasher,
     workers: usize,
+    completed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -55,8 +57,10 @@ impl HashPool {
     ) -> Self {
         let workers = workers.max(1);
         let (tx, rx) = bounded::<Job>(queue.max(1));
+        let completed = Arc::new(AtomicU64::new(0));
         for i in 0..workers {
             let rx = rx.clone();
+            let done = completed.clone();
             let hasher = hasher.clone();
             let entropy = entropy.clone();
             let spawned = std::thread::Builder::new()
@@ -73,6 +77,7 @@ impl HashPool {
                                 let _ = reply.send(hasher.verify(&pw, &phc));
                             }
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             if let Err(e) = spawned {
@@ -83,7 +88,13 @@ impl HashPool {
             tx,
             hasher,
             workers,
+            completed,
         }
+    }
+
+    /// How many hash or verify jobs have finished (for tests and metrics).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     pub fn workers(&self) -> usize {

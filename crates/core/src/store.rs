@@ -16,6 +16,9 @@ pub enum StoreError {
     /// string is for the log only and is never sent to a client.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database is busy or unreachable right now; retrying may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored row could not be read back into a domain value.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),
@@ -31,10 +34,41 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
     async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
-    async fn set_password_hash(&self, id: &AccountId, phc: &str) -> Result<(), StoreError>;
+    /// Replaces the password hash only if it is still `expected`; false
+    /// when it changed meanwhile (a concurrent password change wins).
+    async fn replace_password_hash(
+        &self,
+        id: &AccountId,
+        expected: &str,
+        phc: &str,
+    ) -> Result<bool, StoreError>;
+    /// Sets a new password hash and deletes every other session of the
+    /// account, in one transaction. Returns how many sessions went.
+    async fn change_password(
+        &self,
+        id: &AccountId,
+        phc: &str,
+        keep: &crate::SessionId,
+    ) -> Result<u64, StoreError>;
+    /// Spends a one-time token and inserts the account in one transaction;
+    /// false (and nothing stored) when the token was not there to spend.
+    async fn insert_account_with_token(
+        &self,
+        account: &Account,
+        kind: OneTimeKind,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     async fn admin_exists(&self) -> Result<bool, StoreError>;
 
-    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Inserts the session only while the account's password hash is still
+    /// `password_hash` (the one just verified), so a login racing a password
+    /// change cannot outlive it. False when it was not inserted.
+    async fn insert_session(
+        &self,
+        session: &Session,
+        password_hash: &str,
+    ) -> Result<bool, StoreError>;
     /// The live-or-not session with this token hash, and its account.
     async fn session_by_token_hash(
         &self,

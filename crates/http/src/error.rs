@@ -139,6 +139,17 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden => {
                 ApiError::forbidden("forbidden", "You may not perform this action.")
             }
+            CoreError::Unavailable(detail) => {
+                let mut e = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "Database unavailable",
+                    "The database is busy or unreachable; retry shortly.",
+                )
+                .with_retry_after(1);
+                e.internal = Some(detail);
+                e
+            }
             CoreError::Internal(detail) => ApiError::internal(detail),
         }
     }
@@ -148,7 +159,7 @@ impl IntoResponse for ApiError {
     fn into_response(mut self) -> Response {
         self.problem.request_id = crate::middleware::current_request_id();
         if let Some(detail) = &self.internal {
-            tracing::error!(error = %detail, code = %self.problem.code, "request failed");
+            tracing::error!(error = %detail, code = %self.problem.code, status = self.problem.status, "request failed");
         }
         let status =
             StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod idle;
 pub mod middleware;
 pub mod openapi;
 pub mod redirect;

@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::idle::{Activity, Tracked};
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
 use crate::state::Limits;
@@ -35,15 +36,21 @@ fn clean_host(host: &str) -> Option<&str> {
 
 fn redirect_for(
     req: &http::Request<hyper::body::Incoming>,
-    default_host: &str,
+    hosts: &[String],
     port: u16,
 ) -> Response {
-    let host = req
+    // Only a host this server answers for is kept from the Host header, so
+    // the redirect can never point somewhere else.
+    let asked = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .and_then(clean_host)
-        .unwrap_or(default_host);
+        .and_then(clean_host);
+    let host = asked
+        .and_then(|h| hosts.iter().find(|k| k.eq_ignore_ascii_case(h)))
+        .or(hosts.first())
+        .map(String::as_str)
+        .unwrap_or("localhost");
     let path = req
         .uri()
         .path_and_query()
@@ -65,16 +72,17 @@ fn redirect_for(
 }
 
 /// Redirects every request to `https://<host>:<https_port>` until shutdown.
+/// `hosts` are the names this server answers for; the first is the default.
 pub async fn serve_redirect(
     listener: TcpListener,
-    default_host: String,
+    hosts: Vec<String>,
     https_port: u16,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let default_host: Arc<str> = default_host.into();
+    let hosts: Arc<[String]> = hosts.into();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -85,17 +93,22 @@ pub async fn serve_redirect(
             continue;
         };
         let limits = limits.clone();
-        let host = default_host.clone();
+        let hosts = hosts.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = redirect_for(&req, &host, https_port);
+                let res = redirect_for(&req, &hosts, https_port);
                 async move { Ok::<_, Infallible>(res) }
             });
             let builder = connection_builder(&limits);
-            let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
-            let _ = watcher.watch(conn.into_owned()).await;
+            let activity = Activity::new();
+            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+            let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
+            tokio::select! {
+                _ = watcher.watch(conn.into_owned()) => {}
+                _ = activity.idle_beyond(limits.idle_timeout) => {}
+            }
         });
     }
     drop(listener);

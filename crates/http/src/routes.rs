@@ -196,8 +196,13 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     Meta(meta): Meta,
     authed: Authed,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    // An id that cannot even be decoded is, to the caller, one that does
+    // not exist.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::not_found());
+    };
     if id.len() > 64 {
         return Err(ApiError::not_found());
     }

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
+use crate::idle::{Activity, Tracked};
 use crate::middleware::{add_security_headers, ClientAddr};
 use crate::state::Limits;
 
@@ -101,13 +102,19 @@ pub async fn serve_https(
                 _ => return, // bad handshake, plaintext, or too slow
             };
             let builder = connection_builder(&limits);
-            let io = TokioIo::new(tls);
+            let activity = Activity::new();
+            let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+            let idle = limits.idle_timeout;
+            // Dropping the connection future closes the socket.
             if over_limit {
                 let svc = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
                     Ok::<_, Infallible>(overloaded())
                 });
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
-                let _ = watcher.watch(conn.into_owned()).await;
+                tokio::select! {
+                    _ = watcher.watch(conn.into_owned()) => {}
+                    _ = activity.idle_beyond(idle) => {}
+                }
             } else {
                 let svc =
                     router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -115,7 +122,10 @@ pub async fn serve_https(
                         req
                     });
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
-                let _ = watcher.watch(conn.into_owned()).await;
+                tokio::select! {
+                    _ = watcher.watch(conn.into_owned()) => {}
+                    _ = activity.idle_beyond(idle) => {}
+                }
             }
         });
     }

@@ -14,6 +14,9 @@ pub struct Limits {
     pub header_count: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
+    /// A connection that moves no bytes for this long is closed. Kept above
+    /// `request_timeout` so a slow handler is not cut off.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub tls_handshake_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -27,6 +30,7 @@ impl Default for Limits {
             header_count: 64,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),

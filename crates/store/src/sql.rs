@@ -33,12 +33,20 @@ impl SqlStore {
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        // SQLITE_BUSY / SQLITE_LOCKED, and PostgreSQL's "too many connections"
+        // and "cannot connect now": transient, worth a retry.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("5" | "6" | "53300" | "57P03")) =>
+        {
+            StoreError::Unavailable(e.to_string())
         }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
     }
-    StoreError::Backend(e.to_string())
 }
 
 const ACCOUNT_COLS: &str = "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
@@ -92,6 +100,21 @@ fn event_from(row: &AnyRow) -> Result<SecurityEvent, StoreError> {
     })
 }
 
+fn insert_account_query(
+    a: &Account,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO accounts (id, email, display_name, password_hash, role, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.email.as_str())
+    .bind(a.display_name.as_deref())
+    .bind(a.password_hash.expose_secret())
+    .bind(a.role.as_str())
+    .bind(a.created_at.millis())
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -107,19 +130,10 @@ impl Store for SqlStore {
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO accounts (id, email, display_name, password_hash, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(a.id.as_str())
-        .bind(a.email.as_str())
-        .bind(a.display_name.as_deref())
-        .bind(a.password_hash.expose_secret())
-        .bind(a.role.as_str())
-        .bind(a.created_at.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        insert_account_query(a)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -145,14 +159,74 @@ impl Store for SqlStore {
             .transpose()
     }
 
-    async fn set_password_hash(&self, id: &AccountId, phc: &str) -> Result<(), StoreError> {
+    async fn replace_password_hash(
+        &self,
+        id: &AccountId,
+        expected: &str,
+        phc: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+        )
+        .bind(phc)
+        .bind(id.as_str())
+        .bind(expected)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn change_password(
+        &self,
+        id: &AccountId,
+        phc: &str,
+        keep: &SessionId,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
             .bind(phc)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(())
+        let r = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
+            .bind(id.as_str())
+            .bind(keep.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn insert_account_with_token(
+        &self,
+        a: &Account,
+        kind: OneTimeKind,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let spent = sqlx::query(
+            "DELETE FROM one_time_tokens WHERE token_hash = $1 AND kind = $2 AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(kind.as_str())
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if spent.rows_affected() != 1 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        insert_account_query(a)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn admin_exists(&self) -> Result<bool, StoreError> {
@@ -164,10 +238,11 @@ impl Store for SqlStore {
         Ok(n > 0)
     }
 
-    async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn insert_session(&self, s: &Session, password_hash: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
             "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9)",
         )
         .bind(s.id.as_str())
         .bind(s.account_id.as_str())
@@ -177,10 +252,11 @@ impl Store for SqlStore {
         .bind(s.expires_at.millis())
         .bind(s.ip.as_deref())
         .bind(s.user_agent.as_deref())
+        .bind(password_hash)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     async fn session_by_token_hash(

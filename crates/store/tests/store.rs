@@ -103,7 +103,12 @@ both!(
             .await
             .unwrap();
         assert!(s.admin_exists().await.unwrap());
-        s.set_password_hash(&a.id, "new").await.unwrap();
+        let old = a.password_hash.expose_secret();
+        assert!(!s
+            .replace_password_hash(&a.id, "not-the-current-hash", "new")
+            .await
+            .unwrap());
+        assert!(s.replace_password_hash(&a.id, old, "new").await.unwrap());
         let got = s.account_by_id(&a.id).await.unwrap().unwrap();
         assert_eq!(got.password_hash.expose_secret(), "new");
     }
@@ -114,10 +119,27 @@ both!(sessions_lifecycle, |s: SqlStore, _url: String| async move {
     let b = account("t@example.com", Role::Member);
     s.insert_account(&a).await.unwrap();
     s.insert_account(&b).await.unwrap();
+    let hash = a.password_hash.expose_secret();
     for (id, at) in [("s1", 100), ("s2", 200), ("s3", 300)] {
-        s.insert_session(&session(id, &a.id, at)).await.unwrap();
+        assert!(s
+            .insert_session(&session(id, &a.id, at), hash)
+            .await
+            .unwrap());
     }
-    s.insert_session(&session("t1", &b.id, 100)).await.unwrap();
+    assert!(s
+        .insert_session(&session("t1", &b.id, 100), hash)
+        .await
+        .unwrap());
+    // A login verified against a hash that has since changed is not stored.
+    assert!(!s
+        .insert_session(&session("stale", &a.id, 100), "old-hash")
+        .await
+        .unwrap());
+    assert!(s
+        .session_by_token_hash("hash-stale")
+        .await
+        .unwrap()
+        .is_none());
     let (sess, acc) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
     assert_eq!(sess.id.0, "s2", "session id not shadowed by account id");
     assert_eq!(sess.created_at, Timestamp(200));
@@ -215,6 +237,67 @@ both!(
             .consume_one_time_token(OneTimeKind::Setup, "b", Timestamp(1))
             .await
             .unwrap());
+    }
+);
+
+both!(
+    password_change_and_token_accounts_are_atomic,
+    |s: SqlStore, _url: String| async move {
+        let a = account("p@example.com", Role::Member);
+        s.insert_account(&a).await.unwrap();
+        let hash = a.password_hash.expose_secret();
+        for id in ["k", "o1", "o2"] {
+            assert!(s
+                .insert_session(&session(id, &a.id, 1), hash)
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            s.change_password(&a.id, "new-hash", &SessionId("k".into()))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.sessions_of(&a.id).await.unwrap().len(), 1);
+        assert_eq!(
+            s.account_by_id(&a.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .expose_secret(),
+            "new-hash"
+        );
+
+        // A token that is not there: nothing stored.
+        let b = account("q@example.com", Role::Admin);
+        assert!(!s
+            .insert_account_with_token(&b, OneTimeKind::Setup, "none", Timestamp(1))
+            .await
+            .unwrap());
+        assert!(s.account_by_id(&b.id).await.unwrap().is_none());
+        // A taken email: the token survives for the next attempt.
+        s.insert_one_time_token(OneTimeKind::Setup, "t", Timestamp(100))
+            .await
+            .unwrap();
+        let mut dup = account("p@example.com", Role::Admin);
+        dup.id = AccountId("acc_dup".into());
+        assert!(matches!(
+            s.insert_account_with_token(&dup, OneTimeKind::Setup, "t", Timestamp(1))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(s
+            .insert_account_with_token(&b, OneTimeKind::Setup, "t", Timestamp(1))
+            .await
+            .unwrap());
+        assert!(s.account_by_id(&b.id).await.unwrap().is_some());
+        assert!(
+            !s.insert_account_with_token(&b, OneTimeKind::Setup, "t", Timestamp(1))
+                .await
+                .unwrap(),
+            "spent"
+        );
     }
 );
 
@@ -359,9 +442,14 @@ async fn sqlite_runs_in_wal_with_foreign_keys_and_full_sync() {
     assert_eq!(pragma("PRAGMA journal_mode").await, "wal");
     assert_eq!(pragma("PRAGMA foreign_keys").await, "1");
     assert_eq!(pragma("PRAGMA synchronous").await, "2", "FULL");
-    // Foreign keys are enforced: a session for a missing account is refused.
-    let orphan = session("x", &AccountId("missing".into()), 1);
-    assert!(s.insert_session(&orphan).await.is_err());
+    // Foreign keys are enforced: a row pointing at a missing account is refused.
+    let r = sqlx::query(
+        "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at) \
+         VALUES ('x', 'missing', 'h', 1, 1, 2)",
+    )
+    .execute(s.pool())
+    .await;
+    assert!(r.is_err());
 }
 
 #[tokio::test]

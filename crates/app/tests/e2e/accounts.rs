@@ -177,6 +177,53 @@ async fn unknown_email_and_wrong_password_look_the_same() {
 }
 
 #[tokio::test]
+async fn an_unknown_account_costs_one_argon2_verification_like_a_wrong_password() {
+    let s = TestServer::start().await;
+    s.register("cost@example.com").await;
+    let pool = s.running().auth.pool().clone();
+    for email in ["cost@example.com", "nobody@example.com", "not an email"] {
+        let before = pool.completed();
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": "Wrong-Password-42!"}),
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            pool.completed() - before,
+            1,
+            "{email}: exactly one verification"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_passwords_are_refused_before_any_work() {
+    let s = TestServer::start().await;
+    s.register("big@example.com").await;
+    let huge = "\u{FDFA}".repeat(300_000); // ~900 KB that NFKC would grow 18-fold
+    let pool = s.running().auth.pool().clone();
+    let before = pool.completed();
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "big@example.com", "password": huge}),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    let r = s
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "big2@example.com", "password": huge}),
+        )
+        .await;
+    let v = problem(r, 422, "weak_password").await;
+    assert_eq!(v["violations"][0]["code"], "too_long");
+    assert_eq!(pool.completed(), before, "no hashing for oversized input");
+}
+
+#[tokio::test]
 async fn password_hashes_are_argon2id_with_unique_salts_and_upgraded_on_login() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = TestServer::with(Options {

@@ -156,3 +156,37 @@ async fn shutdown_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_whatever_the_protocol() {
+    // The idle timeout is at least request timeout + 5 s.
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_LIMITS__REQUEST_TIMEOUT_SECS", "1")
+            .env("RAMPART_LIMITS__IDLE_TIMEOUT_SECS", "1")
+            .env("RAMPART_LIMITS__HEADER_READ_TIMEOUT_SECS", "30"),
+    )
+    .await;
+    // TLS done, then nothing at all: not even enough for hyper to pick a protocol.
+    let mut tls = tls_stream(&s).await;
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut tls, Duration::from_secs(20)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "idle connection kept {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(5),
+        "closed too early: {waited:?}"
+    );
+    assert!(answer.is_empty(), "{answer}");
+    // The HTTP/2 preface and then silence: closed too.
+    let mut tls = tls_stream(&s).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let _ = read_all(&mut tls, Duration::from_secs(20)).await;
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

@@ -47,9 +47,14 @@ async fn health_and_readiness() {
         let r = s.client.get(s.url(p)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{p}");
     }
+    let token = s.user("ready@example.com").await;
     s.running().auth.store().close().await;
     let r = s.client.get(s.url("/api/v1/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503, "database gone");
+    // Requests that need the database get 503 with Retry-After, not 500.
+    let r = s.get_auth("/api/v1/me", &token).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    problem(r, 503, "database_unavailable").await;
     let r = s.client.get(s.url("/api/v1/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "still alive");
 }

@@ -543,6 +543,21 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
 
     let logs = p.stdout_text();
     let banner = p.stderr_text();
+    // The setup token is shown once on stderr by design; nowhere else.
+    for (name, bytes) in [("logs".to_owned(), logs.as_bytes().to_vec())]
+        .into_iter()
+        .chain(std::fs::read_dir(&data).unwrap().filter_map(|e| {
+            let path = e.ok()?.path();
+            path.is_file()
+                .then(|| (path.display().to_string(), std::fs::read(&path).unwrap()))
+        }))
+    {
+        let needle = setup_token.as_bytes();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{name} holds the setup token"
+        );
+    }
     assert!(logs.lines().count() > 15, "logs were captured");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&data).unwrap() {

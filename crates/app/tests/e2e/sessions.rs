@@ -302,11 +302,13 @@ async fn sessions_end_at_their_absolute_lifetime_despite_activity() {
     let s = TestServer::start().await;
     let token = s.user("abs@example.com").await;
     let idle_token = s.login("abs@example.com", STRONG).await;
-    for _ in 0..24 {
+    for i in 0..24 {
         s.clock.advance(Duration::from_secs(25 * 60));
-        if s.get_auth("/api/v1/me", &token).await.status() != 200 {
-            break;
-        }
+        assert_eq!(
+            s.get_auth("/api/v1/me", &token).await.status(),
+            200,
+            "alive at step {i}"
+        );
     }
     // 24 × 25 min = 10 h: still alive. Two more hours end it.
     for _ in 0..5 {

@@ -86,3 +86,22 @@ async fn no_setup_token_once_an_admin_exists() {
     .await;
     assert!(s2.running().setup_token.is_none());
 }
+
+#[tokio::test]
+async fn a_failed_setup_does_not_burn_the_token() {
+    let s = TestServer::start().await;
+    let token = s.running().setup_token.clone().unwrap();
+    s.register("member@example.com").await;
+    // The email is taken by a member: refused, and the token survives.
+    let r = s
+        .post("/api/v1/setup", json!({"token": token.expose_secret(), "email": "member@example.com", "password": STRONG}))
+        .await;
+    problem(r, 409, "email_taken").await;
+    let r = s
+        .post(
+            "/api/v1/setup",
+            json!({"token": token.expose_secret(), "email": "o@example.com", "password": STRONG}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}

@@ -64,13 +64,16 @@ async fn security_headers_are_on_every_response() {
 /// A TLS ClientHello that offers only `version` (no supported_versions
 /// extension), with CBC and GCM suites.
 fn client_hello(version: [u8; 2]) -> Vec<u8> {
+    client_hello_with(version, &[0xc02b, 0xc02f, 0xc009, 0xc013, 0x002f, 0x009c])
+}
+
+fn client_hello_with(version: [u8; 2], suites: &[u16]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&version);
     body.extend_from_slice(&[7u8; 32]); // random
     body.push(0); // session id
-    let suites: [u16; 6] = [0xc02b, 0xc02f, 0xc009, 0xc013, 0x002f, 0x009c];
     body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
+    for s in suites.iter().copied() {
         body.extend_from_slice(&s.to_be_bytes());
     }
     body.extend_from_slice(&[1, 0]); // compression: null
@@ -119,6 +122,28 @@ async fn tls_1_0_and_1_1_are_refused() {
     let answer = first_bytes(s.port(), &client_hello([3, 3])).await;
     assert_eq!(answer.first(), Some(&0x16), "TLS 1.2 hello: {answer:02x?}");
     assert_eq!(answer.get(5), Some(&0x02), "ServerHello expected");
+    // The suite the server picked (after version, random, session id) is AEAD.
+    let sid_len = answer[43] as usize;
+    let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
+    assert_eq!(
+        suite, 0xc02b,
+        "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}"
+    );
+}
+
+#[tokio::test]
+async fn tls_1_2_without_an_aead_suite_is_refused() {
+    let s = TestServer::start().await;
+    // ECDHE-ECDSA/RSA with AES-CBC-SHA, RSA key exchange with CBC and GCM.
+    let answer = first_bytes(
+        s.port(),
+        &client_hello_with([3, 3], &[0xc009, 0xc00a, 0xc013, 0x002f, 0x0035, 0x009c]),
+    )
+    .await;
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "non-AEAD suite accepted: {answer:02x?}"
+    );
 }
 
 #[tokio::test]
