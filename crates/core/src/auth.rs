@@ -152,6 +152,22 @@ impl AuthService {
         }
     }
 
+    async fn failed(
+        &self,
+        kind: EventKind,
+        reason: &str,
+        account: Option<&AccountId>,
+        meta: &RequestMeta,
+    ) {
+        self.record(kind, Outcome::Failure, Some(reason), account, meta)
+            .await
+    }
+
+    async fn succeeded(&self, kind: EventKind, account: Option<&AccountId>, meta: &RequestMeta) {
+        self.record(kind, Outcome::Success, None, account, meta)
+            .await
+    }
+
     fn check_display_name(name: Option<&str>) -> Result<(), Error> {
         if let Some(n) = name {
             if n.is_empty()
@@ -240,14 +256,8 @@ impl AuthService {
             .await;
         match &result {
             Ok(account) => {
-                self.record(
-                    EventKind::Registration,
-                    Outcome::Success,
-                    None,
-                    Some(&account.id),
-                    meta,
-                )
-                .await
+                self.succeeded(EventKind::Registration, Some(&account.id), meta)
+                    .await
             }
             Err(e) => {
                 let reason = match e {
@@ -260,14 +270,8 @@ impl AuthService {
                     Error::Busy => "busy",
                     _ => "error",
                 };
-                self.record(
-                    EventKind::Registration,
-                    Outcome::Failure,
-                    Some(reason),
-                    None,
-                    meta,
-                )
-                .await
+                self.failed(EventKind::Registration, reason, None, meta)
+                    .await
             }
         }
         result
@@ -324,14 +328,8 @@ impl AuthService {
     ) -> Result<NewSession, Error> {
         if oversized(password) {
             // No account is looked up, so this reveals nothing about one.
-            self.record(
-                EventKind::LoginFailure,
-                Outcome::Failure,
-                Some("oversized_password"),
-                None,
-                meta,
-            )
-            .await;
+            self.failed(EventKind::LoginFailure, "oversized_password", None, meta)
+                .await;
             return Err(Error::InvalidCredentials);
         }
         let normalized = normalize(password);
@@ -345,14 +343,8 @@ impl AuthService {
                 .pool
                 .verify(normalized, self.dummy_hash.clone())
                 .await?;
-            self.record(
-                EventKind::LoginFailure,
-                Outcome::Failure,
-                Some("unknown_account"),
-                None,
-                meta,
-            )
-            .await;
+            self.failed(EventKind::LoginFailure, "unknown_account", None, meta)
+                .await;
             return Err(Error::InvalidCredentials);
         };
         let verdict = self
@@ -364,10 +356,9 @@ impl AuthService {
             .await?;
         match verdict {
             Verification::Mismatch => {
-                self.record(
+                self.failed(
                     EventKind::LoginFailure,
-                    Outcome::Failure,
-                    Some("wrong_password"),
+                    "wrong_password",
                     Some(&account.id),
                     meta,
                 )
@@ -394,24 +385,17 @@ impl AuthService {
                 }
                 let Some(new) = self.start_session(&account, &current_hash, meta).await? else {
                     // The password changed between verification and now.
-                    self.record(
+                    self.failed(
                         EventKind::LoginFailure,
-                        Outcome::Failure,
-                        Some("password_changed"),
+                        "password_changed",
                         Some(&account.id),
                         meta,
                     )
                     .await;
                     return Err(Error::InvalidCredentials);
                 };
-                self.record(
-                    EventKind::LoginSuccess,
-                    Outcome::Success,
-                    None,
-                    Some(&account.id),
-                    meta,
-                )
-                .await;
+                self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
+                    .await;
                 Ok(new)
             }
         }
@@ -464,14 +448,8 @@ impl AuthService {
         self.store
             .delete_session(&session.account_id, &session.id)
             .await?;
-        self.record(
-            EventKind::Logout,
-            Outcome::Success,
-            None,
-            Some(&session.account_id),
-            meta,
-        )
-        .await;
+        self.succeeded(EventKind::Logout, Some(&session.account_id), meta)
+            .await;
         Ok(())
     }
 
@@ -495,10 +473,9 @@ impl AuthService {
             )
             .await?;
         if verdict == Verification::Mismatch {
-            self.record(
+            self.failed(
                 EventKind::PasswordChange,
-                Outcome::Failure,
-                Some("wrong_password"),
+                "wrong_password",
                 Some(&account.id),
                 meta,
             )
@@ -511,10 +488,9 @@ impl AuthService {
         {
             Ok(p) => p,
             Err(e) => {
-                self.record(
+                self.failed(
                     EventKind::PasswordChange,
-                    Outcome::Failure,
-                    Some("weak_password"),
+                    "weak_password",
                     Some(&account.id),
                     meta,
                 )
@@ -526,14 +502,8 @@ impl AuthService {
             .store
             .change_password(&account.id, &phc, &session.id)
             .await?;
-        self.record(
-            EventKind::PasswordChange,
-            Outcome::Success,
-            None,
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.succeeded(EventKind::PasswordChange, Some(&account.id), meta)
+            .await;
         if revoked > 0 {
             self.record(
                 EventKind::SessionRevoked,
@@ -599,14 +569,8 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<Account, Error> {
         if self.store.admin_exists().await? {
-            self.record(
-                EventKind::SetupUsed,
-                Outcome::Failure,
-                Some("setup_complete"),
-                None,
-                meta,
-            )
-            .await;
+            self.failed(EventKind::SetupUsed, "setup_complete", None, meta)
+                .await;
             return Err(Error::SetupComplete);
         }
         // Everything is checked and hashed before the token is spent, and
@@ -625,24 +589,12 @@ impl AuthService {
             )
             .await?;
         if !created {
-            self.record(
-                EventKind::SetupUsed,
-                Outcome::Failure,
-                Some("invalid_token"),
-                None,
-                meta,
-            )
-            .await;
+            self.failed(EventKind::SetupUsed, "invalid_token", None, meta)
+                .await;
             return Err(Error::InvalidSetupToken);
         }
-        self.record(
-            EventKind::SetupUsed,
-            Outcome::Success,
-            None,
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.succeeded(EventKind::SetupUsed, Some(&account.id), meta)
+            .await;
         self.record(
             EventKind::AdminCreated,
             Outcome::Success,
@@ -690,14 +642,8 @@ impl AuthService {
         self.store
             .insert_one_time_token(OneTimeKind::Invite, &TokenHash::of(&token).0, expires)
             .await?;
-        self.record(
-            EventKind::InviteCreated,
-            Outcome::Success,
-            None,
-            Some(&admin.id),
-            meta,
-        )
-        .await;
+        self.succeeded(EventKind::InviteCreated, Some(&admin.id), meta)
+            .await;
         Ok((token, expires))
     }
 

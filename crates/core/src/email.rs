@@ -50,6 +50,12 @@ impl Email {
         Ok(Email(normalised))
     }
 
+    /// An address read back from storage, where only [`Email::parse`]
+    /// output is ever written. Skips re-normalising on every request.
+    pub fn from_stored(normalised: String) -> Email {
+        Email(normalised)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

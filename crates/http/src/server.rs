@@ -34,6 +34,9 @@ pub(crate) fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Flatten head and body into one buffer: one TLS record and one
+        // syscall per small response instead of two.
+        .writev(false)
         .max_buf_size((limits.header_bytes * 2).max(16 * 1024) + limits.body_bytes.min(64 * 1024))
         .max_headers(limits.header_count * 2);
     b.http2()

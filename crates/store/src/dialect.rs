@@ -103,7 +103,11 @@ pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
         .await
         .map_err(|e| OpenError::Connect(describe(&e)))?;
     migrate(&pool, dialect).await?;
-    Ok(SqlStore::new(pool, dialect))
+    let fast = match dialect {
+        Dialect::Sqlite => crate::fast_read::FastRead::for_url(url),
+        Dialect::Postgres => None,
+    };
+    Ok(SqlStore::new(pool, dialect, fast))
 }
 
 async fn migrate(pool: &AnyPool, dialect: Dialect) -> Result<(), OpenError> {

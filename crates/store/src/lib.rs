@@ -7,6 +7,7 @@
 //! Every statement binds its inputs; none is built from input strings.
 
 mod dialect;
+mod fast_read;
 mod sql;
 
 pub use dialect::{open, Dialect, OpenError, SCHEMA_VERSION};

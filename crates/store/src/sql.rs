@@ -15,11 +15,21 @@ use crate::Dialect;
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite files only: the per-request session read, on the caller's thread.
+    fast: Option<std::sync::Arc<crate::fast_read::FastRead>>,
 }
 
 impl SqlStore {
-    pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        Self { pool, dialect }
+    pub(crate) fn new(
+        pool: AnyPool,
+        dialect: Dialect,
+        fast: Option<crate::fast_read::FastRead>,
+    ) -> Self {
+        Self {
+            pool,
+            dialect,
+            fast: fast.map(std::sync::Arc::new),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -54,13 +64,20 @@ const ACCOUNT_COLS: &str = "a.id AS a_id, a.email AS a_email, a.display_name AS 
 const SESSION_COLS: &str =
     "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent";
 
+/// The session and its account by token hash. Shared with `fast_read`.
+pub(crate) const SESSION_BY_TOKEN: &str = "SELECT s.id, s.account_id, s.token_hash, s.created_at, \
+     s.last_seen_at, s.expires_at, s.ip, s.user_agent, a.id AS a_id, a.email AS a_email, \
+     a.display_name AS a_display_name, a.password_hash AS a_password_hash, a.role AS a_role, \
+     a.created_at AS a_created_at \
+     FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1";
+
 fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
     let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
     let email: String = row.try_get("a_email").map_err(get)?;
     let role: String = row.try_get("a_role").map_err(get)?;
     Ok(Account {
         id: AccountId(row.try_get("a_id").map_err(get)?),
-        email: Email::parse(&email).map_err(|_| StoreError::Corrupt("account email"))?,
+        email: Email::from_stored(email),
         display_name: row.try_get("a_display_name").map_err(get)?,
         password_hash: SecretString::new(row.try_get("a_password_hash").map_err(get)?),
         role: Role::parse(&role).ok_or(StoreError::Corrupt("account role"))?,
@@ -126,6 +143,9 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(fast) = &self.fast {
+            fast.close();
+        }
         self.pool.close().await;
     }
 
@@ -263,11 +283,10 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Session, Account)>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLS}, {ACCOUNT_COLS} FROM sessions s \
-             JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1"
-        );
-        let Some(row) = sqlx::query(&sql)
+        if let Some(fast) = &self.fast {
+            return fast.session_by_token_hash(token_hash);
+        }
+        let Some(row) = sqlx::query(SESSION_BY_TOKEN)
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await

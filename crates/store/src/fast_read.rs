@@ -1,0 +1,152 @@
+//! The read on every authenticated request, for SQLite, on the caller's
+//! thread.
+//!
+//! sqlx's SQLite driver hands each statement to a worker thread per
+//! connection and waits for the answer; on a small machine those thread
+//! handoffs cost several times the query itself (profiled: most CPU time in
+//! the kernel's context switching). Session lookup is a primary-key read
+//! that takes microseconds, so it runs here, synchronously, on read-only
+//! connections. WAL mode means readers never wait for the writer. Every
+//! other statement still goes through sqlx.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rampart_core::model::{Account, Session};
+use rampart_core::{AccountId, Email, SessionId, StoreError, Timestamp};
+use rampart_crypto::SecretString;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::sql::SESSION_BY_TOKEN;
+
+const KEEP: usize = 8;
+
+#[derive(Debug)]
+pub(crate) struct FastRead {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    closed: AtomicBool,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+impl FastRead {
+    /// For a `sqlite:` URL naming a file; `None` for in-memory databases.
+    pub(crate) fn for_url(url: &str) -> Option<FastRead> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next()?;
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        Some(FastRead {
+            path: PathBuf::from(path),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Closes the connections; later reads fail as the pool's would.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        c.busy_timeout(Duration::from_secs(2)).map_err(err)?;
+        Ok(c)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("store closed".to_owned()));
+        }
+        let conn = match self.idle.lock() {
+            Ok(mut idle) => idle.pop(),
+            Err(_) => None,
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < KEEP && !self.closed.load(Ordering::SeqCst) {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Session, Account)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(SESSION_BY_TOKEN).map_err(err)?;
+            let row = stmt
+                .query_row([token_hash], |r| {
+                    Ok((
+                        Session {
+                            id: SessionId(r.get("id")?),
+                            account_id: AccountId(r.get("account_id")?),
+                            token_hash: r.get("token_hash")?,
+                            created_at: Timestamp(r.get("created_at")?),
+                            last_seen_at: Timestamp(r.get("last_seen_at")?),
+                            expires_at: Timestamp(r.get("expires_at")?),
+                            ip: r.get("ip")?,
+                            user_agent: r.get("user_agent")?,
+                        },
+                        (
+                            r.get::<_, String>("a_id")?,
+                            r.get::<_, String>("a_email")?,
+                            r.get::<_, Option<String>>("a_display_name")?,
+                            r.get::<_, String>("a_password_hash")?,
+                            r.get::<_, String>("a_role")?,
+                            r.get::<_, i64>("a_created_at")?,
+                        ),
+                    ))
+                })
+                .optional()
+                .map_err(err)?;
+            let Some((session, (id, email, display_name, hash, role, created))) = row else {
+                return Ok(None);
+            };
+            let account = Account {
+                id: AccountId(id),
+                email: Email::from_stored(email),
+                display_name,
+                password_hash: SecretString::new(hash),
+                role: rampart_core::Role::parse(&role)
+                    .ok_or(StoreError::Corrupt("account role"))?,
+                created_at: Timestamp(created),
+            };
+            Ok(Some((session, account)))
+        })
+    }
+}
