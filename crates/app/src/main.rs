@@ -163,14 +163,14 @@ async fn run(cli: Cli) -> Result<()> {
                 ..common_overrides(&args.common)
             };
             let settings = load(cli.config, &overrides)?;
-            rampart::logging::init(&settings.log.level);
+            let _logs = rampart::logging::init(&settings.log.level);
             serve(settings).await
         }
         Command::Admin {
             command: AdminCommand::Create(args),
         } => {
             let settings = load(cli.config, &common_overrides(&args.common))?;
-            rampart::logging::init("warn");
+            let _logs = rampart::logging::init("warn");
             admin_create(settings, args).await
         }
         Command::Config {

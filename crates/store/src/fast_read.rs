@@ -108,27 +108,28 @@ impl FastRead {
         token_hash: &str,
     ) -> Result<Option<(Session, Account)>, StoreError> {
         self.with(|c| {
+            // Columns by position, in SESSION_BY_TOKEN's order.
             let mut stmt = c.prepare_cached(SESSION_BY_TOKEN).map_err(err)?;
             let row = stmt
                 .query_row([token_hash], |r| {
                     Ok((
                         Session {
-                            id: SessionId(r.get("id")?),
-                            account_id: AccountId(r.get("account_id")?),
-                            token_hash: r.get("token_hash")?,
-                            created_at: Timestamp(r.get("created_at")?),
-                            last_seen_at: Timestamp(r.get("last_seen_at")?),
-                            expires_at: Timestamp(r.get("expires_at")?),
-                            ip: r.get("ip")?,
-                            user_agent: r.get("user_agent")?,
+                            id: SessionId(r.get(0)?),
+                            account_id: AccountId(r.get(1)?),
+                            token_hash: r.get(2)?,
+                            created_at: Timestamp(r.get(3)?),
+                            last_seen_at: Timestamp(r.get(4)?),
+                            expires_at: Timestamp(r.get(5)?),
+                            ip: r.get(6)?,
+                            user_agent: r.get(7)?,
                         },
                         (
-                            r.get::<_, String>("a_id")?,
-                            r.get::<_, String>("a_email")?,
-                            r.get::<_, Option<String>>("a_display_name")?,
-                            r.get::<_, String>("a_password_hash")?,
-                            r.get::<_, String>("a_role")?,
-                            r.get::<_, i64>("a_created_at")?,
+                            r.get::<_, String>(8)?,
+                            r.get::<_, String>(9)?,
+                            r.get::<_, Option<String>>(10)?,
+                            r.get::<_, String>(11)?,
+                            r.get::<_, String>(12)?,
+                            r.get::<_, i64>(13)?,
                         ),
                     ))
                 })
