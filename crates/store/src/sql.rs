@@ -59,17 +59,29 @@ fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
-const ACCOUNT_COLS: &str = "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
-     a.password_hash AS a_password_hash, a.role AS a_role, a.created_at AS a_created_at";
-const SESSION_COLS: &str =
-    "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent";
+// Column lists as macros so that every statement is one `&'static str`
+// assembled at compile time: no SQL text is built at run time.
+macro_rules! account_cols {
+    () => {
+        "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
+         a.password_hash AS a_password_hash, a.role AS a_role, a.created_at AS a_created_at"
+    };
+}
+
+macro_rules! session_cols {
+    () => {
+        "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent"
+    };
+}
 
 /// The session and its account by token hash. Shared with `fast_read`.
-pub(crate) const SESSION_BY_TOKEN: &str = "SELECT s.id, s.account_id, s.token_hash, s.created_at, \
-     s.last_seen_at, s.expires_at, s.ip, s.user_agent, a.id AS a_id, a.email AS a_email, \
-     a.display_name AS a_display_name, a.password_hash AS a_password_hash, a.role AS a_role, \
-     a.created_at AS a_created_at \
-     FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1";
+pub(crate) const SESSION_BY_TOKEN: &str = concat!(
+    "SELECT ",
+    session_cols!(),
+    ", ",
+    account_cols!(),
+    " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1"
+);
 
 fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
     let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
@@ -158,25 +170,31 @@ impl Store for SqlStore {
     }
 
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
-        let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.email = $1");
-        sqlx::query(&sql)
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .map(|r| account_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            account_cols!(),
+            " FROM accounts a WHERE a.email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| account_from(&r))
+        .transpose()
     }
 
     async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.id = $1");
-        sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .map(|r| account_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            account_cols!(),
+            " FROM accounts a WHERE a.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| account_from(&r))
+        .transpose()
     }
 
     async fn replace_password_hash(
@@ -340,17 +358,18 @@ impl Store for SqlStore {
     }
 
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLS} FROM sessions s WHERE s.account_id = $1 ORDER BY s.created_at DESC, s.id"
-        );
-        sqlx::query(&sql)
-            .bind(account.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(session_from)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions s WHERE s.account_id = $1 ORDER BY s.created_at DESC, s.id"
+        ))
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(session_from)
+        .collect()
     }
 
     async fn delete_expired_sessions(
