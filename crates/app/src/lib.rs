@@ -148,9 +148,9 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let tls_paths = settings.tls_cert.clone().zip(settings.tls_key.clone());
     let (layout, created) = datadir::prepare(&settings.data_dir, tls_paths, deps.entropy.as_ref())?;
     let mut warnings = datadir::enforce(layout.permission_problems(), settings.strict)?;
-    if settings.is_sqlite() {
+    if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
         warnings.extend(datadir::enforce(
-            datadir::permission_problems(&[("database", &settings.data_dir.join("rampart.db"))]),
+            datadir::permission_problems(&[("database", &db)]),
             settings.strict,
         )?);
     }

@@ -23,6 +23,19 @@ use crate::sql::SESSION_BY_TOKEN;
 
 const KEEP: usize = 8;
 
+/// The file a `sqlite:` URL names; `None` for other URLs and in-memory
+/// databases.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
 #[derive(Debug)]
 pub(crate) struct FastRead {
     path: PathBuf,
@@ -47,15 +60,8 @@ fn err(e: rusqlite::Error) -> StoreError {
 impl FastRead {
     /// For a `sqlite:` URL naming a file; `None` for in-memory databases.
     pub(crate) fn for_url(url: &str) -> Option<FastRead> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next()?;
-        if path.is_empty() || path.contains(":memory:") {
-            return None;
-        }
         Some(FastRead {
-            path: PathBuf::from(path),
+            path: sqlite_path(url)?,
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })

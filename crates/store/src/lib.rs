@@ -11,4 +11,5 @@ mod fast_read;
 mod sql;
 
 pub use dialect::{open, Dialect, OpenError, SCHEMA_VERSION};
+pub use fast_read::sqlite_path;
 pub use sql::SqlStore;

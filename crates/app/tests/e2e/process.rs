@@ -612,3 +612,36 @@ async fn sighup_reloads_the_certificate() {
     assert_eq!(r.status(), 200, "still serving after SIGHUP");
     assert!(p.terminate().await.success());
 }
+
+#[tokio::test]
+async fn a_database_file_outside_the_data_dir_is_permission_checked_too() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("custom.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut s = TestServer::with(Options::default().env("RAMPART_DATABASE_URL", &url)).await;
+    assert!(db.exists(), "database created where database_url says");
+    assert!(
+        s.running().warnings.is_empty(),
+        "{:?}",
+        s.running().warnings
+    );
+    s.stop().await;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s2 = TestServer::with(
+        Options {
+            dir: Some(dir),
+            ..Options::default()
+        }
+        .env("RAMPART_DATABASE_URL", &url),
+    )
+    .await;
+    assert!(
+        s2.running()
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("database ") && w.contains("custom.db")),
+        "{:?}",
+        s2.running().warnings
+    );
+}
