@@ -229,6 +229,19 @@ impl AuthService {
         })
     }
 
+    /// Spends a one-time token and stores the account, atomically.
+    async fn insert_with_token(
+        &self,
+        account: &Account,
+        kind: OneTimeKind,
+        token: &SecretString,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .insert_account_with_token(account, kind, &TokenHash::of(token).0, self.clock.now())
+            .await?)
+    }
+
     async fn create_account(
         &self,
         email: &str,
@@ -300,13 +313,7 @@ impl AuthService {
             // transaction: a taken email does not burn the invite.
             let token = invite.ok_or(Error::InvalidInvite)?;
             let created = self
-                .store
-                .insert_account_with_token(
-                    &account,
-                    OneTimeKind::Invite,
-                    &TokenHash::of(token).0,
-                    self.clock.now(),
-                )
+                .insert_with_token(&account, OneTimeKind::Invite, token)
                 .await?;
             return if created {
                 Ok(account)
@@ -580,13 +587,7 @@ impl AuthService {
             .prepare_account(email, password, display_name, Role::Admin)
             .await?;
         let created = self
-            .store
-            .insert_account_with_token(
-                &account,
-                OneTimeKind::Setup,
-                &TokenHash::of(token).0,
-                self.clock.now(),
-            )
+            .insert_with_token(&account, OneTimeKind::Setup, token)
             .await?;
         if !created {
             self.failed(EventKind::SetupUsed, "invalid_token", None, meta)
