@@ -60,8 +60,9 @@ const INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_DISPLAY_NAME: usize = 100;
 /// Raw passwords longer than this are refused before any work is done on
 /// them (normalisation can multiply their size, hashing reads them whole).
-/// 1 KiB holds the policy's 256 characters in any UTF-8 encoding.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// 4 KiB leaves room for the policy's 256 characters even when typed in a
+/// decomposed form (NFD Hangul, combining marks).
+pub const MAX_PASSWORD_BYTES: usize = 4096;
 
 fn oversized(password: &SecretString) -> bool {
     password.expose_secret().len() > MAX_PASSWORD_BYTES
@@ -505,10 +506,27 @@ impl AuthService {
                 return Err(e);
             }
         };
-        let revoked = self
+        let Some(revoked) = self
             .store
-            .change_password(&account.id, &phc, &session.id)
-            .await?;
+            .change_password(
+                &account.id,
+                account.password_hash.expose_secret(),
+                &phc,
+                &session.id,
+            )
+            .await?
+        else {
+            // The session was revoked or the password changed while this
+            // request waited: it changes nothing.
+            self.failed(
+                EventKind::PasswordChange,
+                "stale_session",
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            return Err(Error::Unauthenticated);
+        };
         self.succeeded(EventKind::PasswordChange, Some(&account.id), meta)
             .await;
         if revoked > 0 {

@@ -69,15 +69,20 @@ impl HashPool {
                     lower_priority();
                     // Ends when every sender is gone.
                     while let Ok(job) = rx.recv() {
+                        // Counted before the reply goes out, so a caller that
+                        // has its answer also sees the count.
                         match job {
                             Job::Hash(pw, reply) => {
-                                let _ = reply.send(hasher.hash(&pw, entropy.as_ref()));
+                                let out = hasher.hash(&pw, entropy.as_ref());
+                                done.fetch_add(1, Ordering::SeqCst);
+                                let _ = reply.send(out);
                             }
                             Job::Verify(pw, phc, reply) => {
-                                let _ = reply.send(hasher.verify(&pw, &phc));
+                                let out = hasher.verify(&pw, &phc);
+                                done.fetch_add(1, Ordering::SeqCst);
+                                let _ = reply.send(out);
                             }
                         }
-                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             if let Err(e) = spawned {
@@ -94,7 +99,7 @@ impl HashPool {
 
     /// How many hash or verify jobs have finished (for tests and metrics).
     pub fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed)
+        self.completed.load(Ordering::SeqCst)
     }
 
     pub fn workers(&self) -> usize {

@@ -43,13 +43,16 @@ pub trait Store: Send + Sync + 'static {
         phc: &str,
     ) -> Result<bool, StoreError>;
     /// Sets a new password hash and deletes every other session of the
-    /// account, in one transaction. Returns how many sessions went.
+    /// account, in one transaction, provided the hash is still `expected`
+    /// and the session `keep` still exists. Returns how many sessions went,
+    /// or `None` (nothing changed) when either condition failed.
     async fn change_password(
         &self,
         id: &AccountId,
+        expected: &str,
         phc: &str,
         keep: &crate::SessionId,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
     /// Spends a one-time token and inserts the account in one transaction;
     /// false (and nothing stored) when the token was not there to spend.
     async fn insert_account_with_token(

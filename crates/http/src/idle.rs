@@ -1,44 +1,77 @@
-//! Connection idle tracking: a wrapper that records when a connection last
-//! moved bytes, and a watchdog that drops connections idle for too long.
+//! Connection idleness, measured in requests rather than bytes.
 //!
-//! hyper's header read timeout covers HTTP/1 request heads only; it does not
-//! cover the bytes hyper-util reads to tell HTTP/1 from HTTP/2, nor HTTP/2
-//! at all. Without this, a client that completes TLS and then sends nothing
-//! would hold a connection slot forever.
+//! hyper's header read timeout covers HTTP/1 request heads only: not the
+//! bytes hyper-util reads to tell HTTP/1 from HTTP/2, and not HTTP/2 at all.
+//! Counting bytes would not do either: hyper answers HTTP/2 PINGs by
+//! itself, so a client could keep a silent connection "active" forever with
+//! a PING a minute. A connection is idle when no request is in flight and
+//! none has started or finished for the idle timeout; the watchdog then
+//! drops it. Before its first request, a connection is idle from the moment
+//! it was accepted.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// Milliseconds since `start` of the last byte read or written.
 #[derive(Debug, Clone)]
 pub struct Activity {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     start: Instant,
-    last: Arc<AtomicU64>,
+    /// Milliseconds since `start` of the last request start or finish.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// Held while a request is being handled; dropping it (also when the
+/// request is cancelled) marks the request finished.
+#[derive(Debug)]
+pub struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Activity {
     pub fn new() -> Self {
         Self {
-            start: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
+            inner: Arc::new(Inner {
+                start: Instant::now(),
+                last: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+            }),
         }
     }
 
-    fn touch(&self) {
-        let now = self.start.elapsed().as_millis() as u64;
-        self.last.store(now, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        self.inner.start.elapsed().as_millis() as u64
     }
 
-    /// How long since bytes last moved.
+    fn touch(&self) {
+        self.inner.last.store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// Marks a request started; the guard marks it finished.
+    pub fn request(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has had nothing to do.
     pub fn idle_for(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+        if self.inner.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let last = self.inner.last.load(Ordering::SeqCst);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
     /// Resolves once the connection has been idle for `limit`.
@@ -51,6 +84,16 @@ impl Activity {
             tokio::time::sleep(limit - idle).await;
         }
     }
+
+    /// Wraps a request future so the connection counts as busy while it runs.
+    pub fn track<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        let guard = self.request();
+        async move {
+            let out = fut.await;
+            drop(guard);
+            out
+        }
+    }
 }
 
 impl Default for Activity {
@@ -59,67 +102,18 @@ impl Default for Activity {
     }
 }
 
-/// An IO stream that reports its traffic to an [`Activity`].
-pub struct Tracked<S> {
-    inner: S,
-    activity: Activity,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<S> Tracked<S> {
-    pub fn new(inner: S, activity: Activity) -> Self {
-        Self { inner, activity }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        res
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+    #[tokio::test]
+    async fn busy_while_a_request_runs_and_idle_after() {
+        let a = Activity::new();
+        let guard = a.request();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(a.idle_for(), Duration::ZERO);
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(a.idle_for() >= Duration::from_millis(25));
     }
 }

@@ -12,7 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::idle::{Activity, Tracked};
+use crate::idle::Activity;
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
 use crate::state::Limits;
@@ -97,13 +97,14 @@ pub async fn serve_redirect(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let activity = Activity::new();
+            let act = activity.clone();
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let res = redirect_for(&req, &hosts, https_port);
-                async move { Ok::<_, Infallible>(res) }
+                act.track(async move { Ok::<_, Infallible>(res) })
             });
             let builder = connection_builder(&limits);
-            let activity = Activity::new();
-            let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+            let io = TokioIo::new(tcp);
             let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
             tokio::select! {
                 _ = watcher.watch(conn.into_owned()) => {}

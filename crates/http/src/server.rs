@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
-use crate::idle::{Activity, Tracked};
+use crate::idle::Activity;
 use crate::middleware::{add_security_headers, ClientAddr};
 use crate::state::Limits;
 
@@ -106,12 +106,13 @@ pub async fn serve_https(
             };
             let builder = connection_builder(&limits);
             let activity = Activity::new();
-            let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+            let io = TokioIo::new(tls);
             let idle = limits.idle_timeout;
             // Dropping the connection future closes the socket.
             if over_limit {
-                let svc = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-                    Ok::<_, Infallible>(overloaded())
+                let act = activity.clone();
+                let svc = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                    act.track(async { Ok::<_, Infallible>(overloaded()) })
                 });
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 tokio::select! {
@@ -119,11 +120,13 @@ pub async fn serve_https(
                     _ = activity.idle_beyond(idle) => {}
                 }
             } else {
-                let svc =
-                    router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                let act = activity.clone();
+                let svc = router
+                    .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ClientAddr(peer));
                         req
-                    });
+                    })
+                    .map_future(move |fut| act.track(fut));
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 tokio::select! {
                     _ = watcher.watch(conn.into_owned()) => {}

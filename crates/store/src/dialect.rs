@@ -47,6 +47,25 @@ impl Dialect {
         self == Dialect::Postgres
     }
 
+    /// Inserts a session only while the account's password hash is the one
+    /// just verified. PostgreSQL runs at READ COMMITTED, so the check must
+    /// lock the account row (`FOR SHARE`) to wait for a concurrent password
+    /// change; SQLite has one writer at a time and no such clause.
+    pub(crate) fn insert_session_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => concat!(
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) ",
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 ",
+                "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9)"
+            ),
+            Dialect::Postgres => concat!(
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) ",
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 ",
+                "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9 FOR SHARE)"
+            ),
+        }
+    }
+
     fn max_connections(self) -> u32 {
         match self {
             Dialect::Sqlite => 8,

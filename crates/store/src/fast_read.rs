@@ -23,17 +23,40 @@ use crate::sql::SESSION_BY_TOKEN;
 
 const KEEP: usize = 8;
 
-/// The file a `sqlite:` URL names; `None` for other URLs and in-memory
+/// The file a `sqlite:` URL names, read exactly as sqlx reads it
+/// (percent-decoding included); `None` for other URLs and in-memory
 /// databases.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    if path.is_empty() || path.contains(":memory:") {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || url.contains("mode=memory") || url.contains(":memory:") {
         return None;
     }
-    Some(PathBuf::from(path))
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_path;
+
+    #[test]
+    fn paths_are_read_as_sqlx_reads_them() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a%20b/r.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("/tmp/a b/r.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite://data/r.db").unwrap(),
+            std::path::PathBuf::from("data/r.db")
+        );
+        assert!(sqlite_path("sqlite::memory:").is_none());
+        assert!(sqlite_path("sqlite://x.db?mode=memory").is_none());
+        assert!(sqlite_path("postgres://h/db").is_none());
+    }
 }
 
 #[derive(Debug)]

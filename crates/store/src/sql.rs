@@ -42,14 +42,25 @@ impl SqlStore {
     }
 }
 
+/// SQLite BUSY/LOCKED (primary code, whatever the extended code), and
+/// PostgreSQL's "too many connections" and "cannot connect now".
+fn is_transient(code: Option<&str>) -> bool {
+    match code {
+        Some("53300" | "57P03") => true,
+        Some(c) => c
+            .parse::<i64>()
+            .map(|n| matches!(n & 0xff, 5 | 6))
+            .unwrap_or(false),
+        None => false,
+    }
+}
+
 fn backend(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         // SQLITE_BUSY / SQLITE_LOCKED, and PostgreSQL's "too many connections"
         // and "cannot connect now": transient, worth a retry.
-        sqlx::Error::Database(db)
-            if matches!(db.code().as_deref(), Some("5" | "6" | "53300" | "57P03")) =>
-        {
+        sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
             StoreError::Unavailable(e.to_string())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
@@ -218,16 +229,33 @@ impl Store for SqlStore {
     async fn change_password(
         &self,
         id: &AccountId,
+        expected: &str,
         phc: &str,
         keep: &SessionId,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
-            .bind(phc)
+        // The session making the change must still exist (a revoked session
+        // whose request was queued must not change anything), and the hash
+        // must be the one just verified (no lost update).
+        let alive = sqlx::query("SELECT 1 AS one FROM sessions WHERE id = $1 AND account_id = $2")
+            .bind(keep.as_str())
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
+        let updated = sqlx::query(
+            "UPDATE accounts SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+        )
+        .bind(phc)
+        .bind(id.as_str())
+        .bind(expected)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if alive.is_none() || updated.rows_affected() != 1 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(None);
+        }
         let r = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
             .bind(id.as_str())
             .bind(keep.as_str())
@@ -235,7 +263,7 @@ impl Store for SqlStore {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(r.rows_affected())
+        Ok(Some(r.rows_affected()))
     }
 
     async fn insert_account_with_token(
@@ -277,23 +305,19 @@ impl Store for SqlStore {
     }
 
     async fn insert_session(&self, s: &Session, password_hash: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9)",
-        )
-        .bind(s.id.as_str())
-        .bind(s.account_id.as_str())
-        .bind(s.token_hash.as_str())
-        .bind(s.created_at.millis())
-        .bind(s.last_seen_at.millis())
-        .bind(s.expires_at.millis())
-        .bind(s.ip.as_deref())
-        .bind(s.user_agent.as_deref())
-        .bind(password_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let r = sqlx::query(self.dialect.insert_session_sql())
+            .bind(s.id.as_str())
+            .bind(s.account_id.as_str())
+            .bind(s.token_hash.as_str())
+            .bind(s.created_at.millis())
+            .bind(s.last_seen_at.millis())
+            .bind(s.expires_at.millis())
+            .bind(s.ip.as_deref())
+            .bind(s.user_agent.as_deref())
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(r.rows_affected() == 1)
     }
 

@@ -252,11 +252,25 @@ both!(
                 .await
                 .unwrap());
         }
+        // A stale expected hash, or a kept session that is gone: nothing changes.
         assert_eq!(
-            s.change_password(&a.id, "new-hash", &SessionId("k".into()))
+            s.change_password(&a.id, "stale", "x", &SessionId("k".into()))
                 .await
                 .unwrap(),
-            2
+            None
+        );
+        assert_eq!(
+            s.change_password(&a.id, hash, "x", &SessionId("revoked".into()))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.sessions_of(&a.id).await.unwrap().len(), 3);
+        assert_eq!(
+            s.change_password(&a.id, hash, "new-hash", &SessionId("k".into()))
+                .await
+                .unwrap(),
+            Some(2)
         );
         assert_eq!(s.sessions_of(&a.id).await.unwrap().len(), 1);
         assert_eq!(

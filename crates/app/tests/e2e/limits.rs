@@ -190,3 +190,44 @@ async fn silent_connections_are_closed_whatever_the_protocol() {
     let _ = read_all(&mut tls, Duration::from_secs(20)).await;
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn http2_pings_do_not_keep_an_idle_connection_alive() {
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_LIMITS__REQUEST_TIMEOUT_SECS", "1")
+            .env("RAMPART_LIMITS__IDLE_TIMEOUT_SECS", "1"),
+    )
+    .await;
+    let tls = tls_stream(&s).await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    // Preface and an empty SETTINGS frame, then a PING every 500 ms.
+    wr.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let pinger = tokio::spawn(async move {
+        for _ in 0..60 {
+            let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+            if wr.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let mut pongs = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(25), rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(_)) => pongs += 1,
+        }
+    }
+    pinger.abort();
+    assert!(pongs > 0, "the server answered PINGs");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "PINGs kept an idle connection for {waited:?}"
+    );
+}
