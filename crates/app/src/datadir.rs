@@ -32,7 +32,7 @@ pub struct Created {
 }
 
 /// Creates `path` and its parents with mode 0700.
-fn create_private_dir(path: &Path) -> Result<bool> {
+pub fn create_private_dir(path: &Path) -> Result<bool> {
     if path.exists() {
         return Ok(false);
     }
@@ -84,52 +84,50 @@ pub fn prepare(
     tls: Option<(PathBuf, PathBuf)>,
     entropy: &dyn Entropy,
 ) -> Result<(Layout, Created)> {
+    let layout = Layout::of(dir, tls);
     let mut created = Created {
         dir: create_private_dir(dir)?,
         ..Created::default()
     };
-    let master_key = dir.join(MASTER_KEY_FILE);
-    if !master_key.exists() {
+    if !layout.master_key.exists() {
         let mut key = [0u8; 32];
         entropy.fill(&mut key);
         let mut text = base64::engine::general_purpose::STANDARD.encode(key);
         text.push('\n');
         zeroize::Zeroize::zeroize(&mut key);
-        write_private(&master_key, text.as_bytes())?;
+        write_private(&layout.master_key, text.as_bytes())?;
         zeroize::Zeroize::zeroize(&mut text);
         created.master_key = true;
     }
-    let (tls_cert, tls_key, generated_cert) = match tls {
-        Some((c, k)) => (c, k, false),
-        None => {
-            let tls_dir = dir.join("tls");
-            create_private_dir(&tls_dir)?;
-            let c = tls_dir.join("cert.pem");
-            let k = tls_dir.join("key.pem");
-            if !c.exists() || !k.exists() {
-                let ss = rampart_crypto::generate_self_signed()?;
-                let _ = fs::remove_file(&c);
-                let _ = fs::remove_file(&k);
-                write_private(&k, ss.key_pem.expose_secret().as_bytes())?;
-                fs::write(&c, ss.cert_pem.as_bytes())?;
-                created.cert = true;
-            }
-            (c, k, true)
-        }
-    };
-    Ok((
-        Layout {
-            dir: dir.to_owned(),
-            master_key,
-            tls_cert,
-            tls_key,
-            generated_cert,
-        },
-        created,
-    ))
+    if layout.generated_cert && (!layout.tls_cert.exists() || !layout.tls_key.exists()) {
+        create_private_dir(&dir.join("tls"))?;
+        let ss = rampart_crypto::generate_self_signed()?;
+        let _ = fs::remove_file(&layout.tls_cert);
+        let _ = fs::remove_file(&layout.tls_key);
+        write_private(&layout.tls_key, ss.key_pem.expose_secret().as_bytes())?;
+        fs::write(&layout.tls_cert, ss.cert_pem.as_bytes())?;
+        created.cert = true;
+    }
+    Ok((layout, created))
 }
 
 impl Layout {
+    /// Where everything lives for this data directory and TLS setting,
+    /// without touching the disk.
+    pub fn of(dir: &Path, tls: Option<(PathBuf, PathBuf)>) -> Layout {
+        let (tls_cert, tls_key, generated_cert) = match tls {
+            Some((c, k)) => (c, k, false),
+            None => (dir.join("tls/cert.pem"), dir.join("tls/key.pem"), true),
+        };
+        Layout {
+            dir: dir.to_owned(),
+            master_key: dir.join(MASTER_KEY_FILE),
+            tls_cert,
+            tls_key,
+            generated_cert,
+        }
+    }
+
     pub fn permission_problems(&self) -> Vec<String> {
         permission_problems(&[
             ("data directory", &self.dir),

@@ -40,14 +40,22 @@ impl Default for Deps {
     }
 }
 
+/// Every file or directory holding secrets or data that other users can
+/// read: the data directory, master key, TLS key, and the SQLite file
+/// wherever `database_url` puts it.
+pub fn permission_problems(settings: &Settings) -> Vec<String> {
+    let tls = settings.tls_cert.clone().zip(settings.tls_key.clone());
+    let mut problems = datadir::Layout::of(&settings.data_dir, tls).permission_problems();
+    if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
+        problems.extend(datadir::permission_problems(&[("database", &db)]));
+    }
+    problems
+}
+
 /// Opens the configured database (applying migrations).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
-    if settings.is_sqlite() && !settings.data_dir.exists() {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&settings.data_dir)?;
+    if settings.is_sqlite() {
+        datadir::create_private_dir(&settings.data_dir)?;
     }
     let url = settings.database_url();
     let store = rampart_store::open(url.expose_secret()).await?;
@@ -147,13 +155,7 @@ impl Running {
 pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let tls_paths = settings.tls_cert.clone().zip(settings.tls_key.clone());
     let (layout, created) = datadir::prepare(&settings.data_dir, tls_paths, deps.entropy.as_ref())?;
-    let mut warnings = datadir::enforce(layout.permission_problems(), settings.strict)?;
-    if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
-        warnings.extend(datadir::enforce(
-            datadir::permission_problems(&[("database", &db)]),
-            settings.strict,
-        )?);
-    }
+    let warnings = datadir::enforce(permission_problems(settings), settings.strict)?;
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
         .context("cannot load the TLS certificate")?;
     let tls = rampart_http::tls::server_config(certs.clone())?;

@@ -338,30 +338,16 @@ fn config_check(settings: &Settings) -> Result<()> {
     );
     println!("  registration {:?}", settings.registration);
     println!("  password     {:?} preset", settings.password.preset);
-    let mut problems = Vec::new();
     if settings.data_dir.exists() {
-        let dir = &settings.data_dir;
-        problems.extend(rampart::datadir::permission_problems(&[
-            ("data directory", dir),
-            (
-                "master key file",
-                &dir.join(rampart::datadir::MASTER_KEY_FILE),
-            ),
-            ("TLS private key", &dir.join("tls/key.pem")),
-            ("database", &dir.join("rampart.db")),
-        ]));
         println!("Data directory: present");
     } else {
         println!("Data directory: absent (created on first `rampart serve`)");
     }
     if let (Some(c), Some(k)) = (&settings.tls_cert, &settings.tls_key) {
         rampart_http::tls::CertStore::open(c, k).context("TLS certificate")?;
-        problems.extend(rampart::datadir::permission_problems(&[(
-            "TLS private key",
-            k,
-        )]));
         println!("TLS certificate: loads");
     }
+    let problems = rampart::permission_problems(settings);
     for p in &problems {
         eprintln!("WARNING: {p}");
     }

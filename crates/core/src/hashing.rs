@@ -102,10 +102,6 @@ impl HashPool {
         self.completed.load(Ordering::SeqCst)
     }
 
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }

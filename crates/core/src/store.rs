@@ -81,12 +81,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes one session of `account`; false when there was none.
     async fn delete_session(&self, account: &AccountId, id: &SessionId)
         -> Result<bool, StoreError>;
-    /// Deletes every session of `account` except `keep`; returns how many.
-    async fn delete_sessions_except(
-        &self,
-        account: &AccountId,
-        keep: Option<&SessionId>,
-    ) -> Result<u64, StoreError>;
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
     /// Deletes sessions past their absolute expiry or idle since `idle_before`.
     async fn delete_expired_sessions(
@@ -108,13 +102,6 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Atomically uses up a token; true only for the one caller that did.
-    async fn consume_one_time_token(
-        &self,
-        kind: OneTimeKind,
-        token_hash: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
 
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;

@@ -31,8 +31,13 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-/// The document as pretty JSON, with a trailing newline.
-pub fn document() -> String {
+/// The document as pretty JSON, with a trailing newline. Built once.
+pub fn document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(build)
+}
+
+fn build() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut s = doc.to_pretty_json().unwrap_or_default();

@@ -32,10 +32,6 @@ impl SqlStore {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// The pool, for tests and tools that inspect stored rows.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -365,22 +361,6 @@ impl Store for SqlStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn delete_sessions_except(
-        &self,
-        account: &AccountId,
-        keep: Option<&SessionId>,
-    ) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "DELETE FROM sessions WHERE account_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id <> $2)",
-        )
-        .bind(account.as_str())
-        .bind(keep.map(SessionId::as_str))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(r.rows_affected())
-    }
-
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
@@ -450,25 +430,6 @@ impl Store for SqlStore {
         .await
         .map_err(backend)?;
         Ok(())
-    }
-
-    async fn consume_one_time_token(
-        &self,
-        kind: OneTimeKind,
-        token_hash: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        // One DELETE decides: concurrent callers cannot both see a row.
-        let r = sqlx::query(
-            "DELETE FROM one_time_tokens WHERE token_hash = $1 AND kind = $2 AND expires_at > $3",
-        )
-        .bind(token_hash)
-        .bind(kind.as_str())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(r.rows_affected() == 1)
     }
 
     async fn insert_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ async fn committed_openapi_matches_the_generated_document() {
         committed == generated,
         "openapi.json is out of date: run `cargo run -- openapi > openapi.json`"
     );
-    let v: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    let v: serde_json::Value = serde_json::from_str(generated).unwrap();
     assert!(v["openapi"].as_str().unwrap().starts_with("3.1"));
     for p in [
         "/api/v1/auth/register",
