@@ -306,238 +306,126 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
         .next()
         .unwrap()
         .to_owned();
-    let send = |r: reqwest::Response| async move { r.text().await.unwrap() };
-    let post = |path: &str, body: Value, token: Option<&str>| {
-        let mut req = c.post(p.url(path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t.to_owned());
-        }
-        req.send()
+    // One request: POST with a JSON body, or GET without one; a Bearer
+    // token or a session cookie. Returns the body text.
+    enum Auth<'a> {
+        None,
+        Bearer(&'a str),
+        Cookie(&'a str),
+    }
+    let call = |path: String, body: Option<Value>, auth: Auth<'_>| {
+        let mut req = match &body {
+            Some(b) => c.post(p.url(&path)).json(b),
+            None => c.get(p.url(&path)),
+        };
+        req = match auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Cookie(t) => req.header("cookie", format!("__Host-rampart_session={t}")),
+        };
+        async move { req.send().await.unwrap().text().await.unwrap() }
     };
-    bodies.push(
-        send(
-            post(
-                "/api/v1/setup",
-                json!({"token": setup_token, "email": "root@example.com", "password": pw1}),
-                None,
+    // Calls whose answers must hold no secret.
+    for (path, body) in [
+        (
+            "/api/v1/setup",
+            json!({"token": setup_token, "email": "root@example.com", "password": pw1}),
+        ),
+        (
+            "/api/v1/auth/register",
+            json!({"email": "u@example.com", "password": pw1, "display_name": "U"}),
+        ),
+        (
+            "/api/v1/auth/register",
+            json!({"email": "w@example.com", "password": weak}),
+        ),
+        (
+            "/api/v1/auth/register",
+            json!({"email": 5, "password": wrong}),
+        ),
+        (
+            "/api/v1/auth/login",
+            json!({"email": "u@example.com", "password": wrong}),
+        ),
+        (
+            "/api/v1/auth/login",
+            json!({"email": "nobody@example.com", "password": wrong}),
+        ),
+    ] {
+        bodies.push(call(path.to_owned(), Some(body), Auth::None).await);
+    }
+    // Logins, whose answers carry the tokens we then watch for.
+    let login = |email: &'static str| {
+        let fut = call(
+            "/api/v1/auth/login".to_owned(),
+            Some(json!({"email": email, "password": pw1})),
+            Auth::None,
+        );
+        async move {
+            let v: Value = serde_json::from_str(&fut.await).unwrap();
+            (
+                v["token"].as_str().unwrap().to_owned(),
+                v["csrf_token"].as_str().unwrap().to_owned(),
             )
-            .await
-            .unwrap(),
+        }
+    };
+    let (token, csrf) = login("u@example.com").await;
+    let (other, _) = login("u@example.com").await;
+    let (admin_token, _) = login("root@example.com").await;
+    secrets.extend([token.clone(), csrf, other.clone(), admin_token.clone()]);
+    bodies.push(call("/api/v1/me".into(), None, Auth::Bearer(&token)).await);
+    bodies.push(call("/api/v1/me/sessions".into(), None, Auth::Bearer(&token)).await);
+    for body in [
+        json!({"current_password": wrong, "new_password": pw2}),
+        json!({"current_password": pw1, "new_password": weak}),
+        json!({"current_password": pw1, "new_password": pw2}),
+    ] {
+        bodies.push(
+            call(
+                "/api/v1/me/password".into(),
+                Some(body),
+                Auth::Bearer(&token),
+            )
+            .await,
+        );
+    }
+    bodies.push(call("/api/v1/me".into(), None, Auth::Cookie(&other)).await);
+    // A cookie write without the CSRF proof: refused.
+    bodies.push(
+        call(
+            "/api/v1/auth/logout".into(),
+            Some(json!({})),
+            Auth::Cookie(&token),
         )
         .await,
     );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/auth/register",
-                json!({"email": "u@example.com", "password": pw1, "display_name": "U"}),
-                None,
-            )
-            .await
-            .unwrap(),
+    let invite: Value = serde_json::from_str(
+        &call(
+            "/api/v1/admin/invites".into(),
+            Some(json!({})),
+            Auth::Bearer(&admin_token),
         )
         .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/auth/register",
-                json!({"email": "w@example.com", "password": weak}),
-                None,
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/auth/register",
-                json!({"email": 5, "password": wrong}),
-                None,
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/auth/login",
-                json!({"email": "u@example.com", "password": wrong}),
-                None,
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/auth/login",
-                json!({"email": "nobody@example.com", "password": wrong}),
-                None,
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    let login: Value = post(
-        "/api/v1/auth/login",
-        json!({"email": "u@example.com", "password": pw1}),
-        None,
     )
-    .await
-    .unwrap()
-    .json()
-    .await
     .unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
-    secrets.push(token.clone());
-    secrets.push(login["csrf_token"].as_str().unwrap().to_owned());
-    let other: Value = post(
-        "/api/v1/auth/login",
-        json!({"email": "u@example.com", "password": pw1}),
-        None,
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    secrets.push(other["token"].as_str().unwrap().to_owned());
-    let admin: Value = post(
-        "/api/v1/auth/login",
-        json!({"email": "root@example.com", "password": pw1}),
-        None,
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let admin_token = admin["token"].as_str().unwrap().to_owned();
-    secrets.push(admin_token.clone());
-    bodies.push(
-        send(
-            c.get(p.url("/api/v1/me"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            c.get(p.url("/api/v1/me/sessions"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/me/password",
-                json!({"current_password": wrong, "new_password": pw2}),
-                Some(&token),
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/me/password",
-                json!({"current_password": pw1, "new_password": weak}),
-                Some(&token),
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            post(
-                "/api/v1/me/password",
-                json!({"current_password": pw1, "new_password": pw2}),
-                Some(&token),
-            )
-            .await
-            .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            c.get(p.url("/api/v1/me"))
-                .header(
-                    "cookie",
-                    format!(
-                        "__Host-rampart_session={}",
-                        other["token"].as_str().unwrap()
-                    ),
-                )
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
-    bodies.push(
-        send(
-            c.post(p.url("/api/v1/auth/logout"))
-                .header("cookie", format!("__Host-rampart_session={token}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
-    let invite: Value = post("/api/v1/admin/invites", json!({}), Some(&admin_token))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     secrets.push(invite["invite_token"].as_str().unwrap().to_owned());
     bodies.push(
-        send(
-            c.get(p.url("/api/v1/admin/events?limit=500"))
-                .bearer_auth(&admin_token)
-                .send()
-                .await
-                .unwrap(),
+        call(
+            "/api/v1/admin/events?limit=500".into(),
+            None,
+            Auth::Bearer(&admin_token),
         )
         .await,
     );
     bodies.push(
-        send(
-            post("/api/v1/auth/logout", json!({}), Some(&token))
-                .await
-                .unwrap(),
+        call(
+            "/api/v1/auth/logout".into(),
+            Some(json!({})),
+            Auth::Bearer(&token),
         )
         .await,
     );
-    bodies.push(
-        send(
-            c.get(p.url(&format!("/api/v1/me?token={token}")))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
+    bodies.push(call(format!("/api/v1/me?token={token}"), None, Auth::None).await);
     let status = p.terminate().await;
     assert!(status.success());
 

@@ -62,68 +62,63 @@ async fn a_new_session_per_login_and_none_reused() {
     problem(r, 401, "unauthenticated").await;
 }
 
+/// A request carrying only the session cookie plus `headers`.
+async fn with_cookie(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = s
+        .client
+        .request(method, s.url(path))
+        .header("cookie", cookie);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn cookie_writes_need_a_csrf_proof() {
+    use reqwest::Method;
     let s = TestServer::start().await;
     s.register("csrf@example.com").await;
     let (body, _) = login_full(&s, "csrf@example.com").await;
     let token = body["token"].as_str().unwrap();
     let csrf = body["csrf_token"].as_str().unwrap();
     let cookie = format!("__Host-rampart_session={token}");
+    let me = |c: String| {
+        let s = &s;
+        async move {
+            with_cookie(s, Method::GET, "/api/v1/me", &c, &[])
+                .await
+                .status()
+        }
+    };
+    let logout = |c: String, h: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            with_cookie(s, Method::POST, "/api/v1/auth/logout", &c, &h).await
+        }
+    };
     // Reads with the cookie alone are fine.
-    let r = s
-        .client
-        .get(s.url("/api/v1/me"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    // A write with the cookie alone is refused, also from a foreign origin.
-    let r = s
-        .client
-        .post(s.url("/api/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403, "csrf_failed").await;
-    let r = s
-        .client
-        .post(s.url("/api/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403, "csrf_failed").await;
-    let r = s
-        .client
-        .post(s.url("/api/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", "0".repeat(64))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403, "csrf_failed").await;
+    assert_eq!(me(cookie.clone()).await, 200);
+    // A write with the cookie alone is refused, and so is one from a
+    // foreign origin or with a wrong CSRF token.
+    for headers in [
+        vec![],
+        vec![("origin", "https://evil.example".to_owned())],
+        vec![("x-csrf-token", "0".repeat(64))],
+    ] {
+        problem(logout(cookie.clone(), headers).await, 403, "csrf_failed").await;
+    }
     // The session is still alive after all that.
-    let r = s
-        .client
-        .get(s.url("/api/v1/me"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(me(cookie.clone()).await, 200);
     // With the CSRF header it works.
-    let r = s
-        .client
-        .post(s.url("/api/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = logout(cookie.clone(), vec![("x-csrf-token", csrf.to_owned())]).await;
     assert_eq!(r.status(), 204);
     assert!(r.headers()["set-cookie"]
         .to_str()
@@ -133,14 +128,8 @@ async fn cookie_writes_need_a_csrf_proof() {
     // A matching Origin is proof too.
     let (body, _) = login_full(&s, "csrf@example.com").await;
     let cookie = format!("__Host-rampart_session={}", body["token"].as_str().unwrap());
-    let r = s
-        .client
-        .post(s.url("/api/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("origin", format!("https://localhost:{}", s.port()))
-        .send()
-        .await
-        .unwrap();
+    let origin = format!("https://localhost:{}", s.port());
+    let r = logout(cookie, vec![("origin", origin)]).await;
     assert_eq!(r.status(), 204);
 }
 
