@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rampart_core::password_policy::PolicyPreset;
 use rampart_core::RegistrationMode;
 use rampart_crypto::{Argon2Params, SecretString};
+use rampart_http::tls::TlsMinVersion;
 use serde::Deserialize;
 
 /// Secret settings: each may be given directly or as `<name>_file`.
@@ -36,6 +37,8 @@ pub struct Settings {
     pub database_url_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Oldest TLS version accepted: "1.3" (default) or "1.2".
+    pub tls_min_version: TlsMinVersion,
     /// Turn permission warnings into errors.
     pub strict: bool,
     /// Origins allowed to make cookie-authenticated writes without the
@@ -61,6 +64,7 @@ impl Default for Settings {
             database_url_file: None,
             tls_cert: None,
             tls_key: None,
+            tls_min_version: TlsMinVersion::default(),
             strict: false,
             public_origins: Vec::new(),
             registration: RegistrationMode::Open,

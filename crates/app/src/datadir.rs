@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -19,7 +20,8 @@ pub struct Layout {
     pub master_key: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
-    /// True when the certificate is Rampart's own self-signed one.
+    /// True when the certificate is Rampart's own self-signed one (renewed
+    /// automatically, see [`renew_generated_cert`]).
     pub generated_cert: bool,
 }
 
@@ -82,6 +84,7 @@ pub fn permission_problems(paths: &[(&str, &Path)]) -> Vec<String> {
 pub fn prepare(
     dir: &Path,
     tls: Option<(PathBuf, PathBuf)>,
+    now: SystemTime,
     entropy: &dyn Entropy,
 ) -> Result<(Layout, Created)> {
     let layout = Layout::of(dir, tls);
@@ -99,16 +102,42 @@ pub fn prepare(
         zeroize::Zeroize::zeroize(&mut text);
         created.master_key = true;
     }
-    if layout.generated_cert && (!layout.tls_cert.exists() || !layout.tls_key.exists()) {
-        create_private_dir(&dir.join("tls"))?;
-        let ss = rampart_crypto::generate_self_signed()?;
-        let _ = fs::remove_file(&layout.tls_cert);
-        let _ = fs::remove_file(&layout.tls_key);
-        write_private(&layout.tls_key, ss.key_pem.expose_secret().as_bytes())?;
-        fs::write(&layout.tls_cert, ss.cert_pem.as_bytes())?;
-        created.cert = true;
-    }
+    created.cert = renew_generated_cert(&layout, now, entropy)?;
     Ok((layout, created))
+}
+
+/// Writes a new self-signed certificate and key when Rampart's own pair is
+/// missing or its certificate is within 30 days of its end. An operator's
+/// certificate is never touched. Returns true when it wrote a new pair.
+pub fn renew_generated_cert(
+    layout: &Layout,
+    now: SystemTime,
+    entropy: &dyn Entropy,
+) -> Result<bool> {
+    if !layout.generated_cert {
+        return Ok(false);
+    }
+    let due = match fs::read_to_string(&layout.tls_cert) {
+        Ok(pem) => !layout.tls_key.exists() || rampart_crypto::self_signed_due(&pem, now),
+        Err(_) => true,
+    };
+    if !due {
+        return Ok(false);
+    }
+    create_private_dir(&layout.dir.join("tls"))?;
+    let ss = rampart_crypto::generate_self_signed(now, entropy)?;
+    replace_private(&layout.tls_key, ss.key_pem.expose_secret().as_bytes())?;
+    replace_private(&layout.tls_cert, ss.cert_pem.as_bytes())?;
+    Ok(true)
+}
+
+/// Replaces `path` with a new owner-only file, through a rename so a reader
+/// sees the old content or the new, never a part.
+fn replace_private(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = fs::remove_file(&tmp);
+    write_private(&tmp, data)?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 impl Layout {

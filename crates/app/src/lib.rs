@@ -154,11 +154,16 @@ impl Running {
 /// and starts serving.
 pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let tls_paths = settings.tls_cert.clone().zip(settings.tls_key.clone());
-    let (layout, created) = datadir::prepare(&settings.data_dir, tls_paths, deps.entropy.as_ref())?;
+    let (layout, created) = datadir::prepare(
+        &settings.data_dir,
+        tls_paths,
+        deps.clock.now().to_system_time(),
+        deps.entropy.as_ref(),
+    )?;
     let warnings = datadir::enforce(permission_problems(settings), settings.strict)?;
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
         .context("cannot load the TLS certificate")?;
-    let tls = rampart_http::tls::server_config(certs.clone())?;
+    let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;
 
     let store = open_store(settings).await?;
     let auth = auth_service(settings, store, &deps)?;
@@ -228,7 +233,12 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             rx.clone(),
         )));
     }
-    tasks.push(tokio::spawn(watch_certificate(certs.clone(), rx.clone())));
+    tasks.push(tokio::spawn(watch_certificate(
+        certs.clone(),
+        layout.clone(),
+        deps.clone(),
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     Ok(Running {
         https_addr,
@@ -244,13 +254,31 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     })
 }
 
-/// Polls the certificate files and reloads when they change.
-async fn watch_certificate(certs: Arc<CertStore>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+/// Polls the certificate files and reloads when they change; once an hour
+/// renews Rampart's own self-signed certificate when it is due.
+async fn watch_certificate(
+    certs: Arc<CertStore>,
+    layout: datadir::Layout,
+    deps: Deps,
+    mut stop: watch::Receiver<bool>,
+) {
+    const POLL: Duration = Duration::from_secs(2);
+    const RENEWAL_CHECK_EVERY: u32 = 1800; // polls: one hour
+    let mut tick = tokio::time::interval(POLL);
+    let mut polls = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+        polls = polls.wrapping_add(1);
+        if polls % RENEWAL_CHECK_EVERY == 0 {
+            let now = deps.clock.now().to_system_time();
+            match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
+                Ok(true) => tracing::info!("self-signed TLS certificate renewed"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot renew the self-signed TLS certificate"),
+            }
         }
         match certs.reload_if_changed() {
             Ok(true) => tracing::info!("TLS certificate files changed; reloaded"),

@@ -13,6 +13,10 @@ impl Timestamp {
         self.0
     }
 
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
+    }
+
     pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0

@@ -17,7 +17,8 @@ fn main() {
             .unwrap_or(1)
     });
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let hasher = PasswordHasher::new(Argon2Params::MINIMUM).expect("params");
+    let params = Argon2Params::MINIMUM;
+    let hasher = PasswordHasher::new(params).expect("params");
     let pw = SecretString::from("Quartz-Lantern-97-Ferry");
     let phc = hasher.hash(&pw, &OsEntropy).expect("hash");
     let count = Arc::new(AtomicU64::new(0));
@@ -47,5 +48,8 @@ fn main() {
         let _ = h.join();
     }
     let rate = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    println!("{{\"threads\": {threads}, \"verifications_per_second\": {rate:.2}}}");
+    println!(
+        "{{\"threads\": {threads}, \"verifications_per_second\": {rate:.2}, \"memory_kib\": {}, \"iterations\": {}, \"parallelism\": {}}}",
+        params.memory_kib, params.iterations, params.parallelism
+    );
 }

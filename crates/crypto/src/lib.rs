@@ -15,7 +15,10 @@ mod token;
 pub use entropy::{Entropy, OsEntropy};
 pub use password::{Argon2Params, HashError, PasswordHasher, Verification};
 pub use secret::{SecretBytes, SecretString};
-pub use tls::{generate_self_signed, SelfSigned};
+pub use tls::{
+    certificate_not_after, generate_self_signed, self_signed_due, SelfSigned, RENEW_BEFORE,
+    SELF_SIGNED_LIFETIME,
+};
 pub use token::{constant_time_eq, random_token, sha256_hex, TokenHash};
 
 /// Errors from this crate. Messages never contain secret material.

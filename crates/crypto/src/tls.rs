@@ -1,6 +1,19 @@
 //! A self-signed certificate for first start, so HTTPS works with no config.
+//!
+//! It lives [`SELF_SIGNED_LIFETIME`] (Mozilla's "modern" profile asks for
+//! at most 90 days) and is replaced by a new one [`RENEW_BEFORE`] its end,
+//! at start and while the server runs.
 
-use crate::{CryptoError, SecretString};
+use std::time::{Duration, SystemTime};
+
+use crate::{CryptoError, Entropy, SecretString};
+
+/// How long a generated certificate is valid.
+pub const SELF_SIGNED_LIFETIME: Duration = Duration::from_secs(89 * 24 * 3600);
+/// A generated certificate with less than this left is replaced.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const COMMON_NAME: &str = "Rampart local certificate";
 
 /// A generated certificate and its private key, both PEM.
 pub struct SelfSigned {
@@ -9,8 +22,11 @@ pub struct SelfSigned {
 }
 
 /// Generates an ECDSA P-256 self-signed certificate for localhost,
-/// 127.0.0.1 and ::1, valid for one year.
-pub fn generate_self_signed() -> Result<SelfSigned, CryptoError> {
+/// 127.0.0.1 and ::1, valid from `now` for [`SELF_SIGNED_LIFETIME`].
+pub fn generate_self_signed(
+    now: SystemTime,
+    entropy: &dyn Entropy,
+) -> Result<SelfSigned, CryptoError> {
     let names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -19,10 +35,14 @@ pub fn generate_self_signed() -> Result<SelfSigned, CryptoError> {
     let mut params = rcgen::CertificateParams::new(names).map_err(|_| CryptoError::Certificate)?;
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "Rampart local certificate");
-    let now = std::time::SystemTime::now();
+        .push(rcgen::DnType::CommonName, COMMON_NAME);
     params.not_before = now.into();
-    params.not_after = (now + std::time::Duration::from_secs(365 * 24 * 3600)).into();
+    params.not_after = (now + SELF_SIGNED_LIFETIME).into();
+    // RFC 5280: a positive serial of at most 20 octets.
+    let mut serial = [0u8; 16];
+    entropy.fill(&mut serial);
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|_| CryptoError::Certificate)?;
     let cert = params
@@ -32,4 +52,67 @@ pub fn generate_self_signed() -> Result<SelfSigned, CryptoError> {
         cert_pem: cert.pem(),
         key_pem: SecretString::new(key.serialize_pem()),
     })
+}
+
+/// When the first certificate in `cert_pem` stops being valid.
+pub fn certificate_not_after(cert_pem: &str) -> Result<SystemTime, CryptoError> {
+    let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem)
+        .map_err(|_| CryptoError::Certificate)?;
+    Ok(params.not_after.into())
+}
+
+/// True when `cert_pem` is a certificate this module generated and it ends
+/// within [`RENEW_BEFORE`] of `now`. Anything else (an operator's own
+/// certificate put in its place, an unreadable file) is never replaced.
+pub fn self_signed_due(cert_pem: &str, now: SystemTime) -> bool {
+    let Ok(params) = rcgen::CertificateParams::from_ca_cert_pem(cert_pem) else {
+        return false;
+    };
+    let ours = match params.distinguished_name.get(&rcgen::DnType::CommonName) {
+        Some(rcgen::DnValue::Utf8String(cn)) => cn == COMMON_NAME,
+        Some(rcgen::DnValue::PrintableString(cn)) => cn.as_str() == COMMON_NAME,
+        _ => false,
+    };
+    let end: SystemTime = params.not_after.into();
+    ours && end < now + RENEW_BEFORE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OsEntropy;
+
+    #[test]
+    fn lives_at_most_90_days_with_a_positive_serial() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ss = generate_self_signed(now, &OsEntropy).unwrap();
+        let params = rcgen::CertificateParams::from_ca_cert_pem(&ss.cert_pem).unwrap();
+        let start: SystemTime = params.not_before.into();
+        let end: SystemTime = params.not_after.into();
+        assert_eq!(start, now);
+        assert!(end.duration_since(start).unwrap() <= Duration::from_secs(90 * 24 * 3600));
+        let serial = params.serial_number.unwrap();
+        let bytes = serial.as_ref();
+        assert!(!bytes.is_empty() && bytes[0] & 0x80 == 0 && bytes[0] != 0);
+    }
+
+    #[test]
+    fn renewal_is_due_in_the_last_30_days_of_our_own_certificate_only() {
+        let born = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ss = generate_self_signed(born, &OsEntropy).unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        assert!(!self_signed_due(&ss.cert_pem, born));
+        assert!(!self_signed_due(&ss.cert_pem, born + 58 * day));
+        assert!(self_signed_due(&ss.cert_pem, born + 60 * day));
+        assert!(self_signed_due(&ss.cert_pem, born + 100 * day));
+        // An operator's certificate at the same path is theirs to renew.
+        let mut theirs = rcgen::CertificateParams::new(vec!["example.test".to_owned()]).unwrap();
+        theirs.distinguished_name.push(rcgen::DnType::CommonName, "example.test");
+        theirs.not_before = born.into();
+        theirs.not_after = (born + 40 * day).into();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = theirs.self_signed(&key).unwrap().pem();
+        assert!(!self_signed_due(&pem, born + 39 * day));
+        assert!(!self_signed_due("not a certificate", born + 100 * day));
+    }
 }

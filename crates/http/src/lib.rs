@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/invites", post(routes::create_invite));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(routes::index))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .fallback(routes::not_found)

@@ -388,6 +388,21 @@ pub async fn create_invite(
         .into_response())
 }
 
+/// `GET /`: a plain page that says what answers here and where the API
+/// is. No script, no style, no version: nothing to fingerprint or inject.
+pub async fn index() -> Response {
+    const PAGE: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>Rampart</title>\n</head>\n<body>\n<h1>Rampart</h1>\n\
+<p>This server runs Rampart. Its HTTP API is under <code>/api/v1</code>; \
+the OpenAPI document is <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>.</p>\n\
+</body>\n</html>\n";
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        PAGE,
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found()
 }

@@ -1,7 +1,8 @@
 //! TLS settings and the certificate that can change under a running server.
 //!
-//! rustls only, TLS 1.2 and 1.3 only, AEAD suites with forward secrecy
-//! only, ALPN h2 and http/1.1. The certificate and key are re-read when
+//! rustls only; TLS 1.3 only by default (Mozilla's "modern" profile),
+//! TLS 1.2 when configured for older clients; AEAD suites with forward
+//! secrecy only, in the server's order; ALPN h2 and http/1.1. The certificate and key are re-read when
 //! their files change (polled) or on SIGHUP; a bad new pair is refused and
 //! the old one stays in service.
 
@@ -114,8 +115,24 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// The oldest TLS version the server accepts (`tls_min_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 and 1.3: Mozilla's "intermediate" profile, for clients from
+    /// before 2018 (Android 9 and older, Java 8, OpenSSL 1.0.2).
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only: Mozilla's "modern" profile.
+    #[default]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
 /// The server's TLS configuration.
-pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    certs: Arc<CertStore>,
+    min: TlsMinVersion,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut provider = ring::default_provider();
     provider.cipher_suites = vec![
         cipher_suite::TLS13_AES_256_GCM_SHA384,
@@ -128,11 +145,17 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
         cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
         cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ];
+    let versions: &[&rustls::SupportedProtocolVersion] = match min {
+        TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(certs);
+    // The order above wins over the client's: strongest suite first.
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rampart::{Deps, Overrides, Running, Settings};
-use rampart_core::{ManualClock, Timestamp};
+use rampart_core::{Clock, ManualClock, SystemClock};
 use rampart_crypto::OsEntropy;
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
@@ -119,7 +119,9 @@ impl TestServer {
             },
         )
         .expect("settings");
-        let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+        // The test clock starts at the real time, so the certificate made from
+        // it is valid for real TLS clients; tests move it forward.
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let deps = Deps {
             clock: clock.clone(),
             entropy: Arc::new(OsEntropy),

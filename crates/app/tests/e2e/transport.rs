@@ -61,6 +61,19 @@ async fn security_headers_are_on_every_response() {
     }
 }
 
+#[tokio::test]
+async fn the_root_page_says_where_the_api_is_and_carries_no_script() {
+    let s = TestServer::start().await;
+    let r = s.client.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_headers(&r);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/api/v1/openapi.json"), "{page}");
+    assert!(!page.contains("<script") && !page.contains("style"), "{page}");
+    assert!(!page.contains(env!("CARGO_PKG_VERSION")), "version disclosed: {page}");
+}
+
 /// A TLS ClientHello that offers only `version` (no supported_versions
 /// extension), with CBC and GCM suites.
 fn client_hello(version: [u8; 2]) -> Vec<u8> {
@@ -105,45 +118,70 @@ async fn first_bytes(port: u16, send: &[u8]) -> Vec<u8> {
     buf
 }
 
+fn answered_with_server_hello(answer: &[u8]) -> bool {
+    answer.first() == Some(&0x16) && answer.get(5) == Some(&0x02)
+}
+
+fn refused(answer: &[u8]) -> bool {
+    // Either an alert record (0x15) or a closed connection; never a
+    // handshake record carrying a ServerHello.
+    answer.is_empty() || answer[0] == 0x15
+}
+
+async fn tls12_server() -> TestServer {
+    TestServer::with(Options::default().env("RAMPART_TLS_MIN_VERSION", "1.2")).await
+}
+
 #[tokio::test]
 async fn tls_1_0_and_1_1_are_refused() {
-    let s = TestServer::start().await;
+    let s = tls12_server().await;
     for version in [[3, 1], [3, 2]] {
         let answer = first_bytes(s.port(), &client_hello(version)).await;
-        // Either an alert record (0x15) or a closed connection; never a
-        // handshake record carrying a ServerHello.
-        assert!(
-            answer.is_empty() || answer[0] == 0x15,
-            "TLS {version:?} got {answer:02x?}"
-        );
+        assert!(refused(&answer), "TLS {version:?} got {answer:02x?}");
     }
     // The same hello at TLS 1.2 is answered with a ServerHello: the probe
     // itself is sound.
     let answer = first_bytes(s.port(), &client_hello([3, 3])).await;
-    assert_eq!(answer.first(), Some(&0x16), "TLS 1.2 hello: {answer:02x?}");
-    assert_eq!(answer.get(5), Some(&0x02), "ServerHello expected");
-    // The suite the server picked (after version, random, session id) is AEAD.
+    assert!(answered_with_server_hello(&answer), "TLS 1.2 hello: {answer:02x?}");
+    // The suite the server picked (after version, random, session id) is
+    // the AEAD one the client offered, though the client listed it first
+    // among others.
     let sid_len = answer[43] as usize;
     let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
-    assert_eq!(
-        suite, 0xc02b,
-        "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}"
-    );
+    assert_eq!(suite, 0xc02b, "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}");
+}
+
+#[tokio::test]
+async fn by_default_only_tls_1_3_is_served() {
+    let s = TestServer::start().await;
+    for version in [[3, 1], [3, 2], [3, 3]] {
+        let answer = first_bytes(s.port(), &client_hello(version)).await;
+        assert!(refused(&answer), "TLS {version:?} got {answer:02x?}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_chooses_the_tls_1_2_suite() {
+    let s = tls12_server().await;
+    // The client prefers AES-128 then ChaCha20; the server's order puts
+    // AES-256-GCM first.
+    let answer = first_bytes(s.port(), &client_hello_with([3, 3], &[0xc02b, 0xcca9, 0xc02c])).await;
+    assert!(answered_with_server_hello(&answer), "{answer:02x?}");
+    let sid_len = answer[43] as usize;
+    let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
+    assert_eq!(suite, 0xc02c, "ECDHE-ECDSA-AES256-GCM expected, got {suite:04x}");
 }
 
 #[tokio::test]
 async fn tls_1_2_without_an_aead_suite_is_refused() {
-    let s = TestServer::start().await;
+    let s = tls12_server().await;
     // ECDHE-ECDSA/RSA with AES-CBC-SHA, RSA key exchange with CBC and GCM.
     let answer = first_bytes(
         s.port(),
         &client_hello_with([3, 3], &[0xc009, 0xc00a, 0xc013, 0x002f, 0x0035, 0x009c]),
     )
     .await;
-    assert!(
-        answer.is_empty() || answer[0] == 0x15,
-        "non-AEAD suite accepted: {answer:02x?}"
-    );
+    assert!(refused(&answer), "non-AEAD suite accepted: {answer:02x?}");
 }
 
 #[tokio::test]
@@ -200,7 +238,7 @@ fn rustls_pki_types_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'
 }
 
 #[tokio::test]
-async fn tls_1_2_and_1_3_with_aead_suites_and_alpn() {
+async fn tls_1_3_with_alpn_and_tls_1_2_only_when_configured() {
     let s = TestServer::start().await;
     let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
     let (v, alpn, suite) = handshake(
@@ -215,15 +253,17 @@ async fn tls_1_2_and_1_3_with_aead_suites_and_alpn() {
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let name = format!("{:?}", suite.suite());
     assert!(name.contains("GCM") || name.contains("CHACHA20"), "{name}");
+    let tls12 = [&rustls::version::TLS12];
+    assert!(
+        handshake(s.port(), &cert, &tls12, vec![b"http/1.1".to_vec()]).await.is_err(),
+        "TLS 1.2 accepted by default"
+    );
 
-    let (v, alpn, suite) = handshake(
-        s.port(),
-        &cert,
-        &[&rustls::version::TLS12],
-        vec![b"http/1.1".to_vec()],
-    )
-    .await
-    .unwrap();
+    let s = tls12_server().await;
+    let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
+    let (v, alpn, suite) = handshake(s.port(), &cert, &tls12, vec![b"http/1.1".to_vec()])
+        .await
+        .unwrap();
     assert_eq!(v, rustls::ProtocolVersion::TLSv1_2);
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     let name = format!("{:?}", suite.suite());
@@ -271,7 +311,7 @@ async fn the_http_listener_only_redirects_to_https() {
 async fn certificate_is_reloaded_when_its_files_change() {
     let dir = tempfile::tempdir().unwrap();
     let (c1, k1) = (dir.path().join("c1.pem"), dir.path().join("k1.pem"));
-    let first = rampart_crypto::generate_self_signed().unwrap();
+    let first = rampart_crypto::generate_self_signed(std::time::SystemTime::now(), &rampart_crypto::OsEntropy).unwrap();
     std::fs::write(&c1, &first.cert_pem).unwrap();
     std::fs::write(&k1, first.key_pem.expose_secret()).unwrap();
     let s = TestServer::with(
@@ -293,7 +333,7 @@ async fn certificate_is_reloaded_when_its_files_change() {
     assert!(s.running().certs.reload().is_err());
     assert_eq!(s.running().certs.leaf_der(), before);
 
-    let second = rampart_crypto::generate_self_signed().unwrap();
+    let second = rampart_crypto::generate_self_signed(std::time::SystemTime::now(), &rampart_crypto::OsEntropy).unwrap();
     std::fs::write(&k1, second.key_pem.expose_secret()).unwrap();
     std::fs::write(&c1, &second.cert_pem).unwrap();
     // The watcher polls every 2 s.
@@ -312,4 +352,58 @@ async fn certificate_is_reloaded_when_its_files_change() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "new certificate served without restart");
+}
+
+fn write_pair(dir: &std::path::Path, ss: &rampart_crypto::SelfSigned) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), &ss.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), ss.key_pem.expose_secret()).unwrap();
+}
+
+#[tokio::test]
+async fn an_expiring_generated_certificate_is_renewed_at_start_and_an_operators_is_not() {
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let now = std::time::SystemTime::now();
+    let old = rampart_crypto::generate_self_signed(now - 70 * day, &rampart_crypto::OsEntropy)
+        .unwrap();
+
+    // Rampart's own certificate, 19 days from its end: replaced at start.
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(&dir.path().join("data/tls"), &old);
+    let s = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let renewed = std::fs::read_to_string(&s.running().layout.tls_cert).unwrap();
+    assert_ne!(renewed, old.cert_pem);
+    let end = rampart_crypto::certificate_not_after(&renewed).unwrap();
+    assert!(end > now + 80 * day, "renewed certificate ends too soon");
+    assert_eq!(
+        s.running().certs.leaf_der(),
+        rustls_pki_types_certs(renewed.as_bytes())[0].as_ref()
+    );
+    let r = s.client.get(s.url("/api/v1/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The same certificate given as the operator's own: left alone.
+    let theirs = tempfile::tempdir().unwrap();
+    write_pair(theirs.path(), &old);
+    let (cert, key) = (theirs.path().join("cert.pem"), theirs.path().join("key.pem"));
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_TLS_CERT", cert.to_str().unwrap())
+            .env("RAMPART_TLS_KEY", key.to_str().unwrap()),
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), old.cert_pem);
+    assert_eq!(
+        s.running().certs.leaf_der(),
+        rustls_pki_types_certs(old.cert_pem.as_bytes())[0].as_ref()
+    );
 }
