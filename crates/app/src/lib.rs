@@ -277,7 +277,9 @@ async fn watch_certificate(
             match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
                 Ok(true) => tracing::info!("self-signed TLS certificate renewed"),
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "cannot renew the self-signed TLS certificate"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot renew the self-signed TLS certificate")
+                }
             }
         }
         match certs.reload_if_changed() {

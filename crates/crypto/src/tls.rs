@@ -107,7 +107,9 @@ mod tests {
         assert!(self_signed_due(&ss.cert_pem, born + 100 * day));
         // An operator's certificate at the same path is theirs to renew.
         let mut theirs = rcgen::CertificateParams::new(vec!["example.test".to_owned()]).unwrap();
-        theirs.distinguished_name.push(rcgen::DnType::CommonName, "example.test");
+        theirs
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "example.test");
         theirs.not_before = born.into();
         theirs.not_after = (born + 40 * day).into();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

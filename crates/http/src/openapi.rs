@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. A
 //! committed copy (`openapi.json` at the repo root) is checked against it.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -18,6 +20,81 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds to every operation the error answers the request frame and the
+/// extractors give, so a client (and schemathesis) finds every status it
+/// can receive documented. An operation's own description of a status wins.
+struct StandardResponses;
+
+impl StandardResponses {
+    fn for_operation(op: &Operation, write: bool) -> Vec<(&'static str, &'static str)> {
+        let mut out = vec![
+            ("408", "The request was not received in time"),
+            ("431", "Too many or too large headers"),
+            ("503", "At capacity; retry after the Retry-After seconds"),
+        ];
+        if op.request_body.is_some() {
+            out.extend([
+                ("400", "The body is not valid JSON"),
+                ("413", "The body is larger than the limit"),
+                ("415", "The body is not sent as application/json"),
+                ("422", "The body does not match the schema"),
+            ]);
+        } else {
+            out.push(("413", "The body is larger than the limit"));
+        }
+        let queried = op
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == ParameterIn::Query);
+        if queried {
+            out.push(("400", "A query parameter is invalid"));
+        }
+        if op.security.is_some() {
+            out.push(("401", "No valid session"));
+            if write {
+                out.push((
+                    "403",
+                    "Cookie-authenticated write without the CSRF header or an allowed Origin",
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (op, write) in ops {
+                let Some(op) = op else { continue };
+                for (status, description) in Self::for_operation(op, write) {
+                    if op.responses.responses.contains_key(status) {
+                        continue;
+                    }
+                    let problem = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build();
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/problem+json", problem)
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(status.to_owned(), response.into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Rampart API", description = "Accounts, sessions and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
@@ -26,7 +103,7 @@ impl Modify for BearerAuth {
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
         routes::setup, routes::admin_events, routes::create_invite,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardResponses),
     tags((name = "auth"), (name = "me"), (name = "admin"), (name = "setup"), (name = "health"))
 )]
 struct ApiDoc;

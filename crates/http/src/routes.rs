@@ -251,20 +251,33 @@ pub async fn setup(
 pub struct EventQuery {
     /// Event type, e.g. `login_failure`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = event_type_schema)]
     pub kind: Option<String>,
     /// Account id.
     pub account: Option<String>,
     /// Source IP address.
     pub ip: Option<String>,
     /// RFC 3339; events at or after.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// RFC 3339; events before.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// The `type` parameter: one of the event kinds, or empty for any.
+fn event_type_schema() -> utoipa::openapi::Object {
+    let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    names.push("");
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .build()
 }
 
 fn bad_query(param: &str, detail: &str) -> ApiError {
@@ -318,7 +331,7 @@ pub async fn admin_events(
     };
     let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         match v.as_deref() {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some(s) => Timestamp::parse_rfc3339(s)
                 .map(Some)
                 .ok_or_else(|| bad_query(name, "expected an RFC 3339 time")),
@@ -396,11 +409,7 @@ pub async fn index() -> Response {
 <p>This server runs Rampart. Its HTTP API is under <code>/api/v1</code>; \
 the OpenAPI document is <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>.</p>\n\
 </body>\n</html>\n";
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        PAGE,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
 }
 
 pub async fn not_found() -> ApiError {

@@ -203,6 +203,8 @@ async fn bad_query_parameters_get_400() {
         "limit=501",
         "limit=abc",
         "since=yesterday",
+        "since=",
+        "until=",
         "type=nope",
         "cursor=%%%",
         "bogus=1",

@@ -58,3 +58,65 @@ async fn health_and_readiness() {
     let r = s.client.get(s.url("/api/v1/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "still alive");
 }
+
+/// Sends each documented operation the bad requests every client can make
+/// (no session, malformed JSON, wrong content type, a body of the wrong
+/// shape, a bad query) and checks that each status it answers is documented
+/// for that operation, with a problem+json body.
+#[tokio::test]
+async fn every_error_status_answered_is_documented() {
+    let doc: serde_json::Value = serde_json::from_str(rampart_http::openapi::document()).unwrap();
+    let s = TestServer::start().await;
+    let user = s.user("doc@example.com").await;
+    let admin = s.admin().await;
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let url = s.url(&path.replace("{id}", "ses_0"));
+        for (method, op) in ops.as_object().unwrap() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let with_body = op.get("requestBody").is_some();
+            let mut requests = vec![s.client.request(method.clone(), &url)];
+            if with_body {
+                let bearer = format!("Bearer {user}");
+                for (ctype, body) in [
+                    ("application/json", "{\"x\":"),
+                    ("text/plain", "hello"),
+                    ("application/json", "{\"unexpected\": 1}"),
+                ] {
+                    requests.push(
+                        s.client
+                            .request(method.clone(), &url)
+                            .header("authorization", &bearer)
+                            .header("content-type", ctype)
+                            .body(body),
+                    );
+                }
+            }
+            if op.get("parameters").is_some() {
+                requests.push(
+                    s.client
+                        .request(method.clone(), format!("{url}?limit=0"))
+                        .header("authorization", format!("Bearer {admin}")),
+                );
+            }
+            for request in requests {
+                let r = request.send().await.unwrap();
+                let status = r.status().as_u16().to_string();
+                if r.status().is_success() {
+                    continue;
+                }
+                assert!(
+                    op["responses"].get(&status).is_some(),
+                    "{method} {path} answered {status}, which its document does not list"
+                );
+                assert_eq!(
+                    r.headers()["content-type"],
+                    "application/problem+json",
+                    "{method} {path}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} error answers checked");
+}

@@ -70,8 +70,14 @@ async fn the_root_page_says_where_the_api_is_and_carries_no_script() {
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     let page = r.text().await.unwrap();
     assert!(page.contains("/api/v1/openapi.json"), "{page}");
-    assert!(!page.contains("<script") && !page.contains("style"), "{page}");
-    assert!(!page.contains(env!("CARGO_PKG_VERSION")), "version disclosed: {page}");
+    assert!(
+        !page.contains("<script") && !page.contains("style"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(env!("CARGO_PKG_VERSION")),
+        "version disclosed: {page}"
+    );
 }
 
 /// A TLS ClientHello that offers only `version` (no supported_versions
@@ -142,13 +148,19 @@ async fn tls_1_0_and_1_1_are_refused() {
     // The same hello at TLS 1.2 is answered with a ServerHello: the probe
     // itself is sound.
     let answer = first_bytes(s.port(), &client_hello([3, 3])).await;
-    assert!(answered_with_server_hello(&answer), "TLS 1.2 hello: {answer:02x?}");
+    assert!(
+        answered_with_server_hello(&answer),
+        "TLS 1.2 hello: {answer:02x?}"
+    );
     // The suite the server picked (after version, random, session id) is
     // the AEAD one the client offered, though the client listed it first
     // among others.
     let sid_len = answer[43] as usize;
     let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
-    assert_eq!(suite, 0xc02b, "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}");
+    assert_eq!(
+        suite, 0xc02b,
+        "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}"
+    );
 }
 
 #[tokio::test]
@@ -165,11 +177,18 @@ async fn the_server_chooses_the_tls_1_2_suite() {
     let s = tls12_server().await;
     // The client prefers AES-128 then ChaCha20; the server's order puts
     // AES-256-GCM first.
-    let answer = first_bytes(s.port(), &client_hello_with([3, 3], &[0xc02b, 0xcca9, 0xc02c])).await;
+    let answer = first_bytes(
+        s.port(),
+        &client_hello_with([3, 3], &[0xc02b, 0xcca9, 0xc02c]),
+    )
+    .await;
     assert!(answered_with_server_hello(&answer), "{answer:02x?}");
     let sid_len = answer[43] as usize;
     let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
-    assert_eq!(suite, 0xc02c, "ECDHE-ECDSA-AES256-GCM expected, got {suite:04x}");
+    assert_eq!(
+        suite, 0xc02c,
+        "ECDHE-ECDSA-AES256-GCM expected, got {suite:04x}"
+    );
 }
 
 #[tokio::test]
@@ -255,7 +274,9 @@ async fn tls_1_3_with_alpn_and_tls_1_2_only_when_configured() {
     assert!(name.contains("GCM") || name.contains("CHACHA20"), "{name}");
     let tls12 = [&rustls::version::TLS12];
     assert!(
-        handshake(s.port(), &cert, &tls12, vec![b"http/1.1".to_vec()]).await.is_err(),
+        handshake(s.port(), &cert, &tls12, vec![b"http/1.1".to_vec()])
+            .await
+            .is_err(),
         "TLS 1.2 accepted by default"
     );
 
@@ -311,7 +332,11 @@ async fn the_http_listener_only_redirects_to_https() {
 async fn certificate_is_reloaded_when_its_files_change() {
     let dir = tempfile::tempdir().unwrap();
     let (c1, k1) = (dir.path().join("c1.pem"), dir.path().join("k1.pem"));
-    let first = rampart_crypto::generate_self_signed(std::time::SystemTime::now(), &rampart_crypto::OsEntropy).unwrap();
+    let first = rampart_crypto::generate_self_signed(
+        std::time::SystemTime::now(),
+        &rampart_crypto::OsEntropy,
+    )
+    .unwrap();
     std::fs::write(&c1, &first.cert_pem).unwrap();
     std::fs::write(&k1, first.key_pem.expose_secret()).unwrap();
     let s = TestServer::with(
@@ -333,7 +358,11 @@ async fn certificate_is_reloaded_when_its_files_change() {
     assert!(s.running().certs.reload().is_err());
     assert_eq!(s.running().certs.leaf_der(), before);
 
-    let second = rampart_crypto::generate_self_signed(std::time::SystemTime::now(), &rampart_crypto::OsEntropy).unwrap();
+    let second = rampart_crypto::generate_self_signed(
+        std::time::SystemTime::now(),
+        &rampart_crypto::OsEntropy,
+    )
+    .unwrap();
     std::fs::write(&k1, second.key_pem.expose_secret()).unwrap();
     std::fs::write(&c1, &second.cert_pem).unwrap();
     // The watcher polls every 2 s.
@@ -369,8 +398,8 @@ fn write_pair(dir: &std::path::Path, ss: &rampart_crypto::SelfSigned) {
 async fn an_expiring_generated_certificate_is_renewed_at_start_and_an_operators_is_not() {
     let day = std::time::Duration::from_secs(24 * 3600);
     let now = std::time::SystemTime::now();
-    let old = rampart_crypto::generate_self_signed(now - 70 * day, &rampart_crypto::OsEntropy)
-        .unwrap();
+    let old =
+        rampart_crypto::generate_self_signed(now - 70 * day, &rampart_crypto::OsEntropy).unwrap();
 
     // Rampart's own certificate, 19 days from its end: replaced at start.
     let dir = tempfile::tempdir().unwrap();
@@ -394,7 +423,10 @@ async fn an_expiring_generated_certificate_is_renewed_at_start_and_an_operators_
     // The same certificate given as the operator's own: left alone.
     let theirs = tempfile::tempdir().unwrap();
     write_pair(theirs.path(), &old);
-    let (cert, key) = (theirs.path().join("cert.pem"), theirs.path().join("key.pem"));
+    let (cert, key) = (
+        theirs.path().join("cert.pem"),
+        theirs.path().join("key.pem"),
+    );
     let s = TestServer::with(
         Options::default()
             .env("RAMPART_TLS_CERT", cert.to_str().unwrap())
