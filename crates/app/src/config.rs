@@ -9,10 +9,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rampart_core::password_policy::PolicyPreset;
-use rampart_core::RegistrationMode;
+use rampart_core::{BruteForcePolicy, RegistrationMode};
 use rampart_crypto::{Argon2Params, SecretString};
 use rampart_http::tls::TlsMinVersion;
 use serde::Deserialize;
@@ -49,6 +50,7 @@ pub struct Settings {
     pub argon2: Argon2Settings,
     pub hashing: HashingSettings,
     pub session: SessionSettings,
+    pub brute_force: BruteForceSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
 }
@@ -72,6 +74,7 @@ impl Default for Settings {
             argon2: Argon2Settings::default(),
             hashing: HashingSettings::default(),
             session: SessionSettings::default(),
+            brute_force: BruteForceSettings::default(),
             limits: LimitSettings::default(),
             log: LogSettings::default(),
         }
@@ -126,6 +129,48 @@ impl Default for HashingSettings {
         Self {
             workers: 0,
             queue: 64,
+        }
+    }
+}
+
+/// Per-account brute-force defence; see `rampart_core::BruteForcePolicy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BruteForceSettings {
+    /// Wrong passwords before each further one is delayed.
+    pub delay_after: u32,
+    /// A quiet period this long starts the count again.
+    pub window_secs: u64,
+    pub base_delay_secs: u64,
+    pub max_delay_secs: u64,
+    /// Wrong passwords that lock the account.
+    pub lock_after: u32,
+    pub lock_for_secs: u64,
+}
+
+impl Default for BruteForceSettings {
+    fn default() -> Self {
+        let p = BruteForcePolicy::default();
+        Self {
+            delay_after: p.delay_after,
+            window_secs: p.window.as_secs(),
+            base_delay_secs: p.base_delay.as_secs(),
+            max_delay_secs: p.max_delay.as_secs(),
+            lock_after: p.lock_after,
+            lock_for_secs: p.lock_for.as_secs(),
+        }
+    }
+}
+
+impl BruteForceSettings {
+    pub fn policy(&self) -> BruteForcePolicy {
+        BruteForcePolicy {
+            delay_after: self.delay_after,
+            window: Duration::from_secs(self.window_secs),
+            base_delay: Duration::from_secs(self.base_delay_secs),
+            max_delay: Duration::from_secs(self.max_delay_secs),
+            lock_after: self.lock_after,
+            lock_for: Duration::from_secs(self.lock_for_secs),
         }
     }
 }
@@ -338,6 +383,10 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<()> {
+        self.brute_force
+            .policy()
+            .validate()
+            .map_err(|e| anyhow!(e))?;
         if self.version != 1 {
             bail!("`version` must be 1 (this build knows settings version 1)");
         }

@@ -87,6 +87,7 @@ pub fn auth_service(
         policy: PasswordPolicy::preset(settings.password.preset),
         idle_timeout: Duration::from_secs(settings.session.idle_timeout_secs),
         absolute_lifetime: Duration::from_secs(settings.session.absolute_lifetime_secs),
+        brute_force: settings.brute_force.policy(),
     };
     Ok(Arc::new(
         AuthService::new(
@@ -272,7 +273,7 @@ async fn watch_certificate(
             _ = stop.wait_for(|s| *s) => return,
         }
         polls = polls.wrapping_add(1);
-        if polls % RENEWAL_CHECK_EVERY == 0 {
+        if polls.is_multiple_of(RENEWAL_CHECK_EVERY) {
             let now = deps.clock.now().to_system_time();
             match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
                 Ok(true) => tracing::info!("self-signed TLS certificate renewed"),

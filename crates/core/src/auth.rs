@@ -35,6 +35,88 @@ pub struct AuthConfig {
     pub policy: PasswordPolicy,
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
+    pub brute_force: BruteForcePolicy,
+}
+
+/// Per-account brute-force defence. After `delay_after` wrong passwords
+/// with no quiet `window` between them, each further one blocks password
+/// checks for a delay that doubles from `base_delay` up to `max_delay`;
+/// at `lock_after` the account is locked for `lock_for`. A blocked attempt
+/// costs the same and is answered exactly as a wrong password, so the
+/// attacker cannot tell; an administrator's unlock or a correct login
+/// after the block clears the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BruteForcePolicy {
+    pub delay_after: u32,
+    pub window: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    pub lock_after: u32,
+    pub lock_for: Duration,
+}
+
+impl Default for BruteForcePolicy {
+    fn default() -> Self {
+        Self {
+            delay_after: 10,
+            window: Duration::from_secs(15 * 60),
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            lock_after: 20,
+            lock_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl BruteForcePolicy {
+    /// NIST SP 800-63B 5.2.2: at most 100 failed attempts per account.
+    pub const MAX_FAILURES_PER_HOUR: u32 = 100;
+
+    /// The most password checks that can fail for one account in an hour
+    /// under this policy: `lock_after` per lock cycle, and as many cycles
+    /// as fit in an hour.
+    pub fn worst_case_failures_per_hour(&self) -> u32 {
+        let lock = self.lock_for.as_secs().max(1);
+        let cycles = 3600u64.div_ceil(lock) as u32;
+        self.lock_after.saturating_mul(cycles)
+    }
+
+    /// Refuses settings that would allow more than 100 failures an hour.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.delay_after == 0 || self.lock_after < self.delay_after {
+            return Err("brute_force: need 1 <= delay_after <= lock_after".to_owned());
+        }
+        if self.max_delay < self.base_delay || self.window < self.max_delay {
+            return Err(
+                "brute_force: need base_delay_secs <= max_delay_secs <= window_secs".to_owned(),
+            );
+        }
+        let worst = self.worst_case_failures_per_hour();
+        if worst > Self::MAX_FAILURES_PER_HOUR {
+            return Err(format!(
+                "brute_force: these settings allow {worst} failed logins per account per hour; \
+                 at most {} are allowed (NIST SP 800-63B). Lower lock_after or raise lock_for_secs.",
+                Self::MAX_FAILURES_PER_HOUR
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long password checks stop after the `failures`-th failure.
+    pub fn block_after(&self, failures: u32) -> Option<Duration> {
+        if failures >= self.lock_after {
+            return Some(self.lock_for);
+        }
+        if failures < self.delay_after {
+            return None;
+        }
+        let doublings = (failures - self.delay_after).min(30);
+        Some(
+            self.base_delay
+                .saturating_mul(1u32 << doublings)
+                .min(self.max_delay),
+        )
+    }
 }
 
 /// Where a request came from, for the event trail.
@@ -167,6 +249,48 @@ impl AuthService {
     async fn succeeded(&self, kind: EventKind, account: Option<&AccountId>, meta: &RequestMeta) {
         self.record(kind, Outcome::Success, None, account, meta)
             .await
+    }
+
+    /// Counts a wrong password and blocks further checks when the policy
+    /// says so; the lock itself is an event an administrator sees.
+    async fn count_failure(&self, account: &AccountId, meta: &RequestMeta) -> Result<(), Error> {
+        let policy = &self.config.brute_force;
+        let now = self.clock.now();
+        let failures = self
+            .store
+            .record_login_failure(account, now, now.minus(policy.window))
+            .await?;
+        if let Some(block) = policy.block_after(failures) {
+            self.store.block_login(account, now.plus(block)).await?;
+            if failures == policy.lock_after {
+                self.record(
+                    EventKind::AccountLocked,
+                    Outcome::Success,
+                    Some("failed_logins"),
+                    Some(account),
+                    meta,
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// An administrator lifts a brute-force block or lock early.
+    pub async fn unlock(&self, account: &AccountId, meta: &RequestMeta) -> Result<(), Error> {
+        if self.store.account_by_id(account).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        self.store.clear_login_failures(account).await?;
+        self.record(
+            EventKind::AccountUnlocked,
+            Outcome::Success,
+            Some("administrator"),
+            Some(account),
+            meta,
+        )
+        .await;
+        Ok(())
     }
 
     fn check_display_name(name: Option<&str>) -> Result<(), Error> {
@@ -355,6 +479,19 @@ impl AuthService {
                 .await;
             return Err(Error::InvalidCredentials);
         };
+        let now = self.clock.now();
+        let block = self.store.login_block(&account.id).await?;
+        if block.is_some_and(|until| until > now) {
+            // Blocked: the password is not checked, but the answer costs
+            // and reads exactly like a wrong password.
+            let _ = self
+                .pool
+                .verify(normalized, self.dummy_hash.clone())
+                .await?;
+            self.failed(EventKind::LoginFailure, "blocked", Some(&account.id), meta)
+                .await;
+            return Err(Error::InvalidCredentials);
+        }
         let verdict = self
             .pool
             .verify(
@@ -371,9 +508,13 @@ impl AuthService {
                     meta,
                 )
                 .await;
+                self.count_failure(&account.id, meta).await?;
                 Err(Error::InvalidCredentials)
             }
             Verification::Match { needs_rehash } => {
+                if block.is_some() {
+                    self.store.clear_login_failures(&account.id).await?;
+                }
                 let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
                     // Upgrade to the current parameters, unless the password

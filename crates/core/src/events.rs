@@ -14,10 +14,12 @@ pub enum EventKind {
     SetupUsed,
     AdminCreated,
     InviteCreated,
+    AccountLocked,
+    AccountUnlocked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -27,6 +29,8 @@ impl EventKind {
         EventKind::SetupUsed,
         EventKind::AdminCreated,
         EventKind::InviteCreated,
+        EventKind::AccountLocked,
+        EventKind::AccountUnlocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,8 @@ impl EventKind {
             EventKind::SetupUsed => "setup_used",
             EventKind::AdminCreated => "admin_created",
             EventKind::InviteCreated => "invite_created",
+            EventKind::AccountLocked => "account_locked",
+            EventKind::AccountUnlocked => "account_unlocked",
         }
     }
 

@@ -13,7 +13,7 @@ pub mod model;
 pub mod password_policy;
 pub mod store;
 
-pub use auth::{AuthConfig, AuthService, RegistrationMode, RequestMeta};
+pub use auth::{AuthConfig, AuthService, BruteForcePolicy, RegistrationMode, RequestMeta};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use email::Email;
 pub use error::Error;

@@ -103,6 +103,28 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Counts one failed login for `account` at `at`. A count whose last
+    /// failure came before `quiet_since` starts again at 1. Returns the new
+    /// count; concurrent failures each see their own.
+    async fn record_login_failure(
+        &self,
+        account: &AccountId,
+        at: Timestamp,
+        quiet_since: Timestamp,
+    ) -> Result<u32, StoreError>;
+
+    /// Refuses password checks for `account` until `until`; never shortens
+    /// a block already in place.
+    async fn block_login(&self, account: &AccountId, until: Timestamp) -> Result<(), StoreError>;
+
+    /// `Some(blocked_until)` when the account has failures on record
+    /// (`Timestamp(0)` when counted but not blocked), `None` otherwise.
+    async fn login_block(&self, account: &AccountId) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Forgets the account's failures and any block: after a successful
+    /// login, or an administrator's unlock. Returns true when there were any.
+    async fn clear_login_failures(&self, account: &AccountId) -> Result<bool, StoreError>;
+
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
 }

@@ -34,7 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sessions/{id}", delete(routes::revoke_session))
         .route("/setup", post(routes::setup))
         .route("/admin/events", get(routes::admin_events))
-        .route("/admin/invites", post(routes::create_invite));
+        .route("/admin/invites", post(routes::create_invite))
+        .route("/admin/accounts/{id}/unlock", post(routes::unlock_account));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(routes::index))

@@ -101,7 +101,7 @@ impl Modify for StandardResponses {
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout,
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
-        routes::setup, routes::admin_events, routes::create_invite,
+        routes::setup, routes::admin_events, routes::create_invite, routes::unlock_account,
     ),
     modifiers(&BearerAuth, &StandardResponses),
     tags((name = "auth"), (name = "me"), (name = "admin"), (name = "setup"), (name = "health"))

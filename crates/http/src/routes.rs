@@ -401,6 +401,27 @@ pub async fn create_invite(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/unlock", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 204, description = "Failed-login count and any block or lock cleared"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json")))]
+pub async fn unlock_account(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    _admin: Admin,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::not_found());
+    };
+    if id.len() > 64 {
+        return Err(ApiError::not_found());
+    }
+    state.auth.unlock(&AccountId(id), &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /`: a plain page that says what answers here and where the API
 /// is. No script, no style, no version: nothing to fingerprint or inject.
 pub async fn index() -> Response {

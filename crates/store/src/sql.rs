@@ -291,6 +291,65 @@ impl Store for SqlStore {
         Ok(true)
     }
 
+    async fn record_login_failure(
+        &self,
+        account: &AccountId,
+        at: Timestamp,
+        quiet_since: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO login_failures (account_id, failures, last_at, blocked_until) \
+             VALUES ($1, 1, $2, 0) \
+             ON CONFLICT (account_id) DO UPDATE SET \
+             failures = CASE WHEN login_failures.last_at < $3 THEN 1 \
+                        ELSE login_failures.failures + 1 END, \
+             last_at = $2 \
+             RETURNING failures",
+        )
+        .bind(account.as_str())
+        .bind(at.millis())
+        .bind(quiet_since.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let n: i64 = row.try_get("failures").map_err(backend)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn block_login(&self, account: &AccountId, until: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE login_failures SET blocked_until = \
+             CASE WHEN blocked_until > $2 THEN blocked_until ELSE $2 END \
+             WHERE account_id = $1",
+        )
+        .bind(account.as_str())
+        .bind(until.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn login_block(&self, account: &AccountId) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query("SELECT blocked_until FROM login_failures WHERE account_id = $1")
+            .bind(account.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| r.try_get::<i64, _>("blocked_until").map(Timestamp))
+            .transpose()
+            .map_err(backend)
+    }
+
+    async fn clear_login_failures(&self, account: &AccountId) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM login_failures WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn admin_exists(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM accounts WHERE role = 'admin'")
             .fetch_one(&self.pool)

@@ -475,3 +475,55 @@ async fn connection_errors_do_not_echo_the_url() {
         Err(OpenError::UnknownScheme)
     ));
 }
+
+both!(
+    login_failures_count_block_and_clear,
+    |s: SqlStore, _url: String| async move {
+        let a = account("bf@example.com", Role::Member);
+        s.insert_account(&a).await.unwrap();
+        assert_eq!(s.login_block(&a.id).await.unwrap(), None);
+        // Failures close together count up; a quiet window starts again at 1.
+        assert_eq!(
+            s.record_login_failure(&a.id, Timestamp(1_000), Timestamp(0))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.record_login_failure(&a.id, Timestamp(2_000), Timestamp(500))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.login_block(&a.id).await.unwrap(), Some(Timestamp(0)));
+        assert_eq!(
+            s.record_login_failure(&a.id, Timestamp(90_000), Timestamp(5_000))
+                .await
+                .unwrap(),
+            1
+        );
+        // Concurrent failures each see their own count: none is lost.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (s, id) = (s.clone(), a.id.clone());
+            tasks.spawn(async move {
+                s.record_login_failure(&id, Timestamp(90_001 + i), Timestamp(5_000))
+                    .await
+                    .unwrap()
+            });
+        }
+        let mut counts: Vec<u32> = tasks.join_all().await;
+        counts.sort_unstable();
+        assert_eq!(counts, (2..=9).collect::<Vec<_>>());
+        // A block is never shortened.
+        s.block_login(&a.id, Timestamp(200_000)).await.unwrap();
+        s.block_login(&a.id, Timestamp(150_000)).await.unwrap();
+        assert_eq!(
+            s.login_block(&a.id).await.unwrap(),
+            Some(Timestamp(200_000))
+        );
+        assert!(s.clear_login_failures(&a.id).await.unwrap());
+        assert!(!s.clear_login_failures(&a.id).await.unwrap());
+        assert_eq!(s.login_block(&a.id).await.unwrap(), None);
+    }
+);

@@ -2,6 +2,7 @@
 //! HTTPS, on its own database. One test binary for link-time's sake.
 
 mod accounts;
+mod brute_force;
 mod errors;
 mod events;
 mod layers;

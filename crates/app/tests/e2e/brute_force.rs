@@ -1,0 +1,180 @@
+//! The per-account brute-force defence: delays, then a lock, that answer
+//! exactly like a wrong password; other accounts unaffected; an
+//! administrator can lift it; the settings can never allow more than 100
+//! failures an hour.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Small numbers so the test walks the whole path: delays after 3
+/// failures (1 s, 2 s), a one-hour lock at 5.
+async fn server() -> TestServer {
+    TestServer::with(
+        Options::default()
+            .env("RAMPART_BRUTE_FORCE__DELAY_AFTER", "3")
+            .env("RAMPART_BRUTE_FORCE__LOCK_AFTER", "5"),
+    )
+    .await
+}
+
+/// A failed login's answer without its request id.
+async fn refused(s: &TestServer, email: &str, password: &str) -> Value {
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await;
+    let mut body = problem(r, 401, "invalid_credentials").await;
+    body.as_object_mut().unwrap().remove("request_id");
+    body
+}
+
+async fn reasons(s: &TestServer, admin: &str, kind: &str) -> Vec<String> {
+    let r = s
+        .get_auth(
+            &format!("/api/v1/admin/events?type={kind}&limit=500"),
+            admin,
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn wrong_passwords_delay_then_lock_without_telling_the_attacker() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let target = s.register("target@example.com").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.register("bystander@example.com").await;
+    let wrong = refused(&s, "target@example.com", "Wrong-Guess-0001").await;
+    for i in 2..=3 {
+        refused(&s, "target@example.com", &format!("Wrong-Guess-{i:04}")).await;
+    }
+
+    // Third failure: blocked for 1 s. The right password is now refused,
+    // and the answer is the wrong-password answer, byte for byte.
+    let blocked = refused(&s, "target@example.com", STRONG).await;
+    assert_eq!(blocked, wrong);
+    // Nobody else is slowed.
+    s.login("bystander@example.com", STRONG).await;
+
+    // After the delay the password is checked again.
+    s.clock.advance(Duration::from_millis(1_100));
+    refused(&s, "target@example.com", "Wrong-Guess-0004").await; // 4th: 2 s
+    s.clock.advance(Duration::from_millis(2_100));
+    refused(&s, "target@example.com", "Wrong-Guess-0005").await; // 5th: lock
+
+    // Locked: ten minutes later the right password still reads as wrong.
+    s.clock.advance(Duration::from_secs(600));
+    assert_eq!(refused(&s, "target@example.com", STRONG).await, wrong);
+    s.login("bystander@example.com", STRONG).await;
+
+    // The administrator sees it all.
+    assert_eq!(
+        reasons(&s, &admin, "account_locked").await,
+        ["failed_logins"]
+    );
+    let failures = reasons(&s, &admin, "login_failure").await;
+    assert_eq!(failures.iter().filter(|r| *r == "blocked").count(), 2);
+    assert_eq!(
+        failures.iter().filter(|r| *r == "wrong_password").count(),
+        5
+    );
+
+    // ...and lifts the lock; the owner gets in at once.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{target}/unlock"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login("target@example.com", STRONG).await;
+    assert_eq!(
+        reasons(&s, &admin, "account_unlocked").await,
+        ["administrator"]
+    );
+}
+
+#[tokio::test]
+async fn a_lock_expires_and_a_success_clears_the_count() {
+    let s = server().await;
+    s.register("patient@example.com").await;
+    for i in 1..=5 {
+        s.clock.advance(Duration::from_secs(3));
+        refused(&s, "patient@example.com", &format!("Wrong-Guess-{i:04}")).await;
+    }
+    refused(&s, "patient@example.com", STRONG).await;
+    s.clock.advance(Duration::from_secs(3601));
+    s.login("patient@example.com", STRONG).await;
+    // The count started again: three more failures before any delay.
+    for i in 6..=7 {
+        refused(&s, "patient@example.com", &format!("Wrong-Guess-{i:04}")).await;
+    }
+    s.login("patient@example.com", STRONG).await;
+}
+
+#[tokio::test]
+async fn unlock_is_for_administrators_and_existing_accounts() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let id = s.register("plain@example.com").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = s.login("plain@example.com", STRONG).await;
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{id}/unlock"),
+            &user,
+            json!({}),
+        )
+        .await;
+    problem(r, 403, "admin_required").await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/accounts/acc_nobody/unlock",
+            &admin,
+            json!({}),
+        )
+        .await;
+    problem(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn settings_that_allow_over_100_failures_an_hour_are_refused() {
+    let err = rampart::Settings::load(
+        None,
+        vec![
+            (
+                "RAMPART_BRUTE_FORCE__LOCK_AFTER".to_owned(),
+                "40".to_owned(),
+            ),
+            (
+                "RAMPART_BRUTE_FORCE__LOCK_FOR_SECS".to_owned(),
+                "900".to_owned(),
+            ),
+        ],
+        &rampart::Overrides::default(),
+    )
+    .expect_err("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("160 failed logins per account per hour"),
+        "{text}"
+    );
+    assert!(text.contains("NIST"), "{text}");
+}
