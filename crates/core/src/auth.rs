@@ -827,3 +827,52 @@ fn truncate(s: &str, max_chars: usize) -> String {
         .take(max_chars)
         .collect()
 }
+
+#[cfg(test)]
+mod brute_force_tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_cap_then_lock() {
+        let p = BruteForcePolicy::default();
+        let s = Duration::from_secs;
+        assert_eq!(p.block_after(9), None);
+        assert_eq!(p.block_after(10), Some(s(1)));
+        assert_eq!(p.block_after(11), Some(s(2)));
+        assert_eq!(p.block_after(19), Some(s(512)));
+        assert_eq!(p.block_after(20), Some(s(3600)));
+        let capped = BruteForcePolicy {
+            lock_after: 100,
+            max_delay: s(60),
+            window: s(60),
+            ..p
+        };
+        assert_eq!(capped.block_after(40), Some(s(60)));
+        assert_eq!(capped.block_after(99), Some(s(60)));
+    }
+
+    #[test]
+    fn no_setting_allows_more_than_100_failures_an_hour() {
+        assert!(BruteForcePolicy::default().validate().is_ok());
+        assert_eq!(
+            BruteForcePolicy::default().worst_case_failures_per_hour(),
+            20
+        );
+        let s = Duration::from_secs;
+        for (lock_after, lock_for, ok) in [
+            (100, 3600, true),
+            (101, 3600, false),
+            (50, 1800, true),
+            (50, 1799, false),
+            (1, 1, false),
+        ] {
+            let p = BruteForcePolicy {
+                delay_after: 1,
+                lock_after,
+                lock_for: s(lock_for),
+                ..BruteForcePolicy::default()
+            };
+            assert_eq!(p.validate().is_ok(), ok, "{lock_after} per {lock_for} s");
+        }
+    }
+}
