@@ -117,10 +117,16 @@ pub fn renew_generated_cert(
     if !layout.generated_cert {
         return Ok(false);
     }
+    // Only a missing pair, or our own certificate near its end, is
+    // replaced; a file that cannot be read is left for `CertStore` to
+    // refuse with a clear message.
     let due = match fs::read_to_string(&layout.tls_cert) {
-        Ok(pem) => !layout.tls_key.exists() || rampart_crypto::self_signed_due(&pem, now),
-        Err(_) => true,
-    };
+        Ok(pem) => rampart_crypto::self_signed_due(&pem, now),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", layout.tls_cert.display()))
+        }
+    } || !layout.tls_key.exists();
     if !due {
         return Ok(false);
     }

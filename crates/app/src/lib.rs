@@ -276,7 +276,10 @@ async fn watch_certificate(
         if polls.is_multiple_of(RENEWAL_CHECK_EVERY) {
             let now = deps.clock.now().to_system_time();
             match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
-                Ok(true) => tracing::info!("self-signed TLS certificate renewed"),
+                Ok(true) => tracing::warn!(
+                    cert = %layout.tls_cert.display(),
+                    "self-signed TLS certificate renewed (new key); clients that trust or pin the old one need the new file"
+                ),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot renew the self-signed TLS certificate")
@@ -293,7 +296,8 @@ async fn watch_certificate(
     }
 }
 
-/// Deletes expired sessions every five minutes.
+/// Deletes expired sessions, and brute-force counts that are quiet, every
+/// five minutes.
 async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
@@ -305,6 +309,9 @@ async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>)
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+        if let Err(e) = auth.purge_quiet_login_failures().await {
+            tracing::warn!(error = %e, "login failure sweep failed");
         }
     }
 }

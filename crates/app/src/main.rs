@@ -76,6 +76,18 @@ struct ServeArgs {
 enum AdminCommand {
     /// Create an administrator account.
     Create(AdminCreateArgs),
+    /// Lift a brute-force delay or lock from an account, for when no
+    /// administrator can log in (safe while the server runs).
+    Unlock(AdminUnlockArgs),
+}
+
+#[derive(Args)]
+struct AdminUnlockArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The account's email address
+    #[arg(long)]
+    email: String,
 }
 
 #[derive(Args)]
@@ -172,6 +184,13 @@ async fn run(cli: Cli) -> Result<()> {
             let settings = load(cli.config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
             admin_create(settings, args).await
+        }
+        Command::Admin {
+            command: AdminCommand::Unlock(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            admin_unlock(settings, args).await
         }
         Command::Config {
             command: ConfigCommand::Check(args),
@@ -318,6 +337,32 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
                 msg.push_str(&format!("\n  hint: {s}"));
             }
             bail!(msg)
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
+async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
+    let store = rampart::open_store(&settings).await?;
+    let auth = rampart::auth_service(&settings, store.clone(), &Deps::default())?;
+    let result = async {
+        let account = auth.account_by_email(&args.email).await?;
+        auth.unlock(&account.id, "command line", &Default::default())
+            .await?;
+        Ok::<_, rampart_core::Error>(account)
+    }
+    .await;
+    store.close().await;
+    match result {
+        Ok(account) => {
+            println!(
+                "Account {} unlocked: its failed-login count and any delay or lock are cleared.",
+                account.email
+            );
+            Ok(())
+        }
+        Err(rampart_core::Error::NotFound | rampart_core::Error::InvalidEmail) => {
+            bail!("no account has the email address {:?}", args.email)
         }
         Err(e) => bail!("{e}"),
     }

@@ -18,7 +18,7 @@ use crate::events::{EventFilter, EventKind, Outcome, SecurityEvent};
 use crate::hashing::HashPool;
 use crate::model::{Account, OneTimeKind, Role, Session};
 use crate::password_policy::{normalize, PasswordPolicy};
-use crate::{AccountId, Clock, Email, Error, EventId, SessionId, Store, Timestamp};
+use crate::{AccountId, Clock, Email, Error, EventId, LoginAttempt, SessionId, Store, Timestamp};
 
 /// Who may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -59,7 +59,7 @@ impl Default for BruteForcePolicy {
     fn default() -> Self {
         Self {
             delay_after: 10,
-            window: Duration::from_secs(15 * 60),
+            window: Duration::from_secs(30 * 60),
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(15 * 60),
             lock_after: 20,
@@ -72,34 +72,50 @@ impl BruteForcePolicy {
     /// NIST SP 800-63B 5.2.2: at most 100 failed attempts per account.
     pub const MAX_FAILURES_PER_HOUR: u32 = 100;
 
-    /// The most password checks that can fail for one account in an hour
-    /// under this policy: `lock_after` per lock cycle, and as many cycles
-    /// as fit in an hour.
-    pub fn worst_case_failures_per_hour(&self) -> u32 {
+    /// An upper bound on the failures one login name can have in any hour.
+    /// A count starts again only after a quiet `window` (no failure and no
+    /// block), so an hour holds at most `3600 / window + 1` counts; each
+    /// reaches at most `lock_after` before the lock, and after a lock every
+    /// further failure locks again at once, at most one per `lock_for`.
+    pub fn worst_case_failures_per_hour(&self) -> u64 {
+        const HOUR: u64 = 3600;
+        let window = self.window.as_secs().max(1);
         let lock = self.lock_for.as_secs().max(1);
-        let cycles = 3600u64.div_ceil(lock) as u32;
-        self.lock_after.saturating_mul(cycles)
+        let counts = HOUR / window + 1;
+        counts * u64::from(self.lock_after) + HOUR.div_ceil(lock)
     }
 
-    /// Refuses settings that would allow more than 100 failures an hour.
+    /// Refuses settings that could allow more than 100 failures an hour.
     pub fn validate(&self) -> Result<(), String> {
         if self.delay_after == 0 || self.lock_after < self.delay_after {
             return Err("brute_force: need 1 <= delay_after <= lock_after".to_owned());
         }
-        if self.max_delay < self.base_delay || self.window < self.max_delay {
+        if self.base_delay.is_zero()
+            || self.max_delay < self.base_delay
+            || self.window < self.max_delay
+            || self.lock_for.is_zero()
+        {
             return Err(
-                "brute_force: need base_delay_secs <= max_delay_secs <= window_secs".to_owned(),
+                "brute_force: need 0 < base_delay_secs <= max_delay_secs <= window_secs, and lock_for_secs > 0"
+                    .to_owned(),
             );
         }
         let worst = self.worst_case_failures_per_hour();
-        if worst > Self::MAX_FAILURES_PER_HOUR {
+        if worst > u64::from(Self::MAX_FAILURES_PER_HOUR) {
             return Err(format!(
-                "brute_force: these settings allow {worst} failed logins per account per hour; \
-                 at most {} are allowed (NIST SP 800-63B). Lower lock_after or raise lock_for_secs.",
+                "brute_force: these settings could allow {worst} failed logins per account per hour; \
+                 at most {} are allowed (NIST SP 800-63B). Lower lock_after, or raise window_secs \
+                 or lock_for_secs.",
                 Self::MAX_FAILURES_PER_HOUR
             ));
         }
         Ok(())
+    }
+
+    /// Counts whose last failure and last block are older than this start
+    /// again at 1.
+    pub fn quiet_since(&self, now: Timestamp) -> Timestamp {
+        now.minus(self.window)
     }
 
     /// How long password checks stop after the `failures`-th failure.
@@ -145,6 +161,18 @@ const MAX_DISPLAY_NAME: usize = 100;
 /// 4 KiB leaves room for the policy's 256 characters even when typed in a
 /// decomposed form (NFD Hangul, combining marks).
 pub const MAX_PASSWORD_BYTES: usize = 4096;
+
+/// The brute-force counter's key for a login name: a hash of the
+/// normalised address (or of the raw text when it is not an address), so
+/// spelling variants share one count and no address is stored.
+fn login_key(email: Option<&Email>, raw: &str) -> String {
+    match email {
+        Some(e) => sha256_hex(format!("rampart-login-v1:{}", e.as_str()).as_bytes()),
+        None => {
+            sha256_hex(format!("rampart-login-raw-v1:{}", raw.trim().to_lowercase()).as_bytes())
+        }
+    }
+}
 
 fn oversized(password: &SecretString) -> bool {
     password.expose_secret().len() > MAX_PASSWORD_BYTES
@@ -251,46 +279,44 @@ impl AuthService {
             .await
     }
 
-    /// Counts a wrong password and blocks further checks when the policy
-    /// says so; the lock itself is an event an administrator sees.
-    async fn count_failure(&self, account: &AccountId, meta: &RequestMeta) -> Result<(), Error> {
-        let policy = &self.config.brute_force;
-        let now = self.clock.now();
-        let failures = self
-            .store
-            .record_login_failure(account, now, now.minus(policy.window))
-            .await?;
-        if let Some(block) = policy.block_after(failures) {
-            self.store.block_login(account, now.plus(block)).await?;
-            if failures == policy.lock_after {
-                self.record(
-                    EventKind::AccountLocked,
-                    Outcome::Success,
-                    Some("failed_logins"),
-                    Some(account),
-                    meta,
-                )
-                .await;
-            }
-        }
-        Ok(())
-    }
-
-    /// An administrator lifts a brute-force block or lock early.
-    pub async fn unlock(&self, account: &AccountId, meta: &RequestMeta) -> Result<(), Error> {
-        if self.store.account_by_id(account).await?.is_none() {
+    /// Lifts a brute-force block or lock early. `by` says who: an
+    /// administrator's account id, or the command line.
+    pub async fn unlock(
+        &self,
+        account: &AccountId,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let Some(account) = self.store.account_by_id(account).await? else {
             return Err(Error::NotFound);
-        }
-        self.store.clear_login_failures(account).await?;
+        };
+        self.store
+            .clear_login_failures(&login_key(Some(&account.email), ""))
+            .await?;
         self.record(
             EventKind::AccountUnlocked,
             Outcome::Success,
-            Some("administrator"),
-            Some(account),
+            Some(&format!("by {by}")),
+            Some(&account.id),
             meta,
         )
         .await;
         Ok(())
+    }
+
+    /// Looks an account up by email, for the command line.
+    pub async fn account_by_email(&self, email: &str) -> Result<Account, Error> {
+        let email = Email::parse(email).map_err(|_| Error::InvalidEmail)?;
+        self.store
+            .account_by_email(&email)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Deletes brute-force counts that would start again anyway.
+    pub async fn purge_quiet_login_failures(&self) -> Result<u64, Error> {
+        let quiet_since = self.config.brute_force.quiet_since(self.clock.now());
+        Ok(self.store.purge_login_failures(quiet_since).await?)
     }
 
     fn check_display_name(name: Option<&str>) -> Result<(), Error> {
@@ -465,9 +491,42 @@ impl AuthService {
             return Err(Error::InvalidCredentials);
         }
         let normalized = normalize(password);
-        let account = match Email::parse(email) {
-            Ok(e) => self.store.account_by_email(&e).await?,
-            Err(_) => None,
+        let parsed = Email::parse(email).ok();
+        // Counted before the password is checked, for known and unknown
+        // addresses alike: the same work on every path, and no burst of
+        // concurrent guesses gets more checks than the policy allows.
+        let key = login_key(parsed.as_ref(), email);
+        let policy = self.config.brute_force;
+        let now = self.clock.now();
+        let attempt = self
+            .store
+            .reserve_login_attempt(&key, now, policy.quiet_since(now), &move |n| {
+                policy.block_after(n)
+            })
+            .await?;
+        let account = match &parsed {
+            Some(e) => self.store.account_by_email(e).await?,
+            None => None,
+        };
+        let account_id = account.as_ref().map(|a| a.id.clone());
+        let failures = match attempt {
+            LoginAttempt::Blocked => {
+                // The password is not checked, but the answer costs and
+                // reads exactly like a wrong password.
+                let _ = self
+                    .pool
+                    .verify(normalized, self.dummy_hash.clone())
+                    .await?;
+                self.failed(
+                    EventKind::LoginFailure,
+                    "blocked",
+                    account_id.as_ref(),
+                    meta,
+                )
+                .await;
+                return Err(Error::InvalidCredentials);
+            }
+            LoginAttempt::Allowed { failures } => failures,
         };
         let Some(account) = account else {
             // Same cost as a real verification; the result is ignored.
@@ -479,19 +538,6 @@ impl AuthService {
                 .await;
             return Err(Error::InvalidCredentials);
         };
-        let now = self.clock.now();
-        let block = self.store.login_block(&account.id).await?;
-        if block.is_some_and(|until| until > now) {
-            // Blocked: the password is not checked, but the answer costs
-            // and reads exactly like a wrong password.
-            let _ = self
-                .pool
-                .verify(normalized, self.dummy_hash.clone())
-                .await?;
-            self.failed(EventKind::LoginFailure, "blocked", Some(&account.id), meta)
-                .await;
-            return Err(Error::InvalidCredentials);
-        }
         let verdict = self
             .pool
             .verify(
@@ -508,12 +554,24 @@ impl AuthService {
                     meta,
                 )
                 .await;
-                self.count_failure(&account.id, meta).await?;
+                if failures == policy.lock_after {
+                    self.record(
+                        EventKind::AccountLocked,
+                        Outcome::Success,
+                        Some("failed_logins"),
+                        Some(&account.id),
+                        meta,
+                    )
+                    .await;
+                }
                 Err(Error::InvalidCredentials)
             }
             Verification::Match { needs_rehash } => {
-                if block.is_some() {
-                    self.store.clear_login_failures(&account.id).await?;
+                // The attempt was counted in advance; a success forgets it
+                // and any earlier failures. Failing to forget costs the
+                // owner one counted attempt, not the login.
+                if let Err(e) = self.store.clear_login_failures(&key).await {
+                    tracing::warn!(error = %e, "login failure count not cleared");
                 }
                 let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
@@ -853,26 +911,37 @@ mod brute_force_tests {
 
     #[test]
     fn no_setting_allows_more_than_100_failures_an_hour() {
-        assert!(BruteForcePolicy::default().validate().is_ok());
-        assert_eq!(
-            BruteForcePolicy::default().worst_case_failures_per_hour(),
-            20
-        );
+        let p = BruteForcePolicy::default();
+        assert!(p.validate().is_ok());
+        // Three counts an hour (30-minute window), 20 each, one re-lock.
+        assert_eq!(p.worst_case_failures_per_hour(), 61);
         let s = Duration::from_secs;
-        for (lock_after, lock_for, ok) in [
-            (100, 3600, true),
-            (101, 3600, false),
-            (50, 1800, true),
-            (50, 1799, false),
-            (1, 1, false),
+        for (lock_after, window, lock_for, ok) in [
+            (33, 1800, 3600, true),  // 3 * 33 + 1 = 100
+            (34, 1800, 3600, false), // 103
+            (49, 3600, 3600, true),  // 2 * 49 + 1 = 99
+            (20, 60, 3600, false),   // a one-minute window: 61 counts an hour
+            (20, 1800, 10, false),   // a re-lock every 10 s
         ] {
             let p = BruteForcePolicy {
-                delay_after: 1,
                 lock_after,
+                window: s(window),
+                max_delay: s(window.min(900)),
                 lock_for: s(lock_for),
                 ..BruteForcePolicy::default()
             };
-            assert_eq!(p.validate().is_ok(), ok, "{lock_after} per {lock_for} s");
+            assert_eq!(
+                p.validate().is_ok(),
+                ok,
+                "{lock_after} / {window} s / {lock_for} s"
+            );
         }
+        let zero_window = BruteForcePolicy {
+            window: s(0),
+            max_delay: s(0),
+            base_delay: s(0),
+            ..p
+        };
+        assert!(zero_window.validate().is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! `rampart-store` crate implements it for SQLite and PostgreSQL.
 
 use async_trait::async_trait;
+use std::time::Duration;
 
 use crate::events::{EventFilter, SecurityEvent};
 use crate::model::{Account, OneTimeKind, Session};
@@ -103,28 +104,38 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Counts one failed login for `account` at `at`. A count whose last
-    /// failure came before `quiet_since` starts again at 1. Returns the new
-    /// count; concurrent failures each see their own.
-    async fn record_login_failure(
+    /// Counts a login attempt for `key` at `at`, before its password is
+    /// checked, and blocks further checks when `block_after(count)` says
+    /// so, in one transaction: concurrent attempts are counted one after
+    /// another and none slips past a block another one just set. A count
+    /// starts again at 1 once both its last failure and its last block are
+    /// older than `quiet_since`. While a block lasts nothing is counted and
+    /// [`LoginAttempt::Blocked`] is returned.
+    async fn reserve_login_attempt(
         &self,
-        account: &AccountId,
+        key: &str,
         at: Timestamp,
         quiet_since: Timestamp,
-    ) -> Result<u32, StoreError>;
+        block_after: &(dyn Fn(u32) -> Option<Duration> + Send + Sync),
+    ) -> Result<LoginAttempt, StoreError>;
 
-    /// Refuses password checks for `account` until `until`; never shortens
-    /// a block already in place.
-    async fn block_login(&self, account: &AccountId, until: Timestamp) -> Result<(), StoreError>;
-
-    /// `Some(blocked_until)` when the account has failures on record
-    /// (`Timestamp(0)` when counted but not blocked), `None` otherwise.
-    async fn login_block(&self, account: &AccountId) -> Result<Option<Timestamp>, StoreError>;
-
-    /// Forgets the account's failures and any block: after a successful
+    /// Forgets the failures and any block of `key`: after a successful
     /// login, or an administrator's unlock. Returns true when there were any.
-    async fn clear_login_failures(&self, account: &AccountId) -> Result<bool, StoreError>;
+    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Deletes counts that are quiet since `quiet_since` (no failure, no
+    /// block): they would start again at 1 anyway.
+    async fn purge_login_failures(&self, quiet_since: Timestamp) -> Result<u64, StoreError>;
 
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+}
+
+/// What [`Store::reserve_login_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted; the password may be checked. `failures` includes this one.
+    Allowed { failures: u32 },
+    /// A block is in force: do not check the password.
+    Blocked,
 }

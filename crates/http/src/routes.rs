@@ -409,7 +409,7 @@ pub async fn create_invite(
 pub async fn unlock_account(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    _admin: Admin,
+    Admin(admin): Admin,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Ok(Path(id)) = id else {
@@ -418,7 +418,10 @@ pub async fn unlock_account(
     if id.len() > 64 {
         return Err(ApiError::not_found());
     }
-    state.auth.unlock(&AccountId(id), &meta).await?;
+    state
+        .auth
+        .unlock(&AccountId(id), admin.account.id.as_str(), &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,10 +1,14 @@
 //! The queries. One text per statement, the same for both dialects, with
 //! every value bound as a parameter.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
 use rampart_core::model::{Account, OneTimeKind, Role, Session};
-use rampart_core::{AccountId, Email, EventId, SessionId, Store, StoreError, Timestamp};
+use rampart_core::{
+    AccountId, Email, EventId, LoginAttempt, SessionId, Store, StoreError, Timestamp,
+};
 use rampart_crypto::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -291,63 +295,68 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
-        account: &AccountId,
+        key: &str,
         at: Timestamp,
         quiet_since: Timestamp,
-    ) -> Result<u32, StoreError> {
+        block_after: &(dyn Fn(u32) -> Option<Duration> + Send + Sync),
+    ) -> Result<LoginAttempt, StoreError> {
+        // The upsert is the transaction's first statement, so it takes the
+        // write lock (SQLite) or the row lock (PostgreSQL) at once and holds
+        // it until the block below is written.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(
-            "INSERT INTO login_failures (account_id, failures, last_at, blocked_until) \
+            "INSERT INTO login_failures (key, failures, last_at, blocked_until) \
              VALUES ($1, 1, $2, 0) \
-             ON CONFLICT (account_id) DO UPDATE SET \
-             failures = CASE WHEN login_failures.last_at < $3 THEN 1 \
+             ON CONFLICT (key) DO UPDATE SET \
+             failures = CASE WHEN login_failures.last_at < $3 \
+                             AND login_failures.blocked_until < $3 THEN 1 \
                         ELSE login_failures.failures + 1 END, \
              last_at = $2 \
+             WHERE login_failures.blocked_until <= $2 \
              RETURNING failures",
         )
-        .bind(account.as_str())
+        .bind(key)
         .bind(at.millis())
         .bind(quiet_since.millis())
-        .fetch_one(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
+        let Some(row) = row else {
+            tx.commit().await.map_err(backend)?;
+            return Ok(LoginAttempt::Blocked);
+        };
         let n: i64 = row.try_get("failures").map_err(backend)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        let failures = u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(block) = block_after(failures) {
+            sqlx::query("UPDATE login_failures SET blocked_until = $2 WHERE key = $1")
+                .bind(key)
+                .bind(at.plus(block).millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(LoginAttempt::Allowed { failures })
     }
 
-    async fn block_login(&self, account: &AccountId, until: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE login_failures SET blocked_until = \
-             CASE WHEN blocked_until > $2 THEN blocked_until ELSE $2 END \
-             WHERE account_id = $1",
-        )
-        .bind(account.as_str())
-        .bind(until.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn login_block(&self, account: &AccountId) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query("SELECT blocked_until FROM login_failures WHERE account_id = $1")
-            .bind(account.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| r.try_get::<i64, _>("blocked_until").map(Timestamp))
-            .transpose()
-            .map_err(backend)
-    }
-
-    async fn clear_login_failures(&self, account: &AccountId) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM login_failures WHERE account_id = $1")
-            .bind(account.as_str())
+    async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn purge_login_failures(&self, quiet_since: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM login_failures WHERE last_at < $1 AND blocked_until < $1")
+            .bind(quiet_since.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
     }
 
     async fn admin_exists(&self) -> Result<bool, StoreError> {

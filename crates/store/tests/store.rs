@@ -477,53 +477,55 @@ async fn connection_errors_do_not_echo_the_url() {
 }
 
 both!(
-    login_failures_count_block_and_clear,
+    login_attempts_are_counted_blocked_and_cleared,
     |s: SqlStore, _url: String| async move {
-        let a = account("bf@example.com", Role::Member);
-        s.insert_account(&a).await.unwrap();
-        assert_eq!(s.login_block(&a.id).await.unwrap(), None);
-        // Failures close together count up; a quiet window starts again at 1.
+        use rampart_core::LoginAttempt::{Allowed, Blocked};
+        use std::time::Duration;
+        // Block 10 s from the third attempt on.
+        let policy = |n: u32| (n >= 3).then_some(Duration::from_secs(10));
+        let t = Timestamp;
+        let reserve = |at: i64, quiet: i64| s.reserve_login_attempt("k", t(at), t(quiet), &policy);
+        assert_eq!(reserve(1_000, 0).await.unwrap(), Allowed { failures: 1 });
+        assert_eq!(reserve(2_000, 0).await.unwrap(), Allowed { failures: 2 });
+        assert_eq!(reserve(3_000, 0).await.unwrap(), Allowed { failures: 3 });
+        // Blocked until 13 000: not counted, not checked.
+        assert_eq!(reserve(12_999, 0).await.unwrap(), Blocked);
+        assert_eq!(reserve(13_000, 0).await.unwrap(), Allowed { failures: 4 });
+        // The block (to 23 000) ended after `quiet_since`: no reset.
         assert_eq!(
-            s.record_login_failure(&a.id, Timestamp(1_000), Timestamp(0))
-                .await
-                .unwrap(),
-            1
+            reserve(30_000, 20_000).await.unwrap(),
+            Allowed { failures: 5 }
         );
+        // Quiet since after both: starts again at 1.
         assert_eq!(
-            s.record_login_failure(&a.id, Timestamp(2_000), Timestamp(500))
-                .await
-                .unwrap(),
-            2
+            reserve(60_000, 50_000).await.unwrap(),
+            Allowed { failures: 1 }
         );
-        assert_eq!(s.login_block(&a.id).await.unwrap(), Some(Timestamp(0)));
-        assert_eq!(
-            s.record_login_failure(&a.id, Timestamp(90_000), Timestamp(5_000))
-                .await
-                .unwrap(),
-            1
-        );
-        // Concurrent failures each see their own count: none is lost.
+        assert!(s.clear_login_failures("k").await.unwrap());
+        assert!(!s.clear_login_failures("k").await.unwrap());
+        assert_eq!(reserve(61_000, 0).await.unwrap(), Allowed { failures: 1 });
+
+        // Concurrent attempts are counted one after another: exactly three get
+        // through before the block the third sets, whatever the interleaving.
         let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..8 {
-            let (s, id) = (s.clone(), a.id.clone());
+        for i in 0..12 {
+            let s = s.clone();
             tasks.spawn(async move {
-                s.record_login_failure(&id, Timestamp(90_001 + i), Timestamp(5_000))
+                let policy = |n: u32| (n >= 3).then_some(Duration::from_secs(10));
+                s.reserve_login_attempt("burst", Timestamp(100_000 + i), Timestamp(0), &policy)
                     .await
                     .unwrap()
             });
         }
-        let mut counts: Vec<u32> = tasks.join_all().await;
-        counts.sort_unstable();
-        assert_eq!(counts, (2..=9).collect::<Vec<_>>());
-        // A block is never shortened.
-        s.block_login(&a.id, Timestamp(200_000)).await.unwrap();
-        s.block_login(&a.id, Timestamp(150_000)).await.unwrap();
-        assert_eq!(
-            s.login_block(&a.id).await.unwrap(),
-            Some(Timestamp(200_000))
-        );
-        assert!(s.clear_login_failures(&a.id).await.unwrap());
-        assert!(!s.clear_login_failures(&a.id).await.unwrap());
-        assert_eq!(s.login_block(&a.id).await.unwrap(), None);
+        let results = tasks.join_all().await;
+        let allowed = results
+            .iter()
+            .filter(|r| matches!(r, Allowed { .. }))
+            .count();
+        assert_eq!(allowed, 3, "{results:?}");
+
+        // Quiet counts are purged; blocked or recent ones are kept.
+        assert_eq!(s.purge_login_failures(Timestamp(62_000)).await.unwrap(), 1);
+        assert_eq!(s.purge_login_failures(Timestamp(100_000)).await.unwrap(), 0);
     }
 );
