@@ -533,3 +533,39 @@ async fn a_database_file_outside_the_data_dir_is_permission_checked_too() {
         s2.running().warnings
     );
 }
+
+fn resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Every Argon2id hash takes 19 MiB; the process must hand each back, not
+/// keep one per allocator heap (which grew it past 300 MB on two cores).
+#[tokio::test]
+async fn memory_is_returned_after_each_password_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::spawn(&dir.path().join("data"), &[]);
+    let before = resident_mib(p.child.id());
+    for i in 0..24 {
+        let r = p
+            .client
+            .post(p.url("/api/v1/auth/login"))
+            .json(
+                &serde_json::json!({"email": format!("nobody{i}@example.com"), "password": STRONG}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let after = resident_mib(p.child.id());
+    assert!(
+        after < before + 60,
+        "resident memory grew from {before} MiB to {after} MiB over 24 hashes"
+    );
+}
