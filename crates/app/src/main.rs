@@ -136,21 +136,6 @@ fn common_overrides(c: &CommonFlags) -> Overrides {
     }
 }
 
-/// Each Argon2id hash takes a 19 MiB (or larger) block of memory. glibc's
-/// allocator raises its mmap threshold after the first such block is freed
-/// and then keeps later ones in per-thread heaps, so resident memory climbs
-/// by one block per hash until it has one in every heap (over 300 MB on two
-/// cores). A fixed threshold keeps large blocks mmap-ed and hands each back
-/// to the kernel when it is freed.
-fn release_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; it is called once, at
-    // start, before any other thread exists.
-    unsafe {
-        let _ = libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SAFETY: umask only sets this process's file-creation mask; it has no
@@ -159,7 +144,6 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    release_large_allocations();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,8 +1,11 @@
 //! Argon2id password hashing (RustCrypto `argon2`), with a dummy hash so an
 //! unknown account costs the same as a wrong password.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use zeroize::Zeroize;
 
 use crate::{Entropy, SecretString};
 
@@ -100,25 +103,56 @@ impl PasswordHasher {
     ) -> Result<String, HashError> {
         let mut salt = [0u8; 16];
         entropy.fill(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|_| HashError::Hashing)?;
-        let hash = self
-            .argon
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map_err(|_| HashError::Hashing)?;
-        Ok(hash.to_string())
+        let encoded = SaltString::encode_b64(&salt).map_err(|_| HashError::Hashing)?;
+        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+            with_thread_memory(&self.argon, password.expose_secret().as_bytes(), &salt, out)
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|_| HashError::Hashing)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon.params()).map_err(|_| HashError::Hashing)?,
+            salt: Some(encoded.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     /// Verifies `password` against a PHC string made by any Argon2 variant
-    /// and parameters; reports whether it should be re-hashed.
+    /// and parameters; reports whether it should be re-hashed. The same
+    /// steps as `argon2`'s `PasswordVerifier`, with the memory taken from
+    /// the thread's buffer; the outputs are compared in constant time
+    /// (`password_hash::Output`'s equality).
     pub fn verify(&self, password: &SecretString, phc: &str) -> Result<Verification, HashError> {
         let parsed = PasswordHash::new(phc).map_err(|_| HashError::MalformedHash)?;
+        let algorithm =
+            Algorithm::try_from(parsed.algorithm).map_err(|_| HashError::MalformedHash)?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|_| HashError::MalformedHash)?,
+            None => Version::default(),
+        };
         // Verification uses the parameters recorded in the hash itself.
-        match Argon2::default().verify_password(password.expose_secret().as_bytes(), &parsed) {
-            Ok(()) => Ok(Verification::Match {
+        let params = Params::try_from(&parsed).map_err(|_| HashError::MalformedHash)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(HashError::MalformedHash);
+        };
+        let mut salt_buf = [0u8; 64];
+        let salt = salt
+            .decode_b64(&mut salt_buf)
+            .map_err(|_| HashError::MalformedHash)?;
+        let argon = Argon2::new(algorithm, version, params);
+        let computed = Output::init_with(expected.len(), |out| {
+            with_thread_memory(&argon, password.expose_secret().as_bytes(), salt, out)
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|_| HashError::MalformedHash)?;
+        if computed == expected {
+            Ok(Verification::Match {
                 needs_rehash: self.is_weaker(&parsed),
-            }),
-            Err(argon2::password_hash::Error::Password) => Ok(Verification::Mismatch),
-            Err(_) => Err(HashError::MalformedHash),
+            })
+        } else {
+            Ok(Verification::Mismatch)
         }
     }
 
@@ -142,10 +176,93 @@ impl PasswordHasher {
     }
 }
 
+/// Runs Argon2 with its memory blocks taken from a buffer the calling thread
+/// keeps, instead of a fresh allocation per hash: an allocator that keeps
+/// freed 19 MiB blocks in per-thread heaps grows resident memory by one
+/// block per heap, and a fresh mmap per hash costs page faults and zeroing
+/// on every login. The blocks are zeroized after each use: they are derived
+/// from the password.
+fn with_thread_memory(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    thread_local! {
+        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let blocks = argon.params().block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        let result =
+            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
+        memory[..blocks].iter_mut().for_each(Zeroize::zeroize);
+        result
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::OsEntropy;
+
+    /// Hashes made by the library's own `PasswordHasher` verify here, and
+    /// hashes made here verify with the library's `PasswordVerifier`: the
+    /// thread-memory path computes exactly what the library does. Includes
+    /// another variant, version, parameters and output length.
+    #[test]
+    fn interoperates_with_the_librarys_own_hashing() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = PasswordHasher::new(Argon2Params::MINIMUM).unwrap();
+        let pw = SecretString::from("correct horse battery staple");
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        for (alg, version, params) in [
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(19 * 1024, 2, 1, None).unwrap(),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(8 * 1024, 3, 2, Some(48)).unwrap(),
+            ),
+            (
+                Algorithm::Argon2i,
+                Version::V0x10,
+                Params::new(4 * 1024, 3, 1, None).unwrap(),
+            ),
+            (
+                Algorithm::Argon2d,
+                Version::V0x13,
+                Params::new(4 * 1024, 1, 1, Some(16)).unwrap(),
+            ),
+        ] {
+            let theirs = Argon2::new(alg, version, params)
+                .hash_password(pw.expose_secret().as_bytes(), &salt)
+                .unwrap()
+                .to_string();
+            assert!(
+                matches!(ours.verify(&pw, &theirs), Ok(Verification::Match { .. })),
+                "{theirs}"
+            );
+            let wrong = SecretString::from("correct horse battery stapler");
+            assert_eq!(
+                ours.verify(&wrong, &theirs).unwrap(),
+                Verification::Mismatch,
+                "{theirs}"
+            );
+        }
+        let phc = ours.hash(&pw, &crate::OsEntropy).unwrap();
+        let parsed = PasswordHash::new(&phc).unwrap();
+        Argon2::default()
+            .verify_password(pw.expose_secret().as_bytes(), &parsed)
+            .unwrap();
+        assert!(Argon2::default().verify_password(b"nope", &parsed).is_err());
+    }
 
     #[test]
     fn hash_verifies_and_salts_are_unique() {
@@ -169,6 +286,7 @@ mod tests {
 
     #[test]
     fn weaker_hash_is_flagged_for_rehash() {
+        use argon2::password_hash::PasswordHasher as _;
         let weak = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
