@@ -198,14 +198,7 @@ pub async fn revoke_session(
     authed: Authed,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    // An id that cannot even be decoded is, to the caller, one that does
-    // not exist.
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::not_found());
-    };
-    if id.len() > 64 {
-        return Err(ApiError::not_found());
-    }
+    let id = path_id(id)?;
     state
         .auth
         .revoke_session(&authed.account.id, &SessionId(id), &meta)
@@ -412,17 +405,23 @@ pub async fn unlock_account(
     Admin(admin): Admin,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::not_found());
-    };
-    if id.len() > 64 {
-        return Err(ApiError::not_found());
-    }
+    let id = path_id(id)?;
     state
         .auth
         .unlock(&AccountId(id), admin.account.id.as_str(), &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An id from the path. One that cannot be decoded, or longer than any id
+/// Rampart makes, is to the caller one that does not exist.
+fn path_id(
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if id.len() <= 64 => Ok(id),
+        _ => Err(ApiError::not_found()),
+    }
 }
 
 /// `GET /`: a plain page that says what answers here and where the API
