@@ -67,6 +67,7 @@ impl HashPool {
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     lower_priority();
+                    rampart_crypto::keep_argon2_memory_on_this_thread();
                     // Ends when every sender is gone.
                     while let Ok(job) = rx.recv() {
                         // Counted before the reply goes out, so a caller that

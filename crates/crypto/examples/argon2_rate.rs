@@ -34,6 +34,8 @@ fn main() {
                 stop.clone(),
             );
             std::thread::spawn(move || {
+                // As Rampart's hashing threads do.
+                rampart_crypto::keep_argon2_memory_on_this_thread();
                 while !stop.load(Ordering::Relaxed) {
                     // A login is one verification.
                     let _ = h.verify(&pw, &phc);

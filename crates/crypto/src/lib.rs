@@ -13,7 +13,9 @@ mod tls;
 mod token;
 
 pub use entropy::{Entropy, OsEntropy};
-pub use password::{Argon2Params, HashError, PasswordHasher, Verification};
+pub use password::{
+    keep_argon2_memory_on_this_thread, Argon2Params, HashError, PasswordHasher, Verification,
+};
 pub use secret::{SecretBytes, SecretString};
 pub use tls::{
     certificate_not_after, generate_self_signed, self_signed_due, SelfSigned, RENEW_BEFORE,

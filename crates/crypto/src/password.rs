@@ -1,7 +1,7 @@
 //! Argon2id password hashing (RustCrypto `argon2`), with a dummy hash so an
 //! unknown account costs the same as a wrong password.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -176,6 +176,17 @@ impl PasswordHasher {
     }
 }
 
+thread_local! {
+    static KEEP_MEMORY: Cell<bool> = const { Cell::new(false) };
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the calling thread as a hashing thread: it keeps one Argon2
+/// memory buffer for all its hashes (see [`with_thread_memory`]).
+pub fn keep_argon2_memory_on_this_thread() {
+    KEEP_MEMORY.with(|k| k.set(true));
+}
+
 /// Runs Argon2 with its memory blocks taken from a buffer the calling thread
 /// keeps, instead of a fresh allocation per hash: an allocator that keeps
 /// freed 19 MiB blocks in per-thread heaps grows resident memory by one
@@ -188,8 +199,13 @@ fn with_thread_memory(
     salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), argon2::Error> {
-    thread_local! {
-        static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    if !KEEP_MEMORY.with(Cell::get) {
+        // A thread that hashes once in a while (the dummy hash at start)
+        // does not keep 19 MiB for the rest of the process's life.
+        let mut memory = vec![Block::default(); argon.params().block_count()];
+        let result = argon.hash_password_into_with_memory(password, salt, out, &mut memory);
+        memory.iter_mut().for_each(Zeroize::zeroize);
+        return result;
     }
     MEMORY.with(|memory| {
         let mut memory = memory.borrow_mut();
@@ -256,12 +272,23 @@ mod tests {
                 "{theirs}"
             );
         }
-        let phc = ours.hash(&pw, &crate::OsEntropy).unwrap();
-        let parsed = PasswordHash::new(&phc).unwrap();
-        Argon2::default()
-            .verify_password(pw.expose_secret().as_bytes(), &parsed)
-            .unwrap();
-        assert!(Argon2::default().verify_password(b"nope", &parsed).is_err());
+        // Both memory paths: a fresh buffer, then the thread's own (twice,
+        // so the second hash runs on a reused, zeroized buffer).
+        for keep in [false, true, true] {
+            if keep {
+                keep_argon2_memory_on_this_thread();
+            }
+            let phc = ours.hash(&pw, &crate::OsEntropy).unwrap();
+            let parsed = PasswordHash::new(&phc).unwrap();
+            Argon2::default()
+                .verify_password(pw.expose_secret().as_bytes(), &parsed)
+                .unwrap();
+            assert!(Argon2::default().verify_password(b"nope", &parsed).is_err());
+            assert!(matches!(
+                ours.verify(&pw, &phc),
+                Ok(Verification::Match { .. })
+            ));
+        }
     }
 
     #[test]
