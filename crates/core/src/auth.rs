@@ -18,7 +18,9 @@ use crate::events::{EventFilter, EventKind, Outcome, SecurityEvent};
 use crate::hashing::HashPool;
 use crate::model::{Account, OneTimeKind, Role, Session};
 use crate::password_policy::{normalize, PasswordPolicy};
-use crate::{AccountId, Clock, Email, Error, EventId, LoginAttempt, SessionId, Store, Timestamp};
+use crate::{
+    AccountId, Clock, Email, Error, EventId, LoginAttempt, SessionId, Settle, Store, Timestamp,
+};
 
 /// Who may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -279,6 +281,21 @@ impl AuthService {
             .await
     }
 
+    /// Settles a reserved login attempt (see [`Store::settle_login_attempt`]);
+    /// tried twice, then logged: the login's answer does not depend on it.
+    async fn settle(&self, key: &str, failures: u32, at: Timestamp, how: Settle) {
+        for _ in 0..2 {
+            match self
+                .store
+                .settle_login_attempt(key, failures, at, how)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(error = %e, "login attempt not settled"),
+            }
+        }
+    }
+
     /// Lifts a brute-force block or lock early. `by` says who: an
     /// administrator's account id, or the command line.
     pub async fn unlock(
@@ -528,23 +545,32 @@ impl AuthService {
             }
             LoginAttempt::Allowed { failures } => failures,
         };
+        // A password the pool could not check (saturated) is not a guess.
+        let uncount = || self.settle(&key, failures, now, Settle::Uncount);
         let Some(account) = account else {
             // Same cost as a real verification; the result is ignored.
-            let _ = self
-                .pool
-                .verify(normalized, self.dummy_hash.clone())
-                .await?;
+            if let Err(e) = self.pool.verify(normalized, self.dummy_hash.clone()).await {
+                uncount().await;
+                return Err(e.into());
+            }
             self.failed(EventKind::LoginFailure, "unknown_account", None, meta)
                 .await;
             return Err(Error::InvalidCredentials);
         };
-        let verdict = self
+        let verdict = match self
             .pool
             .verify(
                 normalized.clone(),
                 account.password_hash.expose_secret().to_owned(),
             )
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                uncount().await;
+                return Err(e.into());
+            }
+        };
         match verdict {
             Verification::Mismatch => {
                 self.failed(
@@ -568,11 +594,9 @@ impl AuthService {
             }
             Verification::Match { needs_rehash } => {
                 // The attempt was counted in advance; a success forgets it
-                // and any earlier failures. Failing to forget costs the
-                // owner one counted attempt, not the login.
-                if let Err(e) = self.store.clear_login_failures(&key).await {
-                    tracing::warn!(error = %e, "login failure count not cleared");
-                }
+                // and the failures before it, unless guesses were counted
+                // meanwhile: those stay.
+                self.settle(&key, failures, now, Settle::Forget).await;
                 let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
                     // Upgrade to the current parameters, unless the password

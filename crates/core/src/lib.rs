@@ -19,7 +19,7 @@ pub use email::Email;
 pub use error::Error;
 pub use ids::{AccountId, EventId, SessionId};
 pub use model::{Account, Role, Session};
-pub use store::{LoginAttempt, Store, StoreError};
+pub use store::{LoginAttempt, Settle, Store, StoreError};
 
 /// 128 random bits, lowercase hex: the body of every generated id.
 pub(crate) fn crypto_random_id(entropy: &dyn rampart_crypto::Entropy) -> String {

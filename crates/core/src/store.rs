@@ -119,9 +119,22 @@ pub trait Store: Send + Sync + 'static {
         block_after: &(dyn Fn(u32) -> Option<Duration> + Send + Sync),
     ) -> Result<LoginAttempt, StoreError>;
 
-    /// Forgets the failures and any block of `key`: after a successful
-    /// login, or an administrator's unlock. Returns true when there were any.
+    /// Forgets the failures and any block of `key`: an administrator's
+    /// unlock. Returns true when there were any.
     async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Settles the attempt reserved at `at` as the `failures`-th, provided
+    /// nothing was counted for `key` since: `Forget` deletes the count (a
+    /// correct password), `Uncount` takes the attempt back (its password
+    /// was never checked). When other attempts came after it, the count is
+    /// left as it is, so a guess made meanwhile is never forgotten.
+    async fn settle_login_attempt(
+        &self,
+        key: &str,
+        failures: u32,
+        at: Timestamp,
+        how: Settle,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes counts that are quiet since `quiet_since` (no failure, no
     /// block): they would start again at 1 anyway.
@@ -129,6 +142,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+}
+
+/// How [`Store::settle_login_attempt`] settles a reserved attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Forget,
+    Uncount,
 }
 
 /// What [`Store::reserve_login_attempt`] decided.

@@ -9,6 +9,11 @@ use zeroize::Zeroize;
 
 use crate::{Entropy, SecretString};
 
+/// Ceilings on the parameters a stored hash may ask for at verification.
+const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+const MAX_ITERATIONS: u32 = 64;
+const MAX_LANES: u32 = 64;
+
 /// Argon2id cost parameters. The floor is OWASP's: m = 19 MiB, t = 2, p = 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
@@ -134,6 +139,14 @@ impl PasswordHasher {
         };
         // Verification uses the parameters recorded in the hash itself.
         let params = Params::try_from(&parsed).map_err(|_| HashError::MalformedHash)?;
+        // No stored hash legitimately costs more than this; a larger one
+        // would only serve to exhaust memory or time.
+        if params.m_cost() > MAX_MEMORY_KIB
+            || params.t_cost() > MAX_ITERATIONS
+            || params.p_cost() > MAX_LANES
+        {
+            return Err(HashError::MalformedHash);
+        }
         let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
             return Err(HashError::MalformedHash);
         };
@@ -199,25 +212,36 @@ fn with_thread_memory(
     salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), argon2::Error> {
-    if !KEEP_MEMORY.with(Cell::get) {
-        // A thread that hashes once in a while (the dummy hash at start)
-        // does not keep 19 MiB for the rest of the process's life.
-        let mut memory = vec![Block::default(); argon.params().block_count()];
-        let result = argon.hash_password_into_with_memory(password, salt, out, &mut memory);
-        memory.iter_mut().for_each(Zeroize::zeroize);
-        return result;
-    }
-    MEMORY.with(|memory| {
-        let mut memory = memory.borrow_mut();
-        let blocks = argon.params().block_count();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
+    let blocks = argon.params().block_count();
+    let mut run = |memory: &mut [Block]| {
+        let wipe = Wipe(memory);
+        argon.hash_password_into_with_memory(password, salt, out, &mut *wipe.0)
+    };
+    MEMORY.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        // The buffer is sized by a thread's first hash (the configured
+        // parameters); a larger one, from an old hash with other
+        // parameters, or a thread that hashes once in a while (the dummy
+        // hash at start), gets memory of its own that is freed after.
+        if KEEP_MEMORY.with(Cell::get) && (kept.is_empty() || kept.len() >= blocks) {
+            if kept.is_empty() {
+                kept.resize(blocks, Block::default());
+            }
+            run(&mut kept[..blocks])
+        } else {
+            run(&mut vec![Block::default(); blocks])
         }
-        let result =
-            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
-        memory[..blocks].iter_mut().for_each(Zeroize::zeroize);
-        result
     })
+}
+
+/// Zeroizes Argon2 memory when dropped, on every path out (errors and
+/// unwinding too): the blocks are derived from the password.
+struct Wipe<'a>(&'a mut [Block]);
+
+impl Drop for Wipe<'_> {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(Zeroize::zeroize);
+    }
 }
 
 #[cfg(test)]
@@ -272,9 +296,33 @@ mod tests {
                 "{theirs}"
             );
         }
-        // Both memory paths: a fresh buffer, then the thread's own (twice,
-        // so the second hash runs on a reused, zeroized buffer).
-        for keep in [false, true, true] {
+        // The kept buffer: sized by this thread's first hash (19 MiB), then
+        // the smaller and larger library-made hashes through it or beside it.
+        keep_argon2_memory_on_this_thread();
+        ours.hash(&pw, &crate::OsEntropy).unwrap();
+        for (alg, version, params) in [
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(8 * 1024, 3, 2, Some(48)).unwrap(),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(32 * 1024, 1, 1, None).unwrap(),
+            ),
+        ] {
+            let theirs = Argon2::new(alg, version, params)
+                .hash_password(pw.expose_secret().as_bytes(), &salt)
+                .unwrap()
+                .to_string();
+            assert!(
+                matches!(ours.verify(&pw, &theirs), Ok(Verification::Match { .. })),
+                "{theirs}"
+            );
+        }
+        // Our hashes, through a reused buffer, verify with the library.
+        for keep in [true, true] {
             if keep {
                 keep_argon2_memory_on_this_thread();
             }
@@ -288,6 +336,29 @@ mod tests {
                 ours.verify(&pw, &phc),
                 Ok(Verification::Match { .. })
             ));
+        }
+    }
+
+    #[test]
+    fn malformed_or_outlandish_hashes_are_refused_not_panicked_on() {
+        let h = PasswordHasher::new(Argon2Params::MINIMUM).unwrap();
+        let pw = SecretString::from("pw");
+        for phc in [
+            "",
+            "argon2id",
+            "$argon2id$v=19$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg",
+            "$argon2id$v=19$m=0,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19456,t=2,p=1,x=3$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=17$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19456,t=2,p=1$YQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=16,r=8,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=4194304,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19456,t=1000,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(
+                matches!(h.verify(&pw, phc), Err(HashError::MalformedHash)),
+                "{phc}"
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
 use rampart_core::model::{Account, OneTimeKind, Role, Session};
 use rampart_core::{
-    AccountId, Email, EventId, LoginAttempt, SessionId, Store, StoreError, Timestamp,
+    AccountId, Email, EventId, LoginAttempt, SessionId, Settle, Store, StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
 use sqlx::any::AnyRow;
@@ -344,6 +344,32 @@ impl Store for SqlStore {
     async fn clear_login_failures(&self, key: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM login_failures WHERE key = $1")
             .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn settle_login_attempt(
+        &self,
+        key: &str,
+        failures: u32,
+        at: Timestamp,
+        how: Settle,
+    ) -> Result<bool, StoreError> {
+        let sql = match how {
+            Settle::Forget => {
+                "DELETE FROM login_failures WHERE key = $1 AND failures = $2 AND last_at = $3"
+            }
+            Settle::Uncount => {
+                "UPDATE login_failures SET failures = failures - 1 \
+                 WHERE key = $1 AND failures = $2 AND last_at = $3"
+            }
+        };
+        let r = sqlx::query(sql)
+            .bind(key)
+            .bind(i64::from(failures))
+            .bind(at.millis())
             .execute(&self.pool)
             .await
             .map_err(backend)?;

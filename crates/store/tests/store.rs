@@ -524,6 +524,27 @@ both!(
             .count();
         assert_eq!(allowed, 3, "{results:?}");
 
+        // A success forgets the count only when nothing was counted after it:
+        // a guess made meanwhile is kept.
+        use rampart_core::Settle::{Forget, Uncount};
+        let r = |at: i64| s.reserve_login_attempt("settle", t(at), t(0), &policy);
+        assert_eq!(r(200_000).await.unwrap(), Allowed { failures: 1 });
+        assert_eq!(r(200_001).await.unwrap(), Allowed { failures: 2 });
+        assert!(!s
+            .settle_login_attempt("settle", 1, t(200_000), Forget)
+            .await
+            .unwrap());
+        assert!(s
+            .settle_login_attempt("settle", 2, t(200_001), Uncount)
+            .await
+            .unwrap());
+        assert_eq!(r(200_002).await.unwrap(), Allowed { failures: 2 });
+        assert!(s
+            .settle_login_attempt("settle", 2, t(200_002), Forget)
+            .await
+            .unwrap());
+        assert_eq!(r(200_003).await.unwrap(), Allowed { failures: 1 });
+
         // Quiet counts are purged; blocked or recent ones are kept.
         assert_eq!(s.purge_login_failures(Timestamp(62_000)).await.unwrap(), 1);
         assert_eq!(s.purge_login_failures(Timestamp(100_000)).await.unwrap(), 0);
