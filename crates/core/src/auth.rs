@@ -40,13 +40,13 @@ pub struct AuthConfig {
     pub brute_force: BruteForcePolicy,
 }
 
-/// Per-account brute-force defence. After `delay_after` wrong passwords
-/// with no quiet `window` between them, each further one blocks password
-/// checks for a delay that doubles from `base_delay` up to `max_delay`;
-/// at `lock_after` the account is locked for `lock_for`. A blocked attempt
-/// costs the same and is answered exactly as a wrong password, so the
-/// attacker cannot tell; an administrator's unlock or a correct login
-/// after the block clears the count.
+/// Per-address brute-force defence (ADR 0005). Attempts are counted before
+/// their password is checked; from the `delay_after`-th on, each blocks
+/// checks for a delay that doubles from `base_delay` up to `max_delay`, and
+/// the `lock_after`-th locks for `lock_for`. A count starts again after a
+/// quiet `window`. A blocked attempt costs the same and is answered exactly
+/// as a wrong password, so the attacker cannot tell; a correct password
+/// (once the block is over) or an unlock clears the count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BruteForcePolicy {
     pub delay_after: u32,
@@ -166,7 +166,8 @@ pub const MAX_PASSWORD_BYTES: usize = 4096;
 
 /// The brute-force counter's key for a login name: a hash of the
 /// normalised address (or of the raw text when it is not an address), so
-/// spelling variants share one count and no address is stored.
+/// spelling variants share one count and the table holds no address in
+/// clear.
 fn login_key(email: Option<&Email>, raw: &str) -> String {
     match email {
         Some(e) => sha256_hex(format!("rampart-login-v1:{}", e.as_str()).as_bytes()),
