@@ -258,85 +258,69 @@ mod tests {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
         let ours = PasswordHasher::new(Argon2Params::MINIMUM).unwrap();
         let pw = SecretString::from("correct horse battery staple");
+        let wrong = SecretString::from("correct horse battery stapler");
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-        for (alg, version, params) in [
+        let p = |m, t, lanes, len| Params::new(m, t, lanes, len).unwrap();
+        let library_made: Vec<String> = [
             (
                 Algorithm::Argon2id,
                 Version::V0x13,
-                Params::new(19 * 1024, 2, 1, None).unwrap(),
+                p(19 * 1024, 2, 1, None),
             ),
             (
                 Algorithm::Argon2id,
                 Version::V0x13,
-                Params::new(8 * 1024, 3, 2, Some(48)).unwrap(),
+                p(8 * 1024, 3, 2, Some(48)),
             ),
             (
-                Algorithm::Argon2i,
-                Version::V0x10,
-                Params::new(4 * 1024, 3, 1, None).unwrap(),
+                Algorithm::Argon2id,
+                Version::V0x13,
+                p(32 * 1024, 1, 1, None),
             ),
+            (Algorithm::Argon2i, Version::V0x10, p(4 * 1024, 3, 1, None)),
             (
                 Algorithm::Argon2d,
                 Version::V0x13,
-                Params::new(4 * 1024, 1, 1, Some(16)).unwrap(),
+                p(4 * 1024, 1, 1, Some(16)),
             ),
-        ] {
-            let theirs = Argon2::new(alg, version, params)
+        ]
+        .into_iter()
+        .map(|(alg, version, params)| {
+            Argon2::new(alg, version, params)
                 .hash_password(pw.expose_secret().as_bytes(), &salt)
                 .unwrap()
-                .to_string();
-            assert!(
-                matches!(ours.verify(&pw, &theirs), Ok(Verification::Match { .. })),
-                "{theirs}"
-            );
-            let wrong = SecretString::from("correct horse battery stapler");
-            assert_eq!(
-                ours.verify(&wrong, &theirs).unwrap(),
-                Verification::Mismatch,
-                "{theirs}"
-            );
-        }
-        // The kept buffer: sized by this thread's first hash (19 MiB), then
-        // the smaller and larger library-made hashes through it or beside it.
-        keep_argon2_memory_on_this_thread();
-        ours.hash(&pw, &crate::OsEntropy).unwrap();
-        for (alg, version, params) in [
-            (
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(8 * 1024, 3, 2, Some(48)).unwrap(),
-            ),
-            (
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(32 * 1024, 1, 1, None).unwrap(),
-            ),
-        ] {
-            let theirs = Argon2::new(alg, version, params)
-                .hash_password(pw.expose_secret().as_bytes(), &salt)
-                .unwrap()
-                .to_string();
-            assert!(
-                matches!(ours.verify(&pw, &theirs), Ok(Verification::Match { .. })),
-                "{theirs}"
-            );
-        }
-        // Our hashes, through a reused buffer, verify with the library.
-        for keep in [true, true] {
-            if keep {
-                keep_argon2_memory_on_this_thread();
+                .to_string()
+        })
+        .collect();
+        let check_all = || {
+            for phc in &library_made {
+                assert!(
+                    matches!(ours.verify(&pw, phc), Ok(Verification::Match { .. })),
+                    "{phc}"
+                );
+                assert_eq!(
+                    ours.verify(&wrong, phc).unwrap(),
+                    Verification::Mismatch,
+                    "{phc}"
+                );
             }
+        };
+        // Fresh memory per hash, then the kept buffer: sized by this
+        // thread's first hash (19 MiB); smaller hashes run in it, larger
+        // ones beside it.
+        check_all();
+        keep_argon2_memory_on_this_thread();
+        for _ in 0..2 {
+            // Ours, through the (reused, zeroized) buffer, verify with the
+            // library.
             let phc = ours.hash(&pw, &crate::OsEntropy).unwrap();
             let parsed = PasswordHash::new(&phc).unwrap();
             Argon2::default()
                 .verify_password(pw.expose_secret().as_bytes(), &parsed)
                 .unwrap();
             assert!(Argon2::default().verify_password(b"nope", &parsed).is_err());
-            assert!(matches!(
-                ours.verify(&pw, &phc),
-                Ok(Verification::Match { .. })
-            ));
         }
+        check_all();
     }
 
     #[test]

@@ -128,6 +128,13 @@ fn answered_with_server_hello(answer: &[u8]) -> bool {
     answer.first() == Some(&0x16) && answer.get(5) == Some(&0x02)
 }
 
+/// The cipher suite in a ServerHello record (after version, random and
+/// session id).
+fn chosen_suite(answer: &[u8]) -> u16 {
+    let sid_len = answer[43] as usize;
+    u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]])
+}
+
 fn refused(answer: &[u8]) -> bool {
     // Either an alert record (0x15) or a closed connection; never a
     // handshake record carrying a ServerHello.
@@ -155,8 +162,7 @@ async fn tls_1_0_and_1_1_are_refused() {
     // The suite the server picked (after version, random, session id) is
     // the AEAD one the client offered, though the client listed it first
     // among others.
-    let sid_len = answer[43] as usize;
-    let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
+    let suite = chosen_suite(&answer);
     assert_eq!(
         suite, 0xc02b,
         "ECDHE-ECDSA-AES128-GCM expected, got {suite:04x}"
@@ -183,8 +189,7 @@ async fn the_server_chooses_the_tls_1_2_suite() {
     )
     .await;
     assert!(answered_with_server_hello(&answer), "{answer:02x?}");
-    let sid_len = answer[43] as usize;
-    let suite = u16::from_be_bytes([answer[44 + sid_len], answer[45 + sid_len]]);
+    let suite = chosen_suite(&answer);
     assert_eq!(
         suite, 0xc02c,
         "ECDHE-ECDSA-AES256-GCM expected, got {suite:04x}"
