@@ -255,34 +255,39 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     })
 }
 
-/// Polls the certificate files and reloads when they change; once an hour
-/// renews Rampart's own self-signed certificate when it is due.
+/// Polls the certificate files and reloads when they change, renewing
+/// Rampart's own self-signed certificate first when it is due.
 async fn watch_certificate(
     certs: Arc<CertStore>,
     layout: datadir::Layout,
     deps: Deps,
     mut stop: watch::Receiver<bool>,
 ) {
-    const POLL: Duration = Duration::from_secs(2);
-    const RENEWAL_CHECK_EVERY: u32 = 1800; // polls: one hour
-    let mut tick = tokio::time::interval(POLL);
-    let mut polls = 0u32;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_renewal_error = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        polls = polls.wrapping_add(1);
-        if polls.is_multiple_of(RENEWAL_CHECK_EVERY) {
-            let now = deps.clock.now().to_system_time();
-            match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
-                Ok(true) => tracing::warn!(
-                    cert = %layout.tls_cert.display(),
-                    "self-signed TLS certificate renewed (new key); clients that trust or pin the old one need the new file"
-                ),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot renew the self-signed TLS certificate")
+        // Reads and parses a few hundred bytes; a renewal is written here
+        // and picked up by the reload below on the same pass.
+        let now = deps.clock.now().to_system_time();
+        match datadir::renew_generated_cert(&layout, now, deps.entropy.as_ref()) {
+            Ok(renewed) => {
+                last_renewal_error = None;
+                if renewed {
+                    tracing::warn!(
+                        cert = %layout.tls_cert.display(),
+                        "self-signed TLS certificate renewed (new key); clients that trust or pin the old one need the new file"
+                    );
+                }
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                if last_renewal_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "cannot renew the self-signed TLS certificate");
+                    last_renewal_error = Some(e);
                 }
             }
         }

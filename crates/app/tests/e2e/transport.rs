@@ -444,3 +444,28 @@ async fn an_expiring_generated_certificate_is_renewed_at_start_and_an_operators_
         rustls_pki_types_certs(old.cert_pem.as_bytes())[0].as_ref()
     );
 }
+
+#[tokio::test]
+async fn a_running_server_renews_its_own_certificate_when_due() {
+    let s = TestServer::start().await;
+    let old = s.running().certs.leaf_der();
+    // 60 of 89 days gone: inside the last 30.
+    s.clock
+        .advance(std::time::Duration::from_secs(60 * 24 * 3600));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while s.running().certs.leaf_der() == old {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not renewed within 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let pem = std::fs::read_to_string(&s.running().layout.tls_cert).unwrap();
+    assert_eq!(
+        s.running().certs.leaf_der(),
+        rustls_pki_types_certs(pem.as_bytes())[0].as_ref()
+    );
+    let end = rampart_crypto::certificate_not_after(&pem).unwrap();
+    let clock_now = rampart_core::Clock::now(s.clock.as_ref()).to_system_time();
+    assert!(end > clock_now + std::time::Duration::from_secs(80 * 24 * 3600));
+}
