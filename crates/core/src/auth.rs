@@ -526,7 +526,6 @@ impl AuthService {
             Some(e) => self.store.account_by_email(e).await?,
             None => None,
         };
-        let account_id = account.as_ref().map(|a| a.id.clone());
         let failures = match attempt {
             LoginAttempt::Blocked => {
                 // The password is not checked, but the answer costs and
@@ -538,7 +537,7 @@ impl AuthService {
                 self.failed(
                     EventKind::LoginFailure,
                     "blocked",
-                    account_id.as_ref(),
+                    account.as_ref().map(|a| &a.id),
                     meta,
                 )
                 .await;

@@ -409,6 +409,38 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     )
     .unwrap();
     secrets.push(invite["invite_token"].as_str().unwrap().to_owned());
+    // The brute-force path: ten wrong passwords, then the right one while
+    // blocked, then the administrator's unlock.
+    let b: Value = serde_json::from_str(
+        &call(
+            "/api/v1/auth/register".into(),
+            Some(json!({"email": "b@example.com", "password": pw1})),
+            Auth::None,
+        )
+        .await,
+    )
+    .unwrap();
+    for password in std::iter::repeat_n(wrong, 10).chain([pw1]) {
+        bodies.push(
+            call(
+                "/api/v1/auth/login".into(),
+                Some(json!({"email": "b@example.com", "password": password})),
+                Auth::None,
+            )
+            .await,
+        );
+    }
+    bodies.push(
+        call(
+            format!(
+                "/api/v1/admin/accounts/{}/unlock",
+                b["id"].as_str().unwrap()
+            ),
+            Some(json!({})),
+            Auth::Bearer(&admin_token),
+        )
+        .await,
+    );
     bodies.push(
         call(
             "/api/v1/admin/events?limit=500".into(),
@@ -416,6 +448,11 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
             Auth::Bearer(&admin_token),
         )
         .await,
+    );
+    let events = bodies.last().unwrap();
+    assert!(
+        events.contains(r#""reason":"blocked""#) && events.contains("account_unlocked"),
+        "the brute-force path was not exercised"
     );
     bodies.push(
         call(
