@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use rampart_core::mfa::{Method, MfaPolicy, Requirement};
 use rampart_core::password_policy::PolicyPreset;
 use rampart_core::{BruteForcePolicy, RegistrationMode};
 use rampart_crypto::{Argon2Params, SecretString};
 use rampart_http::tls::TlsMinVersion;
+use rampart_notify::SmtpSecurity;
 use serde::Deserialize;
 
 /// Secret settings: each may be given directly or as `<name>_file`.
@@ -51,6 +53,14 @@ pub struct Settings {
     pub hashing: HashingSettings,
     pub session: SessionSettings,
     pub brute_force: BruteForceSettings,
+    pub mfa: MfaSettings,
+    /// `log` (default): codes and notices go to `outbox.log` in the data
+    /// dir, for development; `deliver`: email through `[smtp]`, SMS through
+    /// `[sms_webhook]`.
+    pub notifier: NotifierMode,
+    pub smtp: Option<SmtpSettings>,
+    pub sms_webhook: Option<SmsWebhookSettings>,
+    pub webauthn: WebauthnSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
 }
@@ -75,6 +85,11 @@ impl Default for Settings {
             hashing: HashingSettings::default(),
             session: SessionSettings::default(),
             brute_force: BruteForceSettings::default(),
+            mfa: MfaSettings::default(),
+            notifier: NotifierMode::Log,
+            smtp: None,
+            sms_webhook: None,
+            webauthn: WebauthnSettings::default(),
             limits: LimitSettings::default(),
             log: LogSettings::default(),
         }
@@ -172,6 +187,119 @@ impl BruteForceSettings {
             lock_after: self.lock_after,
             lock_for: Duration::from_secs(self.lock_for_secs),
         }
+    }
+}
+
+/// Second factors; see `rampart_core::mfa::MfaPolicy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaSettings {
+    /// `["admin"]` (default), `["all"]`, or `[]`.
+    pub required_for: Vec<Requirement>,
+    /// Allowed methods: totp, webauthn, email, sms, recovery_code.
+    pub methods: Vec<Method>,
+    /// How long a step-up (or a login) allows sensitive actions.
+    pub step_up_secs: u64,
+    /// Failed second-factor checks per account per window.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    /// The name authenticator apps show.
+    pub issuer: String,
+}
+
+impl Default for MfaSettings {
+    fn default() -> Self {
+        let p = MfaPolicy::default();
+        Self {
+            required_for: p.required_for,
+            methods: p.methods,
+            step_up_secs: p.step_up_window.as_secs(),
+            max_failures: p.max_failures,
+            failure_window_secs: p.failure_window.as_secs(),
+            issuer: p.issuer,
+        }
+    }
+}
+
+impl MfaSettings {
+    pub fn policy(&self) -> MfaPolicy {
+        MfaPolicy {
+            required_for: self.required_for.clone(),
+            methods: self.methods.clone(),
+            step_up_window: Duration::from_secs(self.step_up_secs),
+            max_failures: self.max_failures,
+            failure_window: Duration::from_secs(self.failure_window_secs),
+            issuer: self.issuer.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierMode {
+    Log,
+    Deliver,
+}
+
+/// The SMTP relay for email codes and notices. TLS is always on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// Default: 465 with `security = "tls"`, 587 with `"starttls"`.
+    pub port: Option<u16>,
+    #[serde(default = "default_smtp_security")]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `Rampart <security@example.com>`.
+    pub from: String,
+    /// A CA certificate (PEM) to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_smtp_security() -> SmtpSecurity {
+    SmtpSecurity::Tls
+}
+
+/// The HTTPS webhook SMS codes are posted to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsWebhookSettings {
+    pub url: String,
+    /// The HMAC-SHA256 signing key (at least 32 characters).
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The WebAuthn relying party. Default: `localhost` and the HTTPS address,
+/// or the host of the first `public_origins` entry and those origins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnSettings {
+    pub rp_id: Option<String>,
+    pub origins: Vec<String>,
+}
+
+/// Reads a secret given inline or as a file, never both.
+fn secret_or_file(
+    inline: &mut Option<SecretString>,
+    file: &mut Option<PathBuf>,
+    name: &str,
+) -> Result<()> {
+    match (inline.is_some(), file.take()) {
+        (true, Some(_)) => bail!("give `{name}` or `{name}_file`, not both"),
+        (false, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {name}_file {}", path.display()))?;
+            *inline = Some(SecretString::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -378,6 +506,16 @@ impl Settings {
                 text.trim_end_matches(['\n', '\r']).to_owned(),
             ));
         }
+        if let Some(smtp) = &mut settings.smtp {
+            secret_or_file(&mut smtp.password, &mut smtp.password_file, "smtp.password")?;
+        }
+        if let Some(hook) = &mut settings.sms_webhook {
+            secret_or_file(
+                &mut hook.secret,
+                &mut hook.secret_file,
+                "sms_webhook.secret",
+            )?;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -387,6 +525,18 @@ impl Settings {
             .policy()
             .validate()
             .map_err(|e| anyhow!(e))?;
+        self.mfa.policy().validate().map_err(|e| anyhow!(e))?;
+        if self.notifier == NotifierMode::Deliver && self.smtp.is_none() {
+            bail!(
+                "notifier = \"deliver\" needs an [smtp] section (host, from) to send email codes and security notices; \
+                 or use notifier = \"log\" while developing"
+            );
+        }
+        if let Some(hook) = &self.sms_webhook {
+            if hook.secret.is_none() {
+                bail!("[sms_webhook] needs `secret` or `secret_file` (the HMAC signing key)");
+            }
+        }
         if self.version != 1 {
             bail!("`version` must be 1 (this build knows settings version 1)");
         }

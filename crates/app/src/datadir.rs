@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use rampart_crypto::Entropy;
+use rampart_crypto::{Entropy, SecretBytes, SecretString};
 
 pub const MASTER_KEY_FILE: &str = "master.key";
 
@@ -92,18 +92,45 @@ pub fn prepare(
         dir: create_private_dir(dir)?,
         ..Created::default()
     };
-    if !layout.master_key.exists() {
-        let mut key = [0u8; 32];
-        entropy.fill(&mut key);
-        let mut text = base64::engine::general_purpose::STANDARD.encode(key);
-        text.push('\n');
-        zeroize::Zeroize::zeroize(&mut key);
-        write_private(&layout.master_key, text.as_bytes())?;
-        zeroize::Zeroize::zeroize(&mut text);
-        created.master_key = true;
-    }
+    created.master_key = ensure_master_key(&layout.master_key, entropy)?;
     created.cert = renew_generated_cert(&layout, now, entropy)?;
     Ok((layout, created))
+}
+
+/// Creates the master key file (32 random bytes, base64, mode 0600) when
+/// it is missing; true when it did.
+pub fn ensure_master_key(path: &Path, entropy: &dyn Entropy) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let mut key = [0u8; 32];
+    entropy.fill(&mut key);
+    let mut text = base64::engine::general_purpose::STANDARD.encode(key);
+    text.push('\n');
+    zeroize::Zeroize::zeroize(&mut key);
+    write_private(path, text.as_bytes())?;
+    zeroize::Zeroize::zeroize(&mut text);
+    Ok(true)
+}
+
+/// Reads the master key. A file that is not 32 bytes of base64 is refused
+/// with its path, never its content.
+pub fn read_master_key(path: &Path) -> Result<SecretBytes> {
+    let text = SecretString::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the master key {}", path.display()))?,
+    );
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.expose_secret().trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the master key {} is not 32 bytes of base64; restore it from your backup",
+                path.display()
+            )
+        })?;
+    Ok(SecretBytes::new(bytes))
 }
 
 /// Writes a new self-signed certificate and key when Rampart's own pair is

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rampart_core::hashing::HashPool;
+use rampart_core::mfa::MfaDeps;
 use rampart_core::password_policy::PasswordPolicy;
 use rampart_core::{AuthConfig, AuthService, Clock, Store, SystemClock};
 use rampart_crypto::{Entropy, OsEntropy, PasswordHasher, SecretString};
@@ -62,11 +63,107 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The file development-mode messages go to.
+pub const OUTBOX_FILE: &str = "outbox.log";
+
+/// The WebAuthn relying party: configured, or `localhost` and the HTTPS
+/// port, or derived from `public_origins`.
+fn webauthn(settings: &Settings, https_port: u16) -> Result<webauthn_rs::Webauthn> {
+    let w = &settings.webauthn;
+    let mut origins = if !w.origins.is_empty() {
+        w.origins.clone()
+    } else if !settings.public_origins.is_empty() {
+        settings.public_origins.clone()
+    } else {
+        vec![format!("https://localhost:{https_port}")]
+    };
+    let first: url::Url = origins[0]
+        .parse()
+        .with_context(|| format!("webauthn origin {:?} is not a URL", origins[0]))?;
+    let rp_id = match &w.rp_id {
+        Some(id) => id.clone(),
+        None => first
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("webauthn origin {first} has no host"))?
+            .to_owned(),
+    };
+    let mut builder = webauthn_rs::WebauthnBuilder::new(&rp_id, &first)
+        .map_err(|e| anyhow::anyhow!("webauthn: rp_id {rp_id:?} does not fit origin {first}: {e}"))?
+        .rp_name(&settings.mfa.issuer);
+    for o in origins.drain(1..) {
+        let url: url::Url = o
+            .parse()
+            .with_context(|| format!("webauthn origin {o:?} is not a URL"))?;
+        builder = builder.append_allowed_origin(&url);
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("webauthn configuration: {e}"))
+}
+
+/// Where codes and notices go.
+fn notifier(settings: &Settings, deps: &Deps) -> Result<Arc<dyn rampart_core::notify::Notifier>> {
+    use rampart_notify::{
+        Delivery, FileNotifier, SmtpConfig, SmtpNotifier, WebhookConfig, WebhookNotifier,
+    };
+    if settings.notifier == config::NotifierMode::Log {
+        return Ok(Arc::new(FileNotifier::new(
+            settings.data_dir.join(OUTBOX_FILE),
+        )));
+    }
+    let mut delivery = Delivery::default();
+    if let Some(s) = &settings.smtp {
+        let port = s.port.unwrap_or(match s.security {
+            rampart_notify::SmtpSecurity::Tls => 465,
+            rampart_notify::SmtpSecurity::Starttls => 587,
+        });
+        let smtp = SmtpNotifier::new(&SmtpConfig {
+            host: s.host.clone(),
+            port,
+            security: s.security,
+            username: s.username.clone(),
+            password: s.password.clone(),
+            from: s.from.clone(),
+            ca_file: s.ca_file.clone(),
+        })?;
+        delivery.email = Some(Arc::new(smtp));
+    }
+    if let Some(h) = &settings.sms_webhook {
+        let hook = WebhookNotifier::new(
+            &WebhookConfig {
+                url: h.url.clone(),
+                secret: h.secret.clone().unwrap_or_default(),
+                ca_file: h.ca_file.clone(),
+            },
+            deps.clock.clone(),
+        )?;
+        delivery.sms = Some(Arc::new(hook));
+    }
+    Ok(Arc::new(delivery))
+}
+
+/// What second factors need: the keyring from the master key (created if
+/// missing), the notifier, and the WebAuthn relying party.
+pub fn mfa_deps(settings: &Settings, https_port: u16, deps: &Deps) -> Result<MfaDeps> {
+    let layout = datadir::Layout::of(&settings.data_dir, None);
+    datadir::create_private_dir(&settings.data_dir)?;
+    datadir::ensure_master_key(&layout.master_key, deps.entropy.as_ref())?;
+    let master = datadir::read_master_key(&layout.master_key)?;
+    let keys = rampart_crypto::Keyring::new(&master, &[])
+        .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+    Ok(MfaDeps {
+        keys: Arc::new(keys),
+        notifier: notifier(settings, deps)?,
+        webauthn: Arc::new(webauthn(settings, https_port)?),
+    })
+}
+
 /// Builds the account service over a store.
 pub fn auth_service(
     settings: &Settings,
     store: Arc<dyn Store>,
     deps: &Deps,
+    mfa: MfaDeps,
 ) -> Result<Arc<AuthService>> {
     let hasher = PasswordHasher::new(settings.argon2_params())
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
@@ -88,6 +185,7 @@ pub fn auth_service(
         idle_timeout: Duration::from_secs(settings.session.idle_timeout_secs),
         absolute_lifetime: Duration::from_secs(settings.session.absolute_lifetime_secs),
         brute_force: settings.brute_force.policy(),
+        mfa: settings.mfa.policy(),
     };
     Ok(Arc::new(
         AuthService::new(
@@ -96,6 +194,7 @@ pub fn auth_service(
             deps.entropy.clone(),
             pool,
             config,
+            mfa,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     ))
@@ -139,6 +238,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.auth.flush_notices().await;
         self.auth.store().close().await;
     }
 
@@ -166,18 +266,30 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .context("cannot load the TLS certificate")?;
     let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;
 
+    let https = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let https_addr = https.local_addr()?;
+
     let store = open_store(settings).await?;
-    let auth = auth_service(settings, store, &deps)?;
+    let mfa = mfa_deps(settings, https_addr.port(), &deps)?;
+    let auth = auth_service(settings, store, &deps, mfa)?;
     let setup_token = auth
         .issue_setup_token()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .map(|(t, _)| t);
-
-    let https = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let https_addr = https.local_addr()?;
+    let mut warnings = warnings;
+    if settings.notifier == config::NotifierMode::Log {
+        let outbox = settings.data_dir.join(OUTBOX_FILE);
+        let w = format!(
+            "notifier = \"log\": sign-in codes and security notices are written to {} and NOT delivered. \
+             For production set notifier = \"deliver\" with an [smtp] section (and [sms_webhook] for SMS).",
+            outbox.display()
+        );
+        tracing::warn!(outbox = %outbox.display(), "development notifier: messages are written to a file, not delivered");
+        warnings.push(w);
+    }
     let http = match settings.http_listen_addr()? {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -314,6 +426,9 @@ async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>)
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+        if let Err(e) = auth.purge_mfa().await {
+            tracing::warn!(error = %e, "second-factor sweep failed");
         }
         if let Err(e) = auth.purge_quiet_login_failures().await {
             tracing::warn!(error = %e, "login failure sweep failed");

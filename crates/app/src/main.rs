@@ -79,6 +79,10 @@ enum AdminCommand {
     /// Lift a brute-force delay or lock from an account, for when no
     /// administrator can log in (safe while the server runs).
     Unlock(AdminUnlockArgs),
+    /// Remove every second factor and recovery code of an account that
+    /// lost them all, and end its sessions (recorded; the owner is emailed).
+    /// For when no other administrator can do it (safe while the server runs).
+    ResetMfa(AdminUnlockArgs),
 }
 
 #[derive(Args)]
@@ -192,6 +196,13 @@ async fn run(cli: Cli) -> Result<()> {
             let _logs = rampart::logging::init("warn");
             admin_unlock(settings, args).await
         }
+        Command::Admin {
+            command: AdminCommand::ResetMfa(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            admin_reset_mfa(settings, args).await
+        }
         Command::Config {
             command: ConfigCommand::Check(args),
         } => {
@@ -248,7 +259,7 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     for w in &running.warnings {
         eprintln!("WARNING: {w}");
-        tracing::warn!(warning = %w, "insecure permissions");
+        tracing::warn!(warning = %w, "startup warning");
     }
     if let Some(token) = &running.setup_token {
         eprintln!();
@@ -315,7 +326,7 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
     let password = SecretString::new(line.to_owned());
     zeroize::Zeroize::zeroize(&mut input);
     let store = rampart::open_store(&settings).await?;
-    let auth = rampart::auth_service(&settings, store.clone(), &Deps::default())?;
+    let auth = cli_auth(&settings, store.clone())?;
     let result = auth
         .create_admin(&args.email, &password, args.display_name)
         .await;
@@ -344,7 +355,7 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
 
 async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
     let store = rampart::open_store(&settings).await?;
-    let auth = rampart::auth_service(&settings, store.clone(), &Deps::default())?;
+    let auth = cli_auth(&settings, store.clone())?;
     let result = async {
         let account = auth.account_by_email(&args.email).await?;
         auth.unlock(&account.id, "command line", &Default::default())
@@ -357,6 +368,47 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
         Ok(account) => {
             println!(
                 "Account {} unlocked: its failed-login count and any delay or lock are cleared.",
+                account.email
+            );
+            Ok(())
+        }
+        Err(rampart_core::Error::NotFound | rampart_core::Error::InvalidEmail) => {
+            bail!("no account has the email address {:?}", args.email)
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// The account service for a command-line tool.
+fn cli_auth(
+    settings: &Settings,
+    store: std::sync::Arc<dyn rampart_core::Store>,
+) -> Result<std::sync::Arc<rampart_core::AuthService>> {
+    let deps = Deps::default();
+    let mfa = rampart::mfa_deps(settings, settings.listen.port(), &deps)?;
+    rampart::auth_service(settings, store, &deps, mfa)
+}
+
+async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
+    let store = rampart::open_store(&settings).await?;
+    let auth = cli_auth(&settings, store.clone())?;
+    let meta = rampart_core::RequestMeta {
+        user_agent: Some("rampart-cli".to_owned()),
+        ..Default::default()
+    };
+    let result = async {
+        let account = auth.account_by_email(&args.email).await?;
+        auth.reset_mfa(&account.id, "cli", &meta).await?;
+        Ok::<_, rampart_core::Error>(account)
+    }
+    .await;
+    auth.flush_notices().await;
+    store.close().await;
+    match result {
+        Ok(account) => {
+            println!(
+                "Second factors of {} reset: every factor and recovery code removed, every session ended. \
+                 The owner was notified by email; they sign in with their password and set up a factor again.",
                 account.email
             );
             Ok(())

@@ -16,6 +16,7 @@ use rampart_crypto::{sha256_hex, Entropy, SecretString, TokenHash, Verification}
 
 use crate::events::{EventFilter, EventKind, Outcome, SecurityEvent};
 use crate::hashing::HashPool;
+use crate::mfa::LoginOutcome;
 use crate::model::{Account, OneTimeKind, Role, Session};
 use crate::password_policy::{normalize, PasswordPolicy};
 use crate::{
@@ -38,6 +39,7 @@ pub struct AuthConfig {
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
     pub brute_force: BruteForcePolicy,
+    pub mfa: crate::mfa::MfaPolicy,
 }
 
 /// Per-address brute-force defence (ADR 0005). Attempts are counted before
@@ -188,6 +190,9 @@ pub struct AuthService {
     pool: HashPool,
     config: AuthConfig,
     dummy_hash: String,
+    pub(crate) mfa: crate::mfa::MfaDeps,
+    /// Security notices being sent; awaited by [`AuthService::flush_notices`].
+    pub(crate) notices: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -205,6 +210,7 @@ impl AuthService {
         entropy: Arc<dyn Entropy>,
         pool: HashPool,
         config: AuthConfig,
+        mfa: crate::mfa::MfaDeps,
     ) -> Result<Self, Error> {
         let dummy_hash = pool
             .hasher()
@@ -217,6 +223,8 @@ impl AuthService {
             pool,
             config,
             dummy_hash,
+            mfa,
+            notices: std::sync::Mutex::new(tokio::task::JoinSet::new()),
         })
     }
 
@@ -234,6 +242,31 @@ impl AuthService {
 
     pub fn pool(&self) -> &HashPool {
         &self.pool
+    }
+
+    pub fn entropy(&self) -> &Arc<dyn Entropy> {
+        &self.entropy
+    }
+
+    pub(crate) async fn record_event(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        reason: Option<&str>,
+        account: Option<&AccountId>,
+        meta: &RequestMeta,
+    ) {
+        self.record(kind, outcome, reason, account, meta).await
+    }
+
+    pub(crate) async fn settle_attempt(
+        &self,
+        key: &str,
+        failures: u32,
+        at: Timestamp,
+        how: Settle,
+    ) {
+        self.settle(key, failures, at, how).await
     }
 
     /// The CSRF proof that goes with a session token. Derived, not stored:
@@ -395,6 +428,7 @@ impl AuthService {
             password_hash: SecretString::new(phc),
             role,
             created_at: self.clock.now(),
+            has_mfa: false,
         })
     }
 
@@ -501,7 +535,7 @@ impl AuthService {
         email: &str,
         password: &SecretString,
         meta: &RequestMeta,
-    ) -> Result<NewSession, Error> {
+    ) -> Result<LoginOutcome, Error> {
         if oversized(password) {
             // No account is looked up, so this reveals nothing about one.
             self.failed(EventKind::LoginFailure, "oversized_password", None, meta)
@@ -614,7 +648,16 @@ impl AuthService {
                         Err(e) => tracing::warn!(error = %e, "password re-hash skipped"),
                     }
                 }
-                let Some(new) = self.start_session(&account, &current_hash, meta).await? else {
+                if account.has_mfa {
+                    // Right password; the session waits for a second factor.
+                    let pending = self.begin_mfa(&account, &current_hash).await?;
+                    return Ok(LoginOutcome::MfaRequired(pending));
+                }
+                let now = self.clock.now();
+                let Some(new) = self
+                    .start_session_at(&account, &current_hash, now, meta)
+                    .await?
+                else {
                     // The password changed between verification and now.
                     self.failed(
                         EventKind::LoginFailure,
@@ -627,21 +670,21 @@ impl AuthService {
                 };
                 self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
                     .await;
-                Ok(new)
+                Ok(LoginOutcome::Session(new))
             }
         }
     }
 
     /// Creates a session, provided the account's password hash is still
-    /// `verified_hash`.
-    async fn start_session(
+    /// `verified_hash`. Signing in is a fresh proof: `step_up_at` is now.
+    pub(crate) async fn start_session_at(
         &self,
         account: &Account,
         verified_hash: &str,
+        now: Timestamp,
         meta: &RequestMeta,
     ) -> Result<Option<NewSession>, Error> {
         let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
-        let now = self.clock.now();
         let session = Session {
             id: SessionId::generate(self.entropy.as_ref()),
             account_id: account.id.clone(),
@@ -651,6 +694,7 @@ impl AuthService {
             expires_at: now.plus(self.config.absolute_lifetime),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.as_ref().map(|u| truncate(u, 256)),
+            step_up_at: now,
         };
         if !self.store.insert_session(&session, verified_hash).await? {
             return Ok(None);

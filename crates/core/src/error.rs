@@ -34,6 +34,36 @@ pub enum Error {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    #[error("mfa token invalid, used or expired")]
+    MfaTokenInvalid,
+    #[error("wrong second-factor code or assertion")]
+    InvalidMfaCode,
+    #[error("too many failed second-factor checks")]
+    MfaLocked { retry_after: u64 },
+    #[error("method not allowed here or not enrolled")]
+    MethodUnavailable,
+    #[error("this method has nothing to send")]
+    NothingToSend,
+    #[error("too many codes sent")]
+    TooManyCodes { retry_after: u64 },
+    #[error("the code could not be delivered")]
+    DeliveryFailed,
+    #[error("a recent proof of identity is required")]
+    StepUpRequired,
+    #[error("a second factor must be enrolled first")]
+    MfaEnrollmentRequired,
+    #[error("an account with a second factor steps up with it")]
+    FactorRequired,
+    #[error("the last factor cannot be removed")]
+    LastFactor,
+    #[error("no enrolment is waiting for confirmation")]
+    NoPendingEnrolment,
+    #[error("invalid phone number")]
+    InvalidPhone,
+    #[error("invalid factor name")]
+    InvalidFactorName,
+    #[error("no second factor is enrolled")]
+    MfaNotEnabled,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

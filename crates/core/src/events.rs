@@ -16,10 +16,19 @@ pub enum EventKind {
     InviteCreated,
     AccountLocked,
     AccountUnlocked,
+    MfaEnrolled,
+    MfaRemoved,
+    MfaSuccess,
+    MfaFailure,
+    MfaLocked,
+    MfaReset,
+    RecoveryCodeUsed,
+    RecoveryCodesGenerated,
+    StepUp,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -31,6 +40,15 @@ impl EventKind {
         EventKind::InviteCreated,
         EventKind::AccountLocked,
         EventKind::AccountUnlocked,
+        EventKind::MfaEnrolled,
+        EventKind::MfaRemoved,
+        EventKind::MfaSuccess,
+        EventKind::MfaFailure,
+        EventKind::MfaLocked,
+        EventKind::MfaReset,
+        EventKind::RecoveryCodeUsed,
+        EventKind::RecoveryCodesGenerated,
+        EventKind::StepUp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +64,15 @@ impl EventKind {
             EventKind::InviteCreated => "invite_created",
             EventKind::AccountLocked => "account_locked",
             EventKind::AccountUnlocked => "account_unlocked",
+            EventKind::MfaEnrolled => "mfa_enrolled",
+            EventKind::MfaRemoved => "mfa_removed",
+            EventKind::MfaSuccess => "mfa_success",
+            EventKind::MfaFailure => "mfa_failure",
+            EventKind::MfaLocked => "mfa_locked",
+            EventKind::MfaReset => "mfa_reset",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::RecoveryCodesGenerated => "recovery_codes_generated",
+            EventKind::StepUp => "step_up",
         }
     }
 

@@ -30,3 +30,4 @@ macro_rules! id_type {
 id_type!(AccountId, "acc");
 id_type!(SessionId, "ses");
 id_type!(EventId, "evt");
+id_type!(FactorId, "mfa");

@@ -9,7 +9,9 @@ pub mod error;
 pub mod events;
 pub mod hashing;
 pub mod ids;
+pub mod mfa;
 pub mod model;
+pub mod notify;
 pub mod password_policy;
 pub mod store;
 
@@ -17,9 +19,9 @@ pub use auth::{AuthConfig, AuthService, BruteForcePolicy, RegistrationMode, Requ
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use email::Email;
 pub use error::Error;
-pub use ids::{AccountId, EventId, SessionId};
+pub use ids::{AccountId, EventId, FactorId, SessionId};
 pub use model::{Account, Role, Session};
-pub use store::{LoginAttempt, Settle, Store, StoreError};
+pub use store::{FactorRemoval, LoginAttempt, Settle, Store, StoreError};
 
 /// 128 random bits, lowercase hex: the body of every generated id.
 pub(crate) fn crypto_random_id(entropy: &dyn rampart_crypto::Entropy) -> String {

@@ -5,8 +5,10 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use crate::events::{EventFilter, SecurityEvent};
-use crate::model::{Account, OneTimeKind, Session};
-use crate::{AccountId, Email, SessionId, Timestamp};
+use crate::model::{
+    Account, Challenge, ChallengePurpose, Factor, OneTimeKind, PendingLogin, Session,
+};
+use crate::{AccountId, Email, FactorId, SessionId, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -140,8 +142,137 @@ pub trait Store: Send + Sync + 'static {
     /// block): they would start again at 1 anyway.
     async fn purge_login_failures(&self, quiet_since: Timestamp) -> Result<u64, StoreError>;
 
+    // --- Second factors (core::mfa) ---
+
+    /// Every factor of the account, confirmed or pending, oldest first.
+    async fn factors_of(&self, account: &AccountId) -> Result<Vec<Factor>, StoreError>;
+    async fn insert_factor(&self, factor: &Factor) -> Result<(), StoreError>;
+    /// Confirms a pending factor of `account` and, for a kind an account
+    /// holds one of, deletes any other factor of that kind, in one
+    /// transaction. False when there was no such pending factor.
+    async fn confirm_factor(
+        &self,
+        account: &AccountId,
+        id: &FactorId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a factor of `account`. With `keep_last`, the last confirmed
+    /// factor is not deleted. Serialised per account, so two concurrent
+    /// removals cannot both pass the check.
+    async fn delete_factor(
+        &self,
+        account: &AccountId,
+        id: &FactorId,
+        keep_last: bool,
+    ) -> Result<FactorRemoval, StoreError>;
+    /// Records a TOTP code's time step as used, only if it is later than
+    /// every step used before: false means a replay.
+    async fn accept_totp_step(
+        &self,
+        id: &FactorId,
+        step: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Records a factor's use, and replaces its sealed value when given
+    /// (a passkey's signature counter).
+    async fn factor_used(
+        &self,
+        id: &FactorId,
+        now: Timestamp,
+        sealed: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Counts a code sent to a factor, unless the last was sent less than
+    /// `min_gap` ago or `max` were sent within the current `window`. Returns
+    /// `None` when the send may go, or when the next one may.
+    async fn note_code_send(
+        &self,
+        id: &FactorId,
+        now: Timestamp,
+        min_gap: Duration,
+        window: Duration,
+        max: u32,
+    ) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Stores a challenge, replacing the one with the same purpose and bound.
+    async fn put_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
+    /// Deletes and returns the challenge, if it is there and unexpired.
+    async fn take_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        now: Timestamp,
+    ) -> Result<Option<Challenge>, StoreError>;
+    /// Counts a try against a code challenge and returns it (tries
+    /// included), if it is there and unexpired.
+    async fn try_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        now: Timestamp,
+    ) -> Result<Option<Challenge>, StoreError>;
+    /// Deletes the challenge if its state is still `state`: true for the
+    /// one caller that spends it.
+    async fn spend_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        state: &str,
+    ) -> Result<bool, StoreError>;
+
+    async fn insert_pending_login(&self, pending: &PendingLogin) -> Result<(), StoreError>;
+    async fn pending_login(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingLogin>, StoreError>;
+    /// Counts a failed second factor against a pending login; returns the
+    /// count, or `None` when it is gone.
+    async fn pending_login_failed(&self, token_hash: &str) -> Result<Option<u32>, StoreError>;
+    /// Deletes and returns the pending login, if it is there and unexpired:
+    /// only one caller gets it.
+    async fn take_pending_login(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingLogin>, StoreError>;
+    /// Voids every pending login of the account.
+    async fn void_pending_logins(&self, account: &AccountId) -> Result<u64, StoreError>;
+
+    /// Replaces all recovery codes of the account with these MACs.
+    async fn replace_recovery_codes(
+        &self,
+        account: &AccountId,
+        macs: &[String],
+    ) -> Result<(), StoreError>;
+    /// Marks an unused code used: true for the one caller that uses it.
+    async fn use_recovery_code(
+        &self,
+        account: &AccountId,
+        mac: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    async fn recovery_codes_left(&self, account: &AccountId) -> Result<u32, StoreError>;
+
+    /// Records a fresh proof of identity in the session.
+    async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError>;
+    /// Deletes every factor, recovery code, challenge, pending login and
+    /// session of the account, in one transaction.
+    async fn reset_mfa(&self, account: &AccountId) -> Result<(), StoreError>;
+    /// Deletes expired challenges and pending logins, and enrolments left
+    /// unconfirmed since `stale_before`.
+    async fn purge_mfa(&self, now: Timestamp, stale_before: Timestamp) -> Result<u64, StoreError>;
+
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+}
+
+/// What [`Store::delete_factor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorRemoval {
+    Deleted(crate::model::FactorKind),
+    NotFound,
+    /// Refused: it is the account's last confirmed factor.
+    LastFactor,
 }
 
 /// How [`Store::settle_login_attempt`] settles a reserved attempt.

@@ -139,6 +139,95 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden => {
                 ApiError::forbidden("forbidden", "You may not perform this action.")
             }
+            CoreError::MfaTokenInvalid => ApiError::new(
+                S::UNAUTHORIZED,
+                "mfa_token_invalid",
+                "Sign-in expired",
+                "This second step of sign-in is unknown, used or expired (they last 5 minutes). Log in again.",
+            ),
+            CoreError::InvalidMfaCode => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_mfa_code",
+                "Second factor not accepted",
+                "The code or passkey was wrong, expired or already used.",
+            ),
+            CoreError::MfaLocked { retry_after } => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                "mfa_attempts_exceeded",
+                "Too many failed second-factor attempts",
+                "Second-factor checks for this account are paused and pending sign-ins were cancelled. Wait, then log in again.",
+            )
+            .with_retry_after(retry_after),
+            CoreError::MethodUnavailable => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "mfa_method_unavailable",
+                "Method not available",
+                "This method is not allowed on this server, not set up for this account, or not usable here.",
+            ),
+            CoreError::NothingToSend => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "nothing_to_send",
+                "Nothing to send",
+                "Only email, sms and webauthn have a challenge; send totp and recovery codes directly.",
+            ),
+            CoreError::TooManyCodes { retry_after } => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                "code_rate_limited",
+                "Too many codes sent",
+                "A code was sent recently; wait before asking for another.",
+            )
+            .with_retry_after(retry_after),
+            CoreError::DeliveryFailed => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "delivery_failed",
+                "Code not delivered",
+                "The code could not be sent right now; try again shortly or use another method.",
+            )
+            .with_retry_after(30),
+            CoreError::StepUpRequired => ApiError::forbidden(
+                "step_up_required",
+                "This action needs a recent proof that it is you: POST /api/v1/auth/step-up with your second factor (or, with none, your password), then retry.",
+            ),
+            CoreError::MfaEnrollmentRequired => ApiError::forbidden(
+                "mfa_enrollment_required",
+                "Your account must have a second factor before it can do this. Set one up: POST /api/v1/me/mfa/totp (authenticator app), /me/mfa/webauthn (passkey), /me/mfa/email or /me/mfa/sms, then confirm it.",
+            ),
+            CoreError::FactorRequired => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "factor_required",
+                "Use your second factor",
+                "This account has a second factor; step up with it, not with the password.",
+            ),
+            CoreError::LastFactor => ApiError::new(
+                S::CONFLICT,
+                "last_factor",
+                "Last second factor",
+                "Your account must keep a second factor. Add another one before removing this one.",
+            ),
+            CoreError::NoPendingEnrolment => ApiError::new(
+                S::CONFLICT,
+                "no_pending_enrolment",
+                "Nothing to confirm",
+                "No enrolment of this kind is waiting for confirmation in this session; start it again.",
+            ),
+            CoreError::InvalidPhone => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_phone",
+                "Invalid phone number",
+                "Give the number in E.164 form: +, country code, number, no spaces (e.g. +447700900123).",
+            ),
+            CoreError::InvalidFactorName => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_factor_name",
+                "Invalid name",
+                "A name has 1 to 64 characters, no control characters and no leading or trailing spaces.",
+            ),
+            CoreError::MfaNotEnabled => ApiError::new(
+                S::CONFLICT,
+                "mfa_not_enabled",
+                "No second factor",
+                "Set up a second factor first; recovery codes come with it.",
+            ),
             CoreError::Unavailable(detail) => {
                 let mut e = ApiError::new(
                     S::SERVICE_UNAVAILABLE,

@@ -198,7 +198,24 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-/// A request by an administrator.
+/// A request whose session proved its owner recently (at login or by a
+/// step-up): for sensitive actions.
+pub struct SteppedUp(pub Authed);
+
+impl FromRequestParts<AppState> for SteppedUp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let authed = Authed::from_request_parts(parts, state).await?;
+        if !state.auth.step_up_fresh(&authed.session) {
+            return Err(rampart_core::Error::StepUpRequired.into());
+        }
+        Ok(SteppedUp(authed))
+    }
+}
+
+/// A request by an administrator who has a second factor when the policy
+/// requires one (it does by default).
 pub struct Admin(pub Authed);
 
 impl FromRequestParts<AppState> for Admin {
@@ -212,6 +229,25 @@ impl FromRequestParts<AppState> for Admin {
                 "This endpoint is for administrators.",
             ));
         }
+        if state.auth.mfa_enrollment_required(&authed.account) {
+            return Err(rampart_core::Error::MfaEnrollmentRequired.into());
+        }
         Ok(Admin(authed))
+    }
+}
+
+/// An administrator's write: an [`Admin`] whose session stepped up
+/// recently.
+pub struct AdminWrite(pub Authed);
+
+impl FromRequestParts<AppState> for AdminWrite {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Admin(authed) = Admin::from_request_parts(parts, state).await?;
+        if !state.auth.step_up_fresh(&authed.session) {
+            return Err(rampart_core::Error::StepUpRequired.into());
+        }
+        Ok(AdminWrite(authed))
     }
 }

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod extract;
 pub mod idle;
+pub mod mfa;
 pub mod middleware;
 pub mod openapi;
 pub mod redirect;
@@ -28,6 +29,24 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/register", post(routes::register))
         .route("/auth/login", post(routes::login))
         .route("/auth/logout", post(routes::logout))
+        .route("/auth/mfa", post(mfa::complete_login))
+        .route("/auth/mfa/challenge", post(mfa::login_challenge))
+        .route("/auth/step-up", post(mfa::step_up))
+        .route("/auth/step-up/challenge", post(mfa::step_up_challenge))
+        .route("/me/mfa", get(mfa::status))
+        .route("/me/mfa/totp", post(mfa::enrol_totp))
+        .route("/me/mfa/totp/confirm", post(mfa::confirm_totp))
+        .route("/me/mfa/email", post(mfa::enrol_email))
+        .route("/me/mfa/email/confirm", post(mfa::confirm_email))
+        .route("/me/mfa/sms", post(mfa::enrol_sms))
+        .route("/me/mfa/sms/confirm", post(mfa::confirm_sms))
+        .route("/me/mfa/webauthn", post(mfa::enrol_passkey))
+        .route("/me/mfa/webauthn/confirm", post(mfa::confirm_passkey))
+        .route(
+            "/me/mfa/recovery-codes",
+            post(mfa::regenerate_recovery_codes),
+        )
+        .route("/me/mfa/{id}", delete(mfa::remove))
         .route("/me", get(routes::me))
         .route("/me/password", post(routes::change_password))
         .route("/me/sessions", get(routes::my_sessions))
@@ -35,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", post(routes::setup))
         .route("/admin/events", get(routes::admin_events))
         .route("/admin/invites", post(routes::create_invite))
-        .route("/admin/accounts/{id}/unlock", post(routes::unlock_account));
+        .route("/admin/accounts/{id}/unlock", post(routes::unlock_account))
+        .route("/admin/accounts/{id}/mfa/reset", post(mfa::admin_reset));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(routes::index))

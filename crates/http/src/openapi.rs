@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
+use crate::{mfa, routes};
 
 struct BearerAuth;
 
@@ -97,14 +97,18 @@ impl Modify for StandardResponses {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Rampart API", description = "Accounts, sessions and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
+    info(title = "Rampart API", description = "Accounts, sessions, second factors and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout,
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
         routes::setup, routes::admin_events, routes::create_invite, routes::unlock_account,
+        mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,
+        mfa::status, mfa::enrol_totp, mfa::confirm_totp, mfa::enrol_email, mfa::confirm_email,
+        mfa::enrol_sms, mfa::confirm_sms, mfa::enrol_passkey, mfa::confirm_passkey, mfa::remove,
+        mfa::regenerate_recovery_codes, mfa::admin_reset,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "admin"), (name = "setup"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "setup"), (name = "health"))
 )]
 struct ApiDoc;
 

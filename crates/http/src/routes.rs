@@ -6,13 +6,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use rampart_core::auth::NewSession;
 use rampart_core::events::{EventFilter, EventKind};
+use rampart_core::mfa::LoginOutcome;
 use rampart_core::{AccountId, EventId, SessionId, Timestamp};
 use rampart_proto::*;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, Authed, JsonBody, Meta, SESSION_COOKIE};
+use crate::extract::{Admin, AdminWrite, Authed, JsonBody, Meta, SteppedUp, SESSION_COOKIE};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/api/v1/healthz", tag = "health",
@@ -81,7 +83,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Session created; also set as the `__Host-rampart_session` cookie", body = LoginResponse),
+        (status = 200, description = "Session created (also set as the `__Host-rampart_session` cookie); or, for an account with a second factor, `mfa_required` and an `mfa_token` for `POST /api/v1/auth/mfa`", body = LoginResult),
         (status = 401, description = "Wrong email or password (one answer for both)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing saturated; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
@@ -89,17 +91,35 @@ pub async fn login(
     Meta(meta): Meta,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let new = state.auth.login(&req.email, &req.password, &meta).await?;
+    match state.auth.login(&req.email, &req.password, &meta).await? {
+        LoginOutcome::Session(new) => session_response(&state, new),
+        LoginOutcome::MfaRequired(pending) => Ok(Json(LoginResult::MfaRequired(MfaRequired {
+            mfa_required: true,
+            mfa_token: pending.token.expose_secret().to_owned(),
+            methods: pending
+                .methods
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+            expires_at: pending.expires_at.to_rfc3339(),
+        }))
+        .into_response()),
+    }
+}
+
+/// A new session: the token in the body and in the session cookie.
+pub(crate) fn session_response(state: &AppState, new: NewSession) -> Result<Response, ApiError> {
     let max_age = state.settings.session_cookie_max_age.as_secs();
     let cookie = format!(
         "{SESSION_COOKIE}={}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
         new.token.expose_secret()
     );
-    let body = LoginResponse {
+    let body = LoginResult::Session(LoginResponse {
+        mfa_required: false,
         csrf_token: rampart_core::AuthService::csrf_token_for(&new.token),
         token: new.token.expose_secret().to_owned(),
         expires_at: new.session.expires_at.to_rfc3339(),
-    };
+    });
     let mut res = Json(body).into_response();
     let cookie = HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal("cookie"))?;
     res.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -129,9 +149,11 @@ pub async fn logout(
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, body = Me),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub async fn me(authed: Authed) -> Json<Me> {
+pub async fn me(State(state): State<AppState>, authed: Authed) -> Json<Me> {
     let a = authed.account;
     Json(Me {
+        mfa_enrollment_required: state.auth.mfa_enrollment_required(&a),
+        mfa_enabled: a.has_mfa,
         id: a.id.0,
         email: a.email.as_str().to_owned(),
         display_name: a.display_name,
@@ -144,11 +166,12 @@ pub async fn me(authed: Authed) -> Json<Me> {
     request_body = ChangePasswordRequest,
     responses((status = 204, description = "Changed; every other session revoked"),
         (status = 401, description = "Current password wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`step_up_required`: no proof of identity in the last 10 minutes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "New password refused", body = Problem, content_type = "application/problem+json")))]
 pub async fn change_password(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    authed: Authed,
+    SteppedUp(authed): SteppedUp,
     JsonBody(req): JsonBody<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -302,7 +325,7 @@ fn decode_cursor(c: &str) -> Option<(Timestamp, EventId)> {
     params(EventQuery),
     responses((status = 200, body = EventPage),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Not an administrator, or no second factor yet (`mfa_enrollment_required`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn admin_events(
     State(state): State<AppState>,
     _admin: Admin,
@@ -377,11 +400,11 @@ pub async fn admin_events(
 
 #[utoipa::path(post, path = "/api/v1/admin/invites", tag = "admin", security(("bearer" = [])),
     responses((status = 201, body = InviteCreated),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Not an administrator, no second factor yet (`mfa_enrollment_required`), or no recent step-up (`step_up_required`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_invite(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    Admin(admin): Admin,
+    AdminWrite(admin): AdminWrite,
 ) -> Result<Response, ApiError> {
     let (token, expires) = state.auth.create_invite(&admin.account, &meta).await?;
     Ok((
@@ -397,12 +420,12 @@ pub async fn create_invite(
 #[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/unlock", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Failed-login count and any block or lock cleared"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet (`mfa_enrollment_required`), or no recent step-up (`step_up_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json")))]
 pub async fn unlock_account(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    Admin(admin): Admin,
+    AdminWrite(admin): AdminWrite,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;
@@ -415,7 +438,7 @@ pub async fn unlock_account(
 
 /// An id from the path. One that cannot be decoded, or longer than any id
 /// Rampart makes, is to the caller one that does not exist.
-fn path_id(
+pub(crate) fn path_id(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
     match id {

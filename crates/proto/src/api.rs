@@ -36,6 +36,8 @@ pub struct LoginRequest {
 /// `csrf_token` back in the `X-CSRF-Token` header.
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
+    /// Always false here: the session exists.
+    pub mfa_required: bool,
     pub token: String,
     pub csrf_token: String,
     /// RFC 3339; the absolute end of the session.
@@ -58,6 +60,11 @@ pub struct Me {
     /// `admin` or `member`.
     pub role: String,
     pub created_at: String,
+    /// True when the account has a confirmed second factor.
+    pub mfa_enabled: bool,
+    /// True when this account's role requires a second factor and it has
+    /// none yet: enrol one under `/api/v1/me/mfa`.
+    pub mfa_enrollment_required: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -133,4 +140,209 @@ pub struct InviteCreated {
 pub struct Health {
     /// `ok`, or `unavailable` from `/readyz` when the database is not reachable.
     pub status: String,
+}
+
+/// The password was right; the login needs a second factor. Complete it
+/// with `POST /api/v1/auth/mfa` (after `POST /api/v1/auth/mfa/challenge`
+/// for email, SMS or a passkey).
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Single use, valid 5 minutes.
+    pub mfa_token: String,
+    /// The methods this account can use: `totp`, `webauthn`, `email`,
+    /// `sms`, `recovery_code`.
+    pub methods: Vec<String>,
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for MfaRequired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaRequired")
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a correct password: a session, or a second step.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResult {
+    Session(LoginResponse),
+    MfaRequired(MfaRequired),
+}
+
+/// Second-factor methods.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMethod {
+    Totp,
+    Webauthn,
+    Email,
+    Sms,
+    RecoveryCode,
+}
+
+/// Sends a code (email, SMS) or starts a passkey ceremony for a login.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaChallengeRequest {
+    #[schema(value_type = String)]
+    pub mfa_token: SecretString,
+    pub method: MfaMethod,
+}
+
+/// Sends a code or starts a passkey ceremony for a step-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpChallengeRequest {
+    pub method: MfaMethod,
+}
+
+/// A challenge was issued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// email, sms: where the code went, masked.
+    pub sent_to: Option<String>,
+    /// email, sms: when the code stops working.
+    pub expires_at: Option<String>,
+    /// webauthn: `PublicKeyCredentialRequestOptions` (or, for enrolment,
+    /// creation options) to pass to `navigator.credentials`.
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
+}
+
+/// Completes a login with a second factor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    #[schema(value_type = String)]
+    pub mfa_token: SecretString,
+    pub method: MfaMethod,
+    /// totp, email, sms, recovery_code.
+    #[schema(value_type = Option<String>)]
+    pub code: Option<SecretString>,
+    /// webauthn: the `PublicKeyCredential` from `navigator.credentials.get`.
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<serde_json::Value>,
+}
+
+/// Proves the session's owner again. An account with a second factor
+/// uses it (`code` or `assertion`); one without uses its `password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// Omit with `password`.
+    pub method: Option<MfaMethod>,
+    #[schema(value_type = Option<String>)]
+    pub code: Option<SecretString>,
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<serde_json::Value>,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepUpResponse {
+    /// Sensitive actions are allowed until then.
+    pub step_up_until: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorView {
+    pub id: String,
+    /// `totp`, `webauthn`, `email` or `sms`.
+    pub kind: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatus {
+    pub factors: Vec<FactorView>,
+    pub recovery_codes_left: u32,
+    /// True when this account's role requires a second factor.
+    pub required: bool,
+    /// Methods this server allows.
+    pub methods_allowed: Vec<String>,
+}
+
+/// A TOTP secret to put in an authenticator app, shown once. Confirm it
+/// with `POST /api/v1/me/mfa/totp/confirm`.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolmentResponse {
+    pub factor_id: String,
+    /// Base32, for typing in by hand.
+    pub secret: String,
+    /// `otpauth://totp/...`, what the QR code holds.
+    pub otpauth_uri: String,
+    /// The QR code as an SVG document.
+    pub qr_svg: String,
+}
+
+impl std::fmt::Debug for TotpEnrolmentResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrolmentResponse")
+            .field("factor_id", &self.factor_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    #[schema(value_type = String)]
+    pub code: SecretString,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsEnrolRequest {
+    /// E.164, e.g. `+447700900123`.
+    pub phone: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyEnrolRequest {
+    /// A name to tell this passkey apart, e.g. `Work laptop`.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyConfirmRequest {
+    /// The `PublicKeyCredential` from `navigator.credentials.create`.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+/// A factor is active. `recovery_codes` comes with the account's first
+/// factor only, and is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct EnrolledResponse {
+    pub factor: FactorView,
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for EnrolledResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolledResponse")
+            .field("factor", &self.factor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// New recovery codes, shown once; the old ones no longer work.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+impl std::fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryCodes(<redacted>)")
+    }
 }

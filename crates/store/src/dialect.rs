@@ -14,7 +14,7 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -54,13 +54,13 @@ impl Dialect {
     pub(crate) fn insert_session_sql(self) -> &'static str {
         match self {
             Dialect::Sqlite => concat!(
-                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) ",
-                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 ",
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent, step_up_at) ",
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $10 ",
                 "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9)"
             ),
             Dialect::Postgres => concat!(
-                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent) ",
-                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 ",
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, last_seen_at, expires_at, ip, user_agent, step_up_at) ",
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $10 ",
                 "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND password_hash = $9 FOR SHARE)"
             ),
         }

@@ -151,20 +151,23 @@ impl FastRead {
                             expires_at: Timestamp(r.get(5)?),
                             ip: r.get(6)?,
                             user_agent: r.get(7)?,
+                            step_up_at: Timestamp(r.get(8)?),
                         },
                         (
-                            r.get::<_, String>(8)?,
                             r.get::<_, String>(9)?,
-                            r.get::<_, Option<String>>(10)?,
-                            r.get::<_, String>(11)?,
+                            r.get::<_, String>(10)?,
+                            r.get::<_, Option<String>>(11)?,
                             r.get::<_, String>(12)?,
-                            r.get::<_, i64>(13)?,
+                            r.get::<_, String>(13)?,
+                            r.get::<_, i64>(14)?,
+                            r.get::<_, i64>(15)?,
                         ),
                     ))
                 })
                 .optional()
                 .map_err(err)?;
-            let Some((session, (id, email, display_name, hash, role, created))) = row else {
+            let Some((session, (id, email, display_name, hash, role, created, has_mfa))) = row
+            else {
                 return Ok(None);
             };
             let account = Account {
@@ -175,6 +178,7 @@ impl FastRead {
                 role: rampart_core::Role::parse(&role)
                     .ok_or(StoreError::Corrupt("account role"))?,
                 created_at: Timestamp(created),
+                has_mfa: has_mfa != 0,
             };
             Ok(Some((session, account)))
         })

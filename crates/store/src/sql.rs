@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
-use rampart_core::model::{Account, OneTimeKind, Role, Session};
+use rampart_core::model::{
+    Account, Challenge, ChallengePurpose, Factor, FactorKind, OneTimeKind, PendingLogin, Role,
+    Session,
+};
 use rampart_core::{
-    AccountId, Email, EventId, LoginAttempt, SessionId, Settle, Store, StoreError, Timestamp,
+    AccountId, Email, EventId, FactorId, FactorRemoval, LoginAttempt, SessionId, Settle, Store,
+    StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
 use sqlx::any::AnyRow;
@@ -75,13 +79,15 @@ fn backend(e: sqlx::Error) -> StoreError {
 macro_rules! account_cols {
     () => {
         "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
-         a.password_hash AS a_password_hash, a.role AS a_role, a.created_at AS a_created_at"
+         a.password_hash AS a_password_hash, a.role AS a_role, a.created_at AS a_created_at, \
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_factors f \
+              WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS a_has_mfa"
     };
 }
 
 macro_rules! session_cols {
     () => {
-        "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent"
+        "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.step_up_at"
     };
 }
 
@@ -105,6 +111,7 @@ fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
         password_hash: SecretString::new(row.try_get("a_password_hash").map_err(get)?),
         role: Role::parse(&role).ok_or(StoreError::Corrupt("account role"))?,
         created_at: Timestamp(row.try_get("a_created_at").map_err(get)?),
+        has_mfa: row.try_get::<i64, _>("a_has_mfa").map_err(get)? != 0,
     })
 }
 
@@ -119,6 +126,64 @@ fn session_from(row: &AnyRow) -> Result<Session, StoreError> {
         expires_at: Timestamp(row.try_get("expires_at").map_err(get)?),
         ip: row.try_get("ip").map_err(get)?,
         user_agent: row.try_get("user_agent").map_err(get)?,
+        step_up_at: Timestamp(row.try_get("step_up_at").map_err(get)?),
+    })
+}
+
+macro_rules! factor_cols {
+    () => {
+        "id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step"
+    };
+}
+
+fn factor_from(row: &AnyRow) -> Result<Factor, StoreError> {
+    let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
+    let kind: String = row.try_get("kind").map_err(get)?;
+    Ok(Factor {
+        id: FactorId(row.try_get("id").map_err(get)?),
+        account_id: AccountId(row.try_get("account_id").map_err(get)?),
+        kind: FactorKind::parse(&kind).ok_or(StoreError::Corrupt("factor kind"))?,
+        name: row.try_get("name").map_err(get)?,
+        sealed: row.try_get("sealed").map_err(get)?,
+        created_at: Timestamp(row.try_get("created_at").map_err(get)?),
+        confirmed_at: row
+            .try_get::<Option<i64>, _>("confirmed_at")
+            .map_err(get)?
+            .map(Timestamp),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")
+            .map_err(get)?
+            .map(Timestamp),
+        last_step: row.try_get("last_step").map_err(get)?,
+    })
+}
+
+fn challenge_from(purpose: ChallengePurpose, row: &AnyRow) -> Result<Challenge, StoreError> {
+    let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
+    let tries: i64 = row.try_get("tries").map_err(get)?;
+    Ok(Challenge {
+        purpose,
+        bound: row.try_get("bound").map_err(get)?,
+        account_id: AccountId(row.try_get("account_id").map_err(get)?),
+        factor_id: row
+            .try_get::<Option<String>, _>("factor_id")
+            .map_err(get)?
+            .map(FactorId),
+        state: row.try_get("state").map_err(get)?,
+        tries: u32::try_from(tries).unwrap_or(u32::MAX),
+        expires_at: Timestamp(row.try_get("expires_at").map_err(get)?),
+    })
+}
+
+fn pending_from(row: &AnyRow) -> Result<PendingLogin, StoreError> {
+    let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
+    let failures: i64 = row.try_get("failures").map_err(get)?;
+    Ok(PendingLogin {
+        token_hash: row.try_get("token_hash").map_err(get)?,
+        account_id: AccountId(row.try_get("account_id").map_err(get)?),
+        password_fp: row.try_get("password_fp").map_err(get)?,
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        expires_at: Timestamp(row.try_get("expires_at").map_err(get)?),
     })
 }
 
@@ -405,6 +470,7 @@ impl Store for SqlStore {
             .bind(s.ip.as_deref())
             .bind(s.user_agent.as_deref())
             .bind(password_hash)
+            .bind(s.step_up_at.millis())
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -524,6 +590,473 @@ impl Store for SqlStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn factors_of(&self, account: &AccountId) -> Result<Vec<Factor>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            factor_cols!(),
+            " FROM mfa_factors WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(factor_from)
+        .collect()
+    }
+
+    async fn insert_factor(&self, f: &Factor) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mfa_factors (id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(f.id.as_str())
+        .bind(f.account_id.as_str())
+        .bind(f.kind.as_str())
+        .bind(f.name.as_str())
+        .bind(f.sealed.as_deref())
+        .bind(f.created_at.millis())
+        .bind(f.confirmed_at.map(Timestamp::millis))
+        .bind(f.last_used_at.map(Timestamp::millis))
+        .bind(f.last_step)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn confirm_factor(
+        &self,
+        account: &AccountId,
+        id: &FactorId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query(
+            "UPDATE mfa_factors SET confirmed_at = $3 \
+             WHERE id = $1 AND account_id = $2 AND confirmed_at IS NULL RETURNING kind",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(now.millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        };
+        let kind: String = row.try_get("kind").map_err(backend)?;
+        let kind = FactorKind::parse(&kind).ok_or(StoreError::Corrupt("factor kind"))?;
+        if kind.is_single() {
+            sqlx::query("DELETE FROM mfa_factors WHERE account_id = $1 AND kind = $2 AND id <> $3")
+                .bind(account.as_str())
+                .bind(kind.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn delete_factor(
+        &self,
+        account: &AccountId,
+        id: &FactorId,
+        keep_last: bool,
+    ) -> Result<FactorRemoval, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // A no-op write to the account row: it takes SQLite's write lock or
+        // PostgreSQL's row lock, so removals on one account run one at a
+        // time and each sees the others' result.
+        sqlx::query("UPDATE accounts SET id = id WHERE id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let row = sqlx::query(
+            "SELECT kind, confirmed_at, \
+             (SELECT COUNT(*) FROM mfa_factors WHERE account_id = $2 AND confirmed_at IS NOT NULL) AS confirmed \
+             FROM mfa_factors WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(FactorRemoval::NotFound);
+        };
+        let kind: String = row.try_get("kind").map_err(backend)?;
+        let kind = FactorKind::parse(&kind).ok_or(StoreError::Corrupt("factor kind"))?;
+        let confirmed: Option<i64> = row.try_get("confirmed_at").map_err(backend)?;
+        let count: i64 = row.try_get("confirmed").map_err(backend)?;
+        if keep_last && confirmed.is_some() && count <= 1 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(FactorRemoval::LastFactor);
+        }
+        sqlx::query("DELETE FROM mfa_factors WHERE id = $1 AND account_id = $2")
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(FactorRemoval::Deleted(kind))
+    }
+
+    async fn accept_totp_step(
+        &self,
+        id: &FactorId,
+        step: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE mfa_factors SET last_step = $2, last_used_at = $3 \
+             WHERE id = $1 AND last_step < $2",
+        )
+        .bind(id.as_str())
+        .bind(step)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn factor_used(
+        &self,
+        id: &FactorId,
+        now: Timestamp,
+        sealed: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mfa_factors SET last_used_at = $2, sealed = COALESCE($3, sealed) WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(now.millis())
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn note_code_send(
+        &self,
+        id: &FactorId,
+        now: Timestamp,
+        min_gap: Duration,
+        window: Duration,
+        max: u32,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        // One statement: a new window starts when the last one is over;
+        // otherwise the send counts only while under both limits.
+        let r = sqlx::query(
+            "UPDATE mfa_factors SET \
+             sends = CASE WHEN send_window <= $3 THEN 1 ELSE sends + 1 END, \
+             send_window = CASE WHEN send_window <= $3 THEN $2 ELSE send_window END, \
+             last_sent_at = $2 \
+             WHERE id = $1 AND last_sent_at <= $4 AND (send_window <= $3 OR sends < $5)",
+        )
+        .bind(id.as_str())
+        .bind(now.millis())
+        .bind(now.minus(window).millis())
+        .bind(now.minus(min_gap).millis())
+        .bind(i64::from(max))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let row =
+            sqlx::query("SELECT send_window, sends, last_sent_at FROM mfa_factors WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(Some(now.plus(min_gap)));
+        };
+        let started: i64 = row.try_get("send_window").map_err(backend)?;
+        let sends: i64 = row.try_get("sends").map_err(backend)?;
+        let last: i64 = row.try_get("last_sent_at").map_err(backend)?;
+        let gap_ends = Timestamp(last).plus(min_gap);
+        let window_ends = Timestamp(started).plus(window);
+        Ok(Some(if sends >= i64::from(max) && window_ends > now {
+            window_ends.max(gap_ends)
+        } else {
+            gap_ends
+        }))
+    }
+
+    async fn put_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mfa_challenges (purpose, bound, account_id, factor_id, state, tries, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (purpose, bound) DO UPDATE SET account_id = $3, factor_id = $4, \
+             state = $5, tries = $6, expires_at = $7",
+        )
+        .bind(c.purpose.as_str())
+        .bind(c.bound.as_str())
+        .bind(c.account_id.as_str())
+        .bind(c.factor_id.as_ref().map(FactorId::as_str))
+        .bind(c.state.as_str())
+        .bind(i64::from(c.tries))
+        .bind(c.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        now: Timestamp,
+    ) -> Result<Option<Challenge>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM mfa_challenges WHERE purpose = $1 AND bound = $2 \
+             RETURNING bound, account_id, factor_id, state, tries, expires_at",
+        )
+        .bind(purpose.as_str())
+        .bind(bound)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let c = challenge_from(purpose, &row)?;
+        Ok((c.expires_at > now).then_some(c))
+    }
+
+    async fn try_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        now: Timestamp,
+    ) -> Result<Option<Challenge>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE mfa_challenges SET tries = tries + 1 \
+             WHERE purpose = $1 AND bound = $2 AND expires_at > $3 \
+             RETURNING bound, account_id, factor_id, state, tries, expires_at",
+        )
+        .bind(purpose.as_str())
+        .bind(bound)
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| challenge_from(purpose, &r)).transpose()
+    }
+
+    async fn spend_challenge(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        state: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM mfa_challenges WHERE purpose = $1 AND bound = $2 AND state = $3",
+        )
+        .bind(purpose.as_str())
+        .bind(bound)
+        .bind(state)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn insert_pending_login(&self, p: &PendingLogin) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mfa_pending_logins (token_hash, account_id, password_fp, failures, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(p.token_hash.as_str())
+        .bind(p.account_id.as_str())
+        .bind(p.password_fp.as_str())
+        .bind(i64::from(p.failures))
+        .bind(p.expires_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_login(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingLogin>, StoreError> {
+        sqlx::query(
+            "SELECT token_hash, account_id, password_fp, failures, expires_at \
+             FROM mfa_pending_logins WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| pending_from(&r))
+        .transpose()
+    }
+
+    async fn pending_login_failed(&self, token_hash: &str) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE mfa_pending_logins SET failures = failures + 1 WHERE token_hash = $1 \
+             RETURNING failures",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let n: i64 = row.try_get("failures").map_err(backend)?;
+        Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    async fn take_pending_login(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<PendingLogin>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM mfa_pending_logins WHERE token_hash = $1 \
+             RETURNING token_hash, account_id, password_fp, failures, expires_at",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let p = pending_from(&row)?;
+        Ok((p.expires_at > now).then_some(p))
+    }
+
+    async fn void_pending_logins(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let r = sqlx::query("DELETE FROM mfa_pending_logins WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "DELETE FROM mfa_challenges WHERE account_id = $1 AND purpose IN ('login_code', 'login_passkey')",
+        )
+        .bind(account.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        account: &AccountId,
+        macs: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM recovery_codes WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for mac in macs {
+            sqlx::query("INSERT INTO recovery_codes (account_id, code_mac) VALUES ($1, $2)")
+                .bind(account.as_str())
+                .bind(mac.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        account: &AccountId,
+        mac: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $3 \
+             WHERE account_id = $1 AND code_mac = $2 AND used_at IS NULL",
+        )
+        .bind(account.as_str())
+        .bind(mac)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn recovery_codes_left(&self, account: &AccountId) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL",
+        )
+        .bind(account.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let n: i64 = row.try_get("n").map_err(backend)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET step_up_at = $2 WHERE id = $1")
+            .bind(session.as_str())
+            .bind(at.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reset_mfa(&self, account: &AccountId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for sql in [
+            "DELETE FROM mfa_factors WHERE account_id = $1",
+            "DELETE FROM recovery_codes WHERE account_id = $1",
+            "DELETE FROM mfa_challenges WHERE account_id = $1",
+            "DELETE FROM mfa_pending_logins WHERE account_id = $1",
+            "DELETE FROM sessions WHERE account_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn purge_mfa(&self, now: Timestamp, stale_before: Timestamp) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (sql, at) in [
+            ("DELETE FROM mfa_challenges WHERE expires_at <= $1", now),
+            ("DELETE FROM mfa_pending_logins WHERE expires_at <= $1", now),
+            (
+                "DELETE FROM mfa_factors WHERE confirmed_at IS NULL AND created_at <= $1",
+                stale_before,
+            ),
+        ] {
+            n += sqlx::query(sql)
+                .bind(at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     async fn insert_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {

@@ -2,8 +2,13 @@
 //! SQLite file and a fresh PostgreSQL schema per test.
 
 use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
-use rampart_core::model::{Account, OneTimeKind, Role, Session};
-use rampart_core::{AccountId, Email, EventId, SessionId, Store, StoreError, Timestamp};
+use rampart_core::model::{
+    Account, Challenge, ChallengePurpose, Factor, FactorKind, OneTimeKind, PendingLogin, Role,
+    Session,
+};
+use rampart_core::{
+    AccountId, Email, EventId, FactorId, FactorRemoval, SessionId, Store, StoreError, Timestamp,
+};
 use rampart_crypto::SecretString;
 use rampart_store::{open, OpenError, SqlStore};
 
@@ -63,6 +68,7 @@ fn account(email: &str, role: Role) -> Account {
         password_hash: SecretString::from("$argon2id$v=19$m=19456,t=2,p=1$x$y"),
         role,
         created_at: Timestamp(1000),
+        has_mfa: false,
     }
 }
 
@@ -76,6 +82,7 @@ fn session(id: &str, account: &AccountId, at: i64) -> Session {
         expires_at: Timestamp(at + 10_000),
         ip: Some("127.0.0.1".into()),
         user_agent: None,
+        step_up_at: Timestamp(at),
     }
 }
 
@@ -548,5 +555,369 @@ both!(
         // Quiet counts are purged; blocked or recent ones are kept.
         assert_eq!(s.purge_login_failures(Timestamp(62_000)).await.unwrap(), 1);
         assert_eq!(s.purge_login_failures(Timestamp(100_000)).await.unwrap(), 0);
+    }
+);
+
+fn factor(id: &str, account: &AccountId, kind: FactorKind, confirmed: bool) -> Factor {
+    Factor {
+        id: FactorId(id.into()),
+        account_id: account.clone(),
+        kind,
+        name: format!("{id} name"),
+        sealed: Some(format!("v1.key.{id}")),
+        created_at: Timestamp(1000),
+        confirmed_at: confirmed.then_some(Timestamp(1000)),
+        last_used_at: None,
+        last_step: -1,
+    }
+}
+
+both!(
+    factors_confirm_replace_and_keep_the_last,
+    |s: SqlStore, _url: String| async move {
+        let a = account("f@example.com", Role::Admin);
+        s.insert_account(&a).await.unwrap();
+        s.insert_session(
+            &session("ses_f", &a.id, 1000),
+            a.password_hash.expose_secret(),
+        )
+        .await
+        .unwrap();
+        s.insert_factor(&factor("mfa_t1", &a.id, FactorKind::Totp, false))
+            .await
+            .unwrap();
+        // A pending factor does not count.
+        assert!(!s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
+        assert!(s
+            .confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
+            .await
+            .unwrap());
+        // Confirming twice, or someone else's factor, does nothing.
+        assert!(!s
+            .confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
+            .await
+            .unwrap());
+        assert!(s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
+        assert!(s.account_by_email(&a.email).await.unwrap().unwrap().has_mfa);
+        let (sess, acc) = s
+            .session_by_token_hash("hash-ses_f")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(acc.has_mfa);
+        assert_eq!(sess.step_up_at, Timestamp(1000));
+        s.set_step_up(&sess.id, Timestamp(5000)).await.unwrap();
+        let (sess, _) = s
+            .session_by_token_hash("hash-ses_f")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sess.step_up_at, Timestamp(5000));
+
+        // A second TOTP replaces the first when confirmed.
+        s.insert_factor(&factor("mfa_t2", &a.id, FactorKind::Totp, false))
+            .await
+            .unwrap();
+        assert!(s
+            .confirm_factor(&a.id, &FactorId("mfa_t2".into()), Timestamp(3000))
+            .await
+            .unwrap());
+        let ids: Vec<String> = s
+            .factors_of(&a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.id.0)
+            .collect();
+        assert_eq!(ids, vec!["mfa_t2".to_owned()]);
+
+        // The last confirmed factor stays when asked to.
+        assert_eq!(
+            s.delete_factor(&a.id, &FactorId("mfa_t2".into()), true)
+                .await
+                .unwrap(),
+            FactorRemoval::LastFactor
+        );
+        s.insert_factor(&factor("mfa_p1", &a.id, FactorKind::Webauthn, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.delete_factor(&a.id, &FactorId("mfa_t2".into()), true)
+                .await
+                .unwrap(),
+            FactorRemoval::Deleted(FactorKind::Totp)
+        );
+        assert_eq!(
+            s.delete_factor(&a.id, &FactorId("mfa_t2".into()), true)
+                .await
+                .unwrap(),
+            FactorRemoval::NotFound
+        );
+        let other = account("g@example.com", Role::Member);
+        s.insert_account(&other).await.unwrap();
+        assert_eq!(
+            s.delete_factor(&other.id, &FactorId("mfa_p1".into()), false)
+                .await
+                .unwrap(),
+            FactorRemoval::NotFound
+        );
+        assert_eq!(
+            s.delete_factor(&a.id, &FactorId("mfa_p1".into()), false)
+                .await
+                .unwrap(),
+            FactorRemoval::Deleted(FactorKind::Webauthn)
+        );
+        assert!(!s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
+    }
+);
+
+both!(
+    totp_steps_are_used_once_and_sends_are_limited,
+    |s: SqlStore, _url: String| async move {
+        let a = account("t@example.com", Role::Member);
+        s.insert_account(&a).await.unwrap();
+        let id = FactorId("mfa_t".into());
+        s.insert_factor(&factor("mfa_t", &a.id, FactorKind::Totp, true))
+            .await
+            .unwrap();
+        assert!(s.accept_totp_step(&id, 100, Timestamp(1)).await.unwrap());
+        assert!(!s.accept_totp_step(&id, 100, Timestamp(2)).await.unwrap());
+        assert!(!s.accept_totp_step(&id, 99, Timestamp(2)).await.unwrap());
+        assert!(s.accept_totp_step(&id, 101, Timestamp(3)).await.unwrap());
+
+        let e = FactorId("mfa_e".into());
+        s.insert_factor(&factor("mfa_e", &a.id, FactorKind::Email, true))
+            .await
+            .unwrap();
+        let gap = std::time::Duration::from_secs(30);
+        let hour = std::time::Duration::from_secs(3600);
+        let t0 = 10_000_000;
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0), gap, hour, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        // Too soon: the answer says when.
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0 + 1000), gap, hour, 3)
+                .await
+                .unwrap(),
+            Some(Timestamp(t0 + 30_000))
+        );
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0 + 30_000), gap, hour, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0 + 60_000), gap, hour, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        // Three in this hour: the next waits for the window's end.
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0 + 90_000), gap, hour, 3)
+                .await
+                .unwrap(),
+            Some(Timestamp(t0 + 3_600_000))
+        );
+        assert_eq!(
+            s.note_code_send(&e, Timestamp(t0 + 3_600_000), gap, hour, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        s.factor_used(&e, Timestamp(t0), Some("v1.key.new"))
+            .await
+            .unwrap();
+        let f = s.factors_of(&a.id).await.unwrap();
+        let f = f.iter().find(|f| f.id == e).unwrap();
+        assert_eq!(f.sealed.as_deref(), Some("v1.key.new"));
+        assert_eq!(f.last_used_at, Some(Timestamp(t0)));
+    }
+);
+
+both!(
+    challenges_pending_logins_and_recovery_codes_are_spent_once,
+    |s: SqlStore, _url: String| async move {
+        let a = account("c@example.com", Role::Member);
+        s.insert_account(&a).await.unwrap();
+        let c = Challenge {
+            purpose: ChallengePurpose::LoginCode,
+            bound: "tok".into(),
+            account_id: a.id.clone(),
+            factor_id: Some(FactorId("mfa_e".into())),
+            state: "mac1".into(),
+            tries: 0,
+            expires_at: Timestamp(5000),
+        };
+        s.put_challenge(&c).await.unwrap();
+        // Same purpose and bound: replaced.
+        s.put_challenge(&Challenge {
+            state: "mac2".into(),
+            ..c.clone()
+        })
+        .await
+        .unwrap();
+        let t = s
+            .try_challenge(ChallengePurpose::LoginCode, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((t.tries, t.state.as_str()), (1, "mac2"));
+        let t = s
+            .try_challenge(ChallengePurpose::LoginCode, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.tries, 2);
+        assert!(s
+            .try_challenge(ChallengePurpose::StepUpCode, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .try_challenge(ChallengePurpose::LoginCode, "tok", Timestamp(5000))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!s
+            .spend_challenge(ChallengePurpose::LoginCode, "tok", "mac1")
+            .await
+            .unwrap());
+        assert!(s
+            .spend_challenge(ChallengePurpose::LoginCode, "tok", "mac2")
+            .await
+            .unwrap());
+        assert!(!s
+            .spend_challenge(ChallengePurpose::LoginCode, "tok", "mac2")
+            .await
+            .unwrap());
+        // Taking deletes; an expired one is deleted and not returned.
+        s.put_challenge(&Challenge {
+            purpose: ChallengePurpose::EnrolPasskey,
+            ..c.clone()
+        })
+        .await
+        .unwrap();
+        assert!(s
+            .take_challenge(ChallengePurpose::EnrolPasskey, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(s
+            .take_challenge(ChallengePurpose::EnrolPasskey, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+        s.put_challenge(&Challenge {
+            purpose: ChallengePurpose::EnrolPasskey,
+            ..c.clone()
+        })
+        .await
+        .unwrap();
+        assert!(s
+            .take_challenge(ChallengePurpose::EnrolPasskey, "tok", Timestamp(6000))
+            .await
+            .unwrap()
+            .is_none());
+
+        let p = PendingLogin {
+            token_hash: "th".into(),
+            account_id: a.id.clone(),
+            password_fp: "fp".into(),
+            failures: 0,
+            expires_at: Timestamp(5000),
+        };
+        s.insert_pending_login(&p).await.unwrap();
+        assert!(s
+            .pending_login("th", Timestamp(6000))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(s.pending_login_failed("th").await.unwrap(), Some(1));
+        assert_eq!(s.pending_login_failed("th").await.unwrap(), Some(2));
+        assert_eq!(s.pending_login_failed("nope").await.unwrap(), None);
+        let got = s
+            .take_pending_login("th", Timestamp(1000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.failures, got.password_fp.as_str()), (2, "fp"));
+        assert!(s
+            .take_pending_login("th", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+        s.insert_pending_login(&p).await.unwrap();
+        s.put_challenge(&c).await.unwrap();
+        assert_eq!(s.void_pending_logins(&a.id).await.unwrap(), 1);
+        assert!(s
+            .pending_login("th", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .try_challenge(ChallengePurpose::LoginCode, "tok", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+
+        let macs: Vec<String> = (0..3).map(|i| format!("rc{i}")).collect();
+        s.replace_recovery_codes(&a.id, &macs).await.unwrap();
+        assert_eq!(s.recovery_codes_left(&a.id).await.unwrap(), 3);
+        assert!(s
+            .use_recovery_code(&a.id, "rc1", Timestamp(1))
+            .await
+            .unwrap());
+        assert!(!s
+            .use_recovery_code(&a.id, "rc1", Timestamp(2))
+            .await
+            .unwrap());
+        assert_eq!(s.recovery_codes_left(&a.id).await.unwrap(), 2);
+        s.replace_recovery_codes(&a.id, &["new".to_owned()])
+            .await
+            .unwrap();
+        assert!(!s
+            .use_recovery_code(&a.id, "rc0", Timestamp(3))
+            .await
+            .unwrap());
+        assert_eq!(s.recovery_codes_left(&a.id).await.unwrap(), 1);
+
+        // A reset removes everything second-factor and every session.
+        s.insert_factor(&factor("mfa_x", &a.id, FactorKind::Totp, true))
+            .await
+            .unwrap();
+        s.insert_session(
+            &session("ses_c", &a.id, 1000),
+            a.password_hash.expose_secret(),
+        )
+        .await
+        .unwrap();
+        s.insert_pending_login(&p).await.unwrap();
+        s.reset_mfa(&a.id).await.unwrap();
+        assert!(s.factors_of(&a.id).await.unwrap().is_empty());
+        assert_eq!(s.recovery_codes_left(&a.id).await.unwrap(), 0);
+        assert!(s.sessions_of(&a.id).await.unwrap().is_empty());
+        assert!(s
+            .pending_login("th", Timestamp(1000))
+            .await
+            .unwrap()
+            .is_none());
+
+        // The sweep removes what expired and enrolments left unconfirmed.
+        s.insert_factor(&factor("mfa_old", &a.id, FactorKind::Totp, false))
+            .await
+            .unwrap();
+        s.insert_pending_login(&p).await.unwrap();
+        s.put_challenge(&c).await.unwrap();
+        assert_eq!(
+            s.purge_mfa(Timestamp(5000), Timestamp(1000)).await.unwrap(),
+            3
+        );
+        assert!(s.factors_of(&a.id).await.unwrap().is_empty());
     }
 );

@@ -1,0 +1,1533 @@
+//! Second factors: enrolment, the second step of a login, step-up, recovery
+//! codes and resets (ADR 0006).
+//!
+//! One mechanism serves login and step-up: a proof ([`Proof`]) is checked
+//! against the account's confirmed factors within a context (a pending
+//! login, or a session), and every check is counted per account before it
+//! is made, with the same store primitive that counts password guesses
+//! (`Store::reserve_login_attempt`, keyed by account). Past
+//! `max_failures` in `failure_window`, pending logins are voided and checks
+//! stop until the window has passed.
+//!
+//! Invariants kept here:
+//! - factor secrets (TOTP secret, phone number, passkey) are stored sealed
+//!   under a key derived from the master key, never in plaintext;
+//! - mfa tokens, codes and recovery codes are stored only as hashes or
+//!   keyed MACs, and each is spent once (the store's delete or update
+//!   decides which caller spends it);
+//! - a TOTP time step, once accepted, is never accepted again;
+//! - every enrolment, removal, success and failure is a security event, and
+//!   the owner is told by email of factor changes, recovery-code use, resets
+//!   and a right password followed by a wrong second factor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_crypto::{sha256_hex, Keyring, SecretBytes, SecretString, TokenHash, Verification};
+use serde::{Deserialize, Serialize};
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Uuid,
+};
+use webauthn_rs::Webauthn;
+
+use crate::auth::{AuthService, NewSession, RequestMeta};
+use crate::events::{EventKind, Outcome};
+use crate::model::{
+    Account, Challenge, ChallengePurpose, Factor, FactorKind, PendingLogin, Role, Session,
+};
+use crate::notify::{mask, Channel, Message, Notifier};
+use crate::password_policy::normalize;
+use crate::{Error, FactorId, FactorRemoval, LoginAttempt, Settle, Timestamp};
+
+/// A pending login lives this long.
+pub const MFA_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
+/// An emailed or texted code lives this long and allows this many tries.
+pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
+pub const CODE_TRIES: u32 = 5;
+pub const CODE_DIGITS: u32 = 6;
+/// Codes to one factor: at most one per `CODE_MIN_GAP`, `CODES_PER_WINDOW`
+/// per `CODE_WINDOW`.
+pub const CODE_MIN_GAP: Duration = Duration::from_secs(30);
+pub const CODE_WINDOW: Duration = Duration::from_secs(3600);
+pub const CODES_PER_WINDOW: u32 = 5;
+/// A passkey ceremony must finish within this.
+pub const PASSKEY_TTL: Duration = Duration::from_secs(5 * 60);
+/// Unconfirmed enrolments are deleted after this.
+pub const ENROLMENT_TTL: Duration = Duration::from_secs(3600);
+pub const RECOVERY_CODES: usize = 10;
+const MAX_FACTOR_NAME: usize = 64;
+
+/// The ways to prove a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Totp,
+    Webauthn,
+    Email,
+    Sms,
+    RecoveryCode,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Totp,
+        Method::Webauthn,
+        Method::Email,
+        Method::Sms,
+        Method::RecoveryCode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Webauthn => "webauthn",
+            Method::Email => "email",
+            Method::Sms => "sms",
+            Method::RecoveryCode => "recovery_code",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Method> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    fn of(kind: FactorKind) -> Method {
+        match kind {
+            FactorKind::Totp => Method::Totp,
+            FactorKind::Webauthn => Method::Webauthn,
+            FactorKind::Email => Method::Email,
+            FactorKind::Sms => Method::Sms,
+        }
+    }
+
+    fn kind(self) -> Option<FactorKind> {
+        match self {
+            Method::Totp => Some(FactorKind::Totp),
+            Method::Webauthn => Some(FactorKind::Webauthn),
+            Method::Email => Some(FactorKind::Email),
+            Method::Sms => Some(FactorKind::Sms),
+            Method::RecoveryCode => None,
+        }
+    }
+}
+
+/// Who must have a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Requirement {
+    Admin,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct MfaPolicy {
+    pub required_for: Vec<Requirement>,
+    /// Methods that may be enrolled and used.
+    pub methods: Vec<Method>,
+    /// How recent a proof must be for a sensitive action.
+    pub step_up_window: Duration,
+    /// Failed second-factor checks per account before pending logins are
+    /// voided and checks stop for `failure_window`.
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    /// The issuer shown in authenticator apps.
+    pub issuer: String,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            required_for: vec![Requirement::Admin],
+            methods: Method::ALL.to_vec(),
+            step_up_window: Duration::from_secs(600),
+            max_failures: 5,
+            failure_window: Duration::from_secs(900),
+            issuer: "Rampart".to_owned(),
+        }
+    }
+}
+
+impl MfaPolicy {
+    pub fn required_for(&self, role: Role) -> bool {
+        self.required_for.contains(&Requirement::All)
+            || (role == Role::Admin && self.required_for.contains(&Requirement::Admin))
+    }
+
+    pub fn allows(&self, method: Method) -> bool {
+        self.methods.contains(&method)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_failures == 0 || self.failure_window.is_zero() {
+            return Err("mfa: max_failures and failure_window_secs must be above 0".to_owned());
+        }
+        if self.step_up_window.is_zero() {
+            return Err("mfa: step_up_secs must be above 0".to_owned());
+        }
+        if !self.methods.iter().any(|m| *m != Method::RecoveryCode) && !self.required_for.is_empty()
+        {
+            return Err(
+                "mfa: required_for is set but no method other than recovery_code is allowed; allow at least one of totp, webauthn, email, sms"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What second factors need besides the store: the keys that seal factor
+/// secrets, the way to send codes and notices, and the WebAuthn relying
+/// party.
+#[derive(Clone)]
+pub struct MfaDeps {
+    pub keys: Arc<Keyring>,
+    pub notifier: Arc<dyn Notifier>,
+    pub webauthn: Arc<Webauthn>,
+}
+
+impl std::fmt::Debug for MfaDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaDeps")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A second-factor proof as sent by a client.
+#[derive(Debug)]
+pub enum Proof {
+    Code(Method, SecretString),
+    /// A WebAuthn assertion (`PublicKeyCredential` JSON).
+    Passkey(serde_json::Value),
+    /// Only for the step-up of an account with no factor.
+    Password(SecretString),
+}
+
+/// What `POST /auth/login` led to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Session(NewSession),
+    MfaRequired(PendingMfa),
+}
+
+#[derive(Debug)]
+pub struct PendingMfa {
+    pub token: SecretString,
+    pub methods: Vec<Method>,
+    pub expires_at: Timestamp,
+}
+
+/// What a challenge request produced.
+#[derive(Debug)]
+pub enum ChallengeSent {
+    /// A code went to this (masked) address or number.
+    Code { to: String, expires_at: Timestamp },
+    /// Passkey options (`PublicKeyCredentialRequestOptions` or creation
+    /// options) for `navigator.credentials`.
+    Passkey(serde_json::Value),
+}
+
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub factor_id: FactorId,
+    pub secret: SecretString,
+    pub uri: SecretString,
+    pub qr_svg: SecretString,
+}
+
+/// The result of confirming a factor: recovery codes when it was the first.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub factor: Factor,
+    pub recovery_codes: Option<Vec<SecretString>>,
+}
+
+/// Where a proof is checked.
+#[derive(Debug, Clone, Copy)]
+enum Context<'a> {
+    /// The second step of a login; `bound` is the pending token's hash.
+    Login(&'a str),
+    /// A step-up in a session; `bound` is the session id.
+    StepUp(&'a str),
+}
+
+impl Context<'_> {
+    fn bound(&self) -> &str {
+        match self {
+            Context::Login(b) | Context::StepUp(b) => b,
+        }
+    }
+
+    fn code_purpose(&self) -> ChallengePurpose {
+        match self {
+            Context::Login(_) => ChallengePurpose::LoginCode,
+            Context::StepUp(_) => ChallengePurpose::StepUpCode,
+        }
+    }
+
+    fn passkey_purpose(&self) -> ChallengePurpose {
+        match self {
+            Context::Login(_) => ChallengePurpose::LoginPasskey,
+            Context::StepUp(_) => ChallengePurpose::StepUpPasskey,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Context::Login(_) => "login",
+            Context::StepUp(_) => "step_up",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PasskeyEnrolState {
+    name: String,
+    registration: PasskeyRegistration,
+}
+
+fn mfa_key(account: &crate::AccountId) -> String {
+    sha256_hex(format!("rampart-mfa-v1:{}", account.as_str()).as_bytes())
+}
+
+fn seal_context(id: &FactorId, kind: FactorKind) -> String {
+    format!("mfa_factors:{}:{}", id.as_str(), kind.as_str())
+}
+
+fn code_context(purpose: ChallengePurpose, bound: &str, factor: &FactorId) -> String {
+    format!("code:{}:{}:{}", purpose.as_str(), bound, factor.as_str())
+}
+
+fn recovery_context(account: &crate::AccountId) -> String {
+    format!("recovery:{}", account.as_str())
+}
+
+fn user_uuid(account: &crate::AccountId) -> Uuid {
+    let digest = sha256_hex(format!("rampart-webauthn-user-v1:{}", account.as_str()).as_bytes());
+    let mut b = [0u8; 16];
+    for (i, byte) in b.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    Uuid::from_bytes(b)
+}
+
+/// An E.164 number: `+`, then 8 to 15 digits, the first not 0.
+pub fn valid_phone(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn check_factor_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.chars().count() > MAX_FACTOR_NAME
+        || name.chars().any(char::is_control)
+        || name.trim() != name
+    {
+        return Err(Error::InvalidFactorName);
+    }
+    Ok(())
+}
+
+fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
+    u64::try_from((then.millis() - now.millis()).max(0)).unwrap_or(0) / 1000 + 1
+}
+
+impl AuthService {
+    fn mfa(&self) -> &MfaDeps {
+        &self.mfa
+    }
+
+    /// Whether the account must enrol a factor before using what its role
+    /// allows (the admin API for administrators; everything for all).
+    pub fn mfa_enrollment_required(&self, account: &Account) -> bool {
+        !account.has_mfa && self.config().mfa.required_for(account.role)
+    }
+
+    /// Whether the session has proved itself recently enough for a
+    /// sensitive action.
+    pub fn step_up_fresh(&self, session: &Session) -> bool {
+        let window = self.config().mfa.step_up_window;
+        self.clock().now() < session.step_up_at.plus(window)
+    }
+
+    fn allow(&self, method: Method) -> Result<(), Error> {
+        if self.config().mfa.allows(method) {
+            Ok(())
+        } else {
+            Err(Error::MethodUnavailable)
+        }
+    }
+
+    fn channel_of(kind: FactorKind) -> Option<Channel> {
+        match kind {
+            FactorKind::Email => Some(Channel::Email),
+            FactorKind::Sms => Some(Channel::Sms),
+            _ => None,
+        }
+    }
+
+    /// Sends a security notice to the owner's email, without waiting and
+    /// without failing the request: a relay that is down is logged.
+    pub(crate) fn notify_owner(&self, account: &Account, subject: &str, body: String) {
+        let notifier = self.mfa().notifier.clone();
+        if !notifier.supports(Channel::Email) {
+            return;
+        }
+        let message = Message {
+            channel: Channel::Email,
+            to: account.email.as_str().to_owned(),
+            subject: subject.to_owned(),
+            body: SecretString::new(format!(
+                "{body}\n\nIf this was not you, change your password now and tell your administrator.\n"
+            )),
+        };
+        let Ok(mut set) = self.notices.lock() else {
+            return;
+        };
+        // Reap the ones already sent, so the set stays small.
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            if let Err(e) = notifier.send(&message).await {
+                tracing::warn!(error = %e, "security notice not delivered");
+            }
+        });
+    }
+
+    /// Waits for the security notices still being sent (at shutdown, and
+    /// before a command-line tool exits).
+    pub async fn flush_notices(&self) {
+        let mut set = match self.notices.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => return,
+        };
+        while set.join_next().await.is_some() {}
+    }
+
+    async fn confirmed_factors(&self, account: &Account) -> Result<Vec<Factor>, Error> {
+        let mut f = self.store().factors_of(&account.id).await?;
+        f.retain(Factor::is_confirmed);
+        Ok(f)
+    }
+
+    /// The methods this account can use for a second factor now.
+    pub async fn methods_of(&self, account: &Account) -> Result<Vec<Method>, Error> {
+        let mut methods = Vec::new();
+        for f in self.confirmed_factors(account).await? {
+            let m = Method::of(f.kind);
+            if self.config().mfa.allows(m) && !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+        if self.config().mfa.allows(Method::RecoveryCode)
+            && self.store().recovery_codes_left(&account.id).await? > 0
+        {
+            methods.push(Method::RecoveryCode);
+        }
+        Ok(methods)
+    }
+
+    /// The password was right: instead of a session, a pending login that
+    /// a second factor completes.
+    pub(crate) async fn begin_mfa(
+        &self,
+        account: &Account,
+        verified_hash: &str,
+    ) -> Result<PendingMfa, Error> {
+        let token = rampart_crypto::random_token(self.entropy().as_ref(), 32);
+        let expires_at = self.clock().now().plus(MFA_TOKEN_TTL);
+        self.store()
+            .insert_pending_login(&PendingLogin {
+                token_hash: TokenHash::of(&token).0,
+                account_id: account.id.clone(),
+                password_fp: sha256_hex(verified_hash.as_bytes()),
+                failures: 0,
+                expires_at,
+            })
+            .await?;
+        Ok(PendingMfa {
+            token,
+            methods: self.methods_of(account).await?,
+            expires_at,
+        })
+    }
+
+    async fn pending(&self, token: &SecretString) -> Result<(PendingLogin, Account), Error> {
+        if token.expose_secret().len() > 512 {
+            return Err(Error::MfaTokenInvalid);
+        }
+        let hash = TokenHash::of(token).0;
+        let pending = self
+            .store()
+            .pending_login(&hash, self.clock().now())
+            .await?
+            .ok_or(Error::MfaTokenInvalid)?;
+        let account = self
+            .store()
+            .account_by_id(&pending.account_id)
+            .await?
+            .ok_or(Error::MfaTokenInvalid)?;
+        Ok((pending, account))
+    }
+
+    /// Sends a code, or starts a passkey ceremony, for a pending login.
+    pub async fn login_challenge(
+        &self,
+        mfa_token: &SecretString,
+        method: Method,
+    ) -> Result<ChallengeSent, Error> {
+        let (pending, account) = self.pending(mfa_token).await?;
+        self.challenge(&account, method, Context::Login(&pending.token_hash))
+            .await
+    }
+
+    /// Sends a code, or starts a passkey ceremony, for a step-up.
+    pub async fn step_up_challenge(
+        &self,
+        session: &Session,
+        account: &Account,
+        method: Method,
+    ) -> Result<ChallengeSent, Error> {
+        self.challenge(account, method, Context::StepUp(session.id.as_str()))
+            .await
+    }
+
+    async fn challenge(
+        &self,
+        account: &Account,
+        method: Method,
+        ctx: Context<'_>,
+    ) -> Result<ChallengeSent, Error> {
+        self.allow(method)?;
+        let kind = method.kind().ok_or(Error::NothingToSend)?;
+        let factors = self.confirmed_factors(account).await?;
+        match kind {
+            FactorKind::Email | FactorKind::Sms => {
+                let factor = factors
+                    .iter()
+                    .find(|f| f.kind == kind)
+                    .ok_or(Error::MethodUnavailable)?;
+                self.send_code(account, factor, ctx.code_purpose(), ctx.bound(), false)
+                    .await
+            }
+            FactorKind::Webauthn => {
+                let passkeys = self.passkeys(&factors)?;
+                if passkeys.is_empty() {
+                    return Err(Error::MethodUnavailable);
+                }
+                let passkeys: Vec<Passkey> = passkeys.into_iter().map(|(_, p)| p).collect();
+                let (options, state) = self
+                    .mfa()
+                    .webauthn
+                    .start_passkey_authentication(&passkeys)
+                    .map_err(|e| Error::Internal(format!("webauthn: {e}")))?;
+                let state = serde_json::to_string(&state)
+                    .map_err(|e| Error::Internal(format!("webauthn state: {e}")))?;
+                self.store()
+                    .put_challenge(&Challenge {
+                        purpose: ctx.passkey_purpose(),
+                        bound: ctx.bound().to_owned(),
+                        account_id: account.id.clone(),
+                        factor_id: None,
+                        state,
+                        tries: 0,
+                        expires_at: self.clock().now().plus(PASSKEY_TTL),
+                    })
+                    .await?;
+                Ok(ChallengeSent::Passkey(
+                    serde_json::to_value(options)
+                        .map_err(|e| Error::Internal(format!("webauthn options: {e}")))?,
+                ))
+            }
+            FactorKind::Totp => Err(Error::NothingToSend),
+        }
+    }
+
+    /// Opens every passkey among `factors`.
+    fn passkeys(&self, factors: &[Factor]) -> Result<Vec<(FactorId, Passkey)>, Error> {
+        let mut out = Vec::new();
+        for f in factors.iter().filter(|f| f.kind == FactorKind::Webauthn) {
+            let json = self.open_factor(f)?;
+            let pk: Passkey = serde_json::from_slice(json.expose_secret())
+                .map_err(|_| Error::Internal("stored passkey unreadable".to_owned()))?;
+            out.push((f.id.clone(), pk));
+        }
+        Ok(out)
+    }
+
+    fn open_factor(&self, f: &Factor) -> Result<SecretBytes, Error> {
+        let sealed = f
+            .sealed
+            .as_deref()
+            .ok_or_else(|| Error::Internal("factor has no sealed value".to_owned()))?;
+        self.mfa()
+            .keys
+            .open(&seal_context(&f.id, f.kind), sealed)
+            .map_err(|_| Error::Internal("factor secret cannot be opened".to_owned()))
+    }
+
+    fn seal_factor(&self, id: &FactorId, kind: FactorKind, plaintext: &[u8]) -> String {
+        self.mfa()
+            .keys
+            .seal(self.entropy().as_ref(), &seal_context(id, kind), plaintext)
+    }
+
+    async fn send_code(
+        &self,
+        account: &Account,
+        factor: &Factor,
+        purpose: ChallengePurpose,
+        bound: &str,
+        enrolling: bool,
+    ) -> Result<ChallengeSent, Error> {
+        let channel = Self::channel_of(factor.kind).ok_or(Error::NothingToSend)?;
+        if !self.mfa().notifier.supports(channel) {
+            return Err(Error::MethodUnavailable);
+        }
+        let to = match factor.kind {
+            FactorKind::Sms => {
+                String::from_utf8(self.open_factor(factor)?.expose_secret().to_vec())
+                    .map_err(|_| Error::Internal("stored phone unreadable".to_owned()))?
+            }
+            _ => account.email.as_str().to_owned(),
+        };
+        let now = self.clock().now();
+        if let Some(next) = self
+            .store()
+            .note_code_send(&factor.id, now, CODE_MIN_GAP, CODE_WINDOW, CODES_PER_WINDOW)
+            .await?
+        {
+            return Err(Error::TooManyCodes {
+                retry_after: secs_until(now, next),
+            });
+        }
+        let code = rampart_crypto::random_digits(self.entropy().as_ref(), CODE_DIGITS);
+        let expires_at = now.plus(CODE_TTL);
+        self.store()
+            .put_challenge(&Challenge {
+                purpose,
+                bound: bound.to_owned(),
+                account_id: account.id.clone(),
+                factor_id: Some(factor.id.clone()),
+                state: self.mfa().keys.mac(
+                    &code_context(purpose, bound, &factor.id),
+                    code.expose_secret(),
+                ),
+                tries: 0,
+                expires_at,
+            })
+            .await?;
+        let what = if enrolling {
+            "confirmation"
+        } else {
+            "verification"
+        };
+        let body = SecretString::new(format!(
+            "Your {issuer} {what} code is {code}. It expires in 10 minutes. Never share it.",
+            issuer = self.config().mfa.issuer,
+            code = code.expose_secret()
+        ));
+        let message = Message {
+            channel,
+            to: to.clone(),
+            subject: format!("Your {} code", self.config().mfa.issuer),
+            body,
+        };
+        self.mfa().notifier.send(&message).await.map_err(|e| {
+            tracing::warn!(error = %e, channel = channel.as_str(), "code not delivered");
+            Error::DeliveryFailed
+        })?;
+        Ok(ChallengeSent::Code {
+            to: mask(&to),
+            expires_at,
+        })
+    }
+
+    /// Checks a code sent for `purpose`/`bound`; the factor it was sent to
+    /// when right. Each code allows [`CODE_TRIES`] tries and is spent once.
+    async fn check_code(
+        &self,
+        purpose: ChallengePurpose,
+        bound: &str,
+        code: &SecretString,
+    ) -> Result<Option<FactorId>, Error> {
+        let now = self.clock().now();
+        let Some(c) = self.store().try_challenge(purpose, bound, now).await? else {
+            return Ok(None);
+        };
+        let Some(factor) = c.factor_id.clone() else {
+            return Ok(None);
+        };
+        if c.tries > CODE_TRIES {
+            return Ok(None);
+        }
+        let typed = code.expose_secret().trim();
+        if !self
+            .mfa()
+            .keys
+            .mac_matches(&code_context(purpose, bound, &factor), typed, &c.state)
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .store()
+            .spend_challenge(purpose, bound, &c.state)
+            .await?
+            .then_some(factor))
+    }
+
+    /// Checks a proof against the account's confirmed factors. `Ok(None)`
+    /// is a wrong proof; errors are faults or refusals (method not allowed
+    /// or not enrolled).
+    async fn check_proof(
+        &self,
+        account: &Account,
+        proof: &Proof,
+        ctx: Context<'_>,
+    ) -> Result<Option<Method>, Error> {
+        let now = self.clock().now();
+        match proof {
+            Proof::Password(_) => Err(Error::MethodUnavailable),
+            Proof::Code(Method::RecoveryCode, code) => {
+                self.allow(Method::RecoveryCode)?;
+                let Some(code) = rampart_crypto::normalize_recovery_code(code.expose_secret())
+                else {
+                    return Ok(None);
+                };
+                let mac = self
+                    .mfa()
+                    .keys
+                    .mac(&recovery_context(&account.id), code.expose_secret());
+                if !self
+                    .store()
+                    .use_recovery_code(&account.id, &mac, now)
+                    .await?
+                {
+                    return Ok(None);
+                }
+                Ok(Some(Method::RecoveryCode))
+            }
+            Proof::Code(Method::Totp, code) => {
+                self.allow(Method::Totp)?;
+                let factors = self.confirmed_factors(account).await?;
+                let factor = factors
+                    .iter()
+                    .find(|f| f.kind == FactorKind::Totp)
+                    .ok_or(Error::MethodUnavailable)?;
+                if self.totp_accepts(factor, code).await? {
+                    Ok(Some(Method::Totp))
+                } else {
+                    Ok(None)
+                }
+            }
+            Proof::Code(method @ (Method::Email | Method::Sms), code) => {
+                self.allow(*method)?;
+                let Some(id) = self
+                    .check_code(ctx.code_purpose(), ctx.bound(), code)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let factors = self.confirmed_factors(account).await?;
+                match factors.iter().find(|f| f.id == id) {
+                    Some(f) if Method::of(f.kind) == *method => {
+                        self.store().factor_used(&f.id, now, None).await?;
+                        Ok(Some(*method))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Proof::Code(Method::Webauthn, _) => Err(Error::MethodUnavailable),
+            Proof::Passkey(assertion) => {
+                self.allow(Method::Webauthn)?;
+                let Ok(credential) =
+                    serde_json::from_value::<PublicKeyCredential>(assertion.clone())
+                else {
+                    return Ok(None);
+                };
+                let Some(c) = self
+                    .store()
+                    .take_challenge(ctx.passkey_purpose(), ctx.bound(), now)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let state: PasskeyAuthentication = serde_json::from_str(&c.state)
+                    .map_err(|e| Error::Internal(format!("webauthn state: {e}")))?;
+                let Ok(result) = self
+                    .mfa()
+                    .webauthn
+                    .finish_passkey_authentication(&credential, &state)
+                else {
+                    return Ok(None);
+                };
+                let factors = self.confirmed_factors(account).await?;
+                for (id, mut pk) in self.passkeys(&factors)? {
+                    if pk.cred_id() == result.cred_id() {
+                        let resealed = pk.update_credential(&result).and_then(|_| {
+                            serde_json::to_vec(&pk)
+                                .ok()
+                                .map(|json| self.seal_factor(&id, FactorKind::Webauthn, &json))
+                        });
+                        self.store()
+                            .factor_used(&id, now, resealed.as_deref())
+                            .await?;
+                        return Ok(Some(Method::Webauthn));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether `code` is the factor's TOTP code for now (± one step) and
+    /// its step was not used before; the step is then used up.
+    async fn totp_accepts(&self, factor: &Factor, code: &SecretString) -> Result<bool, Error> {
+        let secret = self.open_factor(factor)?;
+        let now = self.clock().now();
+        let unix = u64::try_from(now.millis() / 1000).unwrap_or(0);
+        let Some(step) = rampart_crypto::totp_step_of(&secret, unix, code.expose_secret().trim())
+        else {
+            return Ok(false);
+        };
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        Ok(self.store().accept_totp_step(&factor.id, step, now).await?)
+    }
+
+    /// Counts a second-factor check for the account before it is made.
+    async fn reserve_mfa_check(
+        &self,
+        account: &Account,
+    ) -> Result<(String, u32, Timestamp), Error> {
+        let policy = &self.config().mfa;
+        let (max, window) = (policy.max_failures, policy.failure_window);
+        let key = mfa_key(&account.id);
+        let now = self.clock().now();
+        let attempt = self
+            .store()
+            .reserve_login_attempt(&key, now, now.minus(window), &move |n| {
+                (n >= max).then_some(window)
+            })
+            .await?;
+        match attempt {
+            LoginAttempt::Allowed { failures } if failures <= max => Ok((key, failures, now)),
+            _ => {
+                self.store().void_pending_logins(&account.id).await?;
+                Err(Error::MfaLocked {
+                    retry_after: window.as_secs(),
+                })
+            }
+        }
+    }
+
+    /// Checks a proof, counted against the account's limit, with events.
+    async fn verify(
+        &self,
+        account: &Account,
+        proof: &Proof,
+        ctx: Context<'_>,
+        meta: &RequestMeta,
+    ) -> Result<Method, Error> {
+        let (key, count, at) = self.reserve_mfa_check(account).await?;
+        let checked = self.check_proof(account, proof, ctx).await;
+        let label = |m: &str| format!("{}:{m}", ctx.label());
+        let method = match checked {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                let m = match proof {
+                    Proof::Code(m, _) => m.as_str(),
+                    Proof::Passkey(_) => "webauthn",
+                    Proof::Password(_) => "password",
+                };
+                self.record_event(
+                    EventKind::MfaFailure,
+                    Outcome::Failure,
+                    Some(&label(m)),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                if count >= self.config().mfa.max_failures {
+                    self.store().void_pending_logins(&account.id).await?;
+                    self.record_event(
+                        EventKind::MfaLocked,
+                        Outcome::Success,
+                        Some("failed_second_factor"),
+                        Some(&account.id),
+                        meta,
+                    )
+                    .await;
+                }
+                return Err(Error::InvalidMfaCode);
+            }
+            Err(e) => {
+                // Not a guess: a refusal (method not enrolled) or a fault.
+                self.settle_attempt(&key, count, at, Settle::Uncount).await;
+                return Err(e);
+            }
+        };
+        self.settle_attempt(&key, count, at, Settle::Forget).await;
+        self.record_event(
+            EventKind::MfaSuccess,
+            Outcome::Success,
+            Some(&label(method.as_str())),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        if method == Method::RecoveryCode {
+            let left = self.store().recovery_codes_left(&account.id).await?;
+            self.record_event(
+                EventKind::RecoveryCodeUsed,
+                Outcome::Success,
+                Some(&format!("{left}_left")),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            self.notify_owner(
+                account,
+                "A recovery code was used",
+                format!(
+                    "A recovery code was just used to sign in to your account{}. {left} unused codes are left; generate new ones when few remain.",
+                    meta.ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default()
+                ),
+            );
+        }
+        Ok(method)
+    }
+
+    /// The second step of a login: a right proof turns the pending login
+    /// into a session. A wrong one is counted; the owner hears of the
+    /// first wrong one for each pending login.
+    pub async fn complete_login(
+        &self,
+        mfa_token: &SecretString,
+        proof: &Proof,
+        meta: &RequestMeta,
+    ) -> Result<NewSession, Error> {
+        if matches!(proof, Proof::Password(_)) {
+            return Err(Error::MethodUnavailable);
+        }
+        let (pending, account) = self.pending(mfa_token).await?;
+        match self
+            .verify(&account, proof, Context::Login(&pending.token_hash), meta)
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::InvalidMfaCode) => {
+                if self
+                    .store()
+                    .pending_login_failed(&pending.token_hash)
+                    .await?
+                    == Some(1)
+                {
+                    self.notify_owner(
+                        &account,
+                        "Sign-in attempt with your password",
+                        format!(
+                            "Someone entered your correct password{} but failed the second step of sign-in. Your account is safe, but your password is known to someone else: change it.",
+                            meta.ip.as_deref().map(|ip| format!(" from {ip}")).unwrap_or_default()
+                        ),
+                    );
+                }
+                return Err(Error::InvalidMfaCode);
+            }
+            Err(e) => return Err(e),
+        }
+        let now = self.clock().now();
+        let pending = self
+            .store()
+            .take_pending_login(&pending.token_hash, now)
+            .await?
+            .ok_or(Error::MfaTokenInvalid)?;
+        // The password must not have changed since it was checked.
+        let current = account.password_hash.expose_secret();
+        if sha256_hex(current.as_bytes()) != pending.password_fp {
+            return Err(Error::MfaTokenInvalid);
+        }
+        let Some(new) = self.start_session_at(&account, current, now, meta).await? else {
+            return Err(Error::MfaTokenInvalid);
+        };
+        self.record_event(
+            EventKind::LoginSuccess,
+            Outcome::Success,
+            Some("mfa"),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(new)
+    }
+
+    /// Proves the session's owner again: a factor for an account that has
+    /// one, the password for one that has none.
+    pub async fn step_up(
+        &self,
+        session: &Session,
+        account: &Account,
+        proof: &Proof,
+        meta: &RequestMeta,
+    ) -> Result<Timestamp, Error> {
+        let now = self.clock().now();
+        match proof {
+            Proof::Password(password) => {
+                if account.has_mfa {
+                    return Err(Error::FactorRequired);
+                }
+                let (key, count, at) = self.reserve_mfa_check(account).await?;
+                let ok = password.expose_secret().len() <= crate::auth::MAX_PASSWORD_BYTES
+                    && matches!(
+                        self.pool()
+                            .verify(
+                                normalize(password),
+                                account.password_hash.expose_secret().to_owned()
+                            )
+                            .await,
+                        Ok(Verification::Match { .. })
+                    );
+                if !ok {
+                    self.record_event(
+                        EventKind::StepUp,
+                        Outcome::Failure,
+                        Some("password"),
+                        Some(&account.id),
+                        meta,
+                    )
+                    .await;
+                    return Err(Error::InvalidCredentials);
+                }
+                self.settle_attempt(&key, count, at, Settle::Forget).await;
+            }
+            _ => {
+                if let Err(e) = self
+                    .verify(account, proof, Context::StepUp(session.id.as_str()), meta)
+                    .await
+                {
+                    if matches!(e, Error::InvalidMfaCode) {
+                        self.record_event(
+                            EventKind::StepUp,
+                            Outcome::Failure,
+                            Some("second_factor"),
+                            Some(&account.id),
+                            meta,
+                        )
+                        .await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.store().set_step_up(&session.id, now).await?;
+        self.record_event(
+            EventKind::StepUp,
+            Outcome::Success,
+            None,
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(now.plus(self.config().mfa.step_up_window))
+    }
+
+    /// The account's factors (confirmed ones) and unused recovery codes.
+    pub async fn factors(&self, account: &Account) -> Result<(Vec<Factor>, u32), Error> {
+        Ok((
+            self.confirmed_factors(account).await?,
+            self.store().recovery_codes_left(&account.id).await?,
+        ))
+    }
+
+    /// Starts TOTP enrolment: a new secret, shown once.
+    pub async fn enrol_totp(&self, account: &Account) -> Result<TotpEnrolment, Error> {
+        self.allow(Method::Totp)?;
+        let id = FactorId::generate(self.entropy().as_ref());
+        let secret = rampart_crypto::totp_secret(self.entropy().as_ref());
+        let issuer = &self.config().mfa.issuer;
+        let uri = rampart_crypto::totp_uri(&secret, issuer, account.email.as_str())
+            .ok_or_else(|| Error::Internal("otpauth uri".to_owned()))?;
+        let qr = qrcode::QrCode::new(uri.expose_secret().as_bytes())
+            .map_err(|e| Error::Internal(format!("qr code: {e}")))?
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .build();
+        let factor = Factor {
+            id: id.clone(),
+            account_id: account.id.clone(),
+            kind: FactorKind::Totp,
+            name: "Authenticator app".to_owned(),
+            sealed: Some(self.seal_factor(&id, FactorKind::Totp, secret.expose_secret())),
+            created_at: self.clock().now(),
+            confirmed_at: None,
+            last_used_at: None,
+            last_step: -1,
+        };
+        self.store().insert_factor(&factor).await?;
+        Ok(TotpEnrolment {
+            factor_id: id,
+            secret: rampart_crypto::totp_base32(&secret),
+            uri,
+            qr_svg: SecretString::new(qr),
+        })
+    }
+
+    /// Confirms the latest TOTP enrolment with a code from the app.
+    pub async fn confirm_totp(
+        &self,
+        account: &Account,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<Enrolled, Error> {
+        let factors = self.store().factors_of(&account.id).await?;
+        let factor = factors
+            .iter()
+            .rev()
+            .find(|f| f.kind == FactorKind::Totp && !f.is_confirmed())
+            .ok_or(Error::NoPendingEnrolment)?;
+        if !self.totp_accepts(factor, code).await? {
+            self.record_event(
+                EventKind::MfaFailure,
+                Outcome::Failure,
+                Some("enrol:totp"),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidMfaCode);
+        }
+        self.finish_enrolment(account, factor.clone(), meta).await
+    }
+
+    /// Starts email or SMS enrolment: a code goes to the address (the
+    /// account's email) or to `phone`.
+    pub async fn enrol_code_factor(
+        &self,
+        session: &Session,
+        account: &Account,
+        kind: FactorKind,
+        phone: Option<&str>,
+    ) -> Result<ChallengeSent, Error> {
+        self.allow(Method::of(kind))?;
+        let channel = Self::channel_of(kind).ok_or(Error::MethodUnavailable)?;
+        if !self.mfa().notifier.supports(channel) {
+            return Err(Error::MethodUnavailable);
+        }
+        let (name, sealed_value) = match kind {
+            FactorKind::Sms => {
+                let phone = phone.ok_or(Error::InvalidPhone)?;
+                if !valid_phone(phone) {
+                    return Err(Error::InvalidPhone);
+                }
+                (format!("SMS to {}", mask(phone)), Some(phone.to_owned()))
+            }
+            _ => (format!("Email to {}", mask(account.email.as_str())), None),
+        };
+        // One pending enrolment per kind, reused: its send limits carry over
+        // to the next attempt, so enrolment cannot be used to spray codes.
+        let existing = self
+            .store()
+            .factors_of(&account.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|f| f.kind == kind && !f.is_confirmed());
+        let factor = match existing {
+            Some(mut f) => {
+                if let Some(v) = &sealed_value {
+                    let sealed = self.seal_factor(&f.id, kind, v.as_bytes());
+                    self.store()
+                        .factor_used(&f.id, self.clock().now(), Some(&sealed))
+                        .await?;
+                    f.sealed = Some(sealed);
+                }
+                f
+            }
+            None => {
+                let id = FactorId::generate(self.entropy().as_ref());
+                let f = Factor {
+                    sealed: sealed_value
+                        .as_ref()
+                        .map(|v| self.seal_factor(&id, kind, v.as_bytes())),
+                    id,
+                    account_id: account.id.clone(),
+                    kind,
+                    name: name.clone(),
+                    created_at: self.clock().now(),
+                    confirmed_at: None,
+                    last_used_at: None,
+                    last_step: -1,
+                };
+                self.store().insert_factor(&f).await?;
+                f
+            }
+        };
+        let factor = Factor { name, ..factor };
+        self.send_code(
+            account,
+            &factor,
+            ChallengePurpose::EnrolCode,
+            session.id.as_str(),
+            true,
+        )
+        .await
+    }
+
+    /// Confirms an email or SMS enrolment with the code that was sent.
+    pub async fn confirm_code_factor(
+        &self,
+        session: &Session,
+        account: &Account,
+        kind: FactorKind,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<Enrolled, Error> {
+        let factors = self.store().factors_of(&account.id).await?;
+        let wrong = || async {
+            self.record_event(
+                EventKind::MfaFailure,
+                Outcome::Failure,
+                Some(&format!("enrol:{}", kind.as_str())),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            Error::InvalidMfaCode
+        };
+        let Some(id) = self
+            .check_code(ChallengePurpose::EnrolCode, session.id.as_str(), code)
+            .await?
+        else {
+            return Err(wrong().await);
+        };
+        let Some(factor) = factors
+            .into_iter()
+            .find(|f| f.id == id && f.kind == kind && !f.is_confirmed())
+        else {
+            return Err(wrong().await);
+        };
+        self.finish_enrolment(account, factor, meta).await
+    }
+
+    /// Starts registering a passkey named `name`.
+    pub async fn enrol_passkey(
+        &self,
+        session: &Session,
+        account: &Account,
+        name: &str,
+    ) -> Result<serde_json::Value, Error> {
+        self.allow(Method::Webauthn)?;
+        check_factor_name(name)?;
+        let factors = self.confirmed_factors(account).await?;
+        let exclude: Vec<_> = self
+            .passkeys(&factors)?
+            .into_iter()
+            .map(|(_, p)| p.cred_id().clone())
+            .collect();
+        let display = account
+            .display_name
+            .clone()
+            .unwrap_or_else(|| account.email.as_str().to_owned());
+        let (options, registration) = self
+            .mfa()
+            .webauthn
+            .start_passkey_registration(
+                user_uuid(&account.id),
+                account.email.as_str(),
+                &display,
+                Some(exclude),
+            )
+            .map_err(|e| Error::Internal(format!("webauthn: {e}")))?;
+        let state = serde_json::to_string(&PasskeyEnrolState {
+            name: name.to_owned(),
+            registration,
+        })
+        .map_err(|e| Error::Internal(format!("webauthn state: {e}")))?;
+        self.store()
+            .put_challenge(&Challenge {
+                purpose: ChallengePurpose::EnrolPasskey,
+                bound: session.id.as_str().to_owned(),
+                account_id: account.id.clone(),
+                factor_id: None,
+                state,
+                tries: 0,
+                expires_at: self.clock().now().plus(PASSKEY_TTL),
+            })
+            .await?;
+        serde_json::to_value(options).map_err(|e| Error::Internal(format!("webauthn: {e}")))
+    }
+
+    /// Finishes registering a passkey with the authenticator's response.
+    pub async fn confirm_passkey(
+        &self,
+        session: &Session,
+        account: &Account,
+        credential: &serde_json::Value,
+        meta: &RequestMeta,
+    ) -> Result<Enrolled, Error> {
+        let now = self.clock().now();
+        let challenge = self
+            .store()
+            .take_challenge(ChallengePurpose::EnrolPasskey, session.id.as_str(), now)
+            .await?
+            .ok_or(Error::NoPendingEnrolment)?;
+        let state: PasskeyEnrolState = serde_json::from_str(&challenge.state)
+            .map_err(|e| Error::Internal(format!("webauthn state: {e}")))?;
+        let passkey = serde_json::from_value::<RegisterPublicKeyCredential>(credential.clone())
+            .ok()
+            .and_then(|c| {
+                self.mfa()
+                    .webauthn
+                    .finish_passkey_registration(&c, &state.registration)
+                    .ok()
+            });
+        let Some(passkey) = passkey else {
+            self.record_event(
+                EventKind::MfaFailure,
+                Outcome::Failure,
+                Some("enrol:webauthn"),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            return Err(Error::InvalidMfaCode);
+        };
+        let id = FactorId::generate(self.entropy().as_ref());
+        let json =
+            serde_json::to_vec(&passkey).map_err(|e| Error::Internal(format!("passkey: {e}")))?;
+        let factor = Factor {
+            sealed: Some(self.seal_factor(&id, FactorKind::Webauthn, &json)),
+            id,
+            account_id: account.id.clone(),
+            kind: FactorKind::Webauthn,
+            name: state.name,
+            created_at: now,
+            confirmed_at: None,
+            last_used_at: None,
+            last_step: -1,
+        };
+        self.store().insert_factor(&factor).await?;
+        self.finish_enrolment(account, factor, meta).await
+    }
+
+    async fn finish_enrolment(
+        &self,
+        account: &Account,
+        mut factor: Factor,
+        meta: &RequestMeta,
+    ) -> Result<Enrolled, Error> {
+        let now = self.clock().now();
+        let first = self.confirmed_factors(account).await?.is_empty();
+        if !self
+            .store()
+            .confirm_factor(&account.id, &factor.id, now)
+            .await?
+        {
+            return Err(Error::NoPendingEnrolment);
+        }
+        factor.confirmed_at = Some(now);
+        self.record_event(
+            EventKind::MfaEnrolled,
+            Outcome::Success,
+            Some(factor.kind.as_str()),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        self.notify_owner(
+            account,
+            "A second factor was added to your account",
+            format!(
+                "A second factor ({}: {}) was added to your account.",
+                factor.kind.as_str(),
+                factor.name
+            ),
+        );
+        let recovery_codes = if first {
+            Some(self.new_recovery_codes(account, meta).await?)
+        } else {
+            None
+        };
+        Ok(Enrolled {
+            factor,
+            recovery_codes,
+        })
+    }
+
+    async fn new_recovery_codes(
+        &self,
+        account: &Account,
+        meta: &RequestMeta,
+    ) -> Result<Vec<SecretString>, Error> {
+        let codes: Vec<SecretString> = (0..RECOVERY_CODES)
+            .map(|_| rampart_crypto::recovery_code(self.entropy().as_ref()))
+            .collect();
+        let ctx = recovery_context(&account.id);
+        let macs: Vec<String> = codes
+            .iter()
+            .map(|c| self.mfa().keys.mac(&ctx, c.expose_secret()))
+            .collect();
+        self.store()
+            .replace_recovery_codes(&account.id, &macs)
+            .await?;
+        self.record_event(
+            EventKind::RecoveryCodesGenerated,
+            Outcome::Success,
+            None,
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(codes)
+    }
+
+    /// Replaces every recovery code with ten new ones, shown once.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        account: &Account,
+        meta: &RequestMeta,
+    ) -> Result<Vec<SecretString>, Error> {
+        if !account.has_mfa {
+            return Err(Error::MfaNotEnabled);
+        }
+        self.allow(Method::RecoveryCode)?;
+        let codes = self.new_recovery_codes(account, meta).await?;
+        self.notify_owner(
+            account,
+            "New recovery codes",
+            "New recovery codes were generated for your account; the old ones no longer work."
+                .to_owned(),
+        );
+        Ok(codes)
+    }
+
+    /// Removes one of the account's factors. The last one is kept when the
+    /// account's role requires a second factor.
+    pub async fn remove_factor(
+        &self,
+        account: &Account,
+        id: &FactorId,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let keep_last = self.config().mfa.required_for(account.role);
+        match self
+            .store()
+            .delete_factor(&account.id, id, keep_last)
+            .await?
+        {
+            FactorRemoval::NotFound => Err(Error::NotFound),
+            FactorRemoval::LastFactor => Err(Error::LastFactor),
+            FactorRemoval::Deleted(kind) => {
+                self.record_event(
+                    EventKind::MfaRemoved,
+                    Outcome::Success,
+                    Some(kind.as_str()),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                self.notify_owner(
+                    account,
+                    "A second factor was removed from your account",
+                    format!(
+                        "A second factor ({}) was removed from your account.",
+                        kind.as_str()
+                    ),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes every factor and recovery code of an account that lost them
+    /// all, and ends its sessions; recorded and told to the owner. `by` is
+    /// the administrator's account id or `cli`.
+    pub async fn reset_mfa(
+        &self,
+        target: &crate::AccountId,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let account = self
+            .store()
+            .account_by_id(target)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.store().reset_mfa(&account.id).await?;
+        self.record_event(
+            EventKind::MfaReset,
+            Outcome::Success,
+            Some(&format!("by {by}")),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        self.notify_owner(
+            &account,
+            "Your second factors were reset",
+            "An administrator removed every second factor and recovery code from your account and signed out all its sessions. Sign in with your password and set up a second factor again."
+                .to_owned(),
+        );
+        Ok(())
+    }
+
+    /// Deletes expired challenges and pending logins, and stale enrolments.
+    pub async fn purge_mfa(&self) -> Result<u64, Error> {
+        let now = self.clock().now();
+        Ok(self
+            .store()
+            .purge_mfa(now, now.minus(ENROLMENT_TTL))
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_e164() {
+        assert!(valid_phone("+447700900123"));
+        assert!(valid_phone("+14155550100"));
+        assert!(!valid_phone("447700900123"));
+        assert!(!valid_phone("+0447700900"));
+        assert!(!valid_phone("+44 7700 900123"));
+        assert!(!valid_phone("+1234567"));
+        assert!(!valid_phone("+1234567890123456"));
+    }
+
+    #[test]
+    fn policy_requires_by_role() {
+        let p = MfaPolicy::default();
+        assert!(p.required_for(Role::Admin));
+        assert!(!p.required_for(Role::Member));
+        let all = MfaPolicy {
+            required_for: vec![Requirement::All],
+            ..MfaPolicy::default()
+        };
+        assert!(all.required_for(Role::Member));
+        let none = MfaPolicy {
+            required_for: vec![],
+            methods: vec![Method::RecoveryCode],
+            ..MfaPolicy::default()
+        };
+        assert!(!none.required_for(Role::Admin));
+        assert!(none.validate().is_ok());
+        let unusable = MfaPolicy {
+            methods: vec![Method::RecoveryCode],
+            ..MfaPolicy::default()
+        };
+        assert!(unusable.validate().is_err());
+    }
+
+    #[test]
+    fn user_handles_are_stable_and_distinct() {
+        let a = crate::AccountId("acc_1".to_owned());
+        let b = crate::AccountId("acc_2".to_owned());
+        assert_eq!(user_uuid(&a), user_uuid(&a));
+        assert_ne!(user_uuid(&a), user_uuid(&b));
+    }
+}
