@@ -224,6 +224,8 @@ pub struct Running {
     pub warnings: Vec<String>,
     /// The one-time setup token, when no administrator exists yet.
     pub setup_token: Option<SecretString>,
+    /// Development mode: where messages are written instead of delivered.
+    pub outbox: Option<std::path::PathBuf>,
     pub auth: Arc<AuthService>,
     pub certs: Arc<CertStore>,
     shutdown: watch::Sender<bool>,
@@ -279,17 +281,14 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .map(|(t, _)| t);
-    let mut warnings = warnings;
-    if settings.notifier == config::NotifierMode::Log {
+    let outbox = (settings.notifier == config::NotifierMode::Log).then(|| {
         let outbox = settings.data_dir.join(OUTBOX_FILE);
-        let w = format!(
-            "notifier = \"log\": sign-in codes and security notices are written to {} and NOT delivered. \
-             For production set notifier = \"deliver\" with an [smtp] section (and [sms_webhook] for SMS).",
-            outbox.display()
+        tracing::warn!(
+            outbox = %outbox.display(),
+            "notifier = \"log\": sign-in codes and security notices are written to a file and not delivered"
         );
-        tracing::warn!(outbox = %outbox.display(), "development notifier: messages are written to a file, not delivered");
-        warnings.push(w);
-    }
+        outbox
+    });
     let http = match settings.http_listen_addr()? {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -360,6 +359,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         created,
         warnings,
         setup_token,
+        outbox,
         auth,
         certs,
         shutdown,

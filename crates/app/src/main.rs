@@ -261,6 +261,13 @@ async fn serve(settings: Settings) -> Result<()> {
         eprintln!("WARNING: {w}");
         tracing::warn!(warning = %w, "startup warning");
     }
+    if let Some(outbox) = &running.outbox {
+        eprintln!(
+            "WARNING: notifier = \"log\" (development): sign-in codes and security notices are written to {} and NOT delivered.",
+            abs(outbox).display()
+        );
+        eprintln!("         For production set notifier = \"deliver\" with an [smtp] section, and [sms_webhook] for SMS codes.");
+    }
     if let Some(token) = &running.setup_token {
         eprintln!();
         eprintln!("No administrator exists yet. Create the first one within 1 hour with this one-time token:");

@@ -93,7 +93,9 @@ async fn wrong_passwords_delay_then_lock_without_telling_the_attacker() {
         5
     );
 
-    // ...and lifts the lock; the owner gets in at once.
+    // ...and lifts the lock (an administrator's write: a fresh step-up,
+    // since the login was over ten minutes ago); the owner gets in at once.
+    s.step_up("owner@example.com", &admin).await;
     let r = s
         .post_auth(
             &format!("/api/v1/admin/accounts/{target}/unlock"),

@@ -373,6 +373,98 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     let (other, _) = login("u@example.com").await;
     let (admin_token, _) = login("root@example.com").await;
     secrets.extend([token.clone(), csrf, other.clone(), admin_token.clone()]);
+    // The administrator enrols TOTP; its secret, URI and recovery codes are
+    // canaries, and so are the codes and the mfa token of a second login.
+    let enrol: Value = serde_json::from_str(
+        &call(
+            "/api/v1/me/mfa/totp".into(),
+            Some(json!({})),
+            Auth::Bearer(&admin_token),
+        )
+        .await,
+    )
+    .unwrap();
+    let totp_secret = enrol["secret"].as_str().unwrap().to_owned();
+    secrets.push(totp_secret.clone());
+    secrets.push(enrol["otpauth_uri"].as_str().unwrap().to_owned());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let confirmed: Value = serde_json::from_str(
+        &call(
+            "/api/v1/me/mfa/totp/confirm".into(),
+            Some(json!({"code": totp_at(&totp_secret, now())})),
+            Auth::Bearer(&admin_token),
+        )
+        .await,
+    )
+    .unwrap();
+    let recovery: Vec<String> = confirmed["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    secrets.extend(recovery.iter().cloned());
+    let pending: Value = serde_json::from_str(
+        &call(
+            "/api/v1/auth/login".into(),
+            Some(json!({"email": "root@example.com", "password": pw1})),
+            Auth::None,
+        )
+        .await,
+    )
+    .unwrap();
+    let mfa_token = pending["mfa_token"].as_str().unwrap().to_owned();
+    secrets.push(mfa_token.clone());
+    bodies.push(
+        call(
+            "/api/v1/auth/mfa".into(),
+            Some(json!({"mfa_token": mfa_token, "method": "recovery_code", "code": "0000-0000-0000-0000"})),
+            Auth::None,
+        )
+        .await,
+    );
+    let second: Value = serde_json::from_str(
+        &call(
+            "/api/v1/auth/mfa".into(),
+            Some(json!({"mfa_token": mfa_token, "method": "recovery_code", "code": recovery[0]})),
+            Auth::None,
+        )
+        .await,
+    )
+    .unwrap();
+    secrets.push(second["token"].as_str().unwrap().to_owned());
+    // An email factor for the member: the code goes to the outbox file.
+    bodies.push(
+        call(
+            "/api/v1/me/mfa/email".into(),
+            Some(json!({})),
+            Auth::Bearer(&token),
+        )
+        .await,
+    );
+    let outbox = std::fs::read_to_string(data.join("outbox.log")).unwrap();
+    let email_code = outbox
+        .split("code is ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect::<String>();
+    bodies.push(
+        call(
+            "/api/v1/me/mfa/email/confirm".into(),
+            Some(json!({"code": email_code})),
+            Auth::Bearer(&token),
+        )
+        .await,
+    );
+    bodies.push(call("/api/v1/me/mfa".into(), None, Auth::Bearer(&token)).await);
     bodies.push(call("/api/v1/me".into(), None, Auth::Bearer(&token)).await);
     bodies.push(call("/api/v1/me/sessions".into(), None, Auth::Bearer(&token)).await);
     for body in [
@@ -453,6 +545,10 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     assert!(
         events.contains(r#""reason":"blocked""#) && events.contains("account_unlocked"),
         "the brute-force path was not exercised"
+    );
+    assert!(
+        events.contains("recovery_code_used") && events.contains(r#""reason":"email""#),
+        "the second-factor path was not exercised"
     );
     bodies.push(
         call(

@@ -61,6 +61,19 @@ pub struct TestServer {
     pub client: Client,
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
+    /// TOTP secrets (base32) enrolled by the helpers, by email: the
+    /// tests' authenticator app.
+    pub totp: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// The TOTP code an authenticator app shows at `unix_secs` for a base32
+/// secret, computed by `totp-rs` directly (not through Rampart).
+pub fn totp_at(secret_b32: &str, unix_secs: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret_b32.to_owned())
+        .to_bytes()
+        .expect("base32 secret");
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new())
+        .generate(unix_secs)
 }
 
 pub struct Options {
@@ -134,6 +147,7 @@ impl TestServer {
             running: Some(running),
             dir,
             clock,
+            totp: Default::default(),
         }
     }
 
@@ -210,8 +224,17 @@ impl TestServer {
         self.login(email, STRONG).await
     }
 
-    /// Creates the first administrator through the setup token and logs in.
+    /// Creates the first administrator through the setup token, logs in
+    /// and enrols a TOTP factor (required for administrators), so the
+    /// session can use the admin API at once.
     pub async fn admin(&self) -> String {
+        let token = self.admin_without_mfa().await;
+        self.enrol_totp("owner@example.com", &token).await;
+        token
+    }
+
+    /// The first administrator, logged in, with no second factor yet.
+    pub async fn admin_without_mfa(&self) -> String {
         let token = self.running().setup_token.as_ref().expect("setup token");
         let r = self
             .post(
@@ -221,6 +244,71 @@ impl TestServer {
             .await;
         assert_eq!(r.status(), 201);
         self.login("owner@example.com", STRONG).await
+    }
+
+    /// Seconds since the epoch on the server's clock.
+    pub fn unix_now(&self) -> u64 {
+        (self.clock.now().millis() / 1000) as u64
+    }
+
+    /// A TOTP code for a fresh time step: moves the clock on 30 s first, so
+    /// no two calls give a code for the same (already used) step.
+    pub fn next_totp(&self, email: &str) -> String {
+        self.clock.advance(std::time::Duration::from_secs(30));
+        let secret = self.totp.lock().unwrap()[email].clone();
+        totp_at(&secret, self.unix_now())
+    }
+
+    /// Enrols and confirms TOTP for the session's account; returns the
+    /// confirmation body (with the recovery codes of a first factor).
+    pub async fn enrol_totp(&self, email: &str, token: &str) -> Value {
+        let r = self.post_auth("/api/v1/me/mfa/totp", token, json!({})).await;
+        assert_eq!(r.status(), 201, "enrol totp");
+        let v: Value = r.json().await.unwrap();
+        let secret = v["secret"].as_str().unwrap().to_owned();
+        self.totp.lock().unwrap().insert(email.to_owned(), secret);
+        let code = self.next_totp(email);
+        let r = self
+            .post_auth("/api/v1/me/mfa/totp/confirm", token, json!({"code": code}))
+            .await;
+        assert_eq!(r.status(), 200, "confirm totp");
+        r.json().await.unwrap()
+    }
+
+    /// Steps the session up with the account's TOTP.
+    pub async fn step_up(&self, email: &str, token: &str) {
+        let code = self.next_totp(email);
+        let r = self
+            .post_auth(
+                "/api/v1/auth/step-up",
+                token,
+                json!({"method": "totp", "code": code}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "step-up");
+    }
+
+    /// Logs in an account with TOTP: password, then a code.
+    pub async fn login_mfa(&self, email: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": STRONG}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["mfa_required"], true, "{v}");
+        let code = self.next_totp(email);
+        let r = self
+            .post(
+                "/api/v1/auth/mfa",
+                json!({"mfa_token": v["mfa_token"], "method": "totp", "code": code}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "second factor");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
     }
 
     pub async fn stop(&mut self) {
