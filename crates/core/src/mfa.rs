@@ -333,8 +333,11 @@ fn check_factor_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whole seconds from `now` until `then`, rounded up.
 fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
-    u64::try_from((then.millis() - now.millis()).max(0)).unwrap_or(0) / 1000 + 1
+    u64::try_from((then.millis() - now.millis()).max(0))
+        .unwrap_or(0)
+        .div_ceil(1000)
 }
 
 impl AuthService {
@@ -654,6 +657,7 @@ impl AuthService {
         purpose: ChallengePurpose,
         bound: &str,
         code: &SecretString,
+        expected: Option<&FactorId>,
     ) -> Result<Option<FactorId>, Error> {
         let now = self.clock().now();
         let Some(c) = self.store().try_challenge(purpose, bound, now).await? else {
@@ -662,7 +666,8 @@ impl AuthService {
         let Some(factor) = c.factor_id.clone() else {
             return Ok(None);
         };
-        if c.tries > CODE_TRIES {
+        // A code sent to another factor is not spent by a wrong guess here.
+        if c.tries > CODE_TRIES || expected.is_some_and(|e| *e != factor) {
             return Ok(None);
         }
         let typed = code.expose_secret().trim();
@@ -726,20 +731,20 @@ impl AuthService {
             }
             Proof::Code(method @ (Method::Email | Method::Sms), code) => {
                 self.allow(*method)?;
-                let Some(id) = self
-                    .check_code(ctx.code_purpose(), ctx.bound(), code)
-                    .await?
-                else {
-                    return Ok(None);
-                };
                 let factors = self.confirmed_factors(account).await?;
-                match factors.iter().find(|f| f.id == id) {
-                    Some(f) if Method::of(f.kind) == *method => {
-                        self.store().factor_used(&f.id, now, None).await?;
-                        Ok(Some(*method))
-                    }
-                    _ => Ok(None),
+                let factor = factors
+                    .iter()
+                    .find(|f| Method::of(f.kind) == *method)
+                    .ok_or(Error::MethodUnavailable)?;
+                if self
+                    .check_code(ctx.code_purpose(), ctx.bound(), code, Some(&factor.id))
+                    .await?
+                    .is_none()
+                {
+                    return Ok(None);
                 }
+                self.store().factor_used(&factor.id, now, None).await?;
+                Ok(Some(*method))
             }
             Proof::Code(Method::Webauthn, _) => Err(Error::MethodUnavailable),
             Proof::Passkey(assertion) => {
@@ -807,12 +812,20 @@ impl AuthService {
         let (max, window) = (policy.max_failures, policy.failure_window);
         let key = mfa_key(&account.id);
         let now = self.clock().now();
-        let attempt = self
+        let block = move |n: u32| (n >= max).then_some(window);
+        let mut attempt = self
             .store()
-            .reserve_login_attempt(&key, now, now.minus(window), &move |n| {
-                (n >= max).then_some(window)
-            })
+            .reserve_login_attempt(&key, now, now.minus(window), &block)
             .await?;
+        if matches!(attempt, LoginAttempt::Allowed { failures } if failures > max) {
+            // Counted past the limit only once the block it set is over: the
+            // pause was served, so counting starts again.
+            self.store().clear_login_failures(&key).await?;
+            attempt = self
+                .store()
+                .reserve_login_attempt(&key, now, now.minus(window), &block)
+                .await?;
+        }
         match attempt {
             LoginAttempt::Allowed { failures } if failures <= max => Ok((key, failures, now)),
             _ => {
@@ -1198,7 +1211,7 @@ impl AuthService {
             Error::InvalidMfaCode
         };
         let Some(id) = self
-            .check_code(ChallengePurpose::EnrolCode, session.id.as_str(), code)
+            .check_code(ChallengePurpose::EnrolCode, session.id.as_str(), code, None)
             .await?
         else {
             return Err(wrong().await);

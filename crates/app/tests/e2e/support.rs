@@ -72,8 +72,16 @@ pub fn totp_at(secret_b32: &str, unix_secs: u64) -> String {
     let bytes = totp_rs::Secret::Encoded(secret_b32.to_owned())
         .to_bytes()
         .expect("base32 secret");
-    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new())
-        .generate(unix_secs)
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .generate(unix_secs)
 }
 
 pub struct Options {
@@ -262,7 +270,9 @@ impl TestServer {
     /// Enrols and confirms TOTP for the session's account; returns the
     /// confirmation body (with the recovery codes of a first factor).
     pub async fn enrol_totp(&self, email: &str, token: &str) -> Value {
-        let r = self.post_auth("/api/v1/me/mfa/totp", token, json!({})).await;
+        let r = self
+            .post_auth("/api/v1/me/mfa/totp", token, json!({}))
+            .await;
         assert_eq!(r.status(), 201, "enrol totp");
         let v: Value = r.json().await.unwrap();
         let secret = v["secret"].as_str().unwrap().to_owned();
