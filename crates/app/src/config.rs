@@ -40,6 +40,9 @@ pub struct Settings {
     pub database_url_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The master key file. Default: `master.key` in the data dir. Nodes
+    /// sharing one PostgreSQL database must all use the same key.
+    pub master_key_file: Option<PathBuf>,
     /// Oldest TLS version accepted: "1.3" (default) or "1.2".
     pub tls_min_version: TlsMinVersion,
     /// Turn permission warnings into errors.
@@ -76,6 +79,7 @@ impl Default for Settings {
             database_url_file: None,
             tls_cert: None,
             tls_key: None,
+            master_key_file: None,
             tls_min_version: TlsMinVersion::default(),
             strict: false,
             public_origins: Vec::new(),

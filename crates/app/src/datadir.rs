@@ -82,14 +82,12 @@ pub fn permission_problems(paths: &[(&str, &Path)]) -> Vec<String> {
 
 /// Prepares the data directory; generates what is missing.
 pub fn prepare(
-    dir: &Path,
-    tls: Option<(PathBuf, PathBuf)>,
+    layout: Layout,
     now: SystemTime,
     entropy: &dyn Entropy,
 ) -> Result<(Layout, Created)> {
-    let layout = Layout::of(dir, tls);
     let mut created = Created {
-        dir: create_private_dir(dir)?,
+        dir: create_private_dir(&layout.dir)?,
         ..Created::default()
     };
     created.master_key = ensure_master_key(&layout.master_key, entropy)?;

@@ -45,12 +45,22 @@ impl Default for Deps {
 /// read: the data directory, master key, TLS key, and the SQLite file
 /// wherever `database_url` puts it.
 pub fn permission_problems(settings: &Settings) -> Vec<String> {
-    let tls = settings.tls_cert.clone().zip(settings.tls_key.clone());
-    let mut problems = datadir::Layout::of(&settings.data_dir, tls).permission_problems();
+    let mut problems = layout(settings).permission_problems();
     if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
         problems.extend(datadir::permission_problems(&[("database", &db)]));
     }
     problems
+}
+
+/// Where the data directory's files are, with the configured TLS pair and
+/// master key file in place of the generated ones.
+pub fn layout(settings: &Settings) -> datadir::Layout {
+    let tls = settings.tls_cert.clone().zip(settings.tls_key.clone());
+    let mut layout = datadir::Layout::of(&settings.data_dir, tls);
+    if let Some(key) = &settings.master_key_file {
+        layout.master_key = key.clone();
+    }
+    layout
 }
 
 /// Opens the configured database (applying migrations).
@@ -145,7 +155,7 @@ fn notifier(settings: &Settings, deps: &Deps) -> Result<Arc<dyn rampart_core::no
 /// What second factors need: the keyring from the master key (created if
 /// missing), the notifier, and the WebAuthn relying party.
 pub fn mfa_deps(settings: &Settings, https_port: u16, deps: &Deps) -> Result<MfaDeps> {
-    let layout = datadir::Layout::of(&settings.data_dir, None);
+    let layout = layout(settings);
     datadir::create_private_dir(&settings.data_dir)?;
     datadir::ensure_master_key(&layout.master_key, deps.entropy.as_ref())?;
     let master = datadir::read_master_key(&layout.master_key)?;
@@ -256,10 +266,8 @@ impl Running {
 /// Prepares the data directory, opens the database, binds the listeners
 /// and starts serving.
 pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
-    let tls_paths = settings.tls_cert.clone().zip(settings.tls_key.clone());
     let (layout, created) = datadir::prepare(
-        &settings.data_dir,
-        tls_paths,
+        layout(settings),
         deps.clock.now().to_system_time(),
         deps.entropy.as_ref(),
     )?;
@@ -276,6 +284,18 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let store = open_store(settings).await?;
     let mfa = mfa_deps(settings, https_addr.port(), &deps)?;
     let auth = auth_service(settings, store, &deps, mfa)?;
+    if let Err(e) = auth.verify_master_key().await {
+        auth.store().close().await;
+        return Err(match e {
+            rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(
+                "the master key {} is not the key this database's encrypted values were sealed with. \
+                 Every Rampart node on one database must use the same master key: copy the first node's \
+                 master.key here (or point master_key_file at it), or restore the right key from your backup.",
+                layout.master_key.display()
+            ),
+            e => anyhow::anyhow!("{e}"),
+        });
+    }
     let setup_token = auth
         .issue_setup_token()
         .await

@@ -64,6 +64,8 @@ pub enum Error {
     InvalidFactorName,
     #[error("no second factor is enrolled")]
     MfaNotEnabled,
+    #[error("the master key is not the one this database was sealed with")]
+    MasterKeyMismatch,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

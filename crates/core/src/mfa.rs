@@ -1487,6 +1487,35 @@ impl AuthService {
         Ok(())
     }
 
+    /// Checks that the master key is the one this database's sealed values
+    /// were made with, recording it on a fresh database. Several nodes on
+    /// one database must share one key; a node with another one must not
+    /// start (it could read no factor, and would seal what others cannot).
+    pub async fn verify_master_key(&self) -> Result<(), Error> {
+        const CONTEXT: &str = "key_check";
+        let keys = &self.mfa().keys;
+        for _ in 0..2 {
+            let checks = self.store().key_checks().await?;
+            if checks.is_empty() {
+                let sealed = keys.seal(self.entropy().as_ref(), CONTEXT, b"rampart");
+                if self
+                    .store()
+                    .add_first_key_check(keys.current_key_id(), &sealed, self.clock().now())
+                    .await?
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+            return if checks.iter().any(|c| keys.open(CONTEXT, c).is_ok()) {
+                Ok(())
+            } else {
+                Err(Error::MasterKeyMismatch)
+            };
+        }
+        Err(Error::MasterKeyMismatch)
+    }
+
     /// Deletes expired challenges and pending logins, and stale enrolments.
     pub async fn purge_mfa(&self) -> Result<u64, Error> {
         let now = self.clock().now();

@@ -262,6 +262,17 @@ pub trait Store: Send + Sync + 'static {
     /// unconfirmed since `stale_before`.
     async fn purge_mfa(&self, now: Timestamp, stale_before: Timestamp) -> Result<u64, StoreError>;
 
+    /// The sealed key-check values (see [`crate::AuthService::verify_master_key`]).
+    async fn key_checks(&self) -> Result<Vec<String>, StoreError>;
+    /// Stores the first key check, only while there is none: false when
+    /// another node got there first.
+    async fn add_first_key_check(
+        &self,
+        key_id: &str,
+        sealed: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
 }

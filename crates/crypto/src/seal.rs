@@ -19,7 +19,7 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::{constant_time_eq, Entropy, SecretBytes, SecretString};
+use crate::{constant_time_eq, Entropy, SecretBytes};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const SEAL_INFO: &[u8] = b"rampart-seal-v1";
@@ -140,14 +140,6 @@ impl Keyring {
                 },
             )
             .map(SecretBytes::new)
-            .map_err(|_| SealError::Open)
-    }
-
-    /// Opens a sealed UTF-8 string.
-    pub fn open_string(&self, context: &str, sealed: &str) -> Result<SecretString, SealError> {
-        let bytes = self.open(context, sealed)?;
-        std::str::from_utf8(bytes.expose_secret())
-            .map(|s| SecretString::from(s))
             .map_err(|_| SealError::Open)
     }
 

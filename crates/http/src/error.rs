@@ -228,6 +228,7 @@ impl From<CoreError> for ApiError {
                 "No second factor",
                 "Set up a second factor first; recovery codes come with it.",
             ),
+            CoreError::MasterKeyMismatch => ApiError::internal("master key mismatch"),
             CoreError::Unavailable(detail) => {
                 let mut e = ApiError::new(
                     S::SERVICE_UNAVAILABLE,

@@ -1059,6 +1059,41 @@ impl Store for SqlStore {
         Ok(n)
     }
 
+    async fn key_checks(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query("SELECT sealed FROM key_checks ORDER BY created_at, key_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| r.try_get("sealed").map_err(backend))
+            .collect()
+    }
+
+    async fn add_first_key_check(
+        &self,
+        key_id: &str,
+        sealed: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO key_checks (key_id, sealed, created_at) \
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM key_checks)",
+        )
+        .bind(key_id)
+        .bind(sealed)
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            // Two nodes inserting the same key id at once.
+            Err(e) => match backend(e) {
+                StoreError::Conflict => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn insert_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO security_events (id, at, kind, outcome, reason, account_id, ip, user_agent, request_id) \

@@ -921,3 +921,23 @@ both!(
         assert!(s.factors_of(&a.id).await.unwrap().is_empty());
     }
 );
+
+both!(
+    the_first_key_check_wins,
+    |s: SqlStore, _url: String| async move {
+        assert!(s.key_checks().await.unwrap().is_empty());
+        assert!(s
+            .add_first_key_check("k1", "v1.k1.a", Timestamp(1))
+            .await
+            .unwrap());
+        assert!(!s
+            .add_first_key_check("k2", "v1.k2.b", Timestamp(2))
+            .await
+            .unwrap());
+        assert!(!s
+            .add_first_key_check("k1", "v1.k1.c", Timestamp(3))
+            .await
+            .unwrap());
+        assert_eq!(s.key_checks().await.unwrap(), vec!["v1.k1.a".to_owned()]);
+    }
+);

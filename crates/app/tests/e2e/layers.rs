@@ -19,6 +19,10 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("rampart-store", &["axum", "hyper", "rampart-http"]),
     ("rampart-http", &["sqlx", "rampart-store"]),
+    (
+        "rampart-notify",
+        &["sqlx", "axum", "rampart-store", "rampart-http"],
+    ),
 ];
 
 #[test]

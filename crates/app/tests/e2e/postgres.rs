@@ -31,6 +31,12 @@ async fn the_api_works_on_postgres() {
         .await
         .unwrap();
     assert_eq!(ev["events"].as_array().unwrap().len(), 2);
+    // The second step of a login, on PostgreSQL.
+    let again = s.login_mfa("owner@example.com").await;
+    assert_eq!(
+        s.get_auth("/api/v1/admin/events", &again).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -41,6 +47,17 @@ async fn two_nodes_share_sessions_and_revocations() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let a = Proc::spawn(&d1.path().join("data"), &["--database-url", &url]);
+    // Nodes on one database share the master key.
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(d2.path().join("data"))
+            .unwrap();
+        let key = d2.path().join("data/master.key");
+        std::fs::copy(d1.path().join("data/master.key"), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let b = Proc::spawn(&d2.path().join("data"), &["--database-url", &url]);
     let r = a
         .client
@@ -96,4 +113,63 @@ async fn two_nodes_share_sessions_and_revocations() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(me(&b, &t2).await, 401);
+}
+
+/// Second factors are sealed with the master key: nodes sharing a
+/// database share it (`master_key_file`), and a node with another key
+/// refuses to start instead of failing on the first factor it reads.
+#[tokio::test]
+async fn nodes_share_second_factors_through_one_master_key() {
+    let Some(url) = fresh_pg_schema().await else {
+        return;
+    };
+    let a = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let admin = a.admin().await;
+    assert_eq!(
+        a.get_auth("/api/v1/admin/events", &admin).await.status(),
+        200
+    );
+    let key = a.data_dir().join("master.key");
+    let b = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        env: vec![(
+            "RAMPART_MASTER_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    // The factor enrolled on node A works on node B.
+    *b.totp.lock().unwrap() = a.totp.lock().unwrap().clone();
+    b.clock.advance(std::time::Duration::from_secs(60));
+    let token = b.login_mfa("owner@example.com").await;
+    assert_eq!(
+        b.get_auth("/api/v1/admin/events", &token).await.status(),
+        200
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = rampart::Settings::load(
+        None,
+        [
+            ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
+            ("RAMPART_DATABASE_URL".to_owned(), url),
+        ],
+        &rampart::Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = rampart::start(&settings, rampart::Deps::default())
+        .await
+        .err()
+        .expect("a node with another master key is refused")
+        .to_string();
+    assert!(e.contains("same master key"), "{e}");
 }

@@ -61,3 +61,12 @@ CREATE TABLE recovery_codes (
 -- The last time this session's owner proved themselves again (step-up):
 -- sensitive actions need it to be recent.
 ALTER TABLE sessions ADD COLUMN step_up_at BIGINT NOT NULL DEFAULT 0;
+
+-- Proof of which master key this database's sealed values belong to: a
+-- value sealed with it. A node started with another key cannot open it and
+-- refuses to start, instead of failing on the first sealed value it reads.
+CREATE TABLE key_checks (
+    key_id     TEXT PRIMARY KEY,
+    sealed     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
