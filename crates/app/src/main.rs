@@ -442,6 +442,25 @@ fn config_check(settings: &Settings) -> Result<()> {
     );
     println!("  registration {:?}", settings.registration);
     println!("  password     {:?} preset", settings.password.preset);
+    let names = |v: &[rampart_core::mfa::Method]| {
+        v.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    println!(
+        "  mfa          required for {:?}; methods: {}",
+        settings.mfa.required_for,
+        names(&settings.mfa.methods)
+    );
+    match settings.notifier {
+        rampart::config::NotifierMode::Log => println!(
+            "  notifier     log: codes and notices are written to {}, NOT delivered (development only)",
+            settings.data_dir.join(rampart::OUTBOX_FILE).display()
+        ),
+        rampart::config::NotifierMode::Deliver => println!(
+            "  notifier     deliver: email via {}, SMS {}",
+            settings.smtp.as_ref().map_or("?", |s| s.host.as_str()),
+            if settings.sms_webhook.is_some() { "via the webhook" } else { "unavailable (no [sms_webhook])" }
+        ),
+    }
     if settings.data_dir.exists() {
         println!("Data directory: present");
     } else {
