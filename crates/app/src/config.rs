@@ -57,10 +57,11 @@ pub struct Settings {
     pub session: SessionSettings,
     pub brute_force: BruteForceSettings,
     pub mfa: MfaSettings,
-    /// `log` (default): codes and notices go to `outbox.log` in the data
-    /// dir, for development; `deliver`: email through `[smtp]`, SMS through
-    /// `[sms_webhook]`.
-    pub notifier: NotifierMode,
+    /// `log` (the default on a loopback address): codes and notices go to
+    /// `outbox.log` in the data dir, for development; `deliver`: email
+    /// through `[smtp]`, SMS through `[sms_webhook]`. Must be set when
+    /// `listen` is reachable from other machines.
+    pub notifier: Option<NotifierMode>,
     pub smtp: Option<SmtpSettings>,
     pub sms_webhook: Option<SmsWebhookSettings>,
     pub webauthn: WebauthnSettings,
@@ -90,7 +91,7 @@ impl Default for Settings {
             session: SessionSettings::default(),
             brute_force: BruteForceSettings::default(),
             mfa: MfaSettings::default(),
-            notifier: NotifierMode::Log,
+            notifier: None,
             smtp: None,
             sms_webhook: None,
             webauthn: WebauthnSettings::default(),
@@ -209,6 +210,8 @@ pub struct MfaSettings {
     pub failure_window_secs: u64,
     /// The name authenticator apps show.
     pub issuer: String,
+    /// SMS codes the server may send per hour, across all accounts.
+    pub sms_per_hour: u32,
 }
 
 impl Default for MfaSettings {
@@ -221,6 +224,7 @@ impl Default for MfaSettings {
             max_failures: p.max_failures,
             failure_window_secs: p.failure_window.as_secs(),
             issuer: p.issuer,
+            sms_per_hour: p.sms_per_hour,
         }
     }
 }
@@ -234,6 +238,7 @@ impl MfaSettings {
             max_failures: self.max_failures,
             failure_window: Duration::from_secs(self.failure_window_secs),
             issuer: self.issuer.clone(),
+            sms_per_hour: self.sms_per_hour,
         }
     }
 }
@@ -524,13 +529,28 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The notifier in force: `log` unless set.
+    pub fn notifier_mode(&self) -> NotifierMode {
+        self.notifier.unwrap_or(NotifierMode::Log)
+    }
+
     fn validate(&self) -> Result<()> {
         self.brute_force
             .policy()
             .validate()
             .map_err(|e| anyhow!(e))?;
         self.mfa.policy().validate().map_err(|e| anyhow!(e))?;
-        if self.notifier == NotifierMode::Deliver && self.smtp.is_none() {
+        if self.notifier.is_none() && !self.listen.ip().is_loopback() {
+            bail!(
+                "listen = {} is reachable from other machines, but `notifier` is not set. Set \
+                 notifier = \"deliver\" with an [smtp] section (and [sms_webhook] for SMS) so sign-in codes and \
+                 security notices reach your users, or notifier = \"log\" to write them to {} instead \
+                 (development only)",
+                self.listen,
+                self.data_dir.join("outbox.log").display()
+            );
+        }
+        if self.notifier_mode() == NotifierMode::Deliver && self.smtp.is_none() {
             bail!(
                 "notifier = \"deliver\" needs an [smtp] section (host, from) to send email codes and security notices; \
                  or use notifier = \"log\" while developing"

@@ -116,7 +116,7 @@ fn notifier(settings: &Settings, deps: &Deps) -> Result<Arc<dyn rampart_core::no
     use rampart_notify::{
         Delivery, FileNotifier, SmtpConfig, SmtpNotifier, WebhookConfig, WebhookNotifier,
     };
-    if settings.notifier == config::NotifierMode::Log {
+    if settings.notifier_mode() == config::NotifierMode::Log {
         return Ok(Arc::new(FileNotifier::new(
             settings.data_dir.join(OUTBOX_FILE),
         )));
@@ -301,7 +301,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .map(|(t, _)| t);
-    let outbox = (settings.notifier == config::NotifierMode::Log).then(|| {
+    let outbox = (settings.notifier_mode() == config::NotifierMode::Log).then(|| {
         let outbox = settings.data_dir.join(OUTBOX_FILE);
         tracing::warn!(
             outbox = %outbox.display(),

@@ -450,7 +450,7 @@ fn config_check(settings: &Settings) -> Result<()> {
         settings.mfa.required_for,
         names(&settings.mfa.methods)
     );
-    match settings.notifier {
+    match settings.notifier_mode() {
         rampart::config::NotifierMode::Log => println!(
             "  notifier     log: codes and notices are written to {}, NOT delivered (development only)",
             settings.data_dir.join(rampart::OUTBOX_FILE).display()

@@ -344,6 +344,7 @@ impl AuthService {
         self.store
             .clear_login_failures(&login_key(Some(&account.email), ""))
             .await?;
+        self.clear_mfa_failures(&account.id).await?;
         self.record(
             EventKind::AccountUnlocked,
             Outcome::Success,

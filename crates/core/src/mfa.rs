@@ -133,6 +133,9 @@ pub struct MfaPolicy {
     pub failure_window: Duration,
     /// The issuer shown in authenticator apps.
     pub issuer: String,
+    /// SMS codes the whole server may send per hour (against SMS
+    /// pumping); each number gets at most 5 an hour whatever asks.
+    pub sms_per_hour: u32,
 }
 
 impl Default for MfaPolicy {
@@ -144,6 +147,7 @@ impl Default for MfaPolicy {
             max_failures: 5,
             failure_window: Duration::from_secs(900),
             issuer: "Rampart".to_owned(),
+            sms_per_hour: 100,
         }
     }
 }
@@ -164,6 +168,22 @@ impl MfaPolicy {
         }
         if self.step_up_window.is_zero() {
             return Err("mfa: step_up_secs must be above 0".to_owned());
+        }
+        if self.sms_per_hour == 0 {
+            return Err(
+                "mfa: sms_per_hour must be above 0 (remove sms from methods to turn SMS off)"
+                    .to_owned(),
+            );
+        }
+        if self.issuer.is_empty()
+            || self.issuer.chars().count() > 40
+            || self.issuer.contains(':')
+            || self.issuer.chars().any(char::is_control)
+        {
+            return Err(
+                "mfa: issuer must be 1 to 40 characters, without ':' (authenticator apps show it)"
+                    .to_owned(),
+            );
         }
         if !self.methods.iter().any(|m| *m != Method::RecoveryCode) && !self.required_for.is_empty()
         {
@@ -287,16 +307,35 @@ struct PasskeyEnrolState {
     registration: PasskeyRegistration,
 }
 
-fn mfa_key(account: &crate::AccountId) -> String {
-    sha256_hex(format!("rampart-mfa-v1:{}", account.as_str()).as_bytes())
+/// The failure counter of a context: per account for logins, per session
+/// for step-ups (so a thief holding one session cannot, by failing
+/// step-ups, pause or cancel the owner's sign-ins).
+fn mfa_key(account: &crate::AccountId, ctx: Context<'_>) -> String {
+    match ctx {
+        Context::Login(_) => sha256_hex(format!("rampart-mfa-v1:{}", account.as_str()).as_bytes()),
+        Context::StepUp(session) => sha256_hex(format!("rampart-step-up-v1:{session}").as_bytes()),
+    }
 }
 
 fn seal_context(id: &FactorId, kind: FactorKind) -> String {
     format!("mfa_factors:{}:{}", id.as_str(), kind.as_str())
 }
 
-fn code_context(purpose: ChallengePurpose, bound: &str, factor: &FactorId) -> String {
-    format!("code:{}:{}:{}", purpose.as_str(), bound, factor.as_str())
+/// What a code's MAC covers: where and for what it was sent. A code sent
+/// to one number does not confirm another put on the same factor later.
+fn code_context(
+    purpose: ChallengePurpose,
+    bound: &str,
+    factor: &FactorId,
+    destination: &str,
+) -> String {
+    format!(
+        "code:{}:{}:{}:{}",
+        purpose.as_str(),
+        bound,
+        factor.as_str(),
+        sha256_hex(destination.as_bytes())
+    )
 }
 
 fn recovery_context(account: &crate::AccountId) -> String {
@@ -343,6 +382,15 @@ fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
 impl AuthService {
     fn mfa(&self) -> &MfaDeps {
         &self.mfa
+    }
+
+    /// Forgets the account's failed second factors at login (an
+    /// administrator's unlock or reset).
+    pub(crate) async fn clear_mfa_failures(&self, account: &crate::AccountId) -> Result<(), Error> {
+        self.store()
+            .clear_login_failures(&mfa_key(account, Context::Login("")))
+            .await?;
+        Ok(())
     }
 
     /// Whether the account must enrol a factor before using what its role
@@ -591,13 +639,7 @@ impl AuthService {
         if !self.mfa().notifier.supports(channel) {
             return Err(Error::MethodUnavailable);
         }
-        let to = match factor.kind {
-            FactorKind::Sms => {
-                String::from_utf8(self.open_factor(factor)?.expose_secret().to_vec())
-                    .map_err(|_| Error::Internal("stored phone unreadable".to_owned()))?
-            }
-            _ => account.email.as_str().to_owned(),
-        };
+        let to = self.destination(account, factor)?;
         let now = self.clock().now();
         if let Some(next) = self
             .store()
@@ -608,6 +650,9 @@ impl AuthService {
                 retry_after: secs_until(now, next),
             });
         }
+        if channel == Channel::Sms {
+            self.reserve_sms(&to, now).await?;
+        }
         let code = rampart_crypto::random_digits(self.entropy().as_ref(), CODE_DIGITS);
         let expires_at = now.plus(CODE_TTL);
         self.store()
@@ -617,7 +662,7 @@ impl AuthService {
                 account_id: account.id.clone(),
                 factor_id: Some(factor.id.clone()),
                 state: self.mfa().keys.mac(
-                    &code_context(purpose, bound, &factor.id),
+                    &code_context(purpose, bound, &factor.id, &to),
                     code.expose_secret(),
                 ),
                 tries: 0,
@@ -650,39 +695,79 @@ impl AuthService {
         })
     }
 
-    /// Checks a code sent for `purpose`/`bound`; the factor it was sent to
-    /// when right. Each code allows [`CODE_TRIES`] tries and is spent once.
+    /// Checks a code sent for `purpose`/`bound` to one of `candidates`;
+    /// the factor it went to when right. Each code allows [`CODE_TRIES`]
+    /// tries (a wrong method counts as a try) and is spent once.
     async fn check_code(
         &self,
+        account: &Account,
         purpose: ChallengePurpose,
         bound: &str,
         code: &SecretString,
-        expected: Option<&FactorId>,
+        candidates: &[&Factor],
     ) -> Result<Option<FactorId>, Error> {
         let now = self.clock().now();
         let Some(c) = self.store().try_challenge(purpose, bound, now).await? else {
             return Ok(None);
         };
-        let Some(factor) = c.factor_id.clone() else {
+        let Some(factor) = candidates
+            .iter()
+            .find(|f| Some(&f.id) == c.factor_id.as_ref())
+        else {
             return Ok(None);
         };
-        // A code sent to another factor is not spent by a wrong guess here.
-        if c.tries > CODE_TRIES || expected.is_some_and(|e| *e != factor) {
+        if c.tries > CODE_TRIES {
             return Ok(None);
         }
+        let destination = self.destination(account, factor)?;
+        let context = code_context(purpose, bound, &factor.id, &destination);
         let typed = code.expose_secret().trim();
-        if !self
-            .mfa()
-            .keys
-            .mac_matches(&code_context(purpose, bound, &factor), typed, &c.state)
-        {
+        if !self.mfa().keys.mac_matches(&context, typed, &c.state) {
             return Ok(None);
         }
         Ok(self
             .store()
             .spend_challenge(purpose, bound, &c.state)
             .await?
-            .then_some(factor))
+            .then(|| factor.id.clone()))
+    }
+
+    /// Where a factor's codes go: the account's email, or the sealed phone.
+    fn destination(&self, account: &Account, factor: &Factor) -> Result<String, Error> {
+        match factor.kind {
+            FactorKind::Sms => {
+                String::from_utf8(self.open_factor(factor)?.expose_secret().to_vec())
+                    .map_err(|_| Error::Internal("stored phone unreadable".to_owned()))
+            }
+            _ => Ok(account.email.as_str().to_owned()),
+        }
+    }
+
+    /// Counts an SMS against the limits that stop SMS pumping: per number
+    /// (whichever accounts ask) and for the whole server, per hour. The
+    /// same counter as password guesses (`reserve_login_attempt`), keyed by
+    /// a hash of the number.
+    async fn reserve_sms(&self, phone: &str, now: Timestamp) -> Result<(), Error> {
+        let policy = &self.config().mfa;
+        for (key, max) in [
+            (
+                sha256_hex(format!("rampart-sms-to-v1:{phone}").as_bytes()),
+                CODES_PER_WINDOW,
+            ),
+            ("rampart-sms-all-v1".to_owned(), policy.sms_per_hour),
+        ] {
+            let block = move |n: u32| (n >= max).then_some(CODE_WINDOW);
+            let attempt = self
+                .store()
+                .reserve_login_attempt(&key, now, now.minus(CODE_WINDOW), &block)
+                .await?;
+            if attempt == LoginAttempt::Blocked {
+                return Err(Error::TooManyCodes {
+                    retry_after: CODE_WINDOW.as_secs(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks a proof against the account's confirmed factors. `Ok(None)`
@@ -737,7 +822,7 @@ impl AuthService {
                     .find(|f| Method::of(f.kind) == *method)
                     .ok_or(Error::MethodUnavailable)?;
                 if self
-                    .check_code(ctx.code_purpose(), ctx.bound(), code, Some(&factor.id))
+                    .check_code(account, ctx.code_purpose(), ctx.bound(), code, &[factor])
                     .await?
                     .is_none()
                 {
@@ -803,14 +888,16 @@ impl AuthService {
         Ok(self.store().accept_totp_step(&factor.id, step, now).await?)
     }
 
-    /// Counts a second-factor check for the account before it is made.
+    /// Counts a check before it is made: per account for logins, per
+    /// session for step-ups.
     async fn reserve_mfa_check(
         &self,
         account: &Account,
+        ctx: Context<'_>,
     ) -> Result<(String, u32, Timestamp), Error> {
         let policy = &self.config().mfa;
         let (max, window) = (policy.max_failures, policy.failure_window);
-        let key = mfa_key(&account.id);
+        let key = mfa_key(&account.id, ctx);
         let now = self.clock().now();
         let block = move |n: u32| (n >= max).then_some(window);
         let mut attempt = self
@@ -829,12 +916,44 @@ impl AuthService {
         match attempt {
             LoginAttempt::Allowed { failures } if failures <= max => Ok((key, failures, now)),
             _ => {
-                self.store().void_pending_logins(&account.id).await?;
+                if matches!(ctx, Context::Login(_)) {
+                    self.store().void_pending_logins(&account.id).await?;
+                }
                 Err(Error::MfaLocked {
                     retry_after: window.as_secs(),
                 })
             }
         }
+    }
+
+    /// After a wrong proof: at the limit, checks pause, and for a login the
+    /// account's pending sign-ins are cancelled; recorded either way.
+    async fn note_failure(
+        &self,
+        account: &Account,
+        ctx: Context<'_>,
+        count: u32,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        if count < self.config().mfa.max_failures {
+            return Ok(());
+        }
+        let reason = match ctx {
+            Context::Login(_) => {
+                self.store().void_pending_logins(&account.id).await?;
+                "failed_second_factor"
+            }
+            Context::StepUp(_) => "failed_step_up",
+        };
+        self.record_event(
+            EventKind::MfaLocked,
+            Outcome::Success,
+            Some(reason),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(())
     }
 
     /// Checks a proof, counted against the account's limit, with events.
@@ -845,7 +964,7 @@ impl AuthService {
         ctx: Context<'_>,
         meta: &RequestMeta,
     ) -> Result<Method, Error> {
-        let (key, count, at) = self.reserve_mfa_check(account).await?;
+        let (key, count, at) = self.reserve_mfa_check(account, ctx).await?;
         let checked = self.check_proof(account, proof, ctx).await;
         let label = |m: &str| format!("{}:{m}", ctx.label());
         let method = match checked {
@@ -864,17 +983,7 @@ impl AuthService {
                     meta,
                 )
                 .await;
-                if count >= self.config().mfa.max_failures {
-                    self.store().void_pending_logins(&account.id).await?;
-                    self.record_event(
-                        EventKind::MfaLocked,
-                        Outcome::Success,
-                        Some("failed_second_factor"),
-                        Some(&account.id),
-                        meta,
-                    )
-                    .await;
-                }
+                self.note_failure(account, ctx, count, meta).await?;
                 return Err(Error::InvalidMfaCode);
             }
             Err(e) => {
@@ -992,17 +1101,27 @@ impl AuthService {
                 if account.has_mfa {
                     return Err(Error::FactorRequired);
                 }
-                let (key, count, at) = self.reserve_mfa_check(account).await?;
-                let ok = password.expose_secret().len() <= crate::auth::MAX_PASSWORD_BYTES
-                    && matches!(
-                        self.pool()
-                            .verify(
-                                normalize(password),
-                                account.password_hash.expose_secret().to_owned()
-                            )
-                            .await,
-                        Ok(Verification::Match { .. })
-                    );
+                let ctx = Context::StepUp(session.id.as_str());
+                let (key, count, at) = self.reserve_mfa_check(account, ctx).await?;
+                let ok = if password.expose_secret().len() > crate::auth::MAX_PASSWORD_BYTES {
+                    false
+                } else {
+                    match self
+                        .pool()
+                        .verify(
+                            normalize(password),
+                            account.password_hash.expose_secret().to_owned(),
+                        )
+                        .await
+                    {
+                        Ok(v) => matches!(v, Verification::Match { .. }),
+                        Err(e) => {
+                            // Not checked (the pool is saturated): not a guess.
+                            self.settle_attempt(&key, count, at, Settle::Uncount).await;
+                            return Err(e.into());
+                        }
+                    }
+                };
                 if !ok {
                     self.record_event(
                         EventKind::StepUp,
@@ -1012,6 +1131,7 @@ impl AuthService {
                         meta,
                     )
                     .await;
+                    self.note_failure(account, ctx, count, meta).await?;
                     return Err(Error::InvalidCredentials);
                 }
                 self.settle_attempt(&key, count, at, Settle::Forget).await;
@@ -1078,7 +1198,16 @@ impl AuthService {
             confirmed_at: None,
             last_used_at: None,
             last_step: -1,
+            credential_hash: None,
         };
+        // Only the newest enrolment can be confirmed; older ones go.
+        for old in self.store().factors_of(&account.id).await? {
+            if old.kind == FactorKind::Totp && !old.is_confirmed() {
+                self.store()
+                    .delete_factor(&account.id, &old.id, false)
+                    .await?;
+            }
+        }
         self.store().insert_factor(&factor).await?;
         Ok(TotpEnrolment {
             factor_id: id,
@@ -1091,6 +1220,7 @@ impl AuthService {
     /// Confirms the latest TOTP enrolment with a code from the app.
     pub async fn confirm_totp(
         &self,
+        session: &Session,
         account: &Account,
         code: &SecretString,
         meta: &RequestMeta,
@@ -1112,7 +1242,8 @@ impl AuthService {
             .await;
             return Err(Error::InvalidMfaCode);
         }
-        self.finish_enrolment(account, factor.clone(), meta).await
+        self.finish_enrolment(session, account, factor.clone(), meta)
+            .await
     }
 
     /// Starts email or SMS enrolment: a code goes to the address (the
@@ -1150,13 +1281,17 @@ impl AuthService {
             .find(|f| f.kind == kind && !f.is_confirmed());
         let factor = match existing {
             Some(mut f) => {
-                if let Some(v) = &sealed_value {
-                    let sealed = self.seal_factor(&f.id, kind, v.as_bytes());
-                    self.store()
-                        .factor_used(&f.id, self.clock().now(), Some(&sealed))
-                        .await?;
-                    f.sealed = Some(sealed);
-                }
+                // A new number replaces the pending one; a code sent to the
+                // old number does not confirm it (the code's MAC covers the
+                // number it went to).
+                let sealed = sealed_value
+                    .as_ref()
+                    .map(|v| self.seal_factor(&f.id, kind, v.as_bytes()));
+                self.store()
+                    .update_pending_factor(&f.id, &name, sealed.as_deref())
+                    .await?;
+                f.sealed = sealed.or(f.sealed);
+                f.name = name;
                 f
             }
             None => {
@@ -1168,17 +1303,17 @@ impl AuthService {
                     id,
                     account_id: account.id.clone(),
                     kind,
-                    name: name.clone(),
+                    name,
                     created_at: self.clock().now(),
                     confirmed_at: None,
                     last_used_at: None,
                     last_step: -1,
+                    credential_hash: None,
                 };
                 self.store().insert_factor(&f).await?;
                 f
             }
         };
-        let factor = Factor { name, ..factor };
         self.send_code(
             account,
             &factor,
@@ -1210,19 +1345,26 @@ impl AuthService {
             .await;
             Error::InvalidMfaCode
         };
+        let pending: Vec<&Factor> = factors
+            .iter()
+            .filter(|f| f.kind == kind && !f.is_confirmed())
+            .collect();
         let Some(id) = self
-            .check_code(ChallengePurpose::EnrolCode, session.id.as_str(), code, None)
+            .check_code(
+                account,
+                ChallengePurpose::EnrolCode,
+                session.id.as_str(),
+                code,
+                &pending,
+            )
             .await?
         else {
             return Err(wrong().await);
         };
-        let Some(factor) = factors
-            .into_iter()
-            .find(|f| f.id == id && f.kind == kind && !f.is_confirmed())
-        else {
+        let Some(factor) = factors.into_iter().find(|f| f.id == id) else {
             return Err(wrong().await);
         };
-        self.finish_enrolment(account, factor, meta).await
+        self.finish_enrolment(session, account, factor, meta).await
     }
 
     /// Starts registering a passkey named `name`.
@@ -1321,45 +1463,87 @@ impl AuthService {
             confirmed_at: None,
             last_used_at: None,
             last_step: -1,
+            credential_hash: Some(sha256_hex(passkey.cred_id().as_ref())),
         };
-        self.store().insert_factor(&factor).await?;
-        self.finish_enrolment(account, factor, meta).await
+        match self.store().insert_factor(&factor).await {
+            Ok(()) => {}
+            // This authenticator's credential is registered already (to
+            // this account or another).
+            Err(crate::StoreError::Conflict) => return Err(Error::PasskeyRegistered),
+            Err(e) => return Err(e.into()),
+        }
+        self.finish_enrolment(session, account, factor, meta).await
     }
 
+    /// Confirms a factor. A factor replacing another of its kind is
+    /// recorded (and told) as that one's removal too. The account's first
+    /// factor brings recovery codes and ends every other session: sessions
+    /// opened with the password alone, perhaps by whoever made the owner
+    /// turn on a second factor, do not outlive it.
     async fn finish_enrolment(
         &self,
+        session: &Session,
         account: &Account,
         mut factor: Factor,
         meta: &RequestMeta,
     ) -> Result<Enrolled, Error> {
         let now = self.clock().now();
         let first = self.confirmed_factors(account).await?.is_empty();
-        if !self
+        let Some(replaced) = self
             .store()
             .confirm_factor(&account.id, &factor.id, now)
             .await?
-        {
+        else {
             return Err(Error::NoPendingEnrolment);
-        }
+        };
         factor.confirmed_at = Some(now);
+        let kind = factor.kind.as_str();
         self.record_event(
             EventKind::MfaEnrolled,
             Outcome::Success,
-            Some(factor.kind.as_str()),
+            Some(kind),
             Some(&account.id),
             meta,
         )
         .await;
+        if replaced > 0 {
+            self.record_event(
+                EventKind::MfaRemoved,
+                Outcome::Success,
+                Some(&format!("{kind}:replaced")),
+                Some(&account.id),
+                meta,
+            )
+            .await;
+        }
         self.notify_owner(
             account,
             "A second factor was added to your account",
             format!(
-                "A second factor ({}: {}) was added to your account.",
-                factor.kind.as_str(),
-                factor.name
+                "A second factor ({kind}: {}) was added to your account{}.",
+                factor.name,
+                if replaced > 0 {
+                    ", replacing the one of that kind you had"
+                } else {
+                    ""
+                }
             ),
         );
         let recovery_codes = if first {
+            let revoked = self
+                .store()
+                .delete_other_sessions(&account.id, &session.id)
+                .await?;
+            if revoked > 0 {
+                self.record_event(
+                    EventKind::SessionRevoked,
+                    Outcome::Success,
+                    Some("mfa_enabled"),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+            }
             Some(self.new_recovery_codes(account, meta).await?)
         } else {
             None
@@ -1470,6 +1654,7 @@ impl AuthService {
             .await?
             .ok_or(Error::NotFound)?;
         self.store().reset_mfa(&account.id).await?;
+        self.clear_mfa_failures(&account.id).await?;
         self.record_event(
             EventKind::MfaReset,
             Outcome::Success,
@@ -1494,26 +1679,21 @@ impl AuthService {
     pub async fn verify_master_key(&self) -> Result<(), Error> {
         const CONTEXT: &str = "key_check";
         let keys = &self.mfa().keys;
-        for _ in 0..2 {
-            let checks = self.store().key_checks().await?;
-            if checks.is_empty() {
-                let sealed = keys.seal(self.entropy().as_ref(), CONTEXT, b"rampart");
-                if self
-                    .store()
-                    .add_first_key_check(keys.current_key_id(), &sealed, self.clock().now())
-                    .await?
-                {
-                    return Ok(());
-                }
-                continue;
-            }
-            return if checks.iter().any(|c| keys.open(CONTEXT, c).is_ok()) {
-                Ok(())
-            } else {
-                Err(Error::MasterKeyMismatch)
-            };
+        let mut checks = self.store().key_checks().await?;
+        if checks.is_empty() {
+            // One row: if another node wrote it first, its value is read
+            // back below and must open with this key too.
+            let sealed = keys.seal(self.entropy().as_ref(), CONTEXT, b"rampart");
+            self.store()
+                .add_first_key_check(keys.current_key_id(), &sealed, self.clock().now())
+                .await?;
+            checks = self.store().key_checks().await?;
         }
-        Err(Error::MasterKeyMismatch)
+        if !checks.is_empty() && checks.iter().all(|c| keys.open(CONTEXT, c).is_ok()) {
+            Ok(())
+        } else {
+            Err(Error::MasterKeyMismatch)
+        }
     }
 
     /// Deletes expired challenges and pending logins, and stale enrolments.

@@ -140,6 +140,8 @@ pub struct Factor {
     pub last_used_at: Option<Timestamp>,
     /// TOTP: the last accepted time step, -1 when none.
     pub last_step: i64,
+    /// Passkeys: a hash of the credential id, unique across accounts.
+    pub credential_hash: Option<String>,
 }
 
 impl Factor {

@@ -149,13 +149,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_factor(&self, factor: &Factor) -> Result<(), StoreError>;
     /// Confirms a pending factor of `account` and, for a kind an account
     /// holds one of, deletes any other factor of that kind, in one
-    /// transaction. False when there was no such pending factor.
+    /// transaction. Returns how many confirmed factors it replaced, or
+    /// `None` when there was no such pending factor.
     async fn confirm_factor(
         &self,
         account: &AccountId,
         id: &FactorId,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
     /// Deletes a factor of `account`. With `keep_last`, the last confirmed
     /// factor is not deleted. Serialised per account, so two concurrent
     /// removals cannot both pass the check.
@@ -179,6 +180,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &FactorId,
         now: Timestamp,
+        sealed: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Renames a pending factor and replaces its sealed value when given.
+    async fn update_pending_factor(
+        &self,
+        id: &FactorId,
+        name: &str,
         sealed: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Counts a code sent to a factor, unless the last was sent less than
@@ -253,6 +261,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     async fn recovery_codes_left(&self, account: &AccountId) -> Result<u32, StoreError>;
 
+    /// Deletes every session of the account but `keep`; returns how many.
+    async fn delete_other_sessions(
+        &self,
+        account: &AccountId,
+        keep: &SessionId,
+    ) -> Result<u64, StoreError>;
     /// Records a fresh proof of identity in the session.
     async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError>;
     /// Deletes every factor, recovery code, challenge, pending login and
@@ -264,7 +278,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sealed key-check values (see [`crate::AuthService::verify_master_key`]).
     async fn key_checks(&self) -> Result<Vec<String>, StoreError>;
-    /// Stores the first key check, only while there is none: false when
+    /// Stores the key check (one row), unless one is there: false when
     /// another node got there first.
     async fn add_first_key_check(
         &self,

@@ -145,10 +145,13 @@ impl Keyring {
 
     /// A keyed MAC (HMAC-SHA256, hex) of a short secret such as a 6-digit
     /// code, for storage: unlike a plain hash, it cannot be reversed by
-    /// trying every code without the master key. Always made with the
-    /// current key.
+    /// trying every code without the master key. Made with the current key.
     pub fn mac(&self, context: &str, secret: &str) -> String {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.keys[0].mac.expose_secret())
+        Self::mac_with(&self.keys[0], context, secret)
+    }
+
+    fn mac_with(key: &DataKey, context: &str, secret: &str) -> String {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.mac.expose_secret())
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         m.update(context.as_bytes());
         m.update(&[0]);
@@ -156,9 +159,16 @@ impl Keyring {
         hex::encode(m.finalize().into_bytes())
     }
 
-    /// Checks `secret` against a stored MAC in constant time.
+    /// Checks `secret` against a stored MAC, made with any key of the
+    /// ring, in constant time.
     pub fn mac_matches(&self, context: &str, secret: &str, stored: &str) -> bool {
-        constant_time_eq(self.mac(context, secret).as_bytes(), stored.as_bytes())
+        self.keys.iter().fold(false, |found, key| {
+            found
+                | constant_time_eq(
+                    Self::mac_with(key, context, secret).as_bytes(),
+                    stored.as_bytes(),
+                )
+        })
     }
 }
 
@@ -226,6 +236,14 @@ mod tests {
         assert!(!k.mac_matches("code:b", "123456", &m));
         assert!(!k.mac_matches("code:a", "123457", &m));
         assert!(!ring(8).mac_matches("code:a", "123456", &m));
+        // After a rotation, MACs made with the older key still match.
+        let rotated = Keyring::new(
+            &SecretBytes::new(vec![9; 32]),
+            &[SecretBytes::new(vec![7; 32])],
+        )
+        .unwrap();
+        assert!(rotated.mac_matches("code:a", "123456", &m));
+        assert_ne!(rotated.mac("code:a", "123456"), m);
         assert!(Keyring::new(&SecretBytes::new(vec![0; 16]), &[]).is_err());
     }
 }

@@ -228,6 +228,12 @@ impl From<CoreError> for ApiError {
                 "No second factor",
                 "Set up a second factor first; recovery codes come with it.",
             ),
+            CoreError::PasskeyRegistered => ApiError::new(
+                S::CONFLICT,
+                "passkey_registered",
+                "Passkey already registered",
+                "This authenticator's passkey is registered already; use another authenticator, or remove the old registration first.",
+            ),
             CoreError::MasterKeyMismatch => ApiError::internal("master key mismatch"),
             CoreError::Unavailable(detail) => {
                 let mut e = ApiError::new(

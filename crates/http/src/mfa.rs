@@ -238,7 +238,7 @@ pub async fn confirm_totp(
 ) -> Result<Json<EnrolledResponse>, ApiError> {
     let e = state
         .auth
-        .confirm_totp(&authed.account, &req.code, &meta)
+        .confirm_totp(&authed.session, &authed.account, &req.code, &meta)
         .await?;
     Ok(enrolled(e))
 }
@@ -349,7 +349,7 @@ pub async fn enrol_passkey(
     responses(
         (status = 200, description = "Registered; recovery codes when it is the first factor", body = EnrolledResponse),
         (status = 401, description = "`invalid_mfa_code`: the registration did not verify", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`no_pending_enrolment`", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "`no_pending_enrolment`, or `passkey_registered`", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm_passkey(
     State(state): State<AppState>,
     Meta(meta): Meta,

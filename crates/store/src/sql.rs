@@ -132,7 +132,7 @@ fn session_from(row: &AnyRow) -> Result<Session, StoreError> {
 
 macro_rules! factor_cols {
     () => {
-        "id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step"
+        "id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step, credential_hash"
     };
 }
 
@@ -155,6 +155,7 @@ fn factor_from(row: &AnyRow) -> Result<Factor, StoreError> {
             .map_err(get)?
             .map(Timestamp),
         last_step: row.try_get("last_step").map_err(get)?,
+        credential_hash: row.try_get("credential_hash").map_err(get)?,
     })
 }
 
@@ -609,8 +610,8 @@ impl Store for SqlStore {
 
     async fn insert_factor(&self, f: &Factor) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO mfa_factors (id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO mfa_factors (id, account_id, kind, name, sealed, created_at, confirmed_at, last_used_at, last_step, credential_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(f.id.as_str())
         .bind(f.account_id.as_str())
@@ -621,6 +622,7 @@ impl Store for SqlStore {
         .bind(f.confirmed_at.map(Timestamp::millis))
         .bind(f.last_used_at.map(Timestamp::millis))
         .bind(f.last_step)
+        .bind(f.credential_hash.as_deref())
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -632,7 +634,7 @@ impl Store for SqlStore {
         account: &AccountId,
         id: &FactorId,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(
             "UPDATE mfa_factors SET confirmed_at = $3 \
@@ -646,21 +648,35 @@ impl Store for SqlStore {
         .map_err(backend)?;
         let Some(row) = row else {
             tx.rollback().await.map_err(backend)?;
-            return Ok(false);
+            return Ok(None);
         };
         let kind: String = row.try_get("kind").map_err(backend)?;
         let kind = FactorKind::parse(&kind).ok_or(StoreError::Corrupt("factor kind"))?;
+        let mut replaced = 0;
         if kind.is_single() {
-            sqlx::query("DELETE FROM mfa_factors WHERE account_id = $1 AND kind = $2 AND id <> $3")
-                .bind(account.as_str())
-                .bind(kind.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM mfa_factors WHERE account_id = $1 AND kind = $2 AND id <> $3 \
+                 AND confirmed_at IS NULL",
+            )
+            .bind(account.as_str())
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            replaced = sqlx::query(
+                "DELETE FROM mfa_factors WHERE account_id = $1 AND kind = $2 AND id <> $3",
+            )
+            .bind(account.as_str())
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         }
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(Some(replaced))
     }
 
     async fn delete_factor(
@@ -740,6 +756,25 @@ impl Store for SqlStore {
         )
         .bind(id.as_str())
         .bind(now.millis())
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_pending_factor(
+        &self,
+        id: &FactorId,
+        name: &str,
+        sealed: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mfa_factors SET name = $2, sealed = COALESCE($3, sealed) \
+             WHERE id = $1 AND confirmed_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(name)
         .bind(sealed)
         .execute(&self.pool)
         .await
@@ -1011,6 +1046,20 @@ impl Store for SqlStore {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    async fn delete_other_sessions(
+        &self,
+        account: &AccountId,
+        keep: &SessionId,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
+            .bind(account.as_str())
+            .bind(keep.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
     async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET step_up_at = $2 WHERE id = $1")
             .bind(session.as_str())
@@ -1060,7 +1109,7 @@ impl Store for SqlStore {
     }
 
     async fn key_checks(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query("SELECT sealed FROM key_checks ORDER BY created_at, key_id")
+        sqlx::query("SELECT sealed FROM key_checks")
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?
@@ -1076,22 +1125,16 @@ impl Store for SqlStore {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "INSERT INTO key_checks (key_id, sealed, created_at) \
-             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM key_checks)",
+            "INSERT INTO key_checks (id, key_id, sealed, created_at) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(key_id)
         .bind(sealed)
         .bind(at.millis())
         .execute(&self.pool)
-        .await;
-        match r {
-            Ok(r) => Ok(r.rows_affected() == 1),
-            // Two nodes inserting the same key id at once.
-            Err(e) => match backend(e) {
-                StoreError::Conflict => Ok(false),
-                other => Err(other),
-            },
-        }
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn insert_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {

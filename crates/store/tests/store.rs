@@ -569,6 +569,7 @@ fn factor(id: &str, account: &AccountId, kind: FactorKind, confirmed: bool) -> F
         confirmed_at: confirmed.then_some(Timestamp(1000)),
         last_used_at: None,
         last_step: -1,
+        credential_hash: (kind == FactorKind::Webauthn).then(|| format!("cred-{id}")),
     }
 }
 
@@ -588,15 +589,19 @@ both!(
             .unwrap();
         // A pending factor does not count.
         assert!(!s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
-        assert!(s
-            .confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
-            .await
-            .unwrap());
-        // Confirming twice, or someone else's factor, does nothing.
-        assert!(!s
-            .confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
-            .await
-            .unwrap());
+        assert_eq!(
+            s.confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        // Confirming twice does nothing.
+        assert_eq!(
+            s.confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
+                .await
+                .unwrap(),
+            None
+        );
         assert!(s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
         assert!(s.account_by_email(&a.email).await.unwrap().unwrap().has_mfa);
         let (sess, acc) = s
@@ -618,10 +623,13 @@ both!(
         s.insert_factor(&factor("mfa_t2", &a.id, FactorKind::Totp, false))
             .await
             .unwrap();
-        assert!(s
-            .confirm_factor(&a.id, &FactorId("mfa_t2".into()), Timestamp(3000))
-            .await
-            .unwrap());
+        assert_eq!(
+            s.confirm_factor(&a.id, &FactorId("mfa_t2".into()), Timestamp(3000))
+                .await
+                .unwrap(),
+            Some(1),
+            "the confirmed TOTP it replaced"
+        );
         let ids: Vec<String> = s
             .factors_of(&a.id)
             .await
@@ -641,6 +649,13 @@ both!(
         s.insert_factor(&factor("mfa_p1", &a.id, FactorKind::Webauthn, true))
             .await
             .unwrap();
+        // One credential, one factor, whatever the account.
+        let mut dup = factor("mfa_p2", &a.id, FactorKind::Webauthn, true);
+        dup.credential_hash = Some("cred-mfa_p1".into());
+        assert!(matches!(
+            s.insert_factor(&dup).await,
+            Err(StoreError::Conflict)
+        ));
         assert_eq!(
             s.delete_factor(&a.id, &FactorId("mfa_t2".into()), true)
                 .await

@@ -122,7 +122,7 @@ async fn totp_enrols_then_guards_login_refusing_replays_and_far_steps() {
         )
         .await;
     problem(r, 401, "invalid_mfa_code").await;
-    s.login("t@example.com", STRONG).await;
+    let earlier = s.login("t@example.com", STRONG).await;
     s.totp
         .lock()
         .unwrap()
@@ -156,6 +156,14 @@ async fn totp_enrols_then_guards_login_refusing_replays_and_far_steps() {
 
     let me: Value = s.get_auth("/api/v1/me", &token).await.json().await.unwrap();
     assert_eq!(me["mfa_enabled"], true);
+    // The session opened with the password alone before the factor was
+    // turned on is gone; the one that turned it on stays.
+    problem(
+        s.get_auth("/api/v1/me", &earlier).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
 
     // A login now needs the second step.
     let p = pending(&s, "t@example.com").await;
@@ -231,11 +239,38 @@ async fn totp_enrols_then_guards_login_refusing_replays_and_far_steps() {
     let r = second_step(&s, &p["mfa_token"], json!({"method": "totp"})).await;
     problem(r, 422, "invalid_body").await;
 
+    // A new authenticator app replaces the old one, and that is told too.
+    let code = s.next_totp("t@example.com");
+    let r = s
+        .post_auth(
+            "/api/v1/auth/step-up",
+            session,
+            json!({"method": "totp", "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let fresh = s.enrol_totp("t@example.com", session).await;
+    assert!(fresh["recovery_codes"].is_null());
+    let v: Value = s
+        .get_auth("/api/v1/me/mfa", session)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["factors"].as_array().unwrap().len(), 1);
+    outbox_with(&s, "replacing the one of that kind you had", 1).await;
+
     s.step_up("owner@example.com", &admin).await;
     assert_eq!(
         reasons(&events(&s, &admin, "mfa_enrolled").await),
-        ["totp", "totp"]
+        ["totp", "totp", "totp"]
     );
+    assert_eq!(
+        reasons(&events(&s, &admin, "mfa_removed").await),
+        ["totp:replaced"]
+    );
+    let revoked = reasons(&events(&s, &admin, "session_revoked").await);
+    assert!(revoked.contains(&"mfa_enabled".to_owned()), "{revoked:?}");
     let failures = reasons(&events(&s, &admin, "mfa_failure").await);
     assert_eq!(
         failures.iter().filter(|r| *r == "login:totp").count(),
@@ -296,17 +331,68 @@ async fn failed_second_factors_are_limited_per_account_and_void_the_login() {
     let token = s.login_mfa("m@example.com").await;
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
 
+    // Locked again, an administrator's unlock lifts the pause at once.
+    let p = pending(&s, "m@example.com").await;
+    for _ in 0..5 {
+        second_step(
+            &s,
+            &p["mfa_token"],
+            json!({"method": "totp", "code": "000000"}),
+        )
+        .await;
+    }
+    let me: Value = s.get_auth("/api/v1/me", &token).await.json().await.unwrap();
+    s.step_up("owner@example.com", &admin).await;
+    let r = s
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/unlock",
+                me["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login_mfa("m@example.com").await;
+
+    // Failed step-ups pause that session's step-ups, not the owner's
+    // sign-ins: a thief holding one session cannot lock the owner out.
+    for _ in 0..5 {
+        let r = s
+            .post_auth(
+                "/api/v1/auth/step-up",
+                &token,
+                json!({"method": "totp", "code": "000000"}),
+            )
+            .await;
+        problem(r, 401, "invalid_mfa_code").await;
+    }
+    let r = s
+        .post_auth(
+            "/api/v1/auth/step-up",
+            &token,
+            json!({"method": "totp", "code": s.next_totp("m@example.com")}),
+        )
+        .await;
+    problem(r, 429, "mfa_attempts_exceeded").await;
+    s.login_mfa("m@example.com").await;
+
     s.step_up("owner@example.com", &admin).await;
     assert_eq!(
         reasons(&events(&s, &admin, "mfa_locked").await),
-        ["failed_second_factor"]
+        [
+            "failed_step_up",
+            "failed_second_factor",
+            "failed_second_factor"
+        ]
     );
-    assert_eq!(events(&s, &admin, "mfa_failure").await.len(), 5);
+    assert_eq!(events(&s, &admin, "mfa_failure").await.len(), 15);
     // The owner hears once per sign-in that their password is known.
-    let outbox = outbox_with(&s, "failed the second step", 1).await;
+    let outbox = outbox_with(&s, "failed the second step", 2).await;
     assert_eq!(
         outbox.matches("failed the second step").count(),
-        1,
+        2,
         "{outbox}"
     );
 }
@@ -534,10 +620,37 @@ async fn sms_codes_are_posted_signed_to_the_webhook() {
     let body: Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["to"], "+447700900123");
     let code = code_in(body["message"].as_str().unwrap());
+    // Another number before the code is used: the code sent to the first
+    // number does not confirm the second.
+    let r = s
+        .post_auth(
+            "/api/v1/me/mfa/sms",
+            &token,
+            json!({"phone": "+447700900999"}),
+        )
+        .await;
+    problem(r, 429, "code_rate_limited").await;
+    let r = s
+        .post_auth("/api/v1/me/mfa/sms/confirm", &token, json!({"code": code}))
+        .await;
+    problem(r, 401, "invalid_mfa_code").await;
+    s.clock.advance(Duration::from_secs(31));
+    let r = s
+        .post_auth(
+            "/api/v1/me/mfa/sms",
+            &token,
+            json!({"phone": "+447700900123"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = serde_json::from_slice(&hook.wait_for(2).await.body).unwrap();
+    let code = code_in(body["message"].as_str().unwrap());
     let r = s
         .post_auth("/api/v1/me/mfa/sms/confirm", &token, json!({"code": code}))
         .await;
     assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["factor"]["name"], "SMS to +44********23");
 
     // The phone number is sealed in the database.
     assert!(!contains(&database_bytes(&s), b"447700900123"));
@@ -552,7 +665,7 @@ async fn sms_codes_are_posted_signed_to_the_webhook() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let body: Value = serde_json::from_slice(&hook.wait_for(2).await.body).unwrap();
+    let body: Value = serde_json::from_slice(&hook.wait_for(3).await.body).unwrap();
     let code = code_in(body["message"].as_str().unwrap());
     // An SMS code is not an email code.
     let r = second_step(
@@ -564,6 +677,45 @@ async fn sms_codes_are_posted_signed_to_the_webhook() {
     problem(r, 422, "mfa_method_unavailable").await;
     let r = second_step(&s, &p["mfa_token"], json!({"method": "sms", "code": code})).await;
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn sms_sends_are_limited_per_number_and_per_server() {
+    let (s, _smtp, hook, _dir) = delivering(false, &[("RAMPART_MFA__SMS_PER_HOUR", "7")]).await;
+    // Several accounts asking for codes to one number: five an hour.
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        tokens.push(s.user(&format!("pump{i}@example.com")).await);
+    }
+    let send = |token: String, phone: &'static str| {
+        let s = &s;
+        async move {
+            s.post_auth("/api/v1/me/mfa/sms", &token, json!({"phone": phone}))
+                .await
+        }
+    };
+    for round in 0..2 {
+        for t in &tokens {
+            let r = send(t.clone(), "+447700900555").await;
+            if round == 1 && t == &tokens[2] {
+                problem(r, 429, "code_rate_limited").await;
+            } else {
+                assert_eq!(r.status(), 202, "round {round}");
+            }
+        }
+        s.clock.advance(Duration::from_secs(31));
+    }
+    assert_eq!(hook.posts.lock().unwrap().len(), 5);
+    // And seven an hour for the whole server, whatever the numbers.
+    let r = send(tokens[2].clone(), "+447700900556").await;
+    assert_eq!(r.status(), 202);
+    s.clock.advance(Duration::from_secs(31));
+    let r = send(tokens[1].clone(), "+447700900557").await;
+    assert_eq!(r.status(), 202);
+    s.clock.advance(Duration::from_secs(31));
+    let r = send(tokens[0].clone(), "+447700900558").await;
+    problem(r, 429, "code_rate_limited").await;
+    assert_eq!(hook.posts.lock().unwrap().len(), 7);
 }
 
 #[tokio::test]
@@ -1156,6 +1308,20 @@ async fn unsafe_notifier_settings_are_refused_with_a_clear_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least one"), "{e}");
+    let e = load(&[("RAMPART_MFA__ISSUER", "Acme:Corp")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("issuer"), "{e}");
+    // Reachable from other machines: the notifier must be chosen.
+    let e = load(&[("RAMPART_LISTEN", "0.0.0.0:8443")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("notifier") && e.contains("deliver"), "{e}");
+    assert!(load(&[
+        ("RAMPART_LISTEN", "0.0.0.0:8443"),
+        ("RAMPART_NOTIFIER", "log")
+    ])
+    .is_ok());
     let e = load(&[("RAMPART_MFA__METHODS", "[\"carrier_pigeon\"]")])
         .unwrap_err()
         .to_string();

@@ -18,7 +18,10 @@ CREATE TABLE mfa_factors (
     -- Email/SMS: sends in the current hour-long window, and the last one.
     send_window   BIGINT NOT NULL DEFAULT 0,
     sends         BIGINT NOT NULL DEFAULT 0,
-    last_sent_at  BIGINT NOT NULL DEFAULT 0
+    last_sent_at  BIGINT NOT NULL DEFAULT 0,
+    -- Passkeys: SHA-256 of the credential id; one credential, one factor,
+    -- across all accounts.
+    credential_hash TEXT UNIQUE
 );
 CREATE INDEX mfa_factors_account ON mfa_factors (account_id);
 
@@ -65,8 +68,10 @@ ALTER TABLE sessions ADD COLUMN step_up_at BIGINT NOT NULL DEFAULT 0;
 -- Proof of which master key this database's sealed values belong to: a
 -- value sealed with it. A node started with another key cannot open it and
 -- refuses to start, instead of failing on the first sealed value it reads.
+-- One row: the first node to start writes it, every node must open it.
 CREATE TABLE key_checks (
-    key_id     TEXT PRIMARY KEY,
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    key_id     TEXT NOT NULL,
     sealed     TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
