@@ -744,9 +744,8 @@ impl AuthService {
     }
 
     /// Counts an SMS against the limits that stop SMS pumping: per number
-    /// (whichever accounts ask) and for the whole server, per hour. The
-    /// same counter as password guesses (`reserve_login_attempt`), keyed by
-    /// a hash of the number.
+    /// (whichever accounts ask) and for the whole server, per hour, in
+    /// fixed windows keyed by a hash of the number.
     async fn reserve_sms(&self, phone: &str, now: Timestamp) -> Result<(), Error> {
         let policy = &self.config().mfa;
         for (key, max) in [
@@ -756,12 +755,7 @@ impl AuthService {
             ),
             ("rampart-sms-all-v1".to_owned(), policy.sms_per_hour),
         ] {
-            let block = move |n: u32| (n >= max).then_some(CODE_WINDOW);
-            let attempt = self
-                .store()
-                .reserve_login_attempt(&key, now, now.minus(CODE_WINDOW), &block)
-                .await?;
-            if attempt == LoginAttempt::Blocked {
+            if !self.store().count_send(&key, now, CODE_WINDOW, max).await? {
                 return Err(Error::TooManyCodes {
                     retry_after: CODE_WINDOW.as_secs(),
                 });

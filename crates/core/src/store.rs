@@ -201,6 +201,15 @@ pub trait Store: Send + Sync + 'static {
         max: u32,
     ) -> Result<Option<Timestamp>, StoreError>;
 
+    /// Counts one send under `key` in a fixed window: true when it may go
+    /// (fewer than `max` in the current window), false when it may not.
+    async fn count_send(
+        &self,
+        key: &str,
+        now: Timestamp,
+        window: Duration,
+        max: u32,
+    ) -> Result<bool, StoreError>;
     /// Stores a challenge, replacing the one with the same purpose and bound.
     async fn put_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
     /// Deletes and returns the challenge, if it is there and unexpired.

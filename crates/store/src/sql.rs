@@ -831,6 +831,33 @@ impl Store for SqlStore {
         }))
     }
 
+    async fn count_send(
+        &self,
+        key: &str,
+        now: Timestamp,
+        window: Duration,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        // One statement: a window that is over starts again at 1; otherwise
+        // the send counts only while under the limit.
+        let row = sqlx::query(
+            "INSERT INTO send_counts (key, window_start, sends) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+             sends = CASE WHEN send_counts.window_start <= $3 THEN 1 ELSE send_counts.sends + 1 END, \
+             window_start = CASE WHEN send_counts.window_start <= $3 THEN $2 ELSE send_counts.window_start END \
+             WHERE send_counts.window_start <= $3 OR send_counts.sends < $4 \
+             RETURNING sends",
+        )
+        .bind(key)
+        .bind(now.millis())
+        .bind(now.minus(window).millis())
+        .bind(i64::from(max))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
     async fn put_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO mfa_challenges (purpose, bound, account_id, factor_id, state, tries, expires_at) \
@@ -1092,6 +1119,10 @@ impl Store for SqlStore {
         let mut n = 0;
         for (sql, at) in [
             ("DELETE FROM mfa_challenges WHERE expires_at <= $1", now),
+            (
+                "DELETE FROM send_counts WHERE window_start <= $1",
+                stale_before,
+            ),
             ("DELETE FROM mfa_pending_logins WHERE expires_at <= $1", now),
             (
                 "DELETE FROM mfa_factors WHERE confirmed_at IS NULL AND created_at <= $1",

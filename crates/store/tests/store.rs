@@ -956,3 +956,40 @@ both!(
         assert_eq!(s.key_checks().await.unwrap(), vec!["v1.k1.a".to_owned()]);
     }
 );
+
+both!(
+    sends_are_counted_in_fixed_windows,
+    |s: SqlStore, _url: String| async move {
+        let hour = std::time::Duration::from_secs(3600);
+        let t0 = 10_000_000;
+        for i in 0..3 {
+            assert!(s.count_send("k", Timestamp(t0 + i), hour, 3).await.unwrap());
+        }
+        assert!(!s
+            .count_send("k", Timestamp(t0 + 10), hour, 3)
+            .await
+            .unwrap());
+        assert!(s
+            .count_send("other", Timestamp(t0 + 10), hour, 3)
+            .await
+            .unwrap());
+        // A steady trickle never adds up across windows: the next window
+        // starts again at one.
+        assert!(s
+            .count_send("k", Timestamp(t0 + 3_600_000), hour, 3)
+            .await
+            .unwrap());
+        assert!(s
+            .count_send("k", Timestamp(t0 + 3_600_001), hour, 3)
+            .await
+            .unwrap());
+        assert!(s
+            .count_send("k", Timestamp(t0 + 3_600_002), hour, 3)
+            .await
+            .unwrap());
+        assert!(!s
+            .count_send("k", Timestamp(t0 + 3_600_003), hour, 3)
+            .await
+            .unwrap());
+    }
+);

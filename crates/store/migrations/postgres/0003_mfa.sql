@@ -53,6 +53,14 @@ CREATE TABLE mfa_pending_logins (
 );
 CREATE INDEX mfa_pending_logins_account ON mfa_pending_logins (account_id);
 
+-- Fixed-window send counters (SMS per number, SMS for the server), keyed
+-- by a hash: at most `max` per window, starting again when it ends.
+CREATE TABLE send_counts (
+    key          TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    sends        BIGINT NOT NULL
+);
+
 -- Recovery codes, as keyed MACs; each used once.
 CREATE TABLE recovery_codes (
     account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
