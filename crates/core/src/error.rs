@@ -64,6 +64,8 @@ pub enum Error {
     InvalidFactorName,
     #[error("no second factor is enrolled")]
     MfaNotEnabled,
+    #[error("administrators cannot reset their own factors")]
+    SelfReset,
     #[error("this passkey is registered already")]
     PasskeyRegistered,
     #[error("the master key is not the one this database was sealed with")]

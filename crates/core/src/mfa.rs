@@ -1647,6 +1647,11 @@ impl AuthService {
             .account_by_id(target)
             .await?
             .ok_or(Error::NotFound)?;
+        if account.id.as_str() == by {
+            // Removing one's own last factor this way would let a stolen
+            // administrator session trade the factor for the password alone.
+            return Err(Error::SelfReset);
+        }
         self.store().reset_mfa(&account.id).await?;
         self.clear_mfa_failures(&account.id).await?;
         self.record_event(

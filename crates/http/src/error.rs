@@ -228,6 +228,10 @@ impl From<CoreError> for ApiError {
                 "No second factor",
                 "Set up a second factor first; recovery codes come with it.",
             ),
+            CoreError::SelfReset => ApiError::forbidden(
+                "self_reset",
+                "You cannot reset your own second factors. Remove or replace them under /api/v1/me/mfa, or ask another administrator (or run `rampart admin reset-mfa` on the server).",
+            ),
             CoreError::PasskeyRegistered => ApiError::new(
                 S::CONFLICT,
                 "passkey_registered",

@@ -407,7 +407,7 @@ pub async fn regenerate_recovery_codes(
     params(("id" = String, Path, description = "Account id")),
     responses(
         (status = 204, description = "Every factor and recovery code removed, every session ended; the owner is told by email"),
-        (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, no recent step-up, or your own account (`self_reset`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json")))]
 pub async fn admin_reset(
     State(state): State<AppState>,

@@ -1158,6 +1158,18 @@ async fn an_administrator_resets_a_user_who_lost_every_factor() {
         )
         .await;
     problem(r, 403, "admin_required").await;
+    let me: Value = s.get_auth("/api/v1/me", &admin).await.json().await.unwrap();
+    let r = s
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/mfa/reset",
+                me["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    problem(r, 403, "self_reset").await;
     let r = s
         .post_auth(
             "/api/v1/admin/accounts/acc_nobody/mfa/reset",
