@@ -248,17 +248,6 @@ impl AuthService {
         &self.entropy
     }
 
-    pub(crate) async fn record_event(
-        &self,
-        kind: EventKind,
-        outcome: Outcome,
-        reason: Option<&str>,
-        account: Option<&AccountId>,
-        meta: &RequestMeta,
-    ) {
-        self.record(kind, outcome, reason, account, meta).await
-    }
-
     pub(crate) async fn settle_attempt(
         &self,
         key: &str,
@@ -299,7 +288,7 @@ impl AuthService {
         }
     }
 
-    async fn failed(
+    pub(crate) async fn failed(
         &self,
         kind: EventKind,
         reason: &str,
@@ -307,6 +296,18 @@ impl AuthService {
         meta: &RequestMeta,
     ) {
         self.record(kind, Outcome::Failure, Some(reason), account, meta)
+            .await
+    }
+
+    /// A success with a reason (what was enrolled, removed, used).
+    pub(crate) async fn noted(
+        &self,
+        kind: EventKind,
+        reason: Option<&str>,
+        account: &AccountId,
+        meta: &RequestMeta,
+    ) {
+        self.record(kind, Outcome::Success, reason, Some(account), meta)
             .await
     }
 

@@ -32,7 +32,7 @@ use webauthn_rs::prelude::{
 use webauthn_rs::Webauthn;
 
 use crate::auth::{AuthService, NewSession, RequestMeta};
-use crate::events::{EventKind, Outcome};
+use crate::events::EventKind;
 use crate::model::{
     Account, Challenge, ChallengePurpose, Factor, FactorKind, PendingLogin, Role, Session,
 };
@@ -939,14 +939,8 @@ impl AuthService {
             }
             Context::StepUp(_) => "failed_step_up",
         };
-        self.record_event(
-            EventKind::MfaLocked,
-            Outcome::Success,
-            Some(reason),
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.noted(EventKind::MfaLocked, Some(reason), &account.id, meta)
+            .await;
         Ok(())
     }
 
@@ -969,14 +963,8 @@ impl AuthService {
                     Proof::Passkey(_) => "webauthn",
                     Proof::Password(_) => "password",
                 };
-                self.record_event(
-                    EventKind::MfaFailure,
-                    Outcome::Failure,
-                    Some(&label(m)),
-                    Some(&account.id),
-                    meta,
-                )
-                .await;
+                self.failed(EventKind::MfaFailure, &label(m), Some(&account.id), meta)
+                    .await;
                 self.note_failure(account, ctx, count, meta).await?;
                 return Err(Error::InvalidMfaCode);
             }
@@ -987,21 +975,19 @@ impl AuthService {
             }
         };
         self.settle_attempt(&key, count, at, Settle::Forget).await;
-        self.record_event(
+        self.noted(
             EventKind::MfaSuccess,
-            Outcome::Success,
             Some(&label(method.as_str())),
-            Some(&account.id),
+            &account.id,
             meta,
         )
         .await;
         if method == Method::RecoveryCode {
             let left = self.store().recovery_codes_left(&account.id).await?;
-            self.record_event(
+            self.noted(
                 EventKind::RecoveryCodeUsed,
-                Outcome::Success,
                 Some(&format!("{left}_left")),
-                Some(&account.id),
+                &account.id,
                 meta,
             )
             .await;
@@ -1069,14 +1055,8 @@ impl AuthService {
         let Some(new) = self.start_session_at(&account, current, now, meta).await? else {
             return Err(Error::MfaTokenInvalid);
         };
-        self.record_event(
-            EventKind::LoginSuccess,
-            Outcome::Success,
-            Some("mfa"),
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.noted(EventKind::LoginSuccess, Some("mfa"), &account.id, meta)
+            .await;
         Ok(new)
     }
 
@@ -1117,14 +1097,8 @@ impl AuthService {
                     }
                 };
                 if !ok {
-                    self.record_event(
-                        EventKind::StepUp,
-                        Outcome::Failure,
-                        Some("password"),
-                        Some(&account.id),
-                        meta,
-                    )
-                    .await;
+                    self.failed(EventKind::StepUp, "password", Some(&account.id), meta)
+                        .await;
                     self.note_failure(account, ctx, count, meta).await?;
                     return Err(Error::InvalidCredentials);
                 }
@@ -1136,28 +1110,15 @@ impl AuthService {
                     .await
                 {
                     if matches!(e, Error::InvalidMfaCode) {
-                        self.record_event(
-                            EventKind::StepUp,
-                            Outcome::Failure,
-                            Some("second_factor"),
-                            Some(&account.id),
-                            meta,
-                        )
-                        .await;
+                        self.failed(EventKind::StepUp, "second_factor", Some(&account.id), meta)
+                            .await;
                     }
                     return Err(e);
                 }
             }
         }
         self.store().set_step_up(&session.id, now).await?;
-        self.record_event(
-            EventKind::StepUp,
-            Outcome::Success,
-            None,
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.noted(EventKind::StepUp, None, &account.id, meta).await;
         Ok(now.plus(self.config().mfa.step_up_window))
     }
 
@@ -1226,14 +1187,8 @@ impl AuthService {
             .find(|f| f.kind == FactorKind::Totp && !f.is_confirmed())
             .ok_or(Error::NoPendingEnrolment)?;
         if !self.totp_accepts(factor, code).await? {
-            self.record_event(
-                EventKind::MfaFailure,
-                Outcome::Failure,
-                Some("enrol:totp"),
-                Some(&account.id),
-                meta,
-            )
-            .await;
+            self.failed(EventKind::MfaFailure, "enrol:totp", Some(&account.id), meta)
+                .await;
             return Err(Error::InvalidMfaCode);
         }
         self.finish_enrolment(session, account, factor.clone(), meta)
@@ -1329,10 +1284,9 @@ impl AuthService {
     ) -> Result<Enrolled, Error> {
         let factors = self.store().factors_of(&account.id).await?;
         let wrong = || async {
-            self.record_event(
+            self.failed(
                 EventKind::MfaFailure,
-                Outcome::Failure,
-                Some(&format!("enrol:{}", kind.as_str())),
+                &format!("enrol:{}", kind.as_str()),
                 Some(&account.id),
                 meta,
             )
@@ -1434,10 +1388,9 @@ impl AuthService {
                     .ok()
             });
         let Some(passkey) = passkey else {
-            self.record_event(
+            self.failed(
                 EventKind::MfaFailure,
-                Outcome::Failure,
-                Some("enrol:webauthn"),
+                "enrol:webauthn",
                 Some(&account.id),
                 meta,
             )
@@ -1492,20 +1445,13 @@ impl AuthService {
         };
         factor.confirmed_at = Some(now);
         let kind = factor.kind.as_str();
-        self.record_event(
-            EventKind::MfaEnrolled,
-            Outcome::Success,
-            Some(kind),
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.noted(EventKind::MfaEnrolled, Some(kind), &account.id, meta)
+            .await;
         if replaced > 0 {
-            self.record_event(
+            self.noted(
                 EventKind::MfaRemoved,
-                Outcome::Success,
                 Some(&format!("{kind}:replaced")),
-                Some(&account.id),
+                &account.id,
                 meta,
             )
             .await;
@@ -1529,11 +1475,10 @@ impl AuthService {
                 .delete_other_sessions(&account.id, &session.id)
                 .await?;
             if revoked > 0 {
-                self.record_event(
+                self.noted(
                     EventKind::SessionRevoked,
-                    Outcome::Success,
                     Some("mfa_enabled"),
-                    Some(&account.id),
+                    &account.id,
                     meta,
                 )
                 .await;
@@ -1564,14 +1509,8 @@ impl AuthService {
         self.store()
             .replace_recovery_codes(&account.id, &macs)
             .await?;
-        self.record_event(
-            EventKind::RecoveryCodesGenerated,
-            Outcome::Success,
-            None,
-            Some(&account.id),
-            meta,
-        )
-        .await;
+        self.noted(EventKind::RecoveryCodesGenerated, None, &account.id, meta)
+            .await;
         Ok(codes)
     }
 
@@ -1612,11 +1551,10 @@ impl AuthService {
             FactorRemoval::NotFound => Err(Error::NotFound),
             FactorRemoval::LastFactor => Err(Error::LastFactor),
             FactorRemoval::Deleted(kind) => {
-                self.record_event(
+                self.noted(
                     EventKind::MfaRemoved,
-                    Outcome::Success,
                     Some(kind.as_str()),
-                    Some(&account.id),
+                    &account.id,
                     meta,
                 )
                 .await;
@@ -1654,11 +1592,10 @@ impl AuthService {
         }
         self.store().reset_mfa(&account.id).await?;
         self.clear_mfa_failures(&account.id).await?;
-        self.record_event(
+        self.noted(
             EventKind::MfaReset,
-            Outcome::Success,
             Some(&format!("by {by}")),
-            Some(&account.id),
+            &account.id,
             meta,
         )
         .await;
