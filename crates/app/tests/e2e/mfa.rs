@@ -1369,3 +1369,37 @@ async fn unsafe_notifier_settings_are_refused_with_a_clear_message() {
         .to_string();
     assert!(e.contains("https://"), "{e}");
 }
+
+/// A relay or webhook whose certificate Rampart does not trust gets
+/// nothing: the code is not sent, and the user is told to retry.
+#[tokio::test]
+async fn untrusted_relays_get_no_codes() {
+    let sinks = tempfile::tempdir().unwrap();
+    let smtp = SmtpSink::start(sinks.path(), true).await;
+    let hook = WebhookSink::start(sinks.path()).await;
+    let port = smtp.port.to_string();
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_NOTIFIER", "deliver")
+            .env("RAMPART_SMTP__HOST", "localhost")
+            .env("RAMPART_SMTP__PORT", &port)
+            .env("RAMPART_SMTP__FROM", "security@example.com")
+            .env("RAMPART_SMS_WEBHOOK__URL", &hook.url)
+            .env("RAMPART_SMS_WEBHOOK__SECRET", WEBHOOK_SECRET),
+    )
+    .await;
+    let token = s.user("x@example.com").await;
+    let r = s.post_auth("/api/v1/me/mfa/email", &token, json!({})).await;
+    problem(r, 503, "delivery_failed").await;
+    let r = s
+        .post_auth(
+            "/api/v1/me/mfa/sms",
+            &token,
+            json!({"phone": "+447700900123"}),
+        )
+        .await;
+    problem(r, 503, "delivery_failed").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(smtp.mail.lock().unwrap().is_empty());
+    assert!(hook.posts.lock().unwrap().is_empty());
+}

@@ -564,6 +564,8 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
 
     let logs = p.stdout_text();
     let banner = p.stderr_text();
+    // Codes go to the outbox, never to the log.
+    assert!(!logs.contains("code is"), "a code message reached the log");
     // The setup token is shown once on stderr by design; nowhere else.
     for (name, bytes) in [("logs".to_owned(), logs.as_bytes().to_vec())]
         .into_iter()
