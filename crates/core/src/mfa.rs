@@ -406,8 +406,26 @@ impl AuthService {
         self.clock().now() < session.step_up_at.plus(window)
     }
 
+    /// Whether a method can be used here: allowed by the policy and, for
+    /// codes by email or SMS, deliverable by the notifier.
+    fn usable(&self, method: Method) -> bool {
+        self.config().mfa.allows(method)
+            && method
+                .kind()
+                .and_then(Self::channel_of)
+                .is_none_or(|c| self.mfa().notifier.supports(c))
+    }
+
+    /// The methods this server can offer now.
+    pub fn usable_methods(&self) -> Vec<Method> {
+        Method::ALL
+            .into_iter()
+            .filter(|m| self.usable(*m))
+            .collect()
+    }
+
     fn allow(&self, method: Method) -> Result<(), Error> {
-        if self.config().mfa.allows(method) {
+        if self.usable(method) {
             Ok(())
         } else {
             Err(Error::MethodUnavailable)
@@ -470,11 +488,11 @@ impl AuthService {
         let mut methods = Vec::new();
         for f in self.confirmed_factors(account).await? {
             let m = Method::of(f.kind);
-            if self.config().mfa.allows(m) && !methods.contains(&m) {
+            if self.usable(m) && !methods.contains(&m) {
                 methods.push(m);
             }
         }
-        if self.config().mfa.allows(Method::RecoveryCode)
+        if self.usable(Method::RecoveryCode)
             && self.store().recovery_codes_left(&account.id).await? > 0
         {
             methods.push(Method::RecoveryCode);
@@ -1205,10 +1223,7 @@ impl AuthService {
         phone: Option<&str>,
     ) -> Result<ChallengeSent, Error> {
         self.allow(Method::of(kind))?;
-        let channel = Self::channel_of(kind).ok_or(Error::MethodUnavailable)?;
-        if !self.mfa().notifier.supports(channel) {
-            return Err(Error::MethodUnavailable);
-        }
+        Self::channel_of(kind).ok_or(Error::MethodUnavailable)?;
         let (name, sealed_value) = match kind {
             FactorKind::Sms => {
                 let phone = phone.ok_or(Error::InvalidPhone)?;

@@ -192,8 +192,9 @@ pub async fn status(
         factors: factors.into_iter().map(factor_view).collect(),
         recovery_codes_left: left,
         required: policy.required_for(authed.account.role),
-        methods_allowed: policy
-            .methods
+        methods_allowed: state
+            .auth
+            .usable_methods()
             .iter()
             .map(|m| m.as_str().to_owned())
             .collect(),

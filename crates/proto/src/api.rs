@@ -265,7 +265,8 @@ pub struct MfaStatus {
     pub recovery_codes_left: u32,
     /// True when this account's role requires a second factor.
     pub required: bool,
-    /// Methods this server allows.
+    /// Methods this server allows and can deliver (email and SMS need a
+    /// configured notifier).
     pub methods_allowed: Vec<String>,
 }
 

@@ -1403,3 +1403,45 @@ async fn untrusted_relays_get_no_codes() {
     assert!(smtp.mail.lock().unwrap().is_empty());
     assert!(hook.posts.lock().unwrap().is_empty());
 }
+
+/// Delivering email but with no SMS webhook: SMS is not offered.
+#[tokio::test]
+async fn sms_is_not_offered_without_a_webhook() {
+    let sinks = tempfile::tempdir().unwrap();
+    let smtp = SmtpSink::start(sinks.path(), true).await;
+    let port = smtp.port.to_string();
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_NOTIFIER", "deliver")
+            .env("RAMPART_SMTP__HOST", "localhost")
+            .env("RAMPART_SMTP__PORT", &port)
+            .env("RAMPART_SMTP__FROM", "security@example.com")
+            .env("RAMPART_SMTP__CA_FILE", smtp.cert.to_str().unwrap()),
+    )
+    .await;
+    let token = s.user("y@example.com").await;
+    let v: Value = s
+        .get_auth("/api/v1/me/mfa", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["methods_allowed"],
+        json!(["totp", "webauthn", "email", "recovery_code"])
+    );
+    let r = s
+        .post_auth(
+            "/api/v1/me/mfa/sms",
+            &token,
+            json!({"phone": "+447700900123"}),
+        )
+        .await;
+    problem(r, 422, "mfa_method_unavailable").await;
+    assert_eq!(
+        s.post_auth("/api/v1/me/mfa/email", &token, json!({}))
+            .await
+            .status(),
+        202
+    );
+}
