@@ -993,3 +993,37 @@ both!(
             .unwrap());
     }
 );
+
+both!(
+    racing_removals_keep_the_last_factor,
+    |s: SqlStore, _url: String| async move {
+        let a = account("race@example.com", Role::Admin);
+        s.insert_account(&a).await.unwrap();
+        for round in 0..5 {
+            let (x, y) = (format!("mfa_x{round}"), format!("mfa_y{round}"));
+            s.insert_factor(&factor(&x, &a.id, FactorKind::Totp, true))
+                .await
+                .unwrap();
+            s.insert_factor(&factor(&y, &a.id, FactorKind::Email, true))
+                .await
+                .unwrap();
+            let (fx, fy) = (FactorId(x), FactorId(y));
+            let (rx, ry) = tokio::join!(
+                s.delete_factor(&a.id, &fx, true),
+                s.delete_factor(&a.id, &fy, true)
+            );
+            let outcomes = [rx.unwrap(), ry.unwrap()];
+            assert_eq!(
+                outcomes
+                    .iter()
+                    .filter(|o| **o == FactorRemoval::LastFactor)
+                    .count(),
+                1,
+                "{outcomes:?}"
+            );
+            let left = s.factors_of(&a.id).await.unwrap();
+            assert_eq!(left.len(), 1);
+            s.delete_factor(&a.id, &left[0].id, false).await.unwrap();
+        }
+    }
+);
