@@ -210,8 +210,9 @@ pub struct MfaSettings {
     pub failure_window_secs: u64,
     /// The name authenticator apps show.
     pub issuer: String,
-    /// SMS codes the server may send per hour, across all accounts.
-    pub sms_per_hour: u32,
+    /// SMS codes to numbers not yet confirmed (enrolments) the server may
+    /// send per hour, across all accounts.
+    pub sms_enrolments_per_hour: u32,
 }
 
 impl Default for MfaSettings {
@@ -224,7 +225,7 @@ impl Default for MfaSettings {
             max_failures: p.max_failures,
             failure_window_secs: p.failure_window.as_secs(),
             issuer: p.issuer,
-            sms_per_hour: p.sms_per_hour,
+            sms_enrolments_per_hour: p.sms_enrolments_per_hour,
         }
     }
 }
@@ -238,7 +239,7 @@ impl MfaSettings {
             max_failures: self.max_failures,
             failure_window: Duration::from_secs(self.failure_window_secs),
             issuer: self.issuer.clone(),
-            sms_per_hour: self.sms_per_hour,
+            sms_enrolments_per_hour: self.sms_enrolments_per_hour,
         }
     }
 }

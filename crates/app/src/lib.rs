@@ -284,6 +284,20 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let store = open_store(settings).await?;
     let mfa = mfa_deps(settings, https_addr.port(), &deps)?;
     let auth = auth_service(settings, store, &deps, mfa)?;
+    let policy = &auth.config().mfa;
+    if !policy.required_for.is_empty()
+        && auth
+            .usable_methods()
+            .iter()
+            .all(|m| *m == rampart_core::mfa::Method::RecoveryCode)
+    {
+        auth.store().close().await;
+        anyhow::bail!(
+            "[mfa] required_for = {:?} but none of the allowed methods can be used: email needs notifier = \"log\" \
+             or [smtp], SMS needs [sms_webhook]. Allow totp or webauthn, or configure delivery.",
+            policy.required_for
+        );
+    }
     if let Err(e) = auth.verify_master_key().await {
         auth.store().close().await;
         return Err(match e {

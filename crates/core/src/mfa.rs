@@ -133,9 +133,10 @@ pub struct MfaPolicy {
     pub failure_window: Duration,
     /// The issuer shown in authenticator apps.
     pub issuer: String,
-    /// SMS codes the whole server may send per hour (against SMS
-    /// pumping); each number gets at most 5 an hour whatever asks.
-    pub sms_per_hour: u32,
+    /// SMS codes to numbers not yet confirmed (enrolments) the whole
+    /// server may send per hour, against SMS pumping. Each account and each
+    /// number also gets at most 5 enrolment codes an hour.
+    pub sms_enrolments_per_hour: u32,
 }
 
 impl Default for MfaPolicy {
@@ -147,7 +148,7 @@ impl Default for MfaPolicy {
             max_failures: 5,
             failure_window: Duration::from_secs(900),
             issuer: "Rampart".to_owned(),
-            sms_per_hour: 100,
+            sms_enrolments_per_hour: 100,
         }
     }
 }
@@ -169,9 +170,9 @@ impl MfaPolicy {
         if self.step_up_window.is_zero() {
             return Err("mfa: step_up_secs must be above 0".to_owned());
         }
-        if self.sms_per_hour == 0 {
+        if self.sms_enrolments_per_hour == 0 {
             return Err(
-                "mfa: sms_per_hour must be above 0 (remove sms from methods to turn SMS off)"
+                "mfa: sms_enrolments_per_hour must be above 0 (remove sms from methods to turn SMS off)"
                     .to_owned(),
             );
         }
@@ -668,8 +669,9 @@ impl AuthService {
                 retry_after: secs_until(now, next),
             });
         }
-        if channel == Channel::Sms {
-            self.reserve_sms(&to, now).await?;
+        if enrolling {
+            self.reserve_enrolment_send(account, channel, &to, now)
+                .await?;
         }
         let code = rampart_crypto::random_digits(self.entropy().as_ref(), CODE_DIGITS);
         let expires_at = now.plus(CODE_TTL);
@@ -737,7 +739,14 @@ impl AuthService {
         if c.tries > CODE_TRIES {
             return Ok(None);
         }
-        let destination = self.destination(account, factor)?;
+        let destination = match self.destination(account, factor) {
+            Ok(d) => d,
+            Err(e) => {
+                // A factor that cannot be opened accepts no code.
+                tracing::error!(error = %e, "factor unreadable; code refused");
+                return Ok(None);
+            }
+        };
         let context = code_context(purpose, bound, &factor.id, &destination);
         let typed = code.expose_secret().trim();
         if !self.mfa().keys.mac_matches(&context, typed, &c.state) {
@@ -761,21 +770,38 @@ impl AuthService {
         }
     }
 
-    /// Counts an SMS against the limits that stop SMS pumping: per number
-    /// (whichever accounts ask) and for the whole server, per hour, in
-    /// fixed windows keyed by a hash of the number.
-    async fn reserve_sms(&self, phone: &str, now: Timestamp) -> Result<(), Error> {
-        let policy = &self.config().mfa;
-        for (key, max) in [
+    /// Counts a code to an address nobody has proved yet (an enrolment)
+    /// against the limits that stop SMS pumping and code spraying: per
+    /// account, per address (whichever accounts ask), and, for SMS, for the
+    /// whole server, in fixed one-hour windows. Codes to confirmed factors
+    /// (sign-in, step-up) are not counted here, so nobody can use up the
+    /// budget another user's sign-in needs.
+    async fn reserve_enrolment_send(
+        &self,
+        account: &Account,
+        channel: Channel,
+        to: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let keys = &self.mfa().keys;
+        let mut limits = vec![
             (
-                sha256_hex(format!("rampart-sms-to-v1:{phone}").as_bytes()),
+                keys.mac("send:account", account.id.as_str()),
                 CODES_PER_WINDOW,
             ),
-            ("rampart-sms-all-v1".to_owned(), policy.sms_per_hour),
-        ] {
-            if !self.store().count_send(&key, now, CODE_WINDOW, max).await? {
+            // Keyed, so the table does not say which addresses were used.
+            (keys.mac("send:to", to), CODES_PER_WINDOW),
+        ];
+        if channel == Channel::Sms {
+            limits.push((
+                "rampart-sms-enrolments".to_owned(),
+                self.config().mfa.sms_enrolments_per_hour,
+            ));
+        }
+        for (key, max) in limits {
+            if let Some(next) = self.store().count_send(&key, now, CODE_WINDOW, max).await? {
                 return Err(Error::TooManyCodes {
-                    retry_after: CODE_WINDOW.as_secs(),
+                    retry_after: secs_until(now, next).max(1),
                 });
             }
         }
@@ -800,18 +826,21 @@ impl AuthService {
                 else {
                     return Ok(None);
                 };
-                let mac = self
+                // Stored under whichever key made it (keys rotate).
+                for mac in self
                     .mfa()
                     .keys
-                    .mac(&recovery_context(&account.id), code.expose_secret());
-                if !self
-                    .store()
-                    .use_recovery_code(&account.id, &mac, now)
-                    .await?
+                    .macs(&recovery_context(&account.id), code.expose_secret())
                 {
-                    return Ok(None);
+                    if self
+                        .store()
+                        .use_recovery_code(&account.id, &mac, now)
+                        .await?
+                    {
+                        return Ok(Some(Method::RecoveryCode));
+                    }
                 }
-                Ok(Some(Method::RecoveryCode))
+                Ok(None)
             }
             Proof::Code(Method::Totp, code) => {
                 self.allow(Method::Totp)?;
@@ -1450,10 +1479,15 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<Enrolled, Error> {
         let now = self.clock().now();
-        let first = self.confirmed_factors(account).await?.is_empty();
-        let Some(replaced) = self
+        let Some(done) = self
             .store()
-            .confirm_factor(&account.id, &factor.id, now)
+            .confirm_factor(
+                &account.id,
+                &factor.id,
+                factor.sealed.as_deref(),
+                now,
+                &session.id,
+            )
             .await?
         else {
             return Err(Error::NoPendingEnrolment);
@@ -1462,7 +1496,7 @@ impl AuthService {
         let kind = factor.kind.as_str();
         self.noted(EventKind::MfaEnrolled, Some(kind), &account.id, meta)
             .await;
-        if replaced > 0 {
+        if done.replaced > 0 {
             self.noted(
                 EventKind::MfaRemoved,
                 Some(&format!("{kind}:replaced")),
@@ -1477,27 +1511,23 @@ impl AuthService {
             format!(
                 "A second factor ({kind}: {}) was added to your account{}.",
                 factor.name,
-                if replaced > 0 {
+                if done.replaced > 0 {
                     ", replacing the one of that kind you had"
                 } else {
                     ""
                 }
             ),
         );
-        let recovery_codes = if first {
-            let revoked = self
-                .store()
-                .delete_other_sessions(&account.id, &session.id)
-                .await?;
-            if revoked > 0 {
-                self.noted(
-                    EventKind::SessionRevoked,
-                    Some("mfa_enabled"),
-                    &account.id,
-                    meta,
-                )
-                .await;
-            }
+        if done.sessions_ended > 0 {
+            self.noted(
+                EventKind::SessionRevoked,
+                Some("mfa_enabled"),
+                &account.id,
+                meta,
+            )
+            .await;
+        }
+        let recovery_codes = if done.first {
             Some(self.new_recovery_codes(account, meta).await?)
         } else {
             None

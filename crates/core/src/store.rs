@@ -147,16 +147,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every factor of the account, confirmed or pending, oldest first.
     async fn factors_of(&self, account: &AccountId) -> Result<Vec<Factor>, StoreError>;
     async fn insert_factor(&self, factor: &Factor) -> Result<(), StoreError>;
-    /// Confirms a pending factor of `account` and, for a kind an account
-    /// holds one of, deletes any other factor of that kind, in one
-    /// transaction. Returns how many confirmed factors it replaced, or
+    /// Confirms a pending factor of `account`, provided its sealed value is
+    /// still `sealed` (the one that was checked), in one transaction that
+    /// also deletes any other factor of a kind an account holds one of,
+    /// and, when it is the account's first, every session but `keep`.
     /// `None` when there was no such pending factor.
     async fn confirm_factor(
         &self,
         account: &AccountId,
         id: &FactorId,
+        sealed: Option<&str>,
         now: Timestamp,
-    ) -> Result<Option<u64>, StoreError>;
+        keep: &SessionId,
+    ) -> Result<Option<Confirmed>, StoreError>;
     /// Deletes a factor of `account`. With `keep_last`, the last confirmed
     /// factor is not deleted. Serialised per account, so two concurrent
     /// removals cannot both pass the check.
@@ -201,15 +204,15 @@ pub trait Store: Send + Sync + 'static {
         max: u32,
     ) -> Result<Option<Timestamp>, StoreError>;
 
-    /// Counts one send under `key` in a fixed window: true when it may go
-    /// (fewer than `max` in the current window), false when it may not.
+    /// Counts one send under `key` in a fixed window: `None` when it may go
+    /// (fewer than `max` in the current window), or when the window ends.
     async fn count_send(
         &self,
         key: &str,
         now: Timestamp,
         window: Duration,
         max: u32,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Timestamp>, StoreError>;
     /// Stores a challenge, replacing the one with the same purpose and bound.
     async fn put_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;
     /// Deletes and returns the challenge, if it is there and unexpired.
@@ -270,12 +273,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     async fn recovery_codes_left(&self, account: &AccountId) -> Result<u32, StoreError>;
 
-    /// Deletes every session of the account but `keep`; returns how many.
-    async fn delete_other_sessions(
-        &self,
-        account: &AccountId,
-        keep: &SessionId,
-    ) -> Result<u64, StoreError>;
     /// Records a fresh proof of identity in the session.
     async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError>;
     /// Deletes every factor, recovery code, challenge, pending login and
@@ -298,6 +295,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+}
+
+/// What [`Store::confirm_factor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmed {
+    /// Confirmed factors of the same kind it replaced.
+    pub replaced: u64,
+    /// True when the account had no confirmed factor before.
+    pub first: bool,
+    /// Other sessions ended because this is the first factor.
+    pub sessions_ended: u64,
 }
 
 /// What [`Store::delete_factor`] did.

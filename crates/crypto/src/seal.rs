@@ -159,6 +159,15 @@ impl Keyring {
         hex::encode(m.finalize().into_bytes())
     }
 
+    /// The MAC of `secret` under every key of the ring, current first: to
+    /// look up a value stored under whichever key made it.
+    pub fn macs(&self, context: &str, secret: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| Self::mac_with(k, context, secret))
+            .collect()
+    }
+
     /// Checks `secret` against a stored MAC, made with any key of the
     /// ring, in constant time.
     pub fn mac_matches(&self, context: &str, secret: &str, stored: &str) -> bool {
@@ -243,6 +252,7 @@ mod tests {
         )
         .unwrap();
         assert!(rotated.mac_matches("code:a", "123456", &m));
+        assert_eq!(rotated.macs("code:a", "123456")[1], m);
         assert_ne!(rotated.mac("code:a", "123456"), m);
         assert!(Keyring::new(&SecretBytes::new(vec![0; 16]), &[]).is_err());
     }

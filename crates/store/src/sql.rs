@@ -10,8 +10,8 @@ use rampart_core::model::{
     Session,
 };
 use rampart_core::{
-    AccountId, Email, EventId, FactorId, FactorRemoval, LoginAttempt, SessionId, Settle, Store,
-    StoreError, Timestamp,
+    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, LoginAttempt, SessionId, Settle,
+    Store, StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
 use sqlx::any::AnyRow;
@@ -633,16 +633,37 @@ impl Store for SqlStore {
         &self,
         account: &AccountId,
         id: &FactorId,
+        sealed: Option<&str>,
         now: Timestamp,
-    ) -> Result<Option<u64>, StoreError> {
+        keep: &SessionId,
+    ) -> Result<Option<Confirmed>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Serialise enrolments of one account (see delete_factor), so only
+        // one confirmation can be the first.
+        sqlx::query("UPDATE accounts SET id = id WHERE id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let before = sqlx::query(
+            "SELECT COUNT(*) AS n FROM mfa_factors WHERE account_id = $1 AND confirmed_at IS NOT NULL",
+        )
+        .bind(account.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let before: i64 = before.try_get("n").map_err(backend)?;
+        // Only the factor as it was checked: a number re-pointed meanwhile
+        // is not confirmed by a code sent to the old one.
         let row = sqlx::query(
             "UPDATE mfa_factors SET confirmed_at = $3 \
-             WHERE id = $1 AND account_id = $2 AND confirmed_at IS NULL RETURNING kind",
+             WHERE id = $1 AND account_id = $2 AND confirmed_at IS NULL \
+             AND COALESCE(sealed, '') = COALESCE(CAST($4 AS TEXT), '') RETURNING kind",
         )
         .bind(id.as_str())
         .bind(account.as_str())
         .bind(now.millis())
+        .bind(sealed)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
@@ -675,8 +696,23 @@ impl Store for SqlStore {
             .map_err(backend)?
             .rows_affected();
         }
+        let first = before == 0;
+        let mut sessions_ended = 0;
+        if first {
+            sessions_ended = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
+                .bind(account.as_str())
+                .bind(keep.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
         tx.commit().await.map_err(backend)?;
-        Ok(Some(replaced))
+        Ok(Some(Confirmed {
+            replaced,
+            first,
+            sessions_ended,
+        }))
     }
 
     async fn delete_factor(
@@ -837,7 +873,7 @@ impl Store for SqlStore {
         now: Timestamp,
         window: Duration,
         max: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Timestamp>, StoreError> {
         // One statement: a window that is over starts again at 1; otherwise
         // the send counts only while under the limit.
         let row = sqlx::query(
@@ -855,7 +891,19 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(row.is_some())
+        if row.is_some() {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT window_start FROM send_counts WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let start: i64 = match row {
+            Some(r) => r.try_get("window_start").map_err(backend)?,
+            None => now.millis(),
+        };
+        Ok(Some(Timestamp(start).plus(window)))
     }
 
     async fn put_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
@@ -1071,20 +1119,6 @@ impl Store for SqlStore {
         .map_err(backend)?;
         let n: i64 = row.try_get("n").map_err(backend)?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
-    async fn delete_other_sessions(
-        &self,
-        account: &AccountId,
-        keep: &SessionId,
-    ) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
-            .bind(account.as_str())
-            .bind(keep.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(r.rows_affected())
     }
 
     async fn set_step_up(&self, session: &SessionId, at: Timestamp) -> Result<(), StoreError> {

@@ -7,7 +7,8 @@ use rampart_core::model::{
     Session,
 };
 use rampart_core::{
-    AccountId, Email, EventId, FactorId, FactorRemoval, SessionId, Store, StoreError, Timestamp,
+    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, SessionId, Store, StoreError,
+    Timestamp,
 };
 use rampart_crypto::SecretString;
 use rampart_store::{open, OpenError, SqlStore};
@@ -589,17 +590,60 @@ both!(
             .unwrap();
         // A pending factor does not count.
         assert!(!s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
+        // A second session, opened with the password alone.
+        s.insert_session(
+            &session("ses_g", &a.id, 1000),
+            a.password_hash.expose_secret(),
+        )
+        .await
+        .unwrap();
+        let keep = SessionId("ses_f".into());
+        // Not confirmed if its sealed value changed since it was checked.
         assert_eq!(
-            s.confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
-                .await
-                .unwrap(),
-            Some(0)
+            s.confirm_factor(
+                &a.id,
+                &FactorId("mfa_t1".into()),
+                Some("v1.key.other"),
+                Timestamp(2000),
+                &keep
+            )
+            .await
+            .unwrap(),
+            None
         );
+        // The first factor: the other session ends in the same transaction.
+        assert_eq!(
+            s.confirm_factor(
+                &a.id,
+                &FactorId("mfa_t1".into()),
+                Some("v1.key.mfa_t1"),
+                Timestamp(2000),
+                &keep
+            )
+            .await
+            .unwrap(),
+            Some(Confirmed {
+                replaced: 0,
+                first: true,
+                sessions_ended: 1
+            })
+        );
+        assert!(s
+            .session_by_token_hash("hash-ses_g")
+            .await
+            .unwrap()
+            .is_none());
         // Confirming twice does nothing.
         assert_eq!(
-            s.confirm_factor(&a.id, &FactorId("mfa_t1".into()), Timestamp(2000))
-                .await
-                .unwrap(),
+            s.confirm_factor(
+                &a.id,
+                &FactorId("mfa_t1".into()),
+                Some("v1.key.mfa_t1"),
+                Timestamp(2000),
+                &keep
+            )
+            .await
+            .unwrap(),
             None
         );
         assert!(s.account_by_id(&a.id).await.unwrap().unwrap().has_mfa);
@@ -624,10 +668,20 @@ both!(
             .await
             .unwrap();
         assert_eq!(
-            s.confirm_factor(&a.id, &FactorId("mfa_t2".into()), Timestamp(3000))
-                .await
-                .unwrap(),
-            Some(1),
+            s.confirm_factor(
+                &a.id,
+                &FactorId("mfa_t2".into()),
+                Some("v1.key.mfa_t2"),
+                Timestamp(3000),
+                &keep
+            )
+            .await
+            .unwrap(),
+            Some(Confirmed {
+                replaced: 1,
+                first: false,
+                sessions_ended: 0
+            }),
             "the confirmed TOTP it replaced"
         );
         let ids: Vec<String> = s
@@ -963,34 +1017,39 @@ both!(
         let hour = std::time::Duration::from_secs(3600);
         let t0 = 10_000_000;
         for i in 0..3 {
-            assert!(s.count_send("k", Timestamp(t0 + i), hour, 3).await.unwrap());
+            assert_eq!(
+                s.count_send("k", Timestamp(t0 + i), hour, 3).await.unwrap(),
+                None
+            );
         }
-        assert!(!s
-            .count_send("k", Timestamp(t0 + 10), hour, 3)
-            .await
-            .unwrap());
-        assert!(s
-            .count_send("other", Timestamp(t0 + 10), hour, 3)
-            .await
-            .unwrap());
+        // Refused, with the end of the window.
+        assert_eq!(
+            s.count_send("k", Timestamp(t0 + 10), hour, 3)
+                .await
+                .unwrap(),
+            Some(Timestamp(t0 + 3_600_000))
+        );
+        assert_eq!(
+            s.count_send("other", Timestamp(t0 + 10), hour, 3)
+                .await
+                .unwrap(),
+            None
+        );
         // A steady trickle never adds up across windows: the next window
         // starts again at one.
+        for i in 0..3 {
+            assert_eq!(
+                s.count_send("k", Timestamp(t0 + 3_600_000 + i), hour, 3)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
         assert!(s
-            .count_send("k", Timestamp(t0 + 3_600_000), hour, 3)
-            .await
-            .unwrap());
-        assert!(s
-            .count_send("k", Timestamp(t0 + 3_600_001), hour, 3)
-            .await
-            .unwrap());
-        assert!(s
-            .count_send("k", Timestamp(t0 + 3_600_002), hour, 3)
-            .await
-            .unwrap());
-        assert!(!s
             .count_send("k", Timestamp(t0 + 3_600_003), hour, 3)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
     }
 );
 

@@ -679,42 +679,97 @@ async fn sms_codes_are_posted_signed_to_the_webhook() {
     assert_eq!(r.status(), 200);
 }
 
+/// Codes to numbers nobody has confirmed (enrolments) are what SMS
+/// pumping and spraying use: five an hour per number and per account.
+/// Sign-in codes to a confirmed number are not drained by them.
 #[tokio::test]
-async fn sms_sends_are_limited_per_number_and_per_server() {
-    let (s, _smtp, hook, _dir) = delivering(false, &[("RAMPART_MFA__SMS_PER_HOUR", "7")]).await;
-    // Several accounts asking for codes to one number: five an hour.
-    let mut tokens = Vec::new();
+async fn enrolment_codes_are_limited_per_number_without_starving_sign_in() {
+    let (s, _smtp, hook, _dir) = delivering(false, &[]).await;
+    const NUMBER: &str = "+447700900555";
+    let victim = s.user("victim@example.com").await;
+    let r = s
+        .post_auth("/api/v1/me/mfa/sms", &victim, json!({"phone": NUMBER}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: Value = serde_json::from_slice(&hook.wait_for(1).await.body).unwrap();
+    let code = code_in(body["message"].as_str().unwrap());
+    let r = s
+        .post_auth("/api/v1/me/mfa/sms/confirm", &victim, json!({"code": code}))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Other accounts aim enrolments at the victim's number.
+    let mut attackers = Vec::new();
     for i in 0..3 {
-        tokens.push(s.user(&format!("pump{i}@example.com")).await);
+        attackers.push(s.user(&format!("pump{i}@example.com")).await);
     }
-    let send = |token: String, phone: &'static str| {
-        let s = &s;
-        async move {
-            s.post_auth("/api/v1/me/mfa/sms", &token, json!({"phone": phone}))
-                .await
-        }
-    };
-    for round in 0..2 {
-        for t in &tokens {
-            let r = send(t.clone(), "+447700900555").await;
-            if round == 1 && t == &tokens[2] {
+    let mut sent = 1;
+    'outer: for _round in 0..2 {
+        for a in &attackers {
+            let r = s
+                .post_auth("/api/v1/me/mfa/sms", a, json!({"phone": NUMBER}))
+                .await;
+            if sent == 5 {
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 problem(r, 429, "code_rate_limited").await;
-            } else {
-                assert_eq!(r.status(), 202, "round {round}");
+                assert!(retry > 3000 && retry <= 3600, "{retry}");
+                break 'outer;
             }
+            assert_eq!(r.status(), 202);
+            sent += 1;
         }
         s.clock.advance(Duration::from_secs(31));
     }
     assert_eq!(hook.posts.lock().unwrap().len(), 5);
-    // And seven an hour for the whole server, whatever the numbers.
-    let r = send(tokens[2].clone(), "+447700900556").await;
-    assert_eq!(r.status(), 202);
-    s.clock.advance(Duration::from_secs(31));
-    let r = send(tokens[1].clone(), "+447700900557").await;
-    assert_eq!(r.status(), 202);
-    s.clock.advance(Duration::from_secs(31));
-    let r = send(tokens[0].clone(), "+447700900558").await;
-    problem(r, 429, "code_rate_limited").await;
+    // The victim still gets a sign-in code.
+    let p = pending(&s, "victim@example.com").await;
+    let r = s
+        .post(
+            "/api/v1/auth/mfa/challenge",
+            json!({"mfa_token": p["mfa_token"], "method": "sms"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(hook.posts.lock().unwrap().len(), 6);
+}
+
+/// One account spraying enrolment codes at many numbers, and the server's
+/// hourly budget for them.
+#[tokio::test]
+async fn enrolment_codes_are_limited_per_account_and_per_server() {
+    let (s, _smtp, hook, _dir) =
+        delivering(false, &[("RAMPART_MFA__SMS_ENROLMENTS_PER_HOUR", "7")]).await;
+    let sprayer = s.user("spray@example.com").await;
+    for i in 0..6 {
+        let r = s
+            .post_auth(
+                "/api/v1/me/mfa/sms",
+                &sprayer,
+                json!({"phone": format!("+4477009006{i:02}")}),
+            )
+            .await;
+        if i < 5 {
+            assert_eq!(r.status(), 202, "send {i}");
+        } else {
+            problem(r, 429, "code_rate_limited").await;
+        }
+        s.clock.advance(Duration::from_secs(31));
+    }
+    for (i, expect) in [(0, 202), (1, 202), (2, 429)] {
+        let token = s.user(&format!("other{i}@example.com")).await;
+        let r = s
+            .post_auth(
+                "/api/v1/me/mfa/sms",
+                &token,
+                json!({"phone": format!("+4477009007{i:02}")}),
+            )
+            .await;
+        assert_eq!(r.status(), expect, "account {i}");
+    }
     assert_eq!(hook.posts.lock().unwrap().len(), 7);
 }
 
@@ -1368,6 +1423,32 @@ async fn unsafe_notifier_settings_are_refused_with_a_clear_message() {
         .expect("refused")
         .to_string();
     assert!(e.contains("https://"), "{e}");
+    // Administrators must enrol, but the only method allowed cannot be
+    // delivered (no SMS webhook): refused at start, not discovered later.
+    let settings = rampart::Settings::load(
+        None,
+        [
+            ("RAMPART_LISTEN", "127.0.0.1:0"),
+            ("RAMPART_HTTP_LISTEN", "off"),
+            ("RAMPART_NOTIFIER", "deliver"),
+            ("RAMPART_SMTP__HOST", "localhost"),
+            ("RAMPART_SMTP__FROM", "a@example.com"),
+            ("RAMPART_MFA__METHODS", "[\"sms\", \"recovery_code\"]"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+        &rampart::Overrides {
+            data_dir: Some(dir.path().join("data2")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = rampart::start(&settings, rampart::Deps::default())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("none of the allowed methods"), "{e}");
 }
 
 /// A relay or webhook whose certificate Rampart does not trust gets
