@@ -1397,57 +1397,24 @@ async fn unsafe_notifier_settings_are_refused_with_a_clear_message() {
         "{e}"
     );
     // A plain-HTTP webhook is refused when the server starts.
-    let dir = tempfile::tempdir().unwrap();
-    let settings = rampart::Settings::load(
-        None,
-        [
-            ("RAMPART_LISTEN", "127.0.0.1:0"),
-            ("RAMPART_HTTP_LISTEN", "off"),
-            ("RAMPART_NOTIFIER", "deliver"),
-            ("RAMPART_SMTP__HOST", "localhost"),
-            ("RAMPART_SMTP__FROM", "a@example.com"),
-            ("RAMPART_SMS_WEBHOOK__URL", "http://127.0.0.1/sms"),
-            ("RAMPART_SMS_WEBHOOK__SECRET", WEBHOOK_SECRET),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-        &rampart::Overrides {
-            data_dir: Some(dir.path().join("data")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let e = rampart::start(&settings, rampart::Deps::default())
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused_start(&[
+        ("RAMPART_NOTIFIER", "deliver"),
+        ("RAMPART_SMTP__HOST", "localhost"),
+        ("RAMPART_SMTP__FROM", "a@example.com"),
+        ("RAMPART_SMS_WEBHOOK__URL", "http://127.0.0.1/sms"),
+        ("RAMPART_SMS_WEBHOOK__SECRET", WEBHOOK_SECRET),
+    ])
+    .await;
     assert!(e.contains("https://"), "{e}");
     // Administrators must enrol, but the only method allowed cannot be
     // delivered (no SMS webhook): refused at start, not discovered later.
-    let settings = rampart::Settings::load(
-        None,
-        [
-            ("RAMPART_LISTEN", "127.0.0.1:0"),
-            ("RAMPART_HTTP_LISTEN", "off"),
-            ("RAMPART_NOTIFIER", "deliver"),
-            ("RAMPART_SMTP__HOST", "localhost"),
-            ("RAMPART_SMTP__FROM", "a@example.com"),
-            ("RAMPART_MFA__METHODS", "[\"sms\", \"recovery_code\"]"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-        &rampart::Overrides {
-            data_dir: Some(dir.path().join("data2")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let e = rampart::start(&settings, rampart::Deps::default())
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused_start(&[
+        ("RAMPART_NOTIFIER", "deliver"),
+        ("RAMPART_SMTP__HOST", "localhost"),
+        ("RAMPART_SMTP__FROM", "a@example.com"),
+        ("RAMPART_MFA__METHODS", "[\"sms\", \"recovery_code\"]"),
+    ])
+    .await;
     assert!(e.contains("none of the allowed methods"), "{e}");
 }
 

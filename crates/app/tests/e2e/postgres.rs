@@ -152,24 +152,6 @@ async fn nodes_share_second_factors_through_one_master_key() {
         200
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let settings = rampart::Settings::load(
-        None,
-        [
-            ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
-            ("RAMPART_DATABASE_URL".to_owned(), url),
-        ],
-        &rampart::Overrides {
-            data_dir: Some(dir.path().join("data")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let e = rampart::start(&settings, rampart::Deps::default())
-        .await
-        .err()
-        .expect("a node with another master key is refused")
-        .to_string();
+    let e = refused_start(&[("RAMPART_DATABASE_URL", &url)]).await;
     assert!(e.contains("same master key"), "{e}");
 }

@@ -328,6 +328,31 @@ impl TestServer {
     }
 }
 
+/// Starts a server in a fresh data directory with these settings (on a
+/// free port, no redirect listener) and returns why it refused to start.
+pub async fn refused_start(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        ("RAMPART_LISTEN", "127.0.0.1:0"),
+        ("RAMPART_HTTP_LISTEN", "off"),
+    ];
+    let settings = Settings::load(
+        None,
+        base.iter()
+            .chain(env)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        &Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        },
+    )
+    .expect("settings");
+    match rampart::start(&settings, Deps::default()).await {
+        Ok(_) => panic!("started, but should have been refused"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Reads a problem+json body, checking its shape.
 pub async fn problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "status for {code}");
