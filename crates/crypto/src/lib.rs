@@ -16,8 +16,8 @@ mod token;
 
 pub use entropy::{Entropy, OsEntropy};
 pub use otp::{
-    normalize_recovery_code, random_digits, recovery_code, totp_base32, totp_code, totp_secret,
-    totp_step_of, totp_uri, TOTP_DIGITS, TOTP_SECRET_BYTES, TOTP_STEP_SECS,
+    normalize_recovery_code, random_digits, recovery_code, totp_base32, totp_secret, totp_step_of,
+    totp_uri, TOTP_DIGITS, TOTP_SECRET_BYTES, TOTP_STEP_SECS,
 };
 pub use password::{
     keep_argon2_memory_on_this_thread, Argon2Params, HashError, PasswordHasher, Verification,

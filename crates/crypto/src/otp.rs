@@ -46,13 +46,6 @@ pub fn totp_uri(secret: &SecretBytes, issuer: &str, account: &str) -> Option<Sec
     totp(secret, issuer, account).map(|t| SecretString::new(t.get_url()))
 }
 
-/// The code for a Unix time, for tests and tools.
-pub fn totp_code(secret: &SecretBytes, unix_secs: u64) -> String {
-    totp(secret, "x", "x")
-        .map(|t| t.generate(unix_secs))
-        .unwrap_or_default()
-}
-
 /// The time step `code` belongs to, if it is the code of the current step
 /// or of the one just before or after (clock drift); compared in constant
 /// time. The caller refuses a step that was already used.
@@ -134,6 +127,13 @@ pub fn normalize_recovery_code(typed: &str) -> Option<SecretString> {
 mod tests {
     use super::*;
     use crate::OsEntropy;
+
+    /// The code for a Unix time.
+    fn totp_code(secret: &SecretBytes, unix_secs: u64) -> String {
+        totp(secret, "x", "x")
+            .map(|t| t.generate(unix_secs))
+            .unwrap_or_default()
+    }
 
     #[test]
     fn rfc6238_sha1_vectors() {
