@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rampart_core::data::keys::KeyManager;
+use rampart_core::data::{DataService, DataStore};
 use rampart_core::hashing::HashPool;
 use rampart_core::mfa::MfaDeps;
 use rampart_core::password_policy::PasswordPolicy;
@@ -65,12 +67,17 @@ pub fn layout(settings: &Settings) -> datadir::Layout {
 
 /// Opens the configured database (applying migrations).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    Ok(open_stores(settings).await?.0)
+}
+
+/// The database, as the account store and the data store.
+pub async fn open_stores(settings: &Settings) -> Result<(Arc<dyn Store>, Arc<dyn DataStore>)> {
     if settings.is_sqlite() {
         datadir::create_private_dir(&settings.data_dir)?;
     }
     let url = settings.database_url();
-    let store = rampart_store::open(url.expose_secret()).await?;
-    Ok(Arc::new(store))
+    let store = Arc::new(rampart_store::open(url.expose_secret()).await?);
+    Ok((store.clone(), store))
 }
 
 /// The file development-mode messages go to.
@@ -152,20 +159,187 @@ fn notifier(settings: &Settings, deps: &Deps) -> Result<Arc<dyn rampart_core::no
     Ok(Arc::new(delivery))
 }
 
-/// What second factors need: the keyring from the master key (created if
-/// missing), the notifier, and the WebAuthn relying party.
-pub fn mfa_deps(settings: &Settings, https_port: u16, deps: &Deps) -> Result<MfaDeps> {
-    let layout = layout(settings);
-    datadir::create_private_dir(&settings.data_dir)?;
-    datadir::ensure_master_key(&layout.master_key, deps.entropy.as_ref())?;
-    let master = datadir::read_master_key(&layout.master_key)?;
-    let keys = rampart_crypto::Keyring::new(&master, &[])
-        .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+/// What second factors need: the keyring that seals their secrets (the
+/// system data key), the notifier, and the WebAuthn relying party.
+pub fn mfa_deps(
+    settings: &Settings,
+    https_port: u16,
+    deps: &Deps,
+    keys: Arc<rampart_crypto::Keyring>,
+) -> Result<MfaDeps> {
     Ok(MfaDeps {
-        keys: Arc::new(keys),
+        keys,
         notifier: notifier(settings, deps)?,
         webauthn: Arc::new(webauthn(settings, https_port)?),
     })
+}
+
+/// The environment variable that can carry the master key (base64) in
+/// place of the key file.
+pub const MASTER_KEY_ENV: &str = "RAMPART_MASTER_KEY";
+
+/// The master key: from `RAMPART_MASTER_KEY` when set, else from the key
+/// file.
+pub fn master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
+    use base64::Engine;
+    if let Some(v) = std::env::var_os(MASTER_KEY_ENV) {
+        let text = SecretString::new(v.to_string_lossy().into_owned());
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.expose_secret().trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| anyhow::anyhow!("{MASTER_KEY_ENV} is not 32 bytes of base64"))?;
+        return Ok(rampart_crypto::SecretBytes::new(bytes));
+    }
+    datadir::read_master_key(&layout(settings).master_key)
+}
+
+fn master_reloader(
+    settings: &Settings,
+) -> Box<dyn Fn() -> Option<rampart_crypto::SecretBytes> + Send + Sync> {
+    let settings = settings.clone();
+    Box::new(move || master_key(&settings).ok())
+}
+
+/// The account and data services over one database, with the key
+/// hierarchy unlocked. Refuses (touching nothing) a master key that does
+/// not open this database's keys.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<AuthService>,
+    pub data: Arc<DataService>,
+}
+
+const WRONG_MASTER: &str = "the master key is not the key this database's encrypted values were sealed with. \
+     Every Rampart node on one database must use the same master key: copy the first node's \
+     master.key here (or point master_key_file or RAMPART_MASTER_KEY at it), or restore the right key from your backup.";
+
+/// After a master key file was just created: if the database already
+/// holds sealed values, the real key is missing. Removes the new file and
+/// refuses, so nothing changes.
+pub async fn refuse_new_key_for_used_database(settings: &Settings, created: bool) -> Result<()> {
+    if !created || std::env::var_os(MASTER_KEY_ENV).is_some() {
+        return Ok(());
+    }
+    let (store, data) = open_stores(settings).await?;
+    let used = !data
+        .data_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_empty()
+        || !store
+            .key_checks()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_empty();
+    store.close().await;
+    if used {
+        let path = layout(settings).master_key;
+        let _ = std::fs::remove_file(&path);
+        anyhow::bail!(
+            "the master key file {} is missing, and this database holds values sealed with a master key. \
+             Restore the key file from your backup (or set master_key_file or {MASTER_KEY_ENV}); \
+             nothing was changed.",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// For commands run beside the server: creates the master key on a fresh
+/// installation, then opens the services.
+pub async fn cli_services(settings: &Settings) -> Result<Services> {
+    let deps = Deps::default();
+    let created = if std::env::var_os(MASTER_KEY_ENV).is_none() {
+        datadir::create_private_dir(&settings.data_dir)?;
+        datadir::ensure_master_key(&layout(settings).master_key, deps.entropy.as_ref())?
+    } else {
+        false
+    };
+    refuse_new_key_for_used_database(settings, created).await?;
+    services(settings, settings.listen.port(), &deps).await
+}
+
+pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Result<Services> {
+    let (store, data_store) = open_stores(settings).await?;
+    let built = async {
+        let mut master = master_key(settings)?;
+        let manager = |m: &rampart_crypto::SecretBytes| -> Result<Arc<KeyManager>> {
+            Ok(Arc::new(
+                KeyManager::new(
+                    m,
+                    master_reloader(settings),
+                    data_store.clone(),
+                    deps.entropy.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ))
+        };
+        let mut keys = manager(&master)?;
+        // `keys rotate --master` interrupted after re-wrapping the data keys
+        // but before the new key file took the old one's place: finish it.
+        let next = layout(settings).master_key.with_extension("key.next");
+        if std::env::var_os(MASTER_KEY_ENV).is_none() && next.exists() {
+            if keys.verify_all().await.is_err() {
+                let candidate = datadir::read_master_key(&next)?;
+                let k = manager(&candidate)?;
+                if k.verify_all().await.is_ok() {
+                    std::fs::rename(&next, layout(settings).master_key)?;
+                    tracing::warn!("finished an interrupted master key rotation");
+                    master = candidate;
+                    keys = k;
+                }
+            } else {
+                let _ = std::fs::remove_file(&next);
+            }
+        }
+        let data_keys = data_store
+            .data_keys()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let checks = store
+            .key_checks()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // A database from before data keys holds values sealed with the
+        // master key itself: check the key against them before anything
+        // is written.
+        let legacy = data_keys.is_empty() && !checks.is_empty();
+        if legacy {
+            let ring = rampart_crypto::Keyring::new(&master, &[])
+                .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+            if !checks.iter().all(|c| ring.open("key_check", c).is_ok()) {
+                anyhow::bail!(WRONG_MASTER);
+            }
+        }
+        keys.verify_all().await.map_err(|e| match e {
+            rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(WRONG_MASTER),
+            e => anyhow::anyhow!("{e}"),
+        })?;
+        let system = keys
+            .system_ring(&master, legacy, deps.clock.now())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mfa = mfa_deps(settings, https_port, deps, system)?;
+        let auth = auth_service(settings, store.clone(), deps, mfa)?;
+        if let Err(e) = auth.verify_master_key().await {
+            return Err(match e {
+                rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(WRONG_MASTER),
+                e => anyhow::anyhow!("{e}"),
+            });
+        }
+        let data = Arc::new(DataService::new(data_store.clone(), auth.clone(), keys));
+        Ok(Services {
+            store: store.clone(),
+            auth,
+            data,
+        })
+    }
+    .await;
+    if built.is_err() {
+        store.close().await;
+    }
+    built
 }
 
 /// Builds the account service over a store.
@@ -237,6 +411,7 @@ pub struct Running {
     /// Development mode: where messages are written instead of delivered.
     pub outbox: Option<std::path::PathBuf>,
     pub auth: Arc<AuthService>,
+    pub data: Arc<DataService>,
     pub certs: Arc<CertStore>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -251,6 +426,7 @@ impl Running {
             let _ = t.await;
         }
         self.auth.flush_notices().await;
+        self.data.flush_events().await;
         self.auth.store().close().await;
     }
 
@@ -281,9 +457,8 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let https_addr = https.local_addr()?;
 
-    let store = open_store(settings).await?;
-    let mfa = mfa_deps(settings, https_addr.port(), &deps)?;
-    let auth = auth_service(settings, store, &deps, mfa)?;
+    refuse_new_key_for_used_database(settings, created.master_key).await?;
+    let Services { auth, data, .. } = services(settings, https_addr.port(), &deps).await?;
     let policy = &auth.config().mfa;
     if !policy.required_for.is_empty()
         && auth
@@ -297,18 +472,6 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
              or [smtp], SMS needs [sms_webhook]. Allow totp or webauthn, or configure delivery.",
             policy.required_for
         );
-    }
-    if let Err(e) = auth.verify_master_key().await {
-        auth.store().close().await;
-        return Err(match e {
-            rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(
-                "the master key {} is not the key this database's encrypted values were sealed with. \
-                 Every Rampart node on one database must use the same master key: copy the first node's \
-                 master.key here (or point master_key_file at it), or restore the right key from your backup.",
-                layout.master_key.display()
-            ),
-            e => anyhow::anyhow!("{e}"),
-        });
     }
     let setup_token = auth
         .issue_setup_token()
@@ -343,6 +506,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     }
     let state = AppState {
         auth: auth.clone(),
+        data: data.clone(),
         settings: Arc::new(HttpSettings {
             limits: limits.clone(),
             allowed_origins: origins,
@@ -386,6 +550,18 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         rx.clone(),
     )));
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
+    // A rotation or schema change interrupted by a stop resumes here.
+    let resume = data.clone();
+    tokio::spawn(async move {
+        match resume.reseal(&|_, _| {}).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                records = n,
+                "re-encrypted records left over from an interrupted rotation or schema change"
+            ),
+            Err(e) => tracing::error!(error = %e, "re-encryption of stale records failed"),
+        }
+    });
     Ok(Running {
         https_addr,
         http_addr,
@@ -395,6 +571,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         setup_token,
         outbox,
         auth,
+        data,
         certs,
         shutdown,
         tasks,

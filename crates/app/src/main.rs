@@ -49,6 +49,61 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Define data collections from a schema file (safe while the server runs).
+    Collections {
+        #[command(subcommand)]
+        command: CollectionsCommand,
+    },
+    /// Rotate and inspect the encryption keys (safe while the server runs).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CollectionsCommand {
+    /// Create or update every collection in a TOML schema file. A change
+    /// that stored records violate is refused with their count; the other
+    /// collections in the file are still applied.
+    Apply(CollectionsApplyArgs),
+}
+
+#[derive(Args)]
+struct CollectionsApplyArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The schema file: [collections.<name>] tables with `fields` and `access`
+    file: PathBuf,
+    /// Only check the file; change nothing
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Give every collection a new data key and re-encrypt its sensitive
+    /// values in batches, with progress. Reads keep working throughout; an
+    /// interrupted run resumes when run again (or when the server starts).
+    Rotate(KeysRotateArgs),
+    /// Show every data key: its scope, age and how many records it protects.
+    Status(KeysStatusArgs),
+}
+
+#[derive(Args)]
+struct KeysRotateArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Rotate the master key instead: write a new key file and re-wrap
+    /// every data key with it, in one transaction (values are untouched)
+    #[arg(long)]
+    master: bool,
+}
+
+#[derive(Args)]
+struct KeysStatusArgs {
+    #[command(flatten)]
+    common: CommonFlags,
 }
 
 #[derive(Args)]
@@ -217,7 +272,228 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", rampart_http::openapi::document());
             Ok(())
         }
+        Command::Collections {
+            command: CollectionsCommand::Apply(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            collections_apply(settings, args).await
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            if args.master {
+                keys_rotate_master(settings).await
+            } else {
+                keys_rotate(settings).await
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Status(args),
+        } => {
+            let settings = load(cli.config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            keys_status(settings).await
+        }
     }
+}
+
+/// The schema file of `rampart collections apply`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    collections: std::collections::BTreeMap<String, rampart_core::data::CollectionSchema>,
+}
+
+async fn collections_apply(settings: Settings, args: CollectionsApplyArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file: SchemaFile = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", args.file.display(), e.message()))?;
+    let mut bad = 0;
+    for (name, schema) in &file.collections {
+        for p in schema.check() {
+            bad += 1;
+            let at = if p.field.is_empty() {
+                String::new()
+            } else {
+                format!(" field `{}`:", p.field)
+            };
+            eprintln!("{name}:{at} {} ({})", p.message, p.code);
+        }
+    }
+    if bad > 0 {
+        bail!(
+            "{} has {bad} problem(s); nothing was applied",
+            args.file.display()
+        );
+    }
+    if args.check {
+        println!(
+            "{}: {} collection(s), all valid.",
+            args.file.display(),
+            file.collections.len()
+        );
+        return Ok(());
+    }
+    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let meta = rampart_core::RequestMeta {
+        user_agent: Some("rampart-cli".to_owned()),
+        ..Default::default()
+    };
+    // Collections that others reference go first.
+    let mut pending: Vec<_> = file.collections.into_iter().collect();
+    let mut failed = 0;
+    let mut resealing = 0;
+    while !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+        let ready = pending
+            .iter()
+            .position(|(n, s)| {
+                s.references()
+                    .iter()
+                    .all(|r| *r == n || !names.iter().any(|x| x == r))
+            })
+            .unwrap_or(0);
+        let (name, schema) = pending.remove(ready);
+        let exists = data
+            .store()
+            .collection(&name)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_some();
+        let result = if exists {
+            data.update_collection(&name, schema, None, &meta)
+                .await
+                .map(|c| {
+                    resealing += c.resealing;
+                    format!("{name}: updated (revision {})", c.collection.rev)
+                })
+        } else {
+            data.create_collection(&name, schema, None, &meta)
+                .await
+                .map(|_| format!("{name}: created"))
+        };
+        match result {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{name}: refused: {}", describe(&e));
+            }
+        }
+    }
+    if resealing > 0 {
+        eprintln!("re-encrypting {resealing} record(s)…");
+        let n = data
+            .reseal(&|c, done| eprintln!("  {c}: {done} record(s) re-encrypted"))
+            .await;
+        if let Err(e) = n {
+            eprintln!("re-encryption stopped: {e}; it resumes when the server starts");
+        }
+    }
+    data.flush_events().await;
+    store.close().await;
+    if failed > 0 {
+        bail!("{failed} collection(s) were not applied");
+    }
+    Ok(())
+}
+
+/// A domain error as a sentence, with the details a terminal user needs.
+fn describe(e: &rampart_core::Error) -> String {
+    match e {
+        rampart_core::Error::InvalidSchema(p) => p
+            .iter()
+            .map(|p| format!("{} ({})", p.message, p.code))
+            .collect::<Vec<_>>()
+            .join("; "),
+        e => e.to_string(),
+    }
+}
+
+async fn keys_rotate(settings: Settings) -> Result<()> {
+    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let result = async {
+        let rotated = data.rotate_data_keys().await?;
+        for (c, k) in &rotated {
+            println!("{c}: new data key {k}");
+        }
+        eprintln!("re-encrypting sensitive values…");
+        let n = data
+            .reseal(&|c, done| eprintln!("  {c}: {done} record(s) re-encrypted"))
+            .await?;
+        Ok::<_, rampart_core::Error>((rotated.len(), n))
+    }
+    .await;
+    data.flush_events().await;
+    store.close().await;
+    let (keys, records) =
+        result.map_err(|e| anyhow::anyhow!("{e}; run the command again to resume"))?;
+    println!("Rotated {keys} data key(s); re-encrypted {records} record(s). Old keys that protect nothing are retired.");
+    Ok(())
+}
+
+async fn keys_rotate_master(settings: Settings) -> Result<()> {
+    if std::env::var_os(rampart::MASTER_KEY_ENV).is_some() {
+        bail!(
+            "the master key comes from {}: generate a new key yourself and use `rampart keys rotate --master` \
+             with the key in a file instead",
+            rampart::MASTER_KEY_ENV
+        );
+    }
+    let path = rampart::layout(&settings).master_key;
+    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let next = path.with_extension("key.next");
+    let result = async {
+        let entropy = rampart_crypto::OsEntropy;
+        let _ = std::fs::remove_file(&next);
+        rampart::datadir::ensure_master_key(&next, &entropy)?;
+        let new = rampart::datadir::read_master_key(&next)?;
+        let n = data
+            .keys()
+            .rewrap_all(&new)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::fs::rename(&next, &path)
+            .with_context(|| format!("cannot move {} to {}", next.display(), path.display()))?;
+        Ok::<_, anyhow::Error>(n)
+    }
+    .await;
+    store.close().await;
+    let n = result?;
+    println!(
+        "New master key written to {}; {n} data key(s) re-wrapped with it. Back it up now, and copy it to every node.",
+        path.display()
+    );
+    Ok(())
+}
+
+async fn keys_status(settings: Settings) -> Result<()> {
+    let rampart::Services { store, data, auth } = rampart::cli_services(&settings).await?;
+    let keys = rampart_http::data::status(&data).await;
+    let now = auth.clock().now();
+    store.close().await;
+    let keys = keys.map_err(|e| anyhow::anyhow!("{}", e.problem.detail))?;
+    println!(
+        "{:<14} {:<28} {:>10} {:>9}  state",
+        "key id", "scope", "age (days)", "records"
+    );
+    for k in keys {
+        let created = rampart_core::Timestamp::parse_rfc3339(&k.created_at).unwrap_or(now);
+        let days = (now.millis() - created.millis()) / 86_400_000;
+        let state = if k.retired_at.is_some() {
+            "retired"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<14} {:<28} {:>10} {:>9}  {state}",
+            k.id, k.scope, days, k.records
+        );
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<()> {
@@ -332,8 +608,7 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
     }
     let password = SecretString::new(line.to_owned());
     zeroize::Zeroize::zeroize(&mut input);
-    let store = rampart::open_store(&settings).await?;
-    let auth = cli_auth(&settings, store.clone())?;
+    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
     let result = auth
         .create_admin(&args.email, &password, args.display_name)
         .await;
@@ -361,8 +636,7 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
 }
 
 async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
-    let store = rampart::open_store(&settings).await?;
-    let auth = cli_auth(&settings, store.clone())?;
+    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
     let result = async {
         let account = auth.account_by_email(&args.email).await?;
         auth.unlock(&account.id, "command line", &Default::default())
@@ -387,18 +661,9 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
 }
 
 /// The account service for a command-line tool.
-fn cli_auth(
-    settings: &Settings,
-    store: std::sync::Arc<dyn rampart_core::Store>,
-) -> Result<std::sync::Arc<rampart_core::AuthService>> {
-    let deps = Deps::default();
-    let mfa = rampart::mfa_deps(settings, settings.listen.port(), &deps)?;
-    rampart::auth_service(settings, store, &deps, mfa)
-}
 
 async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
-    let store = rampart::open_store(&settings).await?;
-    let auth = cli_auth(&settings, store.clone())?;
+    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
     let meta = rampart_core::RequestMeta {
         user_agent: Some("rampart-cli".to_owned()),
         ..Default::default()

@@ -288,6 +288,18 @@ impl AuthService {
         }
     }
 
+    /// Records a security event on behalf of another part of the domain.
+    pub async fn record_event(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        reason: Option<&str>,
+        account: Option<&AccountId>,
+        meta: &RequestMeta,
+    ) {
+        self.record(kind, outcome, reason, account, meta).await
+    }
+
     pub(crate) async fn failed(
         &self,
         kind: EventKind,
@@ -397,6 +409,7 @@ impl AuthService {
                 violations: vec![rampart_proto::Violation {
                     code: "too_long".to_owned(),
                     message: format!("Use at most {} characters.", self.config.policy.max_chars),
+                    field: None,
                 }],
                 suggestions: vec!["Use a shorter passphrase.".to_owned()],
             }));

@@ -70,6 +70,34 @@ pub enum Error {
     PasskeyRegistered,
     #[error("the master key is not the one this database was sealed with")]
     MasterKeyMismatch,
+    #[error("invalid collection schema")]
+    InvalidSchema(Vec<crate::data::schema::FieldProblem>),
+    #[error("the record does not match the schema")]
+    InvalidRecord(Vec<crate::data::schema::FieldProblem>),
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("a collection with this name exists")]
+    CollectionExists,
+    #[error("{0} stored records violate the new schema")]
+    SchemaViolated(u64),
+    #[error("the collection is in use: {0}")]
+    CollectionInUse(String),
+    #[error("another record has this value in a unique field")]
+    Duplicate(String),
+    #[error("a reference points to a record that does not exist")]
+    MissingReference(String),
+    #[error("the record changed since it was read")]
+    VersionMismatch,
+    #[error("invalid API key request: {0}")]
+    InvalidApiKey(String),
+    #[error("API key invalid, revoked or expired")]
+    ApiKeyInvalid,
+    #[error("API key not allowed from this address")]
+    ApiKeyIpRefused,
+    #[error("invalid role")]
+    InvalidRole,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -25,10 +25,17 @@ pub enum EventKind {
     RecoveryCodeUsed,
     RecoveryCodesGenerated,
     StepUp,
+    AccessDenied,
+    CollectionChanged,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    ApiKeyRefused,
+    RolesChanged,
+    KeysRotated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -49,6 +56,13 @@ impl EventKind {
         EventKind::RecoveryCodeUsed,
         EventKind::RecoveryCodesGenerated,
         EventKind::StepUp,
+        EventKind::AccessDenied,
+        EventKind::CollectionChanged,
+        EventKind::ApiKeyCreated,
+        EventKind::ApiKeyRevoked,
+        EventKind::ApiKeyRefused,
+        EventKind::RolesChanged,
+        EventKind::KeysRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +87,13 @@ impl EventKind {
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::RecoveryCodesGenerated => "recovery_codes_generated",
             EventKind::StepUp => "step_up",
+            EventKind::AccessDenied => "access_denied",
+            EventKind::CollectionChanged => "collection_changed",
+            EventKind::ApiKeyCreated => "api_key_created",
+            EventKind::ApiKeyRevoked => "api_key_revoked",
+            EventKind::ApiKeyRefused => "api_key_refused",
+            EventKind::RolesChanged => "roles_changed",
+            EventKind::KeysRotated => "keys_rotated",
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod data;
 pub mod email;
 pub mod error;
 pub mod events;

@@ -73,6 +73,7 @@ fn v(code: &str, message: String) -> Violation {
     Violation {
         code: code.to_owned(),
         message,
+        field: None,
     }
 }
 

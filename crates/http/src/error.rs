@@ -58,6 +58,18 @@ impl ApiError {
         )
     }
 
+    fn with_violations(mut self, problems: Vec<rampart_core::data::schema::FieldProblem>) -> Self {
+        self.problem.violations = problems
+            .into_iter()
+            .map(|p| rampart_proto::Violation {
+                code: p.code.to_owned(),
+                message: p.message,
+                field: (!p.field.is_empty()).then_some(p.field),
+            })
+            .collect();
+        self
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
@@ -237,6 +249,98 @@ impl From<CoreError> for ApiError {
                 "passkey_registered",
                 "Passkey already registered",
                 "This authenticator's passkey is registered already; use another authenticator, or remove the old registration first.",
+            ),
+            CoreError::InvalidSchema(problems) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_schema",
+                "Invalid collection schema",
+                "The schema was refused for the reasons listed in `violations`.",
+            )
+            .with_violations(problems),
+            CoreError::InvalidRecord(problems) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_record",
+                "Record does not match the schema",
+                "Nothing was stored: the record was refused for the reasons listed in `violations`.",
+            )
+            .with_violations(problems),
+            CoreError::InvalidFilter(m) => ApiError::new(
+                S::BAD_REQUEST,
+                "invalid_filter",
+                "Invalid filter",
+                format!("The filter was refused: {m}."),
+            ),
+            CoreError::InvalidQuery(m) => ApiError::new(
+                S::BAD_REQUEST,
+                "invalid_query",
+                "Invalid query",
+                format!("The query was refused: {m}."),
+            ),
+            CoreError::CollectionExists => ApiError::new(
+                S::CONFLICT,
+                "collection_exists",
+                "Collection exists",
+                "A collection with this name exists; change it with PATCH instead.",
+            ),
+            CoreError::SchemaViolated(n) => ApiError::new(
+                S::CONFLICT,
+                "schema_violated_by_data",
+                "Stored records violate the new schema",
+                format!("{n} stored record(s) do not satisfy the new schema (or would share a unique value); nothing was changed. Fix or delete them first, or relax the change."),
+            ),
+            CoreError::CollectionInUse(m) => ApiError::new(
+                S::CONFLICT,
+                "collection_in_use",
+                "Collection in use",
+                format!("The collection was not deleted: {m}."),
+            ),
+            CoreError::Duplicate(field) => {
+                let mut e = ApiError::new(
+                    S::CONFLICT,
+                    "duplicate_value",
+                    "Duplicate value",
+                    format!("Another record already has this value in the unique field `{field}`; nothing was stored."),
+                );
+                e.problem.violations = vec![rampart_proto::Violation {
+                    code: "duplicate_value".into(),
+                    message: "another record has this value".into(),
+                    field: Some(field),
+                }];
+                e
+            }
+            CoreError::MissingReference(field) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_reference",
+                "Reference to a missing record",
+                format!("The field `{field}` names a record that does not exist; nothing was stored."),
+            ),
+            CoreError::VersionMismatch => ApiError::new(
+                S::PRECONDITION_FAILED,
+                "version_mismatch",
+                "Record changed",
+                "The record changed since you read it (its version is not the one in If-Match). Read it again and retry.",
+            ),
+            CoreError::InvalidApiKey(m) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_api_key_request",
+                "Invalid API key request",
+                format!("The API key was not created: {m}."),
+            ),
+            CoreError::ApiKeyInvalid => ApiError::new(
+                S::UNAUTHORIZED,
+                "api_key_invalid",
+                "API key not accepted",
+                "The API key is unknown, revoked or expired.",
+            ),
+            CoreError::ApiKeyIpRefused => ApiError::forbidden(
+                "api_key_ip_refused",
+                "This API key may not be used from this address.",
+            ),
+            CoreError::InvalidRole => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_role",
+                "Invalid role",
+                "Custom roles are at most 16 names of 1-63 characters (a-z first, then a-z, 0-9 or _), other than admin, member and owner.",
             ),
             CoreError::MasterKeyMismatch => ApiError::internal("master key mismatch"),
             CoreError::Unavailable(detail) => {

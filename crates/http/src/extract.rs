@@ -251,3 +251,34 @@ impl FromRequestParts<AppState> for AdminWrite {
         Ok(AdminWrite(authed))
     }
 }
+
+/// Who calls a data route: an API key (`Authorization: Bearer rk_…`), or
+/// a session whose account meets the second-factor requirement.
+pub struct Caller(pub rampart_core::data::Principal);
+
+/// The public start of every API key.
+pub const API_KEY_PREFIX: &str = "rk_";
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        use rampart_core::data::Principal;
+        if let Some(token) = bearer(parts) {
+            if token.expose_secret().starts_with(API_KEY_PREFIX) {
+                if token.expose_secret().len() > 128 {
+                    return Err(rampart_core::Error::ApiKeyInvalid.into());
+                }
+                let Meta(meta) = Meta::from_request_parts(parts, state).await?;
+                let ip = meta.ip.as_deref().and_then(|ip| ip.parse().ok());
+                let key = state.data.authenticate_api_key(&token, ip, &meta).await?;
+                return Ok(Caller(Principal::ApiKey(key)));
+            }
+        }
+        let authed = Authed::from_request_parts(parts, state).await?;
+        if state.auth.mfa_enrollment_required(&authed.account) {
+            return Err(rampart_core::Error::MfaEnrollmentRequired.into());
+        }
+        Ok(Caller(Principal::Account(authed.account)))
+    }
+}

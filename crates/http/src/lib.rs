@@ -2,6 +2,7 @@
 //! around every request, the extractors that enforce authentication, and
 //! the one error-to-response mapping. No SQL here.
 
+pub mod data;
 pub mod error;
 pub mod extract;
 pub mod idle;
@@ -55,7 +56,38 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/events", get(routes::admin_events))
         .route("/admin/invites", post(routes::create_invite))
         .route("/admin/accounts/{id}/unlock", post(routes::unlock_account))
-        .route("/admin/accounts/{id}/mfa/reset", post(mfa::admin_reset));
+        .route("/admin/accounts/{id}/mfa/reset", post(mfa::admin_reset))
+        .route(
+            "/admin/accounts/{id}/roles",
+            get(data::get_roles).put(data::set_roles),
+        )
+        .route(
+            "/admin/collections",
+            get(data::list_collections).post(data::create_collection),
+        )
+        .route(
+            "/admin/collections/{name}",
+            get(data::get_collection)
+                .patch(data::update_collection)
+                .delete(data::delete_collection),
+        )
+        .route(
+            "/admin/api-keys",
+            get(data::list_api_keys).post(data::create_api_key),
+        )
+        .route("/admin/api-keys/{id}", delete(data::revoke_api_key))
+        .route("/admin/data-events", get(data::data_events))
+        .route("/admin/keys", get(data::key_status))
+        .route(
+            "/collections/{name}/records",
+            get(data::list_records).post(data::create_record),
+        )
+        .route(
+            "/collections/{name}/records/{id}",
+            get(data::get_record)
+                .patch(data::update_record)
+                .delete(data::delete_record),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(routes::index))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{mfa, routes};
+use crate::{data, mfa, routes};
 
 struct BearerAuth;
 
@@ -97,7 +97,7 @@ impl Modify for StandardResponses {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Rampart API", description = "Accounts, sessions, second factors and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
+    info(title = "Rampart API", description = "Accounts, sessions, second factors, protected data collections and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout,
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
@@ -106,9 +106,14 @@ impl Modify for StandardResponses {
         mfa::status, mfa::enrol_totp, mfa::confirm_totp, mfa::enrol_email, mfa::confirm_email,
         mfa::enrol_sms, mfa::confirm_sms, mfa::enrol_passkey, mfa::confirm_passkey, mfa::remove,
         mfa::regenerate_recovery_codes, mfa::admin_reset,
+        data::list_collections, data::create_collection, data::get_collection,
+        data::update_collection, data::delete_collection, data::create_record, data::list_records,
+        data::get_record, data::update_record, data::delete_record, data::create_api_key,
+        data::list_api_keys, data::revoke_api_key, data::get_roles, data::set_roles,
+        data::data_events, data::key_status,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "setup"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "health"))
 )]
 struct ApiDoc;
 

@@ -51,6 +51,7 @@ pub struct HttpSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthService>,
+    pub data: Arc<rampart_core::data::DataService>,
     pub settings: Arc<HttpSettings>,
     pub entropy: Arc<dyn Entropy>,
 }

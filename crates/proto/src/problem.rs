@@ -20,7 +20,8 @@ pub struct Problem {
     /// The request id to quote when asking for help.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// For `weak_password`: every rule the password failed.
+    /// For `weak_password`, `invalid_record` and `invalid_schema`: every
+    /// rule that failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
     /// For `weak_password`: how to choose a stronger password.
@@ -33,6 +34,9 @@ pub struct Problem {
 pub struct Violation {
     pub code: String,
     pub message: String,
+    /// The field a record or schema problem is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl Problem {

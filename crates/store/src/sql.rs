@@ -40,6 +40,10 @@ impl SqlStore {
         }
     }
 
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     /// The pool, for tests and tools that inspect stored rows.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -59,7 +63,7 @@ fn is_transient(code: Option<&str>) -> bool {
     }
 }
 
-fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         // SQLITE_BUSY / SQLITE_LOCKED, and PostgreSQL's "too many connections"

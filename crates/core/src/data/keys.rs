@@ -1,0 +1,216 @@
+//! The key hierarchy: the master key wraps data keys; data keys seal
+//! values and make blind indexes. Unwrapped data keys are cached in
+//! memory by id; a key another node made is fetched and unwrapped on
+//! first use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rampart_crypto::{Entropy, Keyring, SecretBytes};
+
+use super::{DataKey, DataStore};
+use crate::{Error, Timestamp};
+
+pub const SYSTEM_SCOPE: &str = "system";
+
+fn wrap_context(id: &str, scope: &str) -> String {
+    format!("data_key:{id}:{scope}")
+}
+
+/// Holds the master keyring and the unwrapped data keys.
+pub struct KeyManager {
+    master: RwLock<Arc<Keyring>>,
+    /// Reads the master key again (its file may have been replaced by
+    /// `rampart keys rotate --master` while this process ran).
+    reload: Box<dyn Fn() -> Option<SecretBytes> + Send + Sync>,
+    cache: RwLock<HashMap<String, Arc<Keyring>>>,
+    store: Arc<dyn DataStore>,
+    entropy: Arc<dyn Entropy>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager").finish_non_exhaustive()
+    }
+}
+
+impl KeyManager {
+    pub fn new(
+        master: &SecretBytes,
+        reload: Box<dyn Fn() -> Option<SecretBytes> + Send + Sync>,
+        store: Arc<dyn DataStore>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<Self, Error> {
+        let master = Keyring::new(master, &[]).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Self {
+            master: RwLock::new(Arc::new(master)),
+            reload,
+            cache: RwLock::new(HashMap::new()),
+            store,
+            entropy,
+        })
+    }
+
+    fn master(&self) -> Arc<Keyring> {
+        self.master
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A new data key for `scope`, wrapped and ready to store, and cached.
+    /// First makes sure the master key in memory is still the database's
+    /// (it is re-read if the key was rotated meanwhile), so a new key is
+    /// never wrapped with a retired master.
+    pub async fn generate(&self, scope: &str, now: Timestamp) -> Result<DataKey, Error> {
+        self.current_master().await?;
+        Ok(self.fresh(scope, now))
+    }
+
+    fn fresh(&self, scope: &str, now: Timestamp) -> DataKey {
+        let mut bytes = vec![0u8; 32];
+        self.entropy.fill(&mut bytes);
+        self.make(SecretBytes::new(bytes), scope, now)
+    }
+
+    async fn current_master(&self) -> Result<(), Error> {
+        let Some(k) = self.store.data_keys().await?.into_iter().next() else {
+            return Ok(());
+        };
+        if self.unwrap_key(&self.master(), &k).is_ok() {
+            return Ok(());
+        }
+        let reloaded = (self.reload)()
+            .and_then(|m| Keyring::new(&m, &[]).ok())
+            .filter(|m| self.unwrap_key(m, &k).is_ok())
+            .ok_or(Error::MasterKeyMismatch)?;
+        tracing::info!("the master key was rotated; using the new one");
+        *self.master.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(reloaded);
+        Ok(())
+    }
+
+    fn make(&self, bytes: SecretBytes, scope: &str, now: Timestamp) -> DataKey {
+        let ring = Keyring::new(&bytes, &[]).unwrap_or_else(|_| unreachable!("32-byte key"));
+        let id = ring.current_key_id().to_owned();
+        let wrapped = self.master().seal(
+            self.entropy.as_ref(),
+            &wrap_context(&id, scope),
+            bytes.expose_secret(),
+        );
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), Arc::new(ring));
+        DataKey {
+            id,
+            scope: scope.to_owned(),
+            wrapped,
+            created_at: now,
+            retired_at: None,
+        }
+    }
+
+    fn unwrap_key(&self, master: &Keyring, k: &DataKey) -> Result<SecretBytes, Error> {
+        master
+            .open(&wrap_context(&k.id, &k.scope), &k.wrapped)
+            .map_err(|_| Error::MasterKeyMismatch)
+    }
+
+    /// The keyring of data key `id`.
+    pub async fn ring(&self, id: &str) -> Result<Arc<Keyring>, Error> {
+        if let Some(r) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(r.clone());
+        }
+        let k = self
+            .store
+            .data_key(id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("data key {id} is not in the database")))?;
+        let bytes = match self.unwrap_key(&self.master(), &k) {
+            Ok(b) => b,
+            Err(_) => {
+                self.current_master().await?;
+                self.unwrap_key(&self.master(), &k)?
+            }
+        };
+        let ring = Arc::new(Keyring::new(&bytes, &[]).map_err(|e| Error::Internal(e.to_string()))?);
+        if ring.current_key_id() != k.id {
+            return Err(Error::Internal(format!(
+                "data key {id} does not match its id"
+            )));
+        }
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.id.clone(), ring.clone());
+        Ok(ring)
+    }
+
+    /// Unwraps every data key, so a wrong master key is found at start
+    /// rather than at the first read.
+    pub async fn verify_all(&self) -> Result<usize, Error> {
+        let keys = self.store.data_keys().await?;
+        for k in &keys {
+            self.ring(&k.id).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// The system data key (second-factor secrets), created on first use.
+    /// A database that already holds values sealed directly with the
+    /// master key (`legacy`) gets the master key's bytes as its system key,
+    /// so those values still open.
+    pub async fn system_ring(
+        &self,
+        master: &SecretBytes,
+        legacy: bool,
+        now: Timestamp,
+    ) -> Result<Arc<Keyring>, Error> {
+        let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == SYSTEM_SCOPE);
+        if let Some(k) = find(self.store.data_keys().await?) {
+            return self.ring(&k.id).await;
+        }
+        let k = if legacy {
+            self.make(
+                SecretBytes::new(master.expose_secret().to_vec()),
+                SYSTEM_SCOPE,
+                now,
+            )
+        } else {
+            self.fresh(SYSTEM_SCOPE, now)
+        };
+        match self.store.insert_data_key(&k).await {
+            Ok(()) => self.ring(&k.id).await,
+            // Another node made it first: use theirs.
+            Err(crate::StoreError::Conflict) => {
+                let k = find(self.store.data_keys().await?)
+                    .ok_or_else(|| Error::Internal("system key vanished".into()))?;
+                self.ring(&k.id).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-wraps every data key under `new_master`, in one transaction.
+    /// Returns how many keys were re-wrapped.
+    pub async fn rewrap_all(&self, new_master: &SecretBytes) -> Result<usize, Error> {
+        let new = Keyring::new(new_master, &[]).map_err(|e| Error::Internal(e.to_string()))?;
+        let old = self.master();
+        let keys = self.store.data_keys().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let bytes = self.unwrap_key(&old, k)?;
+            out.push((
+                k.id.clone(),
+                new.seal(
+                    self.entropy.as_ref(),
+                    &wrap_context(&k.id, &k.scope),
+                    bytes.expose_secret(),
+                ),
+            ));
+        }
+        self.store.rewrap_data_keys(&out).await?;
+        *self.master.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        Ok(out.len())
+    }
+}
