@@ -3,6 +3,7 @@
 
 mod accounts;
 mod brute_force;
+mod data;
 mod errors;
 mod events;
 mod layers;
