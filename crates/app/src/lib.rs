@@ -238,7 +238,8 @@ pub async fn refuse_new_key_for_used_database(settings: &Settings, created: bool
         let _ = std::fs::remove_file(&path);
         anyhow::bail!(
             "the master key file {} is missing, and this database holds values sealed with a master key. \
-             Restore the key file from your backup (or set master_key_file or {MASTER_KEY_ENV}); \
+             Every Rampart node on one database must use the same master key: restore the key file from \
+             your backup or copy it from the first node (or set master_key_file or {MASTER_KEY_ENV}); \
              nothing was changed.",
             path.display()
         );

@@ -126,25 +126,30 @@ enum Arg {
 }
 
 impl SqlStore {
-    /// The schema revision, read under a share lock on PostgreSQL so that a
-    /// schema change (which holds the row for update while it checks the
-    /// records) waits for this write, or this write for it.
-    async fn rev_in(
+    /// The schema revision and current data key, read under a share lock
+    /// on PostgreSQL so that a schema change or key rotation (which hold the
+    /// row for update) waits for this write, or this write for it.
+    async fn head_in(
         &self,
         tx: &mut Transaction<'_, Any>,
         collection: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<(i64, String)>, StoreError> {
         let sql = match self.dialect() {
-            Dialect::Sqlite => "SELECT rev FROM collections WHERE name = $1",
-            Dialect::Postgres => "SELECT rev FROM collections WHERE name = $1 FOR SHARE",
+            Dialect::Sqlite => "SELECT rev, key_id FROM collections WHERE name = $1",
+            Dialect::Postgres => "SELECT rev, key_id FROM collections WHERE name = $1 FOR SHARE",
         };
         let row = sqlx::query(sql)
             .bind(collection)
             .fetch_optional(&mut **tx)
             .await
             .map_err(backend)?;
-        row.map(|r| r.try_get::<i64, _>("rev").map_err(get_err))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>("rev").map_err(get_err)?,
+                r.try_get::<String, _>("key_id").map_err(get_err)?,
+            ))
+        })
+        .transpose()
     }
 
     /// Unique entries, references and the schema revision, inside a record
@@ -184,9 +189,16 @@ impl SqlStore {
                 return Ok(Some(WriteOutcome::MissingReference(field.clone())));
             }
         }
-        match self.rev_in(tx, &r.collection).await? {
+        // Sealed with a key that is no longer current (a rotation landed
+        // since the values were sealed): seal again, or the rotation's
+        // pass could miss this record.
+        match self.head_in(tx, &r.collection).await? {
             None => Ok(Some(WriteOutcome::NotFound)),
-            Some(rev) if rev != checks.rev => Ok(Some(WriteOutcome::Stale)),
+            Some((rev, key))
+                if rev != checks.rev || r.key_id.as_ref().is_some_and(|k| *k != key) =>
+            {
+                Ok(Some(WriteOutcome::Stale))
+            }
             Some(_) => Ok(None),
         }
     }

@@ -39,6 +39,9 @@ fn every_command_has_help_and_version() {
         vec!["admin", "create", "--help"],
         vec!["config", "check", "--help"],
         vec!["openapi", "--help"],
+        vec!["collections", "apply", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["keys", "status", "--help"],
     ] {
         let (ok, out, _) = rampart(&args, None);
         assert!(ok && out.contains("Usage:"), "{args:?}");
@@ -501,6 +504,66 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     )
     .unwrap();
     secrets.push(invite["invite_token"].as_str().unwrap().to_owned());
+    // Protected data: a sensitive value, an API key, filters naming the
+    // value. Answers that legitimately return the value are not kept.
+    let data_canary = "canary-sensitive-9f2k@example.com";
+    secrets.push(data_canary.into());
+    bodies.push(
+        call(
+            "/api/v1/admin/collections".into(),
+            Some(json!({"name": "clients", "fields": {
+                "email": {"type": "email", "sensitive": true, "searchable": true, "unique": true}}})),
+            Auth::Bearer(&admin_token),
+        )
+        .await,
+    );
+    let key: Value = serde_json::from_str(
+        &call(
+            "/api/v1/admin/api-keys".into(),
+            Some(json!({"name": "k", "scopes": [{"collection": "clients", "actions": ["create", "list"]}]})),
+            Auth::Bearer(&admin_token),
+        )
+        .await,
+    )
+    .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+    secrets.push(key.clone());
+    let created = call(
+        "/api/v1/collections/clients/records".into(),
+        Some(json!({"email": data_canary})),
+        Auth::Bearer(&key),
+    )
+    .await;
+    assert!(created.contains(data_canary), "{created}");
+    for bad in [
+        json!({"email": data_canary, "nope": data_canary}),
+        json!({"email": data_canary}),
+        json!({"email": format!("{data_canary}\n")}),
+    ] {
+        bodies.push(
+            call(
+                "/api/v1/collections/clients/records".into(),
+                Some(bad),
+                Auth::Bearer(&key),
+            )
+            .await,
+        );
+    }
+    let found = call(
+        format!("/api/v1/collections/clients/records?filter=email%20%3D%20%22{data_canary}%22"),
+        None,
+        Auth::Bearer(&key),
+    )
+    .await;
+    assert!(found.contains(data_canary), "{found}");
+    bodies.push(
+        call(
+            format!("/api/v1/collections/clients/records?filter=email%20%3E%20%22{data_canary}%22"),
+            None,
+            Auth::Bearer(&key),
+        )
+        .await,
+    );
     // The brute-force path: ten wrong passwords, then the right one while
     // blocked, then the administrator's unlock.
     let b: Value = serde_json::from_str(
