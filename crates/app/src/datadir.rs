@@ -85,12 +85,15 @@ pub fn prepare(
     layout: Layout,
     now: SystemTime,
     entropy: &dyn Entropy,
+    key_file: bool,
 ) -> Result<(Layout, Created)> {
     let mut created = Created {
         dir: create_private_dir(&layout.dir)?,
         ..Created::default()
     };
-    created.master_key = ensure_master_key(&layout.master_key, entropy)?;
+    if key_file {
+        created.master_key = ensure_master_key(&layout.master_key, entropy)?;
+    }
     created.cert = renew_generated_cert(&layout, now, entropy)?;
     Ok((layout, created))
 }

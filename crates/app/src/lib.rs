@@ -178,13 +178,90 @@ pub fn mfa_deps(
 /// place of the key file.
 pub const MASTER_KEY_ENV: &str = "RAMPART_MASTER_KEY";
 
-/// The master key: from `RAMPART_MASTER_KEY` when set, else from the key
-/// file.
-pub fn master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
+/// The environment variable that can carry a master passphrase.
+pub const MASTER_PASSPHRASE_ENV: &str = "RAMPART_MASTER_PASSPHRASE";
+const MIN_PASSPHRASE_CHARS: usize = 16;
+
+static PASSPHRASE: std::sync::OnceLock<SecretString> = std::sync::OnceLock::new();
+
+/// The master passphrase entered at start (`serve --master-passphrase-stdin`).
+pub fn set_master_passphrase(p: SecretString) {
+    let _ = PASSPHRASE.set(p);
+}
+
+fn passphrase() -> Option<SecretString> {
+    PASSPHRASE.get().cloned().or_else(|| {
+        std::env::var_os(MASTER_PASSPHRASE_ENV)
+            .map(|v| SecretString::new(v.to_string_lossy().into_owned()))
+    })
+}
+
+/// Whether the master key lives in a file (neither `RAMPART_MASTER_KEY`
+/// nor a passphrase).
+pub fn master_from_file() -> bool {
+    std::env::var_os(MASTER_KEY_ENV).is_none() && passphrase().is_none()
+}
+
+/// The master key: stretched from a passphrase (Argon2id, with a salt kept
+/// in the database), or from `RAMPART_MASTER_KEY`, or from the key file.
+pub async fn master_key(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    data: &Arc<dyn DataStore>,
+    entropy: &dyn Entropy,
+) -> Result<rampart_crypto::SecretBytes> {
     use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let err = |e: rampart_core::StoreError| anyhow::anyhow!("{e}");
+    if let Some(pass) = passphrase() {
+        if pass.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
+            anyhow::bail!(
+                "the master passphrase must have at least {MIN_PASSPHRASE_CHARS} characters"
+            );
+        }
+        let kdf = match data.master_kdf().await.map_err(err)? {
+            Some(k) => k,
+            None => {
+                let used = !data.data_keys().await.map_err(err)?.is_empty()
+                    || !store.key_checks().await.map_err(err)?.is_empty();
+                if used {
+                    anyhow::bail!(
+                        "this database's master key is not a passphrase: start with its key file or {MASTER_KEY_ENV}"
+                    );
+                }
+                let mut salt = [0u8; 16];
+                entropy.fill(&mut salt);
+                let p = rampart_crypto::PASSPHRASE_PARAMS;
+                data.set_master_kdf(
+                    &b64.encode(salt),
+                    [p.memory_kib, p.iterations, p.parallelism],
+                )
+                .await
+                .map_err(err)?;
+                data.master_kdf()
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| anyhow::anyhow!("the passphrase salt was not stored"))?
+            }
+        };
+        let (salt, [memory_kib, iterations, parallelism]) = kdf;
+        let salt = b64
+            .decode(salt)
+            .map_err(|_| anyhow::anyhow!("the stored passphrase salt is corrupt"))?;
+        let params = rampart_crypto::Argon2Params {
+            memory_kib,
+            iterations,
+            parallelism,
+        };
+        return tokio::task::spawn_blocking(move || {
+            rampart_crypto::stretch_passphrase(&pass, &salt, params)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("master passphrase: {e}"));
+    }
     if let Some(v) = std::env::var_os(MASTER_KEY_ENV) {
         let text = SecretString::new(v.to_string_lossy().into_owned());
-        let bytes = base64::engine::general_purpose::STANDARD
+        let bytes = b64
             .decode(text.expose_secret().trim())
             .ok()
             .filter(|b| b.len() == 32)
@@ -194,11 +271,20 @@ pub fn master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
     datadir::read_master_key(&layout(settings).master_key)
 }
 
+/// Reads the master key again: the file may have been replaced by `rampart
+/// keys rotate --master`; a key from the environment or a passphrase
+/// cannot change while the process runs.
 fn master_reloader(
     settings: &Settings,
+    current: &rampart_crypto::SecretBytes,
 ) -> Box<dyn Fn() -> Option<rampart_crypto::SecretBytes> + Send + Sync> {
-    let settings = settings.clone();
-    Box::new(move || master_key(&settings).ok())
+    if master_from_file() {
+        let path = layout(settings).master_key;
+        Box::new(move || datadir::read_master_key(&path).ok())
+    } else {
+        let bytes = current.expose_secret().to_vec();
+        Box::new(move || Some(rampart_crypto::SecretBytes::new(bytes.clone())))
+    }
 }
 
 /// The account and data services over one database, with the key
@@ -210,7 +296,7 @@ pub struct Services {
     pub data: Arc<DataService>,
 }
 
-const WRONG_MASTER: &str = "the master key is not the key this database's encrypted values were sealed with. \
+const WRONG_MASTER: &str = "the master key (or passphrase) is not the one this database's encrypted values were sealed with. \
      Every Rampart node on one database must use the same master key: copy the first node's \
      master.key here (or point master_key_file or RAMPART_MASTER_KEY at it), or restore the right key from your backup.";
 
@@ -218,7 +304,7 @@ const WRONG_MASTER: &str = "the master key is not the key this database's encryp
 /// holds sealed values, the real key is missing. Removes the new file and
 /// refuses, so nothing changes.
 pub async fn refuse_new_key_for_used_database(settings: &Settings, created: bool) -> Result<()> {
-    if !created || std::env::var_os(MASTER_KEY_ENV).is_some() {
+    if !created || !master_from_file() {
         return Ok(());
     }
     let (store, data) = open_stores(settings).await?;
@@ -251,7 +337,7 @@ pub async fn refuse_new_key_for_used_database(settings: &Settings, created: bool
 /// installation, then opens the services.
 pub async fn cli_services(settings: &Settings) -> Result<Services> {
     let deps = Deps::default();
-    let created = if std::env::var_os(MASTER_KEY_ENV).is_none() {
+    let created = if master_from_file() {
         datadir::create_private_dir(&settings.data_dir)?;
         datadir::ensure_master_key(&layout(settings).master_key, deps.entropy.as_ref())?
     } else {
@@ -264,12 +350,12 @@ pub async fn cli_services(settings: &Settings) -> Result<Services> {
 pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Result<Services> {
     let (store, data_store) = open_stores(settings).await?;
     let built = async {
-        let mut master = master_key(settings)?;
+        let mut master = master_key(settings, &store, &data_store, deps.entropy.as_ref()).await?;
         let manager = |m: &rampart_crypto::SecretBytes| -> Result<Arc<KeyManager>> {
             Ok(Arc::new(
                 KeyManager::new(
                     m,
-                    master_reloader(settings),
+                    master_reloader(settings, m),
                     data_store.clone(),
                     deps.entropy.clone(),
                 )
@@ -280,7 +366,7 @@ pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Resu
         // `keys rotate --master` interrupted after re-wrapping the data keys
         // but before the new key file took the old one's place: finish it.
         let next = layout(settings).master_key.with_extension("key.next");
-        if std::env::var_os(MASTER_KEY_ENV).is_none() && next.exists() {
+        if master_from_file() && next.exists() {
             if keys.verify_all().await.is_err() {
                 let candidate = datadir::read_master_key(&next)?;
                 let k = manager(&candidate)?;
@@ -447,6 +533,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         layout(settings),
         deps.clock.now().to_system_time(),
         deps.entropy.as_ref(),
+        master_from_file(),
     )?;
     let warnings = datadir::enforce(permission_problems(settings), settings.strict)?;
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)

@@ -125,6 +125,11 @@ struct ServeArgs {
     /// Refuse to start when key or data files are readable by other users
     #[arg(long)]
     strict: bool,
+    /// Read a master passphrase (16+ characters, one line) from standard
+    /// input and derive the master key from it with Argon2id, in place of
+    /// the key file (also: RAMPART_MASTER_PASSPHRASE)
+    #[arg(long)]
+    master_passphrase_stdin: bool,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +230,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            if args.master_passphrase_stdin {
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    eprint!("Master passphrase: ");
+                }
+                rampart::set_master_passphrase(read_secret_line()?);
+            }
             let overrides = Overrides {
                 listen: args.listen,
                 http_listen: args.http_listen,
@@ -305,6 +316,40 @@ async fn run(cli: Cli) -> Result<()> {
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
     collections: std::collections::BTreeMap<String, rampart_core::data::CollectionSchema>,
+}
+
+/// One line from standard input, without its line ending; not echoed when
+/// typed at a terminal.
+fn read_secret_line() -> Result<SecretString> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    // SAFETY: termios calls on our own standard input, with a zeroed
+    // struct that tcgetattr fills before it is read.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if tty && libc::tcgetattr(0, &mut t) == 0 {
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            Some(saved)
+        } else {
+            None
+        }
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+        eprintln!();
+    }
+    read.context("cannot read the passphrase from standard input")?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).to_owned();
+    zeroize::Zeroize::zeroize(&mut line);
+    Ok(SecretString::new(trimmed))
 }
 
 async fn collections_apply(settings: Settings, args: CollectionsApplyArgs) -> Result<()> {
@@ -436,11 +481,12 @@ async fn keys_rotate(settings: Settings) -> Result<()> {
 }
 
 async fn keys_rotate_master(settings: Settings) -> Result<()> {
-    if std::env::var_os(rampart::MASTER_KEY_ENV).is_some() {
+    if !rampart::master_from_file() {
         bail!(
-            "the master key comes from {}: generate a new key yourself and use `rampart keys rotate --master` \
-             with the key in a file instead",
-            rampart::MASTER_KEY_ENV
+            "the master key comes from {} or {}: `keys rotate --master` writes a new key file, so run it with \
+             the key in a file (master.key or master_key_file)",
+            rampart::MASTER_KEY_ENV,
+            rampart::MASTER_PASSPHRASE_ENV
         );
     }
     let path = rampart::layout(&settings).master_key;

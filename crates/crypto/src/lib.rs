@@ -20,7 +20,8 @@ pub use otp::{
     totp_uri, TOTP_DIGITS, TOTP_SECRET_BYTES, TOTP_STEP_SECS,
 };
 pub use password::{
-    keep_argon2_memory_on_this_thread, Argon2Params, HashError, PasswordHasher, Verification,
+    keep_argon2_memory_on_this_thread, stretch_passphrase, Argon2Params, HashError, PasswordHasher,
+    Verification, PASSPHRASE_PARAMS,
 };
 pub use seal::{Keyring, SealError};
 pub use secret::{SecretBytes, SecretString};

@@ -392,3 +392,53 @@ mod tests {
         assert!(PasswordHasher::new(p).is_err());
     }
 }
+
+/// The Argon2id cost of turning a master passphrase into the master key:
+/// 64 MiB, 3 passes, one lane. Paid once per start.
+pub const PASSPHRASE_PARAMS: Argon2Params = Argon2Params {
+    memory_kib: 64 * 1024,
+    iterations: 3,
+    parallelism: 1,
+};
+
+/// A 32-byte key stretched from a passphrase with Argon2id and a stored
+/// random salt (at least 16 bytes).
+pub fn stretch_passphrase(
+    passphrase: &SecretString,
+    salt: &[u8],
+    params: Argon2Params,
+) -> Result<crate::SecretBytes, HashError> {
+    let p = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|_| HashError::Params)?;
+    let mut out = vec![0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
+        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut out)
+        .map_err(|_| HashError::Params)?;
+    Ok(crate::SecretBytes::new(out))
+}
+
+#[cfg(test)]
+mod stretch_tests {
+    use super::*;
+
+    #[test]
+    fn a_passphrase_stretches_to_the_same_key_with_the_same_salt_only() {
+        let low = Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let pass = SecretString::from("correct horse battery staple");
+        let a = stretch_passphrase(&pass, b"0123456789abcdef", low).unwrap();
+        let b = stretch_passphrase(&pass, b"0123456789abcdef", low).unwrap();
+        let c = stretch_passphrase(&pass, b"fedcba9876543210", low).unwrap();
+        assert_eq!(a.expose_secret(), b.expose_secret());
+        assert_ne!(a.expose_secret(), c.expose_secret());
+        assert_eq!(a.expose_secret().len(), 32);
+    }
+}

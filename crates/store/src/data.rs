@@ -906,6 +906,40 @@ impl DataStore for SqlStore {
         .collect()
     }
 
+    async fn master_kdf(&self) -> Result<Option<(String, [u32; 3])>, StoreError> {
+        let row = sqlx::query(
+            "SELECT salt, memory_kib, iterations, parallelism FROM master_kdf WHERE id = 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?;
+        let Some(r) = row else { return Ok(None) };
+        let n = |c: &str| -> Result<u32, StoreError> {
+            u32::try_from(r.try_get::<i64, _>(c).map_err(get_err)?)
+                .map_err(|_| StoreError::Corrupt("master kdf"))
+        };
+        Ok(Some((
+            r.try_get("salt").map_err(get_err)?,
+            [n("memory_kib")?, n("iterations")?, n("parallelism")?],
+        )))
+    }
+
+    async fn set_master_kdf(&self, salt: &str, params: [u32; 3]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO master_kdf (id, salt, memory_kib, iterations, parallelism) \
+             VALUES (1, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(salt)
+        .bind(i64::from(params[0]))
+        .bind(i64::from(params[1]))
+        .bind(i64::from(params[2]))
+        .execute(self.pool())
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, prefix, name, token_hash, scopes, allowed_ips, expires_at, \

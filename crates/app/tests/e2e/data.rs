@@ -1261,3 +1261,95 @@ both!(
     rotation_under_load_postgres,
     rotation_under_load
 );
+
+/// A database from before data keys: its second-factor values were sealed
+/// with the master key itself. After the upgrade they still open (the
+/// system data key is the old master key), and a wrong master key is
+/// refused before anything is written.
+#[tokio::test]
+async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
+    use base64::Engine;
+    use rampart_core::data::DataStore;
+    use rampart_core::Store;
+    use rampart_crypto::{Keyring, OsEntropy, SecretBytes};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+    }
+    let master = [7u8; 32];
+    let write_key = |k: &[u8; 32]| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(data.join("master.key"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            base64::engine::general_purpose::STANDARD
+                .encode(k)
+                .as_bytes(),
+        )
+        .unwrap();
+    };
+    let ring = Keyring::new(&SecretBytes::new(master.to_vec()), &[]).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", data.join("rampart.db").display());
+    let store = rampart_store::open(&url).await.unwrap();
+    let sealed = ring.seal(&OsEntropy, "key_check", b"rampart");
+    store
+        .add_first_key_check(ring.current_key_id(), &sealed, rampart_core::Timestamp(1))
+        .await
+        .unwrap();
+    store.close().await;
+
+    // The wrong key: refused, and no system key was written.
+    write_key(&[9u8; 32]);
+    let settings = rampart::Settings::load(
+        None,
+        [
+            ("RAMPART_LISTEN", "127.0.0.1:0"),
+            ("RAMPART_HTTP_LISTEN", "off"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+        &rampart::Overrides {
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = rampart::start(&settings, rampart::Deps::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("same master key"), "{e:#}");
+    let store = rampart_store::open(&url).await.unwrap();
+    assert!(store.data_keys().await.unwrap().is_empty());
+    store.close().await;
+
+    // The right key: it starts, and the system key is the old master key.
+    write_key(&master);
+    let s = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let keys = s.running().data.store().data_keys().await.unwrap();
+    let system = keys.iter().find(|k| k.scope == "system").unwrap();
+    assert_eq!(system.id, ring.current_key_id());
+    let admin = s.admin().await;
+    let v: Value = s
+        .get_auth("/api/v1/admin/keys", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v.to_string().contains("\"system\""));
+}

@@ -200,7 +200,7 @@ async fn schema_file_rotation_and_master_key_from_the_command_line() {
     let (ok, _, err) = rampart(&serve);
     assert!(!ok);
     assert!(
-        err.contains("master key is not the key this database"),
+        err.contains("master key (or passphrase) is not the one this database"),
         "{err}"
     );
     assert_eq!(digest(&db), before, "the database was changed");
@@ -215,4 +215,97 @@ async fn schema_file_rotation_and_master_key_from_the_command_line() {
     std::fs::write(data.join("master.key"), &new_master).unwrap();
     let mut p = Proc::spawn(&data, &[]);
     assert!(p.terminate().await.success());
+}
+
+/// `serve --master-passphrase-stdin`: the master key is stretched from a
+/// passphrase (no key file is written); a wrong passphrase is refused; the
+/// passphrase appears in no log line and no database file.
+#[tokio::test]
+async fn a_master_passphrase_replaces_the_key_file() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let pass = "Canary passphrase: tidal-orchard-velvet-91";
+    let serve = |passphrase: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args([
+            "serve",
+            "--data-dir",
+            d,
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--master-passphrase-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RAMPART_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{passphrase}\n").as_bytes())
+            .unwrap();
+        drop(stdin);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), out.clone());
+        pump(child.stderr.take().unwrap(), err.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+            if text.contains("HTTPS:") {
+                return (Some(child), out, text);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let text = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+                return (None, out, text);
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let stop = |mut child: std::process::Child| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        assert!(child.wait().unwrap().success());
+    };
+    let (child, out, _) = serve(pass);
+    stop(child.expect("started with a passphrase"));
+    assert!(
+        !data.join("master.key").exists(),
+        "no key file with a passphrase"
+    );
+    let (child, _, err) = serve("a different passphrase, long enough");
+    assert!(child.is_none());
+    assert!(err.contains("is not the one this database"), "{err}");
+    let (child, _, err) = serve("short");
+    assert!(child.is_none());
+    assert!(err.contains("at least 16 characters"), "{err}");
+    let (child, out2, err) = serve(pass);
+    stop(child.expect("the right passphrase starts again"));
+    assert!(!err.contains(pass));
+    for o in [out, out2] {
+        assert!(!String::from_utf8_lossy(&o.lock().unwrap()).contains(pass));
+    }
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(pass.len()).any(|w| w == pass.as_bytes()),
+                "{}",
+                path.display()
+            );
+        }
+    }
 }

@@ -155,3 +155,158 @@ async fn nodes_share_second_factors_through_one_master_key() {
     let e = refused_start(&[("RAMPART_DATABASE_URL", &url)]).await;
     assert!(e.contains("same master key"), "{e}");
 }
+
+/// A certificate authority made here, and a server certificate it signed
+/// for `localhost` and 127.0.0.1: (CA PEM, server cert PEM, server key PEM).
+fn local_ca() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Rampart test database CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    (ca_cert.pem(), server.pem(), key.serialize_pem())
+}
+
+/// Runs a PostgreSQL program as the `postgres` user when we are root
+/// (initdb refuses root), else as ourselves.
+fn pg(bin: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    cmd.args(args).output().unwrap()
+}
+
+/// Encryption in transit to PostgreSQL: a throwaway server that accepts
+/// only TLS, with a certificate from a CA made by the test. Rampart with
+/// `sslmode=verify-full` and that CA works; with another CA it refuses to
+/// start.
+#[tokio::test]
+async fn verify_full_tls_to_postgres_with_a_local_ca() {
+    let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+        d.filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+    });
+    let Some(bin) = bin else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("initdb is required under CI=true");
+        }
+        eprintln!("\n!!! SKIPPING verify-full test: no initdb under /usr/lib/postgresql !!!\n");
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pgdata = dir.path().join("pg");
+    std::fs::create_dir(&pgdata).unwrap();
+    std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        let ok = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&pgdata)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let d = pgdata.to_str().unwrap();
+    let out = pg(
+        &bin.join("initdb"),
+        &["-D", d, "-A", "trust", "-U", "postgres", "--no-sync"],
+    );
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ca, cert, key) = local_ca();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let write = |name: &str, text: &str, mode: u32| {
+        let p = pgdata.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&p)
+                .status()
+                .unwrap();
+        }
+    };
+    write("server.crt", &cert, 0o644);
+    write("server.key", &key, 0o600);
+    write("pg_hba.conf", "hostssl all all 127.0.0.1/32 trust\n", 0o600);
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    write(
+        "postgresql.conf",
+        &format!(
+            "{conf}\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+             listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{d}'\nfsync = off\n"
+        ),
+        0o600,
+    );
+    let log = pgdata.join("log.txt");
+    let out = pg(
+        &bin.join("pg_ctl"),
+        &["-D", d, "-l", log.to_str().unwrap(), "-w", "start"],
+    );
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {} {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let ca_path = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let url = format!(
+        "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        ca_path.display()
+    );
+    let result = async {
+        let s = TestServer::with(Options {
+            db: Db::Postgres(url.clone()),
+            ..Options::default()
+        })
+        .await;
+        let token = s.user("tls@example.com").await;
+        assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
+        // The server saw a TLS connection.
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let (ssl,): (bool,) =
+            sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(ssl);
+        pool.close().await;
+        // Another CA: the certificate is not trusted, and Rampart says so.
+        let (other, _, _) = local_ca();
+        let other_path = dir.path().join("other-ca.pem");
+        std::fs::write(&other_path, other).unwrap();
+        let wrong = url.replace(ca_path.to_str().unwrap(), other_path.to_str().unwrap());
+        let e = refused_start(&[("RAMPART_DATABASE_URL", &wrong)]).await;
+        assert!(e.contains("cannot connect to the database"), "{e}");
+        assert!(!e.contains("postgres@"), "the URL is not echoed: {e}");
+    };
+    // Stop the throwaway server whatever happened.
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
+    pg(&bin.join("pg_ctl"), &["-D", d, "-m", "immediate", "stop"]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -379,7 +379,7 @@ pub struct Proc {
     pub client: Client,
 }
 
-fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::Mutex<Vec<u8>>>) {
+pub fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::Mutex<Vec<u8>>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = from.read(&mut buf) {

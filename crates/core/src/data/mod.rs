@@ -313,6 +313,11 @@ pub trait DataStore: Send + Sync + 'static {
     /// How many records each data key protects.
     async fn key_usage(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// The salt (base64) and Argon2id cost of a master passphrase.
+    async fn master_kdf(&self) -> Result<Option<(String, [u32; 3])>, StoreError>;
+    /// Records them; false when a row exists (the first writer wins).
+    async fn set_master_kdf(&self, salt: &str, params: [u32; 3]) -> Result<bool, StoreError>;
+
     async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError>;
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
     async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;

@@ -97,3 +97,13 @@ CREATE TABLE data_events (
 );
 CREATE INDEX data_events_at ON data_events (at);
 CREATE INDEX data_events_collection ON data_events (collection, at);
+
+-- With a master passphrase (in place of a key file): the random salt and
+-- the Argon2id cost it is stretched with. One row.
+CREATE TABLE master_kdf (
+    id           BIGINT PRIMARY KEY CHECK (id = 1),
+    salt         TEXT NOT NULL,
+    memory_kib   BIGINT NOT NULL,
+    iterations   BIGINT NOT NULL,
+    parallelism  BIGINT NOT NULL
+);
