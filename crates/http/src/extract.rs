@@ -259,16 +259,27 @@ pub struct Caller(pub rampart_core::data::Principal);
 /// The public start of every API key.
 pub const API_KEY_PREFIX: &str = "rk_";
 
+/// `rk_` + 8 hex digits + `_` + 43 base64url characters: never a session
+/// token (43 characters), so a session that happens to start with `rk_`
+/// is still a session.
+fn looks_like_api_key(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 55
+        && t.starts_with(API_KEY_PREFIX)
+        && b[3..11].iter().all(|c| c.is_ascii_hexdigit())
+        && b[11] == b'_'
+        && b[12..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         use rampart_core::data::Principal;
         if let Some(token) = bearer(parts) {
-            if token.expose_secret().starts_with(API_KEY_PREFIX) {
-                if token.expose_secret().len() > 128 {
-                    return Err(rampart_core::Error::ApiKeyInvalid.into());
-                }
+            if looks_like_api_key(token.expose_secret()) {
                 let Meta(meta) = Meta::from_request_parts(parts, state).await?;
                 let ip = meta.ip.as_deref().and_then(|ip| ip.parse().ok());
                 let key = state.data.authenticate_api_key(&token, ip, &meta).await?;

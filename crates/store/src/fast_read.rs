@@ -183,4 +183,52 @@ impl FastRead {
             Ok(Some((session, account)))
         })
     }
+
+    /// One record and its collection's revision (`DataStore::record`).
+    pub(crate) fn record(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<(rampart_core::data::StoredRecord, i64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(crate::data::RECORD_BY_ID).map_err(err)?;
+            let row = stmt
+                .query_row([collection, id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, i64>(7)?,
+                        [
+                            r.get::<_, String>(8)?,
+                            r.get::<_, String>(9)?,
+                            r.get::<_, String>(10)?,
+                        ],
+                        r.get::<_, i64>(11)?,
+                    ))
+                })
+                .optional()
+                .map_err(err)?;
+            let Some((col, id, owner, created, updated, version, key, layout, json, rev)) = row
+            else {
+                return Ok(None);
+            };
+            let record = crate::data::record_of(
+                col,
+                id,
+                owner,
+                created,
+                updated,
+                version,
+                key,
+                layout,
+                [&json[0], &json[1], &json[2]],
+            )?;
+            Ok(Some((record, rev)))
+        })
+    }
 }

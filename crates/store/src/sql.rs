@@ -44,6 +44,11 @@ impl SqlStore {
         self.dialect
     }
 
+    /// SQLite files only: reads on the caller's thread (see `fast_read`).
+    pub(crate) fn fast(&self) -> Option<&crate::fast_read::FastRead> {
+        self.fast.as_deref()
+    }
+
     /// The pool, for tests and tools that inspect stored rows.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -55,6 +60,9 @@ impl SqlStore {
 fn is_transient(code: Option<&str>) -> bool {
     match code {
         Some("53300" | "57P03") => true,
+        // Any other PostgreSQL SQLSTATE (always five characters); SQLite's
+        // extended result codes have at most four digits.
+        Some(c) if c.len() == 5 => false,
         Some(c) => c
             .parse::<i64>()
             .map(|n| matches!(n & 0xff, 5 | 6))

@@ -444,6 +444,24 @@ async fn least_privilege(s: TestServer) {
     )
     .await;
 
+    // A reference cannot probe a record its writer may not read: Alice's
+    // record is "missing" to Bob, exactly like one that does not exist.
+    create_collection(
+        &s,
+        &admin,
+        json!({"name": "orders", "fields": {
+        "customer": {"type": "reference", "collection": "customers", "required": true}}}),
+    )
+    .await;
+    let r = s
+        .post_auth(
+            "/api/v1/collections/orders/records",
+            &bob,
+            json!({"customer": id}),
+        )
+        .await;
+    problem(r, 422, "invalid_reference").await;
+    create(&s, &alice, "orders", json!({"customer": id})).await;
     // Administrators read (and see the hidden field); they may not update.
     let v: Value = s.get_auth(&path, &admin).await.json().await.unwrap();
     assert_eq!(v["data"]["tax_id"], "TX-1234");
@@ -604,6 +622,24 @@ async fn api_keys(s: TestServer) {
         )
         .await;
     problem(r, 404, "not_found").await;
+    // Update rights are not read rights: an update-only key gets no values back.
+    let r = s
+        .post_auth("/api/v1/admin/api-keys", &admin,
+            json!({"name": "writer", "scopes": [{"collection": "customers", "actions": ["update"]}]}))
+        .await;
+    let writer: Value = r.json().await.unwrap();
+    let r = send(
+        &s,
+        reqwest::Method::PATCH,
+        &path,
+        writer["secret"].as_str().unwrap(),
+        Some(json!({"name": "Key Co 2"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"], json!({}), "{v}");
+    assert_eq!(v["version"], 2);
     // An API key is not a session.
     problem(
         s.get_auth("/api/v1/me", &secret).await,
@@ -697,7 +733,11 @@ async fn api_keys(s: TestServer) {
     }
     problem(s.get_auth(&path, &secret).await, 401, "api_key_invalid").await;
     problem(
-        s.get_auth(&path, "rk_00000000_forged").await,
+        s.get_auth(
+            &path,
+            "rk_00000000_forgedforgedforgedforgedforgedforgedforgedf",
+        )
+        .await,
         401,
         "api_key_invalid",
     )
@@ -976,7 +1016,7 @@ async fn encrypted_at_rest(s: TestServer, pg: Option<String>) {
         .insert("email".into(), rec_a.sealed["email"].clone());
     assert!(store
         .store()
-        .reseal_record(&forged, &rec_b, &[])
+        .reseal_record(&forged, &rec_b, &[], rec_b.key_id.as_deref().unwrap())
         .await
         .unwrap());
     let path = format!(
@@ -1099,7 +1139,7 @@ async fn schema_migrations(s: TestServer) {
         .running()
         .data
         .store()
-        .stale_records("people", "none", i64::MAX, 100)
+        .stale_records("people", "none", i64::MAX, "", 100)
         .await
         .unwrap();
     for r in sealed {

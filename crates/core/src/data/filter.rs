@@ -157,6 +157,9 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 }
                 let s: String = serde_json::from_str(&src[i..=j])
                     .map_err(|_| err(start, "invalid string (use JSON escapes)"))?;
+                if s.contains('\0') {
+                    return Err(err(start, "strings cannot hold NUL characters"));
+                }
                 out.push((start, Tok::Value(Value::String(s))));
                 i = j;
             }
@@ -405,6 +408,7 @@ mod tests {
             "a = \"unterminated",
             "a = 1 and",
             "a = 01x",
+            "a = \"x\\u0000\"",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

@@ -283,21 +283,24 @@ pub trait DataStore: Send + Sync + 'static {
     async fn list_records(&self, q: &ListQuery) -> Result<(Vec<StoredRecord>, i64), StoreError>;
 
     /// Records sealed with another key than `key_id` or stored under an
-    /// older layout than `layout_rev`.
+    /// older layout than `layout_rev`, with ids after `after`, by id.
     async fn stale_records(
         &self,
         collection: &str,
         key_id: &str,
         layout_rev: i64,
+        after: &str,
         limit: u32,
     ) -> Result<Vec<StoredRecord>, StoreError>;
     /// Rewrites a record's stored form if it is still as read (version,
-    /// key, layout). Does not change its version.
+    /// key, layout) and its collection's current key is still `key_id` and
+    /// layout `r.layout_rev`. Does not change its version.
     async fn reseal_record(
         &self,
         r: &StoredRecord,
         was: &StoredRecord,
         uniques: &[UniqueEntry],
+        key_id: &str,
     ) -> Result<bool, StoreError>;
 
     async fn data_keys(&self) -> Result<Vec<DataKey>, StoreError>;

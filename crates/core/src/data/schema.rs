@@ -547,6 +547,12 @@ fn check_field(name: &str, f: &FieldDef, out: &mut Vec<FieldProblem>) {
         if grants.iter().any(|g| !valid_name(g)) {
             bad("invalid_grant", "read: grants are `owner` or role names");
         }
+        if f.unique {
+            bad(
+                "unique_hidden_field",
+                "a field hidden with `read` cannot be unique: a refused duplicate would reveal its values",
+            );
+        }
     }
 }
 
@@ -682,6 +688,13 @@ fn check_value(
             Ok(v.clone())
         }
         FieldType::Json => {
+            if json_has_nul(v) {
+                return Err(FieldProblem::new(
+                    name,
+                    "control_character",
+                    "NUL characters are not allowed in strings or keys",
+                ));
+            }
             let depth = def.max_depth.unwrap_or(DEFAULT_JSON_DEPTH);
             if json_depth(v) > depth {
                 return Err(FieldProblem::new(
@@ -736,6 +749,26 @@ fn range(name: &str, def: &FieldDef, n: f64) -> Result<(), FieldProblem> {
     Ok(())
 }
 
+/// Whether a string or key anywhere in the value holds U+0000, which
+/// PostgreSQL cannot store in text or JSONB.
+fn json_has_nul(v: &Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => {
+                if o.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn json_depth(v: &Value) -> u32 {
     // Iterative, so a deep value cannot exhaust the stack (serde_json
     // already refuses input nested beyond 128 levels).
@@ -757,7 +790,8 @@ fn json_depth(v: &Value) -> u32 {
 pub fn normalise_datetime(s: &str) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // Checked: an offset can carry the instant past year 9999.
+    let t = t.checked_to_offset(time::UtcOffset::UTC)?;
     if !(1..=9999).contains(&t.year()) {
         return None;
     }
@@ -835,6 +869,14 @@ mod tests {
             (json!({"name": "ab", "meta": {"a": {"b": 1}}}), "too_deep"),
             (json!({"name": "ab", "other": 1}), "unknown_field"),
             (json!({"name": "ab", "note": "a\u{7}"}), "control_character"),
+            (
+                json!({"name": "ab", "meta": {"k": "a\u{0}"}}),
+                "control_character",
+            ),
+            (
+                json!({"name": "ab", "at": "9999-12-31T23:59:59-23:59"}),
+                "wrong_type",
+            ),
         ];
         for (v, code) in cases {
             assert_eq!(check(&s, v.clone()).unwrap_err(), vec![code], "{v}");
@@ -859,6 +901,7 @@ mod tests {
             json!({"fields": {"a": {"type": "text", "searchable": true}}}),
             json!({"fields": {"a": {"type": "reference"}}}),
             json!({"fields": {"a": {"type": "integer", "min": 0.5}}}),
+            json!({"fields": {"a": {"type": "text", "unique": true, "read": ["admin"]}}}),
             json!({"fields": {"a": {"type": "text"}}, "access": {"read": ["Robert'); DROP"]}}),
         ];
         for s in bad {

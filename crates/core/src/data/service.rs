@@ -142,6 +142,10 @@ fn ctx_blind(collection: &str, field: &str) -> String {
 fn canonical(def: &FieldDef, v: &Value) -> String {
     match (def.ty, v) {
         (FieldType::Email, Value::String(s)) => Value::String(s.to_lowercase()).to_string(),
+        // 1 and 1.0 are one number.
+        (FieldType::Number, Value::Number(n)) => {
+            n.as_f64().map(|f| f.to_string()).unwrap_or_default()
+        }
         _ => v.to_string(),
     }
 }
@@ -277,7 +281,11 @@ impl DataService {
             return Err(Error::NotFound);
         }
         let c = self.store.collection(name).await?.ok_or(Error::NotFound)?;
-        if let Some(hit) = self.cached(name, c.rev) {
+        // A rotation changes the key, not the revision.
+        if let Some(hit) = self
+            .cached(name, c.rev)
+            .filter(|h| h.collection.key_id == c.key_id)
+        {
             return Ok(hit);
         }
         self.compiled(c)
@@ -603,11 +611,14 @@ impl DataService {
 
     async fn rings_for(&self, c: &Collection) -> Result<Rings, Error> {
         // Every key a record of this collection may name: the current one
-        // and, during a rotation, older ones (fetched on demand).
+        // and, during or after a rotation, the older ones.
         let mut rings = Rings::default();
-        rings
-            .0
-            .insert(c.key_id.clone(), self.keys.ring(&c.key_id).await?);
+        let scope = format!("collection:{}", c.name);
+        for k in self.store.data_keys().await? {
+            if k.scope == scope || k.id == c.key_id {
+                rings.0.insert(k.id.clone(), self.keys.ring(&k.id).await?);
+            }
+        }
         Ok(rings)
     }
 
@@ -731,6 +742,35 @@ impl DataService {
         })
     }
 
+    /// The first reference field naming a record the caller may not read;
+    /// to the caller it is missing, so references cannot probe other
+    /// collections.
+    async fn unreadable_reference(
+        &self,
+        p: &Principal,
+        checks: &WriteChecks,
+    ) -> Result<Option<String>, Error> {
+        for (field, target, id) in &checks.references {
+            let target = match self.load(target).await {
+                Ok(t) => t,
+                Err(Error::NotFound) => return Ok(Some(field.clone())),
+                Err(e) => return Err(e),
+            };
+            let readable = match self.access(p, &target.collection, Action::Read).await? {
+                AccessCheck::Denied => false,
+                AccessCheck::All => true,
+                AccessCheck::Own => match self.store.record(&target.collection.name, id).await? {
+                    Some((r, _)) => Self::owns(p, &r),
+                    None => false,
+                },
+            };
+            if !readable {
+                return Ok(Some(field.clone()));
+            }
+        }
+        Ok(None)
+    }
+
     fn write_error(outcome: WriteOutcome) -> Error {
         match outcome {
             WriteOutcome::Duplicate(f) => Error::Duplicate(f),
@@ -809,8 +849,19 @@ impl DataService {
                 blind,
             };
             let checks = self.write_checks(c, &values).await?;
+            if let Some(field) = self.unreadable_reference(p, &checks).await? {
+                return Err(Error::MissingReference(field));
+            }
             match self.store.insert_record(&r, &checks).await? {
                 WriteOutcome::Done => {
+                    // The creator sees what it may read of what it wrote.
+                    let may_read = self.access(p, c, Action::Read).await? != AccessCheck::Denied;
+                    let vis = self.visible_fields(p, c).await?;
+                    let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, true);
+                    if !may_read {
+                        view.data.clear();
+                        sensitive = false;
+                    }
                     self.event(
                         p,
                         collection,
@@ -818,12 +869,11 @@ impl DataService {
                         vec![id],
                         1,
                         "allowed",
-                        false,
+                        sensitive,
                         meta,
                     )
                     .await;
-                    let vis = self.visible_fields(p, c).await?;
-                    return Ok(Self::view(c, &r, values, &vis, true).0);
+                    return Ok(view);
                 }
                 WriteOutcome::Stale => continue,
                 other => {
@@ -989,21 +1039,37 @@ impl DataService {
                 ..old.clone()
             };
             let checks = self.write_checks(c, &values).await?;
+            if let Some(field) = self.unreadable_reference(p, &checks).await? {
+                return Err(Error::MissingReference(field));
+            }
             match self.store.update_record(&r, old.version, &checks).await? {
                 WriteOutcome::Done => {
+                    // Updating is not reading: without read access the
+                    // answer holds only the system fields.
+                    let may_read = match self.access(p, c, Action::Read).await? {
+                        AccessCheck::All => true,
+                        AccessCheck::Own => owns,
+                        AccessCheck::Denied => false,
+                    };
+                    let vis = self.visible_fields(p, c).await?;
+                    let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, owns);
+                    if !may_read {
+                        view.data.clear();
+                        sensitive = false;
+                    }
+                    let ids = vec![id.to_owned()];
                     self.event(
                         p,
                         collection,
                         Action::Update,
-                        vec![id.to_owned()],
+                        ids,
                         1,
                         "allowed",
-                        false,
+                        sensitive,
                         meta,
                     )
                     .await;
-                    let vis = self.visible_fields(p, c).await?;
-                    return Ok(Self::view(c, &r, values, &vis, owns).0);
+                    return Ok(view);
                 }
                 WriteOutcome::Stale => continue,
                 // Changed between our read and our write: without If-Match
@@ -1191,37 +1257,44 @@ impl DataService {
     pub async fn reseal(&self, progress: &(dyn Fn(&str, u64) + Send + Sync)) -> Result<u64, Error> {
         let mut total = 0;
         for c in self.store.collections().await? {
-            let cc = self.compiled(c)?;
-            let c = &cc.collection;
-            let ring = self.keys.ring(&c.key_id).await?;
-            let index = self.keys.ring(&c.index_key_id).await?;
+            let name = c.name.clone();
             let mut rings = Rings::default();
             let mut done = 0u64;
-            let mut skipped = std::collections::HashSet::new();
+            // Pages by id: a record that cannot be rewritten now is passed
+            // over, never fetched again and again.
+            let mut after = String::new();
+            let mut target: Option<(String, i64)> = None;
             loop {
+                // The collection as it is now, for every batch: a rotation
+                // or schema change meanwhile restarts the pass with it.
+                let Some(c) = self.store.collection(&name).await? else {
+                    break;
+                };
+                if target.as_ref() != Some(&(c.key_id.clone(), c.layout_rev)) {
+                    target = Some((c.key_id.clone(), c.layout_rev));
+                    after.clear();
+                }
+                let ring = self.keys.ring(&c.key_id).await?;
+                let index = self.keys.ring(&c.index_key_id).await?;
                 let batch = self
                     .store
-                    .stale_records(&c.name, &c.key_id, c.layout_rev, RESEAL_BATCH)
+                    .stale_records(&c.name, &c.key_id, c.layout_rev, &after, RESEAL_BATCH)
                     .await?;
-                let fresh: Vec<_> = batch
-                    .into_iter()
-                    .filter(|r| !skipped.contains(&r.id))
-                    .collect();
-                if fresh.is_empty() {
+                let Some(last) = batch.last() else {
                     break;
-                }
-                for old in fresh {
+                };
+                after = last.id.clone();
+                for old in batch {
                     self.ring_for_record(&mut rings, &old).await?;
                     let Some(all) = unseal_all(&rings, &old) else {
                         tracing::error!(collection = %c.name, record = %old.id, "record does not decrypt; left as is");
-                        skipped.insert(old.id.clone());
                         continue;
                     };
                     let values: Map<String, Value> = all
                         .into_iter()
                         .filter(|(f, _)| c.schema.fields.contains_key(f))
                         .collect();
-                    let (data, sealed, blind) = self.seal(c, &ring, &index, &old.id, &values);
+                    let (data, sealed, blind) = self.seal(&c, &ring, &index, &old.id, &values);
                     let r = StoredRecord {
                         key_id: (!sealed.is_empty()).then(|| c.key_id.clone()),
                         layout_rev: c.layout_rev,
@@ -1230,13 +1303,16 @@ impl DataService {
                         blind,
                         ..old.clone()
                     };
-                    let uniques = unique_entries(c, &index, &values);
-                    if self.store.reseal_record(&r, &old, &uniques).await? {
+                    let uniques = unique_entries(&c, &index, &values);
+                    // Refused when a user write changed the record (it used
+                    // the current key) or the collection moved on (the
+                    // next batch sees it).
+                    if self
+                        .store
+                        .reseal_record(&r, &old, &uniques, &c.key_id)
+                        .await?
+                    {
                         done += 1;
-                    } else {
-                        // Changed meanwhile; the writer used the current key,
-                        // or the next batch picks it up again.
-                        skipped.insert(old.id.clone());
                     }
                 }
                 progress(&c.name, done);
@@ -1510,10 +1586,12 @@ fn unique_entries(
             if !def.unique {
                 return None;
             }
+            // A MAC for sensitive values, a hash for plain ones: bounded
+            // in size whatever the value (PostgreSQL's index rows are).
             let value = if def.sensitive {
                 index.mac(&format!("uq:{}:{f}", c.name), &canonical(def, v))
             } else {
-                canonical(def, v)
+                sha256_hex(canonical(def, v).as_bytes())
             };
             Some(UniqueEntry {
                 field: f.clone(),
@@ -1798,18 +1876,16 @@ async fn write_events(store: Arc<dyn DataStore>, mut rx: mpsc::Receiver<EventMsg
             }
         }
         if !batch.is_empty() {
-            let mut tries = 0;
+            // Retried until written: the queue is bounded, so while the
+            // database refuses, requests wait rather than lose their trail.
+            let mut tries: u64 = 0;
             loop {
                 match store.insert_data_events(&batch).await {
                     Ok(()) => break,
-                    Err(e) if tries < 5 => {
-                        tries += 1;
-                        tracing::warn!(error = %e, "data-access events not written yet; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * tries)).await;
-                    }
                     Err(e) => {
-                        tracing::error!(error = %e, lost = batch.len(), "data-access events could not be written");
-                        break;
+                        tries += 1;
+                        tracing::error!(error = %e, pending = batch.len(), "data-access events not written yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(100 * tries.min(50))).await;
                     }
                 }
             }
