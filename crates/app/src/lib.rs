@@ -403,6 +403,20 @@ pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Resu
             rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(WRONG_MASTER),
             e => anyhow::anyhow!("{e}"),
         })?;
+        // The master fingerprint: set on first use, and a quick refusal of
+        // another master even when no data key exists yet.
+        match data_store
+            .master_fingerprint()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            Some(id) if id != keys.master_id() => anyhow::bail!(WRONG_MASTER),
+            Some(_) => {}
+            None => data_store
+                .init_master_fingerprint(&keys.master_id())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        }
         let system = keys
             .system_ring(&master, legacy, deps.clock.now())
             .await

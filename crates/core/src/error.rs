@@ -109,6 +109,9 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Conflict => Error::EmailTaken,
             StoreError::Unavailable(detail) => Error::Unavailable(detail),
+            StoreError::StaleMaster => {
+                Error::Unavailable("the master key was rotated meanwhile; retry".into())
+            }
             other => Error::Internal(other.to_string()),
         }
     }

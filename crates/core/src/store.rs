@@ -22,6 +22,9 @@ pub enum StoreError {
     /// The database is busy or unreachable right now; retrying may work.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The master key was rotated meanwhile: nothing was written.
+    #[error("the master key was rotated meanwhile")]
+    StaleMaster,
     /// A stored row could not be read back into a domain value.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),

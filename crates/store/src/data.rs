@@ -83,6 +83,7 @@ fn key_from(row: &AnyRow) -> Result<DataKey, StoreError> {
         id: row.try_get("id").map_err(get_err)?,
         scope: row.try_get("scope").map_err(get_err)?,
         wrapped: row.try_get("wrapped").map_err(get_err)?,
+        master_id: row.try_get("master_id").map_err(get_err)?,
         created_at: Timestamp(row.try_get("created_at").map_err(get_err)?),
         retired_at: row
             .try_get::<Option<i64>, _>("retired_at")
@@ -163,6 +164,50 @@ enum Arg {
 }
 
 impl SqlStore {
+    /// Inserts a data key, only while the master fingerprint is the key's
+    /// (set on first use): a key wrapped with a master that was rotated
+    /// meanwhile is refused with `StaleMaster`.
+    async fn insert_key(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        k: &DataKey,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO master_fingerprint (id, key_id) VALUES (1, $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&k.master_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let sql = match self.dialect() {
+            Dialect::Sqlite => "SELECT key_id FROM master_fingerprint WHERE id = 1",
+            Dialect::Postgres => "SELECT key_id FROM master_fingerprint WHERE id = 1 FOR SHARE",
+        };
+        let current: String = sqlx::query(sql)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?
+            .try_get("key_id")
+            .map_err(get_err)?;
+        if current != k.master_id {
+            return Err(StoreError::StaleMaster);
+        }
+        sqlx::query(
+            "INSERT INTO data_keys (id, scope, wrapped, master_id, created_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.id)
+        .bind(&k.scope)
+        .bind(&k.wrapped)
+        .bind(&k.master_id)
+        .bind(k.created_at.millis())
+        .bind(k.retired_at.map(Timestamp::millis))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     /// The schema revision and current data key, read under a share lock
     /// on PostgreSQL so that a schema change or key rotation (which hold the
     /// row for update) waits for this write, or this write for it.
@@ -450,7 +495,7 @@ impl DataStore for SqlStore {
             return Ok(false);
         }
         for k in keys {
-            insert_key(&mut tx, k).await?;
+            self.insert_key(&mut tx, k).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(true)
@@ -864,7 +909,7 @@ impl DataStore for SqlStore {
     }
 
     async fn data_keys(&self) -> Result<Vec<DataKey>, StoreError> {
-        sqlx::query("SELECT id, scope, wrapped, created_at, retired_at FROM data_keys ORDER BY created_at, id")
+        sqlx::query("SELECT id, scope, wrapped, master_id, created_at, retired_at FROM data_keys ORDER BY created_at, id")
             .fetch_all(self.pool())
             .await
             .map_err(backend)?
@@ -875,7 +920,7 @@ impl DataStore for SqlStore {
 
     async fn data_key(&self, id: &str) -> Result<Option<DataKey>, StoreError> {
         sqlx::query(
-            "SELECT id, scope, wrapped, created_at, retired_at FROM data_keys WHERE id = $1",
+            "SELECT id, scope, wrapped, master_id, created_at, retired_at FROM data_keys WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -888,13 +933,13 @@ impl DataStore for SqlStore {
 
     async fn insert_data_key(&self, k: &DataKey) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        insert_key(&mut tx, k).await?;
+        self.insert_key(&mut tx, k).await?;
         tx.commit().await.map_err(backend)
     }
 
     async fn set_collection_key(&self, collection: &str, key: &DataKey) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        insert_key(&mut tx, key).await?;
+        self.insert_key(&mut tx, key).await?;
         sqlx::query("UPDATE collections SET key_id = $2 WHERE name = $1")
             .bind(collection)
             .bind(&key.id)
@@ -904,17 +949,66 @@ impl DataStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn rewrap_data_keys(&self, rewrapped: &[(String, String)]) -> Result<(), StoreError> {
+    async fn rewrap_data_keys(
+        &self,
+        old_master: &str,
+        new_master: &str,
+        rewrap: &(dyn for<'k> Fn(&'k DataKey) -> Option<String> + Send + Sync),
+    ) -> Result<usize, StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        for (id, wrapped) in rewrapped {
-            sqlx::query("UPDATE data_keys SET wrapped = $2 WHERE id = $1")
-                .bind(id)
+        // First statement: the lock every key insert waits on.
+        let n =
+            sqlx::query("UPDATE master_fingerprint SET key_id = $2 WHERE id = 1 AND key_id = $1")
+                .bind(old_master)
+                .bind(new_master)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        if n == 0 {
+            return Err(StoreError::StaleMaster);
+        }
+        let keys = sqlx::query(
+            "SELECT id, scope, wrapped, master_id, created_at, retired_at FROM data_keys",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(key_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        for k in &keys {
+            let wrapped = rewrap(k).ok_or(StoreError::Corrupt("data key does not open"))?;
+            sqlx::query("UPDATE data_keys SET wrapped = $2, master_id = $3 WHERE id = $1")
+                .bind(&k.id)
                 .bind(wrapped)
+                .bind(new_master)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(keys.len())
+    }
+
+    async fn master_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        sqlx::query("SELECT key_id FROM master_fingerprint WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await
+            .map_err(backend)?
+            .map(|r| r.try_get("key_id").map_err(get_err))
+            .transpose()
+    }
+
+    async fn init_master_fingerprint(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO master_fingerprint (id, key_id) VALUES (1, $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn retire_data_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
@@ -1151,17 +1245,4 @@ impl DataStore for SqlStore {
         })
         .collect()
     }
-}
-
-async fn insert_key(tx: &mut Transaction<'_, Any>, k: &DataKey) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO data_keys (id, scope, wrapped, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&k.id)
-        .bind(&k.scope)
-        .bind(&k.wrapped)
-        .bind(k.created_at.millis())
-        .bind(k.retired_at.map(Timestamp::millis))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(())
 }

@@ -661,7 +661,13 @@ async fn api_keys(s: TestServer) {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["api_keys"][0]["prefix"], created["prefix"]);
+    let mine = listed["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == created["id"])
+        .unwrap();
+    assert_eq!(mine["prefix"], created["prefix"]);
     assert!(!listed.to_string().contains(&secret));
 
     // Outside its address range, refused.

@@ -51,6 +51,11 @@ impl KeyManager {
         })
     }
 
+    /// The id of the master key in use (derived from it; reveals nothing).
+    pub fn master_id(&self) -> String {
+        self.master().current_key_id().to_owned()
+    }
+
     fn master(&self) -> Arc<Keyring> {
         self.master
             .read()
@@ -105,6 +110,7 @@ impl KeyManager {
             id,
             scope: scope.to_owned(),
             wrapped,
+            master_id: self.master_id(),
             created_at: now,
             retired_at: None,
         }
@@ -191,26 +197,26 @@ impl KeyManager {
         }
     }
 
-    /// Re-wraps every data key under `new_master`, in one transaction.
-    /// Returns how many keys were re-wrapped.
+    /// Re-wraps every data key under `new_master`, in one transaction that
+    /// also moves the master fingerprint, so no key can be added wrapped
+    /// with the old master meanwhile. Returns how many keys were re-wrapped.
     pub async fn rewrap_all(&self, new_master: &SecretBytes) -> Result<usize, Error> {
         let new = Keyring::new(new_master, &[]).map_err(|e| Error::Internal(e.to_string()))?;
         let old = self.master();
-        let keys = self.store.data_keys().await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in &keys {
-            let bytes = self.unwrap_key(&old, k)?;
-            out.push((
-                k.id.clone(),
-                new.seal(
-                    self.entropy.as_ref(),
-                    &wrap_context(&k.id, &k.scope),
-                    bytes.expose_secret(),
-                ),
-            ));
-        }
-        self.store.rewrap_data_keys(&out).await?;
+        let entropy = self.entropy.clone();
+        let rewrap = |k: &DataKey| -> Option<String> {
+            let bytes = self.unwrap_key(&old, k).ok()?;
+            Some(new.seal(
+                entropy.as_ref(),
+                &wrap_context(&k.id, &k.scope),
+                bytes.expose_secret(),
+            ))
+        };
+        let n = self
+            .store
+            .rewrap_data_keys(old.current_key_id(), new.current_key_id(), &rewrap)
+            .await?;
         *self.master.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
-        Ok(out.len())
+        Ok(n)
     }
 }

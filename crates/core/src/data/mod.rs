@@ -99,6 +99,8 @@ pub struct DataKey {
     /// `collection:<name>`, `index:<name>` or `system`.
     pub scope: String,
     pub wrapped: String,
+    /// The id of the master key that wrapped it.
+    pub master_id: String,
     pub created_at: Timestamp,
     pub retired_at: Option<Timestamp>,
 }
@@ -308,9 +310,20 @@ pub trait DataStore: Send + Sync + 'static {
     async fn insert_data_key(&self, k: &DataKey) -> Result<(), StoreError>;
     /// Makes `key` the collection's current data key.
     async fn set_collection_key(&self, collection: &str, key: &DataKey) -> Result<(), StoreError>;
-    /// Replaces every data key's wrapping (id, wrapped) in one
-    /// transaction.
-    async fn rewrap_data_keys(&self, rewrapped: &[(String, String)]) -> Result<(), StoreError>;
+    /// In one transaction: moves the master fingerprint from `old_master`
+    /// to `new_master` (refused with `StaleMaster` if it is not
+    /// `old_master`), and replaces every data key's wrapping with
+    /// `rewrap(key)`. Returns how many keys were re-wrapped.
+    async fn rewrap_data_keys(
+        &self,
+        old_master: &str,
+        new_master: &str,
+        rewrap: &(dyn for<'k> Fn(&'k DataKey) -> Option<String> + Send + Sync),
+    ) -> Result<usize, StoreError>;
+    /// The id of the master key the data keys are wrapped with, if set.
+    async fn master_fingerprint(&self) -> Result<Option<String>, StoreError>;
+    /// Sets it when it is not set yet.
+    async fn init_master_fingerprint(&self, id: &str) -> Result<(), StoreError>;
     /// Marks a data key retired if no record uses it.
     async fn retire_data_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
     /// How many records each data key protects.

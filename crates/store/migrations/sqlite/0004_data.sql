@@ -20,8 +20,17 @@ CREATE TABLE data_keys (
     id          TEXT PRIMARY KEY,
     scope       TEXT NOT NULL,
     wrapped     TEXT NOT NULL,
+    master_id   TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     retired_at  BIGINT
+);
+-- The id of the master key every data key is wrapped with (derived from
+-- the key, revealing nothing of it). A key is inserted only while it
+-- matches, and a master rotation changes it in the transaction that
+-- re-wraps every key, so no key is ever wrapped with a retired master.
+CREATE TABLE master_fingerprint (
+    id      BIGINT PRIMARY KEY CHECK (id = 1),
+    key_id  TEXT NOT NULL
 );
 CREATE UNIQUE INDEX data_keys_one_system ON data_keys (scope) WHERE scope = 'system';
 
