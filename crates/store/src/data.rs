@@ -156,6 +156,176 @@ pub(crate) fn record_of(
 const COLLECTION_COLS: &str =
     "name, schema, rev, layout_rev, key_id, index_key_id, created_at, updated_at";
 
+/// Record inserts waiting for the SQLite group commit.
+pub(crate) type Inserter = tokio::sync::mpsc::Sender<InsertJob>;
+
+pub(crate) struct InsertJob {
+    record: StoredRecord,
+    checks: WriteChecks,
+    reply: tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+/// At most this many inserts share one transaction.
+const GROUP: usize = 256;
+
+/// SQLite's group commit: whatever inserts are waiting go into one
+/// transaction, each checked as if alone (a refused one is deleted again,
+/// which cascades to its unique entries), then one commit, one fsync. As
+/// durable as before: no insert is answered before its commit.
+async fn run_inserts(pool: sqlx::AnyPool, mut rx: tokio::sync::mpsc::Receiver<InsertJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        match insert_group(&pool, &jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let transient = matches!(e, StoreError::Unavailable(_));
+                for job in jobs {
+                    let _ = job.reply.send(Err(if transient {
+                        StoreError::Unavailable(text.clone())
+                    } else {
+                        StoreError::Backend(text.clone())
+                    }));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_group(
+    pool: &sqlx::AnyPool,
+    jobs: &[InsertJob],
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut heads: std::collections::HashMap<&str, Option<(i64, String)>> = Default::default();
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let r = &job.record;
+        // The insert first: the write lock, taken at once.
+        match insert_record_row(&mut tx, r).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                out.push(WriteOutcome::NotFound);
+                continue;
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        if !heads.contains_key(r.collection.as_str()) {
+            let row = sqlx::query("SELECT rev, key_id FROM collections WHERE name = $1")
+                .bind(&r.collection)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let head = match row {
+                Some(row) => Some((
+                    row.try_get::<i64, _>("rev").map_err(get_err)?,
+                    row.try_get::<String, _>("key_id").map_err(get_err)?,
+                )),
+                None => None,
+            };
+            heads.insert(&r.collection, head);
+        }
+        let refused = match unique_and_references(&mut tx, r, &job.checks).await? {
+            Some(refused) => Some(refused),
+            None => match heads.get(r.collection.as_str()).cloned().flatten() {
+                None => Some(WriteOutcome::NotFound),
+                Some((rev, key))
+                    if rev != job.checks.rev || r.key_id.as_ref().is_some_and(|k| *k != key) =>
+                {
+                    Some(WriteOutcome::Stale)
+                }
+                Some(_) => None,
+            },
+        };
+        match refused {
+            None => out.push(WriteOutcome::Done),
+            Some(outcome) => {
+                sqlx::query("DELETE FROM records WHERE collection = $1 AND id = $2")
+                    .bind(&r.collection)
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                out.push(outcome);
+            }
+        }
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(out)
+}
+
+async fn insert_record_row(
+    tx: &mut Transaction<'_, Any>,
+    r: &StoredRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO records (collection, id, owner_id, created_at, updated_at, version, key_id, \
+         layout_rev, data, sealed, blind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&r.collection)
+    .bind(&r.id)
+    .bind(r.owner_id.as_ref().map(AccountId::as_str))
+    .bind(r.created_at.millis())
+    .bind(r.updated_at.millis())
+    .bind(r.version)
+    .bind(r.key_id.as_deref())
+    .bind(r.layout_rev)
+    .bind(to_json(&r.data))
+    .bind(to_json(&r.sealed))
+    .bind(to_json(&r.blind))
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// The unique entries and references of a record being written; the
+/// first refusal, if any.
+async fn unique_and_references(
+    tx: &mut Transaction<'_, Any>,
+    r: &StoredRecord,
+    checks: &WriteChecks,
+) -> Result<Option<WriteOutcome>, StoreError> {
+    for u in &checks.uniques {
+        let n = sqlx::query(
+            "INSERT INTO record_unique (collection, field, value, record_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.collection)
+        .bind(&u.field)
+        .bind(&u.value)
+        .bind(&r.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(Some(WriteOutcome::Duplicate(u.field.clone())));
+        }
+    }
+    for (field, target, id) in &checks.references {
+        let found = sqlx::query("SELECT 1 AS one FROM records WHERE collection = $1 AND id = $2")
+            .bind(target)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        if found.is_none() {
+            return Ok(Some(WriteOutcome::MissingReference(field.clone())));
+        }
+    }
+    Ok(None)
+}
+
 /// A bound value of the list query.
 enum Arg {
     Int(i64),
@@ -242,34 +412,8 @@ impl SqlStore {
         r: &StoredRecord,
         checks: &WriteChecks,
     ) -> Result<Option<WriteOutcome>, StoreError> {
-        for u in &checks.uniques {
-            let n = sqlx::query(
-                "INSERT INTO record_unique (collection, field, value, record_id) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(&r.collection)
-            .bind(&u.field)
-            .bind(&u.value)
-            .bind(&r.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-            if n == 0 {
-                return Ok(Some(WriteOutcome::Duplicate(u.field.clone())));
-            }
-        }
-        for (field, target, id) in &checks.references {
-            let found =
-                sqlx::query("SELECT 1 AS one FROM records WHERE collection = $1 AND id = $2")
-                    .bind(target)
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(backend)?;
-            if found.is_none() {
-                return Ok(Some(WriteOutcome::MissingReference(field.clone())));
-            }
+        if let Some(refused) = unique_and_references(tx, r, checks).await? {
+            return Ok(Some(refused));
         }
         // Sealed with a key that is no longer current (a rotation landed
         // since the values were sealed): seal again, or the rotation's
@@ -629,26 +773,30 @@ impl DataStore for SqlStore {
         r: &StoredRecord,
         checks: &WriteChecks,
     ) -> Result<WriteOutcome, StoreError> {
+        if self.dialect() == Dialect::Sqlite {
+            // SQLite has one writer: inserts waiting together share one
+            // transaction and one fsync (`run_inserts`).
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let inserter = self.inserts.get_or_init(|| {
+                let (tx, rx) = tokio::sync::mpsc::channel(4 * GROUP);
+                tokio::spawn(run_inserts(self.pool().clone(), rx));
+                tx
+            });
+            let job = InsertJob {
+                record: r.clone(),
+                checks: checks.clone(),
+                reply,
+            };
+            if inserter.send(job).await.is_err() {
+                return Err(StoreError::Unavailable("the insert queue is closed".into()));
+            }
+            return answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the insert queue is closed".into()))?;
+        }
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        let inserted = sqlx::query(
-            "INSERT INTO records (collection, id, owner_id, created_at, updated_at, version, key_id, \
-             layout_rev, data, sealed, blind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&r.collection)
-        .bind(&r.id)
-        .bind(r.owner_id.as_ref().map(AccountId::as_str))
-        .bind(r.created_at.millis())
-        .bind(r.updated_at.millis())
-        .bind(r.version)
-        .bind(r.key_id.as_deref())
-        .bind(r.layout_rev)
-        .bind(to_json(&r.data))
-        .bind(to_json(&r.sealed))
-        .bind(to_json(&r.blind))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
+        match insert_record_row(&mut tx, r).await {
+            Ok(()) => {}
             // The collection was deleted meanwhile.
             Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
                 return Ok(WriteOutcome::NotFound)

@@ -25,6 +25,8 @@ pub struct SqlStore {
     dialect: Dialect,
     /// SQLite files only: the per-request session read, on the caller's thread.
     fast: Option<std::sync::Arc<crate::fast_read::FastRead>>,
+    /// SQLite only: record inserts, committed in groups (see `data.rs`).
+    pub(crate) inserts: std::sync::Arc<std::sync::OnceLock<crate::data::Inserter>>,
 }
 
 impl SqlStore {
@@ -37,6 +39,7 @@ impl SqlStore {
             pool,
             dialect,
             fast: fast.map(std::sync::Arc::new),
+            inserts: Default::default(),
         }
     }
 

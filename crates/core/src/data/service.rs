@@ -801,8 +801,22 @@ impl DataService {
         meta: &RequestMeta,
     ) -> Result<RecordView, Error> {
         let input = Self::body(input)?;
-        for _ in 0..STALE_RETRIES {
-            let cc = self.load(collection).await?;
+        for attempt in 0..STALE_RETRIES {
+            // The cached schema first: the insert's transaction re-reads the
+            // revision and key, and a stale one comes back `Stale`.
+            let cached = match attempt {
+                0 => self
+                    .cache
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(collection)
+                    .cloned(),
+                _ => None,
+            };
+            let cc = match cached {
+                Some(c) => c,
+                None => self.load(collection).await?,
+            };
             let c = &cc.collection;
             let access = self.access(p, c, Action::Create).await?;
             if access == AccessCheck::Denied {
