@@ -37,7 +37,7 @@ pub struct CollectionBody {
     pub fields: BTreeMap<String, FieldDef>,
     /// Omitted: owner-only for everything, and administrators can read.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub access: Option<AccessRules>,
 }
 
@@ -228,7 +228,8 @@ pub async fn create_collection(
     security(("bearer" = [])),
     params(("name" = String, Path)),
     responses((status = 200, body = CollectionView),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_collection(
     State(state): State<AppState>,
     _admin: Admin,
@@ -248,7 +249,8 @@ pub async fn get_collection(
     responses((status = 200, body = CollectionView),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Stored records violate the new schema (`schema_violated_by_data`, with their count)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The schema makes no sense", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "The schema makes no sense", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn update_collection(
     State(state): State<AppState>,
     AdminWrite(admin): AdminWrite,
@@ -292,7 +294,8 @@ pub struct DeleteCollectionParams {
     params(("name" = String, Path), DeleteCollectionParams),
     responses((status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It holds records (pass purge=true) or is referenced (`collection_in_use`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "It holds records (pass purge=true) or is referenced (`collection_in_use`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_collection(
     State(state): State<AppState>,
     AdminWrite(admin): AdminWrite,
@@ -318,7 +321,8 @@ pub async fn delete_collection(
     responses((status = 201, body = RecordResponse),
         (status = 404, description = "No such collection, or not allowed (the same answer)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A unique field's value is taken (`duplicate_value`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The record does not match the schema (`invalid_record`, every problem listed)", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "The record does not match the schema (`invalid_record`, every problem listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -336,7 +340,8 @@ pub async fn create_record(
     params(("name" = String, Path), ListParams),
     responses((status = 200, body = RecordPage),
         (status = 400, description = "Invalid filter, sort, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_records(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -371,7 +376,8 @@ pub async fn list_records(
     security(("bearer" = [])),
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = RecordResponse),
-        (status = 404, description = "Missing, or not yours to read (the same answer)", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Missing, or not yours to read (the same answer)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -392,7 +398,9 @@ pub async fn get_record(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The record changed since you read it (`version_mismatch`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "If-Match is not a version (`invalid_if_match`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn update_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -416,7 +424,9 @@ pub async fn update_record(
         ("If-Match" = Option<String>, Header, description = "The version you read (its ETag)")),
     responses((status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The record changed since you read it", body = Problem, content_type = "application/problem+json")))]
+        (status = 412, description = "The record changed since you read it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "If-Match is not a version (`invalid_if_match`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -593,7 +603,8 @@ pub async fn list_api_keys(
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 204, description = "Revoked"),
-        (status = 404, description = "Unknown or already revoked", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "Unknown or already revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     AdminWrite(admin): AdminWrite,
@@ -620,7 +631,8 @@ pub struct Roles {
 #[utoipa::path(get, path = "/api/v1/admin/accounts/{id}/roles", tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Roles)))]
+    responses((status = 200, body = Roles),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_roles(
     State(state): State<AppState>,
     _admin: Admin,
@@ -638,7 +650,8 @@ pub async fn get_roles(
     request_body = Roles,
     responses((status = 200, body = Roles),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a valid role name (`invalid_role`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Not a valid role name (`invalid_role`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn set_roles(
     State(state): State<AppState>,
     AdminWrite(admin): AdminWrite,
@@ -700,7 +713,8 @@ pub struct DataEventPage {
     security(("bearer" = [])),
     params(DataEventParams),
     responses((status = 200, body = DataEventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json")))]
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn data_events(
     State(state): State<AppState>,
     _admin: Admin,
@@ -768,7 +782,8 @@ pub struct KeyStatus {
 
 #[utoipa::path(get, path = "/api/v1/admin/keys", tag = "admin",
     security(("bearer" = [])),
-    responses((status = 200, body = KeyStatus)))]
+    responses((status = 200, body = KeyStatus),
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn key_status(
     State(state): State<AppState>,
     _admin: Admin,

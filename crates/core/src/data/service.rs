@@ -30,6 +30,8 @@ const DEFAULT_LIMIT: u32 = 20;
 const RESEAL_BATCH: u32 = 200;
 const EVENT_BATCH: usize = 500;
 const EVENT_QUEUE: usize = 10_000;
+/// How long the event writer waits for more events before a commit.
+const EVENT_LINGER: Duration = Duration::from_millis(20);
 const MAX_IDS_PER_EVENT: usize = 100;
 const MAX_API_KEY_NAME: usize = 100;
 const MAX_SCOPES: usize = 64;
@@ -1203,9 +1205,9 @@ impl DataService {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(Error::InvalidQuery(format!("limit is 1 to {MAX_LIMIT}")));
         }
-        let offset = match &req.cursor {
-            Some(cur) => parse_cursor(cur)?,
-            None => 0,
+        let offset = match req.cursor.as_deref() {
+            Some(cur) if !cur.is_empty() => parse_cursor(cur)?,
+            _ => 0,
         };
         let q = ListQuery {
             collection: c.name.clone(),
@@ -1882,11 +1884,14 @@ async fn write_events(store: Arc<dyn DataStore>, mut rx: mpsc::Receiver<EventMsg
             EventMsg::Flush(tx) => waiting.push(tx),
         };
         take(first, &mut batch, &mut waiting);
-        // Whatever else is queued joins this batch.
-        while batch.len() < EVENT_BATCH {
-            match rx.try_recv() {
-                Ok(m) => take(m, &mut batch, &mut waiting),
-                Err(_) => break,
+        // What arrives in the next few milliseconds joins this batch (one
+        // commit for many events, fewer turns at SQLite's one writer),
+        // unless someone waits for a flush.
+        let deadline = tokio::time::Instant::now() + EVENT_LINGER;
+        while batch.len() < EVENT_BATCH && waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => take(m, &mut batch, &mut waiting),
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty() {
