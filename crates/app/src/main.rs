@@ -706,8 +706,6 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
     }
 }
 
-/// The account service for a command-line tool.
-
 async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
     let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
     let meta = rampart_core::RequestMeta {

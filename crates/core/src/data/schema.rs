@@ -374,7 +374,7 @@ impl CollectionSchema {
             }
         }
         for (name, def) in &self.fields {
-            if def.required && !input.get(name).is_some_and(|v| !v.is_null()) {
+            if def.required && input.get(name).is_none_or(|v| v.is_null()) {
                 problems.push(FieldProblem::new(
                     name,
                     "required",
