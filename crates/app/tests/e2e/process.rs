@@ -520,7 +520,7 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     let key: Value = serde_json::from_str(
         &call(
             "/api/v1/admin/api-keys".into(),
-            Some(json!({"name": "k", "scopes": [{"collection": "clients", "actions": ["create", "list"]}]})),
+            Some(json!({"name": "k", "scopes": [{"collection": "clients", "actions": ["create", "read", "list"]}]})),
             Auth::Bearer(&admin_token),
         )
         .await,
