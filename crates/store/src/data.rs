@@ -288,6 +288,27 @@ async fn insert_record_row(
     .map(|_| ())
 }
 
+/// Why a conditional write of a record touched nothing: it is gone, or
+/// its version is not the expected one.
+async fn missing_or_changed(
+    tx: &mut Transaction<'_, Any>,
+    collection: &str,
+    id: &str,
+) -> Result<WriteOutcome, StoreError> {
+    let exists = sqlx::query("SELECT 1 AS one FROM records WHERE collection = $1 AND id = $2")
+        .bind(collection)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .is_some();
+    Ok(if exists {
+        WriteOutcome::VersionMismatch
+    } else {
+        WriteOutcome::NotFound
+    })
+}
+
 /// The unique entries and references of a record being written; the
 /// first refusal, if any.
 async fn unique_and_references(
@@ -860,19 +881,7 @@ impl DataStore for SqlStore {
         .map_err(backend)?
         .rows_affected();
         if n == 0 {
-            let exists =
-                sqlx::query("SELECT 1 AS one FROM records WHERE collection = $1 AND id = $2")
-                    .bind(&r.collection)
-                    .bind(&r.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?
-                    .is_some();
-            return Ok(if exists {
-                WriteOutcome::VersionMismatch
-            } else {
-                WriteOutcome::NotFound
-            });
+            return missing_or_changed(&mut tx, &r.collection, &r.id).await;
         }
         sqlx::query("DELETE FROM record_unique WHERE collection = $1 AND record_id = $2")
             .bind(&r.collection)
@@ -906,26 +915,9 @@ impl DataStore for SqlStore {
         .map_err(backend)?
         .rows_affected();
         if n == 0 {
-            let exists =
-                sqlx::query("SELECT 1 AS one FROM records WHERE collection = $1 AND id = $2")
-                    .bind(collection)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?
-                    .is_some();
-            return Ok(if exists {
-                WriteOutcome::VersionMismatch
-            } else {
-                WriteOutcome::NotFound
-            });
+            return missing_or_changed(&mut tx, collection, id).await;
         }
-        sqlx::query("DELETE FROM record_unique WHERE collection = $1 AND record_id = $2")
-            .bind(collection)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        // Its unique entries go with it (ON DELETE CASCADE).
         tx.commit().await.map_err(backend)?;
         Ok(WriteOutcome::Done)
     }

@@ -223,6 +223,20 @@ impl DataService {
         }
     }
 
+    /// A refused or failed operation's data-access event.
+    async fn refused(
+        &self,
+        p: &Principal,
+        collection: &str,
+        action: Action,
+        ids: Vec<String>,
+        outcome: &'static str,
+        meta: &RequestMeta,
+    ) {
+        self.event(p, collection, action, ids, 0, outcome, false, meta)
+            .await
+    }
+
     /// A denial: a data-access event and a security event.
     async fn denied(
         &self,
@@ -232,7 +246,7 @@ impl DataService {
         ids: Vec<String>,
         meta: &RequestMeta,
     ) {
-        self.event(p, collection, action, ids, 0, "denied", false, meta)
+        self.refused(p, collection, action, ids, "denied", meta)
             .await;
         let account = match p {
             Principal::Account(a) => Some(&a.id),
@@ -829,17 +843,8 @@ impl DataService {
             let values = match c.schema.check_record(input, &cc.patterns) {
                 Ok(v) => v,
                 Err(problems) => {
-                    self.event(
-                        p,
-                        collection,
-                        Action::Create,
-                        vec![],
-                        0,
-                        "invalid",
-                        false,
-                        meta,
-                    )
-                    .await;
+                    self.refused(p, collection, Action::Create, vec![], "invalid", meta)
+                        .await;
                     return Err(Error::InvalidRecord(problems));
                 }
             };
@@ -893,17 +898,8 @@ impl DataService {
                 }
                 WriteOutcome::Stale => continue,
                 other => {
-                    self.event(
-                        p,
-                        collection,
-                        Action::Create,
-                        vec![],
-                        0,
-                        "invalid",
-                        false,
-                        meta,
-                    )
-                    .await;
+                    self.refused(p, collection, Action::Create, vec![], "invalid", meta)
+                        .await;
                     return Err(Self::write_error(other));
                 }
             }
@@ -926,14 +922,12 @@ impl DataService {
         let Some((r, rev)) = self.store.record(collection, id).await? else {
             // A missing collection or record; recorded only when the
             // collection exists (a probe of ids).
-            self.event(
+            self.refused(
                 p,
                 collection,
                 Action::Read,
                 vec![id.to_owned()],
-                0,
                 "not_found",
-                false,
                 meta,
             )
             .await;
@@ -990,14 +984,12 @@ impl DataService {
             let cc = self.load(collection).await?;
             let c = &cc.collection;
             let Some((old, _)) = self.store.record(collection, id).await? else {
-                self.event(
+                self.refused(
                     p,
                     collection,
                     Action::Update,
                     vec![id.to_owned()],
-                    0,
                     "not_found",
-                    false,
                     meta,
                 )
                 .await;
@@ -1027,14 +1019,12 @@ impl DataService {
             let values = match c.schema.check_record(&merged, &cc.patterns) {
                 Ok(v) => v,
                 Err(problems) => {
-                    self.event(
+                    self.refused(
                         p,
                         collection,
                         Action::Update,
                         vec![id.to_owned()],
-                        0,
                         "invalid",
-                        false,
                         meta,
                     )
                     .await;
@@ -1092,14 +1082,12 @@ impl DataService {
                 // that is a retry, with it the caller's version is stale.
                 WriteOutcome::VersionMismatch if if_match.is_none() => continue,
                 other => {
-                    self.event(
+                    self.refused(
                         p,
                         collection,
                         Action::Update,
                         vec![id.to_owned()],
-                        0,
                         "invalid",
-                        false,
                         meta,
                     )
                     .await;
@@ -1124,14 +1112,12 @@ impl DataService {
         let cc = self.load(collection).await?;
         let c = &cc.collection;
         let Some((old, _)) = self.store.record(collection, id).await? else {
-            self.event(
+            self.refused(
                 p,
                 collection,
                 Action::Delete,
                 vec![id.to_owned()],
-                0,
                 "not_found",
-                false,
                 meta,
             )
             .await;
