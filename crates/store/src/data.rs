@@ -922,7 +922,7 @@ impl DataStore for SqlStore {
         Ok(WriteOutcome::Done)
     }
 
-    async fn list_records(&self, q: &ListQuery) -> Result<(Vec<StoredRecord>, i64), StoreError> {
+    async fn list_records(&self, q: &ListQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let mut sql = String::from(concat!(
             "SELECT ",
             record_cols!(),
@@ -955,11 +955,7 @@ impl DataStore for SqlStore {
             };
         }
         let rows = query.fetch_all(self.pool()).await.map_err(backend)?;
-        let records = rows
-            .iter()
-            .map(record_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((records, 0))
+        rows.iter().map(record_from).collect()
     }
 
     async fn stale_records(

@@ -15,7 +15,7 @@ use crate::{AccountId, Timestamp};
 pub use filter::Op;
 pub use schema::{Action, CollectionSchema, FieldDef, FieldType};
 pub use service::{
-    AccessCheck, DataService, ListRequest, Page, Principal, ReadOutcome, RecordView, SchemaChange,
+    AccessCheck, DataService, ListRequest, Page, Principal, RecordView, SchemaChange,
 };
 
 /// A collection as stored.
@@ -34,14 +34,6 @@ pub struct Collection {
     pub index_key_id: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-/// The parts of a collection row every record write re-reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectionHead {
-    pub rev: i64,
-    pub layout_rev: i64,
-    pub key_id: String,
 }
 
 /// A record as stored: plain values, sealed values (field → ciphertext),
@@ -282,7 +274,7 @@ pub trait DataStore: Send + Sync + 'static {
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<WriteOutcome, StoreError>;
-    async fn list_records(&self, q: &ListQuery) -> Result<(Vec<StoredRecord>, i64), StoreError>;
+    async fn list_records(&self, q: &ListQuery) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Records sealed with another key than `key_id` or stored under an
     /// older layout than `layout_rev`, with ids after `after`, by id.

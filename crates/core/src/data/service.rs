@@ -78,12 +78,6 @@ pub struct RecordView {
     pub data: Map<String, Value>,
 }
 
-#[derive(Debug)]
-pub enum ReadOutcome {
-    Found(RecordView),
-    NotFound,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
     pub filter: Option<String>,
@@ -908,7 +902,7 @@ impl DataService {
     }
 
     /// Reads one record. A record the caller may not read is
-    /// [`ReadOutcome::NotFound`], exactly like a missing one.
+    /// [`Error::NotFound`], exactly like a missing one.
     pub async fn read(
         &self,
         p: &Principal,
@@ -1205,7 +1199,7 @@ impl DataService {
             limit: limit + 1,
             offset,
         };
-        let (mut rows, _) = self.store.list_records(&q).await?;
+        let mut rows = self.store.list_records(&q).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let mut rings = Rings::default();
