@@ -421,13 +421,25 @@ pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Resu
             .system_ring(&master, legacy, deps.clock.now())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mfa = mfa_deps(settings, https_port, deps, system)?;
+        let mfa = mfa_deps(settings, https_port, deps, Arc::new(system))?;
         let auth = auth_service(settings, store.clone(), deps, mfa)?;
         if let Err(e) = auth.verify_master_key().await {
             return Err(match e {
                 rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(WRONG_MASTER),
                 e => anyhow::anyhow!("{e}"),
             });
+        }
+        // Secrets still sealed with an older system key (the master key of
+        // a database from before data keys) move to the current one.
+        let moved = auth
+            .reseal_factors()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if moved > 0 {
+            tracing::info!(
+                values = moved,
+                "second-factor secrets re-sealed with the current system key"
+            );
         }
         let data = Arc::new(DataService::new(data_store.clone(), auth.clone(), keys));
         Ok(Services {

@@ -1677,6 +1677,44 @@ impl AuthService {
         }
     }
 
+    /// Re-seals every factor's secret and the key check with the current
+    /// system key (after an upgrade, they were sealed with the old master
+    /// key, now an older key of the ring). Each row is replaced only if
+    /// unchanged meanwhile. Returns how many were re-sealed.
+    pub async fn reseal_factors(&self) -> Result<u64, Error> {
+        const CONTEXT: &str = "key_check";
+        let keys = &self.mfa().keys;
+        let mut n = 0;
+        for (id, kind, sealed) in self.store().sealed_factors().await? {
+            let Some(kind) = FactorKind::parse(&kind) else {
+                continue;
+            };
+            let ctx = seal_context(&id, kind);
+            if sealed.split('.').nth(1) == Some(keys.current_key_id()) {
+                continue;
+            }
+            let plain = keys
+                .open(&ctx, &sealed)
+                .map_err(|_| Error::Internal(format!("factor {id} does not open")))?;
+            let new = keys.seal(self.entropy().as_ref(), &ctx, plain.expose_secret());
+            n += u64::from(self.store().reseal_factor(&id, &sealed, &new).await?);
+        }
+        for old in self.store().key_checks().await? {
+            if old.split('.').nth(1) == Some(keys.current_key_id()) {
+                continue;
+            }
+            if let Ok(plain) = keys.open(CONTEXT, &old) {
+                let new = keys.seal(self.entropy().as_ref(), CONTEXT, plain.expose_secret());
+                n += u64::from(
+                    self.store()
+                        .reseal_key_check(keys.current_key_id(), &old, &new)
+                        .await?,
+                );
+            }
+        }
+        Ok(n)
+    }
+
     /// Deletes expired challenges and pending logins, and stale enrolments.
     pub async fn purge_mfa(&self) -> Result<u64, Error> {
         let now = self.clock().now();

@@ -287,6 +287,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sealed key-check values (see [`crate::AuthService::verify_master_key`]).
     async fn key_checks(&self) -> Result<Vec<String>, StoreError>;
+    /// Every factor's (id, kind, sealed value), for re-sealing.
+    async fn sealed_factors(&self) -> Result<Vec<(FactorId, String, String)>, StoreError>;
+    /// Replaces a factor's sealed value if it is still `old`.
+    async fn reseal_factor(&self, id: &FactorId, old: &str, new: &str) -> Result<bool, StoreError>;
+    /// Replaces the key check if it is still `old`.
+    async fn reseal_key_check(
+        &self,
+        key_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
     /// Stores the key check (one row), unless one is there: false when
     /// another node got there first.
     async fn add_first_key_check(

@@ -1198,6 +1198,51 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn sealed_factors(&self) -> Result<Vec<(FactorId, String, String)>, StoreError> {
+        sqlx::query("SELECT id, kind, sealed FROM mfa_factors WHERE sealed IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    FactorId(r.try_get("id").map_err(backend)?),
+                    r.try_get("kind").map_err(backend)?,
+                    r.try_get("sealed").map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn reseal_factor(&self, id: &FactorId, old: &str, new: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET sealed = $3 WHERE id = $1 AND sealed = $2")
+            .bind(id.as_str())
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn reseal_key_check(
+        &self,
+        key_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE key_checks SET sealed = $3, key_id = $1 WHERE id = 1 AND sealed = $2",
+        )
+        .bind(key_id)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn add_first_key_check(
         &self,
         key_id: &str,

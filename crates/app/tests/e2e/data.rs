@@ -1387,9 +1387,17 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
         ..Options::default()
     })
     .await;
+    // The old master is kept as `system-legacy` (to open and check what it
+    // sealed); the system key itself is new, and the key check moved to it.
     let keys = s.running().data.store().data_keys().await.unwrap();
     let system = keys.iter().find(|k| k.scope == "system").unwrap();
-    assert_eq!(system.id, ring.current_key_id());
+    let legacy = keys.iter().find(|k| k.scope == "system-legacy").unwrap();
+    assert_eq!(legacy.id, ring.current_key_id());
+    assert_ne!(system.id, ring.current_key_id());
+    let checks = Store::key_checks(s.running().auth.store().as_ref())
+        .await
+        .unwrap();
+    assert_eq!(checks[0].split('.').nth(1), Some(system.id.as_str()));
     let admin = s.admin().await;
     let v: Value = s
         .get_auth("/api/v1/admin/keys", &admin)

@@ -12,6 +12,9 @@ use super::{DataKey, DataStore};
 use crate::{Error, Timestamp};
 
 pub const SYSTEM_SCOPE: &str = "system";
+/// The master key of a database from before data keys, kept (wrapped) to
+/// open what it sealed and check the MACs it made.
+pub const LEGACY_SCOPE: &str = "system-legacy";
 
 fn wrap_context(id: &str, scope: &str) -> String {
     format!("data_key:{id}:{scope}")
@@ -162,39 +165,50 @@ impl KeyManager {
         Ok(keys.len())
     }
 
-    /// The system data key (second-factor secrets), created on first use.
-    /// A database that already holds values sealed directly with the
-    /// master key (`legacy`) gets the master key's bytes as its system key,
-    /// so those values still open.
+    /// The keyring of second-factor secrets: the `system` data key, created
+    /// on first use, and the `system-legacy` key if there is one. A
+    /// database that already holds values sealed directly with the master
+    /// key (`legacy`) gets a random system key *and* the master key's bytes
+    /// as `system-legacy`: old values still open and old MACs still verify,
+    /// new ones use the random key, and `AuthService::reseal_factors`
+    /// moves the sealed secrets over, so a later master rotation protects
+    /// them too.
     pub async fn system_ring(
         &self,
         master: &SecretBytes,
         legacy: bool,
         now: Timestamp,
-    ) -> Result<Arc<Keyring>, Error> {
-        let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == SYSTEM_SCOPE);
-        if let Some(k) = find(self.store.data_keys().await?) {
-            return self.ring(&k.id).await;
-        }
-        let k = if legacy {
-            self.make(
-                SecretBytes::new(master.expose_secret().to_vec()),
-                SYSTEM_SCOPE,
-                now,
-            )
-        } else {
-            self.fresh(SYSTEM_SCOPE, now)
-        };
-        match self.store.insert_data_key(&k).await {
-            Ok(()) => self.ring(&k.id).await,
-            // Another node made it first: use theirs.
-            Err(crate::StoreError::Conflict) => {
-                let k = find(self.store.data_keys().await?)
-                    .ok_or_else(|| Error::Internal("system key vanished".into()))?;
-                self.ring(&k.id).await
+    ) -> Result<Keyring, Error> {
+        let find = |keys: &[DataKey], scope: &str| keys.iter().find(|k| k.scope == scope).cloned();
+        let keys = self.store.data_keys().await?;
+        if find(&keys, SYSTEM_SCOPE).is_none() {
+            if legacy {
+                let old = self.make(
+                    SecretBytes::new(master.expose_secret().to_vec()),
+                    LEGACY_SCOPE,
+                    now,
+                );
+                match self.store.insert_data_key(&old).await {
+                    Ok(()) | Err(crate::StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(e) => Err(e.into()),
+            let k = self.fresh(SYSTEM_SCOPE, now);
+            match self.store.insert_data_key(&k).await {
+                // Another node made it first: theirs is read below.
+                Ok(()) | Err(crate::StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        let keys = self.store.data_keys().await?;
+        let system = find(&keys, SYSTEM_SCOPE)
+            .ok_or_else(|| Error::Internal("system key vanished".into()))?;
+        let current = self.unwrap_key(&self.master(), &system)?;
+        let older = match find(&keys, LEGACY_SCOPE) {
+            Some(k) => vec![self.unwrap_key(&self.master(), &k)?],
+            None => Vec::new(),
+        };
+        Keyring::new(&current, &older).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Re-wraps every data key under `new_master`, in one transaction that
