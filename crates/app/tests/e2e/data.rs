@@ -1353,6 +1353,49 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
         .add_first_key_check(ring.current_key_id(), &sealed, rampart_core::Timestamp(1))
         .await
         .unwrap();
+    // An administrator whose TOTP secret was sealed with the master key,
+    // as issue 4 did it.
+    let now = rampart_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    let hasher =
+        rampart_crypto::PasswordHasher::new(rampart_crypto::Argon2Params::MINIMUM).unwrap();
+    let account = rampart_core::Account {
+        id: rampart_core::AccountId::generate(&OsEntropy),
+        email: rampart_core::Email::parse("old@example.com").unwrap(),
+        display_name: None,
+        password_hash: rampart_crypto::SecretString::new(
+            hasher
+                .hash(&rampart_crypto::SecretString::from(STRONG), &OsEntropy)
+                .unwrap(),
+        ),
+        role: rampart_core::Role::Admin,
+        created_at: now,
+        has_mfa: false,
+    };
+    store.insert_account(&account).await.unwrap();
+    let secret = rampart_crypto::totp_secret(&OsEntropy);
+    let factor_id = rampart_core::FactorId::generate(&OsEntropy);
+    let factor = rampart_core::model::Factor {
+        id: factor_id.clone(),
+        account_id: account.id.clone(),
+        kind: rampart_core::model::FactorKind::Totp,
+        name: "Phone".into(),
+        sealed: Some(ring.seal(
+            &OsEntropy,
+            &format!("mfa_factors:{}:totp", factor_id.as_str()),
+            secret.expose_secret(),
+        )),
+        created_at: now,
+        confirmed_at: Some(now),
+        last_used_at: None,
+        last_step: -1,
+        credential_hash: None,
+    };
+    store.insert_factor(&factor).await.unwrap();
     store.close().await;
 
     // The wrong key: refused, and no system key was written.
@@ -1398,9 +1441,24 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
         .await
         .unwrap();
     assert_eq!(checks[0].split('.').nth(1), Some(system.id.as_str()));
-    let admin = s.admin().await;
+    // The old TOTP secret was re-sealed with the new key, and still works.
+    let factors = Store::factors_of(s.running().auth.store().as_ref(), &account.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        factors[0].sealed.as_deref().unwrap().split('.').nth(1),
+        Some(system.id.as_str())
+    );
+    s.totp.lock().unwrap().insert(
+        "old@example.com".into(),
+        rampart_crypto::totp_base32(&secret)
+            .expose_secret()
+            .to_owned(),
+    );
+    let token = s.login_mfa("old@example.com").await;
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
     let v: Value = s
-        .get_auth("/api/v1/admin/keys", &admin)
+        .get_auth("/api/v1/admin/keys", &token)
         .await
         .json()
         .await
