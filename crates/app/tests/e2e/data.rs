@@ -533,6 +533,7 @@ async fn least_privilege(s: TestServer) {
     problem(r, 404, "not_found").await;
 
     // Every denial is a security event and a data-access event.
+    s.running().auth.flush_notices().await;
     let ev: Value = s
         .get_auth("/api/v1/admin/events?type=access_denied", &admin)
         .await

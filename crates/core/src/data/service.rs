@@ -243,22 +243,32 @@ impl DataService {
         self.refused(p, collection, action, ids, "denied", meta)
             .await;
         let account = match p {
-            Principal::Account(a) => Some(&a.id),
+            Principal::Account(a) => Some(a.id.clone()),
             Principal::ApiKey(_) => None,
         };
         let reason = match p {
             Principal::Account(_) => "collection_access",
             Principal::ApiKey(_) => "api_key_scope",
         };
-        self.auth
-            .record_event(
+        // Written off the request path, like the data-access event, so a
+        // denied record is not told from a missing one by the time the
+        // answer takes. Shutdown waits for it (`flush_notices`).
+        let auth = self.auth.clone();
+        let meta = meta.clone();
+        let Ok(mut set) = self.auth.notices.lock() else {
+            return;
+        };
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            auth.record_event(
                 EventKind::AccessDenied,
                 Outcome::Failure,
                 Some(reason),
-                account,
-                meta,
+                account.as_ref(),
+                &meta,
             )
             .await;
+        });
     }
 
     // ----- collections ---------------------------------------------------
