@@ -259,9 +259,15 @@ pub async fn master_key(
         .await?
         .map_err(|e| anyhow::anyhow!("master passphrase: {e}"));
     }
+    plain_master_key(settings)
+}
+
+/// The master key from `RAMPART_MASTER_KEY`, else from the key file.
+fn plain_master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
+    use base64::Engine;
     if let Some(v) = std::env::var_os(MASTER_KEY_ENV) {
         let text = SecretString::new(v.to_string_lossy().into_owned());
-        let bytes = b64
+        let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.expose_secret().trim())
             .ok()
             .filter(|b| b.len() == 32)
@@ -299,6 +305,34 @@ pub struct Services {
 const WRONG_MASTER: &str = "the master key (or passphrase) is not the one this database's encrypted values were sealed with. \
      Every Rampart node on one database must use the same master key: copy the first node's \
      master.key here (or point master_key_file or RAMPART_MASTER_KEY at it), or restore the right key from your backup.";
+
+/// On a database from before data keys, the master key (from its file or
+/// the environment) is checked against the stored key check before the
+/// migrations run, so a refused start leaves the database as it was.
+async fn check_before_migrating(settings: &Settings) -> Result<()> {
+    if passphrase().is_some() {
+        return Ok(());
+    }
+    let from_env = std::env::var_os(MASTER_KEY_ENV).is_some();
+    if !from_env && !layout(settings).master_key.exists() {
+        return Ok(());
+    }
+    if settings.is_sqlite() {
+        datadir::create_private_dir(&settings.data_dir)?;
+    }
+    let checks = rampart_store::legacy_key_checks(settings.database_url().expose_secret()).await?;
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let master = plain_master_key(settings)?;
+    let ring = rampart_crypto::Keyring::new(&master, &[])
+        .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+    if checks.iter().all(|c| ring.open("key_check", c).is_ok()) {
+        Ok(())
+    } else {
+        anyhow::bail!(WRONG_MASTER)
+    }
+}
 
 /// After a master key file was just created: if the database already
 /// holds sealed values, the real key is missing. Removes the new file and
@@ -348,6 +382,7 @@ pub async fn cli_services(settings: &Settings) -> Result<Services> {
 }
 
 pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Result<Services> {
+    check_before_migrating(settings).await?;
     let (store, data_store) = open_stores(settings).await?;
     let built = async {
         let mut master = master_key(settings, &store, &data_store, deps.entropy.as_ref()).await?;

@@ -130,6 +130,39 @@ pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
     Ok(SqlStore::new(pool, dialect, fast))
 }
 
+/// Without migrating anything: the key checks of a database from before
+/// data keys (none for a fresh database or one already migrated), so that
+/// the master key can be checked before a start changes the database.
+pub async fn legacy_key_checks(url: &str) -> Result<Vec<String>, OpenError> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(url).map_err(|_| OpenError::BadUrl)?;
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| OpenError::Connect(describe(&e)))?;
+    let migrated = sqlx::query("SELECT 1 AS one FROM data_keys LIMIT 1")
+        .fetch_optional(&mut conn)
+        .await
+        .is_ok();
+    let checks = if migrated {
+        Vec::new()
+    } else {
+        // No such table on a fresh database: no checks.
+        sqlx::query("SELECT sealed FROM key_checks")
+            .fetch_all(&mut conn)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.try_get::<String, _>("sealed").ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let _ = conn.close().await;
+    Ok(checks)
+}
+
 async fn migrate(pool: &AnyPool, dialect: Dialect) -> Result<(), OpenError> {
     match dialect.migrator().run(pool).await {
         Ok(()) => Ok(()),

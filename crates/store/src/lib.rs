@@ -11,6 +11,6 @@ mod dialect;
 mod fast_read;
 mod sql;
 
-pub use dialect::{open, Dialect, OpenError, SCHEMA_VERSION};
+pub use dialect::{legacy_key_checks, open, Dialect, OpenError, SCHEMA_VERSION};
 pub use fast_read::sqlite_path;
 pub use sql::SqlStore;

@@ -1466,3 +1466,106 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
         .unwrap();
     assert!(v.to_string().contains("\"system\""));
 }
+
+/// A database still at schema version 3 (issue 4) and the wrong master
+/// key: the start is refused before any migration runs, so the database
+/// stays as it was (and the previous build still opens it).
+#[tokio::test]
+async fn a_refused_start_does_not_migrate_an_old_database() {
+    use base64::Engine;
+    use rampart_crypto::{Keyring, OsEntropy, SecretBytes};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", data.join("rampart.db").display());
+    // Migrations 1 to 3 only, as issue 4's build left the database.
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../store/migrations/sqlite"
+    )))
+    .await
+    .unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    migrator.run(&pool).await.unwrap();
+    let master = [5u8; 32];
+    let ring = Keyring::new(&SecretBytes::new(master.to_vec()), &[]).unwrap();
+    sqlx::query("INSERT INTO key_checks (id, key_id, sealed, created_at) VALUES (1, ?, ?, 1)")
+        .bind(ring.current_key_id())
+        .bind(ring.seal(&OsEntropy, "key_check", b"rampart"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let version = |url: String| async move {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (v,): (i64,) = sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        v
+    };
+    let write_key = |k: &[u8; 32]| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(data.join("master.key"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            base64::engine::general_purpose::STANDARD
+                .encode(k)
+                .as_bytes(),
+        )
+        .unwrap();
+    };
+    let settings = || {
+        rampart::Settings::load(
+            None,
+            [
+                ("RAMPART_LISTEN", "127.0.0.1:0"),
+                ("RAMPART_HTTP_LISTEN", "off"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+            &rampart::Overrides {
+                data_dir: Some(data.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    write_key(&[6u8; 32]);
+    let e = rampart::start(&settings(), rampart::Deps::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("same master key"), "{e:#}");
+    assert_eq!(
+        version(url.clone()).await,
+        3,
+        "a refused start migrated the database"
+    );
+    write_key(&master);
+    let running = rampart::start(&settings(), rampart::Deps::default())
+        .await
+        .unwrap();
+    running.shutdown().await;
+    assert_eq!(version(url.clone()).await, rampart_store::SCHEMA_VERSION);
+}
