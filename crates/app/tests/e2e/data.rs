@@ -1315,37 +1315,12 @@ both!(
 /// refused before anything is written.
 #[tokio::test]
 async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
-    use base64::Engine;
     use rampart_core::data::DataStore;
     use rampart_core::Store;
     use rampart_crypto::{Keyring, OsEntropy, SecretBytes};
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .unwrap();
-    }
+    let data = private_dir(&dir);
     let master = [7u8; 32];
-    let write_key = |k: &[u8; 32]| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(data.join("master.key"))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut f,
-            base64::engine::general_purpose::STANDARD
-                .encode(k)
-                .as_bytes(),
-        )
-        .unwrap();
-    };
     let ring = Keyring::new(&SecretBytes::new(master.to_vec()), &[]).unwrap();
     let url = format!("sqlite://{}?mode=rwc", data.join("rampart.db").display());
     let store = rampart_store::open(&url).await.unwrap();
@@ -1400,21 +1375,8 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
     store.close().await;
 
     // The wrong key: refused, and no system key was written.
-    write_key(&[9u8; 32]);
-    let settings = rampart::Settings::load(
-        None,
-        [
-            ("RAMPART_LISTEN", "127.0.0.1:0"),
-            ("RAMPART_HTTP_LISTEN", "off"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-        &rampart::Overrides {
-            data_dir: Some(data.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    write_master_key(&data, &[9u8; 32]);
+    let settings = settings_for(&data);
     let e = rampart::start(&settings, rampart::Deps::default())
         .await
         .err()
@@ -1425,7 +1387,7 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
     store.close().await;
 
     // The right key: it starts, and the system key is the old master key.
-    write_key(&master);
+    write_master_key(&data, &master);
     let s = TestServer::with(Options {
         dir: Some(dir),
         ..Options::default()
@@ -1472,17 +1434,9 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
 /// stays as it was (and the previous build still opens it).
 #[tokio::test]
 async fn a_refused_start_does_not_migrate_an_old_database() {
-    use base64::Engine;
     use rampart_crypto::{Keyring, OsEntropy, SecretBytes};
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .unwrap();
-    }
+    let data = private_dir(&dir);
     let url = format!("sqlite://{}?mode=rwc", data.join("rampart.db").display());
     // Migrations 1 to 3 only, as issue 4's build left the database.
     let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
@@ -1518,40 +1472,8 @@ async fn a_refused_start_does_not_migrate_an_old_database() {
         pool.close().await;
         v
     };
-    let write_key = |k: &[u8; 32]| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(data.join("master.key"))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut f,
-            base64::engine::general_purpose::STANDARD
-                .encode(k)
-                .as_bytes(),
-        )
-        .unwrap();
-    };
-    let settings = || {
-        rampart::Settings::load(
-            None,
-            [
-                ("RAMPART_LISTEN", "127.0.0.1:0"),
-                ("RAMPART_HTTP_LISTEN", "off"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-            &rampart::Overrides {
-                data_dir: Some(data.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
-    write_key(&[6u8; 32]);
+    let settings = || settings_for(&data);
+    write_master_key(&data, &[6u8; 32]);
     let e = rampart::start(&settings(), rampart::Deps::default())
         .await
         .err()
@@ -1562,10 +1484,59 @@ async fn a_refused_start_does_not_migrate_an_old_database() {
         3,
         "a refused start migrated the database"
     );
-    write_key(&master);
+    write_master_key(&data, &master);
     let running = rampart::start(&settings(), rampart::Deps::default())
         .await
         .unwrap();
     running.shutdown().await;
     assert_eq!(version(url.clone()).await, rampart_store::SCHEMA_VERSION);
+}
+
+/// `data` under the temporary directory, private as Rampart wants it.
+fn private_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let data = dir.path().join("data");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .unwrap();
+    data
+}
+
+/// Writes a master key file (base64, 0600) into `data`.
+fn write_master_key(data: &std::path::Path, key: &[u8; 32]) {
+    use base64::Engine;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(data.join("master.key"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        base64::engine::general_purpose::STANDARD
+            .encode(key)
+            .as_bytes(),
+    )
+    .unwrap();
+}
+
+/// Settings for a server on `data`, on a free port, without the redirect.
+fn settings_for(data: &std::path::Path) -> rampart::Settings {
+    rampart::Settings::load(
+        None,
+        [
+            ("RAMPART_LISTEN", "127.0.0.1:0"),
+            ("RAMPART_HTTP_LISTEN", "off"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+        &rampart::Overrides {
+            data_dir: Some(data.to_path_buf()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
