@@ -153,8 +153,13 @@ pub(crate) fn record_of(
     })
 }
 
-const COLLECTION_COLS: &str =
-    "name, schema, rev, layout_rev, key_id, index_key_id, created_at, updated_at";
+// A macro, like the column lists in `sql.rs`: every statement stays one
+// `&'static str` assembled at compile time.
+macro_rules! collection_cols {
+    () => {
+        "name, schema, rev, layout_rev, key_id, index_key_id, created_at, updated_at"
+    };
+}
 
 /// Record inserts waiting for the SQLite group commit.
 pub(crate) type Inserter = tokio::sync::mpsc::Sender<InsertJob>;
@@ -610,8 +615,10 @@ impl SqlStore {
 #[async_trait]
 impl DataStore for SqlStore {
     async fn collections(&self) -> Result<Vec<Collection>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLLECTION_COLS} FROM collections ORDER BY name"
+        sqlx::query(concat!(
+            "SELECT ",
+            collection_cols!(),
+            " FROM collections ORDER BY name"
         ))
         .fetch_all(self.pool())
         .await
@@ -622,8 +629,10 @@ impl DataStore for SqlStore {
     }
 
     async fn collection(&self, name: &str) -> Result<Option<Collection>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLLECTION_COLS} FROM collections WHERE name = $1"
+        sqlx::query(concat!(
+            "SELECT ",
+            collection_cols!(),
+            " FROM collections WHERE name = $1"
         ))
         .bind(name)
         .fetch_optional(self.pool())

@@ -1048,6 +1048,41 @@ async fn encrypted_at_rest(s: TestServer, pg: Option<String>) {
         .await
         .unwrap();
     assert_eq!(r["data"]["email"], email.as_str());
+    // Moved to another field of the same record, it does not open either.
+    let rec_a = store
+        .store()
+        .record("customers", a["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    let mut moved = rec_a.clone();
+    moved
+        .sealed
+        .insert("tax_id".into(), rec_a.sealed["email"].clone());
+    assert!(store
+        .store()
+        .reseal_record(&moved, &rec_a, &[], rec_a.key_id.as_deref().unwrap())
+        .await
+        .unwrap());
+    let r = s
+        .get_auth(
+            &format!(
+                "/api/v1/collections/customers/records/{}",
+                a["id"].as_str().unwrap()
+            ),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(CANARY.to_lowercase().as_str()), "{text}");
+    assert_eq!(problem_code(&text), "internal_error");
+}
+
+fn problem_code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["code"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]

@@ -543,17 +543,26 @@ impl DataService {
 
     // ----- access --------------------------------------------------------
 
-    async fn roles(&self, p: &Principal, needed: &[String]) -> Result<Vec<String>, Error> {
-        // Custom roles are read only when a grant names one.
-        match p {
-            Principal::Account(a)
-                if needed
-                    .iter()
-                    .any(|g| g != OWNER && Role::parse(g).is_none()) =>
-            {
-                Ok(self.store.roles_of(&a.id).await?)
-            }
-            _ => Ok(Vec::new()),
+    /// The caller's custom roles, read once per operation and only when
+    /// one of the collection's grants (for an action or a field) names a
+    /// role other than the built-in ones.
+    async fn custom_roles(&self, p: &Principal, c: &Collection) -> Result<Vec<String>, Error> {
+        let Principal::Account(a) = p else {
+            return Ok(Vec::new());
+        };
+        let custom = |g: &String| g != OWNER && Role::parse(g).is_none();
+        let named = Action::ALL
+            .iter()
+            .any(|act| c.schema.access.grants(*act).iter().any(custom))
+            || c.schema
+                .fields
+                .values()
+                .filter_map(|d| d.read.as_ref())
+                .any(|g| g.iter().any(custom));
+        if named {
+            Ok(self.store.roles_of(&a.id).await?)
+        } else {
+            Ok(Vec::new())
         }
     }
 
@@ -563,14 +572,10 @@ impl DataService {
             .any(|g| g == a.role.as_str() || custom.iter().any(|r| r == g))
     }
 
-    async fn access(
-        &self,
-        p: &Principal,
-        c: &Collection,
-        action: Action,
-    ) -> Result<AccessCheck, Error> {
+    /// What the caller may do; `roles` from [`Self::custom_roles`].
+    fn access(p: &Principal, c: &Collection, roles: &[String], action: Action) -> AccessCheck {
         match p {
-            Principal::ApiKey(k) => Ok(
+            Principal::ApiKey(k) => {
                 if k.scopes
                     .iter()
                     .any(|s| s.collection == c.name && s.actions.contains(&action))
@@ -578,38 +583,30 @@ impl DataService {
                     AccessCheck::All
                 } else {
                     AccessCheck::Denied
-                },
-            ),
+                }
+            }
             Principal::Account(a) => {
                 let grants = c.schema.access.grants(action);
-                let custom = self.roles(p, grants).await?;
-                if Self::granted(a, &custom, grants) {
-                    Ok(AccessCheck::All)
+                if Self::granted(a, roles, grants) {
+                    AccessCheck::All
                 } else if grants.iter().any(|g| g == OWNER) {
-                    Ok(AccessCheck::Own)
+                    AccessCheck::Own
                 } else {
-                    Ok(AccessCheck::Denied)
+                    AccessCheck::Denied
                 }
             }
         }
     }
 
     /// The fields the caller may see in a record it may read.
-    async fn visible_fields(&self, p: &Principal, c: &Collection) -> Result<Visibility, Error> {
-        let mut all_grants: Vec<String> = Vec::new();
-        for d in c.schema.fields.values() {
-            if let Some(g) = &d.read {
-                all_grants.extend(g.iter().cloned());
-            }
-        }
-        let custom = self.roles(p, &all_grants).await?;
+    fn visible_fields(p: &Principal, c: &Collection, roles: &[String]) -> Visibility {
         let mut v = Visibility::default();
         for (name, d) in &c.schema.fields {
             match (&d.read, p) {
                 (None, _) => v.always.push(name.clone()),
                 (Some(_), Principal::ApiKey(_)) => {}
                 (Some(g), Principal::Account(a)) => {
-                    if Self::granted(a, &custom, g) {
+                    if Self::granted(a, roles, g) {
                         v.always.push(name.clone());
                     } else if g.iter().any(|x| x == OWNER) {
                         v.owner_only.push(name.clone());
@@ -617,7 +614,7 @@ impl DataService {
                 }
             }
         }
-        Ok(v)
+        v
     }
 
     fn owns(p: &Principal, r: &StoredRecord) -> bool {
@@ -741,12 +738,7 @@ impl DataService {
             .collect())
     }
 
-    async fn write_checks(
-        &self,
-        c: &Collection,
-        values: &Map<String, Value>,
-    ) -> Result<WriteChecks, Error> {
-        let index = self.keys.ring(&c.index_key_id).await?;
+    fn write_checks(c: &Collection, index: &Keyring, values: &Map<String, Value>) -> WriteChecks {
         let mut references = Vec::new();
         for (f, v) in values {
             if let (Some(def), Some(id)) = (c.schema.fields.get(f), v.as_str()) {
@@ -755,11 +747,11 @@ impl DataService {
                 }
             }
         }
-        Ok(WriteChecks {
+        WriteChecks {
             rev: c.rev,
-            uniques: unique_entries(c, &index, values),
+            uniques: unique_entries(c, index, values),
             references,
-        })
+        }
     }
 
     /// The first reference field naming a record the caller may not read;
@@ -776,7 +768,8 @@ impl DataService {
                 Err(Error::NotFound) => return Ok(Some(field.clone())),
                 Err(e) => return Err(e),
             };
-            let readable = match self.access(p, &target.collection, Action::Read).await? {
+            let roles = self.custom_roles(p, &target.collection).await?;
+            let readable = match Self::access(p, &target.collection, &roles, Action::Read) {
                 AccessCheck::Denied => false,
                 AccessCheck::All => true,
                 AccessCheck::Own => match self.store.record(&target.collection.name, id).await? {
@@ -838,7 +831,8 @@ impl DataService {
                 None => self.load(collection).await?,
             };
             let c = &cc.collection;
-            let access = self.access(p, c, Action::Create).await?;
+            let roles = self.custom_roles(p, c).await?;
+            let access = Self::access(p, c, &roles, Action::Create);
             if access == AccessCheck::Denied {
                 self.denied(p, collection, Action::Create, vec![], meta)
                     .await;
@@ -873,15 +867,15 @@ impl DataService {
                 sealed,
                 blind,
             };
-            let checks = self.write_checks(c, &values).await?;
+            let checks = Self::write_checks(c, &index, &values);
             if let Some(field) = self.unreadable_reference(p, &checks).await? {
                 return Err(Error::MissingReference(field));
             }
             match self.store.insert_record(&r, &checks).await? {
                 WriteOutcome::Done => {
                     // The creator sees what it may read of what it wrote.
-                    let may_read = self.access(p, c, Action::Read).await? != AccessCheck::Denied;
-                    let vis = self.visible_fields(p, c).await?;
+                    let may_read = Self::access(p, c, &roles, Action::Read) != AccessCheck::Denied;
+                    let vis = Self::visible_fields(p, c, &roles);
                     let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, true);
                     if !may_read {
                         view.data.clear();
@@ -940,7 +934,8 @@ impl DataService {
         let cc = self.at_rev(collection, rev).await?;
         let c = &cc.collection;
         let owns = Self::owns(p, &r);
-        let allowed = match self.access(p, c, Action::Read).await? {
+        let roles = self.custom_roles(p, c).await?;
+        let allowed = match Self::access(p, c, &roles, Action::Read) {
             AccessCheck::All => true,
             AccessCheck::Own => owns,
             AccessCheck::Denied => false,
@@ -952,7 +947,7 @@ impl DataService {
         }
         let mut rings = Rings::default();
         let values = self.values(c, &mut rings, &r).await?;
-        let vis = self.visible_fields(p, c).await?;
+        let vis = Self::visible_fields(p, c, &roles);
         let (view, sensitive) = Self::view(c, &r, values, &vis, owns);
         self.event(
             p,
@@ -1000,7 +995,8 @@ impl DataService {
                 return Err(Error::NotFound);
             };
             let owns = Self::owns(p, &old);
-            let may_update = match self.access(p, c, Action::Update).await? {
+            let roles = self.custom_roles(p, c).await?;
+            let may_update = match Self::access(p, c, &roles, Action::Update) {
                 AccessCheck::All => true,
                 AccessCheck::Own => owns,
                 AccessCheck::Denied => false,
@@ -1048,7 +1044,7 @@ impl DataService {
                 blind,
                 ..old.clone()
             };
-            let checks = self.write_checks(c, &values).await?;
+            let checks = Self::write_checks(c, &index, &values);
             if let Some(field) = self.unreadable_reference(p, &checks).await? {
                 return Err(Error::MissingReference(field));
             }
@@ -1056,12 +1052,12 @@ impl DataService {
                 WriteOutcome::Done => {
                     // Updating is not reading: without read access the
                     // answer holds only the system fields.
-                    let may_read = match self.access(p, c, Action::Read).await? {
+                    let may_read = match Self::access(p, c, &roles, Action::Read) {
                         AccessCheck::All => true,
                         AccessCheck::Own => owns,
                         AccessCheck::Denied => false,
                     };
-                    let vis = self.visible_fields(p, c).await?;
+                    let vis = Self::visible_fields(p, c, &roles);
                     let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, owns);
                     if !may_read {
                         view.data.clear();
@@ -1127,7 +1123,8 @@ impl DataService {
             .await;
             return Err(Error::NotFound);
         };
-        let allowed = match self.access(p, c, Action::Delete).await? {
+        let roles = self.custom_roles(p, c).await?;
+        let allowed = match Self::access(p, c, &roles, Action::Delete) {
             AccessCheck::All => true,
             AccessCheck::Own => Self::owns(p, &old),
             AccessCheck::Denied => false,
@@ -1170,7 +1167,8 @@ impl DataService {
     ) -> Result<Page, Error> {
         let cc = self.load(collection).await?;
         let c = &cc.collection;
-        let owner = match self.access(p, c, Action::List).await? {
+        let roles = self.custom_roles(p, c).await?;
+        let owner = match Self::access(p, c, &roles, Action::List) {
             AccessCheck::All => None,
             AccessCheck::Own => match p {
                 Principal::Account(a) => Some(a.id.clone()),
@@ -1181,7 +1179,7 @@ impl DataService {
                 return Err(Error::NotFound);
             }
         };
-        let vis = self.visible_fields(p, c).await?;
+        let vis = Self::visible_fields(p, c, &roles);
         let index = self.keys.ring(&c.index_key_id).await?;
         let filter = match &req.filter {
             Some(f) if !f.trim().is_empty() => {
@@ -1326,17 +1324,21 @@ impl DataService {
             total += done;
         }
         let now = self.now();
+        // Keys no collection uses any more, and that seal nothing (the store
+        // checks that too), are retired.
+        let current: std::collections::HashSet<String> = self
+            .store
+            .collections()
+            .await?
+            .into_iter()
+            .map(|c| c.key_id)
+            .collect();
         for k in self.store.data_keys().await? {
-            if k.retired_at.is_none() && k.scope.starts_with("collection:") {
-                let current = self
-                    .store
-                    .collections()
-                    .await?
-                    .iter()
-                    .any(|c| c.key_id == k.id);
-                if !current {
-                    self.store.retire_data_key(&k.id, now).await?;
-                }
+            if k.retired_at.is_none()
+                && k.scope.starts_with("collection:")
+                && !current.contains(&k.id)
+            {
+                self.store.retire_data_key(&k.id, now).await?;
             }
         }
         Ok(total)
