@@ -23,8 +23,14 @@ use serde::Deserialize;
 /// Secret settings: each may be given directly or as `<name>_file`.
 const SECRET_KEYS: &[&str] = &["database_url"];
 
-/// Environment variables that steer the loader itself, not the settings.
-const LOADER_VARS: &[&str] = &["RAMPART_CONFIG"];
+/// Environment variables that are not settings: the loader's own, and the
+/// master key or passphrase, which are read where they are needed and never
+/// become part of `Settings` (so they cannot reach a `Debug` print of it).
+const LOADER_VARS: &[&str] = &[
+    "RAMPART_CONFIG",
+    "RAMPART_MASTER_KEY",
+    "RAMPART_MASTER_PASSPHRASE",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

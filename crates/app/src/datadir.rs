@@ -121,17 +121,22 @@ pub fn read_master_key(path: &Path) -> Result<SecretBytes> {
         std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the master key {}", path.display()))?,
     );
-    let bytes = base64::engine::general_purpose::STANDARD
+    decode_master_key(&text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the master key {} is not 32 bytes of base64; restore it from your backup",
+            path.display()
+        )
+    })
+}
+
+/// A master key as written in its file or `RAMPART_MASTER_KEY`: 32 bytes
+/// of base64, surrounding whitespace ignored.
+pub fn decode_master_key(text: &SecretString) -> Option<SecretBytes> {
+    base64::engine::general_purpose::STANDARD
         .decode(text.expose_secret().trim())
         .ok()
         .filter(|b| b.len() == 32)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the master key {} is not 32 bytes of base64; restore it from your backup",
-                path.display()
-            )
-        })?;
-    Ok(SecretBytes::new(bytes))
+        .map(SecretBytes::new)
 }
 
 /// Writes a new self-signed certificate and key when Rampart's own pair is

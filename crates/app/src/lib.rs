@@ -264,15 +264,10 @@ pub async fn master_key(
 
 /// The master key from `RAMPART_MASTER_KEY`, else from the key file.
 fn plain_master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
-    use base64::Engine;
     if let Some(v) = std::env::var_os(MASTER_KEY_ENV) {
         let text = SecretString::new(v.to_string_lossy().into_owned());
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.expose_secret().trim())
-            .ok()
-            .filter(|b| b.len() == 32)
-            .ok_or_else(|| anyhow::anyhow!("{MASTER_KEY_ENV} is not 32 bytes of base64"))?;
-        return Ok(rampart_crypto::SecretBytes::new(bytes));
+        return datadir::decode_master_key(&text)
+            .ok_or_else(|| anyhow::anyhow!("{MASTER_KEY_ENV} is not 32 bytes of base64"));
     }
     datadir::read_master_key(&layout(settings).master_key)
 }

@@ -309,3 +309,50 @@ async fn a_master_passphrase_replaces_the_key_file() {
         }
     }
 }
+
+/// `RAMPART_MASTER_KEY`: the key from the environment, no key file written;
+/// another key in the environment is refused (the master fingerprint).
+#[test]
+fn the_master_key_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let status = |key: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args(["keys", "status", "--data-dir", d])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RAMPART_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.env("RAMPART_MASTER_KEY", key).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let (ok, out, err) = status(key);
+    assert!(ok, "{err}");
+    assert!(out.contains("system"), "{out}");
+    assert!(
+        !data.join("master.key").exists(),
+        "no key file with RAMPART_MASTER_KEY"
+    );
+    let (ok, _, _) = status(key);
+    assert!(ok);
+    let (ok, _, err) = status("HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=");
+    assert!(!ok);
+    assert!(err.contains("is not the one this database"), "{err}");
+    let (ok, _, err) = status("not-base64!");
+    assert!(!ok);
+    assert!(
+        err.contains("RAMPART_MASTER_KEY is not 32 bytes of base64"),
+        "{err}"
+    );
+    assert!(!err.contains("not-base64!"), "the key is never echoed");
+}
