@@ -543,6 +543,9 @@ async fn keys_status(settings: Settings) -> Result<()> {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
+    // Listening for signals from the start: a SIGTERM that arrives while
+    // the banner is printed still means a clean shutdown.
+    let signals = Signals::listen();
     let running = rampart::start(&settings, Deps::default()).await?;
     let l = &running.layout;
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
@@ -610,7 +613,7 @@ async fn serve(settings: Settings) -> Result<()> {
         eprintln!("  or: rampart admin create --email you@example.com --password-stdin");
     }
     tracing::info!(https = %running.https_addr, "rampart started");
-    wait_for_signals(&running).await;
+    signals.wait(&running).await;
     eprintln!("Shutting down: finishing in-flight requests…");
     tracing::info!("shutdown requested");
     running.shutdown().await;
@@ -618,22 +621,40 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
-async fn wait_for_signals(running: &rampart::Running) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => running.reload_tls(),
+/// SIGTERM and SIGINT stop the server; SIGHUP reloads the certificate.
+struct Signals {
+    streams: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(i), Ok(h)) => Some((t, i, h)),
+            _ => None,
+        };
+        Self { streams }
+    }
+
+    async fn wait(self, running: &rampart::Running) {
+        let Some((mut term, mut int, mut hup)) = self.streams else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => running.reload_tls(),
+            }
         }
     }
 }
