@@ -1,23 +1,43 @@
 //! Connection idleness, measured in requests rather than bytes.
 //!
-//! hyper's header read timeout covers HTTP/1 request heads only: not the
-//! bytes hyper-util reads to tell HTTP/1 from HTTP/2, and not HTTP/2 at all.
-//! Counting bytes would not do either: hyper answers HTTP/2 PINGs by
-//! itself, so a client could keep a silent connection "active" forever with
-//! a PING a minute. A connection is idle when no request is in flight and
-//! none has started or finished for the idle timeout; the watchdog then
-//! drops it. Before its first request, a connection is idle from the moment
-//! it was accepted.
+//! Two clocks decide when a connection is closed:
+//! - the *head deadline*: a request head must be complete within the header
+//!   read timeout of its first byte (slowloris), and a new connection must
+//!   start its first request within the same time;
+//! - the *idle timeout*: a keep-alive connection with no request in flight
+//!   and none started or finished for this long is closed.
+//!
+//! hyper has one setting for both (its header read timeout also runs while a
+//! keep-alive connection waits for its next request), which made every
+//! keep-alive connection close after 10 s and widened the race in which a
+//! client reuses a connection the server is closing. So the clocks live
+//! here: [`Counted`] tells the activity when bytes arrive, the service
+//! wrapper tells it when requests start and finish, and a watchdog drops the
+//! connection when either clock runs out. hyper's own timeout stays as a
+//! backstop above both.
+//!
+//! Bytes are not a measure of activity on their own: hyper answers HTTP/2
+//! PINGs by itself, so a client could keep a silent connection open forever
+//! with a PING a minute. Over HTTP/2 (which has no heads to time) only the
+//! idle clock runs.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
 pub struct Activity {
     inner: Arc<Inner>,
 }
+
+/// No head is being read.
+const NO_HEAD: u64 = u64::MAX;
 
 #[derive(Debug)]
 struct Inner {
@@ -25,6 +45,13 @@ struct Inner {
     /// Milliseconds since `start` of the last request start or finish.
     last: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether any request has started on this connection.
+    served: AtomicBool,
+    /// Milliseconds since `start` when bytes of a head arrived on an idle
+    /// connection, or `NO_HEAD`.
+    head_from: AtomicU64,
+    /// Wakes the watchdog when a head starts, so it can shorten its sleep.
+    head_started: Notify,
 }
 
 /// Held while a request is being handled; dropping it (also when the
@@ -46,6 +73,9 @@ impl Activity {
                 start: Instant::now(),
                 last: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
+                served: AtomicBool::new(false),
+                head_from: AtomicU64::new(NO_HEAD),
+                head_started: Notify::new(),
             }),
         }
     }
@@ -61,8 +91,29 @@ impl Activity {
     /// Marks a request started; the guard marks it finished.
     pub fn request(&self) -> InFlight {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.inner.served.store(true, Ordering::SeqCst);
+        self.inner.head_from.store(NO_HEAD, Ordering::SeqCst);
         self.touch();
         InFlight(self.clone())
+    }
+
+    /// Bytes arrived from the client. On a connection with no request in
+    /// flight they begin a head, which starts the head deadline.
+    pub fn bytes_arrived(&self) {
+        if self.inner.in_flight.load(Ordering::SeqCst) == 0
+            && self.inner.head_from.load(Ordering::Relaxed) == NO_HEAD
+        {
+            let now = self.now_ms();
+            let started = self.inner.head_from.compare_exchange(
+                NO_HEAD,
+                now,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            if started.is_ok() {
+                self.inner.head_started.notify_one();
+            }
+        }
     }
 
     /// How long the connection has had nothing to do.
@@ -74,14 +125,42 @@ impl Activity {
         Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
-    /// Resolves once the connection has been idle for `limit`.
-    pub async fn idle_beyond(&self, limit: Duration) {
-        loop {
-            let idle = self.idle_for();
-            if idle >= limit {
-                return;
+    /// How much longer the connection may stay open, or `None` when it
+    /// should be closed now.
+    fn remaining(&self, clocks: Clocks) -> Option<Duration> {
+        if self.inner.in_flight.load(Ordering::SeqCst) > 0 {
+            return Some(clocks.head.min(clocks.idle));
+        }
+        let now = self.now_ms();
+        let idle_limit = if self.inner.served.load(Ordering::SeqCst) {
+            clocks.idle
+        } else {
+            // A new connection gets the head deadline for its first request.
+            clocks.head.min(clocks.idle)
+        };
+        let idle_left = idle_limit.checked_sub(self.idle_for())?;
+        if idle_left.is_zero() {
+            return None;
+        }
+        let head_from = self.inner.head_from.load(Ordering::SeqCst);
+        if clocks.heads && head_from != NO_HEAD {
+            let reading = Duration::from_millis(now.saturating_sub(head_from));
+            let head_left = clocks.head.checked_sub(reading)?;
+            if head_left.is_zero() {
+                return None;
             }
-            tokio::time::sleep(limit - idle).await;
+            return Some(idle_left.min(head_left));
+        }
+        Some(idle_left)
+    }
+
+    /// Resolves once either clock has run out.
+    pub async fn expired(&self, clocks: Clocks) {
+        while let Some(left) = self.remaining(clocks) {
+            tokio::select! {
+                _ = tokio::time::sleep(left) => {}
+                _ = self.inner.head_started.notified() => {}
+            }
         }
     }
 
@@ -102,9 +181,87 @@ impl Default for Activity {
     }
 }
 
+/// The limits the watchdog applies to one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    /// Time from a head's first byte to its last; also the time a new
+    /// connection has to start its first request.
+    pub head: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle: Duration,
+    /// Whether heads are timed (HTTP/1; HTTP/2 has no heads to time).
+    pub heads: bool,
+}
+
+/// A stream that tells an [`Activity`] when bytes arrive.
+#[derive(Debug)]
+pub struct Counted<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S, activity: Activity) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clocks() -> Clocks {
+        Clocks {
+            head: Duration::from_millis(40),
+            idle: Duration::from_millis(400),
+            heads: true,
+        }
+    }
 
     #[tokio::test]
     async fn busy_while_a_request_runs_and_idle_after() {
@@ -115,5 +272,68 @@ mod tests {
         drop(guard);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(a.idle_for() >= Duration::from_millis(25));
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_has_the_head_deadline_to_start() {
+        let a = Activity::new();
+        assert!(a.remaining(clocks()).unwrap() <= Duration::from_millis(40));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(a.remaining(clocks()), None);
+    }
+
+    #[tokio::test]
+    async fn keep_alive_waits_the_idle_timeout_not_the_head_deadline() {
+        let a = Activity::new();
+        drop(a.request());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let left = a
+            .remaining(clocks())
+            .expect("still open after the head deadline");
+        assert!(left > Duration::from_millis(300), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_head_started_on_an_idle_connection_must_finish_in_time() {
+        let a = Activity::new();
+        drop(a.request());
+        a.bytes_arrived();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(a.remaining(clocks()), None, "slow head closed");
+        // Over HTTP/2 there are no heads: only the idle clock runs.
+        let h2 = Clocks {
+            heads: false,
+            ..clocks()
+        };
+        assert!(a.remaining(h2).is_some());
+        // A request that starts ends the head.
+        let _g = a.request();
+        assert!(a.remaining(clocks()).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_wakes_when_a_head_starts() {
+        let a = Activity::new();
+        drop(a.request());
+        let watchdog = tokio::spawn({
+            let a = a.clone();
+            async move { a.expired(clocks()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.bytes_arrived();
+        tokio::time::timeout(Duration::from_millis(300), watchdog)
+            .await
+            .expect("closed at the head deadline, not the idle timeout")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn bytes_of_a_request_in_flight_start_no_head() {
+        let a = Activity::new();
+        let g = a.request();
+        a.bytes_arrived(); // its body
+        drop(g);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(a.remaining(clocks()).is_some());
     }
 }

@@ -12,7 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::idle::Activity;
+use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
 use crate::state::Limits;
@@ -104,11 +104,16 @@ pub async fn serve_redirect(
                 act.track(async move { Ok::<_, Infallible>(res) })
             });
             let builder = connection_builder(&limits);
-            let io = TokioIo::new(tcp);
+            let clocks = Clocks {
+                head: limits.header_read_timeout,
+                idle: limits.idle_timeout,
+                heads: true,
+            };
+            let io = TokioIo::new(Counted::new(tcp, activity.clone()));
             let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
             tokio::select! {
                 _ = watcher.watch(conn.into_owned()) => {}
-                _ = activity.idle_beyond(limits.idle_timeout) => {}
+                _ = activity.expired(clocks) => {}
             }
         });
     }

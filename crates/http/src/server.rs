@@ -1,6 +1,7 @@
 //! The HTTPS accept loop: connection limit, TLS handshake timeout, HTTP/1.1
-//! and HTTP/2 with header limits and a header read timeout (slowloris),
-//! and graceful shutdown that lets in-flight requests finish (bounded).
+//! and HTTP/2 with header limits, a head deadline (slowloris) and a
+//! keep-alive idle timeout (see `idle`), and graceful shutdown that lets
+//! in-flight requests finish (bounded).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
-use crate::idle::Activity;
+use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::{add_security_headers, ClientAddr};
 use crate::state::Limits;
 
@@ -33,7 +34,10 @@ pub(crate) fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor
     // limit reaches the middleware and gets a problem+json 431.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The watchdog in `idle` enforces the head deadline and the idle
+        // timeout; hyper's timeout also runs between requests, so it is
+        // only a backstop above both.
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
         // Flatten head and body into one buffer: one TLS record and one
         // syscall per small response instead of two.
         .writev(false)
@@ -106,8 +110,12 @@ pub async fn serve_https(
             };
             let builder = connection_builder(&limits);
             let activity = Activity::new();
-            let io = TokioIo::new(tls);
-            let idle = limits.idle_timeout;
+            let clocks = Clocks {
+                head: limits.header_read_timeout,
+                idle: limits.idle_timeout,
+                heads: tls.get_ref().1.alpn_protocol() != Some(b"h2"),
+            };
+            let io = TokioIo::new(Counted::new(tls, activity.clone()));
             // Dropping the connection future closes the socket.
             if over_limit {
                 let act = activity.clone();
@@ -117,7 +125,7 @@ pub async fn serve_https(
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 tokio::select! {
                     _ = watcher.watch(conn.into_owned()) => {}
-                    _ = activity.idle_beyond(idle) => {}
+                    _ = activity.expired(clocks) => {}
                 }
             } else {
                 let act = activity.clone();
@@ -130,7 +138,7 @@ pub async fn serve_https(
                 let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
                 tokio::select! {
                     _ = watcher.watch(conn.into_owned()) => {}
-                    _ = activity.idle_beyond(idle) => {}
+                    _ = activity.expired(clocks) => {}
                 }
             }
         });

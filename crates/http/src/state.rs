@@ -12,10 +12,12 @@ pub struct Limits {
     pub body_bytes: usize,
     pub header_bytes: usize,
     pub header_count: usize,
+    /// A request head must be complete this long after its first byte, and
+    /// a new connection must start its first request within it.
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// A connection that moves no bytes for this long is closed. Kept above
-    /// `request_timeout` so a slow handler is not cut off.
+    /// A keep-alive connection with no request for this long is closed.
+    /// Kept above `request_timeout` so a slow handler is not cut off.
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub tls_handshake_timeout: Duration,

@@ -79,6 +79,40 @@ async fn slow_headers_are_cut_off() {
     assert!(!answer.contains("200 OK"), "{answer}");
 }
 
+/// The head deadline times heads, not the wait between requests: a
+/// keep-alive connection quiet for longer than it still serves the next
+/// request (closing it would race the client's reuse of it), while a slow
+/// second head on the same connection is still cut off.
+#[tokio::test]
+async fn keep_alive_outlives_the_head_deadline_but_not_a_slow_head() {
+    let s =
+        TestServer::with(Options::default().env("RAMPART_LIMITS__HEADER_READ_TIMEOUT_SECS", "1"))
+            .await;
+    let mut tls = tls_stream(&s).await;
+    let get = b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..2 {
+        tls.write_all(get).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "slow head on a keep-alive connection kept open"
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
 #[tokio::test]
 async fn slow_bodies_get_408() {
     let s =
