@@ -1,0 +1,115 @@
+//! Folding repeated events into counts, so an attack cannot flood the
+//! event store: the first event of a kind from a source is written at
+//! once; repeats within the window are counted and written as one event
+//! with the count when the window closes. Nothing is dropped silently:
+//! past `max_keys` distinct sources, events are counted under one
+//! overflow entry.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// What to do with an event just seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The first in its window: write it now.
+    First,
+    /// A repeat: counted, written later by [`Aggregator::due`].
+    Counted,
+}
+
+#[derive(Debug)]
+struct Entry {
+    opened_ms: u64,
+    repeats: u64,
+}
+
+#[derive(Debug)]
+pub struct Aggregator<K> {
+    window_ms: u64,
+    max_keys: usize,
+    open: HashMap<K, Entry>,
+    overflow: u64,
+}
+
+impl<K: Hash + Eq + Clone> Aggregator<K> {
+    pub fn new(window_ms: u64, max_keys: usize) -> Self {
+        Self {
+            window_ms,
+            max_keys,
+            open: HashMap::new(),
+            overflow: 0,
+        }
+    }
+
+    pub fn seen(&mut self, key: K, now_ms: u64) -> Seen {
+        if let Some(e) = self.open.get_mut(&key) {
+            if now_ms < e.opened_ms + self.window_ms {
+                e.repeats += 1;
+                return Seen::Counted;
+            }
+        }
+        if self.open.len() >= self.max_keys && !self.open.contains_key(&key) {
+            self.overflow += 1;
+            return Seen::Counted;
+        }
+        // A window that closed with no repeats, or no window: open one.
+        // (`due` reports a closed window's repeats before it is replaced.)
+        self.open.insert(
+            key,
+            Entry {
+                opened_ms: now_ms,
+                repeats: 0,
+            },
+        );
+        Seen::First
+    }
+
+    /// Windows that have closed with repeats in them: `(key, repeats)`.
+    /// Closed windows are forgotten. Also returns the overflow count.
+    pub fn due(&mut self, now_ms: u64) -> (Vec<(K, u64)>, u64) {
+        let window = self.window_ms;
+        let mut out = Vec::new();
+        self.open.retain(|k, e| {
+            if now_ms >= e.opened_ms + window {
+                if e.repeats > 0 {
+                    out.push((k.clone(), e.repeats));
+                }
+                false
+            } else {
+                true
+            }
+        });
+        (out, std::mem::take(&mut self.overflow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_counted_and_reported_once_the_window_closes() {
+        let mut a = Aggregator::new(1000, 10);
+        assert_eq!(a.seen("x", 0), Seen::First);
+        for t in 1..=5 {
+            assert_eq!(a.seen("x", t * 100), Seen::Counted);
+        }
+        assert_eq!(a.seen("y", 100), Seen::First);
+        assert_eq!(a.due(999), (vec![], 0));
+        let (due, overflow) = a.due(1000);
+        assert_eq!(due, vec![("x", 5)]);
+        assert_eq!(overflow, 0);
+        assert_eq!(a.seen("x", 1001), Seen::First, "a new window");
+    }
+
+    #[test]
+    fn past_the_key_limit_events_are_counted_not_lost() {
+        let mut a = Aggregator::new(1000, 2);
+        assert_eq!(a.seen(1, 0), Seen::First);
+        assert_eq!(a.seen(2, 0), Seen::First);
+        assert_eq!(a.seen(3, 0), Seen::Counted);
+        assert_eq!(a.seen(4, 0), Seen::Counted);
+        assert_eq!(a.due(10).1, 2);
+        assert_eq!(a.due(10).1, 0);
+    }
+}

@@ -1,0 +1,1006 @@
+//! Request inspection: is there an attack in this value?
+//!
+//! Every value a request carries (path segments, query and form fields,
+//! selected headers, cookies, JSON strings and keys, multipart text parts)
+//! is looked at as it came and as it decodes: URL-, HTML-entity-,
+//! `\u`/`%u`- and base64-decoded where it looks encoded, a bounded number
+//! of layers deep. Two tokenisers from libinjection (SQL and HTML, through
+//! the `libinjectionrs` port) and a table of rules of our own score what
+//! they find; a request's score is the sum over its findings, and it is an
+//! attack at [`Inspector::THRESHOLD`]. Findings name the rule and the
+//! part, never the value: values can be passwords.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine;
+use regex::{Regex, RegexSet, RegexSetBuilder};
+
+/// Where in the request a value was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Path,
+    Query,
+    Header,
+    UserAgent,
+    Cookie,
+    Body,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Path => "path",
+            Part::Query => "query",
+            Part::Header => "header",
+            Part::UserAgent => "user_agent",
+            Part::Cookie => "cookie",
+            Part::Body => "body",
+        }
+    }
+}
+
+/// The kind of attack a rule looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Sqli,
+    Xss,
+    Traversal,
+    Command,
+    Ssrf,
+    Template,
+    Log4Shell,
+    Xxe,
+    Crlf,
+    Scanner,
+    Probe,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Sqli => "sqli",
+            Category::Xss => "xss",
+            Category::Traversal => "traversal",
+            Category::Command => "command",
+            Category::Ssrf => "ssrf",
+            Category::Template => "template",
+            Category::Log4Shell => "log4shell",
+            Category::Xxe => "xxe",
+            Category::Crlf => "crlf",
+            Category::Scanner => "scanner",
+            Category::Probe => "probe",
+        }
+    }
+}
+
+/// One rule that fired, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub category: Category,
+    pub part: Part,
+    pub score: u32,
+}
+
+/// What inspection concluded about one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub score: u32,
+    pub findings: Vec<Finding>,
+}
+
+impl Verdict {
+    pub fn is_attack(&self) -> bool {
+        self.score >= Inspector::THRESHOLD
+    }
+
+    /// The rules that fired, deduplicated, for an event: `sqli.libinjection@query`.
+    pub fn rules(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .findings
+            .iter()
+            .map(|f| format!("{}@{}", f.rule, f.part.as_str()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn add(&mut self, rule: &'static str, category: Category, part: Part, score: u32) {
+        // One rule counts once per part, however many values it fires on.
+        if self
+            .findings
+            .iter()
+            .any(|f| f.rule == rule && f.part == part)
+        {
+            return;
+        }
+        self.score += score;
+        self.findings.push(Finding {
+            rule,
+            category,
+            part,
+            score,
+        });
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "score {} ({})", self.score, self.rules().join(", "))
+    }
+}
+
+/// Which parts a rule applies to.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Every part.
+    Any,
+    /// Values, not the path (a `..` in a path is normalised by the router).
+    Values,
+    Path,
+    UserAgent,
+    /// Values that are, or are named like, URLs.
+    UrlLike,
+}
+
+struct Rule {
+    name: &'static str,
+    category: Category,
+    score: u32,
+    scope: Scope,
+    pattern: &'static str,
+}
+
+const CRITICAL: u32 = 5;
+const ERROR: u32 = 4;
+const WARNING: u32 = 3;
+
+/// Our own rules, matched against the lower-cased, decoded value. Each is
+/// written for the syntax an attack needs, not for words: "union was a
+/// great select" and "bash away in the gym" are not attacks.
+const RULES: &[Rule] = &[
+    // SQL injection beyond what the tokeniser sees.
+    Rule {
+        name: "sqli.union_select",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\bunion(?:\s+|/\*.*?\*/|\()+(?:all\s+|distinct\s+)?\(*\s*select\b",
+    },
+    Rule {
+        name: "sqli.time_delay",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\b(?:sleep|pg_sleep|benchmark|randomblob)\s*\(\s*[\d(]|\bwaitfor\s+(?:delay|time)\s+'|dbms_pipe\.receive_message|dbms_lock\.sleep",
+    },
+    Rule {
+        name: "sqli.catalog",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\b(?:information_schema|pg_catalog|sqlite_master|sysobjects|syscolumns|mysql\.user|all_tables|xp_cmdshell|sp_executesql|sp_oacreate)\b",
+    },
+    Rule {
+        name: "sqli.stacked",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"['\x22\d)]\s*;\s*(?:drop|alter|truncate|insert|update|delete|exec|execute|declare|create|shutdown|grant)\s",
+    },
+    Rule {
+        name: "sqli.tautology",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r#"['")]\s*(?:or|and|\|\||&&)\s*\(?\s*['"]?(\w+)['"]?\s*(?:=|<>|!=|like)\s*['"]?\w+|['"]\s*(?:or|and)\s+\d+\s*(?:=|<|>)|\bor\s+\d+\s*=\s*\d+\s*(?:--|#|/\*)"#,
+    },
+    Rule {
+        name: "sqli.functions",
+        category: Category::Sqli,
+        score: WARNING,
+        scope: Scope::Values,
+        pattern: r"\b(?:extractvalue|updatexml|load_file|char|concat|group_concat|substring|ascii|hex|unhex|cast|convert|version|database|user|json_extract)\s*\([^)]*\)\s*(?:=|,|\)|--|#|from\b)",
+    },
+    Rule {
+        name: "sqli.comment_terminator",
+        category: Category::Sqli,
+        score: WARNING,
+        scope: Scope::Values,
+        pattern: r"['\x22]\s*(?:--|#|/\*)|\*/\s*(?:and|or|union|select)\b",
+    },
+    Rule {
+        name: "nosqli.operator",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\[\s*\$(?:ne|gt|gte|lt|lte|regex|where|exists|nin|in|or|and|expr)\s*\]|\x22\$(?:where|ne|gt|regex|expr|function|accumulator)\x22\s*:|\bdb\.\w+\.(?:find|insert|drop)\w*\s*\(|this\.\w+\s*==",
+    },
+    Rule {
+        name: "ldap.injection",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\*\)\s*\(\s*[|&!]|\)\s*\(\s*\|\s*\(|\(\s*[|&]\s*\(\s*\w+\s*=\s*\*|^\*\)\(|\(objectclass=\*\)",
+    },
+    // Cross-site scripting beyond what the tokeniser sees.
+    Rule {
+        name: "xss.script_tag",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xss|template|isindex|portal)\b",
+    },
+    Rule {
+        name: "xss.event_handler",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"<[^>]*[\s/\x22'](?:on[a-z]{3,30})\s*=|\bon(?:error|load|mouseover|focus|click|toggle|animationstart|begin|pageshow|start|finish)\s*=\s*[\x22'`]?\s*[\w$]+\s*[(=`]",
+    },
+    Rule {
+        name: "xss.javascript_uri",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:javascript|vbscript|livescript)\s*:[^\s]|data\s*:\s*text/html|data\s*:[^,]*;base64",
+    },
+    Rule {
+        name: "xss.dom_sink",
+        category: Category::Xss,
+        score: WARNING,
+        scope: Scope::Any,
+        pattern: r"\b(?:alert|prompt|confirm|eval|settimeout|setinterval|fromcharcode|atob)\s*(?:\(|`)|document\s*\.\s*(?:cookie|domain|write|location)|window\s*\.\s*location|\.innerhtml\s*=",
+    },
+    Rule {
+        name: "xss.tag_with_attribute",
+        category: Category::Xss,
+        score: WARNING,
+        scope: Scope::Any,
+        pattern: r"<\s*(?:img|a|body|input|video|audio|source|details|marquee|div|form|button|select|textarea|keygen|image)\b[^>]*\b(?:src|href|action|formaction|srcdoc|style|background)\s*=",
+    },
+    Rule {
+        name: "ssi.directive",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"<!--\s*#\s*(?:exec|include|echo|config|set|printenv|fsize|flastmod)\b",
+    },
+    // Path traversal and local file inclusion.
+    Rule {
+        name: "traversal.dot_dot",
+        category: Category::Traversal,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:^|[\\/=:])\.{2,}[\\/]|[\\/]\.{2,}(?:[\\/]|$)|\.\.;/",
+    },
+    Rule {
+        name: "traversal.system_file",
+        category: Category::Traversal,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:^|[\\/])(?:etc[\\/](?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc[\\/](?:self|\d+)[\\/]\w+|windows[\\/](?:win\.ini|system32)|boot\.ini|winnt[\\/]|\.ssh[\\/]|var[\\/]log[\\/])|\bc:[\\/]+(?:windows|inetpub|boot\.ini)\b",
+    },
+    Rule {
+        name: "traversal.wrapper",
+        category: Category::Traversal,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b(?:file|php|phar|zip|expect|glob|data|jar|netdoc|compress\.zlib)://",
+    },
+    Rule {
+        name: "traversal.null_byte",
+        category: Category::Traversal,
+        score: ERROR,
+        scope: Scope::Any,
+        pattern: r"\x00",
+    },
+    // OS command injection: a separator, then something a shell runs.
+    Rule {
+        name: "command.chained",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:[;|`\n]|&&|\|\||\$\(|\$\{ifs\})\s*(?:/(?:usr/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|python[23]?|perl|ruby|php|ping|nslookup|dig|powershell|pwsh|cmd(?:\.exe)?|echo|rm|chmod|chown|sleep|ifconfig|ipconfig|net|type|dir|telnet|nmap|timeout|env|printenv|kill|reboot|shutdown|sudo|su|crontab|tftp|busybox|xterm|base64|head|tail|more|less|find|awk|sed)(?:\s|$|[;|&<>`)'\x22])",
+    },
+    Rule {
+        name: "command.substitution",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\$\(\s*[a-z/][^)]*\)|`\s*[a-z/][^`]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
+    },
+    Rule {
+        name: "command.reverse_shell",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"/dev/(?:tcp|udp)/|\bnc\s+-[elvnp]+\b|\bbash\s+-i\b|\bmkfifo\b|\bsocat\b\s|\bpowershell(?:\.exe)?\s+-(?:e|enc|encodedcommand|nop|w)\b|\bcmd(?:\.exe)?\s+/[ck]\b",
+    },
+    // Server-side request forgery: URL-like values pointing inside.
+    Rule {
+        name: "ssrf.internal_target",
+        category: Category::Ssrf,
+        score: CRITICAL,
+        scope: Scope::UrlLike,
+        pattern: r"^(?:[a-z][a-z0-9+.-]*:)?//(?:[^/@]*@)?(?:localhost|127\.\d+\.\d+\.\d+|0(?:\.0){0,3}|0x[0-9a-f]+|\d{8,10}|0[0-7]+(?:\.[0-7]+){0,3}|10\.\d+\.\d+\.\d+|192\.168\.\d+\.\d+|172\.(?:1[6-9]|2\d|3[01])\.\d+\.\d+|169\.254\.\d+\.\d+|100\.(?:6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+|\[[0-9a-f:.]*\]|metadata(?:\.google\.internal)?|[\w.-]+\.(?:internal|local|localdomain|localhost))(?:[:/?#]|$)",
+    },
+    Rule {
+        name: "ssrf.scheme",
+        category: Category::Ssrf,
+        score: CRITICAL,
+        scope: Scope::UrlLike,
+        pattern: r"^(?:gopher|dict|ldap|ldaps|tftp|sftp|jar|netdoc|file)://",
+    },
+    Rule {
+        name: "ssrf.metadata",
+        category: Category::Ssrf,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"169\.254\.169\.254|\bmetadata\.google\.internal\b|\b100\.100\.100\.200\b|/latest/meta-data\b|/computemetadata/v1\b|fd00:ec2::254",
+    },
+    // Server-side template injection.
+    Rule {
+        name: "template.expression",
+        category: Category::Template,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\{\{[^}]*(?:[*+/%|~()\[\]]|__|\bconfig\b|\bself\b|\brequest\b|\bcycler\b|\blipsum\b|\bjoiner\b|\bnamespace\b|\bconstructor\b)[^}]*\}\}|\{%[^%]*(?:import|include|for|set|if|exec|eval|print|debug)\b[^%]*%\}|<%=?[^%]*%>|\$\{[^}]*(?:[*+/%()]|\.\w+\()[^}]*\}|#\{[^}]*[*+()][^}]*\}|\*\{[^}]*\}|@\([^)]*\)|\[#assign|<#assign|\$\{\{|\bnew\s*\(\s*\)\s*\.\s*getclass",
+    },
+    Rule {
+        name: "template.python_internals",
+        category: Category::Template,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"__(?:class|mro|subclasses|globals|builtins|import|init|base|bases|dict|getattribute)__",
+    },
+    // Log4Shell and other lookups (checked after the lookups are undone).
+    Rule {
+        name: "log4shell.jndi",
+        category: Category::Log4Shell,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\$\{\s*jndi\s*:|jndi\s*:\s*(?:ldaps?|rmi|dns|iiop|corba|nds|nis|http)s?\s*:",
+    },
+    Rule {
+        name: "log4shell.lookup",
+        category: Category::Log4Shell,
+        score: ERROR,
+        scope: Scope::Any,
+        pattern: r"\$\{\s*(?:env|sys|java|ctx|main|bundle|docker|k8s|log4j|spring|lower|upper|date|base64|::-)\s*:",
+    },
+    // XML external entities.
+    Rule {
+        name: "xxe.entity",
+        category: Category::Xxe,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"<!\s*(?:doctype|entity)\b[^>]*(?:\bsystem\b|\bpublic\b|\[|%)|<\s*xi:include\b|\bxmlns:xi\s*=",
+    },
+    // CRLF and header injection.
+    Rule {
+        name: "crlf.header_injection",
+        category: Category::Crlf,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"[\r\n]\s*(?:set-cookie|location|content-(?:type|length)|refresh|x-[a-z-]+|access-control-[a-z-]+|http/\d)\s*:?",
+    },
+    // Scanners and probes.
+    Rule {
+        name: "scanner.user_agent",
+        category: Category::Scanner,
+        score: CRITICAL,
+        scope: Scope::UserAgent,
+        pattern: r"\b(?:sqlmap|nikto|nmap|masscan|zgrab|wpscan|nuclei|acunetix|netsparker|invicti|appscan|webinspect|w3af|arachni|skipfish|dirbuster|dirb|gobuster|feroxbuster|ffuf|wfuzz|havij|jaeles|whatweb|openvas|nessus|qualys|burp(?:suite|collaborator)?|zap/|owasp[ _]zap|wapiti|hydra|medusa|commix|xsstrike|dalfox|bbot|httpx|interactsh|fimap|paros|vega/|grabber|brutus|morfeus|zmeu)\b",
+    },
+    Rule {
+        name: "probe.sensitive_file",
+        category: Category::Probe,
+        score: CRITICAL,
+        scope: Scope::Path,
+        pattern: r"/\.(?:env|git|svn|hg|bzr|aws|ssh|docker|npmrc|htaccess|htpasswd|ds_store|idea|vscode|well-known/(?:openid|jwks)\w*\.php)(?:[/.]|$)|/(?:wp-admin|wp-login\.php|wp-content|wp-includes|wp-config|xmlrpc\.php|phpmyadmin|pma|myadmin|adminer|server-status|server-info|actuator|jmx-console|web-console|manager/html|cgi-bin|solr/admin|telescope|_profiler|elmah\.axd|trace\.axd|web\.config|config\.(?:php|json|yml|yaml)|(?:backup|dump|db|database|site|www)\.(?:sql|zip|tar|tgz|gz|bak|7z|rar))(?:[/.?]|$)|\.(?:bak|old|orig|swp|save|sql|mdb|sqlite|php|asp|aspx|jsp|cgi|pl|cfm)(?:$|[?;])",
+    },
+];
+
+/// Headers whose values are not inspected: framing, the credential (never
+/// run a secret through detectors), and values the server sets the
+/// meaning of. Everything else is, as attacks arrive in any header.
+const SKIPPED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "authorization",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "if-match",
+    "if-none-match",
+    "x-csrf-token",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "upgrade-insecure-requests",
+    "te",
+    "cache-control",
+    "pragma",
+];
+
+/// Bounds on the work one request can cause.
+const MAX_VALUE_BYTES: usize = 256 * 1024;
+const MAX_VALUES: usize = 2048;
+const MAX_DECODE_LAYERS: usize = 3;
+const MAX_JSON_DEPTH: usize = 32;
+
+pub struct Inspector {
+    set: RegexSet,
+    rules: Vec<(&'static Rule, Regex)>,
+}
+
+impl fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inspector")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+impl Default for Inspector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One request, as the inspector sees it. Borrowed: nothing is copied until
+/// a value needs decoding.
+#[derive(Debug, Default)]
+pub struct Request<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// Header names lower-cased, as `http` keeps them.
+    pub headers: Vec<(&'a str, &'a [u8])>,
+    pub content_type: Option<&'a str>,
+    pub body: Option<&'a [u8]>,
+}
+
+impl Inspector {
+    /// A request scoring this much is an attack: one critical finding, or
+    /// two lesser ones.
+    pub const THRESHOLD: u32 = 5;
+
+    pub fn new() -> Self {
+        let set = RegexSetBuilder::new(RULES.iter().map(|r| r.pattern))
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .expect("inspection rules compile");
+        let rules = RULES
+            .iter()
+            .map(|r| (r, Regex::new(r.pattern).expect("inspection rule compiles")))
+            .collect();
+        Self { set, rules }
+    }
+
+    /// Inspects the head (path, query, headers, cookies) and/or the body.
+    pub fn inspect(&self, req: &Request<'_>, head: bool, body: bool) -> Verdict {
+        let mut v = Verdict::default();
+        let mut budget = MAX_VALUES;
+        if head {
+            self.path(req.path, &mut v);
+            if let Some(q) = req.query {
+                self.form(q, Part::Query, &mut v, &mut budget);
+            }
+            for (name, value) in &req.headers {
+                if SKIPPED_HEADERS.contains(name) {
+                    continue;
+                }
+                let value = String::from_utf8_lossy(value);
+                match *name {
+                    "cookie" => {
+                        for pair in value.split(';') {
+                            let (k, val) = pair.split_once('=').unwrap_or(("", pair));
+                            self.value(k.trim(), Part::Cookie, false, &mut v, &mut budget);
+                            self.value(val.trim(), Part::Cookie, false, &mut v, &mut budget);
+                        }
+                    }
+                    "user-agent" => self.value(&value, Part::UserAgent, false, &mut v, &mut budget),
+                    "referer" | "origin" => {
+                        self.value(&value, Part::Header, false, &mut v, &mut budget)
+                    }
+                    _ => self.value(&value, Part::Header, false, &mut v, &mut budget),
+                }
+            }
+        }
+        if body {
+            if let Some(b) = req.body {
+                self.body(b, req.content_type, &mut v, &mut budget);
+            }
+        }
+        v
+    }
+
+    fn path(&self, path: &str, v: &mut Verdict) {
+        // The whole path for probes, then each segment as a value.
+        let decoded = percent(path);
+        let lower = decoded.to_lowercase();
+        self.rules_on(&lower, Part::Path, false, v);
+        let mut budget = 64;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            self.value(seg, Part::Path, false, v, &mut budget);
+        }
+    }
+
+    fn form(&self, s: &str, part: Part, v: &mut Verdict, budget: &mut usize) {
+        for pair in s.split('&') {
+            let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = plus_percent(k);
+            let val = plus_percent(val);
+            let url_like = looks_url_named(&k);
+            self.value(&k, part, false, v, budget);
+            self.value(&val, part, url_like, v, budget);
+        }
+    }
+
+    fn body(&self, body: &[u8], content_type: Option<&str>, v: &mut Verdict, budget: &mut usize) {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_VALUE_BYTES * 4)]);
+        if ct.contains("json") || (ct.is_empty() && text.trim_start().starts_with(['{', '['])) {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+                self.json(&json, None, 0, v, budget);
+                return;
+            }
+        }
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            self.form(&text, Part::Body, v, budget);
+            return;
+        }
+        if ct.starts_with("multipart/form-data") {
+            if let Some(boundary) = ct.split("boundary=").nth(1) {
+                let boundary = boundary.split(';').next().unwrap_or("").trim_matches('"');
+                // Use the boundary as sent (case matters).
+                let raw_ct = content_type.unwrap_or("");
+                let b = raw_ct
+                    .find("boundary=")
+                    .map(|i| {
+                        raw_ct[i + 9..]
+                            .split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim_matches('"')
+                    })
+                    .unwrap_or(boundary);
+                let delim = format!("--{b}");
+                for part in text.split(delim.as_str()) {
+                    let (head, content) = part.split_once("\r\n\r\n").unwrap_or(("", part));
+                    // Part headers (names, filenames) are attacker-chosen too.
+                    self.value(head, Part::Body, false, v, budget);
+                    let content = content.strip_suffix("\r\n").unwrap_or(content);
+                    self.value(content, Part::Body, false, v, budget);
+                }
+                return;
+            }
+        }
+        // XML, plain text, or anything else: the text as one value.
+        self.value(&text, Part::Body, false, v, budget);
+    }
+
+    fn json(
+        &self,
+        j: &serde_json::Value,
+        key: Option<&str>,
+        depth: usize,
+        v: &mut Verdict,
+        budget: &mut usize,
+    ) {
+        if depth > MAX_JSON_DEPTH || *budget == 0 {
+            return;
+        }
+        match j {
+            serde_json::Value::String(s) => {
+                let url_like = key.is_some_and(looks_url_named);
+                self.value(s, Part::Body, url_like, v, budget);
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    self.json(x, key, depth + 1, v, budget);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    // Keys carry operator injections (`{"$where": …}`).
+                    self.value(&format!("\"{k}\":"), Part::Body, false, v, budget);
+                    self.json(x, Some(k), depth + 1, v, budget);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Inspects one value and its decodings.
+    fn value(&self, raw: &str, part: Part, url_named: bool, v: &mut Verdict, budget: &mut usize) {
+        if raw.is_empty() || *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let raw = truncate(raw, MAX_VALUE_BYTES);
+        if plain(raw) && !matches!(part, Part::UserAgent) && base64ish(raw).is_none() {
+            return;
+        }
+        let mut seen: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
+        let mut i = 0;
+        while i < seen.len() && seen.len() <= MAX_DECODE_LAYERS * 3 {
+            for next in decodings(&seen[i]) {
+                if !seen.iter().any(|s| *s == next) {
+                    seen.push(Cow::Owned(next));
+                }
+            }
+            i += 1;
+        }
+        for s in &seen {
+            let lowered = s.to_lowercase();
+            let lower = undo_lookups(&lowered);
+            let url_like = url_named || looks_url(&lower);
+            self.rules_on(&lower, part, url_like, v);
+            self.tokenisers(s, part, v);
+        }
+    }
+
+    fn tokenisers(&self, s: &str, part: Part, v: &mut Verdict) {
+        if matches!(part, Part::UserAgent) {
+            return;
+        }
+        let bytes = s.as_bytes();
+        if bytes.iter().any(|b| {
+            matches!(
+                b,
+                b'\'' | b'"' | b'`' | b'-' | b'#' | b'/' | b'(' | b')' | b';' | b'=' | b' '
+            )
+        }) {
+            let sqli = libinjectionrs::detect_sqli(bytes);
+            if sqli.is_injection() {
+                // A fingerprint of numbers, words and operators alone
+                // (`3*4=12 and 10/2=5`) is arithmetic as often as an
+                // attack: it counts, but takes a second finding to block.
+                let fp = sqli.fingerprint.as_ref().map(|f| f.as_str()).unwrap_or("");
+                let arithmetic = !fp.bytes().any(|t| {
+                    matches!(
+                        t,
+                        b's' | b'k' | b'U' | b'E' | b'f' | b'c' | b'v' | b';' | b'T' | b'A'
+                    )
+                });
+                if arithmetic {
+                    v.add(
+                        "sqli.libinjection_arithmetic",
+                        Category::Sqli,
+                        part,
+                        WARNING,
+                    );
+                } else {
+                    v.add("sqli.libinjection", Category::Sqli, part, CRITICAL);
+                }
+            }
+        }
+        if bytes.contains(&b'<')
+            || bytes.contains(&b'=')
+            || bytes.contains(&b'"')
+            || bytes.contains(&b'\'')
+        {
+            if libinjectionrs::detect_xss(bytes).is_injection() {
+                v.add("xss.libinjection", Category::Xss, part, CRITICAL);
+            }
+        }
+    }
+
+    fn rules_on(&self, lower: &str, part: Part, url_like: bool, v: &mut Verdict) {
+        for i in self.set.matches(lower).iter() {
+            let (rule, _) = &self.rules[i];
+            let applies = match rule.scope {
+                Scope::Any => {
+                    !matches!(part, Part::UserAgent)
+                        || matches!(
+                            rule.category,
+                            Category::Log4Shell
+                                | Category::Sqli
+                                | Category::Xss
+                                | Category::Command
+                                | Category::Template
+                        )
+                }
+                Scope::Values => !matches!(part, Part::Path | Part::UserAgent),
+                Scope::Path => matches!(part, Part::Path),
+                Scope::UserAgent => matches!(part, Part::UserAgent),
+                Scope::UrlLike => url_like && !matches!(part, Part::UserAgent),
+            };
+            if applies {
+                v.add(rule.name, rule.category, part, rule.score);
+            }
+        }
+    }
+}
+
+/// Nothing an attack can be made of: letters, digits and a few separators.
+fn plain(s: &str) -> bool {
+    s.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':' | b'+' | b',')
+    }) && !s.contains("..")
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn percent(s: &str) -> Cow<'_, str> {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
+}
+
+fn plus_percent(s: &str) -> String {
+    percent(&s.replace('+', " ")).into_owned()
+}
+
+fn looks_url(lower: &str) -> bool {
+    lower.starts_with("//")
+        || lower.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme.len() <= 12
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'.' || b == b'-')
+        })
+}
+
+fn looks_url_named(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "url", "uri", "link", "href", "src", "callback", "webhook", "redirect", "return", "next",
+        "target", "dest", "host", "domain", "feed", "endpoint", "proxy", "image",
+    ]
+    .iter()
+    .any(|n| k.contains(n))
+}
+
+/// One layer of each decoding that changes the value.
+fn decodings(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.contains('%') {
+        let d = percent(s);
+        if d != s {
+            out.push(d.into_owned());
+        }
+        if s.contains("%u") || s.contains("%U") {
+            if let Some(d) = unicode_escapes(s, "%u") {
+                out.push(d);
+            }
+        }
+    }
+    if s.contains('&') {
+        if let Some(d) = html_entities(s) {
+            out.push(d);
+        }
+    }
+    if s.contains("\\u") || s.contains("\\x") {
+        if let Some(d) = unicode_escapes(s, "\\u") {
+            out.push(d);
+        }
+    }
+    if let Some(d) = base64ish(s) {
+        out.push(d);
+    }
+    // Shell and SQL obfuscation: quotes and backslashes inside words
+    // (`c'a't`, `w\ho\am\i`), and SQL comments as spaces.
+    if s.contains("/*") {
+        out.push(strip_sql_comments(s));
+    }
+    if s.bytes().any(|b| matches!(b, b'\'' | b'"' | b'\\')) {
+        let squeezed: String = s
+            .chars()
+            .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+            .collect();
+        if squeezed.len() + 1 < s.len() {
+            out.push(squeezed);
+        }
+    }
+    out
+}
+
+fn strip_sql_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("/*") {
+        out.push_str(&rest[..i]);
+        out.push(' ');
+        match rest[i + 2..].find("*/") {
+            Some(j) => rest = &rest[i + 2 + j + 2..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn unicode_escapes(s: &str, marker: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    let mut rest = s;
+    loop {
+        let next_u = rest.find(marker);
+        let next_x = if marker == "\\u" {
+            rest.find("\\x")
+        } else {
+            None
+        };
+        let (i, width) = match (next_u, next_x) {
+            (Some(u), Some(x)) if x < u => (x, 2),
+            (Some(u), _) => (u, 4),
+            (None, Some(x)) => (x, 2),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 2..i + 2 + width);
+        match hex
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => {
+                out.push(c);
+                changed = true;
+                rest = &rest[i + 2 + width..];
+            }
+            None => {
+                out.push_str(&rest[i..i + 2]);
+                rest = &rest[i + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+fn html_entities(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let decoded = if let Some(num) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X"))
+        {
+            u32::from_str_radix(num, 16).ok().and_then(char::from_u32)
+        } else if let Some(num) = name.strip_prefix('#') {
+            num.parse::<u32>().ok().and_then(char::from_u32)
+        } else {
+            match name.to_ascii_lowercase().as_str() {
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "amp" => Some('&'),
+                "colon" => Some(':'),
+                "sol" => Some('/'),
+                "lpar" => Some('('),
+                "rpar" => Some(')'),
+                "tab" => Some('\t'),
+                "newline" => Some('\n'),
+                "semi" => Some(';'),
+                "equals" => Some('='),
+                "grave" => Some('`'),
+                _ => None,
+            }
+        };
+        match decoded {
+            Some(c) if !name.is_empty() => {
+                out.push(c);
+                changed = true;
+                let skip = end + usize::from(after[end..].starts_with(';'));
+                rest = &after[skip..];
+            }
+            _ => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// A value that is all base64 and decodes to mostly printable text.
+fn base64ish(s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.len() < 12 || t.len() % 4 == 1 {
+        return None;
+    }
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+    {
+        return None;
+    }
+    let unpadded = t.trim_end_matches('=');
+    let engines = [
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let bytes = engines.iter().find_map(|e| e.decode(unpadded).ok())?;
+    let text = String::from_utf8(bytes).ok()?;
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .count();
+    (printable * 10 >= text.chars().count() * 9).then_some(text)
+}
+
+/// Undoes Log4j lookups that only hide letters: `${lower:j}`, `${::-n}`,
+/// `${env:X:-d}`, so `${${lower:j}ndi:…}` reads as `${jndi:…}`.
+fn undo_lookups(s: &str) -> Cow<'_, str> {
+    if !s.contains("${") {
+        return Cow::Borrowed(s);
+    }
+    let mut cur = s.to_owned();
+    for _ in 0..8 {
+        // The innermost `${…}`: one with no `${` inside.
+        let Some(start) = innermost(&cur) else { break };
+        let Some(len) = cur[start..].find('}') else {
+            break;
+        };
+        let inner = &cur[start + 2..start + len];
+        let replacement = if let Some((_, default)) = inner.split_once(":-") {
+            default.to_owned()
+        } else if let Some(rest) = inner
+            .strip_prefix("lower:")
+            .or_else(|| inner.strip_prefix("upper:"))
+        {
+            rest.to_owned()
+        } else {
+            break;
+        };
+        cur.replace_range(start..start + len + 1, &replacement);
+    }
+    Cow::Owned(cur)
+}
+
+fn innermost(s: &str) -> Option<usize> {
+    let mut best = None;
+    let mut i = 0;
+    while let Some(j) = s[i..].find("${") {
+        let at = i + j;
+        let close = s[at..].find('}').map(|c| at + c);
+        let next_open = s[at + 2..].find("${").map(|n| at + 2 + n);
+        match (close, next_open) {
+            (Some(c), Some(n)) if n < c => i = n,
+            (Some(_), _) => {
+                best = Some(at);
+                if s[at + 2..].find("${").is_none() {
+                    break;
+                }
+                i = at + 2;
+                if best.is_some() {
+                    break;
+                }
+            }
+            (None, _) => break,
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests;

