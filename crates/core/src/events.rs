@@ -32,10 +32,15 @@ pub enum EventKind {
     ApiKeyRefused,
     RolesChanged,
     KeysRotated,
+    RequestBlocked,
+    RateLimited,
+    InspectionMatch,
+    BlockAdded,
+    BlockRemoved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 32] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -63,6 +68,11 @@ impl EventKind {
         EventKind::ApiKeyRefused,
         EventKind::RolesChanged,
         EventKind::KeysRotated,
+        EventKind::RequestBlocked,
+        EventKind::RateLimited,
+        EventKind::InspectionMatch,
+        EventKind::BlockAdded,
+        EventKind::BlockRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +104,11 @@ impl EventKind {
             EventKind::ApiKeyRefused => "api_key_refused",
             EventKind::RolesChanged => "roles_changed",
             EventKind::KeysRotated => "keys_rotated",
+            EventKind::RequestBlocked => "request_blocked",
+            EventKind::RateLimited => "rate_limited",
+            EventKind::InspectionMatch => "inspection_match",
+            EventKind::BlockAdded => "block_added",
+            EventKind::BlockRemoved => "block_removed",
         }
     }
 

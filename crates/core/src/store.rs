@@ -10,6 +10,21 @@ use crate::model::{
 };
 use crate::{AccountId, Email, FactorId, SessionId, Timestamp};
 
+/// An address or range refused until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpBlock {
+    pub id: String,
+    /// A CIDR range in canonical form (`203.0.113.7/32`).
+    pub network: String,
+    pub reason: String,
+    /// Who set it: `admin:<account id>`, `cli`, or `auto:<rule>`.
+    pub source: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// 1 for a first block, n for the n-th within the offender memory.
+    pub offence: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (e.g. the email is taken).
@@ -308,6 +323,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
+
+    /// Stores an address block.
+    async fn insert_block(&self, block: &IpBlock) -> Result<(), StoreError>;
+    /// Blocks in force at `now` (not expired, not lifted), newest first,
+    /// at most `limit`.
+    async fn active_blocks(&self, now: Timestamp, limit: u32) -> Result<Vec<IpBlock>, StoreError>;
+    /// How many blocks of `network` were set since `since`: the offender's
+    /// record, which lengthens the next block.
+    async fn block_count(&self, network: &str, since: Timestamp) -> Result<u32, StoreError>;
+    /// Lifts a block early; false when there is no such block in force.
+    async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
 }
 

@@ -10,7 +10,7 @@ use rampart_core::model::{
     Session,
 };
 use rampart_core::{
-    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, LoginAttempt, SessionId, Settle,
+    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, IpBlock, LoginAttempt, SessionId, Settle,
     Store, StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
@@ -1312,5 +1312,77 @@ impl Store for SqlStore {
         .iter()
         .map(event_from)
         .collect()
+    }
+
+    async fn insert_block(&self, b: &IpBlock) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ip_blocks (id, network, reason, source, created_at, expires_at, offence) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(b.id.as_str())
+        .bind(b.network.as_str())
+        .bind(b.reason.as_str())
+        .bind(b.source.as_str())
+        .bind(b.created_at.millis())
+        .bind(b.expires_at.millis())
+        .bind(i64::from(b.offence))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn active_blocks(&self, now: Timestamp, limit: u32) -> Result<Vec<IpBlock>, StoreError> {
+        sqlx::query(
+            "SELECT id, network, reason, source, created_at, expires_at, offence FROM ip_blocks \
+             WHERE expires_at > $1 AND lifted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| {
+            let offence: i64 = r.try_get("offence").map_err(|_| StoreError::Corrupt("ip_blocks"))?;
+            Ok(IpBlock {
+                id: r.try_get("id").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                network: r.try_get("network").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                reason: r.try_get("reason").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                source: r.try_get("source").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                created_at: Timestamp(
+                    r.try_get("created_at").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                ),
+                expires_at: Timestamp(
+                    r.try_get("expires_at").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+                ),
+                offence: u32::try_from(offence).map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+            })
+        })
+        .collect()
+    }
+
+    async fn block_count(&self, network: &str, since: Timestamp) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ip_blocks WHERE network = $1 AND created_at >= $2",
+        )
+        .bind(network)
+        .bind(since.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ip_blocks SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL AND expires_at > $1",
+        )
+        .bind(now.millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
     }
 }

@@ -7,8 +7,8 @@ use rampart_core::model::{
     Session,
 };
 use rampart_core::{
-    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, SessionId, Store, StoreError,
-    Timestamp,
+    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, IpBlock, SessionId, Store,
+    StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
 use rampart_store::{open, OpenError, SqlStore};
@@ -1084,5 +1084,36 @@ both!(
             assert_eq!(left.len(), 1);
             s.delete_factor(&a.id, &left[0].id, false).await.unwrap();
         }
+    }
+);
+
+both!(
+    blocks_expire_lift_and_count_offences,
+    |s: SqlStore, _url: String| async move {
+        let block = |id: &str, network: &str, at: i64, until: i64| IpBlock {
+            id: id.into(),
+            network: network.into(),
+            reason: "test".into(),
+            source: "cli".into(),
+            created_at: Timestamp(at),
+            expires_at: Timestamp(until),
+            offence: 1,
+        };
+        s.insert_block(&block("b1", "203.0.113.7/32", 1_000, 5_000)).await.unwrap();
+        s.insert_block(&block("b2", "2001:db8::/64", 2_000, 9_000)).await.unwrap();
+        let ids = |v: Vec<IpBlock>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.active_blocks(Timestamp(3_000), 100).await.unwrap()), ["b2", "b1"]);
+        s.insert_block(&block("b3", "203.0.113.7/32", 6_000, 7_000)).await.unwrap();
+        assert_eq!(ids(s.active_blocks(Timestamp(6_500), 100).await.unwrap()), ["b3", "b2"]);
+        assert_eq!(ids(s.active_blocks(Timestamp(6_500), 1).await.unwrap()), ["b3"]);
+        // Expired and lifted blocks still count as the offender's record.
+        assert_eq!(s.block_count("203.0.113.7/32", Timestamp(0)).await.unwrap(), 2);
+        assert_eq!(s.block_count("203.0.113.7/32", Timestamp(5_000)).await.unwrap(), 1);
+        assert!(s.lift_block("b2", Timestamp(6_600)).await.unwrap());
+        assert!(!s.lift_block("b2", Timestamp(6_600)).await.unwrap(), "already lifted");
+        assert!(!s.lift_block("b1", Timestamp(6_600)).await.unwrap(), "already expired");
+        assert_eq!(ids(s.active_blocks(Timestamp(6_700), 100).await.unwrap()), ["b3"]);
+        let b = &s.active_blocks(Timestamp(6_700), 100).await.unwrap()[0];
+        assert_eq!(b, &block("b3", "203.0.113.7/32", 6_000, 7_000));
     }
 );
