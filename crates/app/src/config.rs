@@ -72,6 +72,8 @@ pub struct Settings {
     pub sms_webhook: Option<SmsWebhookSettings>,
     pub webauthn: WebauthnSettings,
     pub limits: LimitSettings,
+    /// Address rules, rate limits, brute-force blocks and inspection.
+    pub guard: rampart_http::guard::GuardConfig,
     pub log: LogSettings,
 }
 
@@ -102,6 +104,7 @@ impl Default for Settings {
             sms_webhook: None,
             webauthn: WebauthnSettings::default(),
             limits: LimitSettings::default(),
+            guard: rampart_http::guard::GuardConfig::default(),
             log: LogSettings::default(),
         }
     }
@@ -542,6 +545,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<()> {
+        self.guard.validate().map_err(|e| anyhow!(e))?;
         self.brute_force
             .policy()
             .validate()

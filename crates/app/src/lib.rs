@@ -640,6 +640,21 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     };
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
 
+    let guard = Arc::new(
+        rampart_http::guard::Guard::new(
+            settings.guard.clone(),
+            auth.store().clone(),
+            deps.clock.clone(),
+            deps.entropy.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    // Blocks are enforced from the first request on.
+    guard
+        .refresh_blocks()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read address blocks: {e}"))?;
+    let (shutdown, rx) = watch::channel(false);
     let limits = limits(settings);
     let mut origins = settings.public_origins.clone();
     if origins.is_empty() {
@@ -657,9 +672,9 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
         }),
         entropy: deps.entropy.clone(),
+        guard: guard.clone(),
     };
     let router = rampart_http::router(state);
-    let (shutdown, rx) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(rampart_http::server::serve_https(
         https,
         router,
@@ -693,6 +708,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         deps.clone(),
         rx.clone(),
     )));
+    tasks.push(tokio::spawn(guard.clone().run(rx.clone())));
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();

@@ -3,7 +3,7 @@
 
 use crate::{AccountId, EventId, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Registration,
     LoginSuccess,

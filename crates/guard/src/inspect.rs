@@ -715,7 +715,9 @@ impl Inspector {
                 Scope::Values => !matches!(part, Part::Path | Part::UserAgent),
                 Scope::Path => matches!(part, Part::Path),
                 Scope::UserAgent => matches!(part, Part::UserAgent),
-                Scope::UrlLike => url_like && !matches!(part, Part::UserAgent),
+                // Only values the server might fetch: not headers such as
+                // Origin and Referer, which name the site itself.
+                Scope::UrlLike => url_like && matches!(part, Part::Query | Part::Body),
             };
             if applies {
                 v.add(rule.name, rule.category, part, rule.score);

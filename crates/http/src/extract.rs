@@ -282,7 +282,15 @@ impl FromRequestParts<AppState> for Caller {
             if looks_like_api_key(token.expose_secret()) {
                 let Meta(meta) = Meta::from_request_parts(parts, state).await?;
                 let ip = meta.ip.as_deref().and_then(|ip| ip.parse().ok());
-                let key = state.data.authenticate_api_key(&token, ip, &meta).await?;
+                let key = match state.data.authenticate_api_key(&token, ip, &meta).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        if matches!(e, rampart_core::Error::ApiKeyInvalid) {
+                            state.guard.auth_failed(meta.ip.as_deref(), &meta);
+                        }
+                        return Err(e.into());
+                    }
+                };
                 return Ok(Caller(Principal::ApiKey(key)));
             }
         }

@@ -2,9 +2,11 @@
 //! around every request, the extractors that enforce authentication, and
 //! the one error-to-response mapping. No SQL here.
 
+pub mod blocks;
 pub mod data;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod idle;
 pub mod mfa;
 pub mod middleware;
@@ -79,6 +81,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/data-events", get(data::data_events))
         .route("/admin/keys", get(data::key_status))
         .route(
+            "/admin/blocks",
+            get(blocks::list_blocks).post(blocks::create_block),
+        )
+        .route("/admin/blocks/{id}", delete(blocks::remove_block))
+        .route(
             "/collections/{name}/records",
             get(data::list_records).post(data::create_record),
         )
@@ -96,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.limits.body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::frame,

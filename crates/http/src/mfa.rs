@@ -121,7 +121,12 @@ pub async fn complete_login(
     let new = state
         .auth
         .complete_login(&req.mfa_token, &proof, &meta)
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if matches!(e, rampart_core::Error::InvalidMfaCode) {
+                state.guard.auth_failed(meta.ip.as_deref(), &meta);
+            }
+        })?;
     session_response(&state, new)
 }
 

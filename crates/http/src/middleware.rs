@@ -69,10 +69,24 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
     let mut idb = [0u8; 8];
     state.entropy.fill(&mut idb);
     let request_id: String = idb.iter().map(|b| format!("{b:02x}")).collect();
-    let ip = req
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0.ip().to_canonical().to_string());
+    // The client: the TCP peer, or, behind a trusted proxy, what the
+    // proxy says (never what an untrusted peer says).
+    let ip = req.extensions().get::<ClientAddr>().map(|c| {
+        let h = req.headers();
+        let values = |name: &str| -> Vec<&str> {
+            h.get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
+        };
+        rampart_guard::client_address(
+            c.0.ip(),
+            state.guard.trusted_proxies(),
+            &values("x-forwarded-for"),
+            &values("forwarded"),
+        )
+        .to_string()
+    });
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

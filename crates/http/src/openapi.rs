@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{data, mfa, routes};
+use crate::{blocks, data, mfa, routes};
 
 struct BearerAuth;
 
@@ -111,9 +111,10 @@ impl Modify for StandardResponses {
         data::get_record, data::update_record, data::delete_record, data::create_api_key,
         data::list_api_keys, data::revoke_api_key, data::get_roles, data::set_roles,
         data::data_events, data::key_status,
+        blocks::create_block, blocks::list_blocks, blocks::remove_block,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "health"))
 )]
 struct ApiDoc;
 

@@ -91,7 +91,11 @@ pub async fn login(
     Meta(meta): Meta,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    match state.auth.login(&req.email, &req.password, &meta).await? {
+    let outcome = state.auth.login(&req.email, &req.password, &meta).await;
+    if let Err(rampart_core::Error::InvalidCredentials) = &outcome {
+        state.guard.auth_failed(meta.ip.as_deref(), &meta);
+    }
+    match outcome? {
         LoginOutcome::Session(new) => session_response(&state, new),
         LoginOutcome::MfaRequired(pending) => Ok(Json(LoginResult::MfaRequired(MfaRequired {
             mfa_required: true,

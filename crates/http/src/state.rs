@@ -56,4 +56,6 @@ pub struct AppState {
     pub data: Arc<rampart_core::data::DataService>,
     pub settings: Arc<HttpSettings>,
     pub entropy: Arc<dyn Entropy>,
+    /// Address rules, blocks, rate limits and inspection (`guard`).
+    pub guard: Arc<crate::guard::Guard>,
 }

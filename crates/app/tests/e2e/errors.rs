@@ -166,14 +166,15 @@ async fn unknown_routes_and_methods_get_problem_json() {
         "not_found",
     )
     .await;
+    // A probe for a system file is refused by the guard before routing.
     problem(
         s.client
             .get(s.url("/../../etc/passwd"))
             .send()
             .await
             .unwrap(),
-        404,
-        "not_found",
+        403,
+        "request_blocked",
     )
     .await;
     problem(

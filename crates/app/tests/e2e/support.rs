@@ -127,6 +127,7 @@ impl TestServer {
             ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
             ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ];
+        env.extend(guard_off());
         if let Db::Postgres(url) = &opts.db {
             env.push(("RAMPART_DATABASE_URL".to_owned(), url.clone()));
         }
@@ -391,6 +392,20 @@ pub fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::
     });
 }
 
+/// Every test talks from 127.0.0.1, many of them faster than a person
+/// would: the guard's rate limits and automatic address blocks are off
+/// unless a test turns them on (`guard.rs` does). Inspection stays on.
+pub fn guard_off() -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for group in ["ADMIN", "AUTH", "DATA", "API"] {
+        for what in ["IP", "CREDENTIAL"] {
+            env.push((format!("RAMPART_GUARD__{group}__{what}_PER_MINUTE"), "0".to_owned()));
+        }
+    }
+    env.push(("RAMPART_GUARD__IP_FAILURES".to_owned(), "1000000".to_owned()));
+    env
+}
+
 impl Proc {
     pub fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Proc {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
@@ -412,6 +427,7 @@ impl Proc {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(guard_off());
         let mut child = cmd.spawn().expect("spawn rampart");
         let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));

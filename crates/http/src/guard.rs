@@ -1,0 +1,813 @@
+//! The guard in front of every request (ADR 0008): address rules, stored
+//! blocks, rate limits, and request inspection, in that order, each
+//! answering before the next costs anything. Nothing here touches the
+//! database on the request path: blocks are a snapshot re-read every
+//! second by [`Guard::run`], limits are in memory, and events go through
+//! an aggregator and are written off the request path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use ipnet::IpNet;
+use rampart_core::events::{EventKind, Outcome};
+use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError};
+use rampart_crypto::Entropy;
+use rampart_guard::aggregate::{Aggregator, Seen};
+use rampart_guard::inspect::Request as Inspected;
+use rampart_guard::net::{parse_net, rate_key};
+use rampart_guard::rate::{Limiter, Rate};
+use rampart_guard::{Inspector, NetList, Verdict};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::middleware::{too_large, RequestContext};
+use crate::state::AppState;
+
+/// What inspection does with a match, per route group and part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse with 403 `request_blocked` and record an event.
+    Block,
+    /// Record an event and let the request through.
+    Detect,
+    Off,
+}
+
+/// The route groups rules and limits are set for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// `/api/v1/admin/…`
+    Admin,
+    /// `/api/v1/auth/…` and `/api/v1/setup`: logins, second factors.
+    Auth,
+    /// `/api/v1/collections/…`: records.
+    Data,
+    /// Everything else.
+    Api,
+}
+
+impl Group {
+    pub fn of(path: &str) -> Group {
+        if path.starts_with("/api/v1/admin/") {
+            Group::Admin
+        } else if path.starts_with("/api/v1/auth/") || path == "/api/v1/setup" {
+            Group::Auth
+        } else if path.starts_with("/api/v1/collections/") {
+            Group::Data
+        } else {
+            Group::Api
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Admin => "admin",
+            Group::Auth => "auth",
+            Group::Data => "data",
+            Group::Api => "api",
+        }
+    }
+}
+
+/// `[guard]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    /// Empty (the default): the TCP peer is the client, and forwarding
+    /// headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Addresses and ranges allowed anywhere; empty allows everyone.
+    pub allow: Vec<String>,
+    /// Addresses and ranges refused everywhere. Deny wins over allow.
+    pub deny: Vec<String>,
+    pub admin: GroupConfig,
+    pub auth: GroupConfig,
+    pub data: GroupConfig,
+    pub api: GroupConfig,
+    /// Collections whose record bodies are blocked on a match, not only
+    /// recorded (`data.inspect_body` applies to the others).
+    pub block_bodies_of: Vec<String>,
+    /// Failed logins, second-factor proofs and API keys from one address
+    /// (across all accounts) within `ip_failure_window_secs` that block it.
+    pub ip_failures: u32,
+    pub ip_failure_window_secs: u64,
+    /// A first block lasts this long; each further one within
+    /// `offender_memory_days` lasts twice the last, up to `block_max_secs`.
+    pub block_secs: u64,
+    pub block_max_secs: u64,
+    pub offender_memory_days: u64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            admin: GroupConfig::default(),
+            auth: GroupConfig::default(),
+            data: GroupConfig::default(),
+            api: GroupConfig::default(),
+            block_bodies_of: Vec::new(),
+            ip_failures: 50,
+            ip_failure_window_secs: 15 * 60,
+            block_secs: 15 * 60,
+            block_max_secs: 24 * 3600,
+            offender_memory_days: 30,
+        }
+    }
+}
+
+/// `[guard.admin]`, `[guard.auth]`, `[guard.data]`, `[guard.api]`. A field
+/// left out takes the group's default (see [`GroupDefaults`]); a rate of
+/// 0 turns that limit off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub ip_per_minute: Option<u32>,
+    pub ip_burst: Option<u32>,
+    /// Per session token or API key.
+    pub credential_per_minute: Option<u32>,
+    pub credential_burst: Option<u32>,
+    /// Inspection of the path, query, headers and cookies.
+    pub inspect: Option<Mode>,
+    /// Inspection of the body.
+    pub inspect_body: Option<Mode>,
+}
+
+/// The defaults of one group: sign-in is tight, reads are generous.
+struct GroupDefaults {
+    ip: (u32, u32),
+    credential: (u32, u32),
+    inspect_body: Mode,
+}
+
+fn defaults(g: Group) -> GroupDefaults {
+    match g {
+        Group::Auth => GroupDefaults {
+            ip: (60, 20),
+            credential: (60, 20),
+            inspect_body: Mode::Block,
+        },
+        Group::Admin => GroupDefaults {
+            ip: (300, 100),
+            credential: (300, 100),
+            inspect_body: Mode::Block,
+        },
+        // Stored data is kept safe by bound parameters and output encoding;
+        // a note that quotes an attack is not one. Opt in per collection.
+        Group::Data => GroupDefaults {
+            ip: (1200, 300),
+            credential: (1200, 300),
+            inspect_body: Mode::Detect,
+        },
+        Group::Api => GroupDefaults {
+            ip: (1200, 300),
+            credential: (1200, 300),
+            inspect_body: Mode::Block,
+        },
+    }
+}
+
+impl GuardConfig {
+    fn group(&self, g: Group) -> &GroupConfig {
+        match g {
+            Group::Admin => &self.admin,
+            Group::Auth => &self.auth,
+            Group::Data => &self.data,
+            Group::Api => &self.api,
+        }
+    }
+
+    /// Checks every list and number; the error says which setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let list = |name: &str, l: &[String]| {
+            NetList::parse(l).map_err(|e| format!("guard.{name}: {e}"))
+        };
+        list("trusted_proxies", &self.trusted_proxies)?;
+        list("allow", &self.allow)?;
+        list("deny", &self.deny)?;
+        for g in GROUPS {
+            let c = self.group(g);
+            list(&format!("{}.allow", g.as_str()), &c.allow)?;
+            list(&format!("{}.deny", g.as_str()), &c.deny)?;
+            for (what, per, burst) in [
+                ("ip", c.ip_per_minute, c.ip_burst),
+                ("credential", c.credential_per_minute, c.credential_burst),
+            ] {
+                if per.unwrap_or(1) > 0 && burst == Some(0) {
+                    return Err(format!(
+                        "guard.{}.{what}_burst must be at least 1 (set {what}_per_minute = 0 to turn the limit off)",
+                        g.as_str()
+                    ));
+                }
+            }
+        }
+        if self.ip_failures == 0 || self.ip_failure_window_secs == 0 {
+            return Err("guard.ip_failures and guard.ip_failure_window_secs must be at least 1".into());
+        }
+        if self.block_secs == 0 || self.block_max_secs < self.block_secs {
+            return Err("guard: need 0 < block_secs <= block_max_secs".into());
+        }
+        Ok(())
+    }
+
+    /// How long the `offence`-th block of an address lasts.
+    pub fn block_length(&self, offence: u32) -> Duration {
+        let doublings = offence.saturating_sub(1).min(20);
+        let secs = self.block_secs.saturating_mul(1u64 << doublings);
+        Duration::from_secs(secs.min(self.block_max_secs))
+    }
+}
+
+const GROUPS: [Group; 4] = [Group::Admin, Group::Auth, Group::Data, Group::Api];
+
+struct GroupRules {
+    allow: NetList,
+    deny: NetList,
+    ip: Option<Limiter<IpAddr>>,
+    credential: Option<Limiter<[u8; 16]>>,
+    inspect: Mode,
+    inspect_body: Mode,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per: Option<u32>, burst: Option<u32>, d: (u32, u32)) -> Option<Limiter<K>> {
+    let per = per.unwrap_or(d.0);
+    (per > 0).then(|| {
+        Limiter::new(Rate {
+            per_minute: per,
+            burst: burst.unwrap_or(d.1).max(1),
+        })
+    })
+}
+
+/// Aggregation key of a guard event: kind, address, rule.
+type EventKey = (EventKind, String, String);
+
+pub struct Guard {
+    config: GuardConfig,
+    trusted: NetList,
+    allow: NetList,
+    deny: NetList,
+    groups: Vec<GroupRules>,
+    inspector: Inspector,
+    blocks: ArcSwap<Vec<(IpNet, i64)>>,
+    failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    events: Mutex<Aggregator<EventKey>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").finish_non_exhaustive()
+    }
+}
+
+/// How many blocks a node holds in memory; more is refused at insert.
+const MAX_BLOCKS: u32 = 10_000;
+/// Repeats of one event from one address are folded for this long.
+const EVENT_WINDOW_MS: u64 = 60_000;
+
+impl Guard {
+    pub fn new(
+        config: GuardConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let parse = |l: &[String]| NetList::parse(l);
+        let groups = GROUPS
+            .iter()
+            .map(|&g| {
+                let c = config.group(g);
+                let d = defaults(g);
+                Ok(GroupRules {
+                    allow: parse(&c.allow)?,
+                    deny: parse(&c.deny)?,
+                    ip: limiter(c.ip_per_minute, c.ip_burst, d.ip),
+                    credential: limiter(c.credential_per_minute, c.credential_burst, d.credential),
+                    inspect: c.inspect.unwrap_or(Mode::Block),
+                    inspect_body: c.inspect_body.unwrap_or(d.inspect_body),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            trusted: parse(&config.trusted_proxies)?,
+            allow: parse(&config.allow)?,
+            deny: parse(&config.deny)?,
+            groups,
+            inspector: Inspector::new(),
+            blocks: ArcSwap::from_pointee(Vec::new()),
+            failures: Mutex::new(HashMap::new()),
+            events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
+            config,
+            store,
+            clock,
+            entropy,
+        })
+    }
+
+    pub fn trusted_proxies(&self) -> &NetList {
+        &self.trusted
+    }
+
+    pub fn inspector(&self) -> &Inspector {
+        &self.inspector
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().millis()
+    }
+
+    /// Keeps the block snapshot fresh (every second), writes folded event
+    /// counts, and forgets idle buckets, until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            if let Err(e) = self.refresh_blocks().await {
+                tracing::warn!(error = %e, "cannot re-read address blocks; keeping the last ones");
+            }
+            n += 1;
+            if n % 10 == 0 {
+                self.flush_events().await;
+            }
+            if n % 60 == 0 {
+                for g in &self.groups {
+                    if let Some(l) = &g.ip {
+                        l.forget_idle();
+                    }
+                    if let Some(l) = &g.credential {
+                        l.forget_idle();
+                    }
+                }
+                let window = self.config.ip_failure_window_secs as i64 * 1000;
+                let now = self.now_ms();
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|_, (start, _)| now - *start < window);
+            }
+        }
+        self.flush_events().await;
+    }
+
+    /// Re-reads the blocks in force.
+    pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let blocks = self.store.active_blocks(now, MAX_BLOCKS).await?;
+        let snapshot = blocks
+            .iter()
+            .filter_map(|b| parse_net(&b.network).ok().map(|n| (n, b.expires_at.millis())))
+            .collect();
+        self.blocks.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let now = self.now_ms();
+        self.blocks
+            .load()
+            .iter()
+            .any(|(net, until)| *until > now && net.contains(&ip))
+    }
+
+    /// Sets a block and enforces it on this node at once (other nodes
+    /// within a second). `length` `None`: the offender policy decides.
+    pub async fn add_block(
+        &self,
+        network: &str,
+        length: Option<Duration>,
+        reason: &str,
+        source: &str,
+    ) -> Result<IpBlock, BlockError> {
+        let block = add_block(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            self.entropy.as_ref(),
+            &self.config,
+            network,
+            length,
+            reason,
+            source,
+        )
+        .await?;
+        if let Err(e) = self.refresh_blocks().await {
+            tracing::warn!(error = %e, "block stored but not yet re-read");
+        }
+        Ok(block)
+    }
+
+    pub async fn lift_block(&self, id: &str) -> Result<bool, StoreError> {
+        let lifted = self.store.lift_block(id, self.clock.now()).await?;
+        if lifted {
+            let _ = self.refresh_blocks().await;
+        }
+        Ok(lifted)
+    }
+
+    /// A failed login, second-factor proof or API key from `ip`. Enough of
+    /// them across any accounts (stuffing, spraying) block the address.
+    pub fn auth_failed(self: &Arc<Self>, ip: Option<&str>, meta: &RequestMeta) {
+        let Some(ip) = ip.and_then(|s| s.parse::<IpAddr>().ok()) else {
+            return;
+        };
+        let key = rate_key(ip);
+        let now = self.now_ms();
+        let window = self.config.ip_failure_window_secs as i64 * 1000;
+        let reached = {
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let e = f.entry(key).or_insert((now, 0));
+            if now - e.0 >= window {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+            if e.1 >= self.config.ip_failures {
+                *e = (now, 0);
+                true
+            } else {
+                false
+            }
+        };
+        if !reached {
+            return;
+        }
+        let net = IpNet::from(key);
+        let net = match key {
+            IpAddr::V6(_) => IpNet::new(key, 64).unwrap_or(net),
+            IpAddr::V4(_) => net,
+        };
+        let guard = self.clone();
+        let meta = meta.clone();
+        tokio::spawn(async move {
+            let reason = format!(
+                "{} failed sign-ins from this address within {} minutes",
+                guard.config.ip_failures,
+                guard.config.ip_failure_window_secs / 60
+            );
+            match guard.add_block(&net.to_string(), None, &reason, "auto:ip_failures").await {
+                Ok(b) => {
+                    guard
+                        .event(EventKind::BlockAdded, "ip_failures", &meta, Some(&format!("{} until {}", b.network, b.expires_at.to_rfc3339())))
+                        .await
+                }
+                Err(e) => tracing::warn!(error = %e, "could not block an address after repeated failures"),
+            }
+        });
+    }
+
+    /// Records a guard event, folding repeats from the same address.
+    async fn event(&self, kind: EventKind, rule: &str, meta: &RequestMeta, detail: Option<&str>) {
+        let key = (kind, meta.ip.clone().unwrap_or_default(), rule.to_owned());
+        let seen = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen(key, self.now_ms().max(0) as u64);
+        if seen == Seen::First {
+            let reason = match detail {
+                Some(d) => format!("{rule}: {d}"),
+                None => rule.to_owned(),
+            };
+            self.write(kind, &reason, meta).await;
+        }
+    }
+
+    async fn write(&self, kind: EventKind, reason: &str, meta: &RequestMeta) {
+        let event = rampart_core::events::SecurityEvent {
+            id: rampart_core::EventId::generate(self.entropy.as_ref()),
+            at: self.clock.now(),
+            kind,
+            outcome: Outcome::Failure,
+            reason: Some(reason.chars().take(500).collect()),
+            account_id: None,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: meta.request_id.clone(),
+        };
+        if let Err(e) = self.store.insert_event(&event).await {
+            tracing::warn!(error = %e, kind = kind.as_str(), "cannot record a guard event");
+        }
+    }
+
+    /// Writes one event per folded window: "repeated N more times".
+    pub async fn flush_events(&self) {
+        let (due, overflow) = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(self.now_ms().max(0) as u64);
+        for ((kind, ip, rule), repeats) in due {
+            let meta = RequestMeta {
+                ip: (!ip.is_empty()).then_some(ip),
+                user_agent: None,
+                request_id: None,
+            };
+            self.write(kind, &format!("{rule}: repeated {repeats} more times in the last minute"), &meta)
+                .await;
+        }
+        if overflow > 0 {
+            let meta = RequestMeta { ip: None, user_agent: None, request_id: None };
+            self.write(
+                EventKind::RequestBlocked,
+                &format!("events from too many addresses to list: {overflow} more guard events folded"),
+                &meta,
+            )
+            .await;
+        }
+    }
+
+    /// Spawns an event write, so the answer to an attack does not wait on
+    /// the database.
+    fn spawn_event(self: &Arc<Self>, kind: EventKind, rule: String, meta: RequestMeta, detail: Option<String>) {
+        let guard = self.clone();
+        tokio::spawn(async move { guard.event(kind, &rule, &meta, detail.as_deref()).await });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores a block of `network`, its length set by the offender policy
+/// unless given. Shared by the admin API and `rampart block add`.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_block(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    entropy: &dyn Entropy,
+    config: &GuardConfig,
+    network: &str,
+    length: Option<Duration>,
+    reason: &str,
+    source: &str,
+) -> Result<IpBlock, BlockError> {
+    let net = parse_net(network).map_err(BlockError::Invalid)?;
+    if net.prefix_len() == 0 {
+        return Err(BlockError::Invalid(
+            "a block of every address would take the whole service offline; name a smaller range".into(),
+        ));
+    }
+    if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(BlockError::Invalid("the reason must be at most 200 characters on one line".into()));
+    }
+    if let Some(l) = length {
+        if l.is_zero() || l > Duration::from_secs(365 * 24 * 3600) {
+            return Err(BlockError::Invalid("a block lasts between 1 second and 365 days".into()));
+        }
+    }
+    let now = clock.now();
+    let memory = Duration::from_secs(config.offender_memory_days * 24 * 3600);
+    let network = net.to_string();
+    let offence = store.block_count(&network, now.minus(memory)).await? + 1;
+    let length = length.unwrap_or_else(|| config.block_length(offence));
+    let mut id = [0u8; 12];
+    entropy.fill(&mut id);
+    let block = IpBlock {
+        id: format!("blk_{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        network,
+        reason: if reason.is_empty() { "no reason given".into() } else { reason.to_owned() },
+        source: source.to_owned(),
+        created_at: now,
+        expires_at: now.plus(length),
+        offence,
+    };
+    store.insert_block(&block).await?;
+    Ok(block)
+}
+
+fn refuse(status: StatusCode, code: &str, title: &str, detail: &str) -> Response {
+    ApiError::new(status, code, title, detail).into_response()
+}
+
+/// A key for a request's credential: the bearer token or the session
+/// cookie, hashed (the secret itself is never kept).
+fn credential_key(req: &Request) -> Option<[u8; 16]> {
+    let h = req.headers();
+    let token = h
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| {
+            h.get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| c.trim().strip_prefix(&format!("{}=", crate::extract::SESSION_COOKIE)).map(str::to_owned))
+        })?;
+    let digest = Sha256::digest(token.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    Some(key)
+}
+
+/// The middleware. Runs inside `frame`, so refusals carry the request id
+/// and the security headers, and are logged.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let guard = state.guard.clone();
+    let ctx = req.extensions().get::<RequestContext>().cloned();
+    let ip: Option<IpAddr> = ctx.as_ref().and_then(|c| c.ip.as_deref()).and_then(|s| s.parse().ok());
+    let meta = RequestMeta {
+        ip: ctx.as_ref().and_then(|c| c.ip.clone()),
+        user_agent: ctx.as_ref().and_then(|c| c.user_agent.clone()),
+        request_id: ctx.as_ref().map(|c| c.request_id.clone()),
+    };
+    let path = req.uri().path().to_owned();
+    let group = Group::of(&path);
+    let rules = &guard.groups[group.index()];
+
+    // 1. Address rules, then stored blocks: no database, no parsing.
+    if let Some(ip) = ip {
+        let denied = guard.deny.contains(ip)
+            || rules.deny.contains(ip)
+            || (!guard.allow.is_empty() && !guard.allow.contains(ip))
+            || (!rules.allow.is_empty() && !rules.allow.contains(ip));
+        if denied {
+            guard.spawn_event(EventKind::RequestBlocked, format!("firewall.{}", group.as_str()), meta, None);
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "address_denied",
+                "Address not allowed",
+                "Requests from this address are not allowed here.",
+            );
+        }
+        if guard.blocked(ip) {
+            guard.spawn_event(EventKind::RequestBlocked, "block".into(), meta, None);
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "address_blocked",
+                "Address blocked",
+                "Requests from this address are blocked for a while after suspicious activity.",
+            );
+        }
+        // 2. Rate limits: per address (IPv6 by /64), then per credential.
+        if let Some(l) = &rules.ip {
+            if let Err(wait) = l.check(&rate_key(ip)) {
+                guard.spawn_event(EventKind::RateLimited, format!("rate.{}.ip", group.as_str()), meta, None);
+                return rate_limited(wait);
+            }
+        }
+    }
+    if let (Some(l), Some(key)) = (&rules.credential, credential_key(&req)) {
+        if let Err(wait) = l.check(&key) {
+            guard.spawn_event(EventKind::RateLimited, format!("rate.{}.credential", group.as_str()), meta, None);
+            return rate_limited(wait);
+        }
+    }
+
+    // 3. Inspection of the head, then the body (read in full first, within
+    // the body limit, so no handler answers before the request has arrived).
+    let head_mode = rules.inspect;
+    let mut body_mode = rules.inspect_body;
+    if group == Group::Data && body_mode != Mode::Block {
+        let collection = path.trim_start_matches("/api/v1/collections/").split('/').next().unwrap_or("");
+        if guard.config.block_bodies_of.iter().any(|c| c == collection) {
+            body_mode = Mode::Block;
+        }
+    }
+    let (parts, body) = req.into_parts();
+    // Over HTTP/2 a body has neither Content-Length nor Transfer-Encoding:
+    // ask the body itself.
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let bytes = if has_body {
+        match read_body(body, state.settings.limits.body_bytes).await {
+            Ok(b) => Some(b),
+            Err(res) => return *res,
+        }
+    } else {
+        None
+    };
+    let verdict = {
+        let headers: Vec<(&str, &[u8])> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        // On record routes the filter and sort are our own query language,
+        // compiled with bound parameters: they follow the body's mode.
+        let query = parts.uri.query();
+        let (head_query, body_query) = if group == Group::Data { (None, query) } else { (query, None) };
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let mut head = if head_mode != Mode::Off {
+            guard.inspector.inspect(
+                &Inspected { path: &path, query: head_query, headers, content_type, body: None },
+                true,
+                false,
+            )
+        } else {
+            Verdict::default()
+        };
+        let body_v = if body_mode != Mode::Off && (bytes.is_some() || body_query.is_some()) {
+            let mut v = guard.inspector.inspect(
+                &Inspected { path: "", query: body_query, headers: Vec::new(), content_type, body: bytes.as_deref() },
+                true,
+                true,
+            );
+            // The empty path contributes nothing.
+            v.findings.retain(|f| f.part != rampart_guard::Part::Path);
+            v
+        } else {
+            Verdict::default()
+        };
+        let block = (head.is_attack() && head_mode == Mode::Block) || (body_v.is_attack() && body_mode == Mode::Block);
+        head.score += body_v.score;
+        head.findings.extend(body_v.findings);
+        (head, block)
+    };
+    let (verdict, block) = verdict;
+    if verdict.is_attack() || block {
+        let rules_hit = verdict.rules().join(",");
+        let detail = format!("score {}{}", verdict.score, if block { ", blocked" } else { ", detected" });
+        guard.spawn_event(EventKind::InspectionMatch, rules_hit, meta, Some(detail));
+        if block {
+            let id = ctx.map(|c| c.request_id).unwrap_or_default();
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "request_blocked",
+                "Request blocked",
+                format!(
+                    "This request looks like an attack and was refused. If it is legitimate, send the incident id {id} to the site's administrator."
+                ),
+            )
+            .into_response();
+        }
+    }
+    let body = match bytes {
+        Some(b) => Body::from(b),
+        None => Body::empty(),
+    };
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Reads a whole body, up to `limit` bytes.
+async fn read_body(mut body: Body, limit: usize) -> Result<bytes::Bytes, Box<Response>> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(Box::new(too_large(limit).into_response()));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request body unreadable");
+                return Err(Box::new(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    "Request body could not be read",
+                    "The request body ended early or was malformed.",
+                )));
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn rate_limited(wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil() as u64;
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!("Slow down: try again in {secs} seconds."),
+    )
+    .with_retry_after(secs.max(1))
+    .into_response()
+}
