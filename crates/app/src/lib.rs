@@ -556,6 +556,7 @@ pub struct Running {
     pub auth: Arc<AuthService>,
     pub data: Arc<DataService>,
     pub certs: Arc<CertStore>,
+    pub guard: Arc<rampart_http::guard::Guard>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -733,6 +734,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         auth,
         data,
         certs,
+        guard,
         shutdown,
         tasks,
     })

@@ -6,6 +6,7 @@ mod brute_force;
 mod data;
 mod errors;
 mod events;
+mod guard;
 mod keys;
 mod layers;
 mod limits;
