@@ -59,6 +59,65 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Block addresses for a while, list and lift blocks (safe while the
+    /// server runs: every node picks a change up within a second).
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlockCommand {
+    /// Block an address or CIDR range (IPv4 or IPv6).
+    Add(BlockAddArgs),
+    /// List the blocks in force.
+    List(BlockListArgs),
+    /// Lift a block before it expires.
+    Remove(BlockRemoveArgs),
+}
+
+#[derive(Args)]
+struct BlockAddArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// An address (203.0.113.7, 2001:db8::7) or range (203.0.113.0/24)
+    network: String,
+    /// How long, e.g. 30m, 12h, 7d [default: 15m, doubling for each further
+    /// block of the same network within 30 days, up to 1d]
+    #[arg(long = "for", value_parser = parse_length)]
+    length: Option<std::time::Duration>,
+    /// Why, for the next administrator
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+#[derive(Args)]
+struct BlockListArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+}
+
+#[derive(Args)]
+struct BlockRemoveArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The block id shown by `rampart block list` (blk_…)
+    id: String,
+}
+
+/// `90s`, `30m`, `12h`, `7d`.
+fn parse_length(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("`{s}`: give a number and a unit, e.g. 30m, 12h, 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" | "" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -308,7 +367,81 @@ async fn run(cli: Cli) -> Result<()> {
             let _logs = rampart::logging::init("warn");
             keys_status(settings).await
         }
+        Command::Block { command } => {
+            let common = match &command {
+                BlockCommand::Add(a) => &a.common,
+                BlockCommand::List(a) => &a.common,
+                BlockCommand::Remove(a) => &a.common,
+            };
+            let settings = load(cli.config, &common_overrides(common))?;
+            let _logs = rampart::logging::init("warn");
+            block(settings, command).await
+        }
     }
+}
+
+async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
+    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
+    let clock = auth.clock().clone();
+    let result = async {
+        match command {
+            BlockCommand::Add(a) => {
+                let b = rampart_http::guard::add_block(
+                    store.as_ref(),
+                    clock.as_ref(),
+                    &rampart_crypto::OsEntropy,
+                    &settings.guard,
+                    &a.network,
+                    a.length,
+                    &a.reason,
+                    "cli",
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let meta = rampart_core::RequestMeta { ip: None, user_agent: Some("rampart block add".into()), request_id: None };
+                auth.record_event(
+                    rampart_core::events::EventKind::BlockAdded,
+                    rampart_core::events::Outcome::Success,
+                    Some(&format!("{} until {} (cli): {}", b.network, b.expires_at.to_rfc3339(), b.reason)),
+                    None,
+                    &meta,
+                )
+                .await;
+                println!("blocked {} until {} ({}, offence {})", b.network, b.expires_at.to_rfc3339(), b.id, b.offence);
+                println!("every running node refuses it within a second");
+            }
+            BlockCommand::List(_) => {
+                let blocks = store.active_blocks(clock.now(), 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                if blocks.is_empty() {
+                    println!("no blocks in force");
+                    return Ok(());
+                }
+                println!("{:<28} {:<24} {:<22} {:<20} reason", "id", "network", "until", "source");
+                for b in blocks {
+                    println!("{:<28} {:<24} {:<22} {:<20} {}", b.id, b.network, b.expires_at.to_rfc3339(), b.source, b.reason);
+                }
+            }
+            BlockCommand::Remove(a) => {
+                if !store.lift_block(&a.id, clock.now()).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                    anyhow::bail!("no block {} is in force (see `rampart block list`)", a.id);
+                }
+                let meta = rampart_core::RequestMeta { ip: None, user_agent: Some("rampart block remove".into()), request_id: None };
+                auth.record_event(
+                    rampart_core::events::EventKind::BlockRemoved,
+                    rampart_core::events::Outcome::Success,
+                    Some(&a.id),
+                    None,
+                    &meta,
+                )
+                .await;
+                println!("lifted {}", a.id);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 /// The schema file of `rampart collections apply`.

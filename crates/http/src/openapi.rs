@@ -31,6 +31,10 @@ impl StandardResponses {
             ("408", "The request was not received in time"),
             ("431", "Too many or too large headers"),
             ("503", "At capacity; retry after the Retry-After seconds"),
+            (
+                "429",
+                "Over the rate limit for this address or credential (`rate_limited`); retry after the Retry-After seconds",
+            ),
         ];
         if op.request_body.is_some() {
             out.extend([
@@ -52,13 +56,18 @@ impl StandardResponses {
         }
         if op.security.is_some() {
             out.push(("401", "No valid session"));
-            if write {
-                out.push((
-                    "403",
-                    "Cookie-authenticated write without the CSRF header or an allowed Origin",
-                ));
-            }
         }
+        out.push(if write && op.security.is_some() {
+            (
+                "403",
+                "Refused by the guard (`address_denied`, `address_blocked`, `request_blocked`), or a cookie-authenticated write without the CSRF header or an allowed Origin",
+            )
+        } else {
+            (
+                "403",
+                "Refused by the guard: the address is not allowed or is blocked (`address_denied`, `address_blocked`), or the request looks like an attack (`request_blocked`)",
+            )
+        });
         out
     }
 }
