@@ -109,14 +109,19 @@ struct BlockRemoveArgs {
 /// `90s`, `30m`, `12h`, `7d`.
 fn parse_length(s: &str) -> std::result::Result<std::time::Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| format!("`{s}`: give a number and a unit, e.g. 30m, 12h, 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" | "" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: give a number and a unit, e.g. 30m, 12h, 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
     };
+    let secs = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("`{s}` is too long"))?;
     Ok(std::time::Duration::from_secs(secs))
 }
 
@@ -398,34 +403,70 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let meta = rampart_core::RequestMeta { ip: None, user_agent: Some("rampart block add".into()), request_id: None };
+                let meta = rampart_core::RequestMeta {
+                    ip: None,
+                    user_agent: Some("rampart block add".into()),
+                    request_id: None,
+                };
                 auth.record_event(
                     rampart_core::events::EventKind::BlockAdded,
                     rampart_core::events::Outcome::Success,
-                    Some(&format!("{} until {} (cli): {}", b.network, b.expires_at.to_rfc3339(), b.reason)),
+                    Some(&format!(
+                        "{} until {} (cli): {}",
+                        b.network,
+                        b.expires_at.to_rfc3339(),
+                        b.reason
+                    )),
                     None,
                     &meta,
                 )
                 .await;
-                println!("blocked {} until {} ({}, offence {})", b.network, b.expires_at.to_rfc3339(), b.id, b.offence);
+                println!(
+                    "blocked {} until {} ({}, offence {})",
+                    b.network,
+                    b.expires_at.to_rfc3339(),
+                    b.id,
+                    b.offence
+                );
                 println!("every running node refuses it within a second");
             }
             BlockCommand::List(_) => {
-                let blocks = store.active_blocks(clock.now(), 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let blocks = store
+                    .active_blocks(clock.now(), 10_000)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if blocks.is_empty() {
                     println!("no blocks in force");
                     return Ok(());
                 }
-                println!("{:<28} {:<24} {:<22} {:<20} reason", "id", "network", "until", "source");
+                println!(
+                    "{:<28} {:<24} {:<22} {:<20} reason",
+                    "id", "network", "until", "source"
+                );
                 for b in blocks {
-                    println!("{:<28} {:<24} {:<22} {:<20} {}", b.id, b.network, b.expires_at.to_rfc3339(), b.source, b.reason);
+                    println!(
+                        "{:<28} {:<24} {:<22} {:<20} {}",
+                        b.id,
+                        b.network,
+                        b.expires_at.to_rfc3339(),
+                        b.source,
+                        b.reason
+                    );
                 }
             }
             BlockCommand::Remove(a) => {
-                if !store.lift_block(&a.id, clock.now()).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                if !store
+                    .lift_block(&a.id, clock.now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                {
                     anyhow::bail!("no block {} is in force (see `rampart block list`)", a.id);
                 }
-                let meta = rampart_core::RequestMeta { ip: None, user_agent: Some("rampart block remove".into()), request_id: None };
+                let meta = rampart_core::RequestMeta {
+                    ip: None,
+                    user_agent: Some("rampart block remove".into()),
+                    request_id: None,
+                };
                 auth.record_event(
                     rampart_core::events::EventKind::BlockRemoved,
                     rampart_core::events::Outcome::Success,

@@ -42,6 +42,11 @@ pub struct AuthConfig {
     pub mfa: crate::mfa::MfaPolicy,
 }
 
+/// How long an emailed unlock code is good for.
+const UNLOCK_TTL: Duration = Duration::from_secs(3600);
+/// Tries one unlock code allows.
+pub const UNLOCK_USES: u32 = 5;
+
 /// Per-address brute-force defence (ADR 0005). Attempts are counted before
 /// their password is checked; from the `delay_after`-th on, each blocks
 /// checks for a delay that doubles from `base_delay` up to `max_delay`, and
@@ -86,7 +91,11 @@ impl BruteForcePolicy {
         let window = self.window.as_secs().max(1);
         let lock = self.lock_for.as_secs().max(1);
         let counts = HOUR / window + 1;
-        counts * u64::from(self.lock_after) + HOUR.div_ceil(lock)
+        // Plus the tries of the unlock codes mailed to the owner, one per
+        // lock, and one still live from the hour before (only the owner can
+        // use them).
+        let locks = HOUR.div_ceil(lock);
+        counts * u64::from(self.lock_after) + locks + (locks + 1) * u64::from(UNLOCK_USES)
     }
 
     /// Refuses settings that could allow more than 100 failures an hour.
@@ -551,6 +560,26 @@ impl AuthService {
         password: &SecretString,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, Error> {
+        self.login_with_unlock(email, password, None, meta).await
+    }
+
+    /// Signs in; with the unlock code emailed to the owner when the account
+    /// was locked, the lock does not apply to this attempt (the password is
+    /// still checked, and a code allows [`UNLOCK_USES`] tries). A code that
+    /// is wrong, spent or for another account changes nothing: the attempt
+    /// is counted and blocked like any other.
+    pub async fn login_with_unlock(
+        &self,
+        email: &str,
+        password: &SecretString,
+        unlock: Option<&SecretString>,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutcome, Error> {
+        if let Some(code) = unlock {
+            if let Some(out) = self.login_unlocked(email, password, code, meta).await? {
+                return out;
+            }
+        }
         if oversized(password) {
             // No account is looked up, so this reveals nothing about one.
             self.failed(EventKind::LoginFailure, "oversized_password", None, meta)
@@ -638,6 +667,7 @@ impl AuthService {
                         meta,
                     )
                     .await;
+                    self.send_unlock_code(&account, failures).await;
                 }
                 Err(Error::InvalidCredentials)
             }
@@ -686,6 +716,103 @@ impl AuthService {
                 self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
                     .await;
                 Ok(LoginOutcome::Session(new))
+            }
+        }
+    }
+
+    /// Emails the owner of a just-locked account a code that lets them
+    /// sign in despite the lock (the attacker, without the mailbox, stays
+    /// locked out).
+    async fn send_unlock_code(&self, account: &Account, failures: u32) {
+        let code = rampart_crypto::random_token(self.entropy.as_ref(), 32);
+        let expires = self.clock.now().plus(UNLOCK_TTL);
+        if let Err(e) = self
+            .store
+            .insert_unlock_token(&TokenHash::of(&code).0, &account.id, expires)
+            .await
+        {
+            tracing::warn!(error = %e, "unlock code not stored");
+            return;
+        }
+        self.notify_owner(
+            account,
+            "Your account was locked",
+            format!(
+                "Sign-ins to your account were stopped after {failures} wrong passwords in a row.\n\n\
+                 If that was you, sign in with your password and this unlock code (valid for one hour, \
+                 {UNLOCK_USES} tries):\n\n{}\n\n\
+                 Nobody without this code can sign in until the lock ends.",
+                code.expose_secret()
+            ),
+        );
+    }
+
+    /// A sign-in with an unlock code. `None`: the code does not belong to
+    /// this account (or is spent), and the ordinary path decides.
+    async fn login_unlocked(
+        &self,
+        email: &str,
+        password: &SecretString,
+        code: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<Option<Result<LoginOutcome, Error>>, Error> {
+        if oversized(password) || code.expose_secret().len() > 128 {
+            return Ok(None);
+        }
+        // The code first, whatever the email: the same work for an address
+        // that has an account and one that has none.
+        let now = self.clock.now();
+        let Some(owner) = self
+            .store
+            .use_unlock_token(&TokenHash::of(code).0, now, UNLOCK_USES)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(parsed) = Email::parse(email) else {
+            return Ok(None);
+        };
+        let Some(account) = self.store.account_by_email(&parsed).await? else {
+            return Ok(None);
+        };
+        if owner != account.id {
+            return Ok(None);
+        }
+        let normalized = normalize(password);
+        let hash = account.password_hash.expose_secret().to_owned();
+        match self.pool.verify(normalized, hash.clone()).await? {
+            Verification::Mismatch => {
+                self.failed(
+                    EventKind::LoginFailure,
+                    "wrong_password_with_unlock_code",
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                Ok(Some(Err(Error::InvalidCredentials)))
+            }
+            Verification::Match { .. } => {
+                let key = login_key(Some(&parsed), email);
+                self.store.clear_login_failures(&key).await?;
+                self.store.delete_unlock_tokens(&account.id).await?;
+                self.record(
+                    EventKind::AccountUnlocked,
+                    Outcome::Success,
+                    Some("unlock_code"),
+                    Some(&account.id),
+                    meta,
+                )
+                .await;
+                if account.has_mfa {
+                    let pending = self.begin_mfa(&account, &hash).await?;
+                    return Ok(Some(Ok(LoginOutcome::MfaRequired(pending))));
+                }
+                let Some(new) = self.start_session_at(&account, &hash, now, meta).await? else {
+                    return Ok(Some(Err(Error::InvalidCredentials)));
+                };
+                self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
+                    .await;
+                Ok(Some(Ok(LoginOutcome::Session(new))))
             }
         }
     }
@@ -996,13 +1123,14 @@ mod brute_force_tests {
     fn no_setting_allows_more_than_100_failures_an_hour() {
         let p = BruteForcePolicy::default();
         assert!(p.validate().is_ok());
-        // Three counts an hour (30-minute window), 20 each, one re-lock.
-        assert_eq!(p.worst_case_failures_per_hour(), 61);
+        // Three counts an hour (30-minute window), 20 each, one re-lock,
+        // and the owner's five tries with each of two unlock codes.
+        assert_eq!(p.worst_case_failures_per_hour(), 71);
         let s = Duration::from_secs;
         for (lock_after, window, lock_for, ok) in [
-            (33, 1800, 3600, true),  // 3 * 33 + 1 = 100
-            (34, 1800, 3600, false), // 103
-            (49, 3600, 3600, true),  // 2 * 49 + 1 = 99
+            (29, 1800, 3600, true),  // 3 * 29 + 1 + 10 = 98
+            (30, 1800, 3600, false), // 101
+            (44, 3600, 3600, true),  // 2 * 44 + 1 + 10 = 99
             (20, 60, 3600, false),   // a one-minute window: 61 counts an hour
             (20, 1800, 10, false),   // a re-lock every 10 s
         ] {

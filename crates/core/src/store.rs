@@ -326,14 +326,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an address block.
     async fn insert_block(&self, block: &IpBlock) -> Result<(), StoreError>;
-    /// Blocks in force at `now` (not expired, not lifted), newest first,
-    /// at most `limit`.
+    /// Blocks in force at `now` (not expired, not lifted), at most
+    /// `limit`: those set by people first, then automatic ones, newest
+    /// first.
     async fn active_blocks(&self, now: Timestamp, limit: u32) -> Result<Vec<IpBlock>, StoreError>;
-    /// How many blocks of `network` were set since `since`: the offender's
-    /// record, which lengthens the next block.
+    /// How many blocks of `network` were set since `since` and not lifted
+    /// early (a lifted block was a mistake): the offender's record, which
+    /// lengthens the next block.
     async fn block_count(&self, network: &str, since: Timestamp) -> Result<u32, StoreError>;
     /// Lifts a block early; false when there is no such block in force.
     async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Takes a token from the shared bucket `key` (GCRA: one token every
+    /// `interval`, up to `burst` at once), in one statement, so every node
+    /// draws on the same budget. `None` when taken; otherwise how long
+    /// until one is free.
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<Option<Duration>, StoreError>;
+    /// Stores an unlock code for `account`, replacing any earlier one.
+    async fn insert_unlock_token(
+        &self,
+        token_hash: &str,
+        account: &AccountId,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Counts one use of an unlock code and returns its account, if the
+    /// code exists, has not expired and has uses left (`max_uses`).
+    async fn use_unlock_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        max_uses: u32,
+    ) -> Result<Option<AccountId>, StoreError>;
+    /// Deletes an account's unlock codes (after a successful sign-in).
+    async fn delete_unlock_tokens(&self, account: &AccountId) -> Result<(), StoreError>;
+    /// Forgets buckets that are full again (theoretical arrival before `now`).
+    async fn purge_rate_buckets(&self, now: Timestamp) -> Result<u64, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
 }
 

@@ -28,6 +28,8 @@ pub struct Aggregator<K> {
     window_ms: u64,
     max_keys: usize,
     open: HashMap<K, Entry>,
+    /// Closed windows with repeats, replaced before `due` collected them.
+    closed: Vec<(K, u64)>,
     overflow: u64,
 }
 
@@ -37,6 +39,7 @@ impl<K: Hash + Eq + Clone> Aggregator<K> {
             window_ms,
             max_keys,
             open: HashMap::new(),
+            closed: Vec::new(),
             overflow: 0,
         }
     }
@@ -52,15 +55,23 @@ impl<K: Hash + Eq + Clone> Aggregator<K> {
             self.overflow += 1;
             return Seen::Counted;
         }
-        // A window that closed with no repeats, or no window: open one.
-        // (`due` reports a closed window's repeats before it is replaced.)
-        self.open.insert(
-            key,
+        // A window that closed, or none: open one. A closed window's
+        // repeats are kept for `due`.
+        if let Some(old) = self.open.insert(
+            key.clone(),
             Entry {
                 opened_ms: now_ms,
                 repeats: 0,
             },
-        );
+        ) {
+            if old.repeats > 0 {
+                if self.closed.len() < self.max_keys {
+                    self.closed.push((key, old.repeats));
+                } else {
+                    self.overflow += old.repeats;
+                }
+            }
+        }
         Seen::First
     }
 
@@ -68,7 +79,7 @@ impl<K: Hash + Eq + Clone> Aggregator<K> {
     /// Closed windows are forgotten. Also returns the overflow count.
     pub fn due(&mut self, now_ms: u64) -> (Vec<(K, u64)>, u64) {
         let window = self.window_ms;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.closed);
         self.open.retain(|k, e| {
             if now_ms >= e.opened_ms + window {
                 if e.repeats > 0 {
@@ -100,6 +111,17 @@ mod tests {
         assert_eq!(due, vec![("x", 5)]);
         assert_eq!(overflow, 0);
         assert_eq!(a.seen("x", 1001), Seen::First, "a new window");
+    }
+
+    #[test]
+    fn a_window_reopened_before_collection_keeps_its_count() {
+        let mut a = Aggregator::new(1000, 10);
+        a.seen("x", 0);
+        a.seen("x", 10);
+        a.seen("x", 20);
+        // The window closed at 1000; a new event reopens it before `due`.
+        assert_eq!(a.seen("x", 1500), Seen::First);
+        assert_eq!(a.due(1600), (vec![("x", 2)], 0));
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
-use regex::{Regex, RegexSet, RegexSetBuilder};
 
 /// Where in the request a value was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -433,20 +432,37 @@ const SKIPPED_HEADERS: &[&str] = &[
 ];
 
 /// Bounds on the work one request can cause.
-const MAX_VALUE_BYTES: usize = 256 * 1024;
-const MAX_VALUES: usize = 2048;
+/// More values than this in one request, or JSON nested deeper, is itself
+/// a finding that blocks: padding must not hide an attack past a limit.
+/// (Values are inspected whole; the body limit bounds their size.)
+const MAX_VALUES: usize = 10_000;
 const MAX_DECODE_LAYERS: usize = 3;
-const MAX_JSON_DEPTH: usize = 32;
+const MAX_JSON_DEPTH: usize = 64;
+/// Nested `${` lookups undone at most this deep.
+const MAX_LOOKUP_DEPTH: usize = 64;
+
+/// Keys whose values are secrets: they are never run through the
+/// detectors (a password may contain anything, and must not be copied into
+/// a detector's working memory more than needed).
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "current_password",
+    "new_password",
+    "unlock_code",
+    "mfa_token",
+    "token",
+    "code",
+    "recovery_code",
+];
 
 pub struct Inspector {
-    set: RegexSet,
-    rules: Vec<(&'static Rule, Regex)>,
+    set: regex::bytes::RegexSet,
 }
 
 impl fmt::Debug for Inspector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inspector")
-            .field("rules", &self.rules.len())
+            .field("rules", &RULES.len())
             .finish()
     }
 }
@@ -475,16 +491,15 @@ impl Inspector {
     pub const THRESHOLD: u32 = 5;
 
     pub fn new() -> Self {
-        let set = RegexSetBuilder::new(RULES.iter().map(|r| r.pattern))
+        // Bytes and ASCII classes: `\b`, `\w` and `\s` stay on the fast
+        // engines whatever the input holds, and matching is linear.
+        let set = regex::bytes::RegexSetBuilder::new(RULES.iter().map(|r| r.pattern))
+            .unicode(false)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
             .expect("inspection rules compile");
-        let rules = RULES
-            .iter()
-            .map(|r| (r, Regex::new(r.pattern).expect("inspection rule compiles")))
-            .collect();
-        Self { set, rules }
+        Self { set }
     }
 
     /// Inspects the head (path, query, headers, cookies) and/or the body.
@@ -492,7 +507,7 @@ impl Inspector {
         let mut v = Verdict::default();
         let mut budget = MAX_VALUES;
         if head {
-            self.path(req.path, &mut v);
+            self.path(req.path, &mut v, &mut budget);
             if let Some(q) = req.query {
                 self.form(q, Part::Query, &mut v, &mut budget);
             }
@@ -525,14 +540,13 @@ impl Inspector {
         v
     }
 
-    fn path(&self, path: &str, v: &mut Verdict) {
+    fn path(&self, path: &str, v: &mut Verdict, budget: &mut usize) {
         // The whole path for probes, then each segment as a value.
         let decoded = percent(path);
         let lower = decoded.to_lowercase();
         self.rules_on(&lower, Part::Path, false, v);
-        let mut budget = 64;
         for seg in path.split('/').filter(|s| !s.is_empty()) {
-            self.value(seg, Part::Path, false, v, &mut budget);
+            self.value(seg, Part::Path, false, v, budget);
         }
     }
 
@@ -540,16 +554,19 @@ impl Inspector {
         for pair in s.split('&') {
             let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
             let k = plus_percent(k);
+            self.value(&k, part, false, v, budget);
+            if SECRET_KEYS.contains(&k.as_str()) {
+                continue;
+            }
             let val = plus_percent(val);
             let url_like = looks_url_named(&k);
-            self.value(&k, part, false, v, budget);
             self.value(&val, part, url_like, v, budget);
         }
     }
 
     fn body(&self, body: &[u8], content_type: Option<&str>, v: &mut Verdict, budget: &mut usize) {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_VALUE_BYTES * 4)]);
+        let text = String::from_utf8_lossy(body);
         if ct.contains("json") || (ct.is_empty() && text.trim_start().starts_with(['{', '['])) {
             if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
                 self.json(&json, None, 0, v, budget);
@@ -598,11 +615,20 @@ impl Inspector {
         v: &mut Verdict,
         budget: &mut usize,
     ) {
-        if depth > MAX_JSON_DEPTH || *budget == 0 {
+        if depth > MAX_JSON_DEPTH {
+            v.add(
+                "inspect.too_deep",
+                Category::Probe,
+                Part::Body,
+                Self::THRESHOLD,
+            );
             return;
         }
         match j {
             serde_json::Value::String(s) => {
+                if key.is_some_and(|k| SECRET_KEYS.contains(&k)) {
+                    return;
+                }
                 let url_like = key.is_some_and(looks_url_named);
                 self.value(s, Part::Body, url_like, v, budget);
             }
@@ -624,11 +650,19 @@ impl Inspector {
 
     /// Inspects one value and its decodings.
     fn value(&self, raw: &str, part: Part, url_named: bool, v: &mut Verdict, budget: &mut usize) {
-        if raw.is_empty() || *budget == 0 {
+        if raw.is_empty() {
+            return;
+        }
+        if *budget == 0 {
+            v.add(
+                "inspect.too_many_values",
+                Category::Probe,
+                part,
+                Self::THRESHOLD,
+            );
             return;
         }
         *budget -= 1;
-        let raw = truncate(raw, MAX_VALUE_BYTES);
         if plain(raw) && !matches!(part, Part::UserAgent) && base64ish(raw).is_none() {
             return;
         }
@@ -686,20 +720,17 @@ impl Inspector {
                 }
             }
         }
-        if bytes.contains(&b'<')
-            || bytes.contains(&b'=')
-            || bytes.contains(&b'"')
-            || bytes.contains(&b'\'')
-        {
-            if libinjectionrs::detect_xss(bytes).is_injection() {
-                v.add("xss.libinjection", Category::Xss, part, CRITICAL);
-            }
+        let markup = bytes
+            .iter()
+            .any(|b| matches!(b, b'<' | b'=' | b'"' | b'\''));
+        if markup && libinjectionrs::detect_xss(bytes).is_injection() {
+            v.add("xss.libinjection", Category::Xss, part, CRITICAL);
         }
     }
 
     fn rules_on(&self, lower: &str, part: Part, url_like: bool, v: &mut Verdict) {
-        for i in self.set.matches(lower).iter() {
-            let (rule, _) = &self.rules[i];
+        for i in self.set.matches(lower.as_bytes()).iter() {
+            let rule = &RULES[i];
             let applies = match rule.scope {
                 Scope::Any => {
                     !matches!(part, Part::UserAgent)
@@ -731,17 +762,6 @@ fn plain(s: &str) -> bool {
     s.bytes().all(|b| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':' | b'+' | b',')
     }) && !s.contains("..")
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn percent(s: &str) -> Cow<'_, str> {
@@ -834,41 +854,40 @@ fn strip_sql_comments(s: &str) -> String {
     out
 }
 
+/// Decodes `\uXXXX` and `\xXX` (marker `\u`), or `%uXXXX` (marker `%u`),
+/// in one pass.
 fn unicode_escapes(s: &str, marker: &str) -> Option<String> {
+    let lead = marker.as_bytes()[0];
+    let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut changed = false;
-    let mut rest = s;
-    loop {
-        let next_u = rest.find(marker);
-        let next_x = if marker == "\\u" {
-            rest.find("\\x")
-        } else {
-            None
+    let mut copied = 0;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        let width = match (b[i], b[i + 1]) {
+            (l, b'u' | b'U') if l == lead => 4,
+            (b'\\', b'x') if lead == b'\\' => 2,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
-        let (i, width) = match (next_u, next_x) {
-            (Some(u), Some(x)) if x < u => (x, 2),
-            (Some(u), _) => (u, 4),
-            (None, Some(x)) => (x, 2),
-            (None, None) => break,
-        };
-        out.push_str(&rest[..i]);
-        let hex = rest.get(i + 2..i + 2 + width);
-        match hex
+        let decoded = s
+            .get(i + 2..i + 2 + width)
             .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .and_then(char::from_u32)
-        {
+            .and_then(char::from_u32);
+        match decoded {
             Some(c) => {
+                out.push_str(&s[copied..i]);
                 out.push(c);
                 changed = true;
-                rest = &rest[i + 2 + width..];
+                i += 2 + width;
+                copied = i;
             }
-            None => {
-                out.push_str(&rest[i..i + 2]);
-                rest = &rest[i + 2..];
-            }
+            None => i += 2,
         }
     }
-    out.push_str(rest);
+    out.push_str(&s[copied..]);
     changed.then_some(out)
 }
 
@@ -951,57 +970,51 @@ fn base64ish(s: &str) -> Option<String> {
 }
 
 /// Undoes Log4j lookups that only hide letters: `${lower:j}`, `${::-n}`,
-/// `${env:X:-d}`, so `${${lower:j}ndi:…}` reads as `${jndi:…}`.
+/// `${env:X:-d}`, so `${${lower:j}ndi:…}` reads as `${jndi:…}`. One pass
+/// with a stack of open lookups, innermost resolved first.
 fn undo_lookups(s: &str) -> Cow<'_, str> {
     if !s.contains("${") {
         return Cow::Borrowed(s);
     }
-    let mut cur = s.to_owned();
-    for _ in 0..8 {
-        // The innermost `${…}`: one with no `${` inside.
-        let Some(start) = innermost(&cur) else { break };
-        let Some(len) = cur[start..].find('}') else {
-            break;
-        };
-        let inner = &cur[start + 2..start + len];
-        let replacement = if let Some((_, default)) = inner.split_once(":-") {
-            default.to_owned()
-        } else if let Some(rest) = inner
-            .strip_prefix("lower:")
-            .or_else(|| inner.strip_prefix("upper:"))
-        {
-            rest.to_owned()
-        } else {
-            break;
-        };
-        cur.replace_range(start..start + len + 1, &replacement);
-    }
-    Cow::Owned(cur)
-}
-
-fn innermost(s: &str) -> Option<usize> {
-    let mut best = None;
-    let mut i = 0;
-    while let Some(j) = s[i..].find("${") {
-        let at = i + j;
-        let close = s[at..].find('}').map(|c| at + c);
-        let next_open = s[at + 2..].find("${").map(|n| at + 2 + n);
-        match (close, next_open) {
-            (Some(c), Some(n)) if n < c => i = n,
-            (Some(_), _) => {
-                best = Some(at);
-                if s[at + 2..].find("${").is_none() {
-                    break;
-                }
-                i = at + 2;
-                if best.is_some() {
-                    break;
-                }
+    let mut stack: Vec<String> = vec![String::with_capacity(s.len())];
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("${") && stack.len() <= MAX_LOOKUP_DEPTH {
+            stack.push(String::new());
+            rest = &rest[2..];
+            continue;
+        }
+        rest = &rest[c.len_utf8()..];
+        if c == '}' && stack.len() > 1 {
+            let inner = stack.pop().unwrap_or_default();
+            let resolved = if let Some((_, default)) = inner.split_once(":-") {
+                default.to_owned()
+            } else if let Some(letters) = inner
+                .strip_prefix("lower:")
+                .or_else(|| inner.strip_prefix("upper:"))
+            {
+                letters.to_owned()
+            } else {
+                format!("${{{inner}}}")
+            };
+            if let Some(top) = stack.last_mut() {
+                top.push_str(&resolved);
             }
-            (None, _) => break,
+            continue;
+        }
+        if let Some(top) = stack.last_mut() {
+            top.push(c);
         }
     }
-    best
+    // Lookups never closed stay as they were written.
+    let mut out = String::new();
+    for (i, part) in stack.iter().enumerate() {
+        if i > 0 {
+            out.push_str("${");
+        }
+        out.push_str(part);
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -10,4 +10,4 @@ pub mod net;
 pub mod rate;
 
 pub use inspect::{Category, Finding, Inspector, Part, Verdict};
-pub use net::{client_address, NetList};
+pub use net::{client_address, ForwardedHeader, NetList};

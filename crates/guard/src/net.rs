@@ -65,33 +65,41 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
     })
 }
 
+/// Which forwarding header the trusted proxies set. Only that one is read:
+/// a proxy that appends to `X-Forwarded-For` passes a client's own
+/// `Forwarded` through untouched, so reading both would let the client
+/// choose its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
+}
+
 /// The client of a request: the TCP peer, unless the peer is a trusted
-/// proxy, in which case the forwarding headers are read from the right,
+/// proxy, in which case the proxies' header is read from the right,
 /// skipping trusted proxies, and the first untrusted address is the client.
 /// A header from an untrusted peer is ignored entirely; a malformed entry
-/// stops the walk at the last address known good.
+/// (garbage a client prepended) stops the walk at the last address known
+/// good. `values` are the header's lines, as bytes: a stray non-ASCII byte
+/// spoils only its own entry.
 pub fn client_address(
     peer: IpAddr,
     trusted: &NetList,
-    x_forwarded_for: &[&str],
-    forwarded: &[&str],
+    header: ForwardedHeader,
+    values: &[&[u8]],
 ) -> IpAddr {
     let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.contains(peer) {
         return peer;
     }
-    let hops: Vec<Option<IpAddr>> = if !forwarded.is_empty() {
-        forwarded
-            .iter()
-            .flat_map(|h| h.split(','))
-            .map(forwarded_for)
-            .collect()
-    } else {
-        x_forwarded_for
-            .iter()
-            .flat_map(|h| h.split(','))
-            .map(|s| parse_hop(s.trim()))
-            .collect()
+    let text: Vec<String> = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let entries = text.iter().flat_map(|h| h.split(','));
+    let hops: Vec<Option<IpAddr>> = match header {
+        ForwardedHeader::Forwarded => entries.map(forwarded_for).collect(),
+        ForwardedHeader::XForwardedFor => entries.map(|s| parse_hop(s.trim())).collect(),
     };
     let mut client = peer;
     for hop in hops.iter().rev() {
@@ -181,48 +189,46 @@ mod tests {
 
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
+        use ForwardedHeader::*;
         let trusted = NetList::parse(&["10.0.0.0/8"]).unwrap();
         let none = NetList::default();
+        let xff =
+            |peer: &str, t: &NetList, v: &[&[u8]]| client_address(ip(peer), t, XForwardedFor, v);
         // An untrusted peer's header is ignored.
         assert_eq!(
-            client_address(ip("203.0.113.9"), &trusted, &["1.2.3.4"], &[]),
+            xff("203.0.113.9", &trusted, &[b"1.2.3.4"]),
             ip("203.0.113.9")
         );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), &none, &["1.2.3.4"], &[]),
-            ip("10.0.0.1")
-        );
+        assert_eq!(xff("10.0.0.1", &none, &[b"1.2.3.4"]), ip("10.0.0.1"));
         // Through a trusted proxy: the rightmost untrusted hop. A client
         // that prepends a spoofed address does not get to choose.
         assert_eq!(
-            client_address(
-                ip("10.0.0.1"),
-                &trusted,
-                &["6.6.6.6, 198.51.100.4, 10.0.0.2"],
-                &[]
-            ),
+            xff("10.0.0.1", &trusted, &[b"6.6.6.6, 198.51.100.4, 10.0.0.2"]),
+            ip("198.51.100.4")
+        );
+        // A non-ASCII byte a client prepends spoils only its own entry.
+        assert_eq!(
+            xff("10.0.0.1", &trusted, &[b"\xff\xfe, 198.51.100.4"]),
             ip("198.51.100.4")
         );
         assert_eq!(
             client_address(
                 ip("10.0.0.1"),
                 &trusted,
-                &[],
-                &["for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https"]
+                Forwarded,
+                &[b"for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https"]
             ),
             ip("2001:db8::7")
         );
-        // Garbage stops the walk at the last good hop.
+        // Only the configured header counts.
         assert_eq!(
-            client_address(ip("10.0.0.1"), &trusted, &["junk"], &[]),
+            client_address(ip("10.0.0.1"), &trusted, XForwardedFor, &[]),
             ip("10.0.0.1")
         );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), &trusted, &["1.2.3.4:80"], &[]),
-            ip("1.2.3.4")
-        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(xff("10.0.0.1", &trusted, &[b"junk"]), ip("10.0.0.1"));
+        assert_eq!(xff("10.0.0.1", &trusted, &[b"1.2.3.4:80"]), ip("1.2.3.4"));
     }
-
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
         assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));

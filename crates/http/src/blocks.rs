@@ -69,7 +69,12 @@ pub struct BlockList {
 }
 
 fn invalid(m: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_block", "Invalid block", m)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_block",
+        "Invalid block",
+        m,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/blocks", tag = "guard",
@@ -86,7 +91,11 @@ pub async fn create_block(
     JsonBody(body): JsonBody<CreateBlock>,
 ) -> Result<Response, ApiError> {
     let net = rampart_guard::net::parse_net(&body.network).map_err(invalid)?;
-    if let Some(ip) = meta.ip.as_deref().and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+    if let Some(ip) = meta
+        .ip
+        .as_deref()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    {
         if net.contains(&ip) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -115,7 +124,12 @@ pub async fn create_block(
         .record_event(
             EventKind::BlockAdded,
             Outcome::Success,
-            Some(&format!("{} until {}: {}", block.network, block.expires_at.to_rfc3339(), block.reason)),
+            Some(&format!(
+                "{} until {}: {}",
+                block.network,
+                block.expires_at.to_rfc3339(),
+                block.reason
+            )),
             Some(&admin.account.id),
             &meta,
         )
@@ -165,7 +179,13 @@ pub async fn remove_block(
     }
     state
         .auth
-        .record_event(EventKind::BlockRemoved, Outcome::Success, Some(&id), Some(&admin.account.id), &meta)
+        .record_event(
+            EventKind::BlockRemoved,
+            Outcome::Success,
+            Some(&id),
+            Some(&admin.account.id),
+            &meta,
+        )
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@
 //! second by [`Guard::run`], limits are in memory, and events go through
 //! an aggregator and are written off the request path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -88,10 +89,12 @@ impl Group {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
-    /// Proxies whose `X-Forwarded-For`/`Forwarded` headers are believed.
-    /// Empty (the default): the TCP peer is the client, and forwarding
-    /// headers are ignored.
+    /// Proxies whose forwarding header is believed. Empty (the default):
+    /// the TCP peer is the client, and forwarding headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// The header those proxies set: `x-forwarded-for` (nginx, most load
+    /// balancers) or `forwarded` (RFC 7239). Only that one is read.
+    pub forwarded_header: String,
     /// Addresses and ranges allowed anywhere; empty allows everyone.
     pub allow: Vec<String>,
     /// Addresses and ranges refused everywhere. Deny wins over allow.
@@ -112,12 +115,18 @@ pub struct GuardConfig {
     pub block_secs: u64,
     pub block_max_secs: u64,
     pub offender_memory_days: u64,
+    /// Draw the `auth` group's per-address limit (sign-in and second
+    /// factors) from buckets in the database, shared by every node, so an
+    /// attacker cannot multiply the budget by the number of nodes. Costs
+    /// one small write per sign-in request; for PostgreSQL deployments.
+    pub shared_auth_limits: bool,
 }
 
 impl Default for GuardConfig {
     fn default() -> Self {
         Self {
             trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".to_owned(),
             allow: Vec::new(),
             deny: Vec::new(),
             admin: GroupConfig::default(),
@@ -130,6 +139,7 @@ impl Default for GuardConfig {
             block_secs: 15 * 60,
             block_max_secs: 24 * 3600,
             offender_memory_days: 30,
+            shared_auth_limits: false,
         }
     }
 }
@@ -199,10 +209,10 @@ impl GuardConfig {
 
     /// Checks every list and number; the error says which setting.
     pub fn validate(&self) -> Result<(), String> {
-        let list = |name: &str, l: &[String]| {
-            NetList::parse(l).map_err(|e| format!("guard.{name}: {e}"))
-        };
+        let list =
+            |name: &str, l: &[String]| NetList::parse(l).map_err(|e| format!("guard.{name}: {e}"));
         list("trusted_proxies", &self.trusted_proxies)?;
+        self.forwarded()?;
         list("allow", &self.allow)?;
         list("deny", &self.deny)?;
         for g in GROUPS {
@@ -222,12 +232,24 @@ impl GuardConfig {
             }
         }
         if self.ip_failures == 0 || self.ip_failure_window_secs == 0 {
-            return Err("guard.ip_failures and guard.ip_failure_window_secs must be at least 1".into());
+            return Err(
+                "guard.ip_failures and guard.ip_failure_window_secs must be at least 1".into(),
+            );
         }
         if self.block_secs == 0 || self.block_max_secs < self.block_secs {
             return Err("guard: need 0 < block_secs <= block_max_secs".into());
         }
         Ok(())
+    }
+
+    fn forwarded(&self) -> Result<rampart_guard::ForwardedHeader, String> {
+        match self.forwarded_header.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(rampart_guard::ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(rampart_guard::ForwardedHeader::Forwarded),
+            other => Err(format!(
+                "guard.forwarded_header is `x-forwarded-for` or `forwarded`, not `{other}`"
+            )),
+        }
     }
 
     /// How long the `offence`-th block of an address lasts.
@@ -243,13 +265,18 @@ const GROUPS: [Group; 4] = [Group::Admin, Group::Auth, Group::Data, Group::Api];
 struct GroupRules {
     allow: NetList,
     deny: NetList,
+    ip_rate: Option<Rate>,
     ip: Option<Limiter<IpAddr>>,
     credential: Option<Limiter<[u8; 16]>>,
     inspect: Mode,
     inspect_body: Mode,
 }
 
-fn limiter<K: std::hash::Hash + Eq + Clone>(per: Option<u32>, burst: Option<u32>, d: (u32, u32)) -> Option<Limiter<K>> {
+fn limiter<K: std::hash::Hash + Eq + Clone>(
+    per: Option<u32>,
+    burst: Option<u32>,
+    d: (u32, u32),
+) -> Option<Limiter<K>> {
     let per = per.unwrap_or(d.0);
     (per > 0).then(|| {
         Limiter::new(Rate {
@@ -265,6 +292,9 @@ type EventKey = (EventKind, String, String);
 pub struct Guard {
     config: GuardConfig,
     trusted: NetList,
+    forwarded: rampart_guard::ForwardedHeader,
+    /// Bodies being read at once (each up to the body limit).
+    bodies: tokio::sync::Semaphore,
     allow: NetList,
     deny: NetList,
     groups: Vec<GroupRules>,
@@ -283,8 +313,14 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-/// How many blocks a node holds in memory; more is refused at insert.
+/// How many blocks a node holds in memory. Blocks set by people come
+/// first; past this, the oldest automatic ones are not enforced (and a
+/// warning says so).
 const MAX_BLOCKS: u32 = 10_000;
+/// Request bodies read at once; more wait (bounded by the request timeout).
+const BODIES_AT_ONCE: usize = 64;
+/// Addresses whose sign-in failures are counted at once.
+const MAX_FAILURE_KEYS: usize = 100_000;
 /// Repeats of one event from one address are folded for this long.
 const EVENT_WINDOW_MS: u64 = 60_000;
 
@@ -302,9 +338,14 @@ impl Guard {
             .map(|&g| {
                 let c = config.group(g);
                 let d = defaults(g);
+                let per = c.ip_per_minute.unwrap_or(d.ip.0);
                 Ok(GroupRules {
                     allow: parse(&c.allow)?,
                     deny: parse(&c.deny)?,
+                    ip_rate: (per > 0).then(|| Rate {
+                        per_minute: per,
+                        burst: c.ip_burst.unwrap_or(d.ip.1).max(1),
+                    }),
                     ip: limiter(c.ip_per_minute, c.ip_burst, d.ip),
                     credential: limiter(c.credential_per_minute, c.credential_burst, d.credential),
                     inspect: c.inspect.unwrap_or(Mode::Block),
@@ -314,6 +355,8 @@ impl Guard {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             trusted: parse(&config.trusted_proxies)?,
+            forwarded: config.forwarded()?,
+            bodies: tokio::sync::Semaphore::new(BODIES_AT_ONCE),
             allow: parse(&config.allow)?,
             deny: parse(&config.deny)?,
             groups,
@@ -328,8 +371,14 @@ impl Guard {
         })
     }
 
-    pub fn trusted_proxies(&self) -> &NetList {
-        &self.trusted
+    /// The client address of a request from `peer` with these headers.
+    pub fn client_address(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let name = match self.forwarded {
+            rampart_guard::ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            rampart_guard::ForwardedHeader::Forwarded => "forwarded",
+        };
+        let values: Vec<&[u8]> = headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        rampart_guard::client_address(peer, &self.trusted, self.forwarded, &values)
     }
 
     pub fn inspector(&self) -> &Inspector {
@@ -340,51 +389,108 @@ impl Guard {
         self.clock.now().millis()
     }
 
-    /// Keeps the block snapshot fresh (every second), writes folded event
-    /// counts, and forgets idle buckets, until `shutdown`.
-    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut n: u64 = 0;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
-            }
-            if let Err(e) = self.refresh_blocks().await {
-                tracing::warn!(error = %e, "cannot re-read address blocks; keeping the last ones");
-            }
-            n += 1;
-            if n % 10 == 0 {
-                self.flush_events().await;
-            }
-            if n % 60 == 0 {
-                for g in &self.groups {
-                    if let Some(l) = &g.ip {
-                        l.forget_idle();
+    /// Keeps the block snapshot fresh (every second, in a loop of its own
+    /// so nothing delays it), and, every ten seconds, writes folded event
+    /// counts and forgets idle buckets, until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let blocks = {
+            let guard = self.clone();
+            let mut shutdown = shutdown.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.wait_for(|s| *s) => break,
                     }
-                    if let Some(l) = &g.credential {
-                        l.forget_idle();
+                    if let Err(e) = guard.refresh_blocks().await {
+                        tracing::warn!(error = %e, "cannot re-read address blocks; keeping the last ones");
                     }
                 }
-                let window = self.config.ip_failure_window_secs as i64 * 1000;
-                let now = self.now_ms();
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|_, (start, _)| now - *start < window);
+            }
+        };
+        let upkeep = {
+            let guard = self.clone();
+            let mut shutdown = shutdown;
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.wait_for(|s| *s) => break,
+                    }
+                    guard.flush_events().await;
+                    guard.forget_idle().await;
+                }
+                guard.flush_events().await;
+            }
+        };
+        tokio::join!(blocks, upkeep);
+    }
+
+    async fn forget_idle(&self) {
+        for g in &self.groups {
+            if let Some(l) = &g.ip {
+                l.forget_idle();
+            }
+            if let Some(l) = &g.credential {
+                l.forget_idle();
             }
         }
-        self.flush_events().await;
+        if self.config.shared_auth_limits {
+            if let Err(e) = self.store.purge_rate_buckets(self.clock.now()).await {
+                tracing::warn!(error = %e, "cannot purge shared rate buckets");
+            }
+        }
+        let window = self.config.ip_failure_window_secs as i64 * 1000;
+        let now = self.now_ms();
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (start, _)| now - *start < window);
+    }
+
+    /// A token from the shared bucket; `None` when the database cannot be
+    /// asked (then the node's own bucket decides).
+    async fn shared_check(&self, key: &str, rate: Rate) -> Option<Result<(), Duration>> {
+        let interval = Duration::from_millis(60_000 / u64::from(rate.per_minute.max(1)));
+        let take = self
+            .store
+            .take_rate_token(key, self.clock.now(), interval, rate.burst);
+        match tokio::time::timeout(Duration::from_millis(500), take).await {
+            Ok(Ok(None)) => Some(Ok(())),
+            Ok(Ok(Some(wait))) => Some(Err(wait.max(Duration::from_secs(1)))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "shared rate limit unavailable; using this node's");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("shared rate limit too slow; using this node's");
+                None
+            }
+        }
     }
 
     /// Re-reads the blocks in force.
     pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let blocks = self.store.active_blocks(now, MAX_BLOCKS).await?;
+        if blocks.len() >= MAX_BLOCKS as usize {
+            tracing::warn!(
+                limit = MAX_BLOCKS,
+                "more address blocks are in force than a node holds; the oldest automatic ones are not enforced"
+            );
+        }
         let snapshot = blocks
             .iter()
-            .filter_map(|b| parse_net(&b.network).ok().map(|n| (n, b.expires_at.millis())))
+            .filter_map(|b| {
+                parse_net(&b.network)
+                    .ok()
+                    .map(|n| (n, b.expires_at.millis()))
+            })
             .collect();
         self.blocks.store(Arc::new(snapshot));
         Ok(())
@@ -443,6 +549,13 @@ impl Guard {
         let window = self.config.ip_failure_window_secs as i64 * 1000;
         let reached = {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() >= MAX_FAILURE_KEYS && !f.contains_key(&key) {
+                // Under a spread-out attack, forget the quiet ones first.
+                f.retain(|_, (start, _)| now - *start < window);
+                if f.len() >= MAX_FAILURE_KEYS {
+                    f.clear();
+                }
+            }
             let e = f.entry(key).or_insert((now, 0));
             if now - e.0 >= window {
                 *e = (now, 0);
@@ -471,26 +584,50 @@ impl Guard {
                 guard.config.ip_failures,
                 guard.config.ip_failure_window_secs / 60
             );
-            match guard.add_block(&net.to_string(), None, &reason, "auto:ip_failures").await {
+            match guard
+                .add_block(&net.to_string(), None, &reason, "auto:ip_failures")
+                .await
+            {
                 Ok(b) => {
                     guard
-                        .event(EventKind::BlockAdded, "ip_failures", &meta, Some(&format!("{} until {}", b.network, b.expires_at.to_rfc3339())))
+                        .event(
+                            EventKind::BlockAdded,
+                            "ip_failures",
+                            &meta,
+                            Some(&format!(
+                                "{} until {}",
+                                b.network,
+                                b.expires_at.to_rfc3339()
+                            )),
+                        )
                         .await
                 }
-                Err(e) => tracing::warn!(error = %e, "could not block an address after repeated failures"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not block an address after repeated failures")
+                }
             }
         });
     }
 
-    /// Records a guard event, folding repeats from the same address.
-    async fn event(&self, kind: EventKind, rule: &str, meta: &RequestMeta, detail: Option<&str>) {
-        let key = (kind, meta.ip.clone().unwrap_or_default(), rule.to_owned());
+    /// Folds repeats of a guard event from the same address (IPv6 by /64):
+    /// `true` when this one should be written now.
+    fn fold(&self, kind: EventKind, rule: &str, meta: &RequestMeta) -> bool {
+        let source = meta
+            .ip
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .map(|ip| rate_key(ip).to_string())
+            .unwrap_or_default();
         let seen = self
             .events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .seen(key, self.now_ms().max(0) as u64);
-        if seen == Seen::First {
+            .seen((kind, source, rule.to_owned()), self.now_ms().max(0) as u64);
+        seen == Seen::First
+    }
+
+    async fn event(&self, kind: EventKind, rule: &str, meta: &RequestMeta, detail: Option<&str>) {
+        if self.fold(kind, rule, meta) {
             let reason = match detail {
                 Some(d) => format!("{rule}: {d}"),
                 None => rule.to_owned(),
@@ -529,14 +666,24 @@ impl Guard {
                 user_agent: None,
                 request_id: None,
             };
-            self.write(kind, &format!("{rule}: repeated {repeats} more times in the last minute"), &meta)
-                .await;
+            self.write(
+                kind,
+                &format!("{rule}: repeated {repeats} more times in the last minute"),
+                &meta,
+            )
+            .await;
         }
         if overflow > 0 {
-            let meta = RequestMeta { ip: None, user_agent: None, request_id: None };
+            let meta = RequestMeta {
+                ip: None,
+                user_agent: None,
+                request_id: None,
+            };
             self.write(
                 EventKind::RequestBlocked,
-                &format!("events from too many addresses to list: {overflow} more guard events folded"),
+                &format!(
+                    "events from too many addresses to list: {overflow} more guard events folded"
+                ),
                 &meta,
             )
             .await;
@@ -545,9 +692,26 @@ impl Guard {
 
     /// Spawns an event write, so the answer to an attack does not wait on
     /// the database.
-    fn spawn_event(self: &Arc<Self>, kind: EventKind, rule: String, meta: RequestMeta, detail: Option<String>) {
+    fn spawn_event(
+        self: &Arc<Self>,
+        kind: EventKind,
+        rule: String,
+        meta: RequestMeta,
+        detail: Option<String>,
+    ) {
+        // Folded here, on the request path: a repeat costs a map lookup,
+        // not a task.
+        if !self.fold(kind, &rule, &meta) {
+            return;
+        }
         let guard = self.clone();
-        tokio::spawn(async move { guard.event(kind, &rule, &meta, detail.as_deref()).await });
+        tokio::spawn(async move {
+            let reason = match detail {
+                Some(d) => format!("{rule}: {d}"),
+                None => rule,
+            };
+            guard.write(kind, &reason, &meta).await;
+        });
     }
 }
 
@@ -575,15 +739,20 @@ pub async fn add_block(
     let net = parse_net(network).map_err(BlockError::Invalid)?;
     if net.prefix_len() == 0 {
         return Err(BlockError::Invalid(
-            "a block of every address would take the whole service offline; name a smaller range".into(),
+            "a block of every address would take the whole service offline; name a smaller range"
+                .into(),
         ));
     }
     if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
-        return Err(BlockError::Invalid("the reason must be at most 200 characters on one line".into()));
+        return Err(BlockError::Invalid(
+            "the reason must be at most 200 characters on one line".into(),
+        ));
     }
     if let Some(l) = length {
         if l.is_zero() || l > Duration::from_secs(365 * 24 * 3600) {
-            return Err(BlockError::Invalid("a block lasts between 1 second and 365 days".into()));
+            return Err(BlockError::Invalid(
+                "a block lasts between 1 second and 365 days".into(),
+            ));
         }
     }
     let now = clock.now();
@@ -594,9 +763,16 @@ pub async fn add_block(
     let mut id = [0u8; 12];
     entropy.fill(&mut id);
     let block = IpBlock {
-        id: format!("blk_{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        id: format!(
+            "blk_{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
         network,
-        reason: if reason.is_empty() { "no reason given".into() } else { reason.to_owned() },
+        reason: if reason.is_empty() {
+            "no reason given".into()
+        } else {
+            reason.to_owned()
+        },
         source: source.to_owned(),
         created_at: now,
         expires_at: now.plus(length),
@@ -614,17 +790,23 @@ fn refuse(status: StatusCode, code: &str, title: &str, detail: &str) -> Response
 /// cookie, hashed (the secret itself is never kept).
 fn credential_key(req: &Request) -> Option<[u8; 16]> {
     let h = req.headers();
+    // Read exactly as the extractors read it: any case, trimmed.
     let token = h
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned())
         .or_else(|| {
             h.get_all(http::header::COOKIE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
-                .find_map(|c| c.trim().strip_prefix(&format!("{}=", crate::extract::SESSION_COOKIE)).map(str::to_owned))
+                .find_map(|c| {
+                    c.trim()
+                        .strip_prefix(&format!("{}=", crate::extract::SESSION_COOKIE))
+                        .map(str::to_owned)
+                })
         })?;
     let digest = Sha256::digest(token.as_bytes());
     let mut key = [0u8; 16];
@@ -637,7 +819,10 @@ fn credential_key(req: &Request) -> Option<[u8; 16]> {
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let guard = state.guard.clone();
     let ctx = req.extensions().get::<RequestContext>().cloned();
-    let ip: Option<IpAddr> = ctx.as_ref().and_then(|c| c.ip.as_deref()).and_then(|s| s.parse().ok());
+    let ip: Option<IpAddr> = ctx
+        .as_ref()
+        .and_then(|c| c.ip.as_deref())
+        .and_then(|s| s.parse().ok());
     let meta = RequestMeta {
         ip: ctx.as_ref().and_then(|c| c.ip.clone()),
         user_agent: ctx.as_ref().and_then(|c| c.user_agent.clone()),
@@ -654,7 +839,12 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             || (!guard.allow.is_empty() && !guard.allow.contains(ip))
             || (!rules.allow.is_empty() && !rules.allow.contains(ip));
         if denied {
-            guard.spawn_event(EventKind::RequestBlocked, format!("firewall.{}", group.as_str()), meta, None);
+            guard.spawn_event(
+                EventKind::RequestBlocked,
+                format!("firewall.{}", group.as_str()),
+                meta,
+                None,
+            );
             return refuse(
                 StatusCode::FORBIDDEN,
                 "address_denied",
@@ -673,15 +863,38 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         }
         // 2. Rate limits: per address (IPv6 by /64), then per credential.
         if let Some(l) = &rules.ip {
-            if let Err(wait) = l.check(&rate_key(ip)) {
-                guard.spawn_event(EventKind::RateLimited, format!("rate.{}.ip", group.as_str()), meta, None);
+            // This node's bucket first (a refusal costs nothing), then, for
+            // sign-ins in shared mode, the bucket every node draws on.
+            let mut verdict = l.check(&rate_key(ip));
+            if let (Ok(()), Group::Auth, Some(rate)) = (&verdict, group, rules.ip_rate) {
+                if guard.config.shared_auth_limits {
+                    if let Some(shared) = guard
+                        .shared_check(&format!("auth:{}", rate_key(ip)), rate)
+                        .await
+                    {
+                        verdict = shared;
+                    }
+                }
+            }
+            if let Err(wait) = verdict {
+                guard.spawn_event(
+                    EventKind::RateLimited,
+                    format!("rate.{}.ip", group.as_str()),
+                    meta,
+                    None,
+                );
                 return rate_limited(wait);
             }
         }
     }
     if let (Some(l), Some(key)) = (&rules.credential, credential_key(&req)) {
         if let Err(wait) = l.check(&key) {
-            guard.spawn_event(EventKind::RateLimited, format!("rate.{}.credential", group.as_str()), meta, None);
+            guard.spawn_event(
+                EventKind::RateLimited,
+                format!("rate.{}.credential", group.as_str()),
+                meta,
+                None,
+            );
             return rate_limited(wait);
         }
     }
@@ -691,8 +904,19 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let head_mode = rules.inspect;
     let mut body_mode = rules.inspect_body;
     if group == Group::Data && body_mode != Mode::Block {
-        let collection = path.trim_start_matches("/api/v1/collections/").split('/').next().unwrap_or("");
-        if guard.config.block_bodies_of.iter().any(|c| c == collection) {
+        let segment = path
+            .trim_start_matches("/api/v1/collections/")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        // As the router will read it: percent-decoded.
+        let collection = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        if guard
+            .config
+            .block_bodies_of
+            .iter()
+            .any(|c| *c == collection)
+        {
             body_mode = Mode::Block;
         }
     }
@@ -701,6 +925,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     // ask the body itself.
     let has_body = !http_body::Body::is_end_stream(&body);
     let bytes = if has_body {
+        let Ok(_permit) = guard.bodies.acquire().await else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "Shutting down",
+                "The server is shutting down; retry shortly.",
+            );
+        };
         match read_body(body, state.settings.limits.body_bytes).await {
             Ok(b) => Some(b),
             Err(res) => return *res,
@@ -716,15 +948,24 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             .collect();
         // On record routes the filter and sort are our own query language,
         // compiled with bound parameters: they follow the body's mode.
-        let query = parts.uri.query();
-        let (head_query, body_query) = if group == Group::Data { (None, query) } else { (query, None) };
+        let (head_query, body_query) = match parts.uri.query() {
+            Some(q) if group == Group::Data => split_query(q),
+            q => (q.map(Cow::Borrowed), None),
+        };
+        let (head_query, body_query) = (head_query.as_deref(), body_query.as_deref());
         let content_type = parts
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let mut head = if head_mode != Mode::Off {
             guard.inspector.inspect(
-                &Inspected { path: &path, query: head_query, headers, content_type, body: None },
+                &Inspected {
+                    path: &path,
+                    query: head_query,
+                    headers,
+                    content_type,
+                    body: None,
+                },
                 true,
                 false,
             )
@@ -733,7 +974,13 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         };
         let body_v = if body_mode != Mode::Off && (bytes.is_some() || body_query.is_some()) {
             let mut v = guard.inspector.inspect(
-                &Inspected { path: "", query: body_query, headers: Vec::new(), content_type, body: bytes.as_deref() },
+                &Inspected {
+                    path: "",
+                    query: body_query,
+                    headers: Vec::new(),
+                    content_type,
+                    body: bytes.as_deref(),
+                },
                 true,
                 true,
             );
@@ -743,7 +990,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         } else {
             Verdict::default()
         };
-        let block = (head.is_attack() && head_mode == Mode::Block) || (body_v.is_attack() && body_mode == Mode::Block);
+        let block = (head.is_attack() && head_mode == Mode::Block)
+            || (body_v.is_attack() && body_mode == Mode::Block);
         head.score += body_v.score;
         head.findings.extend(body_v.findings);
         (head, block)
@@ -751,7 +999,11 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let (verdict, block) = verdict;
     if verdict.is_attack() || block {
         let rules_hit = verdict.rules().join(",");
-        let detail = format!("score {}{}", verdict.score, if block { ", blocked" } else { ", detected" });
+        let detail = format!(
+            "score {}{}",
+            verdict.score,
+            if block { ", blocked" } else { ", detected" }
+        );
         guard.spawn_event(EventKind::InspectionMatch, rules_hit, meta, Some(detail));
         if block {
             let id = ctx.map(|c| c.request_id).unwrap_or_default();
@@ -798,6 +1050,23 @@ async fn read_body(mut body: Body, limit: usize) -> Result<bytes::Bytes, Box<Res
         }
     }
     Ok(buf.freeze())
+}
+
+/// The record routes' own query language (`filter`, `sort`) apart from the
+/// other parameters: `(others, language)`.
+fn split_query(q: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    let (mut others, mut language) = (Vec::new(), Vec::new());
+    for pair in q.split('&') {
+        let key = pair.split('=').next().unwrap_or("");
+        let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+        if key == "filter" || key == "sort" {
+            language.push(pair);
+        } else {
+            others.push(pair);
+        }
+    }
+    let join = |v: Vec<&str>| (!v.is_empty()).then(|| Cow::Owned(v.join("&")));
+    (join(others), join(language))
 }
 
 fn rate_limited(wait: Duration) -> Response {

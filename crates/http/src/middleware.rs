@@ -72,20 +72,10 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
     // The client: the TCP peer, or, behind a trusted proxy, what the
     // proxy says (never what an untrusted peer says).
     let ip = req.extensions().get::<ClientAddr>().map(|c| {
-        let h = req.headers();
-        let values = |name: &str| -> Vec<&str> {
-            h.get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect()
-        };
-        rampart_guard::client_address(
-            c.0.ip(),
-            state.guard.trusted_proxies(),
-            &values("x-forwarded-for"),
-            &values("forwarded"),
-        )
-        .to_string()
+        state
+            .guard
+            .client_address(c.0.ip(), req.headers())
+            .to_string()
     });
     let user_agent = req
         .headers()

@@ -91,7 +91,10 @@ pub async fn login(
     Meta(meta): Meta,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let outcome = state.auth.login(&req.email, &req.password, &meta).await;
+    let outcome = state
+        .auth
+        .login_with_unlock(&req.email, &req.password, req.unlock_code.as_ref(), &meta)
+        .await;
     if let Err(rampart_core::Error::InvalidCredentials) = &outcome {
         state.guard.auth_failed(meta.ip.as_deref(), &meta);
     }

@@ -108,12 +108,21 @@ pub async fn serve_https(
                 Ok(Ok(s)) => s,
                 _ => return, // bad handshake, plaintext, or too slow
             };
+            // The protocol is the one ALPN agreed, not one guessed from the
+            // first bytes: a client that negotiates h2 and then speaks
+            // HTTP/1.1 would otherwise escape the head deadline.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let builder = connection_builder(&limits);
+            let builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
             let activity = Activity::new();
             let clocks = Clocks {
                 head: limits.header_read_timeout,
                 idle: limits.idle_timeout,
-                heads: tls.get_ref().1.alpn_protocol() != Some(b"h2"),
+                heads: !h2,
             };
             let io = TokioIo::new(Counted::new(tls, activity.clone()));
             // Dropping the connection future closes the socket.

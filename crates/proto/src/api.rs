@@ -29,6 +29,12 @@ pub struct LoginRequest {
     pub email: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// The code emailed to the owner when the account was locked after
+    /// repeated wrong passwords: with it, the lock does not apply to this
+    /// sign-in (the password is still checked; 5 tries per code, one hour).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub unlock_code: Option<SecretString>,
 }
 
 /// A new session. The token is also set as the `__Host-rampart_session`

@@ -10,8 +10,8 @@ use rampart_core::model::{
     Session,
 };
 use rampart_core::{
-    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, IpBlock, LoginAttempt, SessionId, Settle,
-    Store, StoreError, Timestamp,
+    AccountId, Confirmed, Email, EventId, FactorId, FactorRemoval, IpBlock, LoginAttempt,
+    SessionId, Settle, Store, StoreError, Timestamp,
 };
 use rampart_crypto::SecretString;
 use sqlx::any::AnyRow;
@@ -1335,7 +1335,8 @@ impl Store for SqlStore {
     async fn active_blocks(&self, now: Timestamp, limit: u32) -> Result<Vec<IpBlock>, StoreError> {
         sqlx::query(
             "SELECT id, network, reason, source, created_at, expires_at, offence FROM ip_blocks \
-             WHERE expires_at > $1 AND lifted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $2",
+             WHERE expires_at > $1 AND lifted_at IS NULL \
+             ORDER BY CASE WHEN source LIKE 'auto:%' THEN 1 ELSE 0 END, created_at DESC, id DESC LIMIT $2",
         )
         .bind(now.millis())
         .bind(i64::from(limit))
@@ -1364,7 +1365,7 @@ impl Store for SqlStore {
 
     async fn block_count(&self, network: &str, since: Timestamp) -> Result<u32, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM ip_blocks WHERE network = $1 AND created_at >= $2",
+            "SELECT COUNT(*) FROM ip_blocks WHERE network = $1 AND created_at >= $2 AND lifted_at IS NULL",
         )
         .bind(network)
         .bind(since.millis())
@@ -1372,6 +1373,107 @@ impl Store for SqlStore {
         .await
         .map_err(backend)?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<Option<Duration>, StoreError> {
+        let t = i64::try_from(interval.as_millis())
+            .unwrap_or(i64::MAX / 4)
+            .max(1);
+        let tolerance = t.saturating_mul(i64::from(burst.max(1)) - 1);
+        // GCRA in one statement: the request conforms when the bucket's
+        // theoretical arrival time is no further ahead of now than the
+        // tolerance; it then moves on by one interval.
+        let taken = sqlx::query(
+            "INSERT INTO rate_buckets (key, tat) VALUES ($1, $2 + $3) \
+             ON CONFLICT (key) DO UPDATE SET \
+             tat = (CASE WHEN rate_buckets.tat > $2 THEN rate_buckets.tat ELSE $2 END) + $3 \
+             WHERE (CASE WHEN rate_buckets.tat > $2 THEN rate_buckets.tat ELSE $2 END) - $2 <= $4 \
+             RETURNING tat",
+        )
+        .bind(key)
+        .bind(now.millis())
+        .bind(t)
+        .bind(tolerance)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let tat: Option<i64> = sqlx::query_scalar("SELECT tat FROM rate_buckets WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let wait = tat.unwrap_or(0) - now.millis() - tolerance;
+        Ok(Some(Duration::from_millis(
+            u64::try_from(wait).unwrap_or(0).max(1),
+        )))
+    }
+
+    async fn insert_unlock_token(
+        &self,
+        token_hash: &str,
+        account: &AccountId,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM unlock_tokens WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO unlock_tokens (token_hash, account_id, expires_at, uses) VALUES ($1, $2, $3, 0)")
+            .bind(token_hash)
+            .bind(account.as_str())
+            .bind(expires_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn use_unlock_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        max_uses: u32,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let account: Option<String> = sqlx::query_scalar(
+            "UPDATE unlock_tokens SET uses = uses + 1 \
+             WHERE token_hash = $1 AND expires_at > $2 AND uses < $3 RETURNING account_id",
+        )
+        .bind(token_hash)
+        .bind(now.millis())
+        .bind(i64::from(max_uses))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(account.map(AccountId))
+    }
+
+    async fn delete_unlock_tokens(&self, account: &AccountId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM unlock_tokens WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn purge_rate_buckets(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM rate_buckets WHERE tat < $1")
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
     }
 
     async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {

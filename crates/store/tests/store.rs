@@ -1099,21 +1099,105 @@ both!(
             expires_at: Timestamp(until),
             offence: 1,
         };
-        s.insert_block(&block("b1", "203.0.113.7/32", 1_000, 5_000)).await.unwrap();
-        s.insert_block(&block("b2", "2001:db8::/64", 2_000, 9_000)).await.unwrap();
+        s.insert_block(&block("b1", "203.0.113.7/32", 1_000, 5_000))
+            .await
+            .unwrap();
+        s.insert_block(&block("b2", "2001:db8::/64", 2_000, 9_000))
+            .await
+            .unwrap();
         let ids = |v: Vec<IpBlock>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.active_blocks(Timestamp(3_000), 100).await.unwrap()), ["b2", "b1"]);
-        s.insert_block(&block("b3", "203.0.113.7/32", 6_000, 7_000)).await.unwrap();
-        assert_eq!(ids(s.active_blocks(Timestamp(6_500), 100).await.unwrap()), ["b3", "b2"]);
-        assert_eq!(ids(s.active_blocks(Timestamp(6_500), 1).await.unwrap()), ["b3"]);
+        assert_eq!(
+            ids(s.active_blocks(Timestamp(3_000), 100).await.unwrap()),
+            ["b2", "b1"]
+        );
+        s.insert_block(&block("b3", "203.0.113.7/32", 6_000, 7_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(s.active_blocks(Timestamp(6_500), 100).await.unwrap()),
+            ["b3", "b2"]
+        );
+        assert_eq!(
+            ids(s.active_blocks(Timestamp(6_500), 1).await.unwrap()),
+            ["b3"]
+        );
         // Expired and lifted blocks still count as the offender's record.
-        assert_eq!(s.block_count("203.0.113.7/32", Timestamp(0)).await.unwrap(), 2);
-        assert_eq!(s.block_count("203.0.113.7/32", Timestamp(5_000)).await.unwrap(), 1);
+        assert_eq!(
+            s.block_count("203.0.113.7/32", Timestamp(0)).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            s.block_count("203.0.113.7/32", Timestamp(5_000))
+                .await
+                .unwrap(),
+            1
+        );
         assert!(s.lift_block("b2", Timestamp(6_600)).await.unwrap());
-        assert!(!s.lift_block("b2", Timestamp(6_600)).await.unwrap(), "already lifted");
-        assert!(!s.lift_block("b1", Timestamp(6_600)).await.unwrap(), "already expired");
-        assert_eq!(ids(s.active_blocks(Timestamp(6_700), 100).await.unwrap()), ["b3"]);
+        assert!(
+            !s.lift_block("b2", Timestamp(6_600)).await.unwrap(),
+            "already lifted"
+        );
+        assert!(
+            !s.lift_block("b1", Timestamp(6_600)).await.unwrap(),
+            "already expired"
+        );
+        assert_eq!(
+            ids(s.active_blocks(Timestamp(6_700), 100).await.unwrap()),
+            ["b3"]
+        );
         let b = &s.active_blocks(Timestamp(6_700), 100).await.unwrap()[0];
         assert_eq!(b, &block("b3", "203.0.113.7/32", 6_000, 7_000));
+    }
+);
+
+both!(
+    shared_buckets_follow_gcra_across_callers,
+    |s: SqlStore, _url: String| async move {
+        let minute = std::time::Duration::from_secs(60);
+        let interval = minute / 6; // 6 a minute
+        let t0 = 50_000_000;
+        // A burst of 3, then refused with the wait for the next token.
+        for i in 0..3 {
+            assert_eq!(
+                s.take_rate_token("k", Timestamp(t0 + i), interval, 3)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        let wait = s
+            .take_rate_token("k", Timestamp(t0 + 3), interval, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            wait > std::time::Duration::from_secs(9) && wait <= interval,
+            "{wait:?}"
+        );
+        assert_eq!(
+            s.take_rate_token("other", Timestamp(t0 + 3), interval, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        // One token comes back per interval.
+        assert_eq!(
+            s.take_rate_token("k", Timestamp(t0 + 10_001), interval, 3)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(s
+            .take_rate_token("k", Timestamp(t0 + 10_002), interval, 3)
+            .await
+            .unwrap()
+            .is_some());
+        // Full buckets are forgotten.
+        assert_eq!(
+            s.purge_rate_buckets(Timestamp(t0 + 3_600_000))
+                .await
+                .unwrap(),
+            2
+        );
     }
 );

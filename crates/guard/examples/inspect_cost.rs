@@ -1,0 +1,83 @@
+//! Prints the median and p99 time to inspect typical API requests (and, for
+//! contrast, attacks), as JSON, for `bench/run guard`.
+//!
+//! Usage: inspect_cost [ITERATIONS]
+
+use std::time::Instant;
+
+use rampart_guard::inspect::Request;
+use rampart_guard::Inspector;
+
+fn main() {
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let ins = Inspector::new();
+    let ua: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+    let cookie: &[u8] = b"__Host-rampart_session=Qm9vdHN0cmFwLXNlc3Npb24tdG9rZW4tZm9yLWJlbmNo";
+    let login = br#"{"email":"jane.doe@example.com","password":"Quartz-Lantern-97-Ferry"}"#;
+    let record = br#"{"name":"Ann Lee","email":"ann@example.com","phone":"+44 20 7946 0958","notes":"Prefers email; call after 5pm. Order #1042 shipped.","tags":["vip","uk"],"credit":1250}"#;
+    let typical: Vec<Request<'_>> = vec![
+        Request {
+            path: "/api/v1/me",
+            headers: vec![("user-agent", ua), ("cookie", cookie)],
+            ..Default::default()
+        },
+        Request {
+            path: "/api/v1/collections/customers/records",
+            query: Some("filter=name%20%3D%20%22Ann%20Lee%22&limit=20"),
+            headers: vec![
+                ("user-agent", ua),
+                ("referer", b"https://app.example.com/customers"),
+            ],
+            ..Default::default()
+        },
+        Request {
+            path: "/api/v1/auth/login",
+            headers: vec![("user-agent", ua)],
+            content_type: Some("application/json"),
+            body: Some(login),
+            ..Default::default()
+        },
+        Request {
+            path: "/api/v1/collections/customers/records",
+            headers: vec![("user-agent", ua), ("cookie", cookie)],
+            content_type: Some("application/json"),
+            body: Some(record),
+            ..Default::default()
+        },
+    ];
+    let attacks: Vec<Request<'_>> = vec![
+        Request {
+            path: "/api/v1/search",
+            query: Some("q=1%27%20UNION%20SELECT%20password%20FROM%20users--"),
+            ..Default::default()
+        },
+        Request {
+            path: "/api/v1/comments",
+            content_type: Some("application/json"),
+            body: Some(br#"{"text":"<img src=x onerror=alert(document.cookie)>"}"#),
+            ..Default::default()
+        },
+    ];
+    let measure = |reqs: &[Request<'_>]| {
+        let mut times = Vec::with_capacity(iterations);
+        for i in 0..iterations {
+            let r = &reqs[i % reqs.len()];
+            let t = Instant::now();
+            let v = ins.inspect(r, true, true);
+            times.push(t.elapsed().as_nanos() as f64 / 1000.0);
+            std::hint::black_box(v);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        (times[times.len() / 2], times[times.len() * 99 / 100])
+    };
+    // Warm up caches and the regex engine's lazy DFA.
+    measure(&typical);
+    let (median, p99) = measure(&typical);
+    let (attack_median, attack_p99) = measure(&attacks);
+    println!(
+        "{{\"typical_median_us\": {median:.2}, \"typical_p99_us\": {p99:.2}, \"attack_median_us\": {attack_median:.2}, \"attack_p99_us\": {attack_p99:.2}}}"
+    );
+}
