@@ -24,6 +24,8 @@ pub enum Part {
     UserAgent,
     Cookie,
     Body,
+    /// A file name: an upload header's value or a multipart `filename=`.
+    Filename,
 }
 
 impl Part {
@@ -35,6 +37,7 @@ impl Part {
             Part::UserAgent => "user_agent",
             Part::Cookie => "cookie",
             Part::Body => "body",
+            Part::Filename => "filename",
         }
     }
 }
@@ -142,6 +145,8 @@ enum Scope {
     UserAgent,
     /// Values that are, or are named like, URLs.
     UrlLike,
+    /// File names.
+    Filename,
 }
 
 struct Rule {
@@ -215,14 +220,14 @@ const RULES: &[Rule] = &[
         category: Category::Sqli,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\[\s*\$(?:ne|gt|gte|lt|lte|regex|where|exists|nin|in|or|and|expr)\s*\]|\x22\$(?:where|ne|gt|regex|expr|function|accumulator)\x22\s*:|\bdb\.\w+\.(?:find|insert|drop)\w*\s*\(|this\.\w+\s*==",
+        pattern: r"\[\s*\$(?:ne|gt|gte|lt|lte|regex|where|exists|nin|in|or|and|expr)\s*\]|\x22\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|exists|regex|expr|function|accumulator|or|and|not|nor|elemmatch|type|size|all|mod|text|jsonschema|lookup|merge|out)\x22\s*:|\bdb\.\w+\.(?:find|insert|drop)\w*\s*\(|this\.\w+\s*==",
     },
     Rule {
         name: "ldap.injection",
         category: Category::Sqli,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\*\)\s*\(\s*[|&!]|\)\s*\(\s*\|\s*\(|\(\s*[|&]\s*\(\s*\w+\s*=\s*\*|^\*\)\(|\(objectclass=\*\)",
+        pattern: r"\*\)\s*!?\(\s*[|&!]?|\)\s*\(\s*\|\s*\(|\(\s*[|&]\s*\(\s*\w+\s*=\s*\*|^\*\)\(|\(objectclass=\*\)|\)\s*[&|]?\s*\(\s*!?\s*\w+\s*[<>~]?=|\)\s*!\s*\(",
     },
     // Cross-site scripting beyond what the tokeniser sees.
     Rule {
@@ -280,7 +285,7 @@ const RULES: &[Rule] = &[
         category: Category::Traversal,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:^|[\\/])(?:etc[\\/](?:passwd|shadow|group|hosts|issue|crontab|sudoers)|proc[\\/](?:self|\d+)[\\/]\w+|windows[\\/](?:win\.ini|system32)|boot\.ini|winnt[\\/]|\.ssh[\\/]|var[\\/]log[\\/])|\bc:[\\/]+(?:windows|inetpub|boot\.ini)\b",
+        pattern: r"(?:^|[\\/])(?:etc[\\/](?:passwd|shadow|group|gshadow|hosts|hostname|issue|crontab|cron\.d|sudoers|subuid|subgid|ssh|mysql|nginx|apache2|httpd|php\d?|resolv\.conf|fstab|profile|motd|environment|security|ld\.so)|proc[\\/](?:self|\d+|net|version|cpuinfo|meminfo|mounts|sched_debug)(?:[\\/]|$)|windows[\\/](?:win\.ini|system32|system\.ini)|boot\.ini|winnt[\\/]|\.ssh[\\/]|\.(?:bash_history|bashrc|zsh_history|mysql_history|psql_history|netrc|pgpass|git-credentials)\b|\.aws[\\/]credentials|\.kube[\\/]config|\.docker[\\/]config|root[\\/]\.|var[\\/]log[\\/]|var[\\/]run[\\/]secrets)|\bc:[\\/]+(?:windows|inetpub|boot\.ini)\b",
     },
     Rule {
         name: "traversal.wrapper",
@@ -302,7 +307,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:[;|`\n]|&&|\|\||\$\(|\$\{ifs\})\s*(?:/(?:usr/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|python[23]?|perl|ruby|php|ping|nslookup|dig|powershell|pwsh|cmd(?:\.exe)?|echo|rm|chmod|chown|sleep|ifconfig|ipconfig|net|type|dir|telnet|nmap|timeout|env|printenv|kill|reboot|shutdown|sudo|su|crontab|tftp|busybox|xterm|base64|head|tail|more|less|find|awk|sed)(?:\s|$|[;|&<>`)'\x22])",
+        pattern: r"(?:[;|`\n]|&&|\|\||\$\(|\$\{ifs\})\s*(?:/(?:usr/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|python[23]?|perl|ruby|php|ping|nslookup|powershell|pwsh|cmd(?:\.exe)?|chmod|chown|ifconfig|ipconfig|telnet|nmap|printenv|sudo|crontab|tftp|busybox|xterm|base64|awk|sed|uptime|netstat|ps)(?:\s|$|[;|&<>`)'\x22])|(?:[;|`\n]|&&|\|\||\$\()\s*(?:echo|rm|more|less|head|tail|find|type|dir|net|env|kill|timeout|sleep|reboot|shutdown|su|dig|id|cat|ls|ps)\s+(?:-{1,2}[a-z]|[/~$%]|['\x22]/|\w+\s*[|>])|(?:[;|`\n]|&&|\|\||\$\()\s*/(?:usr/)?s?bin/\w+",
     },
     Rule {
         name: "command.substitution",
@@ -386,6 +391,177 @@ const RULES: &[Rule] = &[
         scope: Scope::Any,
         pattern: r"[\r\n]\s*(?:set-cookie|location|content-(?:type|length)|refresh|x-[a-z-]+|access-control-[a-z-]+|http/\d)\s*:?",
     },
+    // SQL: calls of functions only an attack makes, PostgreSQL casts of a
+    // quoted value, and a quote followed by an operator keyword.
+    Rule {
+        name: "sqli.dangerous_function",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\b(?:benchmark|sleep|pg_sleep|load_file|extractvalue|updatexml|utl_inaddr|utl_http|dbms_\w+|xp_\w+|sys_eval|sys_exec|lo_import|lo_export|lo_get|pg_read_file|pg_ls_dir|sqlite_version|randomblob|make_set|elt|geometrycollection|multipoint|polygon|exp\s*\(\s*~)\s*\(|\binto\s+(?:out|dump)file\b",
+    },
+    Rule {
+        name: "sqli.cast_of_quote",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"['\x22]\s*::\s*(?:text|int\d?|integer|bool(?:ean)?|jsonb?|varchar|char|regclass|oid|numeric|bytea)\b",
+    },
+    Rule {
+        name: "sqli.quote_operator",
+        category: Category::Sqli,
+        score: ERROR,
+        scope: Scope::Values,
+        pattern: r"['\x22`]\s*(?:not\s+)?(?:collate|glob|regexp|rlike|notnull|isnull|is\s+(?:not\s+)?(?:null|true|false|unknown)|between|sounds\s+like|xor|div|mod)\b",
+    },
+    // Java, .NET and PHP object injection; expression languages.
+    Rule {
+        name: "sqli.function_name",
+        category: Category::Sqli,
+        score: WARNING,
+        scope: Scope::Values,
+        pattern: r"\b(?:ascii|char|chr|concat(?:_ws)?|group_concat|mid|substr(?:ing)?|length|md5|sha1|ord|hex|unhex|database|version|current_user|system_user|session_user|schema|count|cast|convert|ifnull|nullif|coalesce|instr|locate|position|left|right|reverse|lower|upper|json_\w+|row_to_json|array_agg|string_agg|xmltype|to_char)\s*\(",
+    },
+    Rule {
+        name: "sqli.statement",
+        category: Category::Sqli,
+        score: ERROR,
+        scope: Scope::Values,
+        pattern: r"\b(?:create|alter|drop|truncate|rename)\s+(?:table|database|schema|user|view|procedure|function|index|trigger)\b|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|immediate\b)|\bhaving\s+\d+\s*[=<>]|\bselect\b[^\n]{0,80}\bfrom\b[^\n]{0,80}\bwhere\b|\binsert\s+into\b[^\n]{0,80}\bvalues\b|\bdelete\s+from\b|\bupdate\s+\w+\s+set\b|\border\s+by\s+\d+\s*(?:--|#|/\*)",
+    },
+    Rule {
+        name: "sqli.quote_logic",
+        category: Category::Sqli,
+        score: ERROR,
+        scope: Scope::Values,
+        pattern: r"(?:\\?['\x22`])\s*(?:and|or|xor|&&|\|\|)\s*(?:['\x22`\d(]|not\b|true\b|false\b|null\b)",
+    },
+    Rule {
+        name: "crlf.request_in_value",
+        category: Category::Crlf,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\b(?:get|post|put|delete|head|options|connect|trace|patch)\s+(?:/|https?://)\S*\s+http/\d",
+    },
+    Rule {
+        name: "php.variable_call",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\$\$?\{?[@$]?[a-z_]\w*(?:->\w+)?\}?\s*\(\s*[\w'\x22$]*\s*\)|\$\{\s*[@$][^}]{0,40}\}\s*\(",
+    },
+    Rule {
+        name: "java.class_reference",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b(?:java\.(?:lang|io|net|nio|util|beans|rmi|security)\.[a-z]|javax\.(?:script|naming|management|xml)\.|com\.sun\.|sun\.misc\.|org\.apache\.(?:commons|xalan|xbean|tomcat|catalina|struts|velocity)|org\.springframework\.|org\.omg\.|org\.codehaus\.groovy|org\.mozilla\.javascript|bsh\.interpreter|(?:invoker|instantiate|clone|constant|chained|map)transformer|(?:prototype(?:clone|serialization)|instantiate)factory|(?:while|for)closure|processbuilder|getruntime\s*\(|classloader|ognlcontext|#_memberaccess|@java\.|system\.diagnostics\.process|system\.runtime\.serialization)",
+    },
+    Rule {
+        name: "java.serialized_object",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\bro0ab|\xac\xed\x00\x05|\baced0005|\bh4siaaaaaaaa",
+    },
+    Rule {
+        name: "php.code",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"<\?\s*(?:php\b|=)|<\?\s|\{php\}|\$_(?:get|post|cookie|request|server|files|env|session|globals)\b|\b(?:base64_decode|shell_exec|passthru|proc_open|popen|fsockopen|pfsockopen|create_function|call_user_func(?:_array)?|gzinflate|gzuncompress|str_rot13|file_get_contents|file_put_contents|fwrite|unserialize|phpinfo|preg_replace|assert|highlight_file|show_source|php_uname|getenv|ini_set|set_time_limit|posix_\w+|pcntl_\w+|array_map|array_filter|usort|get_defined_vars|get_defined_functions|bzdecompress|gethostbyname|register_shutdown_function|parse_str|putenv|symlink|readfile|scandir|opendir|move_uploaded_file|mb_ereg_replace|escapeshellcmd|escapeshellarg)\s*\(|\b[oca]:\d+:[\x22{]|php://|\bzlib\.inflate\b",
+    },
+    Rule {
+        name: "php.script_filename",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Filename,
+        pattern: r"\.(?:php\d?|phtml|pht|phar|phps|jsp|jspx|jsw|jsv|asp|aspx|asmx|ashx|cer|asa|cgi|pl|py|rb|sh|bash|exe|dll|bat|cmd|com|scr|vbs|ps1|htaccess|shtml?)(?:[.\s;:/\x00]|$)",
+    },
+    Rule {
+        name: "js.injection",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\bwhile\s*\(\s*[!+~-]*\s*(?:0|1|true|undefined|\[\]|\{\})\s*\)|\bprocess\.(?:mainmodule|binding|env|kill|exit)\b|\bchild_process\b|\brequire\s*\(\s*['\x22`]|\bmodule\.exports\s*=|\bconstructor\s*\(\s*['\x22`]|\bfunction\s*\(\s*\)\s*\{|=>\s*\{[^}]*\bprocess\b|\bglobal\.process\b|\bthis\.constructor\b|\bnew\s+function\b|\bimport\s*\(\s*['\x22`]",
+    },
+    Rule {
+        name: "js.prototype_pollution",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"__proto__|\bconstructor\s*(?:\.|\[\s*['\x22]?)\s*prototype\b|\bprototype\s*\[\s*['\x22]?\w+['\x22]?\s*\]\s*=",
+    },
+    Rule {
+        name: "perl.interpolation",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"@\{\s*\[|\bcore::\w+\s*\(|\bqx\s*[({/]|\bsystem\s*\(\s*qq",
+    },
+    Rule {
+        name: "command.powershell",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b(?:invoke-expression|invoke-webrequest|invoke-restmethod|invoke-command|start-process|new-object\s+(?:system\.)?net\.webclient|downloadstring|downloadfile|set-executionpolicy|get-wmiobject|get-childitem|remove-item|iex\s*\(|\[system\.convert\]::frombase64string)",
+    },
+    Rule {
+        name: "command.windows_batch",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*\x22|%\S+%|\(\S+\)|\S+)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:?\w+|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
+    },
+    Rule {
+        name: "command.glob_path",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"(?:^|[\s;|&`'\x22(=])/[\w.\[\]?*-]*[?*\[][\w.\[\]?*-]*/[\w.\[\]?*-]+|(?:^|[\s;|&`'\x22(=])/(?:bin|sbin|usr|etc|tmp|dev|proc|var)/[\w.-]*[?*][\w.?*-]*",
+    },
+    Rule {
+        name: "command.glob_file",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"(?:^|[\s;|&`'\x22(=])/[\w.-]+/[\w.-]*(?:\[[^\]/\s]+\]|\*)[\w.\[\]*!-]*",
+    },
+    Rule {
+        name: "command.leading_command",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"^\s*(?:sudo\s+|nohup\s+|strace\s+|time\s+|env\s+|exec\s+)*(?:ifconfig|ipconfig|whoami|uname|wget|curl|ncat|netcat|nmap|telnet|ssh|scp|rsync|chmod|chown|chgrp|sudo|passwd|useradd|adduser|usermod|userdel|visudo|crontab|nohup|strace|ltrace|gdb|perf|python[23]?(?:\.\d+)?|perl|ruby|php|node|npm|npx|pip3?|gem|bash|zsh|ksh|dash|tcsh|busybox|ansible(?:-[a-z]+)?|chef-[a-z]+|knife|puppet|kubectl|docker|podman|systemctl|journalctl|iptables|nft|mkfifo|xxd|openssl|powershell|pwsh|cscli|killall|pkill|tcpdump|socat|base64|certutil|netstat|ss|lsof|dmesg|mknod|insmod|modprobe|setfacl|getfacl|nslookup|dig|host|traceroute|ping)(?:\s+(?:-{1,2}[a-z]|[/~.]|[a-z][\w.-]*\s*$|(?:ifconfig|whoami|uname|id|who|ls|cat|ps|pwd|env|sh|bash|all|install|list|dump|decrypt|plugin|collection|config|version)\b)|\s*$)",
+    },
+    Rule {
+        name: "command.shell_escape",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"(?:^|[\s;|&])(?:vi|vim|ex|gdb|less|more|man|ftp|awk|find|nmap|perl|python\d?|ruby|lua|tar|zip|git|env|flock|nohup|nice|timeout|xargs|strace|busybox)\s+[^\n]*(?:\\?!\s*[a-z/]|-exec\b|--interactive|-c\s*['\x22]?(?:import|system|exec|os\.|:!))",
+    },
+    Rule {
+        name: "xss.utf7",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\+ad[w4]-",
+    },
+    Rule {
+        name: "xss.global_bracket_access",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b(?:document|window|self|top|parent|frames|globalthis|location)\s*\)?\s*\[\s*['\x22`]|\[\s*['\x22]constructor['\x22]\s*\]",
+    },
+    Rule {
+        name: "rfi.userinfo_host",
+        category: Category::Ssrf,
+        score: CRITICAL,
+        scope: Scope::UrlLike,
+        pattern: r"^[a-z][a-z0-9+.-]*://[^/?#\s]*@",
+    },
     // Scanners and probes.
     Rule {
         name: "scanner.user_agent",
@@ -399,7 +575,7 @@ const RULES: &[Rule] = &[
         category: Category::Probe,
         score: CRITICAL,
         scope: Scope::Path,
-        pattern: r"/\.(?:env|git|svn|hg|bzr|aws|ssh|docker|npmrc|htaccess|htpasswd|ds_store|idea|vscode|well-known/(?:openid|jwks)\w*\.php)(?:[/.]|$)|/(?:wp-admin|wp-login\.php|wp-content|wp-includes|wp-config|xmlrpc\.php|phpmyadmin|pma|myadmin|adminer|server-status|server-info|actuator|jmx-console|web-console|manager/html|cgi-bin|solr/admin|telescope|_profiler|elmah\.axd|trace\.axd|web\.config|config\.(?:php|json|yml|yaml)|(?:backup|dump|db|database|site|www)\.(?:sql|zip|tar|tgz|gz|bak|7z|rar))(?:[/.?]|$)|\.(?:bak|old|orig|swp|save|sql|mdb|sqlite|php|asp|aspx|jsp|cgi|pl|cfm)(?:$|[?;])",
+        pattern: r"/\.(?:[a-z0-9_][a-z0-9_.-]*)(?:[/?;]|$)|/(?:wp-admin|wp-login\.php|wp-content|wp-includes|wp-config|xmlrpc\.php|phpmyadmin|pma|myadmin|adminer|server-status|server-info|actuator|jmx-console|web-console|manager/html|cgi-bin|solr/admin|telescope|_profiler|elmah\.axd|trace\.axd|web\.config|config\.(?:php|json|yml|yaml)|(?:backup|dump|db|database|site|www)\.(?:sql|zip|tar|tgz|gz|bak|7z|rar))(?:[/.?]|$)|\.(?:bak|old|orig|swp|save|sql|mdb|sqlite|php|asp|aspx|jsp|cgi|pl|cfm)(?:$|[?;])",
     },
 ];
 
@@ -525,6 +701,14 @@ impl Inspector {
                         }
                     }
                     "user-agent" => self.value(&value, Part::UserAgent, false, &mut v, &mut budget),
+                    n if n.contains("filename")
+                        || n.contains("file-name")
+                        || n.contains("file_name")
+                        || n.contains("file.name") =>
+                    {
+                        self.value(&value, Part::Filename, false, &mut v, &mut budget);
+                        self.value(&value, Part::Header, false, &mut v, &mut budget);
+                    }
                     "referer" | "origin" => {
                         self.value(&value, Part::Header, false, &mut v, &mut budget)
                     }
@@ -544,7 +728,10 @@ impl Inspector {
         // The whole path for probes, then each segment as a value.
         let decoded = percent(path);
         let lower = decoded.to_lowercase();
-        self.rules_on(&lower, Part::Path, false, v);
+        // RFC 8615 names live under `/.well-known/`; other dot-segments are
+        // probes for files no API serves.
+        let probe = lower.strip_prefix("/.well-known/").unwrap_or(&lower);
+        self.rules_on(probe, Part::Path, false, v);
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             self.value(seg, Part::Path, false, v, budget);
         }
@@ -597,13 +784,25 @@ impl Inspector {
                     let (head, content) = part.split_once("\r\n\r\n").unwrap_or(("", part));
                     // Part headers (names, filenames) are attacker-chosen too.
                     self.value(head, Part::Body, false, v, budget);
+                    if let Some(name) = head.split("filename=").nth(1) {
+                        let name = name
+                            .split(['\r', '\n', ';'])
+                            .next()
+                            .unwrap_or("")
+                            .trim_matches('"');
+                        self.value(name, Part::Filename, false, v, budget);
+                    }
                     let content = content.strip_suffix("\r\n").unwrap_or(content);
                     self.value(content, Part::Body, false, v, budget);
                 }
                 return;
             }
         }
-        // XML, plain text, or anything else: the text as one value.
+        // XML, plain text, or anything else: the text as one value, and,
+        // when it reads like a form, as its fields too.
+        if !ct.contains("xml") && text.contains('=') && !text.trim_start().starts_with('<') {
+            self.form(&text, Part::Body, v, budget);
+        }
         self.value(&text, Part::Body, false, v, budget);
     }
 
@@ -663,7 +862,7 @@ impl Inspector {
             return;
         }
         *budget -= 1;
-        if plain(raw) && !matches!(part, Part::UserAgent) && base64ish(raw).is_none() {
+        if plain(raw) {
             return;
         }
         let mut seen: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
@@ -749,6 +948,7 @@ impl Inspector {
                 // Only values the server might fetch: not headers such as
                 // Origin and Referer, which name the site itself.
                 Scope::UrlLike => url_like && matches!(part, Part::Query | Part::Body),
+                Scope::Filename => matches!(part, Part::Filename),
             };
             if applies {
                 v.add(rule.name, rule.category, part, rule.score);
@@ -757,11 +957,10 @@ impl Inspector {
     }
 }
 
-/// Nothing an attack can be made of: letters, digits and a few separators.
+/// Nothing an attack can be made of: a short run of letters and digits
+/// (ids, numbers, words) that is not a class name or encoded text.
 fn plain(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':' | b'+' | b',')
-    }) && !s.contains("..")
+    s.len() <= 10 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn percent(s: &str) -> Cow<'_, str> {
@@ -820,6 +1019,21 @@ fn decodings(s: &str) -> Vec<String> {
     if let Some(d) = base64ish(s) {
         out.push(d);
     }
+    // Fullwidth and other compatibility forms (`＜script＞`, `①②⑦`) as the
+    // ASCII they stand for.
+    if !s.is_ascii() {
+        use unicode_normalization::UnicodeNormalization;
+        let d: String = s.nfkc().collect();
+        if d != s {
+            out.push(d);
+        }
+    }
+    // Shell evasions: empty expansions (`$u`, `$@`, `${x}`) and `${IFS}`.
+    if s.contains('$') {
+        if let Some(d) = shell_normalised(s) {
+            out.push(d);
+        }
+    }
     // Shell and SQL obfuscation: quotes and backslashes inside words
     // (`c'a't`, `w\ho\am\i`), and SQL comments as spaces.
     if s.contains("/*") {
@@ -835,6 +1049,49 @@ fn decodings(s: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// `c$@at /e$u/pa${x}sswd` → `cat /e/passwd`…, `cat${IFS}x` → `cat x`.
+fn shell_normalised(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut changed = false;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let lower = after.to_ascii_lowercase();
+        let skip = if lower.starts_with("{ifs}") {
+            out.push(' ');
+            5
+        } else if lower.starts_with("ifs") {
+            out.push(' ');
+            3
+        } else if after.starts_with(['@', '*']) {
+            1
+        } else if after.starts_with('{')
+            && after[1..].find('}').is_some_and(|j| {
+                j <= 8
+                    && after[1..1 + j]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        {
+            after[1..].find('}').unwrap_or(0) + 2
+        } else if after.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !after[1..].starts_with(|c: char| {
+                c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == '{'
+            })
+        {
+            1
+        } else {
+            out.push('$');
+            0
+        };
+        changed |= skip > 0;
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 fn strip_sql_comments(s: &str) -> String {
