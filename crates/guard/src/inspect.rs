@@ -633,6 +633,8 @@ const SECRET_KEYS: &[&str] = &[
 
 pub struct Inspector {
     set: regex::bytes::RegexSet,
+    /// Values worth the SQL tokeniser.
+    sqlish: regex::bytes::Regex,
 }
 
 impl fmt::Debug for Inspector {
@@ -675,7 +677,14 @@ impl Inspector {
             .dfa_size_limit(64 << 20)
             .build()
             .expect("inspection rules compile");
-        Self { set }
+        let sqlish = regex::bytes::RegexBuilder::new(
+            r"['\x22`#;=<>(|&]|--|/\*|\b(?:or|and|xor|not|union|select|having|order|group|insert|update|delete|drop|exec|execute|waitfor|sleep|benchmark|like|rlike|regexp|between|case|when|limit|procedure|into|from|where|null|is)\b",
+        )
+        .case_insensitive(true)
+        .unicode(false)
+        .build()
+        .expect("SQL pre-check compiles");
+        Self { set, sqlish }
     }
 
     /// Inspects the head (path, query, headers, cookies) and/or the body.
@@ -889,12 +898,10 @@ impl Inspector {
             return;
         }
         let bytes = s.as_bytes();
-        if bytes.iter().any(|b| {
-            matches!(
-                b,
-                b'\'' | b'"' | b'`' | b'-' | b'#' | b'/' | b'(' | b')' | b';' | b'=' | b' '
-            )
-        }) {
+        // The tokenisers are the dearest part of inspection: run each only
+        // on values that could hold what it looks for (SQL needs punctuation
+        // or a keyword; markup needs `<`, or a quote and `=`).
+        if self.sqlish.is_match(bytes) {
             let sqli = libinjectionrs::detect_sqli(bytes);
             if sqli.is_injection() {
                 // A fingerprint of numbers, words and operators alone
@@ -919,9 +926,8 @@ impl Inspector {
                 }
             }
         }
-        let markup = bytes
-            .iter()
-            .any(|b| matches!(b, b'<' | b'=' | b'"' | b'\''));
+        let quoted = bytes.iter().any(|b| matches!(b, b'"' | b'\'' | b'`'));
+        let markup = bytes.contains(&b'<') || (quoted && bytes.contains(&b'='));
         if markup && libinjectionrs::detect_xss(bytes).is_injection() {
             v.add("xss.libinjection", Category::Xss, part, CRITICAL);
         }
