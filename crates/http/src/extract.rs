@@ -194,8 +194,28 @@ impl FromRequestParts<AppState> for Authed {
             ));
         }
         let (session, account) = state.auth.authenticate(&token).await?;
+        count_once(parts, state, account.id.as_str())?;
         Ok(Authed { session, account })
     }
+}
+
+/// Marks a request already counted against its account's rate limit, so
+/// extractors built on one another count it once.
+#[derive(Clone, Copy)]
+struct AccountCounted;
+
+fn count_once(parts: &mut Parts, state: &AppState, key: &str) -> Result<(), ApiError> {
+    if parts.extensions.get::<AccountCounted>().is_some() {
+        return Ok(());
+    }
+    parts.extensions.insert(AccountCounted);
+    let group = parts
+        .extensions
+        .get::<crate::guard::Group>()
+        .copied()
+        .unwrap_or(crate::guard::Group::Api);
+    let ctx = parts.extensions.get::<RequestContext>();
+    state.guard.check_account(group, key, ctx)
 }
 
 /// A request whose session proved its owner recently (at login or by a
@@ -291,6 +311,7 @@ impl FromRequestParts<AppState> for Caller {
                         return Err(e.into());
                     }
                 };
+                count_once(parts, state, &format!("key:{}", key.id))?;
                 return Ok(Caller(Principal::ApiKey(key)));
             }
         }

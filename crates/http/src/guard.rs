@@ -28,7 +28,6 @@ use rampart_guard::net::{parse_net, rate_key};
 use rampart_guard::rate::{Limiter, Rate};
 use rampart_guard::{Inspector, NetList, Verdict};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::middleware::{too_large, RequestContext};
@@ -154,9 +153,9 @@ pub struct GroupConfig {
     pub deny: Vec<String>,
     pub ip_per_minute: Option<u32>,
     pub ip_burst: Option<u32>,
-    /// Per session token or API key.
-    pub credential_per_minute: Option<u32>,
-    pub credential_burst: Option<u32>,
+    /// Per account (all its sessions together), or per API key.
+    pub account_per_minute: Option<u32>,
+    pub account_burst: Option<u32>,
     /// Inspection of the path, query, headers and cookies.
     pub inspect: Option<Mode>,
     /// Inspection of the body.
@@ -166,7 +165,7 @@ pub struct GroupConfig {
 /// The defaults of one group: sign-in is tight, reads are generous.
 struct GroupDefaults {
     ip: (u32, u32),
-    credential: (u32, u32),
+    account: (u32, u32),
     inspect_body: Mode,
 }
 
@@ -174,24 +173,24 @@ fn defaults(g: Group) -> GroupDefaults {
     match g {
         Group::Auth => GroupDefaults {
             ip: (60, 20),
-            credential: (60, 20),
+            account: (60, 20),
             inspect_body: Mode::Block,
         },
         Group::Admin => GroupDefaults {
             ip: (300, 100),
-            credential: (300, 100),
+            account: (300, 100),
             inspect_body: Mode::Block,
         },
         // Stored data is kept safe by bound parameters and output encoding;
         // a note that quotes an attack is not one. Opt in per collection.
         Group::Data => GroupDefaults {
             ip: (1200, 300),
-            credential: (1200, 300),
+            account: (1200, 300),
             inspect_body: Mode::Detect,
         },
         Group::Api => GroupDefaults {
             ip: (1200, 300),
-            credential: (1200, 300),
+            account: (1200, 300),
             inspect_body: Mode::Block,
         },
     }
@@ -221,7 +220,7 @@ impl GuardConfig {
             list(&format!("{}.deny", g.as_str()), &c.deny)?;
             for (what, per, burst) in [
                 ("ip", c.ip_per_minute, c.ip_burst),
-                ("credential", c.credential_per_minute, c.credential_burst),
+                ("account", c.account_per_minute, c.account_burst),
             ] {
                 if per.unwrap_or(1) > 0 && burst == Some(0) {
                     return Err(format!(
@@ -267,7 +266,7 @@ struct GroupRules {
     deny: NetList,
     ip_rate: Option<Rate>,
     ip: Option<Limiter<IpAddr>>,
-    credential: Option<Limiter<[u8; 16]>>,
+    account: Option<Limiter<String>>,
     inspect: Mode,
     inspect_body: Mode,
 }
@@ -347,7 +346,7 @@ impl Guard {
                         burst: c.ip_burst.unwrap_or(d.ip.1).max(1),
                     }),
                     ip: limiter(c.ip_per_minute, c.ip_burst, d.ip),
-                    credential: limiter(c.credential_per_minute, c.credential_burst, d.credential),
+                    account: limiter(c.account_per_minute, c.account_burst, d.account),
                     inspect: c.inspect.unwrap_or(Mode::Block),
                     inspect_body: c.inspect_body.unwrap_or(d.inspect_body),
                 })
@@ -436,7 +435,7 @@ impl Guard {
             if let Some(l) = &g.ip {
                 l.forget_idle();
             }
-            if let Some(l) = &g.credential {
+            if let Some(l) = &g.account {
                 l.forget_idle();
             }
         }
@@ -451,6 +450,34 @@ impl Guard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (start, _)| now - *start < window);
+    }
+
+    /// The per-account limit of the route group of `path`, checked by the
+    /// authenticating extractors once they know the account (`key`: an
+    /// account id, or `key:<id>` for an API key).
+    pub fn check_account(
+        self: &Arc<Self>,
+        group: Group,
+        key: &str,
+        ctx: Option<&RequestContext>,
+    ) -> Result<(), ApiError> {
+        let Some(l) = &self.groups[group.index()].account else {
+            return Ok(());
+        };
+        l.check(&key.to_owned()).map_err(|wait| {
+            let meta = RequestMeta {
+                ip: ctx.and_then(|c| c.ip.clone()),
+                user_agent: ctx.and_then(|c| c.user_agent.clone()),
+                request_id: ctx.map(|c| c.request_id.clone()),
+            };
+            self.spawn_event(
+                EventKind::RateLimited,
+                format!("rate.{}.account", group.as_str()),
+                meta,
+                None,
+            );
+            rate_limited_error(wait)
+        })
     }
 
     /// A token from the shared bucket; `None` when the database cannot be
@@ -786,34 +813,6 @@ fn refuse(status: StatusCode, code: &str, title: &str, detail: &str) -> Response
     ApiError::new(status, code, title, detail).into_response()
 }
 
-/// A key for a request's credential: the bearer token or the session
-/// cookie, hashed (the secret itself is never kept).
-fn credential_key(req: &Request) -> Option<[u8; 16]> {
-    let h = req.headers();
-    // Read exactly as the extractors read it: any case, trimmed.
-    let token = h
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned())
-        .or_else(|| {
-            h.get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|c| {
-                    c.trim()
-                        .strip_prefix(&format!("{}=", crate::extract::SESSION_COOKIE))
-                        .map(str::to_owned)
-                })
-        })?;
-    let digest = Sha256::digest(token.as_bytes());
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    Some(key)
-}
-
 /// The middleware. Runs inside `frame`, so refusals carry the request id
 /// and the security headers, and are logged.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -861,7 +860,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 "Requests from this address are blocked for a while after suspicious activity.",
             );
         }
-        // 2. Rate limits: per address (IPv6 by /64), then per credential.
+        // 2. Rate limits per address (IPv6 by /64). The per-account limit
+        // is applied once the account is known (`check_account`).
         if let Some(l) = &rules.ip {
             // This node's bucket first (a refusal costs nothing), then, for
             // sign-ins in shared mode, the bucket every node draws on.
@@ -887,18 +887,6 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             }
         }
     }
-    if let (Some(l), Some(key)) = (&rules.credential, credential_key(&req)) {
-        if let Err(wait) = l.check(&key) {
-            guard.spawn_event(
-                EventKind::RateLimited,
-                format!("rate.{}.credential", group.as_str()),
-                meta,
-                None,
-            );
-            return rate_limited(wait);
-        }
-    }
-
     // 3. Inspection of the head, then the body (read in full first, within
     // the body limit, so no handler answers before the request has arrived).
     let head_mode = rules.inspect;
@@ -920,7 +908,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             body_mode = Mode::Block;
         }
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // For the extractors: nested routers see the path without its prefix.
+    parts.extensions.insert(group);
     // Over HTTP/2 a body has neither Content-Length nor Transfer-Encoding:
     // ask the body itself.
     let has_body = !http_body::Body::is_end_stream(&body);
@@ -1070,6 +1060,10 @@ fn split_query(q: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
 }
 
 fn rate_limited(wait: Duration) -> Response {
+    rate_limited_error(wait).into_response()
+}
+
+fn rate_limited_error(wait: Duration) -> ApiError {
     let secs = wait.as_secs_f64().ceil() as u64;
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -1078,5 +1072,4 @@ fn rate_limited(wait: Duration) -> Response {
         format!("Slow down: try again in {secs} seconds."),
     )
     .with_retry_after(secs.max(1))
-    .into_response()
 }

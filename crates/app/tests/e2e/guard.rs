@@ -677,3 +677,32 @@ async fn shared_sign_in_limits_hold_across_nodes() {
     problem(r, 429, "rate_limited").await;
     problem(login(&a).await.unwrap(), 429, "rate_limited").await;
 }
+
+/// The per-account limit counts all of an account's sessions together (a
+/// second session is no second budget), and another account is unaffected.
+#[tokio::test]
+async fn the_account_limit_spans_sessions() {
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_GUARD__API__ACCOUNT_PER_MINUTE", "6")
+            .env("RAMPART_GUARD__API__ACCOUNT_BURST", "3"),
+    )
+    .await;
+    let first = s.user("busy@example.com").await;
+    let second = s.login("busy@example.com", STRONG).await;
+    let other = s.user("calm@example.com").await;
+    assert_eq!(s.get_auth("/api/v1/me", &first).await.status(), 200);
+    assert_eq!(s.get_auth("/api/v1/me", &second).await.status(), 200);
+    assert_eq!(s.get_auth("/api/v1/me", &first).await.status(), 200);
+    let r = s.get_auth("/api/v1/me", &second).await;
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429, "rate_limited").await;
+    assert_eq!(s.get_auth("/api/v1/me", &other).await.status(), 200);
+    // Other groups have their own budget.
+    assert_eq!(
+        s.get_auth("/api/v1/collections/none/records", &first)
+            .await
+            .status(),
+        404
+    );
+}

@@ -398,7 +398,7 @@ pub fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::
 pub fn guard_off() -> Vec<(String, String)> {
     let mut env = Vec::new();
     for group in ["ADMIN", "AUTH", "DATA", "API"] {
-        for what in ["IP", "CREDENTIAL"] {
+        for what in ["IP", "ACCOUNT"] {
             env.push((
                 format!("RAMPART_GUARD__{group}__{what}_PER_MINUTE"),
                 "0".to_owned(),
