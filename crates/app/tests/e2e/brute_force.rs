@@ -327,6 +327,22 @@ async fn the_owner_gets_in_with_the_emailed_unlock_code() {
         }
         s.post("/api/v1/auth/login", body)
     };
+    // Only the code's hash is stored: the database never holds the code.
+    for e in std::fs::read_dir(s.data_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("rampart.db")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(code.len()).any(|w| w == code.as_bytes()),
+                "unlock code in {}",
+                p.display()
+            );
+        }
+    }
     // Without the code, or with a made-up one, the lock holds.
     assert_eq!(login(STRONG, None).await.status(), 401);
     assert_eq!(login(STRONG, Some("not-the-code")).await.status(), 401);
