@@ -18,6 +18,21 @@ async fn status(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, V
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A data dir for a second node of `a`'s database: as every node must, it
+/// holds the same master key.
+fn second_node_dir(a: &TestServer) -> tempfile::TempDir {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir.path().join("data"))
+        .unwrap();
+    let key = dir.path().join("data").join("master.key");
+    std::fs::copy(a.data_dir().join("master.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    dir
+}
+
 async fn guard_events(s: &TestServer, kind: &str) -> Vec<Value> {
     let f = rampart_core::events::EventFilter {
         kind: rampart_core::events::EventKind::parse(kind),
@@ -338,18 +353,8 @@ async fn a_block_set_on_one_node_is_refused_by_another_within_two_seconds() {
         ..Options::default()
     })
     .await;
-    // Node b shares the database and, as every node must, the master key.
-    let dir = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir.path().join("data"))
-            .unwrap();
-        let key = dir.path().join("data").join("master.key");
-        std::fs::copy(a.data_dir().join("master.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    // Node b shares the database.
+    let dir = second_node_dir(&a);
     let b = TestServer::with(Options {
         db: Db::Postgres(url),
         dir: Some(dir),
@@ -645,17 +650,7 @@ async fn shared_sign_in_limits_hold_across_nodes() {
         ..Options::default()
     }))
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir.path().join("data"))
-            .unwrap();
-        let key = dir.path().join("data").join("master.key");
-        std::fs::copy(a.data_dir().join("master.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let dir = second_node_dir(&a);
     let b = TestServer::with(limits(Options {
         db: Db::Postgres(url),
         dir: Some(dir),
