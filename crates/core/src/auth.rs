@@ -734,14 +734,16 @@ impl AuthService {
             tracing::warn!(error = %e, "unlock code not stored");
             return;
         }
-        self.notify_owner(
+        self.send_notice(
             account,
             "Your account was locked",
             format!(
                 "Sign-ins to your account were stopped after {failures} wrong passwords in a row.\n\n\
                  If that was you, sign in with your password and this unlock code (valid for one hour, \
                  {UNLOCK_USES} tries):\n\n{}\n\n\
-                 Nobody without this code can sign in until the lock ends.",
+                 Nobody without this code can sign in until the lock ends. If the wrong \
+                 passwords were not yours, someone is guessing: once you are in, choose a new \
+                 password, and tell your administrator.\n",
                 code.expose_secret()
             ),
         );

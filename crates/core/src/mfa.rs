@@ -444,6 +444,16 @@ impl AuthService {
     /// Sends a security notice to the owner's email, without waiting and
     /// without failing the request: a relay that is down is logged.
     pub(crate) fn notify_owner(&self, account: &Account, subject: &str, body: String) {
+        self.send_notice(
+            account,
+            subject,
+            format!("{body}\n\nIf this was not you, change your password now and tell your administrator.\n"),
+        );
+    }
+
+    /// Sends `body` as it is (it carries its own advice), like
+    /// [`Self::notify_owner`].
+    pub(crate) fn send_notice(&self, account: &Account, subject: &str, body: String) {
         let notifier = self.mfa().notifier.clone();
         if !notifier.supports(Channel::Email) {
             return;
@@ -452,9 +462,7 @@ impl AuthService {
             channel: Channel::Email,
             to: account.email.as_str().to_owned(),
             subject: subject.to_owned(),
-            body: SecretString::new(format!(
-                "{body}\n\nIf this was not you, change your password now and tell your administrator.\n"
-            )),
+            body: SecretString::new(body),
         };
         let Ok(mut set) = self.notices.lock() else {
             return;

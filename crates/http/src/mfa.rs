@@ -179,7 +179,15 @@ pub async fn step_up(
     let until = state
         .auth
         .step_up(&authed.session, &authed.account, &proof, &meta)
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if matches!(
+                e,
+                rampart_core::Error::InvalidCredentials | rampart_core::Error::InvalidMfaCode
+            ) {
+                state.guard.auth_failed(meta.ip.as_deref(), &meta);
+            }
+        })?;
     Ok(Json(StepUpResponse {
         step_up_until: until.to_rfc3339(),
     }))

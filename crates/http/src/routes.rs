@@ -190,7 +190,12 @@ pub async fn change_password(
             &req.new_password,
             &meta,
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if matches!(e, rampart_core::Error::InvalidCredentials) {
+                state.guard.auth_failed(meta.ip.as_deref(), &meta);
+            }
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

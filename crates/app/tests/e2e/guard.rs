@@ -701,3 +701,37 @@ async fn the_account_limit_spans_sessions() {
         404
     );
 }
+
+/// Wrong current passwords (password change) and wrong step-up proofs count
+/// toward the address's failures like wrong sign-ins.
+#[tokio::test]
+async fn wrong_passwords_behind_a_session_count_toward_the_address_block() {
+    let s = TestServer::with(Options::default().env("RAMPART_GUARD__IP_FAILURES", "3")).await;
+    let token = s.user("guesser@example.com").await;
+    for _ in 0..2 {
+        let r = s
+            .post_auth(
+                "/api/v1/me/password",
+                &token,
+                json!({"current_password": "Not-The-Password-1", "new_password": "Amber-Lattice-Quay-58-Vole"}),
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = s
+        .post_auth(
+            "/api/v1/auth/step-up",
+            &token,
+            json!({"password": "Not-The-Password-2"}),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    let started = std::time::Instant::now();
+    while status(&s, "/api/v1/healthz", &[]).await.0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "address never blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

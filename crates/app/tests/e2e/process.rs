@@ -116,7 +116,16 @@ async fn loose_permissions_warn_and_strict_refuses() {
     )
     .unwrap();
     let p = Proc::spawn(&data, &[]);
-    let err = p.stderr_text();
+    // The warnings may still be on their way through the pipe when the
+    // banner's address line has arrived.
+    let mut err = p.stderr_text();
+    for _ in 0..100 {
+        if err.contains("WARNING: data directory") && err.contains("WARNING: master key file") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        err = p.stderr_text();
+    }
     assert!(err.contains("WARNING: data directory"), "{err}");
     assert!(err.contains("WARNING: master key file"), "{err}");
     drop(p);

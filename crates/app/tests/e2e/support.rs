@@ -454,6 +454,19 @@ impl Proc {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
+        // The banner goes on after the address (warnings, the setup
+        // token): wait until it has all come through the pipe, that is,
+        // until stderr stops growing for a moment (at most 3 s).
+        let settle = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let mut seen = stderr.lock().unwrap().len();
+        while std::time::Instant::now() < settle {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let now = stderr.lock().unwrap().len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
         let cert = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
         Proc {
             child,
