@@ -386,8 +386,14 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
+    use rampart_core::events::{EventKind, Outcome};
     let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
     let clock = auth.clock().clone();
+    let meta = rampart_core::RequestMeta {
+        user_agent: Some("rampart-cli".to_owned()),
+        ..Default::default()
+    };
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     let result = async {
         match command {
             BlockCommand::Add(a) => {
@@ -402,39 +408,24 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
                     "cli",
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let meta = rampart_core::RequestMeta {
-                    ip: None,
-                    user_agent: Some("rampart block add".into()),
-                    request_id: None,
-                };
+                .map_err(|e| failed(&e))?;
+                let summary = b.summary();
                 auth.record_event(
-                    rampart_core::events::EventKind::BlockAdded,
-                    rampart_core::events::Outcome::Success,
-                    Some(&format!(
-                        "{} until {} (cli): {}",
-                        b.network,
-                        b.expires_at.to_rfc3339(),
-                        b.reason
-                    )),
+                    EventKind::BlockAdded,
+                    Outcome::Success,
+                    Some(&summary),
                     None,
                     &meta,
                 )
                 .await;
-                println!(
-                    "blocked {} until {} ({}, offence {})",
-                    b.network,
-                    b.expires_at.to_rfc3339(),
-                    b.id,
-                    b.offence
-                );
+                println!("blocked {summary} ({}, offence {})", b.id, b.offence);
                 println!("every running node refuses it within a second");
             }
             BlockCommand::List(_) => {
                 let blocks = store
                     .active_blocks(clock.now(), 10_000)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .map_err(|e| failed(&e))?;
                 if blocks.is_empty() {
                     println!("no blocks in force");
                     return Ok(());
@@ -458,18 +449,13 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
                 if !store
                     .lift_block(&a.id, clock.now())
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .map_err(|e| failed(&e))?
                 {
                     anyhow::bail!("no block {} is in force (see `rampart block list`)", a.id);
                 }
-                let meta = rampart_core::RequestMeta {
-                    ip: None,
-                    user_agent: Some("rampart block remove".into()),
-                    request_id: None,
-                };
                 auth.record_event(
-                    rampart_core::events::EventKind::BlockRemoved,
-                    rampart_core::events::Outcome::Success,
+                    EventKind::BlockRemoved,
+                    Outcome::Success,
                     Some(&a.id),
                     None,
                     &meta,

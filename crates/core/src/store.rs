@@ -25,6 +25,18 @@ pub struct IpBlock {
     pub offence: u32,
 }
 
+impl IpBlock {
+    /// For events and the command line: `203.0.113.7/32 until <time>: <reason>`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} until {}: {}",
+            self.network,
+            self.expires_at.to_rfc3339(),
+            self.reason
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (e.g. the email is taken).

@@ -1065,24 +1065,20 @@ fn shell_normalised(s: &str) -> Option<String> {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let lower = after.to_ascii_lowercase();
-        let skip = if lower.starts_with("{ifs}") {
+        // Only the next few bytes matter: copying the whole rest for each
+        // `$` would make a long run of them quadratic.
+        let head = after.as_bytes().get(..5).unwrap_or(after.as_bytes());
+        let lower = head.to_ascii_lowercase();
+        let skip = if lower.starts_with(b"{ifs}") {
             out.push(' ');
             5
-        } else if lower.starts_with("ifs") {
+        } else if lower.starts_with(b"ifs") {
             out.push(' ');
             3
         } else if after.starts_with(['@', '*']) {
             1
-        } else if after.starts_with('{')
-            && after[1..].find('}').is_some_and(|j| {
-                j <= 8
-                    && after[1..1 + j]
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            })
-        {
-            after[1..].find('}').unwrap_or(0) + 2
+        } else if let Some(j) = short_braced_name(after) {
+            j + 2
         } else if after.starts_with(|c: char| c.is_ascii_alphabetic())
             && !after[1..].starts_with(|c: char| {
                 c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == '{'
@@ -1098,6 +1094,21 @@ fn shell_normalised(s: &str) -> Option<String> {
     }
     out.push_str(rest);
     changed.then_some(out)
+}
+
+/// `{name}` of at most 8 word characters at the start of `s`: the length of
+/// `name`. Looks at the next 10 bytes only.
+fn short_braced_name(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let window = &b[1..b.len().min(10)];
+    let j = window.iter().position(|&c| c == b'}')?;
+    window[..j]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        .then_some(j)
 }
 
 fn strip_sql_comments(s: &str) -> String {

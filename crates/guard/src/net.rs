@@ -29,10 +29,6 @@ impl NetList {
         let ip = ip.to_canonical();
         self.0.iter().any(|n| n.contains(&ip))
     }
-
-    pub fn nets(&self) -> &[IpNet] {
-        &self.0
-    }
 }
 
 /// One network, in the form the lists and the block API accept.

@@ -68,6 +68,11 @@ pub struct BlockList {
     pub blocks: Vec<BlockView>,
 }
 
+/// A database failure: the one internal-error mapping, detail to the log.
+fn store_error(e: rampart_core::StoreError) -> ApiError {
+    rampart_core::Error::from(e).into()
+}
+
 fn invalid(m: String) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -117,19 +122,14 @@ pub async fn create_block(
         .await
         .map_err(|e| match e {
             BlockError::Invalid(m) => invalid(m),
-            BlockError::Store(e) => ApiError::from(rampart_core::Error::from(e)),
+            BlockError::Store(e) => store_error(e),
         })?;
     state
         .auth
         .record_event(
             EventKind::BlockAdded,
             Outcome::Success,
-            Some(&format!(
-                "{} until {}: {}",
-                block.network,
-                block.expires_at.to_rfc3339(),
-                block.reason
-            )),
+            Some(&block.summary()),
             Some(&admin.account.id),
             &meta,
         )
@@ -150,7 +150,7 @@ pub async fn list_blocks(
         .store()
         .active_blocks(state.auth.clock().now(), 10_000)
         .await
-        .map_err(|e| ApiError::from(rampart_core::Error::from(e)))?;
+        .map_err(store_error)?;
     Ok(Json(BlockList {
         blocks: blocks.into_iter().map(BlockView::from).collect(),
     }))
@@ -169,11 +169,7 @@ pub async fn remove_block(
     id: Result<Path<String>, PathRej>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;
-    let lifted = state
-        .guard
-        .lift_block(&id)
-        .await
-        .map_err(|e| ApiError::from(rampart_core::Error::from(e)))?;
+    let lifted = state.guard.lift_block(&id).await.map_err(store_error)?;
     if !lifted {
         return Err(ApiError::not_found());
     }

@@ -114,11 +114,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
             .extensions
             .get::<RequestContext>()
             .ok_or_else(|| ApiError::internal("request context missing"))?;
-        Ok(Meta(RequestMeta {
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-            request_id: Some(ctx.request_id.clone()),
-        }))
+        Ok(Meta(ctx.meta()))
     }
 }
 

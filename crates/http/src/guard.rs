@@ -372,16 +372,16 @@ impl Guard {
 
     /// The client address of a request from `peer` with these headers.
     pub fn client_address(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        if self.trusted.is_empty() {
+            // The default: no header is read at all.
+            return peer.to_canonical();
+        }
         let name = match self.forwarded {
             rampart_guard::ForwardedHeader::XForwardedFor => "x-forwarded-for",
             rampart_guard::ForwardedHeader::Forwarded => "forwarded",
         };
         let values: Vec<&[u8]> = headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
         rampart_guard::client_address(peer, &self.trusted, self.forwarded, &values)
-    }
-
-    pub fn inspector(&self) -> &Inspector {
-        &self.inspector
     }
 
     fn now_ms(&self) -> i64 {
@@ -465,11 +465,7 @@ impl Guard {
             return Ok(());
         };
         l.check(&key.to_owned()).map_err(|wait| {
-            let meta = RequestMeta {
-                ip: ctx.and_then(|c| c.ip.clone()),
-                user_agent: ctx.and_then(|c| c.user_agent.clone()),
-                request_id: ctx.map(|c| c.request_id.clone()),
-            };
+            let meta = ctx.map(RequestContext::meta).unwrap_or_default();
             self.spawn_event(
                 EventKind::RateLimited,
                 format!("rate.{}.account", group.as_str()),
@@ -621,11 +617,7 @@ impl Guard {
                             EventKind::BlockAdded,
                             "ip_failures",
                             &meta,
-                            Some(&format!(
-                                "{} until {}",
-                                b.network,
-                                b.expires_at.to_rfc3339()
-                            )),
+                            Some(&b.summary()),
                         )
                         .await
                 }
@@ -655,11 +647,7 @@ impl Guard {
 
     async fn event(&self, kind: EventKind, rule: &str, meta: &RequestMeta, detail: Option<&str>) {
         if self.fold(kind, rule, meta) {
-            let reason = match detail {
-                Some(d) => format!("{rule}: {d}"),
-                None => rule.to_owned(),
-            };
-            self.write(kind, &reason, meta).await;
+            self.write(kind, &reason(rule, detail), meta).await;
         }
     }
 
@@ -732,13 +720,8 @@ impl Guard {
             return;
         }
         let guard = self.clone();
-        tokio::spawn(async move {
-            let reason = match detail {
-                Some(d) => format!("{rule}: {d}"),
-                None => rule,
-            };
-            guard.write(kind, &reason, &meta).await;
-        });
+        let reason = reason(&rule, detail.as_deref());
+        tokio::spawn(async move { guard.write(kind, &reason, &meta).await });
     }
 }
 
@@ -809,6 +792,14 @@ pub async fn add_block(
     Ok(block)
 }
 
+/// An event's reason: the rule, and what it found if anything.
+fn reason(rule: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(d) => format!("{rule}: {d}"),
+        None => rule.to_owned(),
+    }
+}
+
 fn refuse(status: StatusCode, code: &str, title: &str, detail: &str) -> Response {
     ApiError::new(status, code, title, detail).into_response()
 }
@@ -822,11 +813,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .as_ref()
         .and_then(|c| c.ip.as_deref())
         .and_then(|s| s.parse().ok());
-    let meta = RequestMeta {
-        ip: ctx.as_ref().and_then(|c| c.ip.clone()),
-        user_agent: ctx.as_ref().and_then(|c| c.user_agent.clone()),
-        request_id: ctx.as_ref().map(|c| c.request_id.clone()),
-    };
+    let meta = ctx.as_ref().map(RequestContext::meta).unwrap_or_default();
     let path = req.uri().path().to_owned();
     let group = Group::of(&path);
     let rules = &guard.groups[group.index()];

@@ -36,6 +36,17 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
 }
 
+impl RequestContext {
+    /// The request's origin facts, for an event.
+    pub fn meta(&self) -> rampart_core::RequestMeta {
+        rampart_core::RequestMeta {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: Some(self.request_id.clone()),
+        }
+    }
+}
+
 const SECURITY_HEADERS: [(&str, &str); 6] = [
     (
         "strict-transport-security",

@@ -221,6 +221,20 @@ fn event_from(row: &AnyRow) -> Result<SecurityEvent, StoreError> {
     })
 }
 
+fn block_from(row: &AnyRow) -> Result<IpBlock, StoreError> {
+    let corrupt = |_| StoreError::Corrupt("ip_blocks");
+    let offence: i64 = row.try_get("offence").map_err(corrupt)?;
+    Ok(IpBlock {
+        id: row.try_get("id").map_err(corrupt)?,
+        network: row.try_get("network").map_err(corrupt)?,
+        reason: row.try_get("reason").map_err(corrupt)?,
+        source: row.try_get("source").map_err(corrupt)?,
+        created_at: Timestamp(row.try_get("created_at").map_err(corrupt)?),
+        expires_at: Timestamp(row.try_get("expires_at").map_err(corrupt)?),
+        offence: u32::try_from(offence).map_err(|_| StoreError::Corrupt("ip_blocks"))?,
+    })
+}
+
 fn insert_account_query(
     a: &Account,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
@@ -1344,22 +1358,7 @@ impl Store for SqlStore {
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| {
-            let offence: i64 = r.try_get("offence").map_err(|_| StoreError::Corrupt("ip_blocks"))?;
-            Ok(IpBlock {
-                id: r.try_get("id").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                network: r.try_get("network").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                reason: r.try_get("reason").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                source: r.try_get("source").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                created_at: Timestamp(
-                    r.try_get("created_at").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                ),
-                expires_at: Timestamp(
-                    r.try_get("expires_at").map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-                ),
-                offence: u32::try_from(offence).map_err(|_| StoreError::Corrupt("ip_blocks"))?,
-            })
-        })
+        .map(block_from)
         .collect()
     }
 

@@ -565,38 +565,25 @@ async fn repeated_events_are_folded_into_counts_not_dropped() {
     );
 }
 
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RAMPART_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_block_command_reaches_a_running_server() {
     let s = TestServer::start().await;
     let dir = s.data_dir();
     let dir = dir.to_str().unwrap();
-    let (ok, out, err) = cli(&[
-        "block",
-        "add",
-        "127.0.0.1",
-        "--for",
-        "2h",
-        "--reason",
-        "drill",
-        "--data-dir",
-        dir,
-    ]);
+    let (ok, out, err) = rampart_cli(
+        &[
+            "block",
+            "add",
+            "127.0.0.1",
+            "--for",
+            "2h",
+            "--reason",
+            "drill",
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains("blocked 127.0.0.1/32 until"), "{out}");
     let started = std::time::Instant::now();
@@ -607,7 +594,7 @@ async fn the_block_command_reaches_a_running_server() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (ok, out, _) = cli(&["block", "list", "--data-dir", dir]);
+    let (ok, out, _) = rampart_cli(&["block", "list", "--data-dir", dir], None);
     assert!(
         ok && out.contains("127.0.0.1/32") && out.contains("drill"),
         "{out}"
@@ -617,11 +604,14 @@ async fn the_block_command_reaches_a_running_server() {
         .find(|w| w.starts_with("blk_"))
         .unwrap()
         .to_owned();
-    let (ok, _, err) = cli(&["block", "add", "10.1.2.3/8", "--data-dir", dir]);
+    let (ok, _, err) = rampart_cli(&["block", "add", "10.1.2.3/8", "--data-dir", dir], None);
     assert!(!ok && err.contains("10.0.0.0/8"), "{err}");
-    let (ok, _, err) = cli(&["block", "add", "1.2.3.4", "--for", "5x", "--data-dir", dir]);
+    let (ok, _, err) = rampart_cli(
+        &["block", "add", "1.2.3.4", "--for", "5x", "--data-dir", dir],
+        None,
+    );
     assert!(!ok && err.contains("unit"), "{err}");
-    let (ok, out, err) = cli(&["block", "remove", &id, "--data-dir", dir]);
+    let (ok, out, err) = rampart_cli(&["block", "remove", &id, "--data-dir", dir], None);
     assert!(ok, "{out}{err}");
     let started = std::time::Instant::now();
     while status(&s, "/api/v1/healthz", &[]).await.0 != 200 {
@@ -631,7 +621,7 @@ async fn the_block_command_reaches_a_running_server() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (ok, _, err) = cli(&["block", "remove", &id, "--data-dir", dir]);
+    let (ok, _, err) = rampart_cli(&["block", "remove", &id, "--data-dir", dir], None);
     assert!(!ok && err.contains("no block"), "{err}");
 }
 

@@ -392,6 +392,35 @@ pub fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::
     });
 }
 
+/// Runs the `rampart` binary with `args` (and `stdin`, if given), without
+/// the caller's `RAMPART_*` settings: (success, stdout, stderr).
+pub fn rampart_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RAMPART_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    {
+        let mut si = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            si.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Every test talks from 127.0.0.1, many of them faster than a person
 /// would: the guard's rate limits and automatic address blocks are off
 /// unless a test turns them on (`guard.rs` does). Inspection stays on.

@@ -1,7 +1,13 @@
 use super::*;
 
+/// One inspector for every test: compiling the rules is the slow part.
+fn inspector() -> &'static Inspector {
+    static INSPECTOR: std::sync::OnceLock<Inspector> = std::sync::OnceLock::new();
+    INSPECTOR.get_or_init(Inspector::new)
+}
+
 fn query(q: &str) -> Verdict {
-    Inspector::new().inspect(
+    inspector().inspect(
         &Request {
             path: "/api/v1/things",
             query: Some(q),
@@ -13,7 +19,7 @@ fn query(q: &str) -> Verdict {
 }
 
 fn json(body: &str) -> Verdict {
-    Inspector::new().inspect(
+    inspector().inspect(
         &Request {
             path: "/api/v1/collections/notes/records",
             content_type: Some("application/json"),
@@ -130,7 +136,7 @@ fn ssrf_is_checked_in_url_like_values() {
 
 #[test]
 fn scanners_and_probes_are_recognised() {
-    let ins = Inspector::new();
+    let ins = inspector();
     let ua = ins.inspect(
         &Request {
             path: "/api/v1/healthz",
@@ -208,7 +214,7 @@ fn everyday_values_pass() {
         let j = json(&serde_json::json!({ "note": text }).to_string());
         assert!(!j.is_attack(), "{text:?} in a body: {j}");
     }
-    let ins = Inspector::new();
+    let ins = inspector();
     for path in [
         "/api/v1/collections/customers/records/0196b0a4-3e2b-7c1d-9a8f-0123456789ab",
         "/api/v1/me/mfa/totp/confirm",
@@ -227,7 +233,7 @@ fn everyday_values_pass() {
 
 #[test]
 fn forms_multipart_and_cookies_are_inspected() {
-    let ins = Inspector::new();
+    let ins = inspector();
     let form = ins.inspect(
         &Request {
             path: "/x",
@@ -335,7 +341,7 @@ fn secrets_are_not_run_through_the_detectors() {
         r#"{"email":"a@example.com","password":"<svg/onload=x>' OR 1=1--","unlock_code":"${jndi:x}"}"#,
     );
     assert!(!v.is_attack(), "{v}");
-    let ins = Inspector::new();
+    let ins = inspector();
     let form = ins.inspect(
         &Request {
             path: "/x",
