@@ -1,0 +1,430 @@
+//! `scan self`: the posture of this deployment, from facts the binary
+//! gathers ([`SelfFacts`]: settings, file metadata, certificate, database
+//! rows). Pure apart from reading file metadata and the certificate.
+//!
+//! Severity follows exposure: what only matters once others can reach the
+//! server (open registration, the development notifier, a self-signed
+//! certificate, the master key beside the data) is information or a
+//! warning on a loopback address and an error on a reachable one.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::report::{Finding, Severity, Skipped};
+use crate::tls::cert;
+
+/// Accounts and keys unused this long are findings.
+pub const UNUSED_DAYS: i64 = 90;
+
+/// A file or directory whose permissions matter.
+#[derive(Debug, Clone)]
+pub struct FileFact {
+    /// `data directory`, `database`, `master key`, `TLS key`, …
+    pub role: String,
+    pub path: PathBuf,
+    pub is_dir: bool,
+    /// Secret: readable by its owner only.
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminFact {
+    pub email: String,
+    pub has_second_factor: bool,
+    pub created_at_ms: i64,
+    pub last_sign_in_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyFact {
+    pub name: String,
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SelfFacts {
+    pub listen: String,
+    /// The HTTPS address is reachable from other machines.
+    pub production: bool,
+    /// Settings named `danger_*` that are on.
+    pub danger: Vec<String>,
+    pub registration_open: bool,
+    pub mfa_required_for_admins: bool,
+    /// The password preset, and whether it is weaker than `default`.
+    pub password_preset: String,
+    pub password_preset_weaker: bool,
+    pub trusted_proxies: Vec<String>,
+    /// No address rule limits the admin routes.
+    pub admin_open_to_all: bool,
+    pub notifier_log: bool,
+    pub log_level: String,
+    pub files: Vec<FileFact>,
+    pub data_dir: PathBuf,
+    pub master_key: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    /// `None` when the database could not be read.
+    pub admins: Option<Vec<AdminFact>>,
+    pub api_keys: Option<Vec<ApiKeyFact>>,
+}
+
+/// Runs every posture check.
+pub fn check(
+    f: &SelfFacts,
+    now: OffsetDateTime,
+    out: &mut Vec<Finding>,
+    passed: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+) {
+    let exposed = |prod: Severity, dev: Severity| if f.production { prod } else { dev };
+
+    // Settings.
+    for name in &f.danger {
+        out.push(Finding::new(
+            "config.danger",
+            Severity::Error,
+            name,
+            format!("{name} is on"),
+            "Settings named danger_* switch a protection off; they exist for tests and emergencies.",
+            format!("Remove {name} from the settings file and the environment."),
+        ));
+    }
+    if f.danger.is_empty() {
+        passed.push("no danger_* setting is on".to_owned());
+    }
+    if f.registration_open {
+        out.push(Finding::new(
+            "config.registration_open",
+            exposed(Severity::Warning, Severity::Info),
+            "registration",
+            "Anyone can register, and email addresses are not verified",
+            "Anyone who reaches the server can create accounts under any address: spam sign-ups, and accounts in other people's names.",
+            "Set registration = \"invite\" (administrators send invitations) or \"closed\" unless the public must sign up.",
+        ));
+    } else {
+        passed.push("registration is by invitation or closed".to_owned());
+    }
+    if f.mfa_required_for_admins {
+        passed.push("administrators must use a second factor".to_owned());
+    } else {
+        out.push(Finding::new(
+            "config.mfa_not_required_for_admins",
+            Severity::Error,
+            "mfa.required_for",
+            "Administrators are not required to use a second factor",
+            "One phished or guessed password gives away every account and every record.",
+            "Set [mfa] required_for = [\"admin\"] (the default).",
+        ));
+    }
+    if f.password_preset_weaker {
+        out.push(Finding::new(
+            "config.password_preset_weak",
+            Severity::Warning,
+            "password.preset",
+            format!("The password preset {:?} is weaker than the default", f.password_preset),
+            "Shorter or more guessable passwords fall sooner to guessing and to cracking of a stolen database.",
+            "Set [password] preset = \"default\".",
+        ));
+    } else {
+        passed.push(format!("password preset {}", f.password_preset));
+    }
+    for p in &f.trusted_proxies {
+        if let Some(sev) = proxy_breadth(p) {
+            out.push(Finding::new(
+                "config.trusted_proxies_broad",
+                sev,
+                format!("guard.trusted_proxies {p}"),
+                format!("Trusted proxy range {p} is very broad"),
+                "Anyone inside it can claim any client address in X-Forwarded-For, escaping address blocks, rate limits and allow lists.",
+                "List only your proxies' own addresses (e.g. 10.0.0.5/32).",
+            ));
+        }
+    }
+    if f.admin_open_to_all {
+        if f.production {
+            out.push(Finding::new(
+                "config.admin_open",
+                Severity::Warning,
+                "guard.admin.allow",
+                "The admin routes are reachable from every address",
+                "Password guessing and exploits against the admin API can come from anywhere.",
+                "Set [guard.admin] allow = [\"<your office or VPN range>\"].",
+            ));
+        }
+    } else {
+        passed.push("admin routes limited by address".to_owned());
+    }
+    if f.notifier_log {
+        out.push(Finding::new(
+            "config.notifier_log",
+            exposed(Severity::Error, Severity::Info),
+            "notifier",
+            "Codes and security notices are written to outbox.log, not delivered",
+            "Users never receive sign-in codes, unlock codes or alerts about their accounts.",
+            "Set notifier = \"deliver\" with an [smtp] section (and [sms_webhook] for SMS).",
+        ));
+    }
+    let level = f.log_level.to_ascii_lowercase();
+    if level.contains("debug") || level.contains("trace") {
+        out.push(Finding::new(
+            "config.debug_logging",
+            exposed(Severity::Warning, Severity::Info),
+            "log.level",
+            format!("Logging is at {}", f.log_level),
+            "Debug logs of libraries may hold request details; they also grow fast and bury what matters.",
+            "Set [log] level = \"info\".",
+        ));
+    }
+
+    // Files.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    for file in &f.files {
+        let Ok(meta) = std::fs::metadata(&file.path) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o777;
+        let target = format!("{} {}", file.role, file.path.display());
+        if mode & 0o077 != 0 {
+            let sev = if file.secret || file.is_dir {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            out.push(Finding::new(
+                "files.permissions",
+                sev,
+                &target,
+                format!("The {} is accessible to other users (mode {:o})", file.role, mode),
+                "Other accounts on the machine (a compromised service, a shared host) can read or change it.",
+                format!("chmod {} {}", if file.is_dir { "700" } else { "600" }, file.path.display()),
+            ));
+        } else {
+            passed.push(format!("{} is private (mode {:o})", file.role, mode));
+        }
+        if let Some(uid) = me.filter(|u| *u != meta.uid()) {
+            out.push(Finding::new(
+                "files.owner",
+                Severity::Warning,
+                &target,
+                format!("The {} is owned by uid {}, not by the server's user (uid {uid})", file.role, meta.uid()),
+                "Whoever owns it can replace it: a swapped key or certificate defeats every other protection.",
+                format!("chown {uid} {}", file.path.display()),
+            ));
+        }
+    }
+    if let Some(key) = &f.master_key {
+        let inside = match (key.canonicalize(), f.data_dir.canonicalize()) {
+            (Ok(k), Ok(d)) => k.starts_with(d),
+            _ => key.starts_with(&f.data_dir),
+        };
+        if inside {
+            out.push(Finding::new(
+                "files.master_key_in_data_dir",
+                exposed(Severity::Error, Severity::Info),
+                format!("master key {}", key.display()),
+                "The master key is stored inside the data directory",
+                "A copy of the data directory (a backup, a snapshot, a stolen disk) then holds both the encrypted data and the key that opens it.",
+                "Move it out (master_key_file = \"/etc/rampart/master.key\", mode 600) or pass it in RAMPART_MASTER_KEY from a secret store; back it up separately.",
+            ));
+        } else {
+            passed.push("master key kept outside the data directory".to_owned());
+        }
+    }
+
+    // The certificate.
+    if let Some(path) = &f.tls_cert {
+        match read_chain(path) {
+            Some(chain) => {
+                let roots = cert::roots(&[]);
+                if let Some(info) = cert::analyse(&chain, None, &roots, now) {
+                    let before = out.len();
+                    cert::findings(
+                        &info,
+                        &format!("certificate {}", path.display()),
+                        cert::Context::Own {
+                            production: f.production,
+                        },
+                        out,
+                    );
+                    if out.len() == before {
+                        passed.push(format!(
+                            "certificate valid for {} more days",
+                            info.days_left
+                        ));
+                    }
+                }
+            }
+            None => out.push(Finding::new(
+                "tls.cert_unreadable",
+                Severity::Error,
+                format!("certificate {}", path.display()),
+                "The TLS certificate file cannot be read as PEM",
+                "The server cannot serve HTTPS with it.",
+                "Point tls_cert at a PEM file holding the certificate and its chain.",
+            )),
+        }
+    }
+
+    // Operations.
+    let now_ms = now.unix_timestamp() * 1000;
+    let unused = |last: Option<i64>, created: i64| {
+        let since = last.unwrap_or(created);
+        (now_ms - since) / 86_400_000 >= UNUSED_DAYS
+    };
+    match &f.admins {
+        Some(admins) => {
+            for a in admins {
+                if !a.has_second_factor {
+                    out.push(Finding::new(
+                        "ops.admin_without_mfa",
+                        Severity::Error,
+                        format!("administrator {}", a.email),
+                        format!("Administrator {} has no second factor", a.email),
+                        "A phished or guessed password is enough to take over the whole deployment.",
+                        "Sign in as this administrator and enrol a passkey or authenticator app (POST /api/v1/mfa/totp or /mfa/passkeys).",
+                    ));
+                }
+                if unused(a.last_sign_in_ms, a.created_at_ms) {
+                    out.push(Finding::new(
+                        "ops.admin_unused",
+                        Severity::Warning,
+                        format!("administrator {}", a.email),
+                        format!(
+                            "Administrator {} has not signed in for {UNUSED_DAYS} days or more",
+                            a.email
+                        ),
+                        "Dormant privileged accounts are the ones nobody notices being misused.",
+                        "Remove the administrator role from accounts that no longer need it.",
+                    ));
+                }
+            }
+            if admins.iter().all(|a| a.has_second_factor) {
+                passed.push(format!(
+                    "{} administrator(s), all with a second factor",
+                    admins.len()
+                ));
+            }
+        }
+        None => skipped.push(Skipped {
+            check: "ops.admins".to_owned(),
+            reason: "the database could not be read".to_owned(),
+        }),
+    }
+    match &f.api_keys {
+        Some(keys) => {
+            for k in keys {
+                let t = format!("API key {} ({}…)", k.name, k.prefix);
+                if k.expires_at_ms.is_none() {
+                    out.push(Finding::new(
+                        "ops.api_key_no_expiry",
+                        Severity::Warning,
+                        &t,
+                        format!("API key {:?} never expires", k.name),
+                        "A key that leaks (a repository, a log, a laptop) works forever.",
+                        "Create a replacement with expires_in_days and revoke this one (DELETE /api/v1/admin/api-keys/{id}).",
+                    ));
+                }
+                if unused(k.last_used_ms, k.created_at_ms) {
+                    out.push(Finding::new(
+                        "ops.api_key_unused",
+                        Severity::Warning,
+                        &t,
+                        format!(
+                            "API key {:?} has not been used for {UNUSED_DAYS} days or more",
+                            k.name
+                        ),
+                        "An unused key is only risk: nobody would notice its misuse.",
+                        "Revoke it (DELETE /api/v1/admin/api-keys/{id}).",
+                    ));
+                }
+            }
+        }
+        None => skipped.push(Skipped {
+            check: "ops.api_keys".to_owned(),
+            reason: "the database could not be read".to_owned(),
+        }),
+    }
+    for (check, what) in [
+        (
+            "ops.backup",
+            "last verified backup: Rampart has no backups yet (a later release adds them)",
+        ),
+        ("ops.drill", "last attack drill: Rampart has no drills yet"),
+        (
+            "ops.audit_chain",
+            "audit chain verification: the tamper-evident audit trail is not built yet",
+        ),
+        (
+            "ops.critical_alerts",
+            "open critical alerts: Rampart has no alert queue yet (security events only)",
+        ),
+    ] {
+        skipped.push(Skipped {
+            check: check.to_owned(),
+            reason: what.to_owned(),
+        });
+    }
+}
+
+/// How broad a trusted-proxy range is too broad: everything (error), or
+/// wider than a /16 (IPv4) or /32 (IPv6) (warning).
+fn proxy_breadth(net: &str) -> Option<Severity> {
+    let (addr, len) = net.split_once('/').unwrap_or((net, ""));
+    let v6 = addr.contains(':');
+    let len: u8 = if len.is_empty() {
+        if v6 {
+            128
+        } else {
+            32
+        }
+    } else {
+        len.parse().ok()?
+    };
+    match (v6, len) {
+        (_, 0) => Some(Severity::Error),
+        (false, l) if l < 16 => Some(Severity::Warning),
+        (true, l) if l < 32 => Some(Severity::Warning),
+        _ => None,
+    }
+}
+
+/// The DER certificates of a PEM file.
+pub fn read_chain(path: &std::path::Path) -> Option<Vec<Vec<u8>>> {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .ok()?
+        .filter_map(|c| c.ok())
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    (!certs.is_empty()).then_some(certs)
+}
+
+/// `danger_*` keys set to anything but `false` in a settings table,
+/// with their dotted path.
+pub fn danger_keys(table: &toml::Table) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => walk(&path, inner, out),
+                toml::Value::Boolean(false) => {}
+                _ if k.starts_with("danger_") => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

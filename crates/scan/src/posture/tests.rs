@@ -1,0 +1,222 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap()
+}
+
+const DAY: i64 = 86_400_000;
+
+fn checks(out: &[Finding]) -> Vec<(&str, Severity)> {
+    out.iter().map(|f| (f.check.as_str(), f.severity)).collect()
+}
+
+fn run(f: &SelfFacts, now_ms: i64) -> (Vec<Finding>, Vec<String>, Vec<Skipped>) {
+    let (mut out, mut passed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    check(f, at(now_ms), &mut out, &mut passed, &mut skipped);
+    (out, passed, skipped)
+}
+
+fn sound() -> SelfFacts {
+    SelfFacts {
+        listen: "127.0.0.1:8443".to_owned(),
+        mfa_required_for_admins: true,
+        password_preset: "default".to_owned(),
+        log_level: "info".to_owned(),
+        admins: Some(Vec::new()),
+        api_keys: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_sound_configuration_has_no_findings_and_says_what_passed() {
+    let (out, passed, skipped) = run(&sound(), 1_000 * DAY);
+    assert!(out.is_empty(), "{out:#?}");
+    assert!(passed.iter().any(|p| p.contains("second factor")));
+    assert!(
+        skipped.iter().any(|s| s.check == "ops.backup"),
+        "missing subsystems are shown as not checked"
+    );
+}
+
+#[test]
+fn risky_settings_are_findings_whose_severity_follows_exposure() {
+    let mut f = sound();
+    f.registration_open = true;
+    f.notifier_log = true;
+    f.mfa_required_for_admins = false;
+    f.password_preset_weaker = true;
+    f.password_preset = "nist".to_owned();
+    f.log_level = "rampart=debug".to_owned();
+    f.danger = vec!["danger_accept_any".to_owned()];
+    f.trusted_proxies = vec![
+        "0.0.0.0/0".to_owned(),
+        "10.0.0.0/8".to_owned(),
+        "10.0.0.5/32".to_owned(),
+    ];
+    f.admin_open_to_all = true;
+    let (out, _, _) = run(&f, DAY);
+    let c = checks(&out);
+    assert!(
+        c.contains(&("config.registration_open", Severity::Info)),
+        "{c:?}"
+    );
+    assert!(c.contains(&("config.notifier_log", Severity::Info)));
+    assert!(c.contains(&("config.mfa_not_required_for_admins", Severity::Error)));
+    assert!(c.contains(&("config.password_preset_weak", Severity::Warning)));
+    assert!(c.contains(&("config.debug_logging", Severity::Info)));
+    assert!(c.contains(&("config.danger", Severity::Error)));
+    assert!(c.contains(&("config.trusted_proxies_broad", Severity::Error)));
+    assert!(c.contains(&("config.trusted_proxies_broad", Severity::Warning)));
+    assert_eq!(
+        c.iter()
+            .filter(|x| x.0 == "config.trusted_proxies_broad")
+            .count(),
+        2,
+        "a /32 is fine"
+    );
+    assert!(
+        !c.iter().any(|x| x.0 == "config.admin_open"),
+        "loopback: nobody else reaches the admin routes"
+    );
+
+    f.production = true;
+    let (out, _, _) = run(&f, DAY);
+    let c = checks(&out);
+    assert!(c.contains(&("config.registration_open", Severity::Warning)));
+    assert!(c.contains(&("config.notifier_log", Severity::Error)));
+    assert!(c.contains(&("config.admin_open", Severity::Warning)));
+}
+
+#[test]
+fn permission_mistakes_are_found_and_private_files_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, "k").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut f = sound();
+    f.data_dir = dir.path().to_owned();
+    f.master_key = Some(key.clone());
+    f.files = vec![
+        FileFact {
+            role: "data directory".to_owned(),
+            path: dir.path().to_owned(),
+            is_dir: true,
+            secret: false,
+        },
+        FileFact {
+            role: "master key".to_owned(),
+            path: key.clone(),
+            is_dir: false,
+            secret: true,
+        },
+    ];
+    let (out, _, _) = run(&f, DAY);
+    let perms: Vec<&Finding> = out
+        .iter()
+        .filter(|x| x.check == "files.permissions")
+        .collect();
+    assert_eq!(perms.len(), 2, "{out:#?}");
+    assert!(perms.iter().all(|p| p.severity == Severity::Error));
+    assert!(perms
+        .iter()
+        .any(|p| p.fix == format!("chmod 600 {}", key.display())));
+    assert!(checks(&out).contains(&("files.master_key_in_data_dir", Severity::Info)));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    f.production = true;
+    let (out, passed, _) = run(&f, DAY);
+    assert!(
+        !out.iter().any(|x| x.check == "files.permissions"),
+        "{out:#?}"
+    );
+    assert!(passed
+        .iter()
+        .any(|p| p.starts_with("master key is private")));
+    assert!(checks(&out).contains(&("files.master_key_in_data_dir", Severity::Error)));
+
+    let outside = tempfile::tempdir().unwrap();
+    f.master_key = Some(outside.path().join("master.key"));
+    let (out, _, _) = run(&f, DAY);
+    assert!(!out
+        .iter()
+        .any(|x| x.check == "files.master_key_in_data_dir"));
+}
+
+#[test]
+fn administrators_and_api_keys_are_checked() {
+    let now = 400 * DAY;
+    let mut f = sound();
+    f.admins = Some(vec![
+        AdminFact {
+            email: "a@x.test".into(),
+            has_second_factor: false,
+            created_at_ms: 0,
+            last_sign_in_ms: Some(now - DAY),
+        },
+        AdminFact {
+            email: "b@x.test".into(),
+            has_second_factor: true,
+            created_at_ms: 0,
+            last_sign_in_ms: Some(now - 91 * DAY),
+        },
+        AdminFact {
+            email: "c@x.test".into(),
+            has_second_factor: true,
+            created_at_ms: now - 10 * DAY,
+            last_sign_in_ms: None,
+        },
+    ]);
+    f.api_keys = Some(vec![
+        ApiKeyFact {
+            name: "ci".into(),
+            prefix: "rk_ab".into(),
+            created_at_ms: 0,
+            expires_at_ms: None,
+            last_used_ms: Some(now - DAY),
+        },
+        ApiKeyFact {
+            name: "old".into(),
+            prefix: "rk_cd".into(),
+            created_at_ms: 0,
+            expires_at_ms: Some(now + DAY),
+            last_used_ms: None,
+        },
+        ApiKeyFact {
+            name: "fresh".into(),
+            prefix: "rk_ef".into(),
+            created_at_ms: now - DAY,
+            expires_at_ms: Some(now + DAY),
+            last_used_ms: None,
+        },
+    ]);
+    let (out, _, _) = run(&f, now);
+    let t: Vec<(&str, &str)> = out
+        .iter()
+        .map(|x| (x.check.as_str(), x.target.as_str()))
+        .collect();
+    assert_eq!(
+        t,
+        vec![
+            ("ops.admin_without_mfa", "administrator a@x.test"),
+            ("ops.admin_unused", "administrator b@x.test"),
+            ("ops.api_key_no_expiry", "API key ci (rk_ab…)"),
+            ("ops.api_key_unused", "API key old (rk_cd…)"),
+        ]
+    );
+}
+
+#[test]
+fn danger_settings_are_found_wherever_they_are() {
+    let t: toml::Table = toml::from_str(
+        "danger_off = false\ndanger_top = true\n[guard]\ndanger_no_limits = \"yes\"\nfine = true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        danger_keys(&t),
+        vec!["danger_top".to_owned(), "guard.danger_no_limits".to_owned()]
+    );
+}

@@ -1,0 +1,222 @@
+//! What a scan produces: findings with a severity, why they matter and the
+//! exact fix, gathered in a [`Report`] with the grades of a URL scan.
+//!
+//! A finding's `check` is a stable code (`tls.protocol_tls10`,
+//! `config.registration_unverified`); with its `target` it identifies the
+//! finding across scans, so a scheduled scan can tell new findings from old
+//! ones. Nothing secret is ever put in a finding: evidence names settings,
+//! paths, packages and header values a server sends to anyone.
+
+use serde::{Deserialize, Serialize};
+
+/// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; nothing to fix.
+    Info,
+    /// A weakness to fix soon.
+    Warning,
+    /// A weakness an attacker can use; fix it now.
+    Error,
+    /// Exploitable or already exposing data.
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "info" => Some(Severity::Info),
+            "warning" | "warn" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// One weakness found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable code of the check, e.g. `tls.cert_expiring`.
+    pub check: String,
+    pub severity: Severity,
+    /// One line: what is wrong.
+    pub title: String,
+    /// Why it matters.
+    pub why: String,
+    /// The exact fix.
+    pub fix: String,
+    /// What it is about: a setting, a file, a URL, `package@version`.
+    pub target: String,
+}
+
+impl Finding {
+    pub fn new(
+        check: &str,
+        severity: Severity,
+        target: impl Into<String>,
+        title: impl Into<String>,
+        why: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check: check.to_owned(),
+            severity,
+            title: title.into(),
+            why: why.into(),
+            fix: fix.into(),
+            target: target.into(),
+        }
+    }
+
+    /// Identifies the finding across scans.
+    pub fn fingerprint(&self) -> String {
+        format!("{}|{}", self.check, self.target)
+    }
+}
+
+/// What was scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanKind {
+    #[serde(rename = "self")]
+    SelfScan,
+    Url,
+    Deps,
+}
+
+impl ScanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanKind::SelfScan => "self",
+            ScanKind::Url => "url",
+            ScanKind::Deps => "deps",
+        }
+    }
+}
+
+/// A check that could not run, and why (shown, never hidden).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub check: String,
+    pub reason: String,
+}
+
+/// A scan's whole result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub kind: ScanKind,
+    pub target: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// Sorted: most severe first.
+    pub findings: Vec<Finding>,
+    /// What was checked and found sound, one line each.
+    pub passed: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::headers::HttpReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposure: Vec<crate::exposure::Exposed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deps: Option<crate::advisory::DepsSummary>,
+}
+
+impl Report {
+    pub fn new(
+        kind: ScanKind,
+        target: impl Into<String>,
+        started_at: time::OffsetDateTime,
+    ) -> Report {
+        Report {
+            kind,
+            target: target.into(),
+            started_at: started_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            duration_ms: 0,
+            findings: Vec::new(),
+            passed: Vec::new(),
+            skipped: Vec::new(),
+            tls: None,
+            http: None,
+            exposure: Vec::new(),
+            deps: None,
+        }
+    }
+
+    /// Sorts findings most severe first, then by check and target, and
+    /// drops exact duplicates.
+    pub fn finish(&mut self, duration: std::time::Duration) {
+        self.duration_ms = duration.as_millis().min(u64::MAX as u128) as u64;
+        self.findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.check.cmp(&b.check))
+                .then_with(|| a.target.cmp(&b.target))
+        });
+        self.findings
+            .dedup_by(|a, b| a.fingerprint() == b.fingerprint());
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// The most severe finding's severity, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Whether any finding is at or above `level` (for `--fail-on`).
+    pub fn fails(&self, level: Severity) -> bool {
+        self.findings.iter().any(|f| f.severity >= level)
+    }
+
+    /// The grades, for a one-line summary: TLS then headers.
+    pub fn grades(&self) -> Vec<(&'static str, String)> {
+        let mut g = Vec::new();
+        if let Some(t) = &self.tls {
+            g.push(("TLS", t.grade.grade.clone()));
+        }
+        if let Some(h) = &self.http {
+            g.push(("headers", format!("{} ({})", h.grade, h.score)));
+        }
+        g
+    }
+}
+
+/// Told how far a long scan has got; the terminal draws a bar from it.
+pub trait Progress: Send + Sync {
+    fn step(&self, what: &str, done: u64, total: u64);
+}
+
+/// Progress nobody watches.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &str, _: u64, _: u64) {}
+}
