@@ -22,7 +22,10 @@ pub use email::Email;
 pub use error::Error;
 pub use ids::{AccountId, EventId, FactorId, SessionId};
 pub use model::{Account, Role, Session};
-pub use store::{Confirmed, FactorRemoval, IpBlock, LoginAttempt, Settle, Store, StoreError};
+pub use store::{
+    AdminPosture, ApiKeyPosture, Confirmed, FactorRemoval, IpBlock, LoginAttempt, ScanReportRow, Settle,
+    Store, StoreError,
+};
 
 /// 128 random bits, lowercase hex: the body of every generated id.
 pub(crate) fn crypto_random_id(entropy: &dyn rampart_crypto::Entropy) -> String {

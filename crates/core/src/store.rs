@@ -380,6 +380,52 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets buckets that are full again (theoretical arrival before `now`).
     async fn purge_rate_buckets(&self, now: Timestamp) -> Result<u64, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// Administrators, whether each has a confirmed second factor, and
+    /// their last sign-in as the event trail records it (for `scan self`).
+    async fn admin_posture(&self) -> Result<Vec<AdminPosture>, StoreError>;
+    /// API keys in force (not revoked, not expired at `now`) and their last
+    /// use as the data-access trail records it (for `scan self`).
+    async fn api_key_posture(&self, now: Timestamp) -> Result<Vec<ApiKeyPosture>, StoreError>;
+    /// Stores a scan report, keeping the newest 30 of its kind and target.
+    async fn insert_scan_report(&self, r: &ScanReportRow) -> Result<(), StoreError>;
+    /// The newest report of each kind and target.
+    async fn latest_scan_reports(&self) -> Result<Vec<ScanReportRow>, StoreError>;
+    async fn scan_report(&self, id: &str) -> Result<Option<ScanReportRow>, StoreError>;
+}
+
+/// One administrator, for the posture scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPosture {
+    pub email: String,
+    pub has_second_factor: bool,
+    pub created_at: Timestamp,
+    pub last_sign_in: Option<Timestamp>,
+}
+
+/// One API key in force, for the posture scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyPosture {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used: Option<Timestamp>,
+}
+
+/// A stored scan report: the summary columns and the report as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReportRow {
+    pub id: String,
+    /// `self`, `url` or `deps`.
+    pub kind: String,
+    pub target: String,
+    pub started_at: Timestamp,
+    /// The most severe finding's severity, if any.
+    pub worst: Option<String>,
+    pub findings: u32,
+    pub report: String,
 }
 
 /// What [`Store::confirm_factor`] did.

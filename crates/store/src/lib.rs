@@ -9,6 +9,7 @@
 mod data;
 mod dialect;
 mod fast_read;
+mod scan;
 mod sql;
 
 pub use dialect::{legacy_key_checks, open, Dialect, OpenError, SCHEMA_VERSION};

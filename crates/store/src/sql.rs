@@ -1296,6 +1296,32 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn admin_posture(&self) -> Result<Vec<rampart_core::AdminPosture>, StoreError> {
+        self.admin_posture_rows().await
+    }
+
+    async fn api_key_posture(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<rampart_core::ApiKeyPosture>, StoreError> {
+        self.api_key_posture_rows(now).await
+    }
+
+    async fn insert_scan_report(&self, r: &rampart_core::ScanReportRow) -> Result<(), StoreError> {
+        self.insert_scan_report_row(r).await
+    }
+
+    async fn latest_scan_reports(&self) -> Result<Vec<rampart_core::ScanReportRow>, StoreError> {
+        self.latest_scan_report_rows().await
+    }
+
+    async fn scan_report(
+        &self,
+        id: &str,
+    ) -> Result<Option<rampart_core::ScanReportRow>, StoreError> {
+        self.scan_report_row(id).await
+    }
+
     async fn events(&self, f: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError> {
         let (cursor_at, cursor_id) = match &f.cursor {
             Some((at, id)) => (Some(at.millis()), Some(id.as_str())),

@@ -1201,3 +1201,86 @@ both!(
         );
     }
 );
+
+both!(
+    posture_reads_admins_and_keys_in_force,
+    |s: SqlStore, _url: String| async move {
+        let a = account("admin@example.com", Role::Admin);
+        let b = account("other@example.com", Role::Admin);
+        s.insert_account(&a).await.unwrap();
+        s.insert_account(&b).await.unwrap();
+        s.insert_account(&account("member@example.com", Role::Member))
+            .await
+            .unwrap();
+        s.insert_factor(&factor("f1", &a.id, FactorKind::Totp, true))
+            .await
+            .unwrap();
+        s.insert_factor(&factor("f2", &b.id, FactorKind::Totp, false))
+            .await
+            .unwrap();
+        for (i, kind) in [EventKind::LoginSuccess, EventKind::LoginFailure].iter().enumerate() {
+            s.insert_event(&SecurityEvent {
+                id: EventId(format!("evt_p{i}")),
+                at: Timestamp(5000 + i as i64),
+                kind: *kind,
+                outcome: if i == 0 { Outcome::Success } else { Outcome::Failure },
+                reason: None,
+                account_id: Some(a.id.clone()),
+                ip: None,
+                user_agent: None,
+                request_id: None,
+            })
+            .await
+            .unwrap();
+        }
+        let admins = s.admin_posture().await.unwrap();
+        assert_eq!(
+            admins,
+            vec![
+                rampart_core::AdminPosture {
+                    email: "admin@example.com".into(),
+                    has_second_factor: true,
+                    created_at: Timestamp(1000),
+                    last_sign_in: Some(Timestamp(5000)),
+                },
+                rampart_core::AdminPosture {
+                    email: "other@example.com".into(),
+                    has_second_factor: false,
+                    created_at: Timestamp(1000),
+                    last_sign_in: None,
+                },
+            ]
+        );
+        assert!(s.api_key_posture(Timestamp(1)).await.unwrap().is_empty());
+    }
+);
+
+both!(
+    scan_reports_keep_the_newest_per_target,
+    |s: SqlStore, _url: String| async move {
+        let row = |id: &str, target: &str, at: i64| rampart_core::ScanReportRow {
+            id: id.into(),
+            kind: "url".into(),
+            target: target.into(),
+            started_at: Timestamp(at),
+            worst: Some("warning".into()),
+            findings: 2,
+            report: format!("{{\"id\":\"{id}\"}}"),
+        };
+        for i in 0..33 {
+            s.insert_scan_report(&row(&format!("r{i:02}"), "https://a.test/", 1000 + i))
+                .await
+                .unwrap();
+        }
+        s.insert_scan_report(&row("b1", "https://b.test/", 10))
+            .await
+            .unwrap();
+        let latest = s.latest_scan_reports().await.unwrap();
+        let ids: Vec<&str> = latest.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, vec!["r32", "b1"]);
+        assert_eq!(latest[0].report, "{\"id\":\"r32\"}");
+        assert!(s.scan_report("r03").await.unwrap().is_some(), "30 kept");
+        assert!(s.scan_report("r02").await.unwrap().is_none(), "older ones pruned");
+        assert!(s.scan_report("nope").await.unwrap().is_none());
+    }
+);

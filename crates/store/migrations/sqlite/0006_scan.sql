@@ -1,0 +1,17 @@
+-- Scan reports (`rampart scan`, and the scans `serve` runs on a schedule):
+-- the whole report as JSON. A report holds no secret: findings name
+-- settings, paths, packages, addresses and the headers a server sends to
+-- anyone. The newest 30 per target are kept.
+CREATE TABLE scan_reports (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    worst       TEXT,
+    findings    BIGINT NOT NULL,
+    report      TEXT NOT NULL
+);
+CREATE INDEX scan_reports_target ON scan_reports (kind, target, started_at);
+
+-- The last use of an API key, for `scan self` (keys unused for 90 days).
+CREATE INDEX data_events_actor ON data_events (actor_kind, actor_id, at);
