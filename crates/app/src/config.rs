@@ -74,7 +74,48 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Address rules, rate limits, brute-force blocks and inspection.
     pub guard: rampart_http::guard::GuardConfig,
+    /// Scans `serve` runs on a schedule (see `rampart scan --help`).
+    pub scan: ScanSettings,
     pub log: LogSettings,
+    /// Settings named `danger_*` that are on, from the merged layers.
+    #[serde(skip)]
+    pub danger_on: Vec<String>,
+}
+
+/// `[scan]`: the scans `serve` runs itself. Reports are stored and served
+/// by `GET /api/v1/admin/scans`; new findings become `scan_finding`
+/// security events, and new errors are emailed to the administrators.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanSettings {
+    /// Hours between self scans (posture and dependencies); 0 turns them off.
+    pub self_every_hours: u64,
+    /// Other servers to scan (`https://…`), e.g. your website.
+    pub urls: Vec<String>,
+    /// Hours between scans of `urls`; 0 turns them off.
+    pub urls_every_hours: u64,
+    /// A RustSec advisory-db checkout to use instead of the built-in snapshot.
+    pub advisory_db: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust when scanning `urls`.
+    pub ca_file: Option<PathBuf>,
+    /// Port of the plain-HTTP redirect check for `urls`.
+    pub http_port: u16,
+    /// Seconds after start before the first scheduled scans.
+    pub start_delay_secs: u64,
+}
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        Self {
+            self_every_hours: 24,
+            urls: Vec::new(),
+            urls_every_hours: 168,
+            advisory_db: None,
+            ca_file: None,
+            http_port: 80,
+            start_delay_secs: 10,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -105,7 +146,9 @@ impl Default for Settings {
             webauthn: WebauthnSettings::default(),
             limits: LimitSettings::default(),
             guard: rampart_http::guard::GuardConfig::default(),
+            scan: ScanSettings::default(),
             log: LogSettings::default(),
+            danger_on: Vec::new(),
         }
     }
 }
@@ -515,6 +558,7 @@ impl Settings {
                 bail!("give `{key}` or `{file_key}`, not both");
             }
         }
+        let danger_on = rampart_scan::posture::danger_keys(&table);
         let mut settings: Settings = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow!("invalid settings: {}", e.message()))?;
@@ -535,6 +579,7 @@ impl Settings {
                 "sms_webhook.secret",
             )?;
         }
+        settings.danger_on = danger_on;
         settings.validate()?;
         Ok(settings)
     }
@@ -546,6 +591,9 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
+        for u in &self.scan.urls {
+            rampart_scan::url::parse_target(u).map_err(|e| anyhow!("[scan] urls: {e}"))?;
+        }
         self.brute_force
             .policy()
             .validate()

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod datadir;
 pub mod logging;
+pub mod scan;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -710,6 +711,15 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         rx.clone(),
     )));
     tasks.push(tokio::spawn(guard.clone().run(rx.clone())));
+    tasks.push(tokio::spawn(scan::run_schedule(
+        scan::Schedule {
+            settings: settings.clone(),
+            auth: auth.clone(),
+            clock: deps.clock.clone(),
+            entropy: deps.entropy.clone(),
+        },
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();

@@ -65,6 +65,110 @@ enum Command {
         #[command(subcommand)]
         command: BlockCommand,
     },
+    /// Scan this deployment, any HTTPS server, or a Rust project's
+    /// dependencies, and report what to fix.
+    #[command(after_help = SCAN_HELP)]
+    Scan {
+        #[command(subcommand)]
+        command: ScanCommand,
+    },
+}
+
+const SCAN_HELP: &str = "Exit status: 0 when no finding is at or above --fail-on, 3 when one is, 1 when the scan could not run.\n\
+`rampart serve` also scans on its own ([scan] settings): itself daily, [scan] urls weekly; \
+the reports are at GET /api/v1/admin/scans.";
+
+#[derive(Subcommand)]
+enum ScanCommand {
+    /// This deployment: settings, file permissions and ownership, the
+    /// certificate, administrators, API keys, and Rampart's own
+    /// dependencies against the RustSec advisory database.
+    #[command(name = "self")]
+    SelfScan(ScanSelfArgs),
+    /// Any HTTPS server: protocol versions, cipher suites and certificate
+    /// (graded by the SSL Labs method), security headers and cookies
+    /// (scored by the MDN HTTP Observatory method), the redirect from plain
+    /// HTTP, and a polite check of well-known sensitive paths.
+    Url(ScanUrlArgs),
+    /// A Rust project's Cargo.lock against the RustSec advisory database.
+    Deps(ScanDepsArgs),
+}
+
+#[derive(Args)]
+struct ReportFlags {
+    /// terminal, json, sarif or html
+    #[arg(long, default_value = "terminal", value_parser = parse_format)]
+    format: rampart_scan::render::Format,
+    /// Write the report to FILE instead of standard output
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Exit with status 3 when a finding is at or above this severity:
+    /// info, warning, error, critical, or never
+    #[arg(long, default_value = "error", value_parser = parse_fail_on)]
+    fail_on: FailOn,
+}
+
+#[derive(Clone, Copy)]
+struct FailOn(Option<rampart_scan::Severity>);
+
+fn parse_format(s: &str) -> std::result::Result<rampart_scan::render::Format, String> {
+    rampart_scan::render::Format::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a format: use terminal, json, sarif or html"))
+}
+
+fn parse_fail_on(s: &str) -> std::result::Result<FailOn, String> {
+    if s == "never" {
+        return Ok(FailOn(None));
+    }
+    rampart_scan::Severity::parse(s)
+        .map(|v| FailOn(Some(v)))
+        .ok_or_else(|| {
+            format!("{s:?} is not a severity: use info, warning, error, critical or never")
+        })
+}
+
+#[derive(Args)]
+struct ScanSelfArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    #[command(flatten)]
+    report: ReportFlags,
+    /// A RustSec advisory-db checkout [default: the snapshot built into rampart]
+    #[arg(long)]
+    advisory_db: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ScanUrlArgs {
+    /// https://host[:port][/path]
+    url: String,
+    #[command(flatten)]
+    report: ReportFlags,
+    /// Also trust these CA certificates (PEM), e.g. an internal CA or a
+    /// self-signed certificate you issued
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Port of the plain-HTTP redirect check
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    /// Skip the check of well-known sensitive paths
+    #[arg(long)]
+    no_exposure: bool,
+    /// Seconds to wait for each connection
+    #[arg(long, default_value_t = 5)]
+    timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct ScanDepsArgs {
+    /// The lock file to check
+    #[arg(long, default_value = "Cargo.lock")]
+    lockfile: PathBuf,
+    #[command(flatten)]
+    report: ReportFlags,
+    /// A RustSec advisory-db checkout [default: the snapshot built into rampart]
+    #[arg(long)]
+    advisory_db: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -282,8 +386,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -291,8 +395,20 @@ fn main() -> ExitCode {
     }
 }
 
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let Cli { config, command } = cli;
+    match command {
+        Command::Scan { command } => scan(config, command).await,
+        command => run(Cli { config, command })
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        // Handled by `dispatch`, which owns the exit status.
+        Command::Scan { .. } => Ok(()),
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -383,6 +499,113 @@ async fn run(cli: Cli) -> Result<()> {
             block(settings, command).await
         }
     }
+}
+
+/// A progress bar on standard error, drawn only on a terminal.
+struct TermProgress {
+    on: bool,
+}
+
+impl rampart_scan::Progress for TermProgress {
+    fn step(&self, what: &str, done: u64, total: u64) {
+        if !self.on {
+            return;
+        }
+        let width = 30;
+        let filled = (done.min(total) * width).checked_div(total).unwrap_or(0) as usize;
+        let what: String = what.chars().take(40).collect();
+        eprint!(
+            "\r\x1b[2K[{}{}] {done}/{total} {what}",
+            "=".repeat(filled),
+            " ".repeat(width as usize - filled)
+        );
+        if done >= total && what == "exposure" {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+async fn scan(config: Option<PathBuf>, command: ScanCommand) -> Result<ExitCode> {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = TermProgress { on: tty };
+    let now = rampart_core::Clock::now(&rampart_core::SystemClock);
+    let (report, flags) = match command {
+        ScanCommand::SelfScan(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let db = rampart::scan::advisory_db(args.advisory_db.as_deref())?;
+            // The database is read when it exists; a scan never creates one.
+            let store = if settings.is_sqlite()
+                && rampart_store::sqlite_path(settings.database_url().expose_secret())
+                    .is_some_and(|p| !p.exists())
+            {
+                None
+            } else {
+                match rampart::open_store(&settings).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("warning: the database cannot be read ({e:#}); account checks are skipped");
+                        None
+                    }
+                }
+            };
+            let report = rampart::scan::self_report(&settings, store.as_deref(), &db, now).await;
+            if let Some(s) = store {
+                s.close().await;
+            }
+            (report, args.report)
+        }
+        ScanCommand::Url(args) => {
+            let mut opts = rampart_scan::url::UrlOptions {
+                http_port: args.http_port,
+                exposure: !args.no_exposure,
+                timeout: std::time::Duration::from_secs(args.timeout_secs.max(1)),
+                ..Default::default()
+            };
+            if let Some(ca) = &args.ca_file {
+                opts.ca = rampart_scan::url::ca_file(ca)?;
+            }
+            let report =
+                rampart_scan::url::scan(&args.url, &opts, rampart::scan::to_offset(now), &progress)
+                    .await?;
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            (report, args.report)
+        }
+        ScanCommand::Deps(args) => {
+            let db = rampart::scan::advisory_db(args.advisory_db.as_deref())?;
+            (
+                rampart::scan::deps_report(&args.lockfile, &db, now)?,
+                args.report,
+            )
+        }
+    };
+    let colour = flags.output.is_none()
+        && flags.format == rampart_scan::render::Format::Terminal
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
+    let text = rampart_scan::render::render(&report, flags.format, colour);
+    match &flags.output {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "Report written to {} ({} findings: {} critical, {} error, {} warning, {} info)",
+                path.display(),
+                report.findings.len(),
+                report.count(rampart_scan::Severity::Critical),
+                report.count(rampart_scan::Severity::Error),
+                report.count(rampart_scan::Severity::Warning),
+                report.count(rampart_scan::Severity::Info),
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(match flags.fail_on.0 {
+        Some(level) if report.fails(level) => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 async fn block(settings: Settings, command: BlockCommand) -> Result<()> {

@@ -37,10 +37,13 @@ pub enum EventKind {
     InspectionMatch,
     BlockAdded,
     BlockRemoved,
+    /// A scan found something it had not found in the previous report of
+    /// the same target.
+    ScanFinding,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 32] = [
+    pub const ALL: [EventKind; 33] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -73,6 +76,7 @@ impl EventKind {
         EventKind::InspectionMatch,
         EventKind::BlockAdded,
         EventKind::BlockRemoved,
+        EventKind::ScanFinding,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +113,7 @@ impl EventKind {
             EventKind::InspectionMatch => "inspection_match",
             EventKind::BlockAdded => "block_added",
             EventKind::BlockRemoved => "block_removed",
+            EventKind::ScanFinding => "scan_finding",
         }
     }
 

@@ -23,8 +23,8 @@ pub use error::Error;
 pub use ids::{AccountId, EventId, FactorId, SessionId};
 pub use model::{Account, Role, Session};
 pub use store::{
-    AdminPosture, ApiKeyPosture, Confirmed, FactorRemoval, IpBlock, LoginAttempt, ScanReportRow, Settle,
-    Store, StoreError,
+    AdminPosture, ApiKeyPosture, Confirmed, FactorRemoval, IpBlock, LoginAttempt, ScanReportRow,
+    Settle, Store, StoreError,
 };
 
 /// 128 random bits, lowercase hex: the body of every generated id.

@@ -454,13 +454,30 @@ impl AuthService {
     /// Sends `body` as it is (it carries its own advice), like
     /// [`Self::notify_owner`].
     pub(crate) fn send_notice(&self, account: &Account, subject: &str, body: String) {
+        self.send_email(account.email.as_str().to_owned(), subject, body);
+    }
+
+    /// Emails every administrator (alerts from the scanner), without
+    /// waiting, like [`Self::notify_owner`].
+    pub async fn alert_admins(&self, subject: &str, body: &str) {
+        match self.store().admin_posture().await {
+            Ok(admins) => {
+                for a in admins {
+                    self.send_email(a.email, subject, body.to_owned());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list administrators for an alert"),
+        }
+    }
+
+    fn send_email(&self, to: String, subject: &str, body: String) {
         let notifier = self.mfa().notifier.clone();
         if !notifier.supports(Channel::Email) {
             return;
         }
         let message = Message {
             channel: Channel::Email,
-            to: account.email.as_str().to_owned(),
+            to,
             subject: subject.to_owned(),
             body: SecretString::new(body),
         };

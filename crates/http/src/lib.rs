@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod redirect;
 pub mod routes;
+pub mod scans;
 pub mod server;
 pub mod state;
 pub mod tls;
@@ -85,6 +86,8 @@ pub fn router(state: AppState) -> Router {
             get(blocks::list_blocks).post(blocks::create_block),
         )
         .route("/admin/blocks/{id}", delete(blocks::remove_block))
+        .route("/admin/scans", get(scans::list_scans))
+        .route("/admin/scans/{id}", get(scans::get_scan))
         .route(
             "/collections/{name}/records",
             get(data::list_records).post(data::create_record),

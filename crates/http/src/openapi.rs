@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{blocks, data, mfa, routes};
+use crate::{blocks, data, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -121,9 +121,10 @@ impl Modify for StandardResponses {
         data::list_api_keys, data::revoke_api_key, data::get_roles, data::set_roles,
         data::data_events, data::key_status,
         blocks::create_block, blocks::list_blocks, blocks::remove_block,
+        scans::list_scans, scans::get_scan,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "health"))
 )]
 struct ApiDoc;
 

@@ -270,6 +270,42 @@ pub fn parse_lockfile(text: &str, path: &str) -> Result<Vec<Package>, AdvisoryEr
         .collect()
 }
 
+/// Reads a package list of `name version` lines (as `cargo tree --format
+/// '{p}'` prints them), every one from a registry.
+pub fn parse_package_list(text: &str) -> Vec<Package> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, version) = l.trim().split_once(' ')?;
+            Some(Package {
+                name: name.to_owned(),
+                version: Version::parse(version.trim().trim_start_matches('v')).ok()?,
+                from_registry: true,
+            })
+        })
+        .collect()
+}
+
+/// An advisory judged not to apply, with the reason (like cargo-deny's
+/// `ignore` entries): its finding stays in the report, as information.
+pub struct Accepted {
+    pub id: &'static str,
+    pub package: &'static str,
+    pub reason: &'static str,
+}
+
+/// Lowers the findings of accepted advisories to `Info`, saying why.
+pub fn apply_accepted(findings: &mut [Finding], accepted: &[Accepted]) {
+    for f in findings.iter_mut() {
+        if let Some(a) = accepted.iter().find(|a| {
+            f.check == format!("deps.{}", a.id) && f.target.starts_with(&format!("{}@", a.package))
+        }) {
+            f.severity = Severity::Info;
+            f.title = format!("Accepted: {}", f.title);
+            f.why = format!("{} Why it does not apply: {}", f.why, a.reason);
+        }
+    }
+}
+
 /// The dependency check's figures, for the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DepsSummary {

@@ -112,6 +112,7 @@ pub async fn scan(
     let mut stapled = false;
     let mut versions = Vec::new();
     let mut kx_bits: Vec<u32> = Vec::new();
+    let mut dh_bits: Vec<u32> = Vec::new();
     let mut reachable = false;
 
     // TLS 1.3, one suite at a time.
@@ -181,6 +182,7 @@ pub async fn scan(
                 Kx::Dhe => {
                     let b = h.dh_bits.unwrap_or(0);
                     kx_bits.push(b);
+                    dh_bits.push(b);
                     format!("DH {b}")
                 }
                 Kx::Export => {
@@ -198,18 +200,16 @@ pub async fn scan(
     }
     progress.step("certificate", 5, 5);
 
-    // Downgrade protection: offer the second-highest version with the
-    // fallback signal; a protected server refuses.
-    let legacy: Vec<u16> = {
-        let mut v: Vec<u16> = versions.clone();
-        v.sort_unstable();
-        v
-    };
-    let fallback_scsv = if legacy.len() >= 2 {
-        let lower = legacy[legacy.len() - 2];
+    // Downgrade protection matters when a client can be pushed below
+    // TLS 1.2 (TLS 1.3 protects 1.2 itself): offer the second-highest
+    // version with the fallback signal; a protected server refuses.
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    let fallback_scsv = if sorted.len() >= 2 && sorted[0] < TLS12 {
+        let lower = sorted[sorted.len() - 2].min(TLS12);
         let mut offer: Vec<u16> = suites::SUITES.iter().map(|s| s.id).collect();
         offer.push(hello::FALLBACK_SCSV);
-        match hello::probe(addr, sni, lower.min(TLS12), &offer, opts.timeout).await? {
+        match hello::probe(addr, sni, lower, &offer, opts.timeout).await? {
             Answer::Accepted(h) if h.version == lower => Some(false),
             _ => Some(true),
         }
@@ -288,7 +288,14 @@ pub async fn scan(
         hsts_max_age: None,
     };
 
-    protocol_findings(&target, &versions, &legacy_suites, &facts, out);
+    protocol_findings(
+        &target,
+        &versions,
+        &legacy_suites,
+        &facts,
+        dh_bits.iter().copied().filter(|b| *b > 0).min(),
+        out,
+    );
     if let Some(c) = &certificate {
         cert::findings(c, &target, cert::Context::Remote, out);
         if c.trusted && !stapled {
@@ -355,6 +362,7 @@ fn protocol_findings(
     versions: &[u16],
     legacy: &[&suites::Suite],
     facts: &grade::Facts,
+    dh_weakest: Option<u32>,
     out: &mut Vec<Finding>,
 ) {
     let disable = "Offer only TLS 1.2 and 1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3; Apache: SSLProtocol -all +TLSv1.2 +TLSv1.3).";
@@ -465,12 +473,7 @@ fn protocol_findings(
             fix_suites,
         ));
     }
-    let dh_weakest = legacy
-        .iter()
-        .any(|s| s.kx == Kx::Dhe)
-        .then_some(facts.weakest_kx_bits)
-        .filter(|b| *b > 0 && *b < 2048);
-    if let Some(bits) = dh_weakest {
+    if let Some(bits) = dh_weakest.filter(|b| *b < 2048) {
         out.push(Finding::new(
             "tls.dh_weak",
             if bits < 1024 { Severity::Critical } else { Severity::Warning },
@@ -525,32 +528,26 @@ impl ServerCertVerifier for Recorder {
         Ok(ServerCertVerified::assertion())
     }
 
+    // Handshake signatures are not checked: the probe trusts nothing it
+    // learns over these connections, and a server whose key the crypto
+    // provider refuses (RSA under 2048 bits) must still be seen for what
+    // it offers. The key itself is judged by `cert`.
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn verify_tls13_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -51,7 +51,10 @@ impl SqlStore {
         .collect()
     }
 
-    pub(crate) async fn api_key_posture_rows(&self, now: Timestamp) -> Result<Vec<ApiKeyPosture>, StoreError> {
+    pub(crate) async fn api_key_posture_rows(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<ApiKeyPosture>, StoreError> {
         let corrupt = |_| StoreError::Corrupt("api_keys");
         sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.created_at, k.expires_at, \
@@ -124,7 +127,10 @@ impl SqlStore {
         Ok(rows)
     }
 
-    pub(crate) async fn scan_report_row(&self, id: &str) -> Result<Option<ScanReportRow>, StoreError> {
+    pub(crate) async fn scan_report_row(
+        &self,
+        id: &str,
+    ) -> Result<Option<ScanReportRow>, StoreError> {
         sqlx::query(
             "SELECT id, kind, target, started_at, worst, findings, report FROM scan_reports WHERE id = $1",
         )

@@ -1218,12 +1218,19 @@ both!(
         s.insert_factor(&factor("f2", &b.id, FactorKind::Totp, false))
             .await
             .unwrap();
-        for (i, kind) in [EventKind::LoginSuccess, EventKind::LoginFailure].iter().enumerate() {
+        for (i, kind) in [EventKind::LoginSuccess, EventKind::LoginFailure]
+            .iter()
+            .enumerate()
+        {
             s.insert_event(&SecurityEvent {
                 id: EventId(format!("evt_p{i}")),
                 at: Timestamp(5000 + i as i64),
                 kind: *kind,
-                outcome: if i == 0 { Outcome::Success } else { Outcome::Failure },
+                outcome: if i == 0 {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
                 reason: None,
                 account_id: Some(a.id.clone()),
                 ip: None,
@@ -1280,7 +1287,10 @@ both!(
         assert_eq!(ids, vec!["r32", "b1"]);
         assert_eq!(latest[0].report, "{\"id\":\"r32\"}");
         assert!(s.scan_report("r03").await.unwrap().is_some(), "30 kept");
-        assert!(s.scan_report("r02").await.unwrap().is_none(), "older ones pruned");
+        assert!(
+            s.scan_report("r02").await.unwrap().is_none(),
+            "older ones pruned"
+        );
         assert!(s.scan_report("nope").await.unwrap().is_none());
     }
 );

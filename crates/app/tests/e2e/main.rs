@@ -14,6 +14,7 @@ mod mfa;
 mod openapi;
 mod postgres;
 mod process;
+mod scan;
 mod sessions;
 mod setup;
 mod sinks;

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 /// A certificate for `localhost`, written as PEM files in `dir`; returns
 /// (cert path, TLS acceptor).
-fn tls_for_localhost(dir: &Path, name: &str) -> (PathBuf, tokio_rustls::TlsAcceptor) {
+pub fn tls_for_localhost(dir: &Path, name: &str) -> (PathBuf, tokio_rustls::TlsAcceptor) {
     let pair = rampart_crypto::generate_self_signed(
         std::time::SystemTime::now(),
         &rampart_crypto::OsEntropy,

@@ -395,6 +395,12 @@ pub fn pump(mut from: impl std::io::Read + Send + 'static, into: Arc<std::sync::
 /// Runs the `rampart` binary with `args` (and `stdin`, if given), without
 /// the caller's `RAMPART_*` settings: (success, stdout, stderr).
 pub fn rampart_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let (code, out, err) = rampart_run(args, stdin);
+    (code == Some(0), out, err)
+}
+
+/// Like [`rampart_cli`], with the exit status: (code, stdout, stderr).
+pub fn rampart_run(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
     use std::io::Write;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
     cmd.args(args)
@@ -415,7 +421,7 @@ pub fn rampart_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String)
     }
     let out = child.wait_with_output().unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )

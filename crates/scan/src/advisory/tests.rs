@@ -180,3 +180,38 @@ fn cvss_scores_match_the_specification() {
     assert_eq!(cvss_base_score("CVSS:2.0/AV:N"), None);
     assert_eq!(cvss_base_score("CVSS:3.1/AV:X/AC:L"), None);
 }
+
+#[test]
+fn a_package_list_is_read_and_accepted_advisories_become_information() {
+    let packages = parse_package_list("demo 1.1.0\nother v2.0.0\n\nbroken\n");
+    assert_eq!(packages.len(), 2);
+    assert!(packages.iter().all(|p| p.from_registry));
+    let dir = fixture();
+    let db = Database::open(dir.path()).unwrap();
+    let mut out = Vec::new();
+    check(&db, &packages, at("2026-08-20"), &mut out);
+    apply_accepted(
+        &mut out,
+        &[Accepted {
+            id: "RUSTSEC-2026-9001",
+            package: "other",
+            reason: "wrong package",
+        }],
+    );
+    assert_eq!(
+        out[0].severity,
+        Severity::Critical,
+        "only the named package's finding is accepted"
+    );
+    apply_accepted(
+        &mut out,
+        &[Accepted {
+            id: "RUSTSEC-2026-9001",
+            package: "demo",
+            reason: "only public-key operations",
+        }],
+    );
+    assert_eq!(out[0].severity, Severity::Info);
+    assert!(out[0].title.starts_with("Accepted: "));
+    assert!(out[0].why.ends_with("only public-key operations"));
+}

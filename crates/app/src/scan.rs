@@ -1,0 +1,373 @@
+//! The scanner, wired to this deployment: the facts `scan self` judges
+//! (settings, files, database rows), Rampart's own dependencies (its
+//! `Cargo.lock`, compiled in), storing reports, turning new findings into
+//! security events and alerts, and the schedule `serve` runs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rampart_core::events::{EventKind, Outcome};
+use rampart_core::{AuthService, Clock, RequestMeta, ScanReportRow, Store, Timestamp};
+use rampart_crypto::Entropy;
+use rampart_scan::advisory::{self, Database};
+use rampart_scan::posture::{self, AdminFact, ApiKeyFact, FileFact, SelfFacts};
+use rampart_scan::{Report, ScanKind, Severity};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::config::{NotifierMode, Settings};
+
+/// The registry packages compiled into this binary on Linux (normal and
+/// build dependencies, not dev ones), from `cargo tree`; `refresh-deps`
+/// rebuilds it and a test fails when it is stale.
+pub const OWN_DEPENDENCIES: &str = include_str!("../deps.txt");
+
+/// Advisories reviewed and judged not to apply to Rampart, with why. Their
+/// findings stay in the report as information.
+pub const ACCEPTED: &[advisory::Accepted] = &[advisory::Accepted {
+    id: "RUSTSEC-2023-0071",
+    package: "rsa",
+    reason: "rsa comes in through webauthn-rs, which only verifies passkey attestation signatures with public keys; \
+             the Marvin attack recovers a key from the timing of private-key decryption, and Rampart holds no RSA \
+             private key (TLS uses rustls with ring).",
+}];
+
+/// The advisory database: a directory given, or the built-in snapshot.
+pub fn advisory_db(dir: Option<&Path>) -> Result<Database> {
+    match dir {
+        Some(d) => Ok(Database::open(d)?),
+        None => Ok(Database::bundled()),
+    }
+}
+
+pub fn to_offset(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from(t.to_system_time())
+}
+
+/// What the settings and the disk say, before the database is read.
+pub fn config_facts(settings: &Settings) -> SelfFacts {
+    let layout = crate::layout(settings);
+    let mut files = vec![FileFact {
+        role: "data directory".to_owned(),
+        path: layout.dir.clone(),
+        is_dir: true,
+        secret: false,
+    }];
+    if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
+        files.push(FileFact {
+            role: "database".to_owned(),
+            path: db,
+            is_dir: false,
+            secret: true,
+        });
+    }
+    let master_key = crate::master_from_file().then(|| layout.master_key.clone());
+    if let Some(k) = &master_key {
+        files.push(FileFact {
+            role: "master key".to_owned(),
+            path: k.clone(),
+            is_dir: false,
+            secret: true,
+        });
+    }
+    files.push(FileFact {
+        role: "TLS key".to_owned(),
+        path: layout.tls_key.clone(),
+        is_dir: false,
+        secret: true,
+    });
+    files.push(FileFact {
+        role: "TLS certificate".to_owned(),
+        path: layout.tls_cert.clone(),
+        is_dir: false,
+        secret: false,
+    });
+    let g = &settings.guard;
+    SelfFacts {
+        listen: settings.listen.to_string(),
+        production: !settings.listen.ip().is_loopback(),
+        danger: settings.danger_on.clone(),
+        registration_open: settings.registration == rampart_core::RegistrationMode::Open,
+        mfa_required_for_admins: !settings.mfa.required_for.is_empty(),
+        password_preset: format!("{:?}", settings.password.preset).to_ascii_lowercase(),
+        password_preset_weaker: settings.password.preset
+            != rampart_core::password_policy::PolicyPreset::Default,
+        trusted_proxies: g.trusted_proxies.clone(),
+        admin_open_to_all: g.allow.is_empty() && g.admin.allow.is_empty(),
+        notifier_log: settings.notifier_mode() == NotifierMode::Log,
+        log_level: settings.log.level.clone(),
+        files,
+        data_dir: layout.dir.clone(),
+        master_key,
+        tls_cert: layout.tls_cert.exists().then(|| layout.tls_cert.clone()),
+        admins: None,
+        api_keys: None,
+    }
+}
+
+/// Adds what the database says: administrators and API keys.
+pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) {
+    if let Ok(admins) = store.admin_posture().await {
+        facts.admins = Some(
+            admins
+                .into_iter()
+                .map(|a| AdminFact {
+                    email: a.email,
+                    has_second_factor: a.has_second_factor,
+                    created_at_ms: a.created_at.millis(),
+                    last_sign_in_ms: a.last_sign_in.map(Timestamp::millis),
+                })
+                .collect(),
+        );
+    }
+    if let Ok(keys) = store.api_key_posture(now).await {
+        facts.api_keys = Some(
+            keys.into_iter()
+                .map(|k| ApiKeyFact {
+                    name: k.name,
+                    prefix: k.prefix,
+                    created_at_ms: k.created_at.millis(),
+                    expires_at_ms: k.expires_at.map(Timestamp::millis),
+                    last_used_ms: k.last_used.map(Timestamp::millis),
+                })
+                .collect(),
+        );
+    }
+}
+
+/// `scan self`: posture, then Rampart's own dependencies.
+pub async fn self_report(
+    settings: &Settings,
+    store: Option<&dyn Store>,
+    db: &Database,
+    now: Timestamp,
+) -> Report {
+    let started = Instant::now();
+    let at = to_offset(now);
+    let mut report = Report::new(
+        ScanKind::SelfScan,
+        format!("rampart on {}", settings.listen),
+        at,
+    );
+    let mut facts = config_facts(settings);
+    if let Some(s) = store {
+        db_facts(&mut facts, s, now).await;
+    }
+    posture::check(
+        &facts,
+        at,
+        &mut report.findings,
+        &mut report.passed,
+        &mut report.skipped,
+    );
+    let packages = advisory::parse_package_list(OWN_DEPENDENCIES);
+    let summary = advisory::check(db, &packages, at, &mut report.findings);
+    advisory::apply_accepted(&mut report.findings, ACCEPTED);
+    if summary.affected == 0 {
+        report.passed.push(format!(
+            "{} dependencies, none with a known advisory",
+            summary.packages
+        ));
+    }
+    report.deps = Some(summary);
+    report.finish(started.elapsed());
+    report
+}
+
+/// `scan deps --lockfile FILE`.
+pub fn deps_report(lockfile: &Path, db: &Database, now: Timestamp) -> Result<Report> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(lockfile)
+        .with_context(|| format!("cannot read the lock file {}", lockfile.display()))?;
+    let packages = advisory::parse_lockfile(&text, &lockfile.display().to_string())?;
+    let mut report = Report::new(
+        ScanKind::Deps,
+        lockfile.display().to_string(),
+        to_offset(now),
+    );
+    let summary = advisory::check(db, &packages, to_offset(now), &mut report.findings);
+    if summary.affected == 0 {
+        report.passed.push(format!(
+            "{} dependencies, none with a known advisory",
+            summary.packages
+        ));
+    }
+    report.deps = Some(summary);
+    report.finish(started.elapsed());
+    Ok(report)
+}
+
+/// Stores `report`; findings its target's previous report did not have
+/// become `scan_finding` events, and new errors (or worse) an email to the
+/// administrators. Returns the new findings.
+pub async fn record(
+    auth: &AuthService,
+    report: &Report,
+    now: Timestamp,
+    entropy: &dyn Entropy,
+) -> Result<Vec<rampart_scan::Finding>> {
+    let store = auth.store();
+    let previous: BTreeSet<String> = match store
+        .latest_scan_reports()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_iter()
+        .find(|r| r.kind == report.kind.as_str() && r.target == report.target)
+    {
+        Some(row) => serde_json::from_str::<Report>(&row.report)
+            .map(|r| r.findings.iter().map(|f| f.fingerprint()).collect())
+            .unwrap_or_default(),
+        None => BTreeSet::new(),
+    };
+    let mut id = [0u8; 12];
+    entropy.fill(&mut id);
+    let row = ScanReportRow {
+        id: format!("scan_{}", hex::encode(id)),
+        kind: report.kind.as_str().to_owned(),
+        target: report.target.clone(),
+        started_at: now,
+        worst: report.worst().map(|s| s.as_str().to_owned()),
+        findings: report.findings.len() as u32,
+        report: serde_json::to_string(report)?,
+    };
+    store
+        .insert_scan_report(&row)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new: Vec<rampart_scan::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning && !previous.contains(&f.fingerprint()))
+        .cloned()
+        .collect();
+    let meta = RequestMeta {
+        user_agent: Some("rampart-scan".to_owned()),
+        ..Default::default()
+    };
+    for f in &new {
+        let reason = format!(
+            "{} {} ({}): {}",
+            f.severity.as_str(),
+            f.check,
+            f.target,
+            f.title
+        );
+        auth.record_event(
+            EventKind::ScanFinding,
+            Outcome::Failure,
+            Some(&reason),
+            None,
+            &meta,
+        )
+        .await;
+    }
+    let urgent: Vec<&rampart_scan::Finding> = new
+        .iter()
+        .filter(|f| f.severity >= Severity::Error)
+        .collect();
+    if !urgent.is_empty() {
+        let mut body = format!(
+            "Rampart's {} scan of {} found {} new problem(s):\n",
+            report.kind.as_str(),
+            report.target,
+            urgent.len()
+        );
+        for f in &urgent {
+            body.push_str(&format!(
+                "\n- [{}] {}\n  where: {}\n  fix: {}\n",
+                f.severity.as_str(),
+                f.title,
+                f.target,
+                f.fix
+            ));
+        }
+        body.push_str(&format!(
+            "\nThe whole report: GET /api/v1/admin/scans/{}\n",
+            row.id
+        ));
+        auth.alert_admins("Rampart: new security findings", &body)
+            .await;
+    }
+    Ok(new)
+}
+
+/// What the schedule needs.
+pub struct Schedule {
+    pub settings: Settings,
+    pub auth: Arc<AuthService>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+/// Runs the self scan every `self_every_hours` and the URL scans every
+/// `urls_every_hours`, first after `start_delay_secs`, until shutdown.
+/// Due times follow the injected clock; it is looked at every second.
+pub async fn run_schedule(s: Schedule, mut shutdown: watch::Receiver<bool>) {
+    let cfg = s.settings.scan.clone();
+    let hour = 3_600_000i64;
+    let mut next_self = s.clock.now().millis() + cfg.start_delay_secs as i64 * 1000;
+    let mut next_urls = next_self;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = s.clock.now();
+        if cfg.self_every_hours > 0 && now.millis() >= next_self {
+            next_self = now.millis() + cfg.self_every_hours as i64 * hour;
+            let db = match advisory_db(cfg.advisory_db.as_deref()) {
+                Ok(db) => db,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduled self scan: advisory database");
+                    Database::bundled()
+                }
+            };
+            let report = self_report(&s.settings, Some(s.auth.store().as_ref()), &db, now).await;
+            match record(&s.auth, &report, now, s.entropy.as_ref()).await {
+                Ok(new) => tracing::info!(
+                    findings = report.findings.len(),
+                    new = new.len(),
+                    "self scan done"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot store the self scan"),
+            }
+        }
+        if cfg.urls_every_hours > 0 && !cfg.urls.is_empty() && now.millis() >= next_urls {
+            next_urls = now.millis() + cfg.urls_every_hours as i64 * hour;
+            let opts = match url_options(&s.settings) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduled URL scans");
+                    continue;
+                }
+            };
+            for u in &cfg.urls {
+                match rampart_scan::url::scan(u, &opts, to_offset(now), &rampart_scan::Quiet).await
+                {
+                    Ok(report) => match record(&s.auth, &report, now, s.entropy.as_ref()).await {
+                        Ok(new) => {
+                            tracing::info!(url = %u, findings = report.findings.len(), new = new.len(), "URL scan done")
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot store a URL scan"),
+                    },
+                    Err(e) => tracing::warn!(url = %u, error = %e, "URL scan failed"),
+                }
+            }
+        }
+    }
+}
+
+/// The URL-scan options `[scan]` gives.
+pub fn url_options(settings: &Settings) -> Result<rampart_scan::url::UrlOptions> {
+    let mut o = rampart_scan::url::UrlOptions {
+        http_port: settings.scan.http_port,
+        ..Default::default()
+    };
+    if let Some(ca) = &settings.scan.ca_file {
+        o.ca = rampart_scan::url::ca_file(ca)?;
+    }
+    Ok(o)
+}
