@@ -519,9 +519,6 @@ impl rampart_scan::Progress for TermProgress {
             "=".repeat(filled),
             " ".repeat(width as usize - filled)
         );
-        if done >= total && what == "exposure" {
-            eprint!("\r\x1b[2K");
-        }
     }
 }
 

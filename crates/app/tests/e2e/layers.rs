@@ -24,6 +24,16 @@ const RULES: &[(&str, &[&str])] = &[
         &["sqlx", "axum", "rampart-store", "rampart-http"],
     ),
     (
+        "rampart-scan",
+        &[
+            "sqlx",
+            "axum",
+            "rampart-core",
+            "rampart-store",
+            "rampart-http",
+        ],
+    ),
+    (
         "rampart-guard",
         &[
             "tokio",

@@ -392,7 +392,11 @@ async fn old_protocols_weak_suites_and_a_weak_key_are_found_and_capped() {
     // Even named with --ca-file, a chain signed by a 1024-bit RSA key is not
     // one current clients can verify: T, and F once trust is set aside.
     let g = &r["tls"]["grade"];
-    assert_eq!((g["grade"].as_str(), g["if_trusted"].as_str()), (Some("T"), Some("F")), "{g:#}");
+    assert_eq!(
+        (g["grade"].as_str(), g["if_trusted"].as_str()),
+        (Some("T"), Some("F")),
+        "{g:#}"
+    );
     assert!(r["tls"]["certificate"]["trust_error"].is_string());
     let caps = g["caps"].to_string();
     for why in [
