@@ -152,62 +152,73 @@ const BROAD: [&str; 8] = [
     "https://*.*",
 ];
 
+/// Observatory's CSP test (`analyzer/tests/csp.js`), rule for rule.
 fn csp_result(csp: &Csp) -> &'static str {
-    let get = |d: &str| csp.get(d).or_else(|| csp.get("default-src"));
-    let script = get("script-src");
-    let style = get("style-src");
-    let has_nonce_or_hash = script.is_some_and(|s| {
-        s.iter().any(|x| {
-            x.starts_with("'nonce-")
-                || x.starts_with("'sha256-")
-                || x.starts_with("'sha384-")
-                || x.starts_with("'sha512-")
+    let any = || vec!["*".to_owned()];
+    let pick = |d: &str| -> Vec<String> {
+        csp.get(d)
+            .or_else(|| csp.get("default-src"))
+            .cloned()
+            .unwrap_or_else(any)
+    };
+    let mut script = pick("script-src");
+    let mut style = pick("style-src");
+    let object = pick("object-src");
+    let nonce_or_hash = |list: &[String]| {
+        list.iter().any(|x| {
+            ["'sha256-", "'sha384-", "'sha512-", "'nonce-"]
+                .iter()
+                .any(|p| x.starts_with(p))
         })
-    });
-    let strict_dynamic = script.is_some_and(|s| s.iter().any(|x| x == "'strict-dynamic'"));
-    let unsafe_inline_script = match script {
-        None => true,
-        Some(s) => {
-            !strict_dynamic
-                && !has_nonce_or_hash
-                && s.iter()
-                    .any(|x| x == "'unsafe-inline'" || x == "data:" || BROAD.contains(&x.as_str()))
-                || strict_dynamic && !has_nonce_or_hash
+    };
+    // A nonce or hash makes browsers ignore 'unsafe-inline'.
+    for list in [&mut script, &mut style] {
+        if nonce_or_hash(list) {
+            list.retain(|x| x != "'unsafe-inline'");
         }
-    };
-    let unsafe_eval = script.is_some_and(|s| s.iter().any(|x| x == "'unsafe-eval'"));
-    let insecure = |d: &str| {
-        get(d).is_some_and(|s| s.iter().any(|x| x == "http:" || x.starts_with("http://")))
-    };
-    let active_insecure = [
-        "script-src",
-        "style-src",
-        "object-src",
-        "frame-src",
-        "connect-src",
-        "font-src",
-        "worker-src",
-    ]
-    .iter()
-    .any(|d| insecure(d));
-    let passive_insecure = ["img-src", "media-src"].iter().any(|d| insecure(d));
-    let unsafe_style = style.is_none_or(|s| {
-        s.iter()
-            .any(|x| x == "'unsafe-inline'" || x == "data:" || BROAD.contains(&x.as_str()))
-    });
-    if unsafe_inline_script {
+    }
+    if script.iter().any(|x| x == "'strict-dynamic'") {
+        if !nonce_or_hash(&script) {
+            return "csp-header-invalid";
+        }
+        script.retain(|x| {
+            x != "'self'" && x != "'unsafe-inline'" && !BROAD.iter().any(|b| x.starts_with(b))
+        });
+    }
+    let unsafe_inline =
+        |x: &String| BROAD.contains(&x.as_str()) || x == "'unsafe-inline'" || x == "data:";
+    let insecure = |x: &String| x.starts_with("http:") || x.starts_with("ftp:");
+    let passive = ["img-src", "media-src"];
+    let active_insecure = csp
+        .iter()
+        .filter(|(d, _)| !passive.contains(&d.as_str()) && d.as_str() != "script-src")
+        .flat_map(|(_, l)| l.iter())
+        .chain(script.iter())
+        .any(insecure);
+    let passive_insecure = passive
+        .iter()
+        .flat_map(|d| {
+            csp.get(*d)
+                .or_else(|| csp.get("default-src"))
+                .into_iter()
+                .flatten()
+        })
+        .any(insecure);
+    if script.iter().any(unsafe_inline) || object.iter().any(|x| BROAD.contains(&x.as_str())) {
         "csp-implemented-with-unsafe-inline"
     } else if active_insecure {
         "csp-implemented-with-insecure-scheme"
-    } else if unsafe_eval {
+    } else if script
+        .iter()
+        .chain(style.iter())
+        .any(|x| x == "'unsafe-eval'")
+    {
         "csp-implemented-with-unsafe-eval"
     } else if passive_insecure {
         "csp-implemented-with-insecure-scheme-in-passive-content-only"
-    } else if unsafe_style {
+    } else if style.iter().any(unsafe_inline) {
         "csp-implemented-with-unsafe-inline-in-style-src-only"
-    } else if csp.get("default-src").is_some_and(|d| d == &["'none'"])
-        && csp.get("form-action").is_some_and(|f| !f.is_empty())
-    {
+    } else if csp.get("default-src").is_some_and(|d| d == &["'none'"]) {
         "csp-implemented-with-no-unsafe-default-src-none"
     } else {
         "csp-implemented-with-no-unsafe"

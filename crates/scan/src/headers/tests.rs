@@ -45,14 +45,15 @@ fn rampart_headers_score_a_plus() {
     let r = analyse(&observed(RAMPART), &mut out);
     assert_eq!(
         result(&r, "content-security-policy"),
-        "csp-implemented-with-no-unsafe"
+        "csp-implemented-with-no-unsafe-default-src-none"
     );
     assert_eq!(
         result(&r, "x-frame-options"),
         "x-frame-options-implemented-via-csp"
     );
     assert_eq!(result(&r, "referrer-policy"), "referrer-policy-private");
-    assert_eq!(r.score, 115, "{:#?}", r.tests);
+    // What the MDN HTTP Observatory itself gives Rampart (security/judges).
+    assert_eq!(r.score, 120, "{:#?}", r.tests);
     assert_eq!(r.grade, "A+");
     assert_eq!(r.hsts_max_age, Some(63_072_000));
     assert!(out.is_empty(), "{out:#?}");
@@ -164,4 +165,39 @@ fn observatory_grade_steps() {
     ] {
         assert_eq!(grade_for(s), g, "{s}");
     }
+}
+
+#[test]
+fn csp_rules_follow_the_observatory() {
+    let csp = |v: &str| csp_result(&parse_csp(v).unwrap());
+    assert_eq!(csp("default-src 'self'"), "csp-implemented-with-no-unsafe");
+    assert_eq!(
+        csp("default-src 'self'; script-src 'self' 'nonce-abc' 'unsafe-inline'"),
+        "csp-implemented-with-no-unsafe"
+    );
+    assert_eq!(
+        csp("script-src 'self'"),
+        "csp-implemented-with-unsafe-inline",
+        "object-src falls back to *"
+    );
+    assert_eq!(
+        csp("default-src 'self'; script-src 'strict-dynamic'"),
+        "csp-header-invalid"
+    );
+    assert_eq!(
+        csp("default-src 'self'; script-src 'self' 'unsafe-eval'"),
+        "csp-implemented-with-unsafe-eval"
+    );
+    assert_eq!(
+        csp("default-src 'self'; connect-src http://api.test"),
+        "csp-implemented-with-insecure-scheme"
+    );
+    assert_eq!(
+        csp("default-src 'self'; img-src http:"),
+        "csp-implemented-with-insecure-scheme-in-passive-content-only"
+    );
+    assert_eq!(
+        csp("default-src 'self'; style-src 'unsafe-inline'"),
+        "csp-implemented-with-unsafe-inline-in-style-src-only"
+    );
 }
