@@ -149,7 +149,7 @@ pub async fn self_report(
     let at = to_offset(now);
     let mut report = Report::new(
         ScanKind::SelfScan,
-        format!("rampart on {}", settings.listen),
+        format!("rampart on {} ({})", node_name(), settings.listen),
         at,
     );
     let mut facts = config_facts(settings);
@@ -175,6 +175,16 @@ pub async fn self_report(
     report.deps = Some(summary);
     report.finish(started.elapsed());
     report
+}
+
+/// This machine's name: nodes sharing one database keep their own self
+/// reports apart by it.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this node".to_owned())
 }
 
 /// `scan deps --lockfile FILE`.
