@@ -188,21 +188,6 @@ suites![
     (0x003B, "TLS_RSA_WITH_NULL_SHA256", Rsa, Null, 0),
 ];
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_and_names_are_unique() {
-        let mut ids: Vec<u16> = super::SUITES.iter().map(|s| s.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), super::SUITES.len());
-        let mut names: Vec<&str> = super::SUITES.iter().map(|s| s.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), super::SUITES.len());
-    }
-}
-
 pub fn by_id(id: u16) -> Option<&'static Suite> {
     SUITES.iter().find(|s| s.id == id)
 }
@@ -216,5 +201,20 @@ pub fn tls13(id: u16) -> Option<(&'static str, u16)> {
         0x1304 => Some(("TLS_AES_128_CCM_SHA256", 128)),
         0x1305 => Some(("TLS_AES_128_CCM_8_SHA256", 128)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_and_names_are_unique() {
+        let mut ids: Vec<u16> = super::SUITES.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), super::SUITES.len());
+        let mut names: Vec<&str> = super::SUITES.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), super::SUITES.len());
     }
 }
