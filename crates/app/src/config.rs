@@ -591,6 +591,15 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
+        for (name, v, max) in [
+            ("self_every_hours", self.scan.self_every_hours, 8760),
+            ("urls_every_hours", self.scan.urls_every_hours, 8760),
+            ("start_delay_secs", self.scan.start_delay_secs, 86_400),
+        ] {
+            if v > max {
+                bail!("[scan] {name} = {v} is more than {max}");
+            }
+        }
         for u in &self.scan.urls {
             rampart_scan::url::parse_target(u).map_err(|e| anyhow!("[scan] urls: {e}"))?;
         }

@@ -531,23 +531,16 @@ async fn scan(config: Option<PathBuf>, command: ScanCommand) -> Result<ExitCode>
             let settings = load(config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
             let db = rampart::scan::advisory_db(args.advisory_db.as_deref())?;
-            // The database is read when it exists; a scan never creates one.
-            let store = if settings.is_sqlite()
-                && rampart_store::sqlite_path(settings.database_url().expose_secret())
-                    .is_some_and(|p| !p.exists())
-            {
-                None
-            } else {
-                match rampart::open_store(&settings).await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        eprintln!("warning: the database cannot be read ({e:#}); account checks are skipped");
-                        None
-                    }
-                }
-            };
-            let report = rampart::scan::self_report(&settings, store.as_deref(), &db, now).await;
-            if let Some(s) = store {
+            // The database as it is: never created, never migrated.
+            let store = rampart::scan::open_for_scan(&settings).await;
+            let report = rampart::scan::self_report(
+                &settings,
+                store.as_deref().map_err(String::as_str),
+                &db,
+                now,
+            )
+            .await;
+            if let Ok(s) = store {
                 s.close().await;
             }
             (report, args.report)

@@ -3,7 +3,7 @@
 //! `Cargo.lock`, compiled in), storing reports, turning new findings into
 //! security events and alerts, and the schedule `serve` runs.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,13 +90,14 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         listen: settings.listen.to_string(),
         production: !settings.listen.ip().is_loopback(),
         danger: settings.danger_on.clone(),
+        protections_off: g.protections_off(),
         registration_open: settings.registration == rampart_core::RegistrationMode::Open,
         mfa_required_for_admins: !settings.mfa.required_for.is_empty(),
         password_preset: format!("{:?}", settings.password.preset).to_ascii_lowercase(),
         password_preset_weaker: settings.password.preset
             != rampart_core::password_policy::PolicyPreset::Default,
         trusted_proxies: g.trusted_proxies.clone(),
-        admin_open_to_all: g.allow.is_empty() && g.admin.allow.is_empty(),
+        admin_open_to_all: g.admin_open_to_all(),
         notifier_log: settings.notifier_mode() == NotifierMode::Log,
         log_level: settings.log.level.clone(),
         files,
@@ -138,10 +139,26 @@ pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) 
     }
 }
 
+/// The database as it is, for `scan self`: never created, never migrated
+/// (a running older node would find its schema changed). `Err` says why
+/// the account checks cannot run.
+pub async fn open_for_scan(settings: &Settings) -> std::result::Result<Arc<dyn Store>, String> {
+    let url = settings.database_url();
+    if let Some(path) = rampart_store::sqlite_path(url.expose_secret()) {
+        if !path.exists() {
+            return Err("no database yet (it is created by the first `rampart serve`)".to_owned());
+        }
+    }
+    match rampart_store::open_as_is(url.expose_secret()).await {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => Err(format!("the database cannot be read as it is: {e}")),
+    }
+}
+
 /// `scan self`: posture, then Rampart's own dependencies.
 pub async fn self_report(
     settings: &Settings,
-    store: Option<&dyn Store>,
+    store: std::result::Result<&dyn Store, &str>,
     db: &Database,
     now: Timestamp,
 ) -> Report {
@@ -153,9 +170,13 @@ pub async fn self_report(
         at,
     );
     let mut facts = config_facts(settings);
-    if let Some(s) = store {
-        db_facts(&mut facts, s, now).await;
-    }
+    let unread = match store {
+        Ok(s) => {
+            db_facts(&mut facts, s, now).await;
+            None
+        }
+        Err(why) => Some(why),
+    };
     posture::check(
         &facts,
         at,
@@ -163,6 +184,15 @@ pub async fn self_report(
         &mut report.passed,
         &mut report.skipped,
     );
+    if let Some(why) = unread {
+        for s in report
+            .skipped
+            .iter_mut()
+            .filter(|s| s.check == "ops.admins" || s.check == "ops.api_keys")
+        {
+            s.reason = why.to_owned();
+        }
+    }
     let packages = advisory::parse_package_list(OWN_DEPENDENCIES);
     let summary = advisory::check(db, &packages, at, &mut report.findings);
     advisory::apply_accepted(&mut report.findings, ACCEPTED);
@@ -172,9 +202,25 @@ pub async fn self_report(
             summary.packages
         ));
     }
+    note_unreadable(&mut report, &summary);
     report.deps = Some(summary);
     report.finish(started.elapsed());
     report
+}
+
+/// Advisories the database holds but could not read are shown, not
+/// silently skipped.
+fn note_unreadable(report: &mut Report, summary: &advisory::DepsSummary) {
+    if !summary.unreadable.is_empty() {
+        report.skipped.push(rampart_scan::Skipped {
+            check: "deps".to_owned(),
+            reason: format!(
+                "{} advisories could not be read and were not checked: {}",
+                summary.unreadable.len(),
+                summary.unreadable.join(", ")
+            ),
+        });
+    }
 }
 
 /// This machine's name: nodes sharing one database keep their own self
@@ -205,6 +251,7 @@ pub fn deps_report(lockfile: &Path, db: &Database, now: Timestamp) -> Result<Rep
             summary.packages
         ));
     }
+    note_unreadable(&mut report, &summary);
     report.deps = Some(summary);
     report.finish(started.elapsed());
     Ok(report)
@@ -220,18 +267,49 @@ pub async fn record(
     entropy: &dyn Entropy,
 ) -> Result<Vec<rampart_scan::Finding>> {
     let store = auth.store();
-    let previous: BTreeSet<String> = match store
+    let latest = store
         .latest_scan_reports()
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .into_iter()
-        .find(|r| r.kind == report.kind.as_str() && r.target == report.target)
-    {
-        Some(row) => serde_json::from_str::<Report>(&row.report)
-            .map(|r| r.findings.iter().map(|f| f.fingerprint()).collect())
-            .unwrap_or_default(),
-        None => BTreeSet::new(),
-    };
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The previous report of this target; for a self scan on a node seen
+    // for the first time (a new machine name), the newest self report of
+    // any node, so a restarted container does not raise everything again.
+    let previous = latest
+        .iter()
+        .filter(|r| r.kind == report.kind.as_str())
+        .find(|r| r.target == report.target)
+        .or_else(|| {
+            (report.kind == ScanKind::SelfScan)
+                .then(|| {
+                    latest
+                        .iter()
+                        .filter(|r| r.kind == report.kind.as_str())
+                        .max_by_key(|r| r.started_at)
+                })
+                .flatten()
+        });
+    let before: BTreeMap<String, Severity> = previous
+        .and_then(|row| serde_json::from_str::<Report>(&row.report).ok())
+        .map(|r| {
+            r.findings
+                .iter()
+                .map(|f| (f.fingerprint(), f.severity))
+                .collect()
+        })
+        .unwrap_or_default();
+    // New: absent before, or more severe now (a certificate's warning at
+    // 30 days becoming an error at 7).
+    let new: Vec<rampart_scan::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .filter(|f| {
+            before
+                .get(&f.fingerprint())
+                .is_none_or(|was| f.severity > *was)
+        })
+        .cloned()
+        .collect();
     let mut id = [0u8; 12];
     entropy.fill(&mut id);
     let row = ScanReportRow {
@@ -243,16 +321,7 @@ pub async fn record(
         findings: report.findings.len() as u32,
         report: serde_json::to_string(report)?,
     };
-    store
-        .insert_scan_report(&row)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let new: Vec<rampart_scan::Finding> = report
-        .findings
-        .iter()
-        .filter(|f| f.severity >= Severity::Warning && !previous.contains(&f.fingerprint()))
-        .cloned()
-        .collect();
+    // Events first: once the report is visible, its events are too.
     let meta = RequestMeta {
         user_agent: Some("rampart-scan".to_owned()),
         ..Default::default()
@@ -274,6 +343,10 @@ pub async fn record(
         )
         .await;
     }
+    store
+        .insert_scan_report(&row)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let urgent: Vec<&rampart_scan::Finding> = new
         .iter()
         .filter(|f| f.severity >= Severity::Error)
@@ -312,10 +385,17 @@ pub struct Schedule {
     pub entropy: Arc<dyn Entropy>,
 }
 
+/// A URL scan that takes longer than this is abandoned.
+pub const URL_SCAN_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
 /// Runs the self scan every `self_every_hours` and the URL scans every
 /// `urls_every_hours`, first after `start_delay_secs`, until shutdown.
-/// Due times follow the injected clock; it is looked at every second.
+/// Due times follow the injected clock, looked at every second. Each scan
+/// runs as its own task: a panic in one is logged and the schedule goes
+/// on, and a shutdown abandons a scan in progress. The URL scans run on
+/// one node per period for the whole cluster (a shared token).
 pub async fn run_schedule(s: Schedule, mut shutdown: watch::Receiver<bool>) {
+    let s = Arc::new(s);
     let cfg = s.settings.scan.clone();
     let hour = 3_600_000i64;
     let mut next_self = s.clock.now().millis() + cfg.start_delay_secs as i64 * 1000;
@@ -328,45 +408,101 @@ pub async fn run_schedule(s: Schedule, mut shutdown: watch::Receiver<bool>) {
         let now = s.clock.now();
         if cfg.self_every_hours > 0 && now.millis() >= next_self {
             next_self = now.millis() + cfg.self_every_hours as i64 * hour;
-            let db = match advisory_db(cfg.advisory_db.as_deref()) {
-                Ok(db) => db,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduled self scan: advisory database");
-                    Database::bundled()
-                }
-            };
-            let report = self_report(&s.settings, Some(s.auth.store().as_ref()), &db, now).await;
-            match record(&s.auth, &report, now, s.entropy.as_ref()).await {
-                Ok(new) => tracing::info!(
-                    findings = report.findings.len(),
-                    new = new.len(),
-                    "self scan done"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot store the self scan"),
+            let job = tokio::spawn(self_scan_job(s.clone(), now));
+            if !finish(job, "self scan", &mut shutdown).await {
+                return;
             }
         }
         if cfg.urls_every_hours > 0 && !cfg.urls.is_empty() && now.millis() >= next_urls {
+            let every = Duration::from_secs(cfg.urls_every_hours * 3600);
             next_urls = now.millis() + cfg.urls_every_hours as i64 * hour;
-            let opts = match url_options(&s.settings) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduled URL scans");
+            match s
+                .auth
+                .store()
+                .take_rate_token("scan:urls", now, every, 1)
+                .await
+            {
+                Ok(Some(_)) => {
+                    tracing::info!("URL scans of this period already ran on another node");
                     continue;
                 }
-            };
-            for u in &cfg.urls {
-                match rampart_scan::url::scan(u, &opts, to_offset(now), &rampart_scan::Quiet).await
-                {
-                    Ok(report) => match record(&s.auth, &report, now, s.entropy.as_ref()).await {
-                        Ok(new) => {
-                            tracing::info!(url = %u, findings = report.findings.len(), new = new.len(), "URL scan done")
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot store a URL scan"),
-                    },
-                    Err(e) => tracing::warn!(url = %u, error = %e, "URL scan failed"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the URL-scan token; scanning anyway")
+                }
+            }
+            for u in cfg.urls.clone() {
+                let job = tokio::spawn(url_scan_job(s.clone(), u, now));
+                if !finish(job, "URL scan", &mut shutdown).await {
+                    return;
                 }
             }
         }
+    }
+}
+
+/// Waits for a scan task; false when shutdown came first (the task is
+/// abandoned).
+async fn finish(
+    job: tokio::task::JoinHandle<()>,
+    what: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let abort = job.abort_handle();
+    tokio::select! {
+        _ = shutdown.changed() => {
+            abort.abort();
+            false
+        }
+        r = job => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, scan = what, "a scheduled scan failed; the schedule goes on");
+            }
+            true
+        }
+    }
+}
+
+async fn self_scan_job(s: Arc<Schedule>, now: Timestamp) {
+    let db = match advisory_db(s.settings.scan.advisory_db.as_deref()) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "scheduled self scan: advisory database; using the built-in one");
+            Database::bundled()
+        }
+    };
+    let report = self_report(&s.settings, Ok(s.auth.store().as_ref()), &db, now).await;
+    match record(&s.auth, &report, now, s.entropy.as_ref()).await {
+        Ok(new) => tracing::info!(
+            findings = report.findings.len(),
+            new = new.len(),
+            "self scan done"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot store the self scan"),
+    }
+}
+
+async fn url_scan_job(s: Arc<Schedule>, url: String, now: Timestamp) {
+    let shown = rampart_scan::url::parse_target(&url)
+        .map(|t| t.display())
+        .unwrap_or_default();
+    let opts = match url_options(&s.settings) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "scheduled URL scans");
+            return;
+        }
+    };
+    let scan = rampart_scan::url::scan(&url, &opts, to_offset(now), &rampart_scan::Quiet);
+    match tokio::time::timeout(URL_SCAN_DEADLINE, scan).await {
+        Ok(Ok(report)) => match record(&s.auth, &report, now, s.entropy.as_ref()).await {
+            Ok(new) => {
+                tracing::info!(url = %shown, findings = report.findings.len(), new = new.len(), "URL scan done")
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store a URL scan"),
+        },
+        Ok(Err(e)) => tracing::warn!(url = %shown, error = %e, "URL scan failed"),
+        Err(_) => tracing::warn!(url = %shown, "URL scan abandoned after 15 minutes"),
     }
 }
 

@@ -206,6 +206,41 @@ impl GuardConfig {
         }
     }
 
+    /// The settings that switch a protection off (for `rampart scan
+    /// self`): inspection set to `off`, a rate of 0, or an allow list of
+    /// everything.
+    pub fn protections_off(&self) -> Vec<String> {
+        let mut off = Vec::new();
+        for g in GROUPS {
+            let c = self.group(g);
+            let name = g.as_str();
+            if c.inspect == Some(Mode::Off) {
+                off.push(format!("guard.{name}.inspect = \"off\""));
+            }
+            if c.inspect_body == Some(Mode::Off) {
+                off.push(format!("guard.{name}.inspect_body = \"off\""));
+            }
+            if c.ip_per_minute == Some(0) {
+                off.push(format!("guard.{name}.ip_per_minute = 0"));
+            }
+            if c.account_per_minute == Some(0) {
+                off.push(format!("guard.{name}.account_per_minute = 0"));
+            }
+        }
+        off
+    }
+
+    /// Whether the admin routes are open to every address: no allow list
+    /// for them, or one that holds everything.
+    pub fn admin_open_to_all(&self) -> bool {
+        let everything = |l: &[String]| {
+            l.iter()
+                .any(|n| n.trim() == "0.0.0.0/0" || n.trim() == "::/0")
+        };
+        (self.allow.is_empty() || everything(&self.allow))
+            && (self.admin.allow.is_empty() || everything(&self.admin.allow))
+    }
+
     /// Checks every list and number; the error says which setting.
     pub fn validate(&self) -> Result<(), String> {
         let list =

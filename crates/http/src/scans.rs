@@ -1,7 +1,7 @@
 //! Scan reports, for administrators: `GET /api/v1/admin/scans` (the newest
 //! report of each target) and `GET /api/v1/admin/scans/{id}` (one whole
-//! report). The reports come from the scans `serve` runs on a schedule and
-//! from `rampart scan … --save`.
+//! report). The reports come from the scans `serve` runs on a schedule
+//! (`[scan]`).
 
 use axum::extract::{Path, State};
 use axum::Json;

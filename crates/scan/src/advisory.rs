@@ -86,14 +86,19 @@ struct AffectedSection {
     os: Vec<String>,
 }
 
-/// Parses one advisory file. `None` for a withdrawn advisory or one that
-/// cannot be read (a database is not refused for one odd file).
-pub fn parse_advisory(text: &str) -> Option<Advisory> {
-    let body = text.trim_start().strip_prefix("```toml")?;
-    let end = body.find("\n```")?;
-    let fm: FrontMatter = toml::from_str(&body[..end]).ok()?;
+/// Parses one advisory file: `Ok(None)` for a withdrawn advisory, `Err`
+/// with its id (or `?`) for one that cannot be read, which the report
+/// counts rather than silently dropping.
+pub fn parse_advisory(text: &str) -> Result<Option<Advisory>, String> {
+    let unreadable = |id: Option<&str>| id.unwrap_or("?").to_owned();
+    let body = text
+        .trim_start()
+        .strip_prefix("```toml")
+        .ok_or_else(|| unreadable(None))?;
+    let end = body.find("\n```").ok_or_else(|| unreadable(None))?;
+    let fm: FrontMatter = toml::from_str(&body[..end]).map_err(|_| unreadable(None))?;
     if fm.advisory.withdrawn.is_some() {
-        return None;
+        return Ok(None);
     }
     let rest = &body[end + 4..];
     let title = rest
@@ -102,11 +107,15 @@ pub fn parse_advisory(text: &str) -> Option<Advisory> {
         .unwrap_or("(untitled)")
         .trim()
         .to_owned();
-    let reqs = |v: &[String]| -> Option<Vec<VersionReq>> {
-        v.iter().map(|r| VersionReq::parse(r.trim()).ok()).collect()
+    let reqs = |v: &[String]| -> Result<Vec<VersionReq>, String> {
+        v.iter()
+            .map(|r| VersionReq::parse(r.trim()).map_err(|_| unreadable(Some(&fm.advisory.id))))
+            .collect()
     };
+    let patched = reqs(&fm.versions.patched)?;
+    let unaffected = reqs(&fm.versions.unaffected)?;
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    Some(Advisory {
+    Ok(Some(Advisory {
         id: fm.advisory.id,
         package: fm.advisory.package,
         title,
@@ -119,8 +128,43 @@ pub fn parse_advisory(text: &str) -> Option<Advisory> {
         informational: fm.advisory.informational,
         cvss: fm.advisory.cvss,
         os: fm.affected.os,
-        patched: reqs(&fm.versions.patched)?,
-        unaffected: reqs(&fm.versions.unaffected)?,
+        patched,
+        unaffected,
+    }))
+}
+
+/// Whether `v` is in `req`, ordering pre-releases as RustSec (and OSV)
+/// do: `1.3.0-rc.1` is at or above `1.2.0`, which `VersionReq::matches`
+/// would deny because it keeps pre-releases out of ranges.
+pub fn in_range(req: &VersionReq, v: &Version) -> bool {
+    use semver::Op;
+    req.comparators.iter().all(|c| {
+        let (Some(minor), Some(patch)) = (c.minor, c.patch) else {
+            let mut release = v.clone();
+            release.pre = semver::Prerelease::EMPTY;
+            return c.matches(&release);
+        };
+        let base = Version {
+            major: c.major,
+            minor,
+            patch,
+            pre: c.pre.clone(),
+            build: semver::BuildMetadata::EMPTY,
+        };
+        let mut v = v.clone();
+        v.build = semver::BuildMetadata::EMPTY;
+        match c.op {
+            Op::Exact => v == base,
+            Op::Greater => v > base,
+            Op::GreaterEq => v >= base,
+            Op::Less => v < base,
+            Op::LessEq => v <= base,
+            _ => {
+                let mut release = v.clone();
+                release.pre = semver::Prerelease::EMPTY;
+                c.matches(&release)
+            }
+        }
     })
 }
 
@@ -131,7 +175,7 @@ impl Advisory {
             .patched
             .iter()
             .chain(&self.unaffected)
-            .any(|r| r.matches(version))
+            .any(|r| in_range(r, version))
     }
 
     fn severity(&self) -> Severity {
@@ -153,6 +197,8 @@ pub struct Database {
     /// The newest advisory date: how fresh the database is.
     pub newest: Option<Date>,
     pub count: usize,
+    /// Advisories that could not be read (their ids, or `?`).
+    pub unreadable: Vec<String>,
     /// Where it came from, for the report.
     pub source: String,
 }
@@ -160,11 +206,11 @@ pub struct Database {
 impl Database {
     /// The copy compiled into the binary.
     pub fn bundled() -> Database {
-        let chunks = BUNDLED.split("%%% ").filter_map(|c| {
+        let parsed = BUNDLED.split("%%% ").filter_map(|c| {
             let start = c.find('\n')?;
-            parse_advisory(&c[start..])
+            Some(parse_advisory(&c[start..]))
         });
-        Database::from_advisories(chunks, "built-in RustSec snapshot".to_owned())
+        Database::from_parsed(parsed, "built-in RustSec snapshot".to_owned())
     }
 
     /// A checkout or copy of github.com/rustsec/advisory-db.
@@ -175,44 +221,61 @@ impl Database {
             path: path.clone(),
             reason: e.kind().to_string(),
         })?;
-        let mut advisories = Vec::new();
+        let mut parsed = Vec::new();
         for entry in entries.flatten() {
             let Ok(files) = std::fs::read_dir(entry.path()) else {
                 continue;
             };
             for file in files.flatten() {
                 let name = file.file_name();
-                let name = name.to_string_lossy();
+                let name = name.to_string_lossy().into_owned();
                 if !(name.starts_with("RUSTSEC-") && name.ends_with(".md")) {
                     continue;
                 }
-                if let Some(a) = std::fs::read_to_string(file.path())
-                    .ok()
-                    .and_then(|t| parse_advisory(&t))
-                {
-                    advisories.push(a);
-                }
+                parsed.push(match std::fs::read_to_string(file.path()) {
+                    Ok(text) => parse_advisory(&text).map_err(|id| {
+                        if id == "?" {
+                            name.trim_end_matches(".md").to_owned()
+                        } else {
+                            id
+                        }
+                    }),
+                    Err(_) => Err(name.trim_end_matches(".md").to_owned()),
+                });
             }
         }
-        if advisories.is_empty() {
+        let db = Database::from_parsed(parsed, path.clone());
+        if db.count == 0 {
             return Err(AdvisoryError::Empty { path });
         }
-        Ok(Database::from_advisories(advisories, path))
+        Ok(db)
     }
 
-    fn from_advisories(all: impl IntoIterator<Item = Advisory>, source: String) -> Database {
+    fn from_parsed(
+        all: impl IntoIterator<Item = Result<Option<Advisory>, String>>,
+        source: String,
+    ) -> Database {
         let mut by_package: BTreeMap<String, Vec<Advisory>> = BTreeMap::new();
         let mut newest = None;
         let mut count = 0;
+        let mut unreadable = Vec::new();
         for a in all {
-            newest = newest.max(a.date);
-            count += 1;
-            by_package.entry(a.package.clone()).or_default().push(a);
+            match a {
+                Ok(Some(a)) => {
+                    newest = newest.max(a.date);
+                    count += 1;
+                    by_package.entry(a.package.clone()).or_default().push(a);
+                }
+                Ok(None) => {}
+                Err(id) => unreadable.push(id),
+            }
         }
+        unreadable.sort();
         Database {
             by_package,
             newest,
             count,
+            unreadable,
             source,
         }
     }
@@ -259,10 +322,12 @@ pub fn parse_lockfile(text: &str, path: &str) -> Result<Vec<Package>, AdvisoryEr
                 reason: format!("package {} has an invalid version", p.name),
             })?;
             Ok(Package {
-                from_registry: p
-                    .source
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("registry+") || s.starts_with("sparse+")),
+                // RustSec covers crates.io; a crate of the same name from
+                // another registry is another crate.
+                from_registry: p.source.as_deref().is_some_and(|s| {
+                    s == "registry+https://github.com/rust-lang/crates.io-index"
+                        || s == "sparse+https://index.crates.io/"
+                }),
                 name: p.name,
                 version,
             })
@@ -315,6 +380,9 @@ pub struct DepsSummary {
     /// `YYYY-MM-DD` of the newest advisory.
     pub database_date: Option<String>,
     pub affected: usize,
+    /// Advisories the database holds but that could not be read.
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 /// Checks `packages` against `db`; adds the findings (one per affected
@@ -351,6 +419,7 @@ pub fn check(
         database: db.source.clone(),
         database_date: db.newest.map(|d| d.to_string()),
         affected,
+        unreadable: db.unreadable.clone(),
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Observed {
     pub origin_sent: String,
     /// The plain-HTTP answer: `None` when nothing listens.
     pub http: Option<HttpAnswer>,
+    /// The certificate is not trusted, not for this name or not in date:
+    /// browsers ignore HSTS from such a server, and Observatory scores it so.
+    pub cert_invalid: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -293,9 +296,11 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
     // HSTS
     let hsts = h("strict-transport-security").map(parse_hsts);
     let hsts_max_age = hsts.flatten().map(|(a, _, _)| a);
+    let mut hsts_tests = Vec::new();
+    let mut hsts_test = |r: &str| hsts_tests.push(r.to_owned());
     match hsts {
         None => {
-            test("strict-transport-security", "hsts-not-implemented");
+            hsts_test("hsts-not-implemented");
             out.push(Finding::new(
                 "http.hsts_missing",
                 Severity::Error,
@@ -306,7 +311,7 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
             ));
         }
         Some(None) => {
-            test("strict-transport-security", "hsts-header-invalid");
+            hsts_test("hsts-header-invalid");
             out.push(Finding::new(
                 "http.hsts_invalid",
                 Severity::Error,
@@ -318,10 +323,7 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
         }
         Some(Some((age, subs, _))) => {
             if age < HSTS_MIN_SECS {
-                test(
-                    "strict-transport-security",
-                    "hsts-implemented-max-age-less-than-six-months",
-                );
+                hsts_test("hsts-implemented-max-age-less-than-six-months");
                 out.push(Finding::new(
                     "http.hsts_short",
                     Severity::Warning,
@@ -331,10 +333,7 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
                     "Set max-age to at least 15768000 (six months); 63072000 (two years) is the norm.",
                 ));
             } else {
-                test(
-                    "strict-transport-security",
-                    "hsts-implemented-max-age-at-least-six-months",
-                );
+                hsts_test("hsts-implemented-max-age-at-least-six-months");
             }
             if !subs {
                 out.push(Finding::new(
@@ -348,6 +347,15 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
             }
         }
     }
+
+    let hsts_result = if o.cert_invalid {
+        "hsts-invalid-cert".to_owned()
+    } else {
+        hsts_tests
+            .pop()
+            .unwrap_or_else(|| "hsts-not-implemented".to_owned())
+    };
+    test("strict-transport-security", &hsts_result);
 
     // CSP
     let csp = h("content-security-policy").map(parse_csp);
@@ -671,7 +679,9 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
         None => test("redirection", "redirection-not-needed-no-http"),
         Some(a) => match (&a.location, &a.https_host) {
             (Some(_), Some(_)) if (300..400).contains(&a.status) => {
-                if a.same_host {
+                if a.same_host && o.cert_invalid {
+                    test("redirection", "redirection-invalid-cert");
+                } else if a.same_host {
                     test("redirection", "redirection-to-https");
                 } else {
                     test("redirection", "redirection-off-host-from-http");

@@ -53,6 +53,9 @@ pub struct SelfFacts {
     pub production: bool,
     /// Settings named `danger_*` that are on.
     pub danger: Vec<String>,
+    /// Protections switched off by settings (`guard.auth.inspect = "off"`,
+    /// a rate of 0, …), each as the setting that does it.
+    pub protections_off: Vec<String>,
     pub registration_open: bool,
     pub mfa_required_for_admins: bool,
     /// The password preset, and whether it is weaker than `default`.
@@ -95,6 +98,19 @@ pub fn check(
     }
     if f.danger.is_empty() {
         passed.push("no danger_* setting is on".to_owned());
+    }
+    for setting in &f.protections_off {
+        out.push(Finding::new(
+            "config.protection_off",
+            exposed(Severity::Error, Severity::Warning),
+            setting,
+            format!("A protection of the guard is off: {setting}"),
+            "Requests it would have refused (injection probes, password guessing, floods) now reach the handlers.",
+            "Remove the setting to get the default back (see the README, \"The guard\").",
+        ));
+    }
+    if f.protections_off.is_empty() {
+        passed.push("the guard's inspection and rate limits are on".to_owned());
     }
     if f.registration_open {
         out.push(Finding::new(
@@ -180,39 +196,55 @@ pub fn check(
         ));
     }
 
-    // Files.
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    // Files. Secrets and the data directory must be private; public
+    // files (the certificate) only must not be writable by others. The
+    // server's user is taken to be the data directory's owner (a scan run
+    // with sudo must not suggest handing the files to root).
+    let owner = std::fs::metadata(&f.data_dir).map(|m| m.uid()).ok();
     for file in &f.files {
         let Ok(meta) = std::fs::metadata(&file.path) else {
             continue;
         };
         let mode = meta.mode() & 0o777;
         let target = format!("{} {}", file.role, file.path.display());
-        if mode & 0o077 != 0 {
-            let sev = if file.secret || file.is_dir {
-                Severity::Error
-            } else {
-                Severity::Warning
-            };
+        let private = file.secret || file.is_dir;
+        let loose = if private { mode & 0o077 } else { mode & 0o022 };
+        if loose != 0 {
             out.push(Finding::new(
                 "files.permissions",
-                sev,
+                if private { Severity::Error } else { Severity::Warning },
                 &target,
-                format!("The {} is accessible to other users (mode {:o})", file.role, mode),
+                if private {
+                    format!("The {} is accessible to other users (mode {:o})", file.role, mode)
+                } else {
+                    format!("The {} can be changed by other users (mode {:o})", file.role, mode)
+                },
                 "Other accounts on the machine (a compromised service, a shared host) can read or change it.",
-                format!("chmod {} {}", if file.is_dir { "700" } else { "600" }, file.path.display()),
+                format!(
+                    "chmod {} {}",
+                    match (file.is_dir, private) {
+                        (true, _) => "700",
+                        (false, true) => "600",
+                        (false, false) => "644",
+                    },
+                    file.path.display()
+                ),
             ));
-        } else {
+        } else if private {
             passed.push(format!("{} is private (mode {:o})", file.role, mode));
         }
-        if let Some(uid) = me.filter(|u| *u != meta.uid()) {
+        if let Some(uid) = owner.filter(|u| *u != meta.uid()) {
             out.push(Finding::new(
                 "files.owner",
                 Severity::Warning,
                 &target,
-                format!("The {} is owned by uid {}, not by the server's user (uid {uid})", file.role, meta.uid()),
+                format!(
+                    "The {} is owned by uid {}, not by the data directory's owner (uid {uid})",
+                    file.role,
+                    meta.uid()
+                ),
                 "Whoever owns it can replace it: a swapped key or certificate defeats every other protection.",
-                format!("chown {uid} {}", file.path.display()),
+                format!("chown {uid} {} (the user Rampart runs as)", file.path.display()),
             ));
         }
     }

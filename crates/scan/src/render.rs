@@ -181,9 +181,14 @@ pub fn sarif(r: &Report) -> String {
                 "ruleId": f.check,
                 "level": level(f.severity),
                 "message": { "text": format!("{} — {} Fix: {}", f.title, f.why, f.fix) },
-                "locations": [{
-                    "physicalLocation": { "artifactLocation": { "uri": location_uri(r, &f.target) } },
-                    "logicalLocations": [{ "fullyQualifiedName": f.target }],
+                "locations": [match location_uri(r, &f.target) {
+                    Some(uri) => serde_json::json!({
+                        "physicalLocation": { "artifactLocation": { "uri": uri } },
+                        "logicalLocations": [{ "fullyQualifiedName": f.target }],
+                    }),
+                    None => serde_json::json!({
+                        "logicalLocations": [{ "fullyQualifiedName": f.target }],
+                    }),
                 }],
                 "partialFingerprints": { "rampartFinding/v1": f.fingerprint() },
                 "properties": { "severity": f.severity.as_str() },
@@ -207,15 +212,21 @@ pub fn sarif(r: &Report) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// A lock file's findings point at the lock file; others at the target.
-fn location_uri(r: &Report, target: &str) -> String {
-    match r.kind {
-        crate::report::ScanKind::Deps => r.target.clone(),
-        _ => target
-            .split_whitespace()
-            .last()
-            .unwrap_or(target)
-            .to_owned(),
+/// Where a finding is, as a SARIF artifact URI: the lock file for a
+/// dependency, the URL or file a target names, or none (a setting).
+fn location_uri(r: &Report, target: &str) -> Option<String> {
+    if r.kind == crate::report::ScanKind::Deps {
+        return Some(r.target.clone());
+    }
+    let last = target.split_whitespace().last().unwrap_or(target);
+    if last.starts_with("https://") || last.starts_with("http://") {
+        return Some(last.to_owned());
+    }
+    if last.starts_with('/') {
+        Some(format!("file://{last}"))
+    } else {
+        // A relative path is a relative URI reference.
+        last.contains('/').then(|| last.to_owned())
     }
 }
 

@@ -4,8 +4,10 @@
 //! A finding's `check` is a stable code (`tls.protocol_tls10`,
 //! `config.registration_unverified`); with its `target` it identifies the
 //! finding across scans, so a scheduled scan can tell new findings from old
-//! ones. Nothing secret is ever put in a finding: evidence names settings,
-//! paths, packages and header values a server sends to anyone.
+//! ones. Nothing secret is ever put in a finding (no password, key, token
+//! or file content): evidence names settings, paths, packages, accounts
+//! and the header values a server sends to anyone. Text that comes from a
+//! scanned server is cleaned of control characters ([`clean`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -77,12 +79,12 @@ impl Finding {
         fix: impl Into<String>,
     ) -> Finding {
         Finding {
-            check: check.to_owned(),
+            check: clean(check, 100),
             severity,
-            title: title.into(),
-            why: why.into(),
-            fix: fix.into(),
-            target: target.into(),
+            title: clean(&title.into(), 300),
+            why: clean(&why.into(), 2000),
+            fix: clean(&fix.into(), 1000),
+            target: clean(&target.into(), 300),
         }
     }
 
@@ -90,6 +92,27 @@ impl Finding {
     pub fn fingerprint(&self) -> String {
         format!("{}|{}", self.check, self.target)
     }
+}
+
+/// Text from a scanned server (certificate names, header values, cookie
+/// and package names) made safe to print: control characters (which could
+/// move a terminal's cursor or forge lines in an email) and bidirectional
+/// overrides become U+FFFD, and the length is capped.
+pub fn clean(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push('…');
+            break;
+        }
+        let bidi = matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        out.push(if c.is_control() || bidi {
+            '\u{FFFD}'
+        } else {
+            c
+        });
+    }
+    out
 }
 
 /// What was scanned.
@@ -212,6 +235,28 @@ impl Report {
 /// Told how far a long scan has got; the terminal draws a bar from it.
 pub trait Progress: Send + Sync {
     fn step(&self, what: &str, done: u64, total: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_cannot_drive_a_terminal_or_forge_lines() {
+        let f = Finding::new(
+            "x",
+            Severity::Info,
+            "evil\x1b[2J\u{9b}31m\r\nfix: run rm -rf /\u{202E}txt.exe",
+            "t",
+            "w",
+            "f",
+        );
+        assert!(!f.target.chars().any(|c| c.is_control()), "{:?}", f.target);
+        assert!(!f.target.contains('\u{202E}'));
+        assert!(f.target.starts_with("evil\u{FFFD}[2J"));
+        let long = "a".repeat(5000);
+        assert_eq!(clean(&long, 10).chars().count(), 11);
+    }
 }
 
 /// Progress nobody watches.

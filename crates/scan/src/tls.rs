@@ -59,6 +59,9 @@ pub struct TlsReport {
     /// `None` when there is nothing to downgrade to.
     pub fallback_scsv: Option<bool>,
     pub grade: grade::Grade,
+    /// Probes without a verdict (silence, failed connections).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     #[serde(skip)]
     pub facts: grade::Facts,
 }
@@ -114,6 +117,9 @@ pub async fn scan(
     let mut kx_bits: Vec<u32> = Vec::new();
     let mut dh_bits: Vec<u32> = Vec::new();
     let mut reachable = false;
+    // Probes that got no verdict (silence, a failed connection): the
+    // report says so instead of counting them as refusals.
+    let mut incomplete: Vec<String> = Vec::new();
 
     // TLS 1.3, one suite at a time.
     progress.step("TLS 1.3", 0, 5);
@@ -126,7 +132,7 @@ pub async fn scan(
         let mut p = provider.clone();
         p.cipher_suites = vec![*suite];
         match rustls_probe(addr, host, p, opts.timeout).await {
-            Ok(Some(seen)) => {
+            Ok(Probe13::Accepted(seen)) => {
                 reachable = true;
                 if chain.is_empty() {
                     chain = seen.chain;
@@ -145,11 +151,20 @@ pub async fn scan(
                     versions.push(TLS13);
                 }
             }
-            Ok(None) => reachable = true,
+            Ok(Probe13::Refused) => reachable = true,
+            Ok(Probe13::Silent) => {
+                reachable = true;
+                incomplete.push(format!(
+                    "TLS 1.3 ({}): no answer within {} s",
+                    suites::tls13(u16::from(suite.suite())).map_or("a suite", |s| s.0),
+                    opts.timeout.as_secs()
+                ));
+            }
             Err(e) => {
-                if !reachable && e.kind() == std::io::ErrorKind::ConnectionRefused {
+                if !reachable {
                     return Err(e);
                 }
+                incomplete.push(format!("TLS 1.3: connection failed ({})", e.kind()));
             }
         }
     }
@@ -159,8 +174,31 @@ pub async fn scan(
         progress.step(version_name(version), i as u64 + 1, 5);
         let mut offer: Vec<u16> = suites::SUITES.iter().map(|s| s.id).collect();
         while !offer.is_empty() {
-            let answer = hello::probe(addr, sni, version, &offer, opts.timeout).await?;
-            let Answer::Accepted(h) = answer else { break };
+            let answer = match hello::probe(addr, sni, version, &offer, opts.timeout).await {
+                Ok(a) => a,
+                Err(e) if !reachable => return Err(e),
+                Err(e) => {
+                    incomplete.push(format!(
+                        "{}: connection failed ({}); its suites may be incomplete",
+                        version_name(version),
+                        e.kind()
+                    ));
+                    break;
+                }
+            };
+            reachable = true;
+            let h = match answer {
+                Answer::Accepted(h) => h,
+                Answer::Refused(_) => break,
+                Answer::Silent => {
+                    incomplete.push(format!(
+                        "{}: no answer within {} s; its suites may be incomplete",
+                        version_name(version),
+                        opts.timeout.as_secs()
+                    ));
+                    break;
+                }
+            };
             if h.version != version || !offer.contains(&h.suite) {
                 break;
             }
@@ -172,7 +210,9 @@ pub async fn scan(
                 chain = h.certs.clone();
             }
             stapled |= h.stapled;
-            let suite = suites::by_id(h.suite).expect("offered suites are known");
+            let Some(suite) = suites::by_id(h.suite) else {
+                break;
+            };
             let kx = match suite.kx {
                 Kx::Ecdhe => {
                     let g = h.group.unwrap_or(0);
@@ -209,9 +249,13 @@ pub async fn scan(
         let lower = sorted[sorted.len() - 2].min(TLS12);
         let mut offer: Vec<u16> = suites::SUITES.iter().map(|s| s.id).collect();
         offer.push(hello::FALLBACK_SCSV);
-        match hello::probe(addr, sni, lower, &offer, opts.timeout).await? {
-            Answer::Accepted(h) if h.version == lower => Some(false),
-            _ => Some(true),
+        match hello::probe(addr, sni, lower, &offer, opts.timeout).await {
+            Ok(Answer::Accepted(h)) if h.version == lower => Some(false),
+            Ok(Answer::Refused(_)) | Ok(Answer::Accepted(_)) => Some(true),
+            Ok(Answer::Silent) | Err(_) => {
+                incomplete.push("downgrade protection: no verdict".to_owned());
+                None
+            }
         }
     } else {
         None
@@ -345,6 +389,7 @@ pub async fn scan(
         ocsp_stapling: stapled,
         fallback_scsv,
         grade: grade::Grade::default(),
+        incomplete,
         facts,
     };
     finish_grade(&mut report, None);
@@ -571,14 +616,20 @@ pub fn recording_config(provider: CryptoProvider) -> Option<(rustls::ClientConfi
     Some((config, recorder))
 }
 
+enum Probe13 {
+    Accepted(Seen),
+    Refused,
+    Silent,
+}
+
 async fn rustls_probe(
     addr: SocketAddr,
     host: &str,
     provider: CryptoProvider,
     timeout: Duration,
-) -> std::io::Result<Option<Seen>> {
+) -> std::io::Result<Probe13> {
     let Some((mut config, recorder)) = recording_config(provider) else {
-        return Ok(None);
+        return Ok(Probe13::Refused);
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(host.to_owned())
@@ -593,14 +644,16 @@ async fn rustls_probe(
                     .negotiated_key_exchange_group()
                     .map(|g| u16::from(g.name()));
                 let (chain, stapled) = recorder.seen.lock().map(|s| s.clone()).unwrap_or_default();
-                Ok(Some(Seen {
+                Ok(Probe13::Accepted(Seen {
                     chain,
                     stapled,
                     group,
                 }))
             }
-            Err(_) => Ok(None),
+            Err(_) => Ok(Probe13::Refused),
         }
     };
-    tokio::time::timeout(timeout, run).await.unwrap_or(Ok(None))
+    tokio::time::timeout(timeout, run)
+        .await
+        .unwrap_or(Ok(Probe13::Silent))
 }

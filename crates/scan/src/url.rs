@@ -56,10 +56,9 @@ pub struct Target {
 }
 
 pub fn parse_target(raw: &str) -> Result<Target, UrlError> {
-    let url = url::Url::parse(raw).map_err(|_| {
-        UrlError::Invalid(format!(
-            "{raw:?} is not a URL; give it as https://host[:port][/path]"
-        ))
+    // The input is never echoed: it may hold a password.
+    let mut url = url::Url::parse(raw).map_err(|_| {
+        UrlError::Invalid("that is not a URL; give it as https://host[:port][/path]".to_owned())
     })?;
     if url.scheme() != "https" {
         return Err(UrlError::Invalid(format!(
@@ -67,6 +66,13 @@ pub fn parse_target(raw: &str) -> Result<Target, UrlError> {
             url.scheme()
         )));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Invalid(
+            "give the URL without a user name or password: the scanner sends no credentials, and reports would keep them"
+                .to_owned(),
+        ));
+    }
+    url.set_fragment(None);
     let host = url
         .host_str()
         .ok_or_else(|| UrlError::Invalid("the URL has no host".to_owned()))?
@@ -75,6 +81,16 @@ pub fn parse_target(raw: &str) -> Result<Target, UrlError> {
         .to_owned();
     let port = url.port().unwrap_or(443);
     Ok(Target { url, host, port })
+}
+
+impl Target {
+    /// The URL as reports show it: without the query, which may carry a
+    /// token.
+    pub fn display(&self) -> String {
+        let mut u = self.url.clone();
+        u.set_query(None);
+        u.to_string()
+    }
 }
 
 /// Scans one URL.
@@ -91,7 +107,7 @@ pub async fn scan(
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| UrlError::Unreachable(format!("{}: the name does not resolve", t.host)))?;
-    let mut report = Report::new(ScanKind::Url, t.url.as_str(), now);
+    let mut report = Report::new(ScanKind::Url, t.display(), now);
     let tls_opts = tls::TlsOptions {
         roots: tls::cert::roots(&opts.ca),
         timeout: opts.timeout,
@@ -111,7 +127,8 @@ pub async fn scan(
         .ok_or_else(|| UrlError::Invalid("cannot build an HTTPS client".to_owned()))?;
     progress.step("headers", 0, 1);
     match observe(&client, &t, addr, opts).await {
-        Some(observed) => {
+        Some(mut observed) => {
+            observed.cert_invalid = !tls_report.facts.trusted;
             let http = headers::analyse(&observed, &mut report.findings);
             tls::finish_grade(&mut tls_report, http.hsts_max_age);
             report.http = Some(http);
@@ -120,6 +137,12 @@ pub async fn scan(
             check: "http".to_owned(),
             reason: "no HTTP answer over TLS".to_owned(),
         }),
+    }
+    for note in &tls_report.incomplete {
+        report.skipped.push(Skipped {
+            check: "tls".to_owned(),
+            reason: note.clone(),
+        });
     }
     report.tls = Some(tls_report);
 
@@ -214,7 +237,9 @@ async fn observe(
     let plain_addr = SocketAddr::new(addr.ip(), opts.http_port);
     let http = match client_plain(plain_addr, &t.host, opts.timeout) {
         Some(c) => {
+            // Only the origin and the path: never the query.
             let mut u = t.url.clone();
+            u.set_query(None);
             let _ = u.set_scheme("http");
             let _ = u.set_port(Some(opts.http_port));
             match c.get(u).send().await {
@@ -245,7 +270,7 @@ async fn observe(
         None => None,
     };
     Some(Observed {
-        url: t.url.to_string(),
+        url: t.display(),
         status,
         headers,
         set_cookies,
@@ -253,6 +278,7 @@ async fn observe(
         body_head: String::from_utf8_lossy(&body).into_owned(),
         origin_sent: PROBE_ORIGIN.to_owned(),
         http,
+        cert_invalid: false,
     })
 }
 

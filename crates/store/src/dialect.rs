@@ -91,11 +91,48 @@ pub enum OpenError {
     NewerSchema { found: i64, known: i64 },
     #[error("applying database migrations failed: {0}")]
     Migrate(String),
+    #[error("the database schema is version {found}, this build's is {known}; start `rampart serve` of this version first")]
+    OtherSchema { found: i64, known: i64 },
 }
 
 /// Connects, applies this dialect's pragmas and pending migrations, and
 /// refuses a database whose schema is newer than this build.
 pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
+    let (pool, dialect) = connect(url).await?;
+    migrate(&pool, dialect).await?;
+    Ok(store(pool, dialect, url))
+}
+
+/// Connects without migrating anything, for tools that only look (`rampart
+/// scan self`): refuses a database whose schema is not exactly this
+/// build's, which a running older node would otherwise find changed.
+pub async fn open_as_is(url: &str) -> Result<SqlStore, OpenError> {
+    let (pool, dialect) = connect(url).await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+    let found = found.unwrap_or(0);
+    if found != SCHEMA_VERSION {
+        pool.close().await;
+        return Err(OpenError::OtherSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(store(pool, dialect, url))
+}
+
+fn store(pool: AnyPool, dialect: Dialect, url: &str) -> SqlStore {
+    let fast = match dialect {
+        Dialect::Sqlite => crate::fast_read::FastRead::for_url(url),
+        Dialect::Postgres => None,
+    };
+    SqlStore::new(pool, dialect, fast)
+}
+
+async fn connect(url: &str) -> Result<(AnyPool, Dialect), OpenError> {
     sqlx::any::install_default_drivers();
     let dialect = Dialect::of_url(url).ok_or(OpenError::UnknownScheme)?;
     let options = AnyConnectOptions::from_str(url)
@@ -122,12 +159,7 @@ pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
         .connect_with(options)
         .await
         .map_err(|e| OpenError::Connect(describe(&e)))?;
-    migrate(&pool, dialect).await?;
-    let fast = match dialect {
-        Dialect::Sqlite => crate::fast_read::FastRead::for_url(url),
-        Dialect::Postgres => None,
-    };
-    Ok(SqlStore::new(pool, dialect, fast))
+    Ok((pool, dialect))
 }
 
 /// Without migrating anything: the key checks of a database from before

@@ -12,6 +12,6 @@ mod fast_read;
 mod scan;
 mod sql;
 
-pub use dialect::{legacy_key_checks, open, Dialect, OpenError, SCHEMA_VERSION};
+pub use dialect::{legacy_key_checks, open, open_as_is, Dialect, OpenError, SCHEMA_VERSION};
 pub use fast_read::sqlite_path;
 pub use sql::SqlStore;

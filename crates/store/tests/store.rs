@@ -1294,3 +1294,32 @@ both!(
         assert!(s.scan_report("nope").await.unwrap().is_none());
     }
 );
+
+both!(
+    looking_without_migrating_needs_this_builds_schema,
+    |s: SqlStore, url: String| async move {
+        s.close().await;
+        let looked = rampart_store::open_as_is(&url).await.unwrap();
+        assert!(looked.admin_posture().await.unwrap().is_empty());
+        looked.close().await;
+        // A database one migration behind (an older node's) is refused,
+        // and left as it was.
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+            .bind(rampart_store::SCHEMA_VERSION)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let e = rampart_store::open_as_is(&url).await.err().unwrap();
+        assert!(
+            matches!(e, rampart_store::OpenError::OtherSchema { found, .. } if found == rampart_store::SCHEMA_VERSION - 1),
+            "{e}"
+        );
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, rampart_store::SCHEMA_VERSION - 1, "nothing was migrated");
+        pool.close().await;
+    }
+);

@@ -912,3 +912,82 @@ fn the_dependency_list_is_current() {
         "crates/app/deps.txt is stale: run crates/app/refresh-deps"
     );
 }
+
+fn finding(check: &str, severity: rampart_scan::Severity) -> rampart_scan::Finding {
+    rampart_scan::Finding::new(check, severity, "certificate /x/cert.pem", "t", "w", "f")
+}
+
+fn report_with(findings: Vec<rampart_scan::Finding>) -> rampart_scan::Report {
+    let mut r = rampart_scan::Report::new(
+        rampart_scan::ScanKind::SelfScan,
+        "rampart on test (127.0.0.1:1)",
+        time::OffsetDateTime::now_utc(),
+    );
+    r.findings = findings;
+    r
+}
+
+#[tokio::test]
+async fn a_finding_that_grows_more_severe_is_new_again() {
+    use rampart_scan::Severity::*;
+    let s = TestServer::start().await;
+    let auth = s.running().auth.clone();
+    let now = rampart_core::Clock::now(s.clock.as_ref());
+    let e = rampart_crypto::OsEntropy;
+    let first = rampart::scan::record(
+        &auth,
+        &report_with(vec![finding("tls.cert_expiring", Warning)]),
+        now,
+        &e,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.len(), 1);
+    let same = rampart::scan::record(
+        &auth,
+        &report_with(vec![finding("tls.cert_expiring", Warning)]),
+        now,
+        &e,
+    )
+    .await
+    .unwrap();
+    assert!(same.is_empty(), "unchanged: not new");
+    let worse = rampart::scan::record(
+        &auth,
+        &report_with(vec![finding("tls.cert_expiring", Error)]),
+        now,
+        &e,
+    )
+    .await
+    .unwrap();
+    assert_eq!(worse.len(), 1, "a warning become an error is new");
+    let better = rampart::scan::record(
+        &auth,
+        &report_with(vec![finding("tls.cert_expiring", Warning)]),
+        now,
+        &e,
+    )
+    .await
+    .unwrap();
+    assert!(better.is_empty(), "less severe is not new");
+    // A node seen for the first time compares with the newest self report
+    // of any node: a restarted container does not raise everything again.
+    let mut other = report_with(vec![finding("tls.cert_expiring", Warning)]);
+    other.target = "rampart on another-host (127.0.0.1:1)".to_owned();
+    assert!(rampart::scan::record(&auth, &other, now, &e)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_url_with_credentials_is_refused_without_echoing_them() {
+    let (code, _, err) = cli(["scan", "url", "https://admin:hunter2-canary@127.0.0.1:1/"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect())
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("without a user name or password"), "{err}");
+    assert!(!err.contains("hunter2-canary"), "{err}");
+}

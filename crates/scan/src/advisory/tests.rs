@@ -97,6 +97,7 @@ fn a_vulnerable_package_is_found_and_a_patched_one_is_not() {
     let dir = fixture();
     let db = Database::open(dir.path()).unwrap();
     assert_eq!(db.count, 3, "the withdrawn advisory is not loaded");
+    assert!(db.unreadable.is_empty());
     let packages = parse_lockfile(LOCK, "Cargo.lock").unwrap();
     let mut out = Vec::new();
     let summary = check(&db, &packages, at("2026-08-20"), &mut out);
@@ -156,6 +157,7 @@ fn a_directory_without_advisories_is_refused_with_its_path() {
 fn the_bundled_snapshot_loads_whole() {
     let db = Database::bundled();
     assert!(db.count > 1000, "{}", db.count);
+    assert!(db.unreadable.len() < 5, "{:?}", db.unreadable);
     let newest = db.newest.unwrap();
     assert!(newest.year() >= 2026, "{newest}");
     // A famous one: time 0.1 (RUSTSEC-2020-0071) is affected below 0.2.23.
@@ -214,4 +216,57 @@ fn a_package_list_is_read_and_accepted_advisories_become_information() {
     assert_eq!(out[0].severity, Severity::Info);
     assert!(out[0].title.starts_with("Accepted: "));
     assert!(out[0].why.ends_with("only public-key operations"));
+}
+
+#[test]
+fn pre_releases_are_ordered_like_rustsec_and_unreadable_advisories_are_counted() {
+    let req = |s: &str| VersionReq::parse(s).unwrap();
+    let v = |s: &str| Version::parse(s).unwrap();
+    assert!(
+        in_range(&req(">= 1.2.0"), &v("1.3.0-rc.1")),
+        "a pre-release of a later version is above"
+    );
+    assert!(
+        !in_range(&req(">= 1.3.0"), &v("1.3.0-rc.1")),
+        "a pre-release is below its release"
+    );
+    assert!(in_range(&req(">= 1.3.0-rc.1, < 1.4.0"), &v("1.3.0-rc.2")));
+    assert!(in_range(&req("^0.10"), &v("0.10.0-rc.19")));
+    assert!(!in_range(&req("< 0.9.0"), &v("0.10.0-rc.19")));
+
+    let dir = fixture();
+    write(
+        dir.path(),
+        "odd",
+        "RUSTSEC-2026-9005",
+        &advisory(
+            "RUSTSEC-2026-9005",
+            "odd",
+            "2026-08-13",
+            "",
+            "patched = [\"not a range\"]",
+        ),
+    );
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.unreadable, vec!["RUSTSEC-2026-9005".to_owned()]);
+    let mut out = Vec::new();
+    let summary = check(&db, &[], at("2026-08-20"), &mut out);
+    assert_eq!(summary.unreadable, vec!["RUSTSEC-2026-9005".to_owned()]);
+}
+
+#[test]
+fn only_crates_io_packages_are_looked_up() {
+    let lock = LOCK.replace(
+        "name = \"demo\"\nversion = \"1.1.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"",
+        "name = \"demo\"\nversion = \"1.1.0\"\nsource = \"registry+https://my-company.example/index\"",
+    );
+    assert_ne!(lock, LOCK);
+    let packages = parse_lockfile(&lock, "x").unwrap();
+    assert!(
+        !packages
+            .iter()
+            .find(|p| p.name == "demo")
+            .unwrap()
+            .from_registry
+    );
 }

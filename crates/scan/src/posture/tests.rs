@@ -56,6 +56,7 @@ fn risky_settings_are_findings_whose_severity_follows_exposure() {
         "10.0.0.5/32".to_owned(),
     ];
     f.admin_open_to_all = true;
+    f.protections_off = vec!["guard.auth.ip_per_minute = 0".to_owned()];
     let (out, _, _) = run(&f, DAY);
     let c = checks(&out);
     assert!(
@@ -67,6 +68,7 @@ fn risky_settings_are_findings_whose_severity_follows_exposure() {
     assert!(c.contains(&("config.password_preset_weak", Severity::Warning)));
     assert!(c.contains(&("config.debug_logging", Severity::Info)));
     assert!(c.contains(&("config.danger", Severity::Error)));
+    assert!(c.contains(&("config.protection_off", Severity::Warning)));
     assert!(c.contains(&("config.trusted_proxies_broad", Severity::Error)));
     assert!(c.contains(&("config.trusted_proxies_broad", Severity::Warning)));
     assert_eq!(
@@ -87,6 +89,7 @@ fn risky_settings_are_findings_whose_severity_follows_exposure() {
     assert!(c.contains(&("config.registration_open", Severity::Warning)));
     assert!(c.contains(&("config.notifier_log", Severity::Error)));
     assert!(c.contains(&("config.admin_open", Severity::Warning)));
+    assert!(c.contains(&("config.protection_off", Severity::Error)));
 }
 
 #[test]

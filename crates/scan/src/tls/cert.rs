@@ -86,10 +86,15 @@ pub fn analyse(
 
     // Trust is judged as of a moment inside the validity period, so that an
     // expired certificate is reported as expired, not also as untrusted.
-    let at = now
-        .unix_timestamp()
-        .clamp(not_before.saturating_add(1), not_after.saturating_sub(1))
-        .max(0);
+    // (A certificate whose validity is shorter than that, or reversed, is
+    // judged at `now`: a server controls these dates.)
+    let (lo, hi) = (not_before.saturating_add(1), not_after.saturating_sub(1));
+    let at = if lo <= hi {
+        now.unix_timestamp().clamp(lo, hi)
+    } else {
+        now.unix_timestamp()
+    }
+    .max(0);
     let (trusted, trust_error) = trust(chain, host, roots, at as u64);
     Some(CertInfo {
         subject: leaf.subject().to_string(),
@@ -124,7 +129,7 @@ fn key_of(cert: &X509Certificate<'_>) -> (String, u32) {
     match cert.public_key().parsed() {
         Ok(PublicKey::RSA(k)) => ("RSA".to_owned(), k.key_size() as u32),
         Ok(PublicKey::EC(p)) => ("EC".to_owned(), p.key_size() as u32),
-        Ok(PublicKey::DSA(_)) => ("DSA".to_owned(), 0),
+        Ok(PublicKey::DSA(y)) => ("DSA".to_owned(), (y.len() * 8) as u32),
         _ => {
             let oid = cert.public_key().algorithm.algorithm.to_id_string();
             match oid.as_str() {
@@ -331,5 +336,67 @@ pub fn findings(c: &CertInfo, target: &str, ctx: Context, out: &mut Vec<Finding>
             "SHA-1 and MD5 signatures can be forged (chosen-prefix collisions); browsers reject them.",
             "Reissue the certificate with a SHA-256 signature.",
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        p.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        p.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_reversed_validity_period_is_judged_not_panicked_on() {
+        let roots = roots(&[]);
+        let now = OffsetDateTime::now_utc();
+        let c = analyse(
+            &[cert((2030, 1, 2), (2030, 1, 1))],
+            Some("a.test"),
+            &roots,
+            now,
+        )
+        .unwrap();
+        assert!(!c.trusted);
+        let c = analyse(
+            &[cert((2020, 1, 1), (2020, 1, 1))],
+            Some("a.test"),
+            &roots,
+            now,
+        )
+        .unwrap();
+        assert!(c.days_left < 0);
+    }
+
+    #[test]
+    fn names_keys_and_self_signing_are_read() {
+        let roots = roots(&[]);
+        let now = OffsetDateTime::now_utc();
+        let c = analyse(
+            &[cert((2020, 1, 1), (2090, 1, 1))],
+            Some("b.test"),
+            &roots,
+            now,
+        )
+        .unwrap();
+        assert_eq!(c.names, vec!["a.test".to_owned()]);
+        assert_eq!((c.key_type.as_str(), c.key_bits), ("EC", 256));
+        assert!(c.self_signed && !c.trusted);
+        assert_eq!(c.name_matches, Some(false));
+        let mut out = Vec::new();
+        findings(&c, "t", Context::Remote, &mut out);
+        let checks: Vec<&str> = out.iter().map(|f| f.check.as_str()).collect();
+        assert_eq!(checks, vec!["tls.cert_untrusted", "tls.cert_name_mismatch"]);
+        let mut out = Vec::new();
+        findings(&c, "t", Context::Own { production: false }, &mut out);
+        assert_eq!(out[0].severity, Severity::Warning);
+        let mut out = Vec::new();
+        findings(&c, "t", Context::Own { production: true }, &mut out);
+        assert_eq!(out[0].severity, Severity::Error);
     }
 }

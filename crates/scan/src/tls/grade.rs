@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// HSTS this long (six months) lifts an A to A+.
-pub const HSTS_A_PLUS_SECS: u64 = 15_768_000;
+/// HSTS this long lifts an A to A+ (SSL Labs' `LONG_MAX_AGE`, 180 days).
+pub const HSTS_A_PLUS_SECS: u64 = 15_552_000;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Grade {

@@ -26,6 +26,8 @@ const RENEGOTIATION_SCSV: u16 = 0x00FF;
 
 /// Enough for a long certificate chain; anything past it is refused.
 const MAX_READ: usize = 256 * 1024;
+/// A handshake up to ServerHelloDone takes a handful of records.
+const MAX_RECORDS: usize = 256;
 
 /// What the server answered.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub enum Answer {
     Accepted(ServerHello),
     /// An alert, a hang-up or something that is not TLS.
     Refused(String),
+    /// No answer within the timeout: not a refusal, the result is unknown.
+    Silent,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,7 +69,7 @@ pub async fn probe(
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(r) => r,
-        Err(_) => Ok(Answer::Refused("no answer in time".to_owned())),
+        Err(_) => Ok(Answer::Silent),
     }
 }
 
@@ -120,6 +124,13 @@ pub fn client_hello(sni: Option<&str>, version: u16, suites: &[u16], random: &[u
         }
         extension(&mut ext, 5, &[1, 0, 0, 0, 0]);
         extension(&mut ext, 23, &[]);
+        // Some servers hang on a ClientHello of 256 to 511 bytes (an F5
+        // bug); pad it to 512 as browsers do (RFC 7685).
+        let len = 4 + body.len() + 2 + ext.len();
+        if (256..512).contains(&len) {
+            let pad = (512 - len).saturating_sub(4).max(1);
+            extension(&mut ext, 21, &vec![0; pad]);
+        }
         put_u16(&mut body, ext.len() as u16);
         body.extend_from_slice(&ext);
     }
@@ -151,9 +162,15 @@ fn extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
 
 async fn read_answer(stream: &mut TcpStream) -> Answer {
     let mut messages = Vec::new();
+    let mut parsed = 0usize;
     let mut read = 0usize;
+    let mut records = 0usize;
     let mut hello: Option<ServerHello> = None;
     loop {
+        records += 1;
+        if records > MAX_RECORDS {
+            return Answer::Refused("too many records".to_owned());
+        }
         let mut head = [0u8; 5];
         if stream.read_exact(&mut head).await.is_err() {
             return match hello {
@@ -185,7 +202,7 @@ async fn read_answer(stream: &mut TcpStream) -> Answer {
                 }
             }
         }
-        match parse_messages(&messages, &mut hello) {
+        match parse_messages(&messages, &mut parsed, &mut hello) {
             Parsed::Done => {
                 return match hello {
                     Some(h) => Answer::Accepted(h),
@@ -204,21 +221,21 @@ enum Parsed {
     Malformed,
 }
 
-/// Parses the complete handshake messages in `buf` (from the start each
-/// time: a few kilobytes at most).
-fn parse_messages(buf: &[u8], hello: &mut Option<ServerHello>) -> Parsed {
-    let mut r = Reader(buf);
+/// Parses the handshake messages in `buf` completed since `from`, and
+/// moves `from` past them: each byte is parsed once.
+fn parse_messages(buf: &[u8], from: &mut usize, hello: &mut Option<ServerHello>) -> Parsed {
     loop {
-        if r.0.len() < 4 {
+        let rest = &buf[*from..];
+        if rest.len() < 4 {
             return Parsed::NeedMore;
         }
-        let kind = r.0[0];
-        let len = u32::from_be_bytes([0, r.0[1], r.0[2], r.0[3]]) as usize;
-        if r.0.len() < 4 + len {
+        let kind = rest[0];
+        let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
             return Parsed::NeedMore;
         }
-        let body = &r.0[4..4 + len];
-        r.0 = &r.0[4 + len..];
+        let body = &rest[4..4 + len];
+        *from += 4 + len;
         let ok = match kind {
             2 => parse_server_hello(body).map(|h| *hello = Some(h)),
             11 => hello
@@ -336,18 +353,30 @@ mod tests {
     }
 
     #[test]
+    fn hellos_between_256_and_511_bytes_are_padded() {
+        for n in 0..120 {
+            let suites: Vec<u16> = (0..n).collect();
+            let h = client_hello(Some("example.test"), TLS12, &suites, &[7; 32]);
+            let hs = h.len() - 5;
+            assert!(!(256..512).contains(&hs), "{n} suites: {hs} bytes");
+            let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+            assert_eq!(len, hs);
+        }
+    }
+
+    #[test]
     fn hostile_answers_are_refused_not_trusted() {
         let mut hello = None;
         // A Certificate claiming more bytes than it has.
         let msg = [11, 0, 0, 6, 0, 0, 9, 0, 0, 9];
         assert!(matches!(
-            parse_messages(&msg, &mut hello),
+            parse_messages(&msg, &mut 0, &mut hello),
             Parsed::Malformed | Parsed::NeedMore
         ));
         // A ServerHello cut short.
         let msg = [2, 0, 0, 3, 3, 3, 0];
         assert!(matches!(
-            parse_messages(&msg, &mut hello),
+            parse_messages(&msg, &mut 0, &mut hello),
             Parsed::Malformed
         ));
         // A whole ServerHello, then ServerHelloDone.
@@ -355,9 +384,28 @@ mod tests {
         msg.extend_from_slice(&[0; 32]);
         msg.extend_from_slice(&[0, 0xC0, 0x13, 0]);
         msg.extend_from_slice(&[14, 0, 0, 0]);
-        assert!(matches!(parse_messages(&msg, &mut hello), Parsed::Done));
+        assert!(matches!(
+            parse_messages(&msg, &mut 0, &mut hello),
+            Parsed::Done
+        ));
         let h = hello.unwrap();
         assert_eq!((h.version, h.suite), (TLS10, 0xC013));
+    }
+
+    #[tokio::test]
+    async fn silence_is_not_a_refusal() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let a = probe(addr, None, TLS12, &[0x002F], Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert!(matches!(a, Answer::Silent), "{a:?}");
+        hold.abort();
     }
 
     #[test]

@@ -1,7 +1,9 @@
 -- Scan reports (`rampart scan`, and the scans `serve` runs on a schedule):
--- the whole report as JSON. A report holds no secret: findings name
--- settings, paths, packages, addresses and the headers a server sends to
--- anyone. The newest 30 per target are kept.
+-- the whole report as JSON. A report holds no secret (no password, key,
+-- token or file content; scanned URLs with credentials are refused and
+-- queries are left out); it does name administrators' emails, API key
+-- names and prefixes, settings, paths and packages, so only
+-- administrators read it. The newest 30 per target are kept.
 CREATE TABLE scan_reports (
     id          TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,
