@@ -237,6 +237,13 @@ pub trait Progress: Send + Sync {
     fn step(&self, what: &str, done: u64, total: u64);
 }
 
+/// Progress nobody watches.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &str, _: u64, _: u64) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,11 +264,4 @@ mod tests {
         let long = "a".repeat(5000);
         assert_eq!(clean(&long, 10).chars().count(), 11);
     }
-}
-
-/// Progress nobody watches.
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn step(&self, _: &str, _: u64, _: u64) {}
 }
