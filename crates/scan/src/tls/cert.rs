@@ -244,22 +244,14 @@ pub fn findings(c: &CertInfo, target: &str, ctx: Context, out: &mut Vec<Finding>
             "Browsers and API clients refuse the connection, or users learn to click through warnings, which is what an attacker in the middle needs.",
             renew,
         ));
-    } else if c.days_left < ERROR_DAYS {
-        out.push(Finding::new(
-            "tls.cert_expiring",
-            Severity::Error,
-            target,
-            format!(
-                "The certificate expires in {} days ({})",
-                c.days_left, c.not_after
-            ),
-            "When it expires every client refuses the connection.",
-            renew,
-        ));
     } else if c.days_left < WARN_DAYS {
         out.push(Finding::new(
             "tls.cert_expiring",
-            Severity::Warning,
+            if c.days_left < ERROR_DAYS {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
             target,
             format!(
                 "The certificate expires in {} days ({})",
