@@ -387,7 +387,8 @@ pub trait Store: Send + Sync + 'static {
     /// API keys in force (not revoked, not expired at `now`) and their last
     /// use as the data-access trail records it (for `scan self`).
     async fn api_key_posture(&self, now: Timestamp) -> Result<Vec<ApiKeyPosture>, StoreError>;
-    /// Stores a scan report, keeping the newest 30 of its kind and target.
+    /// Stores a scan report, keeping the newest 30 of its kind and target,
+    /// and none older than 90 days.
     async fn insert_scan_report(&self, r: &ScanReportRow) -> Result<(), StoreError>;
     /// The newest report of each kind and target.
     async fn latest_scan_reports(&self) -> Result<Vec<ScanReportRow>, StoreError>;

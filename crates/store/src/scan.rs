@@ -9,6 +9,9 @@ use crate::sql::{backend, SqlStore};
 
 /// Reports kept per kind and target.
 const KEEP: i64 = 30;
+/// No report is kept longer (targets no longer scanned, such as a
+/// replaced node's, fade out).
+const KEEP_MS: i64 = 90 * 86_400_000;
 
 fn report_from(row: &AnyRow) -> Result<ScanReportRow, StoreError> {
     let corrupt = |_| StoreError::Corrupt("scan_reports");
@@ -108,6 +111,11 @@ impl SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query("DELETE FROM scan_reports WHERE started_at < $1")
+            .bind(r.started_at.millis().saturating_sub(KEEP_MS))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

@@ -1292,6 +1292,22 @@ both!(
             "older ones pruned"
         );
         assert!(s.scan_report("nope").await.unwrap().is_none());
+        // 90 days later, a report of another target retires the old ones.
+        s.insert_scan_report(&row("c1", "https://c.test/", 11 + 90 * 86_400_000))
+            .await
+            .unwrap();
+        let ids: Vec<String> = s
+            .latest_scan_reports()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["r32".to_owned(), "c1".to_owned()],
+            "b1 was older than 90 days"
+        );
     }
 );
 

@@ -3,7 +3,8 @@
 -- token or file content; scanned URLs with credentials are refused and
 -- queries are left out); it does name administrators' emails, API key
 -- names and prefixes, settings, paths and packages, so only
--- administrators read it. The newest 30 per target are kept.
+-- administrators read it. The newest 30 per target are kept, none older
+-- than 90 days.
 CREATE TABLE scan_reports (
     id          TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,
