@@ -732,6 +732,31 @@ mod tests {
     }
 
     #[test]
+    fn scan_urls_with_credentials_and_runaway_intervals_are_refused() {
+        let load = |k: &str, v: &str| {
+            Settings::load(None, env(&[(k, v)]), &Overrides::default())
+                .err()
+                .map(|e| format!("{e:#}"))
+        };
+        let e = load(
+            "RAMPART_SCAN__URLS",
+            r#"["https://ops:pw-canary@example.test/"]"#,
+        )
+        .unwrap();
+        assert!(e.contains("without a user name or password"), "{e}");
+        assert!(!e.contains("pw-canary"), "{e}");
+        let e = load("RAMPART_SCAN__URLS", r#"["http://example.test/"]"#).unwrap();
+        assert!(e.contains("only https://"), "{e}");
+        let e = load("RAMPART_SCAN__SELF_EVERY_HOURS", "9999999999999").unwrap();
+        assert!(e.contains("self_every_hours"), "{e}");
+        assert!(load(
+            "RAMPART_SCAN__URLS",
+            r#"["https://example.test/status?x=1"]"#
+        )
+        .is_none());
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rampart.toml");

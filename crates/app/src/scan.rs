@@ -87,7 +87,6 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
     });
     let g = &settings.guard;
     SelfFacts {
-        listen: settings.listen.to_string(),
         production: !settings.listen.ip().is_loopback(),
         danger: settings.danger_on.clone(),
         protections_off: g.protections_off(),
@@ -104,6 +103,7 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         data_dir: layout.dir.clone(),
         master_key,
         tls_cert: layout.tls_cert.exists().then(|| layout.tls_cert.clone()),
+        unread_because: None,
         admins: None,
         api_keys: None,
     }
@@ -170,13 +170,10 @@ pub async fn self_report(
         at,
     );
     let mut facts = config_facts(settings);
-    let unread = match store {
-        Ok(s) => {
-            db_facts(&mut facts, s, now).await;
-            None
-        }
-        Err(why) => Some(why),
-    };
+    match store {
+        Ok(s) => db_facts(&mut facts, s, now).await,
+        Err(why) => facts.unread_because = Some(why.to_owned()),
+    }
     posture::check(
         &facts,
         at,
@@ -184,15 +181,6 @@ pub async fn self_report(
         &mut report.passed,
         &mut report.skipped,
     );
-    if let Some(why) = unread {
-        for s in report
-            .skipped
-            .iter_mut()
-            .filter(|s| s.check == "ops.admins" || s.check == "ops.api_keys")
-        {
-            s.reason = why.to_owned();
-        }
-    }
     let packages = advisory::parse_package_list(OWN_DEPENDENCIES);
     let summary = advisory::check(db, &packages, at, &mut report.findings);
     advisory::apply_accepted(&mut report.findings, ACCEPTED);

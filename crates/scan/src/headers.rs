@@ -296,11 +296,8 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
     // HSTS
     let hsts = h("strict-transport-security").map(parse_hsts);
     let hsts_max_age = hsts.flatten().map(|(a, _, _)| a);
-    let mut hsts_tests = Vec::new();
-    let mut hsts_test = |r: &str| hsts_tests.push(r.to_owned());
-    match hsts {
+    let hsts_result = match hsts {
         None => {
-            hsts_test("hsts-not-implemented");
             out.push(Finding::new(
                 "http.hsts_missing",
                 Severity::Error,
@@ -309,9 +306,9 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
                 "Without HSTS a browser may first connect over plain HTTP, where an attacker on the network can strip TLS off (sslstrip) and read everything.",
                 "Send Strict-Transport-Security: max-age=63072000; includeSubDomains on every HTTPS response.",
             ));
+            "hsts-not-implemented"
         }
         Some(None) => {
-            hsts_test("hsts-header-invalid");
             out.push(Finding::new(
                 "http.hsts_invalid",
                 Severity::Error,
@@ -320,10 +317,10 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
                 "Browsers ignore an invalid HSTS header, so the protection is off.",
                 "Send Strict-Transport-Security: max-age=63072000; includeSubDomains",
             ));
+            "hsts-header-invalid"
         }
         Some(Some((age, subs, _))) => {
             if age < HSTS_MIN_SECS {
-                hsts_test("hsts-implemented-max-age-less-than-six-months");
                 out.push(Finding::new(
                     "http.hsts_short",
                     Severity::Warning,
@@ -332,8 +329,6 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
                     "Browsers forget it quickly, so a returning visitor can be downgraded to plain HTTP.",
                     "Set max-age to at least 15768000 (six months); 63072000 (two years) is the norm.",
                 ));
-            } else {
-                hsts_test("hsts-implemented-max-age-at-least-six-months");
             }
             if !subs {
                 out.push(Finding::new(
@@ -345,17 +340,22 @@ pub fn analyse(o: &Observed, out: &mut Vec<Finding>) -> HttpReport {
                     "Add includeSubDomains once every subdomain serves HTTPS.",
                 ));
             }
+            if age < HSTS_MIN_SECS {
+                "hsts-implemented-max-age-less-than-six-months"
+            } else {
+                "hsts-implemented-max-age-at-least-six-months"
+            }
         }
-    }
-
-    let hsts_result = if o.cert_invalid {
-        "hsts-invalid-cert".to_owned()
-    } else {
-        hsts_tests
-            .pop()
-            .unwrap_or_else(|| "hsts-not-implemented".to_owned())
     };
-    test("strict-transport-security", &hsts_result);
+    // Browsers ignore HSTS from a server whose certificate they refuse.
+    test(
+        "strict-transport-security",
+        if o.cert_invalid {
+            "hsts-invalid-cert"
+        } else {
+            hsts_result
+        },
+    );
 
     // CSP
     let csp = h("content-security-policy").map(parse_csp);

@@ -48,7 +48,6 @@ pub struct ApiKeyFact {
 
 #[derive(Debug, Clone, Default)]
 pub struct SelfFacts {
-    pub listen: String,
     /// The HTTPS address is reachable from other machines.
     pub production: bool,
     /// Settings named `danger_*` that are on.
@@ -70,6 +69,9 @@ pub struct SelfFacts {
     pub data_dir: PathBuf,
     pub master_key: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
+    /// Why the database was not read, when it was not (`admins` and
+    /// `api_keys` are then `None`).
+    pub unread_because: Option<String>,
     /// `None` when the database could not be read.
     pub admins: Option<Vec<AdminFact>>,
     pub api_keys: Option<Vec<ApiKeyFact>>,
@@ -302,6 +304,10 @@ pub fn check(
     }
 
     // Operations.
+    let unread = f
+        .unread_because
+        .clone()
+        .unwrap_or_else(|| "the database could not be read".to_owned());
     let now_ms = now.unix_timestamp() * 1000;
     let unused = |last: Option<i64>, created: i64| {
         let since = last.unwrap_or(created);
@@ -343,7 +349,7 @@ pub fn check(
         }
         None => skipped.push(Skipped {
             check: "ops.admins".to_owned(),
-            reason: "the database could not be read".to_owned(),
+            reason: unread.clone(),
         }),
     }
     match &f.api_keys {
@@ -377,7 +383,7 @@ pub fn check(
         }
         None => skipped.push(Skipped {
             check: "ops.api_keys".to_owned(),
-            reason: "the database could not be read".to_owned(),
+            reason: unread.clone(),
         }),
     }
     for (check, what) in [

@@ -218,16 +218,18 @@ fn location_uri(r: &Report, target: &str) -> Option<String> {
     if r.kind == crate::report::ScanKind::Deps {
         return Some(r.target.clone());
     }
-    let last = target.split_whitespace().last().unwrap_or(target);
-    if last.starts_with("https://") || last.starts_with("http://") {
-        return Some(last.to_owned());
-    }
-    if last.starts_with('/') {
-        Some(format!("file://{last}"))
-    } else {
-        // A relative path is a relative URI reference.
-        last.contains('/').then(|| last.to_owned())
-    }
+    // Targets read "https://host/ cookie sid", "master key /var/…/master.key"
+    // or "registration": the URL or path among the words, if any.
+    target.split_whitespace().find_map(|w| {
+        if w.starts_with("https://") || w.starts_with("http://") {
+            Some(w.to_owned())
+        } else if w.starts_with('/') {
+            Some(format!("file://{w}"))
+        } else {
+            // A relative path is a relative URI reference.
+            w.contains('/').then(|| w.to_owned())
+        }
+    })
 }
 
 fn esc(s: &str) -> String {
@@ -349,4 +351,39 @@ code{{background:#eee;padding:0 .2rem}}table{{border-collapse:collapse}}td,th{{p
     }
     o.push_str("</body></html>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Finding, ScanKind};
+
+    #[test]
+    fn hostile_text_is_escaped_in_html_and_valid_in_sarif() {
+        let mut r = Report::new(
+            ScanKind::Url,
+            "https://x.test/",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        r.findings.push(Finding::new(
+            "http.version_banner",
+            Severity::Warning,
+            "https://x.test/ server",
+            "Banner <script>alert(1)</script> \"quoted\" & more",
+            "w",
+            "f",
+        ));
+        let page = html(&r);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &quot;quoted&quot; &amp; more")
+        );
+        let doc: serde_json::Value = serde_json::from_str(&sarif(&r)).unwrap();
+        let res = &doc["runs"][0]["results"][0];
+        assert_eq!(res["level"], "warning");
+        assert_eq!(
+            res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "https://x.test/"
+        );
+    }
 }

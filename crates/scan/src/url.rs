@@ -123,7 +123,7 @@ pub async fn scan(
     .await
     .map_err(|e| UrlError::Unreachable(format!("{}:{} ({})", t.host, t.port, e.kind())))?;
 
-    let client = client(addr, &t.host, opts.timeout, true)
+    let client = http_client(addr, &t.host, opts.timeout, true)
         .ok_or_else(|| UrlError::Invalid("cannot build an HTTPS client".to_owned()))?;
     progress.step("headers", 0, 1);
     match observe(&client, &t, addr, opts).await {
@@ -173,7 +173,12 @@ pub async fn scan(
 
 /// A client that connects to `addr` whatever the name resolves to, and
 /// records the certificate instead of refusing it (the TLS part judges it).
-fn client(addr: SocketAddr, host: &str, timeout: Duration, tls: bool) -> Option<reqwest::Client> {
+fn http_client(
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+    tls: bool,
+) -> Option<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -235,7 +240,7 @@ async fn observe(
 
     // Plain HTTP on the same host: does it redirect to HTTPS?
     let plain_addr = SocketAddr::new(addr.ip(), opts.http_port);
-    let http = match client_plain(plain_addr, &t.host, opts.timeout) {
+    let http = match http_client(plain_addr, &t.host, opts.timeout, false) {
         Some(c) => {
             // Only the origin and the path: never the query.
             let mut u = t.url.clone();
@@ -282,10 +287,6 @@ async fn observe(
     })
 }
 
-fn client_plain(addr: SocketAddr, host: &str, timeout: Duration) -> Option<reqwest::Client> {
-    client(addr, host, timeout, false)
-}
-
 struct HttpFetch {
     client: reqwest::Client,
     base: url::Url,
@@ -306,4 +307,27 @@ pub fn ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, U
     crate::posture::read_chain(path)
         .map(|c| c.into_iter().map(CertificateDer::from).collect())
         .ok_or_else(|| UrlError::Invalid(format!("{} holds no PEM certificate", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_never_shows_its_query_or_credentials() {
+        let t = parse_target("https://shop.example.test:8443/status?token=s3cret#top").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("shop.example.test", 8443));
+        assert_eq!(t.display(), "https://shop.example.test:8443/status");
+        let t = parse_target("https://[::1]/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 443));
+        for bad in [
+            "https://u:p@h/",
+            "https://u@h/",
+            "http://h/",
+            "not a url",
+        ] {
+            let e = parse_target(bad).err().unwrap().to_string();
+            assert!(!e.contains("u:p") && !e.contains(bad), "{e}");
+        }
+    }
 }

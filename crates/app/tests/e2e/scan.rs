@@ -710,31 +710,25 @@ async fn scan_self_on_a_fresh_deployment_shows_no_errors_then_finds_mistakes() {
     .await
     .unwrap();
     assert!(ok, "{err}");
-    let (code, r) = {
-        let mut a: Vec<String> = ["scan", "self", "--data-dir", &data_arg, "--format", "json"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.push("--fail-on".into());
-        a.push("error".into());
-        let (code, out, err) = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = a.iter().map(String::as_str).collect();
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
-            cmd.args(&args).env("RAMPART_LOG__LEVEL", "debug");
-            let o = cmd.output().unwrap();
-            (
-                o.status.code(),
-                String::from_utf8_lossy(&o.stdout).into_owned(),
-                String::from_utf8_lossy(&o.stderr).into_owned(),
-            )
-        })
-        .await
-        .unwrap();
-        (
-            code,
-            serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}")),
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        rampart_run_env(
+            &[
+                "scan",
+                "self",
+                "--data-dir",
+                &data_arg,
+                "--format",
+                "json",
+                "--fail-on",
+                "error",
+            ],
+            None,
+            &[("RAMPART_LOG__LEVEL", "debug")],
         )
-    };
+    })
+    .await
+    .unwrap();
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     assert_eq!(code, Some(3));
     assert!(has(&r, "files.permissions", "error"), "{:?}", checks(&r));
     assert!(
@@ -765,6 +759,9 @@ async fn serve_scans_itself_on_schedule_and_turns_new_findings_into_events_and_a
     let admin = s.admin_without_mfa().await;
     let r = s.get_auth("/api/v1/admin/scans", &admin).await;
     assert_eq!(r.status(), 403, "the admin routes need a second factor");
+    let member = s.user("member@example.com").await;
+    let r = s.get_auth("/api/v1/admin/scans", &member).await;
+    problem(r, 403, "admin_required").await;
     s.enrol_totp("owner@example.com", &admin).await;
     // Nothing has run yet: the first scan is due an hour after start, by
     // the server's clock.

@@ -401,6 +401,16 @@ pub fn rampart_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String)
 
 /// Like [`rampart_cli`], with the exit status: (code, stdout, stderr).
 pub fn rampart_run(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
+    rampart_run_env(args, stdin, &[])
+}
+
+/// Like [`rampart_run`], with `env` set after the caller's `RAMPART_*`
+/// settings are removed.
+pub fn rampart_run_env(
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     use std::io::Write;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
     cmd.args(args)
@@ -412,6 +422,7 @@ pub fn rampart_run(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, 
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
     {
         let mut si = child.stdin.take().unwrap();

@@ -19,7 +19,6 @@ fn run(f: &SelfFacts, now_ms: i64) -> (Vec<Finding>, Vec<String>, Vec<Skipped>) 
 
 fn sound() -> SelfFacts {
     SelfFacts {
-        listen: "127.0.0.1:8443".to_owned(),
         mfa_required_for_admins: true,
         password_preset: "default".to_owned(),
         log_level: "info".to_owned(),
@@ -37,6 +36,27 @@ fn a_sound_configuration_has_no_findings_and_says_what_passed() {
     assert!(
         skipped.iter().any(|s| s.check == "ops.backup"),
         "missing subsystems are shown as not checked"
+    );
+}
+
+#[test]
+fn an_unread_database_is_shown_with_its_reason() {
+    let mut f = sound();
+    f.admins = None;
+    f.api_keys = None;
+    f.unread_because = Some("no database yet".to_owned());
+    let (_, _, skipped) = run(&f, 1_000 * DAY);
+    let why: Vec<(&str, &str)> = skipped
+        .iter()
+        .filter(|s| s.check == "ops.admins" || s.check == "ops.api_keys")
+        .map(|s| (s.check.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        why,
+        vec![
+            ("ops.admins", "no database yet"),
+            ("ops.api_keys", "no database yet")
+        ]
     );
 }
 
