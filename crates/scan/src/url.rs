@@ -320,12 +320,7 @@ mod tests {
         assert_eq!(t.display(), "https://shop.example.test:8443/status");
         let t = parse_target("https://[::1]/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 443));
-        for bad in [
-            "https://u:p@h/",
-            "https://u@h/",
-            "http://h/",
-            "not a url",
-        ] {
+        for bad in ["https://u:p@h/", "https://u@h/", "http://h/", "not a url"] {
             let e = parse_target(bad).err().unwrap().to_string();
             assert!(!e.contains("u:p") && !e.contains(bad), "{e}");
         }
