@@ -603,6 +603,23 @@ impl Settings {
         for u in &self.scan.urls {
             rampart_scan::url::parse_target(u).map_err(|e| anyhow!("[scan] urls: {e}"))?;
         }
+        // Found now rather than as a failed scan in the log a day later.
+        if let Some(dir) = &self.scan.advisory_db {
+            if !dir.is_dir() {
+                bail!(
+                    "[scan] advisory_db = {} is not a directory (a checkout of https://github.com/rustsec/advisory-db)",
+                    dir.display()
+                );
+            }
+        }
+        if let Some(file) = &self.scan.ca_file {
+            if rampart_scan::posture::read_chain(file).is_none() {
+                bail!(
+                    "[scan] ca_file = {} is not a readable PEM file with a certificate",
+                    file.display()
+                );
+            }
+        }
         self.brute_force
             .policy()
             .validate()
@@ -752,6 +769,22 @@ mod tests {
         assert!(load(
             "RAMPART_SCAN__URLS",
             r#"["https://example.test/status?x=1"]"#
+        )
+        .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere").display().to_string();
+        let e = load("RAMPART_SCAN__ADVISORY_DB", &missing).unwrap();
+        assert!(
+            e.contains("advisory_db") && e.contains("not a directory"),
+            "{e}"
+        );
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let e = load("RAMPART_SCAN__CA_FILE", &not_pem.display().to_string()).unwrap();
+        assert!(e.contains("ca_file"), "{e}");
+        assert!(load(
+            "RAMPART_SCAN__ADVISORY_DB",
+            &dir.path().display().to_string()
         )
         .is_none());
     }

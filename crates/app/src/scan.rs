@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rampart_core::events::{EventKind, Outcome};
+use rampart_core::password_policy::{PasswordPolicy, PolicyPreset};
 use rampart_core::{AuthService, Clock, RequestMeta, ScanReportRow, Store, Timestamp};
 use rampart_crypto::Entropy;
 use rampart_scan::advisory::{self, Database};
@@ -64,7 +65,10 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
             secret: true,
         });
     }
-    let master_key = crate::master_from_file().then(|| layout.master_key.clone());
+    // Only a key file that exists: `serve` may take it from standard input
+    // or the environment, which this process cannot see.
+    let master_key = (crate::master_from_file() && layout.master_key.exists())
+        .then(|| layout.master_key.clone());
     if let Some(k) = &master_key {
         files.push(FileFact {
             role: "master key".to_owned(),
@@ -93,9 +97,9 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         registration_open: settings.registration == rampart_core::RegistrationMode::Open,
         mfa_required_for_admins: !settings.mfa.required_for.is_empty(),
         password_preset: format!("{:?}", settings.password.preset).to_ascii_lowercase(),
-        password_preset_weaker: settings.password.preset
-            != rampart_core::password_policy::PolicyPreset::Default,
-        trusted_proxies: g.trusted_proxies.clone(),
+        password_preset_weaker: PasswordPolicy::preset(settings.password.preset)
+            .weaker_than(&PasswordPolicy::preset(PolicyPreset::Default)),
+        trusted_proxies: g.trusted_proxy_ranges(),
         admin_open_to_all: g.admin_open_to_all(),
         notifier_log: settings.notifier_mode() == NotifierMode::Log,
         log_level: settings.log.level.clone(),

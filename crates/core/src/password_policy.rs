@@ -38,6 +38,12 @@ pub struct PasswordPolicy {
 }
 
 impl PasswordPolicy {
+    /// Lets through passwords `other` would refuse for length or strength
+    /// (composition rules count for less than length; NIST drops them).
+    pub fn weaker_than(&self, other: &Self) -> bool {
+        self.min_chars < other.min_chars || self.min_strength < other.min_strength
+    }
+
     pub fn preset(p: PolicyPreset) -> Self {
         match p {
             PolicyPreset::Default => Self {
@@ -202,6 +208,21 @@ impl PasswordPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nist_is_not_weaker_than_the_default() {
+        let (default, nist) = (
+            PasswordPolicy::preset(PolicyPreset::Default),
+            PasswordPolicy::preset(PolicyPreset::Nist),
+        );
+        assert!(!nist.weaker_than(&default));
+        assert!(!default.weaker_than(&default));
+        let shorter = PasswordPolicy {
+            min_chars: 8,
+            ..default
+        };
+        assert!(shorter.weaker_than(&default));
+    }
 
     fn codes(p: &PasswordPolicy, pw: &str, local: &str, name: Option<&str>) -> Vec<String> {
         match p.check(&normalize(&SecretString::from(pw)), local, name) {

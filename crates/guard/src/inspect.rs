@@ -527,12 +527,16 @@ const RULES: &[Rule] = &[
         scope: Scope::Values,
         pattern: r"(?:^|[\s;|&`'\x22(=])/[\w.-]+/[\w.-]*(?:\[[^\]/\s]+\]|\*)[\w.\[\]*!-]*",
     },
+    // A value that is a command line. Programs whose names are also
+    // everyday words or names (Ruby, Dash, node, host, ping) count only
+    // with an option, a path, a host or file name, or a chained command:
+    // "Ruby Chen" is a person, "ruby -e …" is not.
     Rule {
         name: "command.leading_command",
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"^\s*(?:sudo\s+|nohup\s+|strace\s+|time\s+|env\s+|exec\s+)*(?:ifconfig|ipconfig|whoami|uname|wget|curl|ncat|netcat|nmap|telnet|ssh|scp|rsync|chmod|chown|chgrp|sudo|passwd|useradd|adduser|usermod|userdel|visudo|crontab|nohup|strace|ltrace|gdb|perf|python[23]?(?:\.\d+)?|perl|ruby|php|node|npm|npx|pip3?|gem|bash|zsh|ksh|dash|tcsh|busybox|ansible(?:-[a-z]+)?|chef-[a-z]+|knife|puppet|kubectl|docker|podman|systemctl|journalctl|iptables|nft|mkfifo|xxd|openssl|powershell|pwsh|cscli|killall|pkill|tcpdump|socat|base64|certutil|netstat|ss|lsof|dmesg|mknod|insmod|modprobe|setfacl|getfacl|nslookup|dig|host|traceroute|ping)(?:\s+(?:-{1,2}[a-z]|[/~.]|[a-z][\w.-]*\s*$|(?:ifconfig|whoami|uname|id|who|ls|cat|ps|pwd|env|sh|bash|all|install|list|dump|decrypt|plugin|collection|config|version)\b)|\s*$)",
+        pattern: r"^\s*(?:sudo\s+|nohup\s+|strace\s+|time\s+|env\s+|exec\s+)*(?:(?:ifconfig|ipconfig|whoami|uname|wget|curl|ncat|netcat|nmap|telnet|ssh|scp|rsync|chmod|chown|chgrp|sudo|passwd|useradd|adduser|usermod|userdel|visudo|crontab|nohup|strace|ltrace|gdb|python[23]?(?:\.\d+)?|php|npm|npx|pip3?|bash|zsh|ksh|tcsh|busybox|ansible(?:-[a-z]+)?|chef-[a-z]+|kubectl|docker|podman|systemctl|journalctl|iptables|nft|mkfifo|xxd|openssl|powershell|pwsh|cscli|killall|pkill|tcpdump|socat|base64|certutil|netstat|lsof|dmesg|mknod|insmod|modprobe|setfacl|getfacl|nslookup|traceroute)(?:\s+(?:-{1,2}[a-z]|[/~.]|[a-z][\w.-]*\s*$|(?:ifconfig|whoami|uname|id|who|ls|cat|ps|pwd|env|sh|bash|all|install|list|dump|decrypt|plugin|collection|config|version)\b)|\s*$)|(?:perl|ruby|gem|node|host|dash|dig|ping|perf|ss|knife|puppet)\s+(?:-{1,2}[a-z]|[/~.]|[a-z][\w-]*[./:@][\w./:@-]+\s*$|(?:ifconfig|whoami|uname|id|who|ls|cat|ps|pwd|env|sh|bash)\b))",
     },
     Rule {
         name: "command.shell_escape",
@@ -568,7 +572,7 @@ const RULES: &[Rule] = &[
         category: Category::Scanner,
         score: CRITICAL,
         scope: Scope::UserAgent,
-        pattern: r"\b(?:sqlmap|nikto|nmap|masscan|zgrab|wpscan|nuclei|acunetix|netsparker|invicti|appscan|webinspect|w3af|arachni|skipfish|dirbuster|dirb|gobuster|feroxbuster|ffuf|wfuzz|havij|jaeles|whatweb|openvas|nessus|qualys|burp(?:suite|collaborator)?|zap/|owasp[ _]zap|wapiti|hydra|medusa|commix|xsstrike|dalfox|bbot|httpx|interactsh|fimap|paros|vega/|grabber|brutus|morfeus|zmeu)\b",
+        pattern: r"\b(?:sqlmap|nikto|nmap|masscan|zgrab|wpscan|nuclei|acunetix|netsparker|invicti|appscan|webinspect|w3af|arachni|skipfish|dirbuster|dirb|gobuster|feroxbuster|ffuf|wfuzz|havij|jaeles|whatweb|openvas|nessus|qualys|burp(?:suite|collaborator)?|zap/|owasp[ _]zap|wapiti|hydra|medusa|commix|xsstrike|dalfox|bbot|interactsh|fimap|paros|vega/|grabber|brutus|morfeus|zmeu)\b",
     },
     Rule {
         name: "probe.sensitive_file",
@@ -619,9 +623,12 @@ const MAX_LOOKUP_DEPTH: usize = 64;
 
 /// Keys whose values are secrets: they are never run through the
 /// detectors (a password may contain anything, and must not be copied into
-/// a detector's working memory more than needed).
-const SECRET_KEYS: &[&str] = &[
+/// a detector's working memory more than needed). Every `SecretString`
+/// field of the API's bodies is here (a test reads them from the proto
+/// crate's source).
+pub(crate) const SECRET_KEYS: &[&str] = &[
     "password",
+    "invite_token",
     "current_password",
     "new_password",
     "unlock_code",

@@ -69,10 +69,6 @@ pub struct BlockList {
 }
 
 /// A database failure: the one internal-error mapping, detail to the log.
-fn store_error(e: rampart_core::StoreError) -> ApiError {
-    rampart_core::Error::from(e).into()
-}
-
 fn invalid(m: String) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -122,7 +118,7 @@ pub async fn create_block(
         .await
         .map_err(|e| match e {
             BlockError::Invalid(m) => invalid(m),
-            BlockError::Store(e) => store_error(e),
+            BlockError::Store(e) => e.into(),
         })?;
     state
         .auth
@@ -149,8 +145,7 @@ pub async fn list_blocks(
         .auth
         .store()
         .active_blocks(state.auth.clock().now(), 10_000)
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(Json(BlockList {
         blocks: blocks.into_iter().map(BlockView::from).collect(),
     }))
@@ -169,7 +164,7 @@ pub async fn remove_block(
     id: Result<Path<String>, PathRej>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;
-    let lifted = state.guard.lift_block(&id).await.map_err(store_error)?;
+    let lifted = state.guard.lift_block(&id).await?;
     if !lifted {
         return Err(ApiError::not_found());
     }

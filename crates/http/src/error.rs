@@ -76,6 +76,14 @@ impl ApiError {
     }
 }
 
+/// A storage failure: through the core error, so it is logged and
+/// answered the one way (no internals in the answer).
+impl From<rampart_core::StoreError> for ApiError {
+    fn from(e: rampart_core::StoreError) -> Self {
+        CoreError::from(e).into()
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         use StatusCode as S;

@@ -230,12 +230,21 @@ impl GuardConfig {
         off
     }
 
+    /// The trusted-proxy ranges as the guard reads them (`::ffff:0:0/96`
+    /// is `0.0.0.0/0`); an unreadable entry as written.
+    pub fn trusted_proxy_ranges(&self) -> Vec<String> {
+        self.trusted_proxies
+            .iter()
+            .map(|n| parse_net(n).map_or_else(|_| n.clone(), |n| n.to_string()))
+            .collect()
+    }
+
     /// Whether the admin routes are open to every address: no allow list
     /// for them, or one that holds everything.
     pub fn admin_open_to_all(&self) -> bool {
         let everything = |l: &[String]| {
             l.iter()
-                .any(|n| n.trim() == "0.0.0.0/0" || n.trim() == "::/0")
+                .any(|n| parse_net(n).is_ok_and(|n| n.prefix_len() == 0))
         };
         (self.allow.is_empty() || everything(&self.allow))
             && (self.admin.allow.is_empty() || everything(&self.admin.allow))
@@ -320,6 +329,29 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(
     })
 }
 
+/// A body being read for one address; gives the turn back when dropped.
+struct BodyTurn<'a> {
+    guard: &'a Guard,
+    key: Option<IpAddr>,
+}
+
+impl Drop for BodyTurn<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut readers = self
+            .guard
+            .body_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = readers.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&key);
+            }
+        }
+    }
+}
+
 /// Aggregation key of a guard event: kind, address, rule.
 type EventKey = (EventKind, String, String);
 
@@ -329,6 +361,8 @@ pub struct Guard {
     forwarded: rampart_guard::ForwardedHeader,
     /// Bodies being read at once (each up to the body limit).
     bodies: tokio::sync::Semaphore,
+    /// Bodies being read at once per address (IPv6 by /64).
+    body_readers: Mutex<HashMap<IpAddr, u32>>,
     allow: NetList,
     deny: NetList,
     groups: Vec<GroupRules>,
@@ -353,6 +387,9 @@ impl std::fmt::Debug for Guard {
 const MAX_BLOCKS: u32 = 10_000;
 /// Request bodies read at once; more wait (bounded by the request timeout).
 const BODIES_AT_ONCE: usize = 64;
+/// Request bodies one address reads at once; more are refused (429), so a
+/// few slow uploads from one client cannot hold every slot above.
+const BODIES_PER_ADDRESS: u32 = 8;
 /// Addresses whose sign-in failures are counted at once.
 const MAX_FAILURE_KEYS: usize = 100_000;
 /// Repeats of one event from one address are folded for this long.
@@ -397,6 +434,7 @@ impl Guard {
             inspector: Inspector::new(),
             blocks: ArcSwap::from_pointee(Vec::new()),
             failures: Mutex::new(HashMap::new()),
+            body_readers: Mutex::new(HashMap::new()),
             events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
             config,
             store,
@@ -596,12 +634,33 @@ impl Guard {
         Ok(lifted)
     }
 
+    /// A turn to read a body from `ip`, or `None` when that address already
+    /// reads `BODIES_PER_ADDRESS` (a trusted proxy's own address, which
+    /// stands for everyone behind it, is not counted).
+    fn body_turn(&self, ip: Option<IpAddr>) -> Option<BodyTurn<'_>> {
+        let key = ip.filter(|ip| !self.trusted.contains(*ip)).map(rate_key);
+        if let Some(key) = key {
+            let mut readers = self.body_readers.lock().unwrap_or_else(|p| p.into_inner());
+            let n = readers.entry(key).or_insert(0);
+            if *n >= BODIES_PER_ADDRESS {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(BodyTurn { guard: self, key })
+    }
+
     /// A failed login, second-factor proof or API key from `ip`. Enough of
     /// them across any accounts (stuffing, spraying) block the address.
     pub fn auth_failed(self: &Arc<Self>, ip: Option<&str>, meta: &RequestMeta) {
         let Some(ip) = ip.and_then(|s| s.parse::<IpAddr>().ok()) else {
             return;
         };
+        // A trusted proxy's own address (a request that named no client)
+        // stands for everyone behind it: blocking it would refuse them all.
+        if self.trusted.contains(ip) {
+            return;
+        }
         let key = rate_key(ip);
         let now = self.now_ms();
         let window = self.config.ip_failure_window_secs as i64 * 1000;
@@ -937,6 +996,22 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     // ask the body itself.
     let has_body = !http_body::Body::is_end_stream(&body);
     let bytes = if has_body {
+        let Some(_turn) = guard.body_turn(ip) else {
+            guard.spawn_event(
+                EventKind::RateLimited,
+                format!("rate.{}.bodies", group.as_str()),
+                meta,
+                None,
+            );
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                "Too many uploads at once from this address: wait for one to finish.",
+            )
+            .with_retry_after(1)
+            .into_response();
+        };
         let Ok(_permit) = guard.bodies.acquire().await else {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -1002,10 +1077,15 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         } else {
             Verdict::default()
         };
-        let block = (head.is_attack() && head_mode == Mode::Block)
+        let part_block = (head.is_attack() && head_mode == Mode::Block)
             || (body_v.is_attack() && body_mode == Mode::Block);
         head.score += body_v.score;
         head.findings.extend(body_v.findings);
+        // The request's score is the sum (an attack split between the
+        // query and the body is one attack); where both parts block, so
+        // does the sum.
+        let block = part_block
+            || (head.is_attack() && head_mode == Mode::Block && body_mode == Mode::Block);
         (head, block)
     };
     let (verdict, block) = verdict;

@@ -48,10 +48,6 @@ pub struct ScanList {
     pub reports: Vec<ScanSummary>,
 }
 
-fn store_error(e: rampart_core::StoreError) -> ApiError {
-    rampart_core::Error::from(e).into()
-}
-
 #[utoipa::path(get, path = "/api/v1/admin/scans", tag = "scans",
     security(("bearer" = [])),
     responses((status = 200, body = ScanList),
@@ -60,12 +56,7 @@ pub async fn list_scans(
     State(state): State<AppState>,
     Admin(_admin): Admin,
 ) -> Result<Json<ScanList>, ApiError> {
-    let rows = state
-        .auth
-        .store()
-        .latest_scan_reports()
-        .await
-        .map_err(store_error)?;
+    let rows = state.auth.store().latest_scan_reports().await?;
     Ok(Json(ScanList {
         reports: rows.into_iter().map(ScanSummary::from).collect(),
     }))
@@ -87,10 +78,9 @@ pub async fn get_scan(
         .auth
         .store()
         .scan_report(&id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let report = serde_json::from_str(&row.report)
-        .map_err(|_| store_error(rampart_core::StoreError::Corrupt("scan_reports")))?;
+        .map_err(|_| ApiError::from(rampart_core::StoreError::Corrupt("scan_reports")))?;
     Ok(Json(report))
 }

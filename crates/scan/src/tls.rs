@@ -265,13 +265,9 @@ pub async fn scan(
     let cert_key_bits = certificate
         .as_ref()
         .map_or(0, |c| grade::key_bits(&c.key_type, c.key_bits));
-    // Static RSA key exchange is as strong as the certificate's key.
-    if accepted
-        .iter()
-        .any(|(v, s, _)| *v != TLS13 && suites::by_id(*s).is_some_and(|s| s.kx == Kx::Rsa))
-    {
-        kx_bits.push(cert_key_bits.max(1));
-    }
+    // The certificate's key counts as key exchange (SSL Labs): static RSA
+    // key exchange is exactly as strong, and ephemeral exchanges are
+    // authenticated by it.
     if cert_key_bits > 0 {
         kx_bits.push(cert_key_bits);
     }
@@ -306,9 +302,9 @@ pub async fn scan(
         .filter_map(|(_, id, _)| suites::by_id(*id))
         .collect();
 
-    let trusted = certificate
-        .as_ref()
-        .is_some_and(|c| c.trusted && c.name_matches != Some(false) && c.days_left >= 0);
+    let trusted = certificate.as_ref().is_some_and(|c| {
+        c.trusted && c.name_matches != Some(false) && c.days_left >= 0 && !c.not_yet_valid
+    });
     let facts = grade::Facts {
         versions: versions.clone(),
         cipher_bits: suite_rows.iter().map(|s| s.bits).collect(),
@@ -318,12 +314,7 @@ pub async fn scan(
             .iter()
             .any(|s| s.kx == Kx::Anon || s.cipher == Cipher::Null),
         rc4: legacy_suites.iter().any(|s| s.cipher == Cipher::Rc4),
-        block64: legacy_suites.iter().any(|s| {
-            matches!(
-                s.cipher,
-                Cipher::TripleDes | Cipher::Des | Cipher::Idea | Cipher::Rc2
-            )
-        }),
+        block64: legacy_suites.iter().any(|s| s.block64()),
         forward_secrecy: suite_rows.iter().any(|s| s.forward_secrecy),
         aead: suite_rows.iter().any(|s| s.aead),
         cert_key_bits,
@@ -459,7 +450,7 @@ fn protocol_findings(
         v
     };
     let fix_suites = "Offer only ECDHE suites with AES-GCM or ChaCha20-Poly1305 (Mozilla's 'intermediate' configuration: ssl-config.mozilla.org).";
-    let insecure = names(&|s| matches!(s.kx, Kx::Export | Kx::Anon) || s.cipher == Cipher::Null);
+    let insecure = names(&suites::Suite::insecure);
     if !insecure.is_empty() {
         out.push(Finding::new(
             "tls.suite_insecure",
@@ -470,12 +461,7 @@ fn protocol_findings(
             fix_suites,
         ));
     }
-    let weak = names(&|s| {
-        matches!(
-            s.cipher,
-            Cipher::Rc4 | Cipher::TripleDes | Cipher::Des | Cipher::Idea | Cipher::Rc2
-        ) && !matches!(s.kx, Kx::Export | Kx::Anon)
-    });
+    let weak = names(&suites::Suite::weak);
     if !weak.is_empty() {
         out.push(Finding::new(
             "tls.suite_weak",
@@ -635,8 +621,8 @@ async fn rustls_probe(
     let name = ServerName::try_from(host.to_owned())
         .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = hello::connect(addr, timeout).await?;
     let run = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
         match connector.connect(name, tcp).await {
             Ok(tls) => {
                 let (_, conn) = tls.get_ref();

@@ -50,6 +50,22 @@ async fn read_all(
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends the start of a head that never ends and checks the server closes
+/// the connection before `limit` (reads wait up to 8 s) without serving it.
+async fn slow_head_is_cut_off(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    limit: Duration,
+    what: &str,
+) {
+    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(tls, Duration::from_secs(8)).await;
+    assert!(started.elapsed() < limit, "{what} kept open");
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
 #[tokio::test]
 async fn too_many_or_too_large_headers_get_431() {
     let s = TestServer::start().await;
@@ -74,16 +90,7 @@ async fn slow_headers_are_cut_off() {
         TestServer::with(Options::default().env("RAMPART_LIMITS__HEADER_READ_TIMEOUT_SECS", "1"))
             .await;
     let mut tls = tls_stream(&s).await;
-    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "slowloris connection kept open"
-    );
-    assert!(!answer.contains("200 OK"), "{answer}");
+    slow_head_is_cut_off(&mut tls, Duration::from_secs(8), "slowloris connection").await;
 }
 
 /// The head deadline times heads, not the wait between requests: a
@@ -108,16 +115,12 @@ async fn keep_alive_outlives_the_head_deadline_but_not_a_slow_head() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
-    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "slow head on a keep-alive connection kept open"
-    );
-    assert!(!answer.contains("200 OK"), "{answer}");
+    slow_head_is_cut_off(
+        &mut tls,
+        Duration::from_secs(8),
+        "slow head on a keep-alive connection",
+    )
+    .await;
 }
 
 /// The protocol is the one ALPN agreed: a client that negotiates h2 and
@@ -127,13 +130,7 @@ async fn keep_alive_outlives_the_head_deadline_but_not_a_slow_head() {
 async fn the_protocol_is_the_one_alpn_agreed() {
     let s = TestServer::start().await;
     let mut tls = tls_stream_alpn(&s, b"h2").await;
-    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let answer = read_all(&mut tls, Duration::from_secs(8)).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "kept open");
-    assert!(!answer.contains("200 OK"), "{answer}");
+    slow_head_is_cut_off(&mut tls, Duration::from_secs(5), "an HTTP/1.1 head over h2").await;
 }
 
 #[tokio::test]
@@ -150,6 +147,59 @@ async fn slow_bodies_get_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json"));
     assert!(answer.contains("\"code\":\"request_timeout\""));
+}
+
+/// Slow uploads from one address hold at most eight of the body slots:
+/// the ninth is refused at once, another address is still served, and the
+/// turns come back when the uploads end.
+#[tokio::test]
+async fn one_address_cannot_hold_every_body_slot() {
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_GUARD__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+            .env("RAMPART_LIMITS__REQUEST_TIMEOUT_SECS", "20"),
+    )
+    .await;
+    let post = |ip: &'static str| {
+        s.client
+            .post(s.url("/api/v1/collections/notes/records"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"data": {"title": "hello"}}))
+            .send()
+    };
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut tls = tls_stream(&s).await;
+        tls.write_all(
+            b"POST /api/v1/collections/notes/records HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.20\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\":",
+        )
+        .await
+        .unwrap();
+        slow.push(tls);
+    }
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let r = post("198.51.100.20").await.unwrap();
+        if r.status() == 429 {
+            break r;
+        }
+        assert_eq!(r.status(), 401, "served while turns were free");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a ninth upload was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    problem(refused, 429, "rate_limited").await;
+    assert_eq!(post("198.51.100.21").await.unwrap().status(), 401);
+    drop(slow);
+    while post("198.51.100.20").await.unwrap().status() == 429 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "turns never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -750,6 +750,39 @@ async fn scan_self_on_a_fresh_deployment_shows_no_errors_then_finds_mistakes() {
         fix.starts_with("chmod 600 ") && fix.ends_with("master.key"),
         "{fix}"
     );
+
+    // Settings read as the server reads them: the NIST preset (longer
+    // passwords) is not weaker; an IPv4-mapped range of everything is
+    // everything; a master key file that is not there (the server takes
+    // the key from elsewhere) is not reported as inside the data directory.
+    let config = dir.path().join("rampart.toml");
+    std::fs::write(
+        &config,
+        "[password]\npreset = \"nist\"\n[guard]\ntrusted_proxies = [\"::ffff:0:0/96\"]\n",
+    )
+    .unwrap();
+    std::fs::rename(data.join("master.key"), dir.path().join("master.key")).unwrap();
+    let config = config.display().to_string();
+    let data_arg = data.display().to_string();
+    let (_, r) = scan_json(&["self", "--config", &config, "--data-dir", &data_arg]).await;
+    let found = checks(&r);
+    assert!(
+        found.iter().all(|(c, _)| c != "config.password_preset_weak"
+            && c != "files.master_key_in_data_dir"),
+        "{found:?}"
+    );
+    assert!(
+        has(&r, "config.trusted_proxies_broad", "error"),
+        "{found:?}"
+    );
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["target"].as_str().unwrap().contains("0.0.0.0/0")),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -908,7 +941,7 @@ fn the_dependency_list_is_current() {
     );
     let mut want: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| l.trim_end_matches(" (*)"))
+        .map(|l| l.trim_end_matches(" (*)").trim_end_matches(" (proc-macro)"))
         .filter(|l| !l.contains(" ("))
         .map(|l| l.replacen(" v", " ", 1))
         .collect();
@@ -998,4 +1031,42 @@ async fn a_url_with_credentials_is_refused_without_echoing_them() {
     assert_eq!(code, Some(1));
     assert!(err.contains("without a user name or password"), "{err}");
     assert!(!err.contains("hunter2-canary"), "{err}");
+}
+
+/// A database that cannot be opened is reported as not read, and the
+/// password in its URL appears nowhere: not in the report, not in errors.
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_reported_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let (code, out, err) = cli([
+        "scan",
+        "self",
+        "--data-dir",
+        &data,
+        "--database-url",
+        "postgres://rampart:db-pw-canary@127.0.0.1:1/rampart",
+        "--format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect())
+    .await;
+    assert!(
+        !out.contains("db-pw-canary") && !err.contains("db-pw-canary"),
+        "{out}{err}"
+    );
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    // The scan ran (3: the temporary directory is not private).
+    assert_eq!(code, Some(3), "{:?}", checks(&r));
+    assert!(
+        r["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["check"] == "ops.admins"
+                && s["reason"].as_str().unwrap().contains("cannot connect")),
+        "{r}"
+    );
 }

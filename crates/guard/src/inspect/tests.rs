@@ -178,6 +178,26 @@ fn scanners_and_probes_are_recognised() {
         false,
     );
     assert!(!browser.is_attack(), "{browser}");
+    // Everyday HTTP libraries are clients, not scanners.
+    for agent in [
+        "python-httpx/0.27.0",
+        "python-requests/2.32.3",
+        "curl/8.5.0",
+        "axios/1.7.2",
+        "okhttp/4.12.0",
+        "Go-http-client/2.0",
+    ] {
+        let v = ins.inspect(
+            &Request {
+                path: "/api/v1/me",
+                headers: vec![("user-agent", agent.as_bytes())],
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        assert!(!v.is_attack(), "{agent}: {v}");
+    }
 }
 
 #[test]
@@ -207,6 +227,17 @@ fn everyday_values_pass() {
         "The <b>bold</b> claim",
         "Use ${price} as a placeholder",
         "50% off!!! (today only)",
+        // Names and single words that are also program names.
+        "Ruby Chen",
+        "Dash Patel",
+        "Perl Jam",
+        "node",
+        "host",
+        "Gem",
+        "ping me",
+        "time zone",
+        "dig deeper",
+        "Host J. Smith",
     ];
     for text in benign {
         let q = query(&format!("q={}", enc(text)));
@@ -355,4 +386,39 @@ fn secrets_are_not_run_through_the_detectors() {
     assert!(!form.is_attack(), "{form}");
     // The same value under another name is inspected.
     assert!(json(r#"{"comment":"<svg/onload=x>"}"#).is_attack());
+}
+
+#[test]
+fn every_secret_field_of_the_api_is_a_secret_key() {
+    let api = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/src/api.rs"));
+    let fields = regex::Regex::new(r"pub (\w+): (?:Option<)?SecretString").unwrap();
+    let secret: Vec<&str> = fields
+        .captures_iter(api)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(secret.len() >= 8, "{secret:?}");
+    for name in secret {
+        assert!(
+            crate::inspect::SECRET_KEYS.contains(&name),
+            "{name} is a secret in the API but inspected"
+        );
+    }
+}
+
+#[test]
+fn program_names_that_are_words_count_only_as_command_lines() {
+    for attack in [
+        "perl -e 'print 1'",
+        "node ./payload.js",
+        "host attacker.example",
+        "ruby whoami",
+        "curl localhost",
+    ] {
+        let v = query(&format!("q={}", enc(attack)));
+        assert!(category(&v).contains(&"command"), "{attack:?}: {v}");
+    }
+    for name in ["Ruby Chen", "Node", "Ping Wu"] {
+        let v = json(&serde_json::json!({ "display_name": name }).to_string());
+        assert!(!v.is_attack(), "{name:?}: {v}");
+    }
 }

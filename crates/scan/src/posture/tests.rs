@@ -67,7 +67,7 @@ fn risky_settings_are_findings_whose_severity_follows_exposure() {
     f.notifier_log = true;
     f.mfa_required_for_admins = false;
     f.password_preset_weaker = true;
-    f.password_preset = "nist".to_owned();
+    f.password_preset = "short".to_owned();
     f.log_level = "rampart=debug".to_owned();
     f.danger = vec!["danger_accept_any".to_owned()];
     f.trusted_proxies = vec![

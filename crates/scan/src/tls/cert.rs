@@ -13,9 +13,9 @@ use x509_parser::prelude::*;
 
 use crate::report::{Finding, Severity};
 
-/// Warn this many days before a certificate ends.
+/// Warn this many days (or fewer) before a certificate ends.
 pub const WARN_DAYS: i64 = 30;
-/// An error this many days before.
+/// An error this many days (or fewer) before.
 pub const ERROR_DAYS: i64 = 7;
 
 /// The leaf certificate, as the report shows it.
@@ -27,7 +27,12 @@ pub struct CertInfo {
     pub names: Vec<String>,
     pub not_before: String,
     pub not_after: String,
+    /// Whole days until `not_after` (negative once it has passed).
     pub days_left: i64,
+    /// `not_before` is still ahead: clients refuse it as they refuse an
+    /// expired one.
+    #[serde(default)]
+    pub not_yet_valid: bool,
     /// `RSA`, `EC`, `Ed25519`, …
     pub key_type: String,
     pub key_bits: u32,
@@ -103,6 +108,7 @@ pub fn analyse(
         not_before: rfc3339(not_before),
         not_after: rfc3339(not_after),
         days_left,
+        not_yet_valid: now.unix_timestamp() < not_before,
         key_type,
         key_bits,
         signature: signature_name(&leaf),
@@ -244,10 +250,19 @@ pub fn findings(c: &CertInfo, target: &str, ctx: Context, out: &mut Vec<Finding>
             "Browsers and API clients refuse the connection, or users learn to click through warnings, which is what an attacker in the middle needs.",
             renew,
         ));
-    } else if c.days_left < WARN_DAYS {
+    } else if c.not_yet_valid {
+        out.push(Finding::new(
+            "tls.cert_not_yet_valid",
+            Severity::Critical,
+            target,
+            format!("The certificate is not valid until {}", c.not_before),
+            "Clients refuse it until then, as they refuse an expired one; a date in the future usually means a wrong clock where it was issued.",
+            "Check the clock of the machine that issued it (and this server's), then issue the certificate again.",
+        ));
+    } else if c.days_left <= WARN_DAYS {
         out.push(Finding::new(
             "tls.cert_expiring",
-            if c.days_left < ERROR_DAYS {
+            if c.days_left <= ERROR_DAYS {
                 Severity::Error
             } else {
                 Severity::Warning
@@ -363,6 +378,60 @@ mod tests {
         )
         .unwrap();
         assert!(c.days_left < 0);
+    }
+
+    fn expiry_findings(now: OffsetDateTime) -> Vec<(String, Severity)> {
+        let c = analyse(
+            &[cert((2030, 1, 1), (2031, 1, 1))],
+            Some("a.test"),
+            &roots(&[]),
+            now,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        findings(&c, "t", Context::Remote, &mut out);
+        out.into_iter()
+            .filter(|f| f.check != "tls.cert_untrusted")
+            .map(|f| (f.check, f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn expiry_warns_at_30_days_and_is_an_error_at_7() {
+        let end = ::time::macros::datetime!(2031-01-01 00:00 UTC);
+        let at = |days: i64| expiry_findings(end - ::time::Duration::days(days));
+        let expiring = |s| vec![("tls.cert_expiring".to_owned(), s)];
+        assert!(at(31).is_empty());
+        assert_eq!(at(30), expiring(Severity::Warning));
+        assert_eq!(at(8), expiring(Severity::Warning));
+        assert_eq!(at(7), expiring(Severity::Error));
+        assert_eq!(at(0), expiring(Severity::Error));
+        assert_eq!(
+            expiry_findings(end + ::time::Duration::seconds(1)),
+            vec![("tls.cert_expired".to_owned(), Severity::Critical)]
+        );
+    }
+
+    #[test]
+    fn a_certificate_not_valid_yet_is_critical_and_untrusted() {
+        let start = ::time::macros::datetime!(2030-01-01 00:00 UTC);
+        assert_eq!(
+            expiry_findings(start - ::time::Duration::seconds(1)),
+            vec![("tls.cert_not_yet_valid".to_owned(), Severity::Critical)]
+        );
+        assert!(expiry_findings(start).is_empty());
+        // Trusted by its roots, it still does not count as trusted before
+        // its time.
+        let der = cert((2030, 1, 1), (2031, 1, 1));
+        let trusting = roots(&[CertificateDer::from(der.clone())]);
+        let c = analyse(
+            &[der],
+            Some("a.test"),
+            &trusting,
+            start - ::time::Duration::days(1),
+        )
+        .unwrap();
+        assert!(c.not_yet_valid);
     }
 
     #[test]

@@ -126,10 +126,12 @@ pub fn group_bits(group: u16) -> u32 {
         23 | 29 => 3072, // secp256r1, x25519
         24 | 30 => 7680, // secp384r1, x448
         25 => 15360,     // secp521r1
-        256 => 2048,     // ffdhe2048
-        257 => 3072,
-        258 => 4096,
-        259 | 260 => 8192,
+        256 => 2048,     // ffdhe2048 (RFC 7919)
+        257 => 3072,     // ffdhe3072
+        258 => 4096,     // ffdhe4096
+        259 => 6144,     // ffdhe6144
+        260 => 8192,     // ffdhe8192
+        4588 => 3072,    // X25519MLKEM768: at least its x25519 half
         _ => 1024,
     }
 }
@@ -249,6 +251,13 @@ mod tests {
             hsts_max_age: Some(63_072_000),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn finite_field_groups_have_their_own_sizes() {
+        let bits: Vec<u32> = (256..=260).map(group_bits).collect();
+        assert_eq!(bits, vec![2048, 3072, 4096, 6144, 8192]);
+        assert_eq!(group_bits(4588), group_bits(29));
     }
 
     #[test]

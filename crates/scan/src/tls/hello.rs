@@ -62,8 +62,8 @@ pub async fn probe(
     timeout: Duration,
 ) -> std::io::Result<Answer> {
     let hello = client_hello(sni, version, suites, &rand::random::<[u8; 32]>());
+    let mut stream = connect(addr, timeout).await?;
     let run = async {
-        let mut stream = TcpStream::connect(addr).await?;
         stream.write_all(&hello).await?;
         Ok::<_, std::io::Error>(read_answer(&mut stream).await)
     };
@@ -71,6 +71,19 @@ pub async fn probe(
         Ok(r) => r,
         Err(_) => Ok(Answer::Silent),
     }
+}
+
+/// A TCP connection within `timeout`. A host that never answers is an
+/// error (unreachable), not a server that went silent after a hello.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer to the connection",
+            ))
+        })
 }
 
 /// The ClientHello record. Extensions: server name (unless `sni` is an
@@ -102,7 +115,7 @@ pub fn client_hello(sni: Option<&str>, version: u16, suites: &[u16], random: &[u
             extension(&mut ext, 0, &data);
         }
         // x25519, secp256r1, secp384r1, secp521r1, x448, ffdhe2048..8192.
-        let groups: [u16; 9] = [29, 23, 24, 25, 30, 256, 257, 258, 259];
+        let groups: [u16; 10] = [29, 23, 24, 25, 30, 256, 257, 258, 259, 260];
         let mut data = Vec::new();
         put_u16(&mut data, (groups.len() * 2) as u16);
         for g in groups {

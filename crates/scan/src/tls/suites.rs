@@ -56,17 +56,22 @@ impl Suite {
         matches!(self.kx, Kx::Dhe | Kx::Ecdhe)
     }
 
-    /// 64-bit block ciphers (Sweet32) and RC4.
-    pub fn broken_cipher(&self) -> bool {
+    /// 64-bit block ciphers (Sweet32).
+    pub fn block64(&self) -> bool {
         matches!(
             self.cipher,
-            Cipher::TripleDes
-                | Cipher::Des
-                | Cipher::Rc4
-                | Cipher::Rc2
-                | Cipher::Idea
-                | Cipher::Null
+            Cipher::TripleDes | Cipher::Des | Cipher::Idea | Cipher::Rc2
         )
+    }
+
+    /// No secrecy or no authentication at all: export, anonymous, or null.
+    pub fn insecure(&self) -> bool {
+        matches!(self.kx, Kx::Export | Kx::Anon) || self.cipher == Cipher::Null
+    }
+
+    /// Encrypts, but with a broken cipher: 64-bit blocks or RC4.
+    pub fn weak(&self) -> bool {
+        (self.block64() || self.cipher == Cipher::Rc4) && !self.insecure()
     }
 }
 
