@@ -749,7 +749,7 @@ mod tests {
     }
 
     #[test]
-    fn scan_urls_with_credentials_and_runaway_intervals_are_refused() {
+    fn scan_urls_with_credentials_runaway_numbers_and_bad_paths_are_refused() {
         let load = |k: &str, v: &str| {
             Settings::load(None, env(&[(k, v)]), &Overrides::default())
                 .err()
@@ -771,6 +771,20 @@ mod tests {
             r#"["https://example.test/status?x=1"]"#
         )
         .is_none());
+        for (key, name) in [
+            (
+                "RAMPART_GUARD__OFFENDER_MEMORY_DAYS",
+                "offender_memory_days",
+            ),
+            ("RAMPART_GUARD__BLOCK_MAX_SECS", "block_max_secs"),
+            (
+                "RAMPART_GUARD__IP_FAILURE_WINDOW_SECS",
+                "ip_failure_window_secs",
+            ),
+        ] {
+            let e = load(key, "99999999999999999").unwrap();
+            assert!(e.contains(name), "{e}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nowhere").display().to_string();
         let e = load("RAMPART_SCAN__ADVISORY_DB", &missing).unwrap();

@@ -132,6 +132,7 @@ pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) 
         facts.api_keys = Some(
             keys.into_iter()
                 .map(|k| ApiKeyFact {
+                    id: k.id,
                     name: k.name,
                     prefix: k.prefix,
                     created_at_ms: k.created_at.millis(),

@@ -348,6 +348,9 @@ pub trait Store: Send + Sync + 'static {
     async fn block_count(&self, network: &str, since: Timestamp) -> Result<u32, StoreError>;
     /// Lifts a block early; false when there is no such block in force.
     async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Deletes blocks that ended (expired or lifted) before `before`, the
+    /// start of the offender memory: they no longer count. Returns how many.
+    async fn purge_blocks(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// Takes a token from the shared bucket `key` (GCRA: one token every
     /// `interval`, up to `burst` at once), in one statement, so every node

@@ -725,9 +725,6 @@ impl Inspector {
                         self.value(&value, Part::Filename, false, &mut v, &mut budget);
                         self.value(&value, Part::Header, false, &mut v, &mut budget);
                     }
-                    "referer" | "origin" => {
-                        self.value(&value, Part::Header, false, &mut v, &mut budget)
-                    }
                     _ => self.value(&value, Part::Header, false, &mut v, &mut budget),
                 }
             }
@@ -1006,6 +1003,30 @@ fn looks_url_named(key: &str) -> bool {
 }
 
 /// One layer of each decoding that changes the value.
+/// NFKC, with its growth bounded: a few characters expand to many
+/// (U+FDFA to 18), so a body of them would multiply the memory inspection
+/// needs. Past twice the input, each character that grows more than
+/// twofold is kept as it is (nothing an attack spells is that long).
+fn compatibility_form(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let d: String = s.nfkc().collect();
+    if d.len() <= 2 * s.len() {
+        return d;
+    }
+    let mut out = String::with_capacity(2 * s.len());
+    let mut one = String::new();
+    for c in s.chars() {
+        one.clear();
+        one.extend(std::iter::once(c).nfkc());
+        if one.len() <= 2 * c.len_utf8() {
+            out.push_str(&one);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn decodings(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.contains('%') {
@@ -1035,8 +1056,7 @@ fn decodings(s: &str) -> Vec<String> {
     // Fullwidth and other compatibility forms (`＜script＞`, `①②⑦`) as the
     // ASCII they stand for.
     if !s.is_ascii() {
-        use unicode_normalization::UnicodeNormalization;
-        let d: String = s.nfkc().collect();
+        let d = compatibility_form(s);
         if d != s {
             out.push(d);
         }

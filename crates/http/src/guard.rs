@@ -24,7 +24,7 @@ use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError};
 use rampart_crypto::Entropy;
 use rampart_guard::aggregate::{Aggregator, Seen};
 use rampart_guard::inspect::Request as Inspected;
-use rampart_guard::net::{parse_net, rate_key};
+use rampart_guard::net::{parse_net, rate_key, BlockSet};
 use rampart_guard::rate::{Limiter, Rate};
 use rampart_guard::{Inspector, NetList, Verdict};
 use serde::Deserialize;
@@ -282,6 +282,21 @@ impl GuardConfig {
         if self.block_secs == 0 || self.block_max_secs < self.block_secs {
             return Err("guard: need 0 < block_secs <= block_max_secs".into());
         }
+        // Bounds that keep the arithmetic on times exact.
+        const YEAR_SECS: u64 = 365 * 24 * 3600;
+        for (name, v, max) in [
+            ("block_max_secs", self.block_max_secs, YEAR_SECS),
+            (
+                "ip_failure_window_secs",
+                self.ip_failure_window_secs,
+                YEAR_SECS,
+            ),
+            ("offender_memory_days", self.offender_memory_days, 3650),
+        ] {
+            if v > max {
+                return Err(format!("guard.{name} = {v} is more than {max}"));
+            }
+        }
         Ok(())
     }
 
@@ -367,7 +382,7 @@ pub struct Guard {
     deny: NetList,
     groups: Vec<GroupRules>,
     inspector: Inspector,
-    blocks: ArcSwap<Vec<(IpNet, i64)>>,
+    blocks: ArcSwap<BlockSet>,
     failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
     events: Mutex<Aggregator<EventKey>>,
     store: Arc<dyn Store>,
@@ -432,7 +447,7 @@ impl Guard {
             deny: parse(&config.deny)?,
             groups,
             inspector: Inspector::new(),
-            blocks: ArcSwap::from_pointee(Vec::new()),
+            blocks: ArcSwap::from_pointee(BlockSet::default()),
             failures: Mutex::new(HashMap::new()),
             body_readers: Mutex::new(HashMap::new()),
             events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
@@ -517,6 +532,15 @@ impl Guard {
                 tracing::warn!(error = %e, "cannot purge shared rate buckets");
             }
         }
+        // Blocks that ended before the offender memory no longer count.
+        let memory = Duration::from_secs(self.config.offender_memory_days * 24 * 3600);
+        if let Err(e) = self
+            .store
+            .purge_blocks(self.clock.now().minus(memory))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot purge old address blocks");
+        }
         let window = self.config.ip_failure_window_secs as i64 * 1000;
         let now = self.now_ms();
         self.failures
@@ -580,24 +604,17 @@ impl Guard {
                 "more address blocks are in force than a node holds; the oldest automatic ones are not enforced"
             );
         }
-        let snapshot = blocks
-            .iter()
-            .filter_map(|b| {
-                parse_net(&b.network)
-                    .ok()
-                    .map(|n| (n, b.expires_at.millis()))
-            })
-            .collect();
+        let snapshot = BlockSet::new(blocks.iter().filter_map(|b| {
+            parse_net(&b.network)
+                .ok()
+                .map(|n| (n, b.expires_at.millis()))
+        }));
         self.blocks.store(Arc::new(snapshot));
         Ok(())
     }
 
     fn blocked(&self, ip: IpAddr) -> bool {
-        let now = self.now_ms();
-        self.blocks
-            .load()
-            .iter()
-            .any(|(net, until)| *until > now && net.contains(&ip))
+        self.blocks.load().blocks(ip, self.now_ms())
     }
 
     /// Sets a block and enforces it on this node at once (other nodes

@@ -39,6 +39,8 @@ pub struct AdminFact {
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyFact {
+    /// The id the admin API revokes it by.
+    pub id: String,
     pub name: String,
     pub prefix: String,
     pub created_at_ms: i64,
@@ -363,7 +365,7 @@ pub fn check(
                         &t,
                         format!("API key {:?} never expires", k.name),
                         "A key that leaks (a repository, a log, a laptop) works forever.",
-                        "Create a replacement with expires_in_days and revoke this one (DELETE /api/v1/admin/api-keys/{id}).",
+                        format!("Create a replacement with expires_in_days and revoke this one (DELETE /api/v1/admin/api-keys/{}).", k.id),
                     ));
                 }
                 if unused(k.last_used_ms, k.created_at_ms) {
@@ -376,7 +378,7 @@ pub fn check(
                             k.name
                         ),
                         "An unused key is only risk: nobody would notice its misuse.",
-                        "Revoke it (DELETE /api/v1/admin/api-keys/{id}).",
+                        format!("Revoke it (DELETE /api/v1/admin/api-keys/{}).", k.id),
                     ));
                 }
             }

@@ -1501,6 +1501,15 @@ impl Store for SqlStore {
         Ok(r.rows_affected())
     }
 
+    async fn purge_blocks(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM ip_blocks WHERE expires_at < $1 OR lifted_at < $1")
+            .bind(before.millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
     async fn lift_block(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE ip_blocks SET lifted_at = $1 WHERE id = $2 AND lifted_at IS NULL AND expires_at > $1",

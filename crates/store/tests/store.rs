@@ -1147,6 +1147,18 @@ both!(
         );
         let b = &s.active_blocks(Timestamp(6_700), 100).await.unwrap()[0];
         assert_eq!(b, &block("b3", "203.0.113.7/32", 6_000, 7_000));
+        // Blocks that ended before the offender memory are deleted: b1
+        // expired at 5,000 and b2 was lifted at 6,600; b3 runs to 7,000.
+        assert_eq!(s.purge_blocks(Timestamp(6_650)).await.unwrap(), 2);
+        assert_eq!(
+            s.block_count("203.0.113.7/32", Timestamp(0)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(s.active_blocks(Timestamp(6_700), 100).await.unwrap()),
+            ["b3"]
+        );
+        assert_eq!(s.purge_blocks(Timestamp(6_650)).await.unwrap(), 0);
     }
 );
 

@@ -422,3 +422,23 @@ fn program_names_that_are_words_count_only_as_command_lines() {
         assert!(!v.is_attack(), "{name:?}: {v}");
     }
 }
+
+#[test]
+fn compatibility_forms_are_read_without_letting_a_value_balloon() {
+    // U+FDFA is one character that NFKC turns into eighteen.
+    let padding = "\u{FDFA}".repeat(10_000);
+    for d in decodings(&padding) {
+        assert!(
+            d.len() <= 2 * padding.len(),
+            "{} > 2 × {}",
+            d.len(),
+            padding.len()
+        );
+    }
+    // Fullwidth markup is still read as markup, padded or not.
+    let fullwidth = "＜ｓｃｒｉｐｔ＞ａｌｅｒｔ(1)＜/ｓｃｒｉｐｔ＞";
+    for text in [fullwidth.to_owned(), format!("{padding}{fullwidth}")] {
+        let v = json(&serde_json::json!({ "note": text }).to_string());
+        assert!(category(&v).contains(&"xss"), "{v}");
+    }
+}

@@ -195,6 +195,7 @@ fn administrators_and_api_keys_are_checked() {
     ]);
     f.api_keys = Some(vec![
         ApiKeyFact {
+            id: "key_ci".into(),
             name: "ci".into(),
             prefix: "rk_ab".into(),
             created_at_ms: 0,
@@ -202,6 +203,7 @@ fn administrators_and_api_keys_are_checked() {
             last_used_ms: Some(now - DAY),
         },
         ApiKeyFact {
+            id: "key_old".into(),
             name: "old".into(),
             prefix: "rk_cd".into(),
             created_at_ms: 0,
@@ -209,6 +211,7 @@ fn administrators_and_api_keys_are_checked() {
             last_used_ms: None,
         },
         ApiKeyFact {
+            id: "key_fresh".into(),
             name: "fresh".into(),
             prefix: "rk_ef".into(),
             created_at_ms: now - DAY,
@@ -229,6 +232,17 @@ fn administrators_and_api_keys_are_checked() {
             ("ops.api_key_no_expiry", "API key ci (rk_ab…)"),
             ("ops.api_key_unused", "API key old (rk_cd…)"),
         ]
+    );
+    // The fix names the key to revoke.
+    assert!(
+        out[2].fix.ends_with("/api/v1/admin/api-keys/key_ci)."),
+        "{}",
+        out[2].fix
+    );
+    assert!(
+        out[3].fix.ends_with("/api/v1/admin/api-keys/key_old)."),
+        "{}",
+        out[3].fix
     );
 }
 

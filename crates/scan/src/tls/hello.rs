@@ -405,6 +405,61 @@ mod tests {
         assert_eq!((h.version, h.suite), (TLS10, 0xC013));
     }
 
+    /// Random bytes and every corruption of a real answer, fed as a server
+    /// would send them (a few bytes at a time): never a panic, never a read
+    /// past the buffer.
+    #[test]
+    fn arbitrary_answers_never_panic_the_parser() {
+        let mut answer = vec![2, 0, 0, 38, 3, 3];
+        answer.extend_from_slice(&[9; 32]);
+        answer.extend_from_slice(&[0, 0x00, 0x9E, 0]); // DHE-RSA-AES128-GCM
+        answer.extend_from_slice(&[11, 0, 0, 9, 0, 0, 6, 0, 0, 3, 1, 2, 3]);
+        answer.extend_from_slice(&[12, 0, 0, 5, 0, 3, 0x80, 0, 1]);
+        answer.extend_from_slice(&[22, 0, 0, 1, 0, 14, 0, 0, 0]);
+        let feed = |buf: &[u8], step: usize| {
+            let (mut from, mut hello) = (0usize, None);
+            let mut end = 0;
+            while end < buf.len() {
+                end = (end + step).min(buf.len());
+                match parse_messages(&buf[..end], &mut from, &mut hello) {
+                    Parsed::NeedMore => assert!(from <= end),
+                    Parsed::Done | Parsed::Malformed => break,
+                }
+            }
+        };
+        feed(&answer, 1);
+        for i in 0..answer.len() {
+            for v in [0u8, 1, 0x7F, 0x80, 0xFF] {
+                let mut bad = answer.clone();
+                bad[i] = v;
+                feed(&bad, 3);
+                feed(&bad[..i], 1);
+            }
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2_000 {
+            let len = (x % 300) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            feed(&buf, 7);
+        }
+        // The whole answer is read as it is meant.
+        let mut hello = None;
+        assert!(matches!(
+            parse_messages(&answer, &mut 0, &mut hello),
+            Parsed::Done
+        ));
+        let h = hello.unwrap();
+        assert_eq!((h.suite, h.certs.len(), h.stapled), (0x009E, 1, true));
+        assert_eq!(h.dh_bits, Some(24));
+    }
+
     #[tokio::test]
     async fn silence_is_not_a_refusal() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
