@@ -318,3 +318,13 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(Principal::Account(authed.account)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The guard skips the session cookie's value as a secret: it must
+    /// know the cookie by the name the sessions use.
+    #[test]
+    fn the_guard_knows_the_session_cookie() {
+        assert!(rampart_guard::inspect::SECRET_COOKIES.contains(&super::SESSION_COOKIE));
+    }
+}

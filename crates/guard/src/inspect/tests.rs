@@ -298,6 +298,17 @@ fn forms_multipart_and_cookies_are_inspected() {
         false,
     );
     assert!(cookie.is_attack(), "{cookie}");
+    // The session cookie holds a secret token: its value is not inspected.
+    let session = ins.inspect(
+        &Request {
+            path: "/x",
+            headers: vec![("cookie", b"theme=dark; __Host-rampart_session=' or 1=1--")],
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(!session.is_attack(), "{session}");
     // The body is not looked at unless asked for.
     assert!(!ins
         .inspect(
