@@ -3,7 +3,6 @@
 //! `Cargo.lock`, compiled in), storing reports, turning new findings into
 //! security events and alerts, and the schedule `serve` runs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,6 +249,9 @@ pub fn deps_report(lockfile: &Path, db: &Database, now: Timestamp) -> Result<Rep
     Ok(report)
 }
 
+/// Reports looked back on to tell a new finding from a known one.
+const RECALL: u32 = 3;
+
 /// Stores `report`; findings its target's previous report did not have
 /// become `scan_finding` events, and new errors (or worse) an email to the
 /// administrators. Returns the new findings.
@@ -260,36 +262,25 @@ pub async fn record(
     entropy: &dyn Entropy,
 ) -> Result<Vec<rampart_scan::Finding>> {
     let store = auth.store();
-    let latest = store
-        .latest_scan_reports()
+    // The previous reports of this target; for a self scan on a node seen
+    // for the first time (a new machine name), those of any node, so a
+    // restarted container does not raise everything again.
+    let kind = report.kind.as_str();
+    let mut recent = store
+        .recent_scan_reports(kind, Some(&report.target), RECALL)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The previous report of this target; for a self scan on a node seen
-    // for the first time (a new machine name), the newest self report of
-    // any node, so a restarted container does not raise everything again.
-    let previous = latest
+    if recent.is_empty() && report.kind == ScanKind::SelfScan {
+        recent = store
+            .recent_scan_reports(kind, None, RECALL)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let previous: Vec<Report> = recent
         .iter()
-        .filter(|r| r.kind == report.kind.as_str())
-        .find(|r| r.target == report.target)
-        .or_else(|| {
-            (report.kind == ScanKind::SelfScan)
-                .then(|| {
-                    latest
-                        .iter()
-                        .filter(|r| r.kind == report.kind.as_str())
-                        .max_by_key(|r| r.started_at)
-                })
-                .flatten()
-        });
-    let before: BTreeMap<String, Severity> = previous
-        .and_then(|row| serde_json::from_str::<Report>(&row.report).ok())
-        .map(|r| {
-            r.findings
-                .iter()
-                .map(|f| (f.fingerprint(), f.severity))
-                .collect()
-        })
-        .unwrap_or_default();
+        .filter_map(|row| serde_json::from_str(&row.report).ok())
+        .collect();
+    let before = Report::known_findings(&previous);
     // New: absent before, or more severe now (a certificate's warning at
     // 30 days becoming an error at 7).
     let new: Vec<rampart_scan::Finding> = report

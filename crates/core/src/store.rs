@@ -395,6 +395,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_scan_report(&self, r: &ScanReportRow) -> Result<(), StoreError>;
     /// The newest report of each kind and target.
     async fn latest_scan_reports(&self) -> Result<Vec<ScanReportRow>, StoreError>;
+    /// The newest `limit` reports of `kind`, of `target` or of any target,
+    /// newest first.
+    async fn recent_scan_reports(
+        &self,
+        kind: &str,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ScanReportRow>, StoreError>;
     async fn scan_report(&self, id: &str) -> Result<Option<ScanReportRow>, StoreError>;
 }
 

@@ -350,7 +350,7 @@ pub fn check(
             }
         }
         None => skipped.push(Skipped {
-            check: "ops.admins".to_owned(),
+            check: "ops.admin".to_owned(),
             reason: unread.clone(),
         }),
     }
@@ -384,7 +384,7 @@ pub fn check(
             }
         }
         None => skipped.push(Skipped {
-            check: "ops.api_keys".to_owned(),
+            check: "ops.api_key".to_owned(),
             reason: unread.clone(),
         }),
     }

@@ -9,6 +9,8 @@
 //! and the header values a server sends to anyone. Text that comes from a
 //! scanned server is cleaned of control characters ([`clean`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.
@@ -138,8 +140,17 @@ impl ScanKind {
 /// A check that could not run, and why (shown, never hidden).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The area: a prefix of the codes of the findings it would have
+    /// given (`tls`, `exposure`, `ops.admin`).
     pub check: String,
     pub reason: String,
+}
+
+impl Skipped {
+    /// Whether `check` (a finding's code) belongs to this area.
+    pub fn covers(&self, check: &str) -> bool {
+        check.starts_with(self.check.as_str())
+    }
 }
 
 /// A scan's whole result.
@@ -219,6 +230,39 @@ impl Report {
         self.findings.iter().any(|f| f.severity >= level)
     }
 
+    /// The findings already known before this report, by fingerprint, with
+    /// their severity: those of the previous report, and for what it could
+    /// not check (probes that got no answer, an exposure check that
+    /// stopped, a database it could not read), those of the reports before
+    /// it. `previous` is newest first. A finding the previous report missed
+    /// only because it could not look is then not new again.
+    pub fn known_findings(previous: &[Report]) -> BTreeMap<String, Severity> {
+        let mut known = BTreeMap::new();
+        let mut unchecked: Option<Vec<&Skipped>> = None;
+        for r in previous {
+            for f in &r.findings {
+                let take = unchecked
+                    .as_ref()
+                    .is_none_or(|areas| areas.iter().any(|a| a.covers(&f.check)));
+                if take {
+                    known.entry(f.fingerprint()).or_insert(f.severity);
+                }
+            }
+            let still: Vec<&Skipped> = match unchecked {
+                None => r.skipped.iter().collect(),
+                Some(areas) => areas
+                    .into_iter()
+                    .filter(|a| r.skipped.iter().any(|s| s.check == a.check))
+                    .collect(),
+            };
+            if still.is_empty() {
+                break;
+            }
+            unchecked = Some(still);
+        }
+        known
+    }
+
     /// The grades, for a one-line summary: TLS then headers.
     pub fn grades(&self) -> Vec<(&'static str, String)> {
         let mut g = Vec::new();
@@ -247,6 +291,61 @@ impl Progress for Quiet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(findings: &[&str], skipped: &[&str]) -> Report {
+        let mut r = Report::new(
+            ScanKind::Url,
+            "https://a.test/",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        r.findings = findings
+            .iter()
+            .map(|c| Finding::new(c, Severity::Warning, "t", "t", "w", "f"))
+            .collect();
+        r.skipped = skipped
+            .iter()
+            .map(|c| Skipped {
+                check: (*c).to_owned(),
+                reason: "r".to_owned(),
+            })
+            .collect();
+        r
+    }
+
+    fn known(previous: &[Report]) -> Vec<String> {
+        Report::known_findings(previous).into_keys().collect()
+    }
+
+    #[test]
+    fn what_a_report_could_not_check_is_known_from_the_ones_before() {
+        // The newest report's exposure check stopped: the exposure finding
+        // of the one before is still known; its TLS finding, which the
+        // newest report checked and did not find, is not.
+        let stopped = report(&["tls.a"], &["exposure"]);
+        let before = report(&["exposure.x", "tls.b"], &[]);
+        assert_eq!(
+            known(&[stopped.clone(), before.clone()]),
+            ["exposure.x|t", "tls.a|t"]
+        );
+        // Stopped twice in a row: the third report back counts too, but
+        // only while every report since skipped the area.
+        let older = report(&["exposure.y"], &[]);
+        let twice = report(&[], &["exposure"]);
+        assert_eq!(
+            known(&[stopped.clone(), twice, older.clone()]),
+            ["exposure.y|t", "tls.a|t"]
+        );
+        assert_eq!(
+            known(&[stopped, before, older]),
+            ["exposure.x|t", "tls.a|t"]
+        );
+        // A complete report stands alone.
+        assert_eq!(
+            known(&[report(&["tls.a"], &[]), report(&["tls.b"], &[])]),
+            ["tls.a|t"]
+        );
+        assert!(known(&[]).is_empty());
+    }
 
     #[test]
     fn hostile_text_cannot_drive_a_terminal_or_forge_lines() {

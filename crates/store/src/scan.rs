@@ -135,6 +135,28 @@ impl SqlStore {
         Ok(rows)
     }
 
+    pub(crate) async fn recent_scan_report_rows(
+        &self,
+        kind: &str,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ScanReportRow>, StoreError> {
+        sqlx::query(
+            "SELECT id, kind, target, started_at, worst, findings, report FROM scan_reports \
+             WHERE kind = $1 AND (CAST($2 AS TEXT) IS NULL OR target = $2) \
+             ORDER BY started_at DESC, id DESC LIMIT $3",
+        )
+        .bind(kind)
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(report_from)
+        .collect()
+    }
+
     pub(crate) async fn scan_report_row(
         &self,
         id: &str,

@@ -1315,6 +1315,15 @@ impl Store for SqlStore {
         self.latest_scan_report_rows().await
     }
 
+    async fn recent_scan_reports(
+        &self,
+        kind: &str,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<rampart_core::ScanReportRow>, StoreError> {
+        self.recent_scan_report_rows(kind, target, limit).await
+    }
+
     async fn scan_report(
         &self,
         id: &str,

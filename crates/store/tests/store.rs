@@ -1304,6 +1304,25 @@ both!(
             "older ones pruned"
         );
         assert!(s.scan_report("nope").await.unwrap().is_none());
+        let ids = |rows: Vec<rampart_core::ScanReportRow>| {
+            rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(s
+                .recent_scan_reports("url", Some("https://a.test/"), 3)
+                .await
+                .unwrap()),
+            ["r32", "r31", "r30"]
+        );
+        assert_eq!(
+            ids(s.recent_scan_reports("url", None, 40).await.unwrap()).len(),
+            31
+        );
+        assert!(s
+            .recent_scan_reports("self", None, 3)
+            .await
+            .unwrap()
+            .is_empty());
         // 90 days later, a report of another target retires the old ones.
         s.insert_scan_report(&row("c1", "https://c.test/", 11 + 90 * 86_400_000))
             .await

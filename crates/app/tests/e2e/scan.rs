@@ -1065,8 +1065,37 @@ async fn a_database_that_cannot_be_opened_is_reported_without_its_password() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["check"] == "ops.admins"
+            .any(|s| s["check"] == "ops.admin"
                 && s["reason"].as_str().unwrap().contains("cannot connect")),
         "{r}"
     );
+}
+
+/// A finding that a scan could not look for (its exposure check stopped)
+/// is not new when the next complete scan finds it again; one that a
+/// complete scan did not find is.
+#[tokio::test]
+async fn a_finding_missed_by_an_incomplete_scan_is_not_new_again() {
+    use rampart_scan::Severity::*;
+    let s = TestServer::start().await;
+    let auth = s.running().auth.clone();
+    let start = rampart_core::Clock::now(s.clock.as_ref());
+    let e = rampart_crypto::OsEntropy;
+    let at = |hours: u64| start.plus(std::time::Duration::from_secs(hours * 3600));
+    let exposed = || report_with(vec![finding("exposure.sensitive_file", Error)]);
+    let mut stopped = report_with(Vec::new());
+    stopped.skipped.push(rampart_scan::report::Skipped {
+        check: "exposure".to_owned(),
+        reason: "stopped after 5 of 47 paths".to_owned(),
+    });
+    let record = |r: rampart_scan::Report, t| {
+        let auth = auth.clone();
+        async move { rampart::scan::record(&auth, &r, t, &e).await.unwrap().len() }
+    };
+    assert_eq!(record(exposed(), at(0)).await, 1);
+    assert_eq!(record(stopped.clone(), at(1)).await, 0);
+    assert_eq!(record(exposed(), at(2)).await, 0, "only missed: not new");
+    // Fixed (a complete scan without it), then back: new again.
+    assert_eq!(record(report_with(Vec::new()), at(3)).await, 0);
+    assert_eq!(record(exposed(), at(4)).await, 1, "back after a fix: new");
 }

@@ -48,14 +48,14 @@ fn an_unread_database_is_shown_with_its_reason() {
     let (_, _, skipped) = run(&f, 1_000 * DAY);
     let why: Vec<(&str, &str)> = skipped
         .iter()
-        .filter(|s| s.check == "ops.admins" || s.check == "ops.api_keys")
+        .filter(|s| s.check == "ops.admin" || s.check == "ops.api_key")
         .map(|s| (s.check.as_str(), s.reason.as_str()))
         .collect();
     assert_eq!(
         why,
         vec![
-            ("ops.admins", "no database yet"),
-            ("ops.api_keys", "no database yet")
+            ("ops.admin", "no database yet"),
+            ("ops.api_key", "no database yet")
         ]
     );
 }
