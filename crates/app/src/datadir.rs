@@ -195,14 +195,6 @@ impl Layout {
             generated_cert,
         }
     }
-
-    pub fn permission_problems(&self) -> Vec<String> {
-        permission_problems(&[
-            ("data directory", &self.dir),
-            ("master key file", &self.master_key),
-            ("TLS private key", &self.tls_key),
-        ])
-    }
 }
 
 /// Fails with every problem when `strict`, otherwise returns them as warnings.

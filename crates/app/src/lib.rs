@@ -44,15 +44,44 @@ impl Default for Deps {
     }
 }
 
-/// Every file or directory holding secrets or data that other users can
-/// read: the data directory, master key, TLS key, and the SQLite file
-/// wherever `database_url` puts it.
-pub fn permission_problems(settings: &Settings) -> Vec<String> {
-    let mut problems = layout(settings).permission_problems();
+/// The files whose permissions and ownership matter, by role: the data
+/// directory, the SQLite file wherever `database_url` puts it, the master
+/// key file (when there is one), the TLS key and certificate. The one list
+/// `serve`'s start-up check and `scan self` both read.
+pub fn sensitive_files(settings: &Settings) -> Vec<rampart_scan::posture::FileFact> {
+    use rampart_scan::posture::FileFact;
+    let layout = layout(settings);
+    let file = |role: &str, path: &std::path::Path, secret: bool| FileFact {
+        role: role.to_owned(),
+        path: path.to_path_buf(),
+        is_dir: false,
+        secret,
+    };
+    let mut files = vec![FileFact {
+        is_dir: true,
+        ..file("data directory", &layout.dir, false)
+    }];
     if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
-        problems.extend(datadir::permission_problems(&[("database", &db)]));
+        files.push(file("database", &db, true));
     }
-    problems
+    if layout.master_key.exists() {
+        files.push(file("master key file", &layout.master_key, true));
+    }
+    files.push(file("TLS private key", &layout.tls_key, true));
+    files.push(file("TLS certificate", &layout.tls_cert, false));
+    files
+}
+
+/// Every file or directory holding secrets or data that other users can
+/// read (of [`sensitive_files`]).
+pub fn permission_problems(settings: &Settings) -> Vec<String> {
+    let files = sensitive_files(settings);
+    let private: Vec<(&str, &std::path::Path)> = files
+        .iter()
+        .filter(|f| f.secret || f.is_dir)
+        .map(|f| (f.role.as_str(), f.path.as_path()))
+        .collect();
+    datadir::permission_problems(&private)
 }
 
 /// Where the data directory's files are, with the configured TLS pair and

@@ -13,7 +13,7 @@ use rampart_core::password_policy::{PasswordPolicy, PolicyPreset};
 use rampart_core::{AuthService, Clock, RequestMeta, ScanReportRow, Store, Timestamp};
 use rampart_crypto::Entropy;
 use rampart_scan::advisory::{self, Database};
-use rampart_scan::posture::{self, AdminFact, ApiKeyFact, FileFact, SelfFacts};
+use rampart_scan::posture::{self, AdminFact, ApiKeyFact, SelfFacts};
 use rampart_scan::{Report, ScanKind, Severity};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -50,44 +50,11 @@ pub fn to_offset(t: Timestamp) -> OffsetDateTime {
 /// What the settings and the disk say, before the database is read.
 pub fn config_facts(settings: &Settings) -> SelfFacts {
     let layout = crate::layout(settings);
-    let mut files = vec![FileFact {
-        role: "data directory".to_owned(),
-        path: layout.dir.clone(),
-        is_dir: true,
-        secret: false,
-    }];
-    if let Some(db) = rampart_store::sqlite_path(settings.database_url().expose_secret()) {
-        files.push(FileFact {
-            role: "database".to_owned(),
-            path: db,
-            is_dir: false,
-            secret: true,
-        });
-    }
+    let files = crate::sensitive_files(settings);
     // Only a key file that exists: `serve` may take it from standard input
     // or the environment, which this process cannot see.
     let master_key = (crate::master_from_file() && layout.master_key.exists())
         .then(|| layout.master_key.clone());
-    if let Some(k) = &master_key {
-        files.push(FileFact {
-            role: "master key".to_owned(),
-            path: k.clone(),
-            is_dir: false,
-            secret: true,
-        });
-    }
-    files.push(FileFact {
-        role: "TLS key".to_owned(),
-        path: layout.tls_key.clone(),
-        is_dir: false,
-        secret: true,
-    });
-    files.push(FileFact {
-        role: "TLS certificate".to_owned(),
-        path: layout.tls_cert.clone(),
-        is_dir: false,
-        secret: false,
-    });
     let g = &settings.guard;
     SelfFacts {
         production: !settings.listen.ip().is_loopback(),
