@@ -392,6 +392,9 @@ pub struct LimitSettings {
     /// Connections silent this long are closed (at least request timeout + 5 s).
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
+    /// Connections one client address (IPv6: one /64) may hold at once;
+    /// by default a sixteenth of `max_connections`, at least 8.
+    pub max_connections_per_address: Option<usize>,
     pub shutdown_grace_secs: u64,
 }
 
@@ -405,6 +408,7 @@ impl Default for LimitSettings {
             request_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 1024,
+            max_connections_per_address: None,
             shutdown_grace_secs: 10,
         }
     }
@@ -680,6 +684,14 @@ impl Settings {
             || l.max_connections == 0
         {
             bail!("limits must be positive (header_bytes >= 1024, header_count >= 8)");
+        }
+        if let Some(n) = l.max_connections_per_address {
+            if n == 0 || n > l.max_connections {
+                bail!(
+                    "limits.max_connections_per_address must be between 1 and max_connections ({})",
+                    l.max_connections
+                );
+            }
         }
         if self.hashing.queue == 0 {
             bail!("hashing.queue must be at least 1");

@@ -19,6 +19,7 @@ use rampart_core::mfa::MfaDeps;
 use rampart_core::password_policy::PasswordPolicy;
 use rampart_core::{AuthConfig, AuthService, Clock, Store, SystemClock};
 use rampart_crypto::{Entropy, OsEntropy, PasswordHasher, SecretString};
+use rampart_guard::conn::ConnPolicy;
 use rampart_http::tls::CertStore;
 use rampart_http::{AppState, HttpSettings, Limits};
 use tokio::net::TcpListener;
@@ -567,6 +568,9 @@ fn limits(settings: &Settings) -> Limits {
         request_timeout: Duration::from_secs(l.request_timeout_secs),
         idle_timeout: Duration::from_secs(l.idle_timeout_secs.max(l.request_timeout_secs + 5)),
         max_connections: l.max_connections,
+        max_connections_per_address: l
+            .max_connections_per_address
+            .unwrap_or_else(|| ConnPolicy::default_per_address(l.max_connections)),
         tls_handshake_timeout: Duration::from_secs(l.header_read_timeout_secs),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs),
     }
@@ -711,6 +715,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         router,
         tls,
         limits.clone(),
+        guard.clone(),
         rx.clone(),
     ))];
     if let Some(listener) = http {

@@ -1,10 +1,12 @@
 //! The guard's decisions, free of I/O: which addresses a rule covers
 //! (`net`), whether a request looks like an attack (`inspect`), token
 //! buckets per client (`rate`), and the folding of repeated events into
-//! counts (`aggregate`). `rampart-http` runs them in front of every
+//! counts (`aggregate`), and who may hold the server's connections
+//! (`conn`). `rampart-http` runs them in front of every
 //! request; the stored blocks live in the database behind `core::Store`.
 
 pub mod aggregate;
+pub mod conn;
 pub mod inspect;
 pub mod net;
 pub mod rate;

@@ -29,8 +29,9 @@ use rampart_guard::rate::{Limiter, Rate};
 use rampart_guard::{Inspector, NetList, Verdict};
 use serde::Deserialize;
 
+use crate::conns::ConnHandle;
 use crate::error::ApiError;
-use crate::middleware::{too_large, RequestContext};
+use crate::middleware::{too_large, ClientAddr, RequestContext};
 use crate::state::AppState;
 
 /// What inspection does with a match, per route group and part.
@@ -367,6 +368,24 @@ impl Drop for BodyTurn<'_> {
     }
 }
 
+/// What counted toward an address block.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// A failed sign-in, second-factor proof or API key.
+    SignIn,
+    /// A connection refused for holding too many.
+    Connection,
+}
+
+impl Failure {
+    fn describe(self) -> &'static str {
+        match self {
+            Failure::SignIn => "a failed sign-in",
+            Failure::Connection => "a connection over the per-address limit",
+        }
+    }
+}
+
 /// Aggregation key of a guard event: kind, address, rule.
 type EventKey = (EventKind, String, String);
 
@@ -667,12 +686,37 @@ impl Guard {
         Some(BodyTurn { guard: self, key })
     }
 
+    /// Whether `ip` is a trusted proxy, whose connections carry requests
+    /// of the clients it names.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted.contains(ip)
+    }
+
+    /// A connection from `ip` refused under `rule` (too many held at once):
+    /// an event, folded like the guard's other refusals, and a failure
+    /// toward the address block, so a sustained attempt ends in one.
+    pub fn refused_connection(self: &Arc<Self>, ip: IpAddr, rule: &str) {
+        let meta = RequestMeta {
+            ip: Some(ip.to_string()),
+            user_agent: None,
+            request_id: None,
+        };
+        self.spawn_event(EventKind::RateLimited, rule.to_owned(), meta.clone(), None);
+        self.failed(ip, &meta, Failure::Connection);
+    }
+
     /// A failed login, second-factor proof or API key from `ip`. Enough of
     /// them across any accounts (stuffing, spraying) block the address.
     pub fn auth_failed(self: &Arc<Self>, ip: Option<&str>, meta: &RequestMeta) {
         let Some(ip) = ip.and_then(|s| s.parse::<IpAddr>().ok()) else {
             return;
         };
+        self.failed(ip, meta, Failure::SignIn);
+    }
+
+    /// Counts a failure from `ip` toward its address block (failed
+    /// sign-ins and refused connections share one count).
+    fn failed(self: &Arc<Self>, ip: IpAddr, meta: &RequestMeta, what: Failure) {
         // A trusted proxy's own address (a request that named no client)
         // stands for everyone behind it: blocking it would refuse them all.
         if self.trusted.contains(ip) {
@@ -714,9 +758,10 @@ impl Guard {
         let meta = meta.clone();
         tokio::spawn(async move {
             let reason = format!(
-                "{} failed sign-ins from this address within {} minutes",
+                "{} failures from this address within {} minutes, the last {}",
                 guard.config.ip_failures,
-                guard.config.ip_failure_window_secs / 60
+                guard.config.ip_failure_window_secs / 60,
+                what.describe()
             );
             match guard
                 .add_block(&net.to_string(), None, &reason, "auto:ip_failures")
@@ -929,6 +974,28 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let group = Group::of(&path);
     let rules = &guard.groups[group.index()];
 
+    // 0. Behind a trusted proxy, the connection counts for the client this
+    // request names; one that already holds its share is refused, and the
+    // connection closed.
+    if let (Some(ip), Some(conn), Some(peer)) = (
+        ip,
+        req.extensions().get::<Arc<ConnHandle>>(),
+        req.extensions().get::<ClientAddr>(),
+    ) {
+        if guard.trusted.contains(peer.0.ip()) && !guard.trusted.contains(ip) && !conn.attribute(ip)
+        {
+            guard.refused_connection(ip, "connections.per_address");
+            conn.close();
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "Too many connections",
+                "This address holds as many connections as it may: reuse one, or wait for one to close.",
+            )
+            .with_retry_after(1)
+            .into_response();
+        }
+    }
     // 1. Address rules, then stored blocks: no database, no parsing.
     if let Some(ip) = ip {
         let denied = guard.deny.contains(ip)

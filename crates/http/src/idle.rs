@@ -20,6 +20,10 @@
 //! PINGs by itself, so a client could keep a silent connection open forever
 //! with a PING a minute. Over HTTP/2 (which has no heads to time) only the
 //! idle clock runs.
+//!
+//! [`Counted`] is also the connection's own voice on HTTP/1 (`wire`): it
+//! turns the bare answers hyper's parser writes (400, 414, 431) into
+//! problem+json, and answers 408 when a head misses its deadline.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,8 +32,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+
+use crate::wire::{Answer, Voice};
 
 #[derive(Debug, Clone)]
 pub struct Activity {
@@ -52,6 +59,23 @@ struct Inner {
     head_from: AtomicU64,
     /// Wakes the watchdog when a head starts, so it can shorten its sleep.
     head_started: Notify,
+    /// Responses the service has produced (hyper writes them next).
+    responses: AtomicU64,
+    /// Set when a head missed its deadline: the reader answers 408.
+    head_late: AtomicBool,
+    /// The connection's reader, woken to answer a late head.
+    reader: AtomicWaker,
+}
+
+/// Why the watchdog ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// An HTTP/1 head had begun and was not complete in time: it is owed a
+    /// 408.
+    Head,
+    /// Nothing had begun: a keep-alive connection waited too long for its
+    /// next request, or a new one never started its first. Closed silently.
+    Idle,
 }
 
 /// Held while a request is being handled; dropping it (also when the
@@ -76,6 +100,9 @@ impl Activity {
                 served: AtomicBool::new(false),
                 head_from: AtomicU64::new(NO_HEAD),
                 head_started: Notify::new(),
+                responses: AtomicU64::new(0),
+                head_late: AtomicBool::new(false),
+                reader: AtomicWaker::new(),
             }),
         }
     }
@@ -125,6 +152,34 @@ impl Activity {
         Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
+    /// How long the connection has waited for its next request, or `None`
+    /// while a request is in flight or a head is arriving.
+    pub fn idle(&self) -> Option<Duration> {
+        if self.inner.in_flight.load(Ordering::SeqCst) > 0
+            || self.inner.head_from.load(Ordering::SeqCst) != NO_HEAD
+        {
+            return None;
+        }
+        Some(self.idle_for())
+    }
+
+    /// Responses the service has produced so far.
+    pub fn responses(&self) -> u64 {
+        self.inner.responses.load(Ordering::SeqCst)
+    }
+
+    /// Whether bytes of a head have arrived that no request has taken yet.
+    fn head_arriving(&self) -> bool {
+        self.inner.head_from.load(Ordering::SeqCst) != NO_HEAD
+    }
+
+    /// Asks the reader to answer 408 and end the connection (a head missed
+    /// its deadline).
+    pub fn answer_late_head(&self) {
+        self.inner.head_late.store(true, Ordering::SeqCst);
+        self.inner.reader.wake();
+    }
+
     /// How much longer the connection may stay open, or `None` when it
     /// should be closed now.
     fn remaining(&self, clocks: Clocks) -> Option<Duration> {
@@ -154,21 +209,28 @@ impl Activity {
         Some(idle_left)
     }
 
-    /// Resolves once either clock has run out.
-    pub async fn expired(&self, clocks: Clocks) {
+    /// Resolves once either clock has run out, with the clock that did.
+    pub async fn expired(&self, clocks: Clocks) -> Expiry {
         while let Some(left) = self.remaining(clocks) {
             tokio::select! {
                 _ = tokio::time::sleep(left) => {}
                 _ = self.inner.head_started.notified() => {}
             }
         }
+        if clocks.heads && self.head_arriving() {
+            Expiry::Head
+        } else {
+            Expiry::Idle
+        }
     }
 
-    /// Wraps a request future so the connection counts as busy while it runs.
+    /// Wraps a request future so the connection counts as busy while it
+    /// runs, and its response is known to be the service's own.
     pub fn track<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
         let guard = self.request();
         async move {
             let out = fut.await;
+            guard.0.inner.responses.fetch_add(1, Ordering::SeqCst);
             drop(guard);
             out
         }
@@ -193,29 +255,58 @@ pub struct Clocks {
     pub heads: bool,
 }
 
-/// A stream that tells an [`Activity`] when bytes arrive.
+/// A stream that tells an [`Activity`] when bytes arrive, and on HTTP/1
+/// speaks the connection's own answers (`wire::Voice`).
 #[derive(Debug)]
 pub struct Counted<S> {
     inner: S,
     activity: Activity,
+    voice: Option<Voice>,
 }
 
 impl<S> Counted<S> {
+    /// A stream whose bytes are left as they are (HTTP/2).
     pub fn new(inner: S, activity: Activity) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            voice: None,
+        }
+    }
+
+    /// An HTTP/1 stream: hyper's bare refusals become problem+json, and a
+    /// late head is answered 408.
+    pub fn http1(inner: S, activity: Activity, voice: Voice) -> Self {
+        Self {
+            inner,
+            activity,
+            voice: Some(voice),
+        }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(voice) = &mut this.voice {
+            if this.activity.inner.head_late.load(Ordering::SeqCst) {
+                // Answer the late head, then end the connection: hyper sees
+                // a read error and closes.
+                voice.speak(Answer::LateHead);
+                std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
+                std::task::ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+            this.activity.inner.reader.register(cx.waker());
+        }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.bytes_arrived();
+            this.activity.bytes_arrived();
         }
         polled
     }
@@ -223,31 +314,56 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(voice) = &mut this.voice {
+            if voice.spoken() || voice.hears(buf, this.activity.responses()) {
+                // Ours goes out in place of hyper's, which is dropped.
+                std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.voice.is_some() {
+            // Heads are looked at one buffer at a time.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.voice.is_none() && self.inner.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(voice) = &mut this.voice {
+            std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(voice) = &mut this.voice {
+            std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -3,6 +3,7 @@
 //! the one error-to-response mapping. No SQL here.
 
 pub mod blocks;
+pub mod conns;
 pub mod data;
 pub mod error;
 pub mod extract;
@@ -17,6 +18,7 @@ pub mod scans;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod wire;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};

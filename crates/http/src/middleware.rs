@@ -47,7 +47,7 @@ impl RequestContext {
     }
 }
 
-const SECURITY_HEADERS: [(&str, &str); 6] = [
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 6] = [
     (
         "strict-transport-security",
         "max-age=63072000; includeSubDomains",
@@ -104,7 +104,7 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
 
     let res = REQUEST_ID
         .scope(request_id.clone(), async move {
-            if let Some(problem) = check_headers(&req, &limits) {
+            if let Some(problem) = check_headers(&req, &limits).or_else(|| check_host(&req)) {
                 return problem.into_response();
             }
             if let Some(len) = req
@@ -176,4 +176,32 @@ fn check_headers(req: &Request, limits: &crate::state::Limits) -> Option<ApiErro
         ));
     }
     None
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one `Host`
+/// (HTTP/1.0 may have none); RFC 9113 section 8.3.1: over HTTP/2 a `Host`
+/// beside `:authority` must name the same.
+fn check_host(req: &Request) -> Option<ApiError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    let problem = if hosts.next().is_some() {
+        "Send exactly one Host header."
+    } else {
+        match (req.version(), first) {
+            (http::Version::HTTP_11, None) => "An HTTP/1.1 request must have a Host header.",
+            (http::Version::HTTP_2, Some(host)) => match req.uri().authority() {
+                Some(a) if !a.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+                    "The Host header must name the same host as :authority."
+                }
+                _ => return None,
+            },
+            _ => return None,
+        }
+    };
+    Some(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_host",
+        "Invalid Host header",
+        problem,
+    ))
 }

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use axum::response::Response;
 use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use crate::conns::{drive, Connections};
 use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
 use crate::state::Limits;
+use crate::wire::Voice;
 
 /// A host name or address safe to put in a Location header.
 fn clean_host(host: &str) -> Option<&str> {
@@ -78,26 +79,28 @@ pub async fn serve_redirect(
     hosts: Vec<String>,
     https_port: u16,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // The same connection table as the HTTPS side: a cap per peer address,
+    // idle connections closed first under pressure.
+    let conns = Connections::new(limits.conn_policy());
+    tokio::spawn(conns.clone().reap(shutdown.clone()));
     let hosts: Arc<[String]> = hosts.into();
+    let mut stop = shutdown.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
-        let Ok((tcp, _peer)) = accepted else { continue };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
+        let Ok((tcp, peer)) = accepted else { continue };
+        let activity = Activity::new();
+        let Ok(handle) = conns.admit(Some(peer.ip().to_canonical()), &activity) else {
+            continue; // dropped: closes the socket
         };
         let limits = limits.clone();
         let hosts = hosts.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let activity = Activity::new();
             let act = activity.clone();
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let res = redirect_for(&req, &hosts, https_port);
@@ -109,17 +112,23 @@ pub async fn serve_redirect(
                 idle: limits.idle_timeout,
                 heads: true,
             };
-            let io = TokioIo::new(Counted::new(tcp, activity.clone()));
+            let voice = Voice::new(limits.header_count, limits.header_bytes, Some(peer.ip()));
+            let io = TokioIo::new(Counted::http1(tcp, activity.clone(), voice));
             let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
-            tokio::select! {
-                _ = watcher.watch(conn.into_owned()) => {}
-                _ = activity.expired(clocks) => {}
-            }
+            drive(
+                conn,
+                handle.closer(),
+                &activity,
+                clocks,
+                limits.shutdown_grace,
+                shutdown,
+            )
+            .await;
         });
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = conns.emptied() => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => {}
     }
 }

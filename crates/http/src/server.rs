@@ -1,6 +1,8 @@
-//! The HTTPS accept loop: connection limit, TLS handshake timeout, HTTP/1.1
-//! and HTTP/2 with header limits, a head deadline (slowloris) and a
-//! keep-alive idle timeout (see `idle`), and graceful shutdown that lets
+//! The HTTPS accept loop: the connection table (`conns`: a cap per client
+//! address, idle connections closed under pressure), TLS handshake
+//! timeout, HTTP/1.1 and HTTP/2 with header limits, a head deadline
+//! (slowloris) and a keep-alive idle timeout (see `idle`), the connection's
+//! own problem+json answers (`wire`), and graceful shutdown that lets
 //! in-flight requests finish (bounded).
 
 use std::convert::Infallible;
@@ -8,24 +10,28 @@ use std::sync::Arc;
 
 use axum::response::IntoResponse;
 use axum::Router;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use rampart_guard::conn::Refusal;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::conns::{drive, Connections};
 use crate::error::ApiError;
+use crate::guard::Guard;
 use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::{add_security_headers, ClientAddr};
 use crate::state::Limits;
+use crate::wire::Voice;
 
-/// Connections past `max_connections` still get an answer (503) from this
-/// many extra slots; beyond those they are closed at once.
+/// Connections past `max_connections`, when none is idle enough to close
+/// for them, still get an answer (503) from this many extra slots, and are
+/// closed after it; beyond those they are closed at once.
 const OVERFLOW_SLOTS: usize = 64;
 
 pub(crate) fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -63,22 +69,33 @@ fn overloaded() -> axum::response::Response {
     res
 }
 
+/// Marks a response as the connection's last: HTTP/1 says so in a header
+/// (HTTP/2 gets GOAWAY from the graceful shutdown that follows).
+pub(crate) fn last_on_connection<B>(res: &mut http::Response<B>, h1: bool) {
+    if h1 {
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
 /// Serves `router` over TLS on `listener` until `shutdown` turns true.
 pub async fn serve_https(
     listener: TcpListener,
     router: Router,
     tls: Arc<ServerConfig>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    guard: Arc<Guard>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = Connections::new(limits.conn_policy());
+    tokio::spawn(conns.clone().reap(shutdown.clone()));
     let overflow = Arc::new(Semaphore::new(OVERFLOW_SLOTS));
+    let mut stop = shutdown.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let (tcp, peer) = match accepted {
             Ok(x) => x,
@@ -88,20 +105,30 @@ pub async fn serve_https(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
-        let (permit, over_limit) = match slots.clone().try_acquire_owned() {
-            Ok(p) => (p, false),
-            Err(_) => match overflow.clone().try_acquire_owned() {
-                Ok(p) => (p, true),
+        let peer_ip = peer.ip().to_canonical();
+        // A trusted proxy's connections count for the clients its requests
+        // name (the guard attributes them); anyone else's for the peer.
+        let client = (!guard.is_trusted_proxy(peer_ip)).then_some(peer_ip);
+        let activity = Activity::new();
+        let (handle, overflow_permit) = match conns.admit(client, &activity) {
+            Ok(h) => (Some(Arc::new(h)), None),
+            Err(Refusal::PerAddress) => {
+                // Refused at once, before any TLS: the cheapest answer.
+                guard.refused_connection(peer_ip, "connections.per_address");
+                continue;
+            }
+            Err(Refusal::Full) => match overflow.clone().try_acquire_owned() {
+                Ok(p) => (None, Some(p)),
                 Err(_) => continue, // dropped: closes the socket
             },
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let limits = limits.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _overflow = overflow_permit;
             let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
                 .await
             {
@@ -111,50 +138,80 @@ pub async fn serve_https(
             // The protocol is the one ALPN agreed, not one guessed from the
             // first bytes: a client that negotiates h2 and then speaks
             // HTTP/1.1 would otherwise escape the head deadline.
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let h1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
             let builder = connection_builder(&limits);
-            let builder = if h2 {
-                builder.http2_only()
-            } else {
+            let builder = if h1 {
                 builder.http1_only()
+            } else {
+                builder.http2_only()
             };
-            let activity = Activity::new();
             let clocks = Clocks {
                 head: limits.header_read_timeout,
                 idle: limits.idle_timeout,
-                heads: !h2,
+                heads: h1,
             };
-            let io = TokioIo::new(Counted::new(tls, activity.clone()));
-            // Dropping the connection future closes the socket.
-            if over_limit {
-                let act = activity.clone();
-                let svc = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                    act.track(async { Ok::<_, Infallible>(overloaded()) })
-                });
-                let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
-                tokio::select! {
-                    _ = watcher.watch(conn.into_owned()) => {}
-                    _ = activity.expired(clocks) => {}
-                }
+            let io = if h1 {
+                let voice = Voice::new(limits.header_count, limits.header_bytes, Some(peer_ip));
+                Counted::http1(tls, activity.clone(), voice)
             } else {
-                let act = activity.clone();
-                let svc = router
-                    .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ClientAddr(peer));
-                        req
-                    })
-                    .map_future(move |fut| act.track(fut));
-                let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
-                tokio::select! {
-                    _ = watcher.watch(conn.into_owned()) => {}
-                    _ = activity.expired(clocks) => {}
+                Counted::new(tls, activity.clone())
+            };
+            let io = TokioIo::new(io);
+            let grace = limits.shutdown_grace;
+            match handle {
+                Some(handle) => {
+                    let act = activity.clone();
+                    let h = handle.clone();
+                    let svc = router
+                        .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(ClientAddr(peer));
+                            req.extensions_mut().insert(h.clone());
+                            req
+                        })
+                        .map_future({
+                            let h = handle.clone();
+                            move |fut| {
+                                let h = h.clone();
+                                let fut = act.track(fut);
+                                async move {
+                                    let mut res = fut.await?;
+                                    // A client that gets only refusals is
+                                    // not held: it is told, and closed.
+                                    if h.answered(res.status()) {
+                                        last_on_connection(&mut res, h1);
+                                        h.close();
+                                    }
+                                    Ok::<_, Infallible>(res)
+                                }
+                            }
+                        });
+                    let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
+                    drive(conn, handle.closer(), &activity, clocks, grace, shutdown).await;
+                }
+                None => {
+                    // Over the limit with nothing idle to close: one answer
+                    // (503), then the connection is closed.
+                    let close = Arc::new(Notify::new());
+                    let act = activity.clone();
+                    let closer = close.clone();
+                    let svc =
+                        tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                            closer.notify_one();
+                            act.track(async move {
+                                let mut res = overloaded();
+                                last_on_connection(&mut res, h1);
+                                Ok::<_, Infallible>(res)
+                            })
+                        });
+                    let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
+                    drive(conn, &close, &activity, clocks, grace, shutdown).await;
                 }
             }
         });
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = conns.emptied() => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }

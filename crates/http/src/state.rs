@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rampart_core::AuthService;
 use rampart_crypto::Entropy;
+use rampart_guard::conn::ConnPolicy;
 
 /// Resource limits. Each has a safe default and is configurable.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Limits {
     /// Kept above `request_timeout` so a slow handler is not cut off.
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one client address (IPv6: one /64) may hold at once.
+    pub max_connections_per_address: usize,
     pub tls_handshake_timeout: Duration,
     pub shutdown_grace: Duration,
 }
@@ -34,8 +37,22 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_connections_per_address: ConnPolicy::default_per_address(1024),
             tls_handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// The connection table's limits: the idle timeout falls toward a
+    /// second as the server fills.
+    pub fn conn_policy(&self) -> ConnPolicy {
+        ConnPolicy {
+            max: self.max_connections,
+            per_address: self.max_connections_per_address,
+            idle: self.idle_timeout,
+            idle_floor: self.idle_timeout.min(Duration::from_secs(1)),
         }
     }
 }
