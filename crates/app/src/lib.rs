@@ -576,6 +576,25 @@ fn limits(settings: &Settings) -> Limits {
     }
 }
 
+/// Connections the kernel queues for `accept`: room for a burst (one
+/// address opening thousands at once) without dropping a newcomer's SYN
+/// while the accept loop refuses the burst. The kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart may bind while old
+    // connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A server that is up and serving.
 pub struct Running {
     pub https_addr: SocketAddr,
@@ -631,9 +650,8 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .context("cannot load the TLS certificate")?;
     let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;
 
-    let https = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let https =
+        listen(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
     let https_addr = https.local_addr()?;
 
     refuse_new_key_for_used_database(settings, created.master_key).await?;
@@ -666,11 +684,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         outbox
     });
     let http = match settings.http_listen_addr()? {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("cannot listen on {a}"))?,
-        ),
+        Some(a) => Some(listen(a).with_context(|| format!("cannot listen on {a}"))?),
         None => None,
     };
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;

@@ -54,6 +54,9 @@ struct Inner {
     in_flight: AtomicUsize,
     /// Whether any request has started on this connection.
     served: AtomicBool,
+    /// Whether the connection is set up (TLS handshake done) and waits for
+    /// requests.
+    ready: AtomicBool,
     /// Milliseconds since `start` when bytes of a head arrived on an idle
     /// connection, or `NO_HEAD`.
     head_from: AtomicU64,
@@ -98,6 +101,7 @@ impl Activity {
                 last: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
                 served: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
                 head_from: AtomicU64::new(NO_HEAD),
                 head_started: Notify::new(),
                 responses: AtomicU64::new(0),
@@ -152,10 +156,19 @@ impl Activity {
         Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
+    /// The connection is set up (its TLS handshake is done): from now on
+    /// it waits for requests, and its waiting counts as idle.
+    pub fn ready(&self) {
+        self.touch();
+        self.inner.ready.store(true, Ordering::SeqCst);
+    }
+
     /// How long the connection has waited for its next request, or `None`
-    /// while a request is in flight or a head is arriving.
+    /// while it is being set up, a request is in flight or a head is
+    /// arriving.
     pub fn idle(&self) -> Option<Duration> {
-        if self.inner.in_flight.load(Ordering::SeqCst) > 0
+        if !self.inner.ready.load(Ordering::SeqCst)
+            || self.inner.in_flight.load(Ordering::SeqCst) > 0
             || self.inner.head_from.load(Ordering::SeqCst) != NO_HEAD
         {
             return None;

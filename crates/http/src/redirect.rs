@@ -100,6 +100,7 @@ pub async fn serve_redirect(
         let limits = limits.clone();
         let hosts = hosts.clone();
         let shutdown = shutdown.clone();
+        activity.ready();
         tokio::spawn(async move {
             let act = activity.clone();
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {

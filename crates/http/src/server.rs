@@ -135,6 +135,7 @@ pub async fn serve_https(
                 Ok(Ok(s)) => s,
                 _ => return, // bad handshake, plaintext, or too slow
             };
+            activity.ready();
             // The protocol is the one ALPN agreed, not one guessed from the
             // first bytes: a client that negotiates h2 and then speaks
             // HTTP/1.1 would otherwise escape the head deadline.

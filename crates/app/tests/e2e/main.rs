@@ -3,6 +3,7 @@
 
 mod accounts;
 mod brute_force;
+mod connections;
 mod data;
 mod errors;
 mod events;

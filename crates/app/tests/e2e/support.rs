@@ -88,6 +88,9 @@ pub struct Options {
     pub db: Db,
     pub env: Vec<(String, String)>,
     pub dir: Option<tempfile::TempDir>,
+    /// Keep the guard's default rate limits and failure blocks (tests
+    /// otherwise turn them off, see `guard_off`).
+    pub guard_defaults: bool,
 }
 
 impl Default for Options {
@@ -96,11 +99,17 @@ impl Default for Options {
             db: Db::Sqlite,
             env: Vec::new(),
             dir: None,
+            guard_defaults: false,
         }
     }
 }
 
 impl Options {
+    pub fn guard_defaults(mut self) -> Self {
+        self.guard_defaults = true;
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
@@ -127,7 +136,9 @@ impl TestServer {
             ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
             ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ];
-        env.extend(guard_off());
+        if !opts.guard_defaults {
+            env.extend(guard_off());
+        }
         if let Db::Postgres(url) = &opts.db {
             env.push(("RAMPART_DATABASE_URL".to_owned(), url.clone()));
         }
@@ -557,4 +568,113 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TLS client trusting the server's certificate, offering `alpn`.
+pub fn tls_connector(s: &TestServer, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(&s.running().layout.tls_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TCP connection to the server from `src` (any address in 127.0.0.0/8
+/// is this machine: tests use them as distinct clients).
+pub async fn tcp_from(src: std::net::IpAddr, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(src, 0))?;
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+/// A TLS connection to the server from `src`.
+pub async fn tls_from(
+    s: &TestServer,
+    connector: &tokio_rustls::TlsConnector,
+    src: std::net::IpAddr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tcp_from(src, s.port()).await?;
+    connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+}
+
+pub async fn tls_stream(s: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_stream_alpn(s, b"http/1.1").await
+}
+
+pub async fn tls_stream_alpn(
+    s: &TestServer,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_from(s, &tls_connector(s, alpn), [127, 0, 0, 1].into())
+        .await
+        .unwrap()
+}
+
+/// An HTTP/1.1 TLS connection from `src`.
+pub async fn tls_stream_from(
+    s: &TestServer,
+    src: [u8; 4],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_from(s, &tls_connector(s, b"http/1.1"), src.into())
+        .await
+        .unwrap()
+}
+
+/// Everything the server sends until it closes, or until `within`.
+pub async fn read_all(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: std::time::Duration,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One HTTP/1.1 response (head and `Content-Length` body), or `None` when
+/// the connection ends first or nothing comes within `within`.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return Some(String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned());
+                }
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
 }
