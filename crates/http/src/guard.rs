@@ -402,7 +402,9 @@ pub struct Guard {
     groups: Vec<GroupRules>,
     inspector: Inspector,
     blocks: ArcSwap<BlockSet>,
-    failures: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// Per address (IPv6 by /64): when its window began, failures in it,
+    /// and when it last triggered a block.
+    failures: Mutex<HashMap<IpAddr, (i64, u32, i64)>>,
     events: Mutex<Aggregator<EventKey>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -424,6 +426,9 @@ const BODIES_AT_ONCE: usize = 64;
 /// Request bodies one address reads at once; more are refused (429), so a
 /// few slow uploads from one client cannot hold every slot above.
 const BODIES_PER_ADDRESS: u32 = 8;
+/// After an automatic block, how long before the same address can trigger
+/// another (the new block reaches every node's snapshot within a second).
+const BLOCK_SETTLE_MS: i64 = 5_000;
 /// Addresses whose sign-in failures are counted at once.
 const MAX_FAILURE_KEYS: usize = 100_000;
 /// Repeats of one event from one address are folded for this long.
@@ -565,7 +570,7 @@ impl Guard {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (start, _)| now - *start < window);
+            .retain(|_, (start, _, _)| now - *start < window);
     }
 
     /// The per-account limit of the route group of `path`, checked by the
@@ -722,6 +727,12 @@ impl Guard {
         if self.trusted.contains(ip) {
             return;
         }
+        // Already blocked: nothing to add. (Connections are refused without
+        // any rate limit, so counting them on would write a block per
+        // `ip_failures` refusals.)
+        if self.blocked(ip) {
+            return;
+        }
         let key = rate_key(ip);
         let now = self.now_ms();
         let window = self.config.ip_failure_window_secs as i64 * 1000;
@@ -729,18 +740,20 @@ impl Guard {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if f.len() >= MAX_FAILURE_KEYS && !f.contains_key(&key) {
                 // Under a spread-out attack, forget the quiet ones first.
-                f.retain(|_, (start, _)| now - *start < window);
+                f.retain(|_, (start, _, _)| now - *start < window);
                 if f.len() >= MAX_FAILURE_KEYS {
                     f.clear();
                 }
             }
-            let e = f.entry(key).or_insert((now, 0));
+            let e = f.entry(key).or_insert((now, 0, i64::MIN));
             if now - e.0 >= window {
-                *e = (now, 0);
+                *e = (now, 0, e.2);
             }
             e.1 += 1;
-            if e.1 >= self.config.ip_failures {
-                *e = (now, 0);
+            // One block at a time: the block just set takes up to a second
+            // to reach the snapshot `blocked` reads.
+            if e.1 >= self.config.ip_failures && now.saturating_sub(e.2) >= BLOCK_SETTLE_MS {
+                *e = (now, 0, now);
                 true
             } else {
                 false
