@@ -55,7 +55,10 @@ fn main() {
         let t = Instant::now();
         for i in 0..batch {
             let activity = Activity::new();
-            let h = conns.admit(Some(addr((round * batch + i) as u32 % ADDRESSES)), &activity);
+            let h = conns.admit(
+                Some(addr((round * batch + i) as u32 % ADDRESSES)),
+                &activity,
+            );
             drop(std::hint::black_box(h));
         }
         table.push(t.elapsed().as_nanos() as f64 / batch as f64);
@@ -69,7 +72,11 @@ fn main() {
         }
         permit.push(t.elapsed().as_nanos() as f64 / batch as f64);
     }
-    assert_eq!(conns.open(), OPEN, "every admitted connection gave its place back");
+    assert_eq!(
+        conns.open(),
+        OPEN,
+        "every admitted connection gave its place back"
+    );
     drop(held);
     println!(
         "{{\"admit_release_ns\": {:.1}, \"semaphore_ns\": {:.1}, \"open\": {OPEN}, \"addresses\": {ADDRESSES}}}",

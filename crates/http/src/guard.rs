@@ -987,19 +987,24 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let group = Group::of(&path);
     let rules = &guard.groups[group.index()];
 
-    // 0. Behind a trusted proxy, the connection counts for the client this
-    // request names; one that already holds its share is refused, and the
-    // connection closed.
+    // 0. Behind a trusted proxy, an HTTP/1 connection (one request at a
+    // time) counts for the client its request names; one that already holds
+    // its share is refused, and the connection closed. An HTTP/2 connection
+    // carries many clients' requests at once and is not attributed: closing
+    // it for one client would close it for all.
     if let (Some(ip), Some(conn), Some(peer)) = (
         ip,
         req.extensions().get::<Arc<ConnHandle>>(),
         req.extensions().get::<ClientAddr>(),
     ) {
-        if guard.trusted.contains(peer.0.ip()) && !guard.trusted.contains(ip) && !conn.attribute(ip)
+        if req.version() < http::Version::HTTP_2
+            && guard.trusted.contains(peer.0.ip())
+            && !guard.trusted.contains(ip)
+            && !conn.attribute(ip)
         {
             guard.refused_connection(ip, "connections.per_address");
             conn.close();
-            return ApiError::new(
+            let mut res = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_connections",
                 "Too many connections",
@@ -1007,6 +1012,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             )
             .with_retry_after(1)
             .into_response();
+            crate::server::last_on_connection(&mut res, true);
+            return res;
         }
     }
     // 1. Address rules, then stored blocks: no database, no parsing.

@@ -108,7 +108,8 @@ pub async fn serve_https(
         let peer_ip = peer.ip().to_canonical();
         // A trusted proxy's connections count for the clients its requests
         // name (the guard attributes them); anyone else's for the peer.
-        let client = (!guard.is_trusted_proxy(peer_ip)).then_some(peer_ip);
+        let proxied = guard.is_trusted_proxy(peer_ip);
+        let client = (!proxied).then_some(peer_ip);
         let activity = Activity::new();
         let (handle, overflow_permit) = match conns.admit(client, &activity) {
             Ok(h) => (Some(Arc::new(h)), None),
@@ -177,8 +178,10 @@ pub async fn serve_https(
                                 async move {
                                     let mut res = fut.await?;
                                     // A client that gets only refusals is
-                                    // not held: it is told, and closed.
-                                    if h.answered(res.status()) {
+                                    // not held: it is told, and closed. (Not
+                                    // a trusted proxy's HTTP/2 connection,
+                                    // which carries everyone behind it.)
+                                    if (h1 || !proxied) && h.answered(res.status()) {
                                         last_on_connection(&mut res, h1);
                                         h.close();
                                     }

@@ -208,6 +208,25 @@ async fn one_address_holding_2000_connections_cannot_keep_others_out() {
         .await
         .unwrap();
     assert_eq!(blocks, 1);
+    // The refusals are guard events, folded: one per address and rule, not
+    // one per connection.
+    let events = s
+        .running()
+        .auth
+        .store()
+        .events(&rampart_core::events::EventFilter {
+            kind: Some(rampart_core::events::EventKind::RateLimited),
+            ip: Some("127.0.0.2".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refusals = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("connections.per_address"))
+        .count();
+    assert_eq!(refusals, 1, "{events:?}");
     // The other address is not blocked.
     let r = newcomer(&s, VICTIM.into())
         .get(s.url("/api/v1/healthz"))
@@ -252,6 +271,57 @@ async fn one_client_behind_a_trusted_proxy_cannot_keep_others_out() {
     // The proxy itself, and its other clients, are not blocked.
     keeps_being_served(&s, &other, Some("198.51.100.77"), 1).await;
     keeps_being_served(&s, &other, None, 1).await;
+}
+
+/// Behind a trusted proxy an HTTP/1 connection counts for the client its
+/// request names, but an HTTP/2 connection carries many clients' requests
+/// at once: it is counted for none of them (refusing one would close it for
+/// all).
+#[tokio::test]
+async fn a_proxys_connections_count_per_client_except_http2() {
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_GUARD__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+            .env("RAMPART_LIMITS__MAX_CONNECTIONS_PER_ADDRESS", "1"),
+    )
+    .await;
+    let request =
+        b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.5\r\n\r\n";
+    let mut first = tls_stream(&s).await;
+    first.write_all(request).await.unwrap();
+    let r = read_response(&mut first, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // The proxy's second HTTP/1 connection for the same client is refused
+    // and closed; the proxy itself is not capped.
+    let mut second = tls_stream(&s).await;
+    second.write_all(request).await.unwrap();
+    let r = read_all(&mut second, Duration::from_secs(5)).await;
+    assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+    assert!(r.contains("too_many_connections"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    let mut third = tls_stream(&s).await;
+    third
+        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.6\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut third, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "another client: {r}");
+    // Over HTTP/2 the same client is served.
+    for _ in 0..3 {
+        let r = s
+            .client
+            .get(s.url("/api/v1/healthz"))
+            .header("x-forwarded-for", "198.51.100.5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+    }
 }
 
 /// With every slot busy and nothing idle to close, a connection gets one
