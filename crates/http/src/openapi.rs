@@ -29,16 +29,20 @@ impl StandardResponses {
     fn for_operation(op: &Operation, write: bool) -> Vec<(&'static str, &'static str)> {
         let mut out = vec![
             ("408", "The request was not received in time"),
+            ("414", "The request target is too long (`uri_too_long`)"),
             ("431", "Too many or too large headers"),
             ("503", "At capacity; retry after the Retry-After seconds"),
             (
                 "429",
-                "Over the rate limit for this address or credential (`rate_limited`); retry after the Retry-After seconds",
+                "Over the rate limit for this address or credential (`rate_limited`), or, behind a trusted proxy, this client holds its share of connections (`too_many_connections`); retry after the Retry-After seconds",
             ),
         ];
         if op.request_body.is_some() {
             out.extend([
-                ("400", "The body is not valid JSON"),
+                (
+                    "400",
+                    "The body is not valid JSON, or the request is not valid HTTP (`malformed_request`) or has not exactly one Host (`invalid_host`)",
+                ),
                 ("413", "The body is larger than the limit"),
                 ("415", "The body is not sent as application/json"),
                 ("422", "The body does not match the schema"),
@@ -52,8 +56,15 @@ impl StandardResponses {
             .flatten()
             .any(|p| p.parameter_in == ParameterIn::Query);
         if queried {
-            out.push(("400", "A query parameter is invalid"));
+            out.push((
+                "400",
+                "A query parameter is invalid, or the request is not valid HTTP (`malformed_request`) or has not exactly one Host (`invalid_host`)",
+            ));
         }
+        out.push((
+            "400",
+            "The request is not valid HTTP (`malformed_request`) or has not exactly one Host (`invalid_host`)",
+        ));
         if op.security.is_some() {
             out.push(("401", "No valid session"));
         }
