@@ -749,6 +749,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             hosts,
             https_addr.port(),
             limits,
+            guard.clone(),
             rx.clone(),
         )));
     }

@@ -130,12 +130,19 @@ impl<T: Idle + Clone> ConnTable<T> {
 
     /// Admits a new connection from `client` (`None`: a trusted proxy,
     /// whose connections count for the client each request names, see
-    /// [`ConnTable::attribute`]). When the server is full, the connection
-    /// idle the longest is marked closing and returned to be closed.
-    pub fn admit(&mut self, client: Option<IpAddr>, conn: T) -> Result<Admitted<T>, Refusal> {
+    /// [`ConnTable::attribute`]), which may hold `share` connections (the
+    /// policy's `per_address`, or fewer for an address the guard refuses
+    /// anyway). When the server is full, the connection idle the longest is
+    /// marked closing and returned to be closed.
+    pub fn admit(
+        &mut self,
+        client: Option<IpAddr>,
+        share: usize,
+        conn: T,
+    ) -> Result<Admitted<T>, Refusal> {
         let key = client.map(rate_key);
         if let Some(k) = key {
-            if self.counts.get(&k).copied().unwrap_or(0) >= self.policy.per_address {
+            if self.counts.get(&k).copied().unwrap_or(0) >= share.min(self.policy.per_address) {
                 return Err(Refusal::PerAddress);
             }
         }
@@ -212,24 +219,31 @@ impl<T: Idle + Clone> ConnTable<T> {
         Some(e.conn.clone())
     }
 
-    /// The connections idle past the timeout for the table's present
-    /// occupancy, marked closing. Empty while the server is under half full
-    /// (each connection's own watchdog applies the full timeout).
+    /// The connections idle past the timeout for the table's occupancy,
+    /// marked closing, longest idle first; each one closed gives the rest a
+    /// longer timeout, so the table is brought down only as far as the
+    /// timeout for what is left says. Empty while the server is under half
+    /// full (each connection's own watchdog applies the full timeout).
     pub fn reap(&mut self) -> Vec<T> {
-        let open = self.open();
-        if open <= self.policy.max.div_ceil(2) {
+        let half = self.policy.max.div_ceil(2);
+        if self.open() <= half {
             return Vec::new();
         }
-        let limit = self.policy.idle_limit(open);
-        let due: Vec<ConnId> = self
+        let mut idle: Vec<(Duration, ConnId)> = self
             .entries
             .iter()
-            .filter(|(_, e)| !e.closing && e.conn.idle_for().is_some_and(|d| d >= limit))
-            .map(|(id, _)| *id)
+            .filter(|(_, e)| !e.closing)
+            .filter_map(|(id, e)| e.conn.idle_for().map(|d| (d, *id)))
             .collect();
-        due.into_iter()
-            .filter_map(|id| self.mark_closing(id))
-            .collect()
+        idle.sort_unstable_by_key(|(d, _)| std::cmp::Reverse(*d));
+        let mut closed = Vec::new();
+        for (d, id) in idle {
+            if d < self.policy.idle_limit(self.open()) {
+                break;
+            }
+            closed.extend(self.mark_closing(id));
+        }
+        closed
     }
 
     fn uncount(&mut self, key: Option<IpAddr>) {
@@ -287,30 +301,37 @@ mod tests {
         let mut t = ConnTable::new(policy(100, 3));
         let a = ip("198.51.100.1");
         let ids: Vec<ConnId> = (0..3)
-            .map(|_| t.admit(Some(a), Fake::busy()).unwrap().id)
+            .map(|_| t.admit(Some(a), 100, Fake::busy()).unwrap().id)
             .collect();
         assert_eq!(
-            t.admit(Some(a), Fake::busy()).unwrap_err(),
+            t.admit(Some(a), 100, Fake::busy()).unwrap_err(),
             Refusal::PerAddress
         );
         // Another address is not affected.
-        assert!(t.admit(Some(ip("198.51.100.2")), Fake::busy()).is_ok());
+        assert!(t.admit(Some(ip("198.51.100.2")), 100, Fake::busy()).is_ok());
         t.remove(ids[0]);
-        assert!(t.admit(Some(a), Fake::busy()).is_ok(), "a slot came back");
+        assert!(
+            t.admit(Some(a), 100, Fake::busy()).is_ok(),
+            "a slot came back"
+        );
         assert_eq!(t.held_by(a), 3);
     }
 
     #[test]
     fn ipv6_addresses_share_their_64() {
         let mut t = ConnTable::new(policy(100, 2));
-        t.admit(Some(ip("2001:db8:1:2::1")), Fake::busy()).unwrap();
-        t.admit(Some(ip("2001:db8:1:2::2")), Fake::busy()).unwrap();
+        t.admit(Some(ip("2001:db8:1:2::1")), 100, Fake::busy())
+            .unwrap();
+        t.admit(Some(ip("2001:db8:1:2::2")), 100, Fake::busy())
+            .unwrap();
         assert_eq!(
-            t.admit(Some(ip("2001:db8:1:2:ffff::9")), Fake::busy())
+            t.admit(Some(ip("2001:db8:1:2:ffff::9")), 100, Fake::busy())
                 .unwrap_err(),
             Refusal::PerAddress
         );
-        assert!(t.admit(Some(ip("2001:db8:1:3::1")), Fake::busy()).is_ok());
+        assert!(t
+            .admit(Some(ip("2001:db8:1:3::1")), 100, Fake::busy())
+            .is_ok());
     }
 
     #[test]
@@ -318,21 +339,25 @@ mod tests {
         let mut t = ConnTable::new(policy(3, 3));
         let a = ip("198.51.100.1");
         let longest = Fake::idle(50);
-        t.admit(Some(a), Fake::idle(5)).unwrap();
-        t.admit(Some(a), longest.clone()).unwrap();
-        t.admit(Some(ip("198.51.100.3")), Fake::busy()).unwrap();
-        let admitted = t.admit(Some(ip("198.51.100.2")), Fake::busy()).unwrap();
+        t.admit(Some(a), 100, Fake::idle(5)).unwrap();
+        t.admit(Some(a), 100, longest.clone()).unwrap();
+        t.admit(Some(ip("198.51.100.3")), 100, Fake::busy())
+            .unwrap();
+        let admitted = t
+            .admit(Some(ip("198.51.100.2")), 100, Fake::busy())
+            .unwrap();
         let evicted = admitted.evict.expect("an idle connection closed");
         assert!(Rc::ptr_eq(&evicted.0, &longest.0), "the longest idle");
         assert_eq!(t.open(), 3, "the closing one no longer counts");
         // Nothing idle left but the 5 s one; then nothing at all.
         assert!(t
-            .admit(Some(ip("198.51.100.4")), Fake::busy())
+            .admit(Some(ip("198.51.100.4")), 100, Fake::busy())
             .unwrap()
             .evict
             .is_some());
         assert_eq!(
-            t.admit(Some(ip("198.51.100.5")), Fake::busy()).unwrap_err(),
+            t.admit(Some(ip("198.51.100.5")), 100, Fake::busy())
+                .unwrap_err(),
             Refusal::Full,
             "busy connections are never closed for a newcomer"
         );
@@ -343,7 +368,7 @@ mod tests {
         let mut t = ConnTable::new(policy(100, 2));
         let (x, y) = (ip("203.0.113.5"), ip("203.0.113.6"));
         let c: Vec<ConnId> = (0..4)
-            .map(|_| t.admit(None, Fake::busy()).unwrap().id)
+            .map(|_| t.admit(None, 100, Fake::busy()).unwrap().id)
             .collect();
         assert!(t.attribute(c[0], x));
         assert!(t.attribute(c[1], x));
@@ -378,15 +403,47 @@ mod tests {
     fn under_pressure_idle_connections_past_the_shrunken_timeout_are_closed() {
         let mut t = ConnTable::new(policy(4, 4));
         let a = ip("198.51.100.1");
-        t.admit(Some(a), Fake::idle(40)).unwrap();
+        t.admit(Some(a), 100, Fake::idle(40)).unwrap();
         assert!(t.reap().is_empty(), "under half full: nothing");
-        t.admit(Some(a), Fake::idle(2)).unwrap();
-        t.admit(Some(a), Fake::busy()).unwrap();
+        t.admit(Some(a), 100, Fake::idle(2)).unwrap();
+        t.admit(Some(a), 100, Fake::busy()).unwrap();
         // Three of four open: the limit is 30.5 s.
         let closed = t.reap();
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].idle_for(), Some(Duration::from_secs(40)));
         assert!(t.reap().is_empty(), "marked once");
+    }
+
+    #[test]
+    fn the_reaper_brings_a_full_table_down_only_as_far_as_the_timeout_says() {
+        // Full (4 of 4), all idle past the 1 s floor: closing the longest
+        // idle (20 s) leaves 3 open, whose limit is 30.5 s, so the rest stay.
+        let mut t = ConnTable::new(policy(4, 4));
+        let a = ip("198.51.100.1");
+        for secs in [5, 20, 3, 2] {
+            t.admit(Some(a), 100, Fake::idle(secs)).unwrap();
+        }
+        let closed = t.reap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].idle_for(), Some(Duration::from_secs(20)));
+        assert_eq!(t.open(), 3);
+    }
+
+    #[test]
+    fn an_address_may_be_given_a_smaller_share() {
+        let mut t = ConnTable::new(policy(100, 64));
+        let a = ip("198.51.100.1");
+        t.admit(Some(a), 1, Fake::busy()).unwrap();
+        assert_eq!(
+            t.admit(Some(a), 1, Fake::busy()).unwrap_err(),
+            Refusal::PerAddress
+        );
+        // Never more than the policy's, whatever is asked.
+        let b = ip("198.51.100.2");
+        for _ in 0..64 {
+            t.admit(Some(b), 1000, Fake::busy()).unwrap();
+        }
+        assert!(t.admit(Some(b), 1000, Fake::busy()).is_err());
     }
 
     #[test]

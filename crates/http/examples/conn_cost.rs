@@ -40,7 +40,11 @@ fn main() {
     let held: Vec<_> = (0..OPEN)
         .map(|i| {
             conns
-                .admit(Some(addr(i as u32 % ADDRESSES)), &Activity::new())
+                .admit(
+                    Some(addr(i as u32 % ADDRESSES)),
+                    usize::MAX,
+                    &Activity::new(),
+                )
                 .expect("room")
         })
         .collect();
@@ -57,6 +61,7 @@ fn main() {
             let activity = Activity::new();
             let h = conns.admit(
                 Some(addr((round * batch + i) as u32 % ADDRESSES)),
+                usize::MAX,
                 &activity,
             );
             drop(std::hint::black_box(h));

@@ -56,11 +56,13 @@ impl Connections {
     }
 
     /// Admits a connection from `client` (`None` for a trusted proxy, whose
-    /// connections are counted per request). When the server is full, the
+    /// connections are counted per request), which may hold `share`
+    /// connections (at most the policy's). When the server is full, the
     /// connection idle the longest is closed to make room.
     pub fn admit(
         self: &Arc<Self>,
         client: Option<IpAddr>,
+        share: usize,
         activity: &Activity,
     ) -> Result<ConnHandle, Refusal> {
         let close = Arc::new(Notify::new());
@@ -68,7 +70,7 @@ impl Connections {
             activity: activity.clone(),
             close: close.clone(),
         };
-        let admitted = self.table().admit(client, tracked)?;
+        let admitted = self.table().admit(client, share, tracked)?;
         if let Some(victim) = admitted.evict {
             victim.close.notify_one();
         }
@@ -133,8 +135,9 @@ impl ConnHandle {
     }
 
     /// Asks the connection's task to close it once the response in flight
-    /// is out.
+    /// is out; from now on it no longer counts toward `max_connections`.
     pub fn close(&self) {
+        self.conns.table().mark_closing(self.id);
         self.close.notify_one();
     }
 
@@ -189,7 +192,10 @@ pub async fn drive<C: GracefulConnection>(
         tokio::select! {
             _ = conn.as_mut() => return,
             why = activity.expired(clocks), if closing.is_none() => {
-                if why != Expiry::Head {
+                // A 408 cannot go out in the middle of a response still
+                // being written (a pipelined head behind a slow download):
+                // then the connection is only closed.
+                if why != Expiry::Head || activity.wrote_within(LATE_ANSWER_GRACE) {
                     return;
                 }
                 activity.answer_late_head();

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -691,6 +691,14 @@ impl Guard {
         Some(BodyTurn { guard: self, key })
     }
 
+    /// Whether every request from `ip` will be refused whatever it asks:
+    /// blocked, denied everywhere, or outside the allow list.
+    pub fn refuses(&self, ip: IpAddr) -> bool {
+        self.blocked(ip)
+            || self.deny.contains(ip)
+            || (!self.allow.is_empty() && !self.allow.contains(ip))
+    }
+
     /// Whether `ip` is a trusted proxy, whose connections carry requests
     /// of the clients it names.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
@@ -987,35 +995,6 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let group = Group::of(&path);
     let rules = &guard.groups[group.index()];
 
-    // 0. Behind a trusted proxy, an HTTP/1 connection (one request at a
-    // time) counts for the client its request names; one that already holds
-    // its share is refused, and the connection closed. An HTTP/2 connection
-    // carries many clients' requests at once and is not attributed: closing
-    // it for one client would close it for all.
-    if let (Some(ip), Some(conn), Some(peer)) = (
-        ip,
-        req.extensions().get::<Arc<ConnHandle>>(),
-        req.extensions().get::<ClientAddr>(),
-    ) {
-        if req.version() < http::Version::HTTP_2
-            && guard.trusted.contains(peer.0.ip())
-            && !guard.trusted.contains(ip)
-            && !conn.attribute(ip)
-        {
-            guard.refused_connection(ip, "connections.per_address");
-            conn.close();
-            let mut res = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                "Too many connections",
-                "This address holds as many connections as it may: reuse one, or wait for one to close.",
-            )
-            .with_retry_after(1)
-            .into_response();
-            crate::server::last_on_connection(&mut res, true);
-            return res;
-        }
-    }
     // 1. Address rules, then stored blocks: no database, no parsing.
     if let Some(ip) = ip {
         let denied = guard.deny.contains(ip)
@@ -1044,6 +1023,34 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 "Address blocked",
                 "Requests from this address are blocked for a while after suspicious activity.",
             );
+        }
+        // 1a. Behind a trusted proxy, an HTTP/1 connection (one request at
+        // a time) counts for the client its request names; a request for a
+        // client that already holds its share is refused. The connection
+        // is the proxy's and stays open for its other clients. An HTTP/2
+        // connection carries many clients' requests at once and is not
+        // attributed.
+        if let (Some(conn), Some(peer)) = (
+            req.extensions()
+                .get::<Weak<ConnHandle>>()
+                .and_then(Weak::upgrade),
+            req.extensions().get::<ClientAddr>(),
+        ) {
+            if req.version() < http::Version::HTTP_2
+                && guard.trusted.contains(peer.0.ip())
+                && !guard.trusted.contains(ip)
+                && !conn.attribute(ip)
+            {
+                guard.refused_connection(ip, "connections.per_address");
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    "Too many connections",
+                    "This address holds as many connections as it may: reuse one, or wait for one to close.",
+                )
+                .with_retry_after(1)
+                .into_response();
+            }
         }
         // 2. Rate limits per address (IPv6 by /64). The per-account limit
         // is applied once the account is known (`check_account`).

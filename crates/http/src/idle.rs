@@ -68,7 +68,17 @@ struct Inner {
     head_late: AtomicBool,
     /// The connection's reader, woken to answer a late head.
     reader: AtomicWaker,
+    /// Milliseconds since `start` of the last write of response bytes, or
+    /// `NEVER`.
+    last_write: AtomicU64,
 }
+
+/// Nothing written yet.
+const NEVER: u64 = u64::MAX;
+
+/// How long a TLS handshake or a request head may take before, under
+/// pressure, the connection counts as stalled (see [`Activity::idle`]).
+pub const STALL_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the watchdog ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +117,7 @@ impl Activity {
                 responses: AtomicU64::new(0),
                 head_late: AtomicBool::new(false),
                 reader: AtomicWaker::new(),
+                last_write: AtomicU64::new(NEVER),
             }),
         }
     }
@@ -163,17 +174,44 @@ impl Activity {
         self.inner.ready.store(true, Ordering::SeqCst);
     }
 
-    /// How long the connection has waited for its next request, or `None`
-    /// while it is being set up, a request is in flight or a head is
-    /// arriving.
+    /// How long the connection has been of no use, for choosing one to
+    /// close under pressure: the time it has waited for its next request;
+    /// for one still in its TLS handshake, or with a head still arriving,
+    /// the time past `STALL_GRACE` it has taken (a handshake or a head
+    /// takes milliseconds; one that takes seconds is a stall, slowloris or
+    /// a silent socket). `None` while a request is in flight, or within
+    /// the grace.
     pub fn idle(&self) -> Option<Duration> {
-        if !self.inner.ready.load(Ordering::SeqCst)
-            || self.inner.in_flight.load(Ordering::SeqCst) > 0
-            || self.inner.head_from.load(Ordering::SeqCst) != NO_HEAD
-        {
+        if self.inner.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        Some(self.idle_for())
+        let now = self.now_ms();
+        let stalled_since = if !self.inner.ready.load(Ordering::SeqCst) {
+            Some(0)
+        } else {
+            let head_from = self.inner.head_from.load(Ordering::SeqCst);
+            (head_from != NO_HEAD).then_some(head_from)
+        };
+        match stalled_since {
+            Some(from) => Duration::from_millis(now.saturating_sub(from))
+                .checked_sub(STALL_GRACE)
+                .filter(|d| !d.is_zero()),
+            None => Some(self.idle_for()),
+        }
+    }
+
+    /// Response bytes were written.
+    pub fn wrote(&self) {
+        self.inner
+            .last_write
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether response bytes were written within `d` (a response may still
+    /// be going out).
+    pub fn wrote_within(&self, d: Duration) -> bool {
+        let last = self.inner.last_write.load(Ordering::Relaxed);
+        last != NEVER && self.now_ms().saturating_sub(last) < d.as_millis() as u64
     }
 
     /// Responses the service has produced so far.
@@ -318,7 +356,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Counted<S> {
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        // Only HTTP/1 has heads: over HTTP/2 a PING or WINDOW_UPDATE is
+        // no head, and must not make an idle connection look busy.
+        if this.voice.is_some() && buf.filled().len() > before {
             this.activity.bytes_arrived();
         }
         polled
@@ -332,14 +372,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        let responses = this.activity.responses();
         if let Some(voice) = &mut this.voice {
-            if voice.spoken() || voice.hears(buf, this.activity.responses()) {
+            if voice.spoken() || voice.hears(buf, responses) {
                 // Ours goes out in place of hyper's, which is dropped.
                 std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.activity.wrote();
+                if let Some(voice) = &mut this.voice {
+                    voice.wrote(buf, responses);
+                }
+            }
+        }
+        written
     }
 
     fn poll_write_vectored(

@@ -11,7 +11,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use rampart_guard::conn::Refusal;
+
 use crate::conns::{drive, Connections};
+use crate::guard::Guard;
 use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
@@ -79,6 +82,7 @@ pub async fn serve_redirect(
     hosts: Vec<String>,
     https_port: u16,
     limits: Limits,
+    guard: Arc<Guard>,
     shutdown: watch::Receiver<bool>,
 ) {
     // The same connection table as the HTTPS side: a cap per peer address,
@@ -93,9 +97,15 @@ pub async fn serve_redirect(
             _ = stop.wait_for(|s| *s) => break,
         };
         let Ok((tcp, peer)) = accepted else { continue };
+        let peer_ip = peer.ip().to_canonical();
         let activity = Activity::new();
-        let Ok(handle) = conns.admit(Some(peer.ip().to_canonical()), &activity) else {
-            continue; // dropped: closes the socket
+        let handle = match conns.admit(Some(peer_ip), usize::MAX, &activity) {
+            Ok(h) => h,
+            Err(Refusal::PerAddress) => {
+                guard.refused_connection(peer_ip, "connections.per_address");
+                continue; // dropped: closes the socket
+            }
+            Err(Refusal::Full) => continue,
         };
         let limits = limits.clone();
         let hosts = hosts.clone();
@@ -108,6 +118,7 @@ pub async fn serve_redirect(
                 act.track(async move { Ok::<_, Infallible>(res) })
             });
             let builder = connection_builder(&limits);
+            let builder = builder.http1_only();
             let clocks = Clocks {
                 head: limits.header_read_timeout,
                 idle: limits.idle_timeout,

@@ -110,11 +110,20 @@ pub async fn serve_https(
         // name (the guard attributes them); anyone else's for the peer.
         let proxied = guard.is_trusted_proxy(peer_ip);
         let client = (!proxied).then_some(peer_ip);
+        // An address the guard refuses anyway (blocked, or outside the
+        // allow lists) keeps one connection, for its 403 to be read; more
+        // are closed at once.
+        let share = if client.is_some() && guard.refuses(peer_ip) {
+            1
+        } else {
+            usize::MAX
+        };
         let activity = Activity::new();
-        let (handle, overflow_permit) = match conns.admit(client, &activity) {
+        let (handle, overflow_permit) = match conns.admit(client, share, &activity) {
             Ok(h) => (Some(Arc::new(h)), None),
             Err(Refusal::PerAddress) => {
                 // Refused at once, before any TLS: the cheapest answer.
+                // (A blocked address is not counted again: `failed` knows.)
                 guard.refused_connection(peer_ip, "connections.per_address");
                 continue;
             }
@@ -163,11 +172,13 @@ pub async fn serve_https(
             match handle {
                 Some(handle) => {
                     let act = activity.clone();
-                    let h = handle.clone();
+                    // Requests hold the handle weakly: a stream task that
+                    // outlives its connection does not keep its place.
+                    let weak = Arc::downgrade(&handle);
                     let svc = router
                         .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(ClientAddr(peer));
-                            req.extensions_mut().insert(h.clone());
+                            req.extensions_mut().insert(weak.clone());
                             req
                         })
                         .map_future({
@@ -179,9 +190,9 @@ pub async fn serve_https(
                                     let mut res = fut.await?;
                                     // A client that gets only refusals is
                                     // not held: it is told, and closed. (Not
-                                    // a trusted proxy's HTTP/2 connection,
-                                    // which carries everyone behind it.)
-                                    if (h1 || !proxied) && h.answered(res.status()) {
+                                    // a trusted proxy's connection, which
+                                    // carries everyone behind it.)
+                                    if !proxied && h.answered(res.status()) {
                                         last_on_connection(&mut res, h1);
                                         h.close();
                                     }

@@ -5,12 +5,17 @@
 //! answer from hyper at all. [`Voice`] puts problem+json with a stable
 //! `code` in their place, so every refusal has the one format.
 //!
-//! How hyper's own answers are told apart from the service's: hyper reads a
-//! head only once the previous response is written, and every response the
-//! service produces is counted (`Activity::responses`) before hyper writes
-//! it. A response head written when every counted response already had its
-//! head written is hyper's own. Informational heads (`100 Continue`) are
-//! let through uncounted.
+//! How hyper's own answers are told apart from the service's: every
+//! response of the service's carries the security headers
+//! (`x-content-type-options` among them), and hyper's bare answers carry
+//! none. A write is taken for hyper's own only when it starts with a whole
+//! response head (status line to blank line) without that header, and
+//! every response the service has produced (`Activity::responses`, counted
+//! before hyper writes it) already had its head written (counted once the
+//! write is accepted, so a write hyper retries is not counted twice).
+//! Informational heads (`100 Continue`) are let through uncounted. A
+//! service head is never replaced; at worst, when hyper's answer shares a
+//! write with the end of an earlier response, it goes out bare.
 
 use std::io;
 use std::net::IpAddr;
@@ -64,21 +69,33 @@ impl Voice {
     }
 
     /// Looks at a write of hyper's, with `responses` the number of responses
-    /// the service has produced. `true` when it was hyper's own bare answer,
+    /// the service has produced. `true` when it is hyper's own bare answer,
     /// now replaced by ours (queued; drain it with [`Voice::poll_drain`]).
     pub fn hears(&mut self, buf: &[u8], responses: u64) -> bool {
         let Some(status) = head_status(buf) else {
             return false;
         };
-        if (100..200).contains(&status) {
+        if (100..200).contains(&status) || self.heads < responses {
             return false;
         }
-        if self.heads < responses {
-            self.heads += 1;
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
             return false;
+        };
+        if has_header(&buf[..end + 2], b"x-content-type-options:") {
+            return false; // the service's: it carries the security headers
         }
         self.speak(Answer::Parser(status));
         true
+    }
+
+    /// Notes a write the stream accepted: a response head of the service's
+    /// at its start is counted.
+    pub fn wrote(&mut self, buf: &[u8], responses: u64) {
+        if let Some(status) = head_status(buf) {
+            if !(100..200).contains(&status) && self.heads < responses {
+                self.heads += 1;
+            }
+        }
     }
 
     /// Queues `answer`, once.
@@ -114,6 +131,13 @@ impl Voice {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Whether `head` (lines ending in CRLF) has a header line starting with
+/// `name` (lowercase, with its colon), as hyper writes names.
+fn has_header(head: &[u8], name: &[u8]) -> bool {
+    head.windows(name.len() + 2)
+        .any(|w| w.starts_with(b"\r\n") && w[2..].eq_ignore_ascii_case(name))
 }
 
 /// The status of a response head at the start of `buf`.
@@ -215,18 +239,52 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}\r\n", b.len())));
     }
 
+    const OURS_200: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nx-content-type-options: nosniff\r\n\r\n{\"a\":1}";
+    const OURS_400: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\nx-content-type-options: nosniff\r\ncontent-length: 0\r\n\r\n";
+    const BARE_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+
+    /// A write hyper makes: looked at, then (when not ours) accepted.
+    fn write(v: &mut Voice, buf: &[u8], responses: u64) -> bool {
+        let replaced = v.hears(buf, responses);
+        if !replaced {
+            v.wrote(buf, responses);
+        }
+        replaced
+    }
+
     #[test]
     fn the_services_responses_pass_untouched() {
         let mut v = voice();
         // Two responses produced, both heads written as they are.
-        assert!(!v.hears(b"HTTP/1.1 200 OK\r\n\r\n", 1));
-        assert!(!v.hears(b"{\"a\":1}", 1), "a body is not a head");
-        assert!(!v.hears(b"HTTP/1.1 400 Bad Request\r\n\r\n", 2));
+        assert!(!write(&mut v, OURS_200, 1));
+        assert!(!write(&mut v, b"{\"a\":1}", 1), "a body is not a head");
+        assert!(!write(&mut v, OURS_400, 2));
         // An informational head while a request is in flight is not counted.
-        assert!(!v.hears(b"HTTP/1.1 100 Continue\r\n\r\n", 2));
+        assert!(!write(&mut v, b"HTTP/1.1 100 Continue\r\n\r\n", 2));
         // Then a head the service did not produce: hyper's.
-        assert!(v.hears(b"HTTP/1.1 400 Bad Request\r\n\r\n", 2));
+        assert!(write(&mut v, BARE_400, 2));
         assert_eq!(body_of(&v.out)["code"], "malformed_request");
+    }
+
+    #[test]
+    fn a_service_head_is_never_replaced() {
+        // Retried after the stream was not ready: looked at twice, counted
+        // once, replaced never.
+        let mut v = voice();
+        assert!(!v.hears(OURS_200, 1));
+        assert!(!v.hears(OURS_200, 1));
+        v.wrote(OURS_200, 1);
+        assert!(!v.hears(OURS_400, 1), "carries the security headers");
+        // Body bytes that happen to look like a bare head, while the
+        // service's response is still counted as unwritten, are not taken
+        // for hyper's either.
+        let mut v = voice();
+        assert!(!v.hears(BARE_400, 1));
+        // A head not yet whole in the buffer is let through.
+        let mut v = voice();
+        assert!(!v.hears(b"HTTP/1.1 400 Bad Request\r\ncontent-le", 0));
     }
 
     #[test]

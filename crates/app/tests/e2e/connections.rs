@@ -198,6 +198,23 @@ async fn one_address_holding_2000_connections_cannot_keep_others_out() {
     );
     assert!(tally.refused.load(Ordering::SeqCst) >= 2000 - 64);
     ends_up_blocked(&s, &newcomer(&s, ATTACKER.into()), None).await;
+    // Blocked, the address keeps one connection to read its 403 on; more
+    // are closed at once, before TLS.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connector = tls_connector(&s, b"http/1.1");
+    let mut one = tls_from(&s, &connector, ATTACKER.into()).await.unwrap();
+    one.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut one, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(
+        tls_from(&s, &connector, ATTACKER.into()).await.is_err(),
+        "a second connection from a blocked address is refused"
+    );
+    drop(one);
     // Nearly two thousand refusals, one block: refusals of an address
     // already blocked are not counted again.
     let blocks = s
@@ -293,20 +310,24 @@ async fn a_proxys_connections_count_per_client_except_http2() {
         .await
         .unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    // The proxy's second HTTP/1 connection for the same client is refused
-    // and closed; the proxy itself is not capped.
+    // A request for the same client on the proxy's second HTTP/1
+    // connection is refused; the connection is the proxy's and stays open
+    // for its other clients, and the proxy itself is not capped.
     let mut second = tls_stream(&s).await;
-    second.write_all(request).await.unwrap();
-    let r = read_all(&mut second, Duration::from_secs(5)).await;
-    assert!(r.starts_with("HTTP/1.1 429"), "{r}");
-    assert!(r.contains("too_many_connections"), "{r}");
-    assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
-    let mut third = tls_stream(&s).await;
-    third
+    for _ in 0..4 {
+        second.write_all(request).await.unwrap();
+        let r = read_response(&mut second, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+        assert!(r.contains("too_many_connections"), "{r}");
+        assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    }
+    second
         .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.6\r\n\r\n")
         .await
         .unwrap();
-    let r = read_response(&mut third, Duration::from_secs(5))
+    let r = read_response(&mut second, Duration::from_secs(5))
         .await
         .unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "another client: {r}");
@@ -322,6 +343,65 @@ async fn a_proxys_connections_count_per_client_except_http2() {
         assert_eq!(r.version(), reqwest::Version::HTTP_2);
         assert_eq!(r.status(), 200);
     }
+}
+
+/// An idle HTTP/2 connection is idle even while its client sends PINGs:
+/// a full server closes it for a newcomer.
+#[tokio::test]
+async fn idle_http2_connections_that_ping_are_closed_for_a_newcomer() {
+    let s = TestServer::with(Options::default().env("RAMPART_LIMITS__MAX_CONNECTIONS", "2")).await;
+    let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
+    let pinging = || {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .http2_prior_knowledge()
+            .http2_keep_alive_interval(Duration::from_millis(100))
+            .http2_keep_alive_while_idle(true)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (pinging(), pinging());
+    for c in [&a, &b] {
+        let r = c.get(s.url("/api/v1/healthz")).send().await.unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut newcomer = tls_stream_from(&s, [127, 0, 0, 4]).await;
+    newcomer
+        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut newcomer, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
+}
+
+/// A connection that never finishes its TLS handshake is, past a second,
+/// no better than an idle one: a full server closes it for a newcomer.
+#[tokio::test]
+async fn stalled_handshakes_are_closed_for_a_newcomer() {
+    let s = TestServer::with(Options::default().env("RAMPART_LIMITS__MAX_CONNECTIONS", "2")).await;
+    let mut silent = Vec::new();
+    for src in [[127, 0, 0, 5], [127, 0, 0, 6]] {
+        silent.push(
+            tcp_from(std::net::IpAddr::from(src), s.port())
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut newcomer = tls_stream_from(&s, [127, 0, 0, 4]).await;
+    newcomer
+        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut newcomer, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
 }
 
 /// With every slot busy and nothing idle to close, a connection gets one
