@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::support::*;
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+const HEALTHZ: &[u8] = b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
 const VICTIM: [u8; 4] = [127, 0, 0, 3];
 
 /// What the attacker's connections got.
@@ -115,6 +116,22 @@ fn siege(
     (tasks, tally)
 }
 
+/// Sends `request` on `stream` and reads the one answer.
+async fn ask<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &[u8],
+) -> Option<String> {
+    stream.write_all(request).await.ok()?;
+    read_response(stream, Duration::from_secs(5)).await
+}
+
+/// A new connection from another address (127.0.0.4) is served.
+async fn a_newcomer_is_served(s: &TestServer) {
+    let mut newcomer = tls_stream_from(s, [127, 0, 0, 4]).await;
+    let r = ask(&mut newcomer, HEALTHZ).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
+}
+
 /// A client that opens a new connection for every request, from `src`.
 fn newcomer(s: &TestServer, src: IpAddr) -> reqwest::Client {
     let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
@@ -203,12 +220,7 @@ async fn one_address_holding_2000_connections_cannot_keep_others_out() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connector = tls_connector(&s, b"http/1.1");
     let mut one = tls_from(&s, &connector, ATTACKER.into()).await.unwrap();
-    one.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut one, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let r = ask(&mut one, HEALTHZ).await.unwrap();
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     assert!(
         tls_from(&s, &connector, ATTACKER.into()).await.is_err(),
@@ -305,31 +317,24 @@ async fn a_proxys_connections_count_per_client_except_http2() {
     let request =
         b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.5\r\n\r\n";
     let mut first = tls_stream(&s).await;
-    first.write_all(request).await.unwrap();
-    let r = read_response(&mut first, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let r = ask(&mut first, request).await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     // A request for the same client on the proxy's second HTTP/1
     // connection is refused; the connection is the proxy's and stays open
     // for its other clients, and the proxy itself is not capped.
     let mut second = tls_stream(&s).await;
     for _ in 0..4 {
-        second.write_all(request).await.unwrap();
-        let r = read_response(&mut second, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = ask(&mut second, request).await.unwrap();
         assert!(r.starts_with("HTTP/1.1 429"), "{r}");
         assert!(r.contains("too_many_connections"), "{r}");
         assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
     }
-    second
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.6\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut second, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let r = ask(
+        &mut second,
+        b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 198.51.100.6\r\n\r\n",
+    )
+    .await
+    .unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "another client: {r}");
     // Over HTTP/2 the same client is served.
     for _ in 0..3 {
@@ -368,15 +373,7 @@ async fn idle_http2_connections_that_ping_are_closed_for_a_newcomer() {
         assert_eq!(r.status(), 200);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut newcomer = tls_stream_from(&s, [127, 0, 0, 4]).await;
-    newcomer
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut newcomer, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
+    a_newcomer_is_served(&s).await;
 }
 
 /// A connection that never finishes its TLS handshake is, past a second,
@@ -393,15 +390,7 @@ async fn stalled_handshakes_are_closed_for_a_newcomer() {
         );
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut newcomer = tls_stream_from(&s, [127, 0, 0, 4]).await;
-    newcomer
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut newcomer, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
+    a_newcomer_is_served(&s).await;
 }
 
 /// With every slot busy and nothing idle to close, a connection gets one
@@ -423,10 +412,7 @@ async fn connections_over_the_limit_get_503_and_are_closed() {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut second = tls_stream_from(&s, [127, 0, 0, 4]).await;
-    second
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    second.write_all(HEALTHZ).await.unwrap();
     // No `Connection: close` from the client: the server closes anyway.
     let answer = read_all(&mut second, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
@@ -448,35 +434,16 @@ async fn a_full_server_closes_the_longest_idle_connection_for_a_newcomer() {
     let mut idle = Vec::new();
     for _ in 0..2 {
         let mut tls = tls_stream(&s).await;
-        tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let r = read_response(&mut tls, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = ask(&mut tls, HEALTHZ).await.unwrap();
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         idle.push(tls);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let mut newcomer = tls_stream_from(&s, [127, 0, 0, 4]).await;
-    newcomer
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut newcomer, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert!(r.starts_with("HTTP/1.1 200"), "the newcomer is served: {r}");
+    a_newcomer_is_served(&s).await;
     // The oldest idle one was closed; the younger one still works.
     let oldest = read_all(&mut idle[0], Duration::from_secs(3)).await;
     assert_eq!(oldest, "", "closed without a word");
-    idle[1]
-        .write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_response(&mut idle[1], Duration::from_secs(5))
-        .await
-        .unwrap();
+    let r = ask(&mut idle[1], HEALTHZ).await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
 
@@ -492,12 +459,11 @@ async fn the_idle_timeout_shrinks_as_the_server_fills() {
             .env("RAMPART_LIMITS__IDLE_TIMEOUT_SECS", "35"),
     )
     .await;
-    let request = b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let request = HEALTHZ;
     let mut conns = Vec::new();
     for _ in 0..4 {
         let mut tls = tls_stream(&s).await;
-        tls.write_all(request).await.unwrap();
-        assert!(read_response(&mut tls, Duration::from_secs(5))
+        assert!(ask(&mut tls, request)
             .await
             .unwrap()
             .starts_with("HTTP/1.1 200"));
@@ -526,10 +492,7 @@ async fn a_connection_that_gets_only_refusals_is_closed() {
     let s = TestServer::start().await;
     let mut tls = tls_stream(&s).await;
     for i in 1..=3 {
-        tls.write_all(b"GET /.env HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let r = read_response(&mut tls, Duration::from_secs(5))
+        let r = ask(&mut tls, b"GET /.env HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap_or_else(|| panic!("refusal {i} came"));
         assert!(r.starts_with("HTTP/1.1 403"), "{r}");
@@ -547,12 +510,8 @@ async fn a_connection_that_gets_only_refusals_is_closed() {
     // One success in between starts the count again.
     let mut tls = tls_stream(&s).await;
     for path in ["/.env", "/.env", "/api/v1/healthz", "/.env", "/.env"] {
-        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let r = read_response(&mut tls, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let r = ask(&mut tls, request.as_bytes()).await.unwrap();
         assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
     }
 }
@@ -614,10 +573,7 @@ async fn the_parsers_refusals_are_problem_json() {
     is_problem(&raw(&s, long.as_bytes()).await, 414, "uri_too_long");
     // After a served request on the same connection, too.
     let mut tls = tls_stream(&s).await;
-    tls.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut tls, Duration::from_secs(5))
+    assert!(ask(&mut tls, HEALTHZ)
         .await
         .unwrap()
         .starts_with("HTTP/1.1 200"));
