@@ -146,6 +146,11 @@ impl<T: Idle + Clone> ConnTable<T> {
                 return Err(Refusal::PerAddress);
             }
         }
+        // Connections on their way out still hold sockets: at most `max`
+        // of them at once.
+        if self.entries.len() >= self.policy.max.saturating_mul(2) {
+            return Err(Refusal::Full);
+        }
         let mut evict = None;
         if self.open() >= self.policy.max {
             let victim = self
@@ -360,6 +365,24 @@ mod tests {
                 .unwrap_err(),
             Refusal::Full,
             "busy connections are never closed for a newcomer"
+        );
+    }
+
+    #[test]
+    fn connections_on_their_way_out_are_bounded_too() {
+        // Each newcomer to a full table closes an idle one; those still
+        // closing hold sockets, so past `max` of them newcomers are refused.
+        let mut t = ConnTable::new(policy(2, 100));
+        for i in 0..4 {
+            let admitted = t
+                .admit(Some(ip(&format!("198.51.100.{i}"))), 100, Fake::idle(5))
+                .unwrap();
+            assert_eq!(admitted.evict.is_some(), i >= 2);
+        }
+        assert_eq!(
+            t.admit(Some(ip("198.51.100.9")), 100, Fake::idle(5))
+                .unwrap_err(),
+            Refusal::Full
         );
     }
 

@@ -195,7 +195,7 @@ pub async fn drive<C: GracefulConnection>(
                 // A 408 cannot go out in the middle of a response still
                 // being written (a pipelined head behind a slow download):
                 // then the connection is only closed.
-                if why != Expiry::Head || activity.wrote_within(LATE_ANSWER_GRACE) {
+                if why != Expiry::Head || activity.writing(LATE_ANSWER_GRACE) {
                     return;
                 }
                 activity.answer_late_head();

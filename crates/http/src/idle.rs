@@ -71,6 +71,8 @@ struct Inner {
     /// Milliseconds since `start` of the last write of response bytes, or
     /// `NEVER`.
     last_write: AtomicU64,
+    /// A write was offered and not yet flushed.
+    unflushed: AtomicBool,
 }
 
 /// Nothing written yet.
@@ -78,7 +80,7 @@ const NEVER: u64 = u64::MAX;
 
 /// How long a TLS handshake or a request head may take before, under
 /// pressure, the connection counts as stalled (see [`Activity::idle`]).
-pub const STALL_GRACE: Duration = Duration::from_secs(1);
+pub const STALL_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the watchdog ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +120,7 @@ impl Activity {
                 head_late: AtomicBool::new(false),
                 reader: AtomicWaker::new(),
                 last_write: AtomicU64::new(NEVER),
+                unflushed: AtomicBool::new(false),
             }),
         }
     }
@@ -158,12 +161,18 @@ impl Activity {
         }
     }
 
-    /// How long the connection has had nothing to do.
+    /// How long the connection has had nothing to do: no request in
+    /// flight, none started or finished, no response bytes written (a long
+    /// download is not idle).
     pub fn idle_for(&self) -> Duration {
         if self.inner.in_flight.load(Ordering::SeqCst) > 0 {
             return Duration::ZERO;
         }
-        let last = self.inner.last.load(Ordering::SeqCst);
+        let wrote = match self.inner.last_write.load(Ordering::Relaxed) {
+            NEVER => 0,
+            w => w,
+        };
+        let last = self.inner.last.load(Ordering::SeqCst).max(wrote);
         Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
@@ -207,11 +216,12 @@ impl Activity {
             .store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// Whether response bytes were written within `d` (a response may still
-    /// be going out).
-    pub fn wrote_within(&self, d: Duration) -> bool {
+    /// Whether a response may still be going out: bytes written within
+    /// `d`, or a write the stream has not flushed yet.
+    pub fn writing(&self, d: Duration) -> bool {
         let last = self.inner.last_write.load(Ordering::Relaxed);
-        last != NEVER && self.now_ms().saturating_sub(last) < d.as_millis() as u64
+        self.inner.unflushed.load(Ordering::SeqCst)
+            || (last != NEVER && self.now_ms().saturating_sub(last) < d.as_millis() as u64)
     }
 
     /// Responses the service has produced so far.
@@ -220,7 +230,7 @@ impl Activity {
     }
 
     /// Whether bytes of a head have arrived that no request has taken yet.
-    fn head_arriving(&self) -> bool {
+    pub fn head_arriving(&self) -> bool {
         self.inner.head_from.load(Ordering::SeqCst) != NO_HEAD
     }
 
@@ -373,8 +383,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let responses = this.activity.responses();
+        this.activity.inner.unflushed.store(true, Ordering::SeqCst);
+        // hyper answers by itself only when its parser refused a head, so
+        // only while a head no request took is arriving.
+        let refusing = this.activity.head_arriving();
         if let Some(voice) = &mut this.voice {
-            if voice.spoken() || voice.hears(buf, responses) {
+            if voice.spoken() || (refusing && voice.hears(buf, responses)) {
                 // Ours goes out in place of hyper's, which is dropped.
                 std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
                 return Poll::Ready(Ok(buf.len()));
@@ -418,7 +432,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         if let Some(voice) = &mut this.voice {
             std::task::ready!(voice.poll_drain(&mut this.inner, cx))?;
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.activity.inner.unflushed.store(false, Ordering::SeqCst);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

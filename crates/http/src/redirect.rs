@@ -99,7 +99,9 @@ pub async fn serve_redirect(
         let Ok((tcp, peer)) = accepted else { continue };
         let peer_ip = peer.ip().to_canonical();
         let activity = Activity::new();
-        let handle = match conns.admit(Some(peer_ip), usize::MAX, &activity) {
+        // Behind a load balancer the proxy stands for everyone: not capped.
+        let client = (!guard.is_trusted_proxy(peer_ip)).then_some(peer_ip);
+        let handle = match conns.admit(client, usize::MAX, &activity) {
             Ok(h) => h,
             Err(Refusal::PerAddress) => {
                 guard.refused_connection(peer_ip, "connections.per_address");

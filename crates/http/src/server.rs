@@ -139,12 +139,25 @@ pub async fn serve_https(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _overflow = overflow_permit;
-            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                _ => return, // bad handshake, plaintext, or too slow
+            // A handshake stalled past the grace may be chosen to close for
+            // a newcomer: the close ends it here, not only after the timeout.
+            let closer = handle.clone();
+            let closed = async {
+                match &closer {
+                    Some(h) => h.closer().notified().await,
+                    None => std::future::pending().await,
+                }
             };
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    _ => return, // bad handshake, plaintext, or too slow
+                },
+                _ = closed => return,
+            };
+            drop(closer);
             activity.ready();
             // The protocol is the one ALPN agreed, not one guessed from the
             // first bytes: a client that negotiates h2 and then speaks

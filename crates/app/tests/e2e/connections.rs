@@ -376,8 +376,9 @@ async fn idle_http2_connections_that_ping_are_closed_for_a_newcomer() {
     a_newcomer_is_served(&s).await;
 }
 
-/// A connection that never finishes its TLS handshake is, past a second,
-/// no better than an idle one: a full server closes it for a newcomer.
+/// A connection that never finishes its TLS handshake is, past two
+/// seconds, no better than an idle one: a full server closes it for a
+/// newcomer.
 #[tokio::test]
 async fn stalled_handshakes_are_closed_for_a_newcomer() {
     let s = TestServer::with(Options::default().env("RAMPART_LIMITS__MAX_CONNECTIONS", "2")).await;
@@ -389,8 +390,23 @@ async fn stalled_handshakes_are_closed_for_a_newcomer() {
                 .unwrap(),
         );
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     a_newcomer_is_served(&s).await;
+    // The connection chosen is closed at once, not at the end of its
+    // 10 s handshake timeout.
+    let mut closed = 0;
+    for tcp in &mut silent {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+            assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "a stalled handshake was closed for the newcomer"
+    );
 }
 
 /// With every slot busy and nothing idle to close, a connection gets one
