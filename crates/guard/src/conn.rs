@@ -109,10 +109,6 @@ impl<T: Idle + Clone> ConnTable<T> {
         }
     }
 
-    pub fn policy(&self) -> ConnPolicy {
-        self.policy
-    }
-
     /// Connections open and not on their way out.
     pub fn open(&self) -> usize {
         self.entries.len() - self.closing
