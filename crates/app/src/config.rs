@@ -76,6 +76,8 @@ pub struct Settings {
     pub guard: rampart_http::guard::GuardConfig,
     /// Scans `serve` runs on a schedule (see `rampart scan --help`).
     pub scan: ScanSettings,
+    /// The audit trail (`rampart audit --help`).
+    pub audit: AuditSettings,
     pub log: LogSettings,
     /// Settings named `danger_*` that are on, from the merged layers.
     #[serde(skip)]
@@ -102,6 +104,21 @@ pub struct ScanSettings {
     pub http_port: u16,
     /// Seconds after start before the first scheduled scans.
     pub start_delay_secs: u64,
+}
+
+/// `[audit]`: the tamper-evident event trail (ADR 0011).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// This node's chain name (1-64 of `A-Z a-z 0-9 . _ -`). Default: a
+    /// random name made on first start and kept in the data directory
+    /// (`audit-node`), so nodes sharing one PostgreSQL database differ.
+    pub node: Option<String>,
+    /// Where every checkpoint is also appended, one file per node. Keep it
+    /// out of reach of whoever can write the database: another disk,
+    /// another user, a mounted share. Default: a sibling of the data
+    /// directory, `<data_dir>-witness`.
+    pub witness_dir: Option<PathBuf>,
 }
 
 impl Default for ScanSettings {
@@ -147,6 +164,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             guard: rampart_http::guard::GuardConfig::default(),
             scan: ScanSettings::default(),
+            audit: AuditSettings::default(),
             log: LogSettings::default(),
             danger_on: Vec::new(),
         }
@@ -595,6 +613,11 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
+        if let Some(n) = &self.audit.node {
+            if !rampart_core::audit::node_name_ok(n) {
+                bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");
+            }
+        }
         for (name, v, max) in [
             ("self_every_hours", self.scan.self_every_hours, 8760),
             ("urls_every_hours", self.scan.urls_every_hours, 8760),

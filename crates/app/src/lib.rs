@@ -2,6 +2,7 @@
 //! directory, and the wiring that turns settings into a running server.
 //! Tests start servers in-process through [`start`].
 
+pub mod audit;
 pub mod config;
 pub mod datadir;
 pub mod logging;
@@ -322,10 +323,22 @@ fn master_reloader(
 /// The account and data services over one database, with the key
 /// hierarchy unlocked. Refuses (touching nothing) a master key that does
 /// not open this database's keys.
+#[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn Store>,
     pub auth: Arc<AuthService>,
     pub data: Arc<DataService>,
+    /// The audit trail every service records through.
+    pub audit: rampart_core::audit::Audit,
+}
+
+impl Services {
+    /// Ends the audit writer (its last events committed and checkpointed)
+    /// and closes the database.
+    pub async fn close(&self) {
+        self.audit.stop().await;
+        self.store.close().await;
+    }
 }
 
 const WRONG_MASTER: &str = "the master key (or passphrase) is not the one this database's encrypted values were sealed with. \
@@ -404,10 +417,21 @@ pub async fn cli_services(settings: &Settings) -> Result<Services> {
         false
     };
     refuse_new_key_for_used_database(settings, created).await?;
-    services(settings, settings.listen.port(), &deps).await
+    services(
+        settings,
+        settings.listen.port(),
+        &deps,
+        rampart_core::audit::WriterMode::Command,
+    )
+    .await
 }
 
-pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Result<Services> {
+pub async fn services(
+    settings: &Settings,
+    https_port: u16,
+    deps: &Deps,
+    mode: rampart_core::audit::WriterMode,
+) -> Result<Services> {
     check_before_migrating(settings).await?;
     let (store, data_store) = open_stores(settings).await?;
     let built = async {
@@ -483,7 +507,17 @@ pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Resu
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mfa = mfa_deps(settings, https_port, deps, Arc::new(system))?;
-        let auth = auth_service(settings, store.clone(), deps, mfa)?;
+        let audit_keys = audit::keys(&keys, deps.clock.as_ref()).await?;
+        let (audit, _writer) = audit::start(
+            settings,
+            store.clone(),
+            audit_keys,
+            mode,
+            deps.clock.clone(),
+            deps.entropy.as_ref(),
+        )
+        .await?;
+        let auth = auth_service(settings, store.clone(), deps, mfa, audit.clone())?;
         if let Err(e) = auth.verify_master_key().await {
             return Err(match e {
                 rampart_core::Error::MasterKeyMismatch => anyhow::anyhow!(WRONG_MASTER),
@@ -507,6 +541,7 @@ pub async fn services(settings: &Settings, https_port: u16, deps: &Deps) -> Resu
             store: store.clone(),
             auth,
             data,
+            audit,
         })
     }
     .await;
@@ -522,6 +557,7 @@ pub fn auth_service(
     store: Arc<dyn Store>,
     deps: &Deps,
     mfa: MfaDeps,
+    audit: rampart_core::audit::Audit,
 ) -> Result<Arc<AuthService>> {
     let hasher = PasswordHasher::new(settings.argon2_params())
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
@@ -553,6 +589,7 @@ pub fn auth_service(
             pool,
             config,
             mfa,
+            audit,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     ))
@@ -610,20 +647,23 @@ pub struct Running {
     pub data: Arc<DataService>,
     pub certs: Arc<CertStore>,
     pub guard: Arc<rampart_http::guard::Guard>,
+    pub audit: rampart_core::audit::Audit,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish (bounded by the
-    /// grace period), then closes the database.
+    /// grace period), writes the guard's folded counts, stops the audit
+    /// trail (a final event and checkpoint), then closes the database.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         self.auth.flush_notices().await;
-        self.data.flush_events().await;
+        self.guard.flush_all_events().await;
+        self.audit.stop().await;
         self.auth.store().close().await;
     }
 
@@ -655,7 +695,15 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let https_addr = https.local_addr()?;
 
     refuse_new_key_for_used_database(settings, created.master_key).await?;
-    let Services { auth, data, .. } = services(settings, https_addr.port(), &deps).await?;
+    let Services {
+        auth, data, audit, ..
+    } = services(
+        settings,
+        https_addr.port(),
+        &deps,
+        rampart_core::audit::WriterMode::Server,
+    )
+    .await?;
     let policy = &auth.config().mfa;
     if !policy.required_for.is_empty()
         && auth
@@ -663,6 +711,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             .iter()
             .all(|m| *m == rampart_core::mfa::Method::RecoveryCode)
     {
+        audit.stop().await;
         auth.store().close().await;
         anyhow::bail!(
             "[mfa] required_for = {:?} but none of the allowed methods can be used: email needs notifier = \"log\" \
@@ -695,6 +744,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             auth.store().clone(),
             deps.clock.clone(),
             deps.entropy.clone(),
+            audit.clone(),
         )
         .map_err(|e| anyhow::anyhow!(e))?,
     );
@@ -794,6 +844,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         data,
         certs,
         guard,
+        audit,
         shutdown,
         tasks,
     })

@@ -72,6 +72,46 @@ enum Command {
         #[command(subcommand)]
         command: ScanCommand,
     },
+    /// Check the tamper-evident event trail, and print its public key
+    /// (safe while the server runs).
+    #[command(after_help = AUDIT_HELP)]
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+const AUDIT_HELP: &str = "Every event is linked to the one before with a key only the master key \
+unlocks, and every second a checkpoint of all events is signed and appended to the witness \
+directory ([audit] witness_dir, by default <data_dir>-witness). Keep a copy of the witness where \
+whoever can write the database cannot.\n\
+Exit status of verify: 0 when the trail is intact, 3 when it was changed, 1 when it could not be checked.";
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every event's link and tree hashes, every checkpoint's
+    /// signature and root, the sequence for gaps, and the witness; name the
+    /// first break.
+    Verify(AuditVerifyArgs),
+    /// Print the public key that checks checkpoints and proofs (C2SP
+    /// signed-note verifier key); also in <data_dir>/audit.pub.
+    Key(AuditKeyArgs),
+}
+
+#[derive(Args)]
+struct AuditVerifyArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// A witness file or directory to compare with [default: the
+    /// configured witness directory, when it exists]
+    #[arg(long)]
+    witness: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AuditKeyArgs {
+    #[command(flatten)]
+    common: CommonFlags,
 }
 
 const SCAN_HELP: &str = "Exit status: 0 when no finding is at or above --fail-on, 3 when one is, 1 when the scan could not run.\n\
@@ -399,6 +439,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let Cli { config, command } = cli;
     match command {
         Command::Scan { command } => scan(config, command).await,
+        Command::Audit { command } => audit(config, command).await,
         command => run(Cli { config, command })
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -408,7 +449,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // Handled by `dispatch`, which owns the exit status.
-        Command::Scan { .. } => Ok(()),
+        Command::Scan { .. } | Command::Audit { .. } => Ok(()),
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -497,6 +538,42 @@ async fn run(cli: Cli) -> Result<()> {
             let settings = load(cli.config, &common_overrides(common))?;
             let _logs = rampart::logging::init("warn");
             block(settings, command).await
+        }
+    }
+}
+
+async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let bar = TermProgress { on: tty };
+            let started = std::time::Instant::now();
+            let verified =
+                rampart::audit::verify_command(&settings, args.witness, &|done, total| {
+                    rampart_scan::Progress::step(&bar, "events verified", done, total)
+                })
+                .await?;
+            if tty {
+                eprintln!();
+            }
+            print!("{}", verified.render());
+            eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
+            Ok(if verified.report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        AuditCommand::Key(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let svc = rampart::cli_services(&settings).await?;
+            let keys = rampart::audit::keys(svc.data.keys(), svc.auth.clock().as_ref()).await;
+            svc.close().await;
+            println!("{}", keys?.verifier_key());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -600,7 +677,8 @@ async fn scan(config: Option<PathBuf>, command: ScanCommand) -> Result<ExitCode>
 
 async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
     use rampart_core::events::{EventKind, Outcome};
-    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { store, auth, .. } = svc.clone();
     let clock = auth.clock().clone();
     let meta = rampart_core::RequestMeta {
         user_agent: Some("rampart-cli".to_owned()),
@@ -680,7 +758,7 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
         Ok(())
     }
     .await;
-    store.close().await;
+    svc.close().await;
     result
 }
 
@@ -756,7 +834,8 @@ async fn collections_apply(settings: Settings, args: CollectionsApplyArgs) -> Re
         );
         return Ok(());
     }
-    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { data, .. } = svc.clone();
     let meta = rampart_core::RequestMeta {
         user_agent: Some("rampart-cli".to_owned()),
         ..Default::default()
@@ -812,7 +891,7 @@ async fn collections_apply(settings: Settings, args: CollectionsApplyArgs) -> Re
         }
     }
     data.flush_events().await;
-    store.close().await;
+    svc.close().await;
     if failed > 0 {
         bail!("{failed} collection(s) were not applied");
     }
@@ -832,7 +911,8 @@ fn describe(e: &rampart_core::Error) -> String {
 }
 
 async fn keys_rotate(settings: Settings) -> Result<()> {
-    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { data, .. } = svc.clone();
     let result = async {
         let rotated = data.rotate_data_keys().await?;
         for (c, k) in &rotated {
@@ -846,7 +926,7 @@ async fn keys_rotate(settings: Settings) -> Result<()> {
     }
     .await;
     data.flush_events().await;
-    store.close().await;
+    svc.close().await;
     let (keys, records) =
         result.map_err(|e| anyhow::anyhow!("{e}; run the command again to resume"))?;
     println!("Rotated {keys} data key(s); re-encrypted {records} record(s). Old keys that protect nothing are retired.");
@@ -863,7 +943,8 @@ async fn keys_rotate_master(settings: Settings) -> Result<()> {
         );
     }
     let path = rampart::layout(&settings).master_key;
-    let rampart::Services { store, data, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { data, .. } = svc.clone();
     let next = path.with_extension("key.next");
     let result = async {
         let entropy = rampart_crypto::OsEntropy;
@@ -880,7 +961,7 @@ async fn keys_rotate_master(settings: Settings) -> Result<()> {
         Ok::<_, anyhow::Error>(n)
     }
     .await;
-    store.close().await;
+    svc.close().await;
     let n = result?;
     println!(
         "New master key written to {}; {n} data key(s) re-wrapped with it. Back it up now, and copy it to every node.",
@@ -890,10 +971,11 @@ async fn keys_rotate_master(settings: Settings) -> Result<()> {
 }
 
 async fn keys_status(settings: Settings) -> Result<()> {
-    let rampart::Services { store, data, auth } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { data, auth, .. } = svc.clone();
     let keys = rampart_http::data::status(&data).await;
     let now = auth.clock().now();
-    store.close().await;
+    svc.close().await;
     let keys = keys.map_err(|e| anyhow::anyhow!("{}", e.problem.detail))?;
     println!(
         "{:<14} {:<28} {:>10} {:>9}  state",
@@ -1048,11 +1130,12 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
     }
     let password = SecretString::new(line.to_owned());
     zeroize::Zeroize::zeroize(&mut input);
-    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { auth, .. } = svc.clone();
     let result = auth
         .create_admin(&args.email, &password, args.display_name)
         .await;
-    store.close().await;
+    svc.close().await;
     match result {
         Ok(account) => {
             println!(
@@ -1076,7 +1159,8 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
 }
 
 async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
-    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { auth, .. } = svc.clone();
     let result = async {
         let account = auth.account_by_email(&args.email).await?;
         auth.unlock(&account.id, "command line", &Default::default())
@@ -1084,7 +1168,7 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
         Ok::<_, rampart_core::Error>(account)
     }
     .await;
-    store.close().await;
+    svc.close().await;
     match result {
         Ok(account) => {
             println!(
@@ -1101,7 +1185,8 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
 }
 
 async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
-    let rampart::Services { store, auth, .. } = rampart::cli_services(&settings).await?;
+    let svc = rampart::cli_services(&settings).await?;
+    let rampart::Services { auth, .. } = svc.clone();
     let meta = rampart_core::RequestMeta {
         user_agent: Some("rampart-cli".to_owned()),
         ..Default::default()
@@ -1113,7 +1198,7 @@ async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()
     }
     .await;
     auth.flush_notices().await;
-    store.close().await;
+    svc.close().await;
     match result {
         Ok(account) => {
             println!(

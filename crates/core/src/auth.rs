@@ -14,14 +14,12 @@ use std::time::Duration;
 
 use rampart_crypto::{sha256_hex, Entropy, SecretString, TokenHash, Verification};
 
-use crate::events::{EventFilter, EventKind, Outcome, SecurityEvent};
+use crate::events::{EventKind, Outcome};
 use crate::hashing::HashPool;
 use crate::mfa::LoginOutcome;
 use crate::model::{Account, OneTimeKind, Role, Session};
 use crate::password_policy::{normalize, PasswordPolicy};
-use crate::{
-    AccountId, Clock, Email, Error, EventId, LoginAttempt, SessionId, Settle, Store, Timestamp,
-};
+use crate::{AccountId, Clock, Email, Error, LoginAttempt, SessionId, Settle, Store, Timestamp};
 
 /// Who may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -200,6 +198,7 @@ pub struct AuthService {
     config: AuthConfig,
     dummy_hash: String,
     pub(crate) mfa: crate::mfa::MfaDeps,
+    audit: crate::audit::Audit,
     /// Security notices being sent; awaited by [`AuthService::flush_notices`].
     pub(crate) notices: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
@@ -220,6 +219,7 @@ impl AuthService {
         pool: HashPool,
         config: AuthConfig,
         mfa: crate::mfa::MfaDeps,
+        audit: crate::audit::Audit,
     ) -> Result<Self, Error> {
         let dummy_hash = pool
             .hasher()
@@ -233,6 +233,7 @@ impl AuthService {
             config,
             dummy_hash,
             mfa,
+            audit,
             notices: std::sync::Mutex::new(tokio::task::JoinSet::new()),
         })
     }
@@ -281,20 +282,26 @@ impl AuthService {
         account: Option<&AccountId>,
         meta: &RequestMeta,
     ) {
-        let event = SecurityEvent {
-            id: EventId::generate(self.entropy.as_ref()),
-            at: self.clock.now(),
-            kind,
-            outcome,
-            reason: reason.map(str::to_owned),
-            account_id: account.cloned(),
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            request_id: meta.request_id.clone(),
-        };
-        if let Err(e) = self.store.insert_event(&event).await {
+        let event = crate::audit::Event::new(
+            self.clock.now(),
+            kind.as_str(),
+            kind.category(),
+            outcome.as_str(),
+        )
+        .severity(kind.severity(outcome))
+        .reason(reason)
+        .user(account.map(AccountId::as_str))
+        .meta(meta);
+        // Durable before the answer: the writer retries until the database
+        // takes it, so this fails only once the writer has stopped.
+        if let Err(e) = self.audit.record_durable(event).await {
             tracing::error!(error = %e, event = kind.as_str(), "could not record security event");
         }
+    }
+
+    /// The audit trail every part of the domain records through.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     /// Records a security event on behalf of another part of the domain.
@@ -1077,8 +1084,21 @@ impl AuthService {
         Ok((token, expires))
     }
 
-    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, Error> {
-        Ok(self.store.events(filter).await?)
+    /// Events of the trail, newest first.
+    pub async fn events(
+        &self,
+        query: &crate::audit::EventQuery,
+    ) -> Result<Vec<crate::audit::Chained>, Error> {
+        Ok(self.store.search_events(query).await?)
+    }
+
+    /// How many events match, per bucket of `bucket_ms`.
+    pub async fn event_counts(
+        &self,
+        query: &crate::audit::EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<(Timestamp, u64)>, Error> {
+        Ok(self.store.count_events(query, bucket_ms).await?)
     }
 
     /// Deletes expired and idle sessions; returns how many.

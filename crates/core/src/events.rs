@@ -1,7 +1,8 @@
 //! Security events: who did what, from where, with what outcome. Never a
 //! password, token or hash.
 
-use crate::{AccountId, EventId, Timestamp};
+use crate::audit::{Category, Event, Severity};
+use crate::{AccountId, EventId, RequestMeta, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -120,6 +121,51 @@ impl EventKind {
     pub fn parse(s: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// The ECS category of the event.
+    pub fn category(self) -> Category {
+        use EventKind::*;
+        match self {
+            Registration
+            | LoginSuccess
+            | LoginFailure
+            | Logout
+            | PasswordChange
+            | SessionRevoked
+            | SetupUsed
+            | MfaEnrolled
+            | MfaRemoved
+            | MfaSuccess
+            | MfaFailure
+            | MfaLocked
+            | MfaReset
+            | RecoveryCodeUsed
+            | RecoveryCodesGenerated
+            | StepUp
+            | ApiKeyRefused => Category::Authentication,
+            AdminCreated | InviteCreated | AccountLocked | AccountUnlocked | ApiKeyCreated
+            | ApiKeyRevoked | RolesChanged => Category::Iam,
+            AccessDenied => Category::Database,
+            CollectionChanged | KeysRotated | ScanFinding => Category::Configuration,
+            RequestBlocked | RateLimited | InspectionMatch | BlockAdded | BlockRemoved => {
+                Category::Web
+            }
+        }
+    }
+
+    /// How much the event matters by default; failures of some kinds more.
+    pub fn severity(self, outcome: Outcome) -> Severity {
+        use EventKind::*;
+        match (self, outcome) {
+            (AccountLocked | MfaLocked | BlockAdded | KeysRotated | AdminCreated, _) => {
+                Severity::Medium
+            }
+            (RolesChanged | MfaReset | MfaRemoved | ApiKeyCreated, _) => Severity::Low,
+            (RequestBlocked | AccessDenied | ApiKeyRefused, _) => Severity::Medium,
+            (_, Outcome::Failure) => Severity::Low,
+            (_, Outcome::Success) => Severity::Info,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +203,26 @@ pub struct SecurityEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+}
+
+impl SecurityEvent {
+    /// The event in the audit trail's shape.
+    pub fn to_audit(&self) -> Event {
+        Event::new(
+            self.at,
+            self.kind.as_str(),
+            self.kind.category(),
+            self.outcome.as_str(),
+        )
+        .severity(self.kind.severity(self.outcome))
+        .reason(self.reason.as_deref())
+        .user(self.account_id.as_ref().map(AccountId::as_str))
+        .meta(&RequestMeta {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        })
+    }
 }
 
 /// A query over events, newest first. `cursor` is the (time, id) of the last

@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use crate::events::{EventFilter, SecurityEvent};
 use crate::model::{
     Account, Challenge, ChallengePurpose, Factor, OneTimeKind, PendingLogin, Session,
 };
@@ -58,7 +57,7 @@ pub enum StoreError {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::audit::AuditStore + Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connection pool cleanly.
@@ -334,8 +333,6 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    async fn insert_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
-
     /// Stores an address block.
     async fn insert_block(&self, block: &IpBlock) -> Result<(), StoreError>;
     /// Blocks in force at `now` (not expired, not lifted), at most
@@ -382,7 +379,6 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_unlock_tokens(&self, account: &AccountId) -> Result<(), StoreError>;
     /// Forgets buckets that are full again (theoretical arrival before `now`).
     async fn purge_rate_buckets(&self, now: Timestamp) -> Result<u64, StoreError>;
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError>;
 
     /// Administrators, whether each has a confirmed second factor, and
     /// their last sign-in as the event trail records it (for `scan self`).

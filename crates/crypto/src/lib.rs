@@ -6,6 +6,7 @@
 //! `Serialize`, zeroize on drop, and are read only through a greppable
 //! `expose_secret()`.
 
+pub mod audit;
 mod entropy;
 mod otp;
 mod password;

@@ -19,10 +19,11 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ipnet::IpNet;
+use rampart_core::audit::{Audit, Event};
 use rampart_core::events::{EventKind, Outcome};
-use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError};
+use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError, Timestamp};
 use rampart_crypto::Entropy;
-use rampart_guard::aggregate::{Aggregator, Seen};
+use rampart_guard::aggregate::{Aggregator, Folded, Seen};
 use rampart_guard::inspect::Request as Inspected;
 use rampart_guard::net::{parse_net, rate_key, BlockSet};
 use rampart_guard::rate::{Limiter, Rate};
@@ -406,6 +407,7 @@ pub struct Guard {
     /// and when it last triggered a block.
     failures: Mutex<HashMap<IpAddr, (i64, u32, i64)>>,
     events: Mutex<Aggregator<EventKey>>,
+    audit: Audit,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
@@ -440,6 +442,7 @@ impl Guard {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
+        audit: Audit,
     ) -> Result<Self, String> {
         config.validate()?;
         let parse = |l: &[String]| NetList::parse(l);
@@ -475,6 +478,7 @@ impl Guard {
             failures: Mutex::new(HashMap::new()),
             body_readers: Mutex::new(HashMap::new()),
             events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
+            audit,
             config,
             store,
             clock,
@@ -824,35 +828,56 @@ impl Guard {
 
     async fn event(&self, kind: EventKind, rule: &str, meta: &RequestMeta, detail: Option<&str>) {
         if self.fold(kind, rule, meta) {
-            self.write(kind, &reason(rule, detail), meta).await;
+            self.write(kind, rule, &reason(rule, detail), meta, None)
+                .await;
         }
     }
 
-    async fn write(&self, kind: EventKind, reason: &str, meta: &RequestMeta) {
-        let event = rampart_core::events::SecurityEvent {
-            id: rampart_core::EventId::generate(self.entropy.as_ref()),
-            at: self.clock.now(),
-            kind,
-            outcome: Outcome::Failure,
-            reason: Some(reason.chars().take(500).collect()),
-            account_id: None,
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            request_id: meta.request_id.clone(),
-        };
-        if let Err(e) = self.store.insert_event(&event).await {
-            tracing::warn!(error = %e, kind = kind.as_str(), "cannot record a guard event");
+    async fn write(
+        &self,
+        kind: EventKind,
+        rule: &str,
+        reason: &str,
+        meta: &RequestMeta,
+        folded: Option<Folded>,
+    ) {
+        let mut event = Event::new(
+            self.clock.now(),
+            kind.as_str(),
+            kind.category(),
+            Outcome::Failure.as_str(),
+        )
+        .severity(kind.severity(Outcome::Failure))
+        .rule(rule)
+        .reason(Some(reason))
+        .meta(meta);
+        if let Some(f) = folded {
+            event = event
+                .field("event.count", f.repeats)
+                .field("event.start", Timestamp(f.first_ms as i64).to_rfc3339())
+                .field("event.end", Timestamp(f.last_ms as i64).to_rfc3339());
         }
+        self.audit.record(event).await;
     }
 
     /// Writes one event per folded window: "repeated N more times".
     pub async fn flush_events(&self) {
+        self.write_folded(self.now_ms().max(0) as u64).await
+    }
+
+    /// Writes every folded count, windows still open included: at shutdown,
+    /// so no count is lost.
+    pub async fn flush_all_events(&self) {
+        self.write_folded(u64::MAX).await
+    }
+
+    async fn write_folded(&self, now_ms: u64) {
         let (due, overflow) = self
             .events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .due(self.now_ms().max(0) as u64);
-        for ((kind, ip, rule), repeats) in due {
+            .due(now_ms);
+        for ((kind, ip, rule), f) in due {
             let meta = RequestMeta {
                 ip: (!ip.is_empty()).then_some(ip),
                 user_agent: None,
@@ -860,12 +885,14 @@ impl Guard {
             };
             self.write(
                 kind,
-                &format!("{rule}: repeated {repeats} more times in the last minute"),
+                &rule,
+                &format!("{rule}: repeated {} more times", f.repeats),
                 &meta,
+                Some(f),
             )
             .await;
         }
-        if overflow > 0 {
+        if overflow.repeats > 0 {
             let meta = RequestMeta {
                 ip: None,
                 user_agent: None,
@@ -873,10 +900,13 @@ impl Guard {
             };
             self.write(
                 EventKind::RequestBlocked,
+                "folded.overflow",
                 &format!(
-                    "events from too many addresses to list: {overflow} more guard events folded"
+                    "events from too many addresses to list: {} more guard events folded",
+                    overflow.repeats
                 ),
                 &meta,
+                Some(overflow),
             )
             .await;
         }
@@ -898,7 +928,7 @@ impl Guard {
         }
         let guard = self.clone();
         let reason = reason(&rule, detail.as_deref());
-        tokio::spawn(async move { guard.write(kind, &reason, &meta).await });
+        tokio::spawn(async move { guard.write(kind, &rule, &reason, &meta, None).await });
     }
 }
 

@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod conns;
 pub mod data;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod idle;
@@ -58,7 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sessions", get(routes::my_sessions))
         .route("/me/sessions/{id}", delete(routes::revoke_session))
         .route("/setup", post(routes::setup))
-        .route("/admin/events", get(routes::admin_events))
+        .route("/admin/events", get(events::admin_events))
+        .route("/admin/events/counts", get(events::event_counts))
         .route("/admin/invites", post(routes::create_invite))
         .route("/admin/accounts/{id}/unlock", post(routes::unlock_account))
         .route("/admin/accounts/{id}/mfa/reset", post(mfa::admin_reset))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{blocks, data, mfa, routes, scans};
+use crate::{blocks, data, events, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -121,7 +121,7 @@ impl Modify for StandardResponses {
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout,
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
-        routes::setup, routes::admin_events, routes::create_invite, routes::unlock_account,
+        routes::setup, events::admin_events, events::event_counts, routes::create_invite, routes::unlock_account,
         mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,
         mfa::status, mfa::enrol_totp, mfa::confirm_totp, mfa::enrol_email, mfa::confirm_email,
         mfa::enrol_sms, mfa::confirm_sms, mfa::enrol_passkey, mfa::confirm_passkey, mfa::remove,

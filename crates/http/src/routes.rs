@@ -1,20 +1,17 @@
 //! The `/api/v1` handlers. Each is thin: parse (extractors), call the
 //! domain, shape the response.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use rampart_core::auth::NewSession;
-use rampart_core::events::{EventFilter, EventKind};
 use rampart_core::mfa::LoginOutcome;
-use rampart_core::{AccountId, EventId, SessionId, Timestamp};
+use rampart_core::{AccountId, SessionId};
 use rampart_proto::*;
-use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, Authed, JsonBody, Meta, SteppedUp, SESSION_COOKIE};
+use crate::extract::{AdminWrite, Authed, JsonBody, Meta, SteppedUp, SESSION_COOKIE};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/api/v1/healthz", tag = "health",
@@ -270,144 +267,6 @@ pub async fn setup(
         }),
     )
         .into_response())
-}
-
-/// Query of `GET /api/v1/admin/events`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventQuery {
-    /// Event type, e.g. `login_failure`.
-    #[serde(rename = "type")]
-    #[param(rename = "type", schema_with = event_type_schema)]
-    pub kind: Option<String>,
-    /// Account id.
-    pub account: Option<String>,
-    /// Source IP address.
-    pub ip: Option<String>,
-    /// RFC 3339; events at or after.
-    #[param(format = DateTime)]
-    pub since: Option<String>,
-    /// RFC 3339; events before.
-    #[param(format = DateTime)]
-    pub until: Option<String>,
-    /// 1 to 500; default 50.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// The `type` parameter: one of the event kinds, or empty for any.
-fn event_type_schema() -> utoipa::openapi::Object {
-    let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-    names.push("");
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(names))
-        .build()
-}
-
-fn bad_query(param: &str, detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query parameter",
-        format!("`{param}`: {detail}"),
-    )
-}
-
-fn encode_cursor(at: Timestamp, id: &EventId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", at.0, id.0))
-}
-
-fn decode_cursor(c: &str) -> Option<(Timestamp, EventId)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (at, id) = s.split_once(':')?;
-    if id.len() > 64 {
-        return None;
-    }
-    Some((Timestamp(at.parse().ok()?), EventId(id.to_owned())))
-}
-
-#[utoipa::path(get, path = "/api/v1/admin/events", tag = "admin", security(("bearer" = [])),
-    params(EventQuery),
-    responses((status = 200, body = EventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or no second factor yet (`mfa_enrollment_required`)", body = Problem, content_type = "application/problem+json")))]
-pub async fn admin_events(
-    State(state): State<AppState>,
-    _admin: Admin,
-    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<EventPage>, ApiError> {
-    let Query(q) = query.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            "Allowed parameters: type, account, ip, since, until, limit (1-500), cursor.",
-        )
-    })?;
-    let kind = match q.kind.as_deref() {
-        None | Some("") => None,
-        Some(k) => {
-            Some(EventKind::parse(k).ok_or_else(|| bad_query("type", "unknown event type"))?)
-        }
-    };
-    let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
-        match v.as_deref() {
-            None => Ok(None),
-            Some(s) => Timestamp::parse_rfc3339(s)
-                .map(Some)
-                .ok_or_else(|| bad_query(name, "expected an RFC 3339 time")),
-        }
-    };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(bad_query("limit", "must be between 1 and 500"));
-    }
-    let cursor = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            decode_cursor(c).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?,
-        ),
-    };
-    let filter = EventFilter {
-        kind,
-        account_id: q.account.filter(|a| !a.is_empty()).map(AccountId),
-        ip: q.ip.filter(|a| !a.is_empty()),
-        since: ts("since", &q.since)?,
-        until: ts("until", &q.until)?,
-        limit: limit + 1,
-        cursor,
-    };
-    let mut events = state.auth.events(&filter).await?;
-    let next_cursor = if events.len() > limit as usize {
-        events.truncate(limit as usize);
-        events.last().map(|e| encode_cursor(e.at, &e.id))
-    } else {
-        None
-    };
-    Ok(Json(EventPage {
-        events: events
-            .into_iter()
-            .map(|e| EventView {
-                id: e.id.0,
-                at: e.at.to_rfc3339(),
-                kind: e.kind.as_str().to_owned(),
-                outcome: e.outcome.as_str().to_owned(),
-                reason: e.reason,
-                account_id: e.account_id.map(|a| a.0),
-                ip: e.ip,
-                user_agent: e.user_agent,
-                request_id: e.request_id,
-            })
-            .collect(),
-        next_cursor,
-    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/invites", tag = "admin", security(("bearer" = [])),

@@ -111,21 +111,54 @@ pub struct SetupRequest {
     pub display_name: Option<String>,
 }
 
+/// One event of the audit trail (ECS-aligned names in `fields`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
+    /// `node:seq`: the event's place in its node's chain.
     pub id: String,
+    pub node: String,
+    pub seq: u64,
     pub at: String,
-    /// e.g. `login_failure`.
+    /// `event.action`, e.g. `login_failure` or `data.read`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `success` or `failure`.
+    /// `event.category`.
+    pub category: String,
+    /// `success`, `failure` or `unknown`.
     pub outcome: String,
-    /// Internal reason for failures (`unknown_account`, `wrong_password`, …).
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// Reason for failures (`unknown_account`, `wrong_password`, …).
     pub reason: Option<String>,
+    /// The account (or `key:<id>`, an API key) the event is about.
     pub account_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// The guard or detection rule that decided.
+    pub rule: Option<String>,
+    /// What was acted on: a collection, a block.
+    pub object: Option<String>,
+    /// Further fields by dotted name (`event.count`, `data.record_ids`, …).
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Value,
+}
+
+/// Events per time bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventCounts {
+    /// `minute`, `hour` or `day`.
+    pub bucket: String,
+    pub since: String,
+    pub until: String,
+    /// Buckets with events, oldest first.
+    pub counts: Vec<EventCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventCount {
+    pub start: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

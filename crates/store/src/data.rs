@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use rampart_core::data::{
-    Action, ApiKey, Collection, CollectionSchema, DataEvent, DataEventFilter, DataKey, DataStore,
-    ListQuery, Op, QExpr, QValue, SchemaUpdate, Scope, StoredDataEvent, StoredRecord, Target,
-    UniqueEntry, WriteChecks, WriteOutcome,
+    ApiKey, Collection, CollectionSchema, DataEventFilter, DataKey, DataStore, ListQuery, Op,
+    QExpr, QValue, SchemaUpdate, Scope, StoredDataEvent, StoredRecord, Target, UniqueEntry,
+    WriteChecks, WriteOutcome,
 };
 use rampart_core::{AccountId, StoreError, Timestamp};
 use serde_json::{Map, Value};
@@ -1321,73 +1321,7 @@ impl DataStore for SqlStore {
         Ok(true)
     }
 
-    async fn insert_data_events(&self, events: &[DataEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(backend)?;
-        for e in events {
-            let (kind, id) = match &e.actor {
-                rampart_core::data::Actor::Account(a) => ("account", a.as_str()),
-                rampart_core::data::Actor::ApiKey(k) => ("api_key", k.as_str()),
-            };
-            sqlx::query(
-                "INSERT INTO data_events (at, actor_kind, actor_id, collection, action, record_ids, \
-                 count, outcome, sensitive, ip, request_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(e.at.millis())
-            .bind(kind)
-            .bind(id)
-            .bind(&e.collection)
-            .bind(e.action.as_str())
-            .bind(to_json(&e.record_ids))
-            .bind(i64::from(e.count))
-            .bind(e.outcome)
-            .bind(i64::from(e.sensitive))
-            .bind(e.ip.as_deref())
-            .bind(e.request_id.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
     async fn data_events(&self, f: &DataEventFilter) -> Result<Vec<StoredDataEvent>, StoreError> {
-        sqlx::query(
-            "SELECT at, actor_kind, actor_id, collection, action, record_ids, count, outcome, \
-             sensitive, ip, request_id FROM data_events \
-             WHERE (CAST($1 AS TEXT) IS NULL OR collection = $1) \
-               AND (CAST($2 AS TEXT) IS NULL OR actor_id = $2) \
-               AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
-             ORDER BY at DESC LIMIT $4",
-        )
-        .bind(f.collection.as_deref())
-        .bind(f.actor.as_deref())
-        .bind(f.since.map(Timestamp::millis))
-        .bind(i64::from(f.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            let ids: String = r.try_get("record_ids").map_err(get_err)?;
-            let action: String = r.try_get("action").map_err(get_err)?;
-            Ok(StoredDataEvent {
-                at: Timestamp(r.try_get("at").map_err(get_err)?),
-                actor_kind: r.try_get("actor_kind").map_err(get_err)?,
-                actor_id: r.try_get("actor_id").map_err(get_err)?,
-                collection: r.try_get("collection").map_err(get_err)?,
-                action: Action::parse(&action)
-                    .map(|a| a.as_str().to_owned())
-                    .ok_or(StoreError::Corrupt("data event action"))?,
-                record_ids: serde_json::from_str(&ids)
-                    .map_err(|_| StoreError::Corrupt("data event ids"))?,
-                count: r.try_get("count").map_err(get_err)?,
-                outcome: r.try_get("outcome").map_err(get_err)?,
-                sensitive: r.try_get::<i64, _>("sensitive").map_err(get_err)? != 0,
-                ip: r.try_get("ip").map_err(get_err)?,
-                request_id: r.try_get("request_id").map_err(get_err)?,
-            })
-        })
-        .collect()
+        self.trail_data_events(f).await
     }
 }

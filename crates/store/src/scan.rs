@@ -33,8 +33,8 @@ impl SqlStore {
         sqlx::query(
             "SELECT a.email, a.created_at, \
              (SELECT COUNT(*) FROM mfa_factors f WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL) AS factors, \
-             (SELECT MAX(e.at) FROM security_events e WHERE e.account_id = a.id \
-                AND e.kind IN ('login_success', 'mfa_success') AND e.outcome = 'success') AS last_sign_in \
+             (SELECT MAX(e.at) FROM audit_events e WHERE e.user_id = a.id \
+                AND e.action IN ('login_success', 'mfa_success') AND e.outcome = 'success') AS last_sign_in \
              FROM accounts a WHERE a.role = 'admin' ORDER BY a.email",
         )
         .fetch_all(self.pool())
@@ -61,7 +61,7 @@ impl SqlStore {
         let corrupt = |_| StoreError::Corrupt("api_keys");
         sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.created_at, k.expires_at, \
-             (SELECT MAX(d.at) FROM data_events d WHERE d.actor_kind = 'api_key' AND d.actor_id = k.id) AS last_used \
+             (SELECT MAX(d.at) FROM audit_events d WHERE d.user_id = 'key:' || k.id AND d.category = 'database') AS last_used \
              FROM api_keys k WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1) \
              ORDER BY k.created_at, k.id",
         )

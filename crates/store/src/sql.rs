@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rampart_core::events::{EventFilter, EventKind, Outcome, SecurityEvent};
+use rampart_core::events::{EventKind, Outcome, SecurityEvent};
 use rampart_core::model::{
     Account, Challenge, ChallengePurpose, Factor, FactorKind, OneTimeKind, PendingLogin, Role,
     Session,
@@ -203,7 +203,7 @@ fn pending_from(row: &AnyRow) -> Result<PendingLogin, StoreError> {
     })
 }
 
-fn event_from(row: &AnyRow) -> Result<SecurityEvent, StoreError> {
+pub(crate) fn event_from(row: &AnyRow) -> Result<SecurityEvent, StoreError> {
     let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
     let kind: String = row.try_get("kind").map_err(get)?;
     let outcome: String = row.try_get("outcome").map_err(get)?;
@@ -1276,26 +1276,6 @@ impl Store for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn insert_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO security_events (id, at, kind, outcome, reason, account_id, ip, user_agent, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(e.id.as_str())
-        .bind(e.at.millis())
-        .bind(e.kind.as_str())
-        .bind(e.outcome.as_str())
-        .bind(e.reason.as_deref())
-        .bind(e.account_id.as_ref().map(AccountId::as_str))
-        .bind(e.ip.as_deref())
-        .bind(e.user_agent.as_deref())
-        .bind(e.request_id.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
     async fn admin_posture(&self) -> Result<Vec<rampart_core::AdminPosture>, StoreError> {
         self.admin_posture_rows().await
     }
@@ -1329,38 +1309,6 @@ impl Store for SqlStore {
         id: &str,
     ) -> Result<Option<rampart_core::ScanReportRow>, StoreError> {
         self.scan_report_row(id).await
-    }
-
-    async fn events(&self, f: &EventFilter) -> Result<Vec<SecurityEvent>, StoreError> {
-        let (cursor_at, cursor_id) = match &f.cursor {
-            Some((at, id)) => (Some(at.millis()), Some(id.as_str())),
-            None => (None, None),
-        };
-        sqlx::query(
-            "SELECT id, at, kind, outcome, reason, account_id, ip, user_agent, request_id \
-             FROM security_events \
-             WHERE (CAST($1 AS TEXT) IS NULL OR kind = $1) \
-               AND (CAST($2 AS TEXT) IS NULL OR account_id = $2) \
-               AND (CAST($3 AS TEXT) IS NULL OR ip = $3) \
-               AND (CAST($4 AS BIGINT) IS NULL OR at >= $4) \
-               AND (CAST($5 AS BIGINT) IS NULL OR at < $5) \
-               AND (CAST($6 AS BIGINT) IS NULL OR at < $6 OR (at = $6 AND id < $7)) \
-             ORDER BY at DESC, id DESC LIMIT $8",
-        )
-        .bind(f.kind.map(EventKind::as_str))
-        .bind(f.account_id.as_ref().map(AccountId::as_str))
-        .bind(f.ip.as_deref())
-        .bind(f.since.map(Timestamp::millis))
-        .bind(f.until.map(Timestamp::millis))
-        .bind(cursor_at)
-        .bind(cursor_id)
-        .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(event_from)
-        .collect()
     }
 
     async fn insert_block(&self, b: &IpBlock) -> Result<(), StoreError> {

@@ -239,13 +239,13 @@ async fn one_address_holding_2000_connections_cannot_keep_others_out() {
     assert_eq!(blocks, 1);
     // The refusals are guard events, folded: one per address and rule, not
     // one per connection.
+    s.running().audit.flush().await;
     let events = s
         .running()
         .auth
-        .store()
-        .events(&rampart_core::events::EventFilter {
-            kind: Some(rampart_core::events::EventKind::RateLimited),
-            ip: Some("127.0.0.2".into()),
+        .events(&rampart_core::audit::EventQuery {
+            actions: vec!["rate_limited".into()],
+            source_net: Some("127.0.0.2/32".parse().unwrap()),
             limit: 1000,
             ..Default::default()
         })

@@ -34,15 +34,16 @@ fn second_node_dir(a: &TestServer) -> tempfile::TempDir {
 }
 
 async fn guard_events(s: &TestServer, kind: &str) -> Vec<Value> {
-    let f = rampart_core::events::EventFilter {
-        kind: rampart_core::events::EventKind::parse(kind),
+    let q = rampart_core::audit::EventQuery {
+        actions: vec![kind.to_owned()],
         limit: 100,
         ..Default::default()
     };
-    let events = s.running().auth.store().events(&f).await.unwrap();
+    s.running().audit.flush().await;
+    let events = s.running().auth.events(&q).await.unwrap();
     events
         .into_iter()
-        .map(|e| json!({"reason": e.reason, "ip": e.ip}))
+        .map(|e| json!({"reason": e.reason, "ip": e.source_ip}))
         .collect()
 }
 

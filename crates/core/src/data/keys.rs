@@ -15,6 +15,8 @@ pub const SYSTEM_SCOPE: &str = "system";
 /// The master key of a database from before data keys, kept (wrapped) to
 /// open what it sealed and check the MACs it made.
 pub const LEGACY_SCOPE: &str = "system-legacy";
+/// The audit trail's key (see [`KeyManager::audit_secret`]).
+pub const AUDIT_SCOPE: &str = "audit";
 
 fn wrap_context(id: &str, scope: &str) -> String {
     format!("data_key:{id}:{scope}")
@@ -209,6 +211,28 @@ impl KeyManager {
             None => Vec::new(),
         };
         Keyring::new(&current, &older).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The audit trail's secret: a data key of scope `audit`, made once,
+    /// never rotated with the others (the chain's links and the public key
+    /// of its checkpoints derive from it), re-wrapped with every master
+    /// rotation like every data key.
+    pub async fn audit_secret(&self, now: Timestamp) -> Result<SecretBytes, Error> {
+        let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == AUDIT_SCOPE);
+        let k = match find(self.store.data_keys().await?) {
+            Some(k) => k,
+            None => {
+                let k = self.generate(AUDIT_SCOPE, now).await?;
+                match self.store.insert_data_key(&k).await {
+                    // Another node made it first: theirs is read below.
+                    Ok(()) | Err(crate::StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                find(self.store.data_keys().await?)
+                    .ok_or_else(|| Error::Internal("audit key vanished".into()))?
+            }
+        };
+        self.unwrap_key(&self.master(), &k)
     }
 
     /// Re-wraps every data key under `new_master`, in one transaction that

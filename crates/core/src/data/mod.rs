@@ -171,6 +171,100 @@ pub struct StoredDataEvent {
     pub request_id: Option<String>,
 }
 
+/// The trail's name for a data event's user: an account id, or
+/// `key:<id>` for an API key.
+pub fn actor_user_id(kind: &str, id: &str) -> String {
+    if kind == "api_key" {
+        format!("key:{id}")
+    } else {
+        id.to_owned()
+    }
+}
+
+impl DataEvent {
+    pub fn to_stored(&self) -> StoredDataEvent {
+        let (kind, id) = match &self.actor {
+            Actor::Account(a) => ("account", a.as_str().to_owned()),
+            Actor::ApiKey(k) => ("api_key", k.clone()),
+        };
+        StoredDataEvent {
+            at: self.at,
+            actor_kind: kind.to_owned(),
+            actor_id: id,
+            collection: self.collection.clone(),
+            action: self.action.as_str().to_owned(),
+            record_ids: self.record_ids.clone(),
+            count: i64::from(self.count),
+            outcome: self.outcome.to_owned(),
+            sensitive: self.sensitive,
+            ip: self.ip.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// The prefix of data events' actions in the trail (`data.read`, …).
+pub const DATA_ACTION_PREFIX: &str = "data.";
+
+impl StoredDataEvent {
+    /// The event in the audit trail's shape.
+    pub fn to_audit(&self) -> crate::audit::Event {
+        use crate::audit::{Category, Event, Severity, FAILURE, SUCCESS};
+        let allowed = self.outcome == "allowed";
+        Event::new(
+            self.at,
+            &format!("{DATA_ACTION_PREFIX}{}", self.action),
+            Category::Database,
+            if allowed { SUCCESS } else { FAILURE },
+        )
+        .severity(if allowed {
+            Severity::Info
+        } else {
+            Severity::Low
+        })
+        .reason((!allowed).then_some(self.outcome.as_str()))
+        .user(Some(&actor_user_id(&self.actor_kind, &self.actor_id)))
+        .object(&self.collection)
+        .meta(&crate::RequestMeta {
+            ip: self.ip.clone(),
+            user_agent: None,
+            request_id: self.request_id.clone(),
+        })
+        .field("data.record_ids", self.record_ids.clone())
+        .field("data.count", self.count)
+        .field("data.sensitive", self.sensitive)
+        .field("data.outcome", self.outcome.clone())
+        .field("actor.kind", self.actor_kind.clone())
+        .field("actor.id", self.actor_id.clone())
+    }
+
+    /// A data event read back from the trail.
+    pub fn from_chained(c: &crate::audit::Chained) -> Option<StoredDataEvent> {
+        let action = c.action.strip_prefix(DATA_ACTION_PREFIX)?;
+        let f = c.fields_map();
+        let text = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some(StoredDataEvent {
+            at: c.at,
+            actor_kind: text("actor.kind")?,
+            actor_id: text("actor.id")?,
+            collection: c.object.clone()?,
+            action: action.to_owned(),
+            record_ids: f
+                .get("data.record_ids")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+            count: f.get("data.count").and_then(|v| v.as_i64()).unwrap_or(0),
+            outcome: text("data.outcome")?,
+            sensitive: f
+                .get("data.sensitive")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            ip: c.source_ip.clone(),
+            request_id: c.request_id.clone(),
+        })
+    }
+}
+
 /// A value a filter compares with, typed for the database.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QValue {
@@ -334,6 +428,5 @@ pub trait DataStore: Send + Sync + 'static {
     async fn roles_of(&self, account: &AccountId) -> Result<Vec<String>, StoreError>;
     async fn set_roles(&self, account: &AccountId, roles: &[String]) -> Result<bool, StoreError>;
 
-    async fn insert_data_events(&self, events: &[DataEvent]) -> Result<(), StoreError>;
     async fn data_events(&self, f: &DataEventFilter) -> Result<Vec<StoredDataEvent>, StoreError>;
 }

@@ -5,11 +5,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rampart_crypto::{sha256_hex, Entropy, Keyring, SecretString};
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
 
 use super::filter::{self, Expr, Op};
 use super::keys::KeyManager;
@@ -28,10 +26,6 @@ use crate::{Account, AccountId, AuthService, Error, RequestMeta, Role, Timestamp
 const MAX_LIMIT: u32 = 100;
 const DEFAULT_LIMIT: u32 = 20;
 const RESEAL_BATCH: u32 = 200;
-const EVENT_BATCH: usize = 500;
-const EVENT_QUEUE: usize = 10_000;
-/// How long the event writer waits for more events before a commit.
-const EVENT_LINGER: Duration = Duration::from_millis(20);
 const MAX_IDS_PER_EVENT: usize = 100;
 const MAX_API_KEY_NAME: usize = 100;
 const MAX_SCOPES: usize = 64;
@@ -106,17 +100,11 @@ struct Compiled {
     patterns: Patterns,
 }
 
-enum EventMsg {
-    Event(DataEvent),
-    Flush(oneshot::Sender<()>),
-}
-
 pub struct DataService {
     store: Arc<dyn DataStore>,
     auth: Arc<AuthService>,
     keys: Arc<KeyManager>,
     cache: RwLock<HashMap<String, Arc<Compiled>>>,
-    events: mpsc::Sender<EventMsg>,
 }
 
 impl std::fmt::Debug for DataService {
@@ -147,17 +135,13 @@ fn canonical(def: &FieldDef, v: &Value) -> String {
 }
 
 impl DataService {
-    /// Starts the service and its event writer (a task on the current
-    /// runtime).
+    /// The service; its events go to the audit trail of `auth`.
     pub fn new(store: Arc<dyn DataStore>, auth: Arc<AuthService>, keys: Arc<KeyManager>) -> Self {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(write_events(store.clone(), rx));
         Self {
             store,
             auth,
             keys,
             cache: RwLock::new(HashMap::new()),
-            events: tx,
         }
     }
 
@@ -179,10 +163,7 @@ impl DataService {
 
     /// Waits until every data-access event handed over so far is written.
     pub async fn flush_events(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.events.send(EventMsg::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.auth.audit().flush().await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -211,9 +192,16 @@ impl DataService {
             ip: meta.ip.clone(),
             request_id: meta.request_id.clone(),
         };
-        // A full queue makes the request wait: events are never dropped.
-        if self.events.send(EventMsg::Event(e)).await.is_err() {
-            tracing::error!("data-access event writer is gone");
+        let event = e.to_stored().to_audit();
+        // A full queue makes the request wait: events are never dropped. A
+        // write's event is durable before the write is answered; a read's
+        // within one group commit.
+        if matches!(action, Action::Create | Action::Update | Action::Delete) {
+            if let Err(err) = self.auth.audit().record_durable(event).await {
+                tracing::error!(error = %err, "data-access event not recorded");
+            }
+        } else {
+            self.auth.audit().record(event).await;
         }
     }
 
@@ -1861,49 +1849,5 @@ fn system_value(t: &Target, v: &Value) -> Option<QValue> {
             Timestamp::parse_rfc3339(s).map(|t| QValue::Int(t.0))
         }
         _ => Some(QValue::Text(s.to_owned())),
-    }
-}
-
-async fn write_events(store: Arc<dyn DataStore>, mut rx: mpsc::Receiver<EventMsg>) {
-    let mut batch = Vec::with_capacity(EVENT_BATCH);
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        let Some(first) = rx.recv().await else { break };
-        let take = |m: EventMsg,
-                    batch: &mut Vec<DataEvent>,
-                    waiting: &mut Vec<oneshot::Sender<()>>| match m {
-            EventMsg::Event(e) => batch.push(e),
-            EventMsg::Flush(tx) => waiting.push(tx),
-        };
-        take(first, &mut batch, &mut waiting);
-        // What arrives in the next few milliseconds joins this batch (one
-        // commit for many events, fewer turns at SQLite's one writer),
-        // unless someone waits for a flush.
-        let deadline = tokio::time::Instant::now() + EVENT_LINGER;
-        while batch.len() < EVENT_BATCH && waiting.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => take(m, &mut batch, &mut waiting),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            // Retried until written: the queue is bounded, so while the
-            // database refuses, requests wait rather than lose their trail.
-            let mut tries: u64 = 0;
-            loop {
-                match store.insert_data_events(&batch).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tries += 1;
-                        tracing::error!(error = %e, pending = batch.len(), "data-access events not written yet; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * tries.min(50))).await;
-                    }
-                }
-            }
-            batch.clear();
-        }
-        for w in waiting.drain(..) {
-            let _ = w.send(());
-        }
     }
 }

@@ -1,0 +1,293 @@
+//! Wiring of the audit trail (ADR 0011): this node's chain name, the
+//! witness directory, the public key file, the writer; and what `rampart
+//! audit` runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rampart_core::audit::{Audit, AuditStore, Witness, WriterMode, KEY_NAME};
+use rampart_core::data::keys::KeyManager;
+use rampart_core::Clock;
+use rampart_crypto::audit::AuditKeys;
+
+use crate::config::Settings;
+
+/// The file in the data directory naming this node's chain.
+pub const NODE_FILE: &str = "audit-node";
+/// The file in the data directory (and the witness directory) holding the
+/// public key that checks every checkpoint.
+pub const PUBLIC_KEY_FILE: &str = "audit.pub";
+
+/// The witness directory: configured, or `<data_dir>-witness`.
+pub fn witness_dir(settings: &Settings) -> PathBuf {
+    settings.audit.witness_dir.clone().unwrap_or_else(|| {
+        let mut name = settings
+            .data_dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "rampart-data".into());
+        name.push("-witness");
+        settings.data_dir.with_file_name(name)
+    })
+}
+
+/// This node's chain name: configured, or made once and kept in the data
+/// directory.
+pub fn node_name(settings: &Settings, entropy: &dyn rampart_crypto::Entropy) -> Result<String> {
+    if let Some(n) = &settings.audit.node {
+        return Ok(n.clone());
+    }
+    let file = settings.data_dir.join(NODE_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(s) if rampart_core::audit::node_name_ok(s.trim()) => Ok(s.trim().to_owned()),
+        Ok(_) => anyhow::bail!(
+            "{} does not hold a node name (1-64 of A-Z a-z 0-9 . _ -); fix it or set [audit] node",
+            file.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = [0u8; 5];
+            entropy.fill(&mut b);
+            let name = format!("node-{}", hex_lower(&b));
+            crate::datadir::create_private_dir(&settings.data_dir)?;
+            std::fs::write(&file, format!("{name}\n"))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok(name)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The audit keys, from the audit data key.
+pub async fn keys(keys: &KeyManager, clock: &dyn Clock) -> Result<AuditKeys> {
+    let secret = keys
+        .audit_secret(clock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    AuditKeys::derive(&secret, KEY_NAME).map_err(|e| anyhow::anyhow!("audit key: {e}"))
+}
+
+/// Writes the public key beside the data (and into the witness directory),
+/// so an investigator can check checkpoints without any secret.
+pub fn write_public_key(settings: &Settings, keys: &AuditKeys) -> Result<()> {
+    let text = format!("{}\n", keys.verifier_key());
+    for dir in [settings.data_dir.clone(), witness_dir(settings)] {
+        if !dir.exists() {
+            continue;
+        }
+        let path = dir.join(PUBLIC_KEY_FILE);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts this process's audit writer.
+pub async fn start(
+    settings: &Settings,
+    store: Arc<dyn AuditStore>,
+    keys: AuditKeys,
+    mode: WriterMode,
+    clock: Arc<dyn Clock>,
+    entropy: &dyn rampart_crypto::Entropy,
+) -> Result<(Audit, tokio::task::JoinHandle<()>)> {
+    let node = node_name(settings, entropy)?;
+    let witness = Witness::new(witness_dir(settings));
+    if mode == WriterMode::Server {
+        std::fs::create_dir_all(witness.dir()).with_context(|| {
+            format!(
+                "cannot create the witness directory {}",
+                witness.dir().display()
+            )
+        })?;
+        restrict_dir(witness.dir())?;
+    }
+    write_public_key(settings, &keys)?;
+    Audit::start(store, Arc::new(keys), &node, mode, Some(witness), clock)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Reads the witness: one file, or every `*.checkpoints` file of a
+/// directory. Entries, and how many lines could not be read.
+pub fn read_witness(path: &Path) -> Result<(Vec<rampart_core::audit::WitnessEntry>, usize)> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "checkpoints"))
+            .collect();
+        f.sort();
+        f
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut entries = Vec::new();
+    let mut bad = 0;
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let (e, b) = rampart_core::audit::witness::read_entries(&text);
+        entries.extend(e);
+        bad += b.len();
+    }
+    Ok((entries, bad))
+}
+
+/// What `rampart audit verify` found, ready to print.
+pub struct Verified {
+    pub report: rampart_core::audit::Report,
+    pub witness: Option<PathBuf>,
+}
+
+impl Verified {
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if self.report.nodes.is_empty() {
+            out.push_str("no events yet\n");
+        }
+        for n in &self.report.nodes {
+            let _ = write!(
+                out,
+                "chain {}: {} events, {} checkpoints",
+                n.node, n.events, n.checkpoints
+            );
+            if let Some(at) = n.newest_checkpoint_at {
+                let _ = write!(
+                    out,
+                    " (the newest covers {} events, signed {})",
+                    n.covered,
+                    at.to_rfc3339()
+                );
+            }
+            if self.witness.is_some() {
+                let _ = write!(out, "; {} witness checkpoints compared", n.witnessed);
+            }
+            match &n.first_break {
+                None => out.push_str(": OK\n"),
+                Some(b) => {
+                    let _ = writeln!(out, ": BROKEN\n  {b}");
+                }
+            }
+            if n.first_break.is_none() && n.events > n.covered {
+                let _ = writeln!(
+                    out,
+                    "  {} newest events are not yet covered by a checkpoint (one is signed every second while events flow)",
+                    n.events - n.covered
+                );
+            }
+        }
+        match &self.witness {
+            Some(w) => {
+                let _ = writeln!(out, "witness: {}", w.display());
+            }
+            None => out.push_str(
+                "witness: none compared (give --witness FILE or DIR): a chain rebuilt with the master key would pass\n",
+            ),
+        }
+        if self.report.witness_unreadable > 0 {
+            let _ = writeln!(
+                out,
+                "witness: {} lines could not be read (a torn last line after a crash, or tampering)",
+                self.report.witness_unreadable
+            );
+        }
+        out.push_str(if self.report.ok() {
+            "verified: every link, tree hash and checkpoint signature holds\n"
+        } else {
+            "NOT verified: the trail was changed (see above)\n"
+        });
+        out
+    }
+}
+
+/// Verifies every chain of the database (and the witness, by default the
+/// configured witness directory when it exists), recording the result as
+/// an event of the command's chain.
+pub async fn verify_command(
+    settings: &Settings,
+    witness: Option<PathBuf>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Verified> {
+    let svc = crate::cli_services(settings).await?;
+    let result = async {
+        let keys = keys(svc.data.keys(), svc.auth.clock().as_ref()).await?;
+        let witness = witness.or_else(|| Some(witness_dir(settings)).filter(|d| d.is_dir()));
+        let read = witness.as_deref().map(read_witness).transpose()?;
+        let mut total = 0;
+        for node in svc
+            .store
+            .audit_nodes()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            if let Some(h) = svc
+                .store
+                .audit_head(&node)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                total += h.seq + 1;
+            }
+        }
+        let report = rampart_core::audit::verify(
+            svc.store.as_ref(),
+            &keys,
+            read.as_ref().map(|(e, bad)| (e.as_slice(), *bad)),
+            &|done| progress(done, total),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        record_verification(&svc.audit, svc.auth.clock().now(), &report).await;
+        Ok(Verified { report, witness })
+    }
+    .await;
+    svc.close().await;
+    result
+}
+
+/// The result of a verification, as an event: a failure is of the
+/// highest severity.
+pub async fn record_verification(
+    audit: &Audit,
+    now: rampart_core::Timestamp,
+    report: &rampart_core::audit::Report,
+) {
+    use rampart_core::audit::{Category, Event, Severity, FAILURE, SUCCESS};
+    let events: u64 = report.nodes.iter().map(|n| n.events).sum();
+    let mut e = Event::new(
+        now,
+        rampart_core::audit::writer::VERIFIED,
+        Category::Process,
+        if report.ok() { SUCCESS } else { FAILURE },
+    )
+    .field("audit.events", events)
+    .field("audit.chains", report.nodes.len() as u64);
+    if let Some(b) = report.breaks().next() {
+        e = e
+            .severity(Severity::Critical)
+            .reason(Some(&b.to_string()))
+            .field("audit.break.node", b.node.clone())
+            .field("audit.break.seq", b.seq);
+    }
+    let _ = audit.record_durable(e).await;
+}

@@ -1,0 +1,428 @@
+//! The one event pipeline and its tamper-evident trail (ADR 0011).
+//!
+//! Every security, data-access, guard and administrative event is an
+//! [`Event`] handed to [`Audit`]: one bounded queue, one writer task per
+//! process ([`writer`]) that gives each event the next gapless sequence
+//! number of its node's chain, links it to the one before with a keyed MAC,
+//! adds it to the node's RFC 6962 Merkle tree, commits events in batches,
+//! and signs a checkpoint of the tree every second while events flow (every
+//! five minutes when idle), each also appended to the witness file.
+//! [`verify`] checks all of it offline.
+
+pub mod verify;
+pub mod witness;
+pub mod writer;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use rampart_crypto::audit::{Hash, Link};
+use serde_json::Value;
+
+use crate::{RequestMeta, StoreError, Timestamp};
+
+pub use verify::{verify, Break, NodeReport, Report};
+pub use witness::{Witness, WitnessEntry};
+pub use writer::{Audit, WriterMode};
+
+/// ECS `event.category`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Authentication,
+    /// Accounts, roles, invites, API keys.
+    Iam,
+    /// Reads and writes of protected data.
+    Database,
+    /// The guard's decisions on requests and connections.
+    Web,
+    /// Collections, keys, scans, settings.
+    Configuration,
+    /// The server and the audit trail itself.
+    Process,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Authentication,
+        Category::Iam,
+        Category::Database,
+        Category::Web,
+        Category::Configuration,
+        Category::Process,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Authentication => "authentication",
+            Category::Iam => "iam",
+            Category::Database => "database",
+            Category::Web => "web",
+            Category::Configuration => "configuration",
+            Category::Process => "process",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// How much a person should care; ECS `event.severity` is its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info = 1,
+    Low = 2,
+    Medium = 3,
+    High = 4,
+    Critical = 5,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_number(n: i64) -> Option<Severity> {
+        Self::ALL.into_iter().find(|s| i64::from(s.number()) == n)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One event, as a part of Rampart records it. Never a password, token,
+/// code, hash or sealed value: `fields` are set by code, from values that
+/// are safe to show an administrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: Timestamp,
+    /// ECS `event.action`, e.g. `login_failure`, `data.read`.
+    pub action: String,
+    pub category: Category,
+    /// ECS `event.outcome`: `success`, `failure` or `unknown`.
+    pub outcome: &'static str,
+    pub severity: Severity,
+    /// A stable reason code or a short description (`event.reason`).
+    pub reason: Option<String>,
+    /// `user.id`: an account id, or `key:<id>` for an API key.
+    pub user_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `http.request.id`.
+    pub request_id: Option<String>,
+    /// `rule.name`: the guard or detection rule that decided.
+    pub rule: Option<String>,
+    /// What was acted on: a collection, an address block, an API key.
+    pub object: Option<String>,
+    /// Further fields, by ECS-style dotted name.
+    pub fields: BTreeMap<String, Value>,
+}
+
+pub const SUCCESS: &str = "success";
+pub const FAILURE: &str = "failure";
+pub const UNKNOWN: &str = "unknown";
+
+/// Longest kept free text (reason, user agent), in characters.
+const MAX_TEXT: usize = 500;
+
+fn bounded(s: &str) -> String {
+    s.chars().take(MAX_TEXT).collect()
+}
+
+impl Event {
+    pub fn new(at: Timestamp, action: &str, category: Category, outcome: &'static str) -> Self {
+        Self {
+            at,
+            action: action.to_owned(),
+            category,
+            outcome,
+            severity: if outcome == FAILURE {
+                Severity::Low
+            } else {
+                Severity::Info
+            },
+            reason: None,
+            user_id: None,
+            source_ip: None,
+            user_agent: None,
+            request_id: None,
+            rule: None,
+            object: None,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Where the request came from.
+    pub fn meta(mut self, meta: &RequestMeta) -> Self {
+        self.source_ip = meta.ip.clone();
+        self.user_agent = meta.user_agent.as_deref().map(bounded);
+        self.request_id = meta.request_id.clone();
+        self
+    }
+
+    pub fn user(mut self, id: Option<&str>) -> Self {
+        self.user_id = id.map(str::to_owned);
+        self
+    }
+
+    pub fn reason(mut self, r: Option<&str>) -> Self {
+        self.reason = r.map(bounded);
+        self
+    }
+
+    pub fn rule(mut self, r: &str) -> Self {
+        self.rule = Some(r.to_owned());
+        self
+    }
+
+    pub fn object(mut self, o: &str) -> Self {
+        self.object = Some(o.to_owned());
+        self
+    }
+
+    pub fn severity(mut self, s: Severity) -> Self {
+        self.severity = s;
+        self
+    }
+
+    pub fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+}
+
+/// An event as stored: its place in its node's chain, its link and the
+/// Merkle tree hashes it added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chained {
+    pub node: String,
+    pub seq: u64,
+    pub at: Timestamp,
+    pub action: String,
+    pub category: String,
+    pub outcome: String,
+    pub severity: u8,
+    pub reason: Option<String>,
+    pub user_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub rule: Option<String>,
+    pub object: Option<String>,
+    /// `Event::fields` as a JSON object, exactly as linked.
+    pub fields: String,
+    pub link: Link,
+    /// The stored hashes of the Merkle tree this event added
+    /// (`rampart_crypto::audit::locate`).
+    pub tree: Vec<Hash>,
+}
+
+const CANONICAL_TAG: &[u8] = b"rampart-audit-v1\0";
+
+fn put(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+impl Chained {
+    /// The bytes the link and the Merkle leaf cover: every field but the
+    /// link and the tree, each length-prefixed (absent differs from empty).
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.fields.len());
+        out.extend_from_slice(CANONICAL_TAG);
+        put(&mut out, Some(self.node.as_bytes()));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.at.millis().to_be_bytes());
+        put(&mut out, Some(self.action.as_bytes()));
+        put(&mut out, Some(self.category.as_bytes()));
+        put(&mut out, Some(self.outcome.as_bytes()));
+        out.push(self.severity);
+        for v in [
+            &self.reason,
+            &self.user_id,
+            &self.source_ip,
+            &self.user_agent,
+            &self.request_id,
+            &self.rule,
+            &self.object,
+        ] {
+            put(&mut out, v.as_deref().map(str::as_bytes));
+        }
+        put(&mut out, Some(self.fields.as_bytes()));
+        out
+    }
+
+    /// The event's fields as JSON (an empty object if unreadable).
+    pub fn fields_map(&self) -> serde_json::Map<String, Value> {
+        serde_json::from_str(&self.fields).unwrap_or_default()
+    }
+}
+
+/// A signed checkpoint as stored in the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRow {
+    pub node: String,
+    pub size: u64,
+    pub at: Timestamp,
+    /// The signed note (C2SP tlog-checkpoint).
+    pub note: String,
+}
+
+/// A search over events, newest first. Every filter is optional; all
+/// given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Any of these actions (at most [`MAX_ACTIONS`]).
+    pub actions: Vec<String>,
+    pub category: Option<Category>,
+    /// Only data-access events (`data.*`), or none of them.
+    pub data_access: Option<bool>,
+    pub outcome: Option<String>,
+    pub user_id: Option<String>,
+    /// Source addresses in this network.
+    pub source_net: Option<ipnet::IpNet>,
+    /// At least this severe.
+    pub min_severity: Option<Severity>,
+    pub rule: Option<String>,
+    /// The object acted on (a data event's collection).
+    pub object: Option<String>,
+    /// Text found in any non-secret field (action, reason, rule, object,
+    /// user, user agent, request id, fields), case as given.
+    pub text: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: u32,
+    /// The (time, node, seq) of the last event of the previous page.
+    pub cursor: Option<(Timestamp, String, u64)>,
+}
+
+pub const MAX_ACTIONS: usize = 8;
+
+/// The fixed-width hex of an address as IPv6 (IPv4 mapped), so a network
+/// is a range of strings: what the store indexes for address searches.
+pub fn ip_key(ip: std::net::IpAddr) -> String {
+    let v6 = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    };
+    let mut s = String::with_capacity(32);
+    for b in v6.octets() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The first and last [`ip_key`] of a network.
+pub fn net_keys(net: &ipnet::IpNet) -> (String, String) {
+    (ip_key(net.network()), ip_key(net.broadcast()))
+}
+
+/// The audit trail's tables. Only `rampart-store`'s `audit` module
+/// implements it, and nothing else writes these tables.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// The last event of `node`'s chain.
+    async fn audit_head(&self, node: &str) -> Result<Option<Chained>, StoreError>;
+    /// The `tree` column of the events `seqs` of `node`.
+    async fn audit_trees(
+        &self,
+        node: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<(u64, Vec<Hash>)>, StoreError>;
+    /// Appends events in one transaction; `Conflict` when one of their
+    /// sequence numbers is taken (another writer appended first).
+    async fn append_audit(&self, events: &[Chained]) -> Result<(), StoreError>;
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
+    /// Checkpoints of `node` with `size >= from_size`, by size then time.
+    async fn audit_checkpoints(
+        &self,
+        node: &str,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRow>, StoreError>;
+    async fn latest_checkpoint(&self, node: &str) -> Result<Option<CheckpointRow>, StoreError>;
+    /// Events of `node` with `seq >= from`, in order.
+    async fn audit_range(
+        &self,
+        node: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Chained>, StoreError>;
+    /// Every node that has a chain or a checkpoint.
+    async fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;
+    async fn search_events(&self, q: &EventQuery) -> Result<Vec<Chained>, StoreError>;
+    /// How many events match `q` (its limit and cursor aside), per bucket
+    /// of `bucket_ms` (bucket start, count), oldest first.
+    async fn count_events(
+        &self,
+        q: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<(Timestamp, u64)>, StoreError>;
+    /// Every event written by a release before the audit trail, oldest
+    /// first, to be chained once.
+    async fn legacy_events(&self) -> Result<Vec<Event>, StoreError>;
+    /// Appends `events` (the legacy events, chained) and empties the
+    /// legacy tables, in one transaction.
+    async fn import_legacy(&self, events: &[Chained]) -> Result<(), StoreError>;
+}
+
+/// Every action the trail records: the security events, the data
+/// accesses and the trail's own.
+pub fn known_actions() -> Vec<String> {
+    let mut all: Vec<String> = crate::events::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    all.extend(
+        crate::data::Action::ALL
+            .iter()
+            .map(|a| format!("{}{}", crate::data::DATA_ACTION_PREFIX, a.as_str())),
+    );
+    all.extend(writer::OWN_ACTIONS.iter().map(|a| (*a).to_owned()));
+    all
+}
+
+/// Whether `action` is one the trail records.
+pub fn known_action(action: &str) -> bool {
+    known_actions().iter().any(|a| a == action)
+}
+
+/// The name of a node's log in its checkpoints.
+pub fn origin(node: &str) -> String {
+    format!("rampart/audit/{node}")
+}
+
+/// The name of the signing key (one key signs every node's checkpoints).
+pub const KEY_NAME: &str = "rampart-audit";
+
+/// Whether `node` can name a chain: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn node_name_ok(node: &str) -> bool {
+    (1..=64).contains(&node.len())
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}

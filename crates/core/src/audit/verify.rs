@@ -1,0 +1,313 @@
+//! Offline verification of every chain: sequence, links, tree hashes,
+//! checkpoint signatures and roots, and the witness.
+
+use std::collections::HashMap;
+
+use rampart_crypto::audit::{leaf_hash, verify_checkpoint, AuditKeys, Frontier, Hash, GENESIS};
+
+use super::{origin, AuditStore, WitnessEntry};
+use crate::{Error, StoreError, Timestamp};
+
+/// Events read at a time.
+const PAGE: u32 = 5_000;
+
+/// The first thing wrong with a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Break {
+    pub node: String,
+    /// The sequence number where the chain stops being trustworthy.
+    pub seq: u64,
+    /// The time of the event at `seq`, when it is there.
+    pub at: Option<Timestamp>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "chain {}, event {}", self.node, self.seq)?;
+        if let Some(at) = self.at {
+            write!(f, " ({})", at.to_rfc3339())?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeReport {
+    pub node: String,
+    pub events: u64,
+    pub checkpoints: u64,
+    /// Witness entries compared.
+    pub witnessed: u64,
+    /// Size of the newest checkpoint.
+    pub covered: u64,
+    pub newest_checkpoint_at: Option<Timestamp>,
+    pub first_break: Option<Break>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report {
+    pub nodes: Vec<NodeReport>,
+    /// Witness lines that could not be read.
+    pub witness_unreadable: usize,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.nodes.iter().all(|n| n.first_break.is_none()) && self.witness_unreadable == 0
+    }
+
+    pub fn breaks(&self) -> impl Iterator<Item = &Break> {
+        self.nodes.iter().filter_map(|n| n.first_break.as_ref())
+    }
+}
+
+fn backend(e: StoreError) -> Error {
+    Error::Internal(format!("audit trail: {e}"))
+}
+
+/// A root some signed checkpoint claims for a size.
+struct Claim {
+    root: Hash,
+    at: Option<i64>,
+    source: &'static str,
+}
+
+/// Checks every chain in the store (and, with `witness`, against every
+/// checkpoint the witness holds). `progress(events so far)` after each page.
+pub async fn verify(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    witness: Option<(&[WitnessEntry], usize)>,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Report, Error> {
+    let vkey = keys.verifier_key();
+    let mut nodes = store.audit_nodes().await.map_err(backend)?;
+    if let Some((entries, _)) = witness {
+        for e in entries {
+            if !nodes.contains(&e.node) {
+                nodes.push(e.node.clone());
+            }
+        }
+    }
+    nodes.sort();
+    let mut report = Report {
+        witness_unreadable: witness.map(|(_, bad)| bad).unwrap_or(0),
+        ..Report::default()
+    };
+    let mut done = 0u64;
+    for node in nodes {
+        let entries: Vec<&WitnessEntry> = witness
+            .map(|(w, _)| w.iter().filter(|e| e.node == node).collect())
+            .unwrap_or_default();
+        let r = verify_node(store, keys, &vkey, &node, &entries, &mut done, progress).await?;
+        report.nodes.push(r);
+    }
+    Ok(report)
+}
+
+async fn verify_node(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    vkey: &str,
+    node: &str,
+    witness: &[&WitnessEntry],
+    done: &mut u64,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<NodeReport, Error> {
+    let mut r = NodeReport {
+        node: node.to_owned(),
+        witnessed: witness.len() as u64,
+        ..NodeReport::default()
+    };
+    let log = origin(node);
+    let mut claims: HashMap<u64, Vec<Claim>> = HashMap::new();
+    let mut brk: Option<Break> = None;
+    let note_break = |brk: &mut Option<Break>, b: Break| {
+        if brk.as_ref().is_none_or(|old| b.seq < old.seq) {
+            *brk = Some(b);
+        }
+    };
+
+    // Every checkpoint's signature first: a claim is only compared once it
+    // is known to be ours.
+    let mut from = 0u64;
+    loop {
+        let page = store
+            .audit_checkpoints(node, from, PAGE)
+            .await
+            .map_err(backend)?;
+        let last = page.len() < PAGE as usize;
+        for c in page {
+            from = c.size + 1;
+            r.checkpoints += 1;
+            r.covered = r.covered.max(c.size);
+            r.newest_checkpoint_at = r.newest_checkpoint_at.max(Some(c.at));
+            match verify_checkpoint(&c.note, vkey) {
+                Ok(v) if v.origin == log && v.size == c.size => {
+                    claims.entry(c.size).or_default().push(Claim {
+                        root: v.root,
+                        at: v.time_ms,
+                        source: "database",
+                    })
+                }
+                Ok(_) => note_break(
+                    &mut brk,
+                    Break {
+                        node: node.to_owned(),
+                        seq: c.size.saturating_sub(1),
+                        at: None,
+                        what: format!(
+                            "the stored checkpoint of size {} names another log or size",
+                            c.size
+                        ),
+                    },
+                ),
+                Err(e) => note_break(
+                    &mut brk,
+                    Break {
+                        node: node.to_owned(),
+                        seq: c.size.saturating_sub(1),
+                        at: None,
+                        what: format!("the stored checkpoint of size {} is not valid: {e}", c.size),
+                    },
+                ),
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    for w in witness {
+        match verify_checkpoint(&w.note, vkey) {
+            Ok(v) if v.origin == log && v.size == w.size => {
+                r.covered = r.covered.max(w.size);
+                claims.entry(w.size).or_default().push(Claim {
+                    root: v.root,
+                    at: v.time_ms,
+                    source: "witness",
+                })
+            }
+            Ok(_) | Err(_) => note_break(
+                &mut brk,
+                Break {
+                    node: node.to_owned(),
+                    seq: w.size.saturating_sub(1),
+                    at: None,
+                    what: format!(
+                        "the witness's checkpoint of size {} does not verify with this key",
+                        w.size
+                    ),
+                },
+            ),
+        }
+    }
+
+    // Then every event, in order.
+    let mut frontier = Frontier::default();
+    let mut link = GENESIS;
+    let mut expected = 0u64;
+    'events: loop {
+        let page = store
+            .audit_range(node, expected, PAGE)
+            .await
+            .map_err(backend)?;
+        let last = page.len() < PAGE as usize;
+        *done += page.len() as u64;
+        for e in page {
+            let here = expected;
+            let wrong = |what: String| Break {
+                node: node.to_owned(),
+                seq: here,
+                at: Some(e.at),
+                what,
+            };
+            if e.seq != expected {
+                note_break(
+                    &mut brk,
+                    Break {
+                        node: node.to_owned(),
+                        seq: expected,
+                        at: None,
+                        what: format!(
+                            "event {expected} is missing (the next one stored is {}): events were deleted",
+                            e.seq
+                        ),
+                    },
+                );
+                break 'events;
+            }
+            let bytes = e.canonical();
+            if !keys.link_matches(&link, &bytes, &e.link) {
+                note_break(
+                    &mut brk,
+                    wrong(
+                        "its link does not match: the event was edited, inserted or moved, or the chain rebuilt without the key"
+                            .into(),
+                    ),
+                );
+                break 'events;
+            }
+            let tree = frontier.append(leaf_hash(&bytes));
+            if tree != e.tree {
+                note_break(
+                    &mut brk,
+                    wrong("its stored tree hashes were altered".into()),
+                );
+                break 'events;
+            }
+            link = e.link;
+            expected += 1;
+            if let Some(cs) = claims.get(&expected) {
+                let root = frontier.root();
+                if let Some(c) = cs.iter().find(|c| c.root != root) {
+                    note_break(
+                        &mut brk,
+                        wrong(format!(
+                            "the {} checkpoint of size {expected}{} has another root: the events up to here are not the ones it signed{}",
+                            c.source,
+                            c.at.map(|t| format!(" (signed {})", Timestamp(t).to_rfc3339()))
+                                .unwrap_or_default(),
+                            if c.source == "witness" {
+                                " (the chain was rebuilt)"
+                            } else {
+                                ""
+                            }
+                        )),
+                    );
+                    break 'events;
+                }
+            }
+        }
+        progress(*done);
+        if last {
+            break;
+        }
+    }
+    r.events = expected;
+    if brk.is_none() {
+        if let Some((size, c)) = claims
+            .iter()
+            .filter(|(s, _)| **s > expected)
+            .min_by_key(|(s, _)| **s)
+            .and_then(|(s, cs)| cs.first().map(|c| (*s, c)))
+        {
+            note_break(
+                &mut brk,
+                Break {
+                    node: node.to_owned(),
+                    seq: expected,
+                    at: None,
+                    what: format!(
+                        "the chain ends at {expected} events, but the {} checkpoint{} covers {size}: events were deleted from the end",
+                        c.source,
+                        c.at.map(|t| format!(" signed {}", Timestamp(t).to_rfc3339()))
+                            .unwrap_or_default()
+                    ),
+                },
+            );
+        }
+    }
+    r.first_break = brk;
+    Ok(r)
+}

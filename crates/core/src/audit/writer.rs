@@ -1,0 +1,544 @@
+//! The one writer: a task that owns its node's chain head, takes events
+//! from one bounded queue, and commits them in batches (group commit).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_crypto::audit::{
+    frontier_indexes, leaf_hash, locate, AuditKeys, Frontier, Link, GENESIS,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{origin, AuditStore, Category, Chained, CheckpointRow, Event, Severity, Witness};
+use crate::{Clock, Error, StoreError, Timestamp};
+
+/// Events waiting for the writer. Past this, recording waits for room.
+pub const QUEUE: usize = 16_384;
+/// Most events in one commit.
+const BATCH: usize = 4_096;
+/// A checkpoint this often while events flow.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// And at least this often when idle, so a gap in logging shows.
+pub const HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// What the writing process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterMode {
+    /// `rampart serve`: records its start and stop, says when the last run
+    /// ended uncleanly, and chains events of older releases once.
+    Server,
+    /// A command (`rampart keys rotate`, …): writes its events to its own
+    /// chain (`<node>-cli`), and takes turns with other commands on it.
+    Command,
+}
+
+enum Msg {
+    Event(Box<Event>, Option<oneshot::Sender<u64>>),
+    /// Answered once everything before it is committed and checkpointed.
+    Flush(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The handle every part of Rampart records through. Cloning is cheap.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Msg>,
+    node: Arc<str>,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit").field("node", &self.node).finish()
+    }
+}
+
+impl Audit {
+    /// Loads the chain head of `node` and starts its writer on the current
+    /// runtime.
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        keys: Arc<AuditKeys>,
+        node: &str,
+        mode: WriterMode,
+        witness: Option<Witness>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Audit, JoinHandle<()>), Error> {
+        if !super::node_name_ok(node) {
+            return Err(Error::Internal(format!(
+                "`{node}` cannot name an audit chain"
+            )));
+        }
+        let node = match mode {
+            WriterMode::Server => node.to_owned(),
+            WriterMode::Command => format!("{node}-cli"),
+        };
+        let mut w = Writer {
+            store,
+            keys,
+            origin: origin(&node),
+            node: node.clone(),
+            clock,
+            witness,
+            next: 0,
+            link: GENESIS,
+            frontier: Frontier::default(),
+            last_checkpoint: None,
+            witness_failing: false,
+            mode,
+        };
+        w.load().await?;
+        if mode == WriterMode::Server {
+            w.start_server().await?;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(w.run(rx));
+        Ok((
+            Audit {
+                tx,
+                node: node.into(),
+            },
+            task,
+        ))
+    }
+
+    /// The chain this handle writes to.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Hands an event to the writer, waiting while the queue is full; it
+    /// is durable within one commit (a few milliseconds).
+    pub async fn record(&self, event: Event) {
+        if self
+            .tx
+            .send(Msg::Event(Box::new(event), None))
+            .await
+            .is_err()
+        {
+            tracing::error!("the audit writer is gone; an event was not recorded");
+        }
+    }
+
+    /// Records an event and waits until it is committed; its sequence
+    /// number.
+    pub async fn record_durable(&self, event: Event) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Event(Box::new(event), Some(tx)))
+            .await
+            .map_err(|_| Error::Internal("the audit writer is gone".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("the audit writer is gone".into()))
+    }
+
+    /// Waits until every event handed over so far is committed and covered
+    /// by a signed checkpoint.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Records the stop (server mode), checkpoints and ends the writer.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The actions the trail writes about itself.
+pub const STARTED: &str = "audit.started";
+pub const STOPPED: &str = "audit.stopped";
+pub const UNCLEAN_STOP: &str = "audit.unclean_stop";
+pub const IMPORTED: &str = "audit.imported";
+pub const WITNESS_FAILED: &str = "audit.witness_failed";
+/// A verification's result (`rampart audit verify`, and the server's own).
+pub const VERIFIED: &str = "audit.verified";
+/// The actions above.
+pub const OWN_ACTIONS: [&str; 6] = [
+    STARTED,
+    STOPPED,
+    UNCLEAN_STOP,
+    IMPORTED,
+    WITNESS_FAILED,
+    VERIFIED,
+];
+
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    keys: Arc<AuditKeys>,
+    node: String,
+    origin: String,
+    clock: Arc<dyn Clock>,
+    witness: Option<Witness>,
+    /// The next sequence number (the tree's size).
+    next: u64,
+    link: Link,
+    frontier: Frontier,
+    /// Size and time of the newest checkpoint.
+    last_checkpoint: Option<(u64, Timestamp)>,
+    witness_failing: bool,
+    mode: WriterMode,
+}
+
+/// What a batch becomes once chained, before it is committed.
+struct Chain {
+    events: Vec<Chained>,
+    link: Link,
+    frontier: Frontier,
+}
+
+fn backend(e: StoreError) -> Error {
+    Error::Internal(format!("audit trail: {e}"))
+}
+
+impl Writer {
+    /// Reads the head of the chain and the right edge of its tree.
+    async fn load(&mut self) -> Result<(), Error> {
+        let head = self.store.audit_head(&self.node).await.map_err(backend)?;
+        match head {
+            None => {
+                self.next = 0;
+                self.link = GENESIS;
+                self.frontier = Frontier::default();
+            }
+            Some(h) => {
+                let size = h.seq + 1;
+                let indexes = frontier_indexes(size);
+                let seqs: Vec<u64> = indexes
+                    .iter()
+                    .map(|i| locate(*i).0)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let trees = self
+                    .store
+                    .audit_trees(&self.node, &seqs)
+                    .await
+                    .map_err(backend)?;
+                let mut stored = Vec::with_capacity(indexes.len());
+                for i in indexes {
+                    let (seq, pos) = locate(i);
+                    let h = trees
+                        .iter()
+                        .find(|(s, _)| *s == seq)
+                        .and_then(|(_, t)| t.get(pos))
+                        .ok_or_else(|| {
+                            Error::Internal(format!(
+                                "audit trail: event {seq} of chain {} lacks its tree hashes; run `rampart audit verify`",
+                                self.node
+                            ))
+                        })?;
+                    stored.push((i, *h));
+                }
+                self.frontier = Frontier::from_stored(size, &stored)
+                    .map_err(|e| Error::Internal(format!("audit trail: {e}")))?;
+                self.next = size;
+                self.link = h.link;
+            }
+        }
+        self.last_checkpoint = self
+            .store
+            .latest_checkpoint(&self.node)
+            .await
+            .map_err(backend)?
+            .map(|c| (c.size, c.at));
+        Ok(())
+    }
+
+    async fn start_server(&mut self) -> Result<(), Error> {
+        let legacy = self.store.legacy_events().await.map_err(backend)?;
+        if !legacy.is_empty() {
+            let n = legacy.len();
+            let mut all = legacy;
+            all.push(
+                Event::new(
+                    self.clock.now(),
+                    IMPORTED,
+                    Category::Process,
+                    super::SUCCESS,
+                )
+                .reason(Some("events of an earlier release, chained once"))
+                .field("count", n as u64),
+            );
+            let chain = self.chain(all);
+            self.store
+                .import_legacy(&chain.events)
+                .await
+                .map_err(backend)?;
+            self.adopt(chain);
+            tracing::info!(events = n, "chained the events of an earlier release");
+        }
+        let head = self.store.audit_head(&self.node).await.map_err(backend)?;
+        let mut first = Vec::new();
+        if let Some(h) = head.filter(|h| h.action != STOPPED && h.action != IMPORTED) {
+            tracing::warn!(
+                last_seq = h.seq,
+                "the last run did not stop cleanly; events after the last durable one may be missing"
+            );
+            first.push(
+                Event::new(
+                    self.clock.now(),
+                    UNCLEAN_STOP,
+                    Category::Process,
+                    super::UNKNOWN,
+                )
+                .severity(Severity::High)
+                .reason(Some(
+                    "the previous run ended without stopping the audit trail",
+                ))
+                .field("audit.last_seq", h.seq)
+                .field("audit.last_at", h.at.to_rfc3339()),
+            );
+        }
+        first.push(Event::new(
+            self.clock.now(),
+            STARTED,
+            Category::Process,
+            super::SUCCESS,
+        ));
+        self.commit(first).await;
+        self.checkpoint().await;
+        Ok(())
+    }
+
+    fn chain(&self, events: Vec<Event>) -> Chain {
+        let mut link = self.link;
+        let mut frontier = self.frontier.clone();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let seq = frontier.size();
+            let mut c = Chained {
+                node: self.node.clone(),
+                seq,
+                at: e.at,
+                action: e.action,
+                category: e.category.as_str().to_owned(),
+                outcome: e.outcome.to_owned(),
+                severity: e.severity.number(),
+                reason: e.reason,
+                user_id: e.user_id,
+                source_ip: e.source_ip,
+                user_agent: e.user_agent,
+                request_id: e.request_id,
+                rule: e.rule,
+                object: e.object,
+                fields: serde_json::to_string(&e.fields).unwrap_or_else(|_| "{}".into()),
+                link: GENESIS,
+                tree: Vec::new(),
+            };
+            let bytes = c.canonical();
+            c.link = self.keys.link(&link, &bytes);
+            c.tree = frontier.append(leaf_hash(&bytes));
+            link = c.link;
+            out.push(c);
+        }
+        Chain {
+            events: out,
+            link,
+            frontier,
+        }
+    }
+
+    fn adopt(&mut self, c: Chain) {
+        self.link = c.link;
+        self.next = c.frontier.size();
+        self.frontier = c.frontier;
+    }
+
+    /// Commits `events`, retrying until the database takes them: the queue
+    /// is bounded, so meanwhile recorders wait rather than lose events.
+    async fn commit(&mut self, events: Vec<Event>) -> Option<u64> {
+        if events.is_empty() {
+            return None;
+        }
+        let mut tries: u64 = 0;
+        loop {
+            let chain = self.chain(events.clone());
+            match self.store.append_audit(&chain.events).await {
+                Ok(()) => {
+                    let first = chain.events.first().map(|e| e.seq);
+                    self.adopt(chain);
+                    return first;
+                }
+                Err(StoreError::Conflict) => {
+                    // Another writer of this chain (a second command)
+                    // appended first: continue after its events.
+                    if let Err(e) = self.load().await {
+                        tracing::error!(error = %e, "audit chain head cannot be read; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(e) => {
+                    tries += 1;
+                    tracing::error!(error = %e, pending = events.len(), "audit events not written yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * tries.min(40))).await;
+                }
+            }
+        }
+    }
+
+    /// Signs and stores a checkpoint of the tree as it is, and hands it to
+    /// the witness.
+    async fn checkpoint(&mut self) {
+        let size = self.frontier.size();
+        if size == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let note =
+            match self
+                .keys
+                .sign_checkpoint(&self.origin, size, &self.frontier.root(), now.millis())
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign an audit checkpoint");
+                    return;
+                }
+            };
+        let row = CheckpointRow {
+            node: self.node.clone(),
+            size,
+            at: now,
+            note,
+        };
+        let mut tries: u64 = 0;
+        loop {
+            match self.store.insert_checkpoint(&row).await {
+                Ok(()) | Err(StoreError::Conflict) => break,
+                Err(e) => {
+                    tries += 1;
+                    tracing::error!(error = %e, "audit checkpoint not written yet; retrying");
+                    if tries > 20 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+            }
+        }
+        self.last_checkpoint = Some((size, now));
+        if let Some(w) = &self.witness {
+            match w.append(&row).await {
+                Ok(()) => self.witness_failing = false,
+                Err(e) => {
+                    tracing::error!(error = %e, witness = %w.path(&self.node).display(), "the witness did not take a checkpoint");
+                    if !self.witness_failing {
+                        self.witness_failing = true;
+                        let event =
+                            Event::new(now, WITNESS_FAILED, Category::Process, super::FAILURE)
+                                .severity(Severity::High)
+                                .reason(Some(
+                                    "a checkpoint could not be appended to the witness file",
+                                ));
+                        self.commit(vec![event]).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn checkpoint_if_due(&mut self) {
+        let size = self.frontier.size();
+        match self.last_checkpoint {
+            Some((s, _)) if s != size => self.checkpoint().await,
+            None if size > 0 => self.checkpoint().await,
+            Some((_, at))
+                if self.clock.now().millis() - at.millis() >= HEARTBEAT.as_millis() as i64 =>
+            {
+                self.checkpoint().await
+            }
+            _ => {}
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                _ = tick.tick() => {
+                    self.checkpoint_if_due().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                // Every handle is gone: end as a stop would.
+                self.finish().await;
+                return;
+            };
+            let mut events = Vec::new();
+            let mut acks: Vec<(usize, oneshot::Sender<u64>)> = Vec::new();
+            let mut flushes = Vec::new();
+            let mut stop = None;
+            let mut take =
+                |m: Msg, events: &mut Vec<Event>, acks: &mut Vec<(usize, oneshot::Sender<u64>)>| {
+                    match m {
+                        Msg::Event(e, ack) => {
+                            if let Some(a) = ack {
+                                acks.push((events.len(), a));
+                            }
+                            events.push(*e);
+                        }
+                        Msg::Flush(tx) => flushes.push(tx),
+                        Msg::Stop(tx) => stop = Some(tx),
+                    }
+                };
+            take(first, &mut events, &mut acks);
+            // Group commit: whatever queued meanwhile joins this batch.
+            while events.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => take(m, &mut events, &mut acks),
+                    Err(_) => break,
+                }
+            }
+            if let Some(first_seq) = self.commit(events).await {
+                for (i, a) in acks {
+                    let _ = a.send(first_seq + i as u64);
+                }
+            }
+            if !flushes.is_empty() {
+                self.checkpoint_if_due().await;
+                for f in flushes {
+                    let _ = f.send(());
+                }
+            }
+            if let Some(s) = stop {
+                // Events still queued behind the stop are written first.
+                let mut rest = Vec::new();
+                while let Ok(m) = rx.try_recv() {
+                    if let Msg::Event(e, ack) = m {
+                        rest.push((*e, ack));
+                    }
+                }
+                let (events, acks): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+                if let Some(first_seq) = self.commit(events).await {
+                    for (i, a) in acks.into_iter().enumerate() {
+                        if let Some(a) = a {
+                            let _ = a.send(first_seq + i as u64);
+                        }
+                    }
+                }
+                self.finish().await;
+                let _ = s.send(());
+                return;
+            }
+        }
+    }
+
+    async fn finish(&mut self) {
+        if self.mode == WriterMode::Command {
+            self.checkpoint_if_due().await;
+            return;
+        }
+        let e = Event::new(self.clock.now(), STOPPED, Category::Process, super::SUCCESS);
+        self.commit(vec![e]).await;
+        self.checkpoint().await;
+    }
+}

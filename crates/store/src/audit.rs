@@ -1,0 +1,542 @@
+//! The audit trail's SQL: the only code that writes `audit_events` and
+//! `audit_checkpoints` (and empties the tables of older releases once).
+//! Events are only ever inserted; nothing here updates or deletes one.
+
+use async_trait::async_trait;
+use rampart_core::audit::{
+    ip_key, net_keys, AuditStore, Chained, CheckpointRow, Event, EventQuery, MAX_ACTIONS,
+};
+use rampart_core::data::{DataEventFilter, StoredDataEvent};
+use rampart_core::events::SecurityEvent;
+use rampart_core::{StoreError, Timestamp};
+use rampart_crypto::audit::{Hash, HASH_SIZE};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::sql::{backend, SqlStore};
+
+const COLUMNS: &str = "node, seq, at, action, category, outcome, severity, reason, user_id, \
+                       source_ip, user_agent, request_id, rule, object, fields, link, tree";
+/// The columns written: `COLUMNS` and the derived `ip_key`.
+const PER_ROW: usize = 18;
+/// Rows per INSERT statement (17 bound values each).
+const ROWS_PER_INSERT: usize = 64;
+
+fn get(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn seq_i64(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence number"))
+}
+
+fn tree_hex(tree: &[Hash]) -> String {
+    let mut s = String::with_capacity(tree.len() * HASH_SIZE * 2);
+    for h in tree {
+        s.push_str(&hex::encode(h.0));
+    }
+    s
+}
+
+fn tree_from(hexed: &str) -> Result<Vec<Hash>, StoreError> {
+    let bytes = hex::decode(hexed).map_err(|_| StoreError::Corrupt("audit tree hashes"))?;
+    if bytes.len() % HASH_SIZE != 0 {
+        return Err(StoreError::Corrupt("audit tree hashes"));
+    }
+    Ok(bytes
+        .chunks(HASH_SIZE)
+        .map(|c| {
+            let mut h = [0u8; HASH_SIZE];
+            h.copy_from_slice(c);
+            Hash(h)
+        })
+        .collect())
+}
+
+fn chained_from(row: &AnyRow) -> Result<Chained, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(get)?;
+    let severity: i64 = row.try_get("severity").map_err(get)?;
+    let link: String = row.try_get("link").map_err(get)?;
+    let tree: String = row.try_get("tree").map_err(get)?;
+    // A link that is not 32 bytes of hex reads as all zeros: verification
+    // then names the event, instead of the read failing.
+    let mut l = [0u8; 32];
+    if let Ok(b) = hex::decode(&link) {
+        if b.len() == 32 {
+            l.copy_from_slice(&b);
+        }
+    }
+    Ok(Chained {
+        node: row.try_get("node").map_err(get)?,
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence number"))?,
+        at: Timestamp(row.try_get("at").map_err(get)?),
+        action: row.try_get("action").map_err(get)?,
+        category: row.try_get("category").map_err(get)?,
+        outcome: row.try_get("outcome").map_err(get)?,
+        severity: u8::try_from(severity).unwrap_or(u8::MAX),
+        reason: row.try_get("reason").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        source_ip: row.try_get("source_ip").map_err(get)?,
+        user_agent: row.try_get("user_agent").map_err(get)?,
+        request_id: row.try_get("request_id").map_err(get)?,
+        rule: row.try_get("rule").map_err(get)?,
+        object: row.try_get("object").map_err(get)?,
+        fields: row.try_get("fields").map_err(get)?,
+        link: l,
+        tree: tree_from(&tree).unwrap_or_default(),
+    })
+}
+
+/// The conditions of an [`EventQuery`], parameters `$1` to `$21`
+/// (bound by [`bind_filter`], in this order).
+const FILTER: &str = "($1 = 1 OR action IN ($2, $3, $4, $5, $6, $7, $8, $9)) \
+    AND (CAST($10 AS TEXT) IS NULL OR category = $10) \
+    AND (CAST($11 AS BIGINT) IS NULL OR ($11 = 1 AND action LIKE 'data.%') \
+         OR ($11 = 0 AND action NOT LIKE 'data.%')) \
+    AND (CAST($12 AS TEXT) IS NULL OR outcome = $12) \
+    AND (CAST($13 AS TEXT) IS NULL OR user_id = $13) \
+    AND (CAST($14 AS TEXT) IS NULL OR (ip_key >= $14 AND ip_key <= $15)) \
+    AND (CAST($16 AS BIGINT) IS NULL OR severity >= $16) \
+    AND (CAST($17 AS TEXT) IS NULL OR rule = $17) \
+    AND (CAST($18 AS TEXT) IS NULL OR object = $18) \
+    AND (CAST($19 AS TEXT) IS NULL OR action LIKE $19 ESCAPE '\\' OR reason LIKE $19 ESCAPE '\\' \
+         OR rule LIKE $19 ESCAPE '\\' OR object LIKE $19 ESCAPE '\\' OR user_id LIKE $19 ESCAPE '\\' \
+         OR user_agent LIKE $19 ESCAPE '\\' OR request_id LIKE $19 ESCAPE '\\' \
+         OR fields LIKE $19 ESCAPE '\\') \
+    AND (CAST($20 AS BIGINT) IS NULL OR at >= $20) \
+    AND (CAST($21 AS BIGINT) IS NULL OR at < $21)";
+
+/// `%text%` for LIKE, with the wildcards in `text` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_filter<'q>(query: AnyQuery<'q>, q: &EventQuery) -> Result<AnyQuery<'q>, StoreError> {
+    if q.actions.len() > MAX_ACTIONS {
+        return Err(StoreError::Backend(format!(
+            "at most {MAX_ACTIONS} actions per search"
+        )));
+    }
+    let mut actions: Vec<Option<String>> = q.actions.iter().cloned().map(Some).collect();
+    let any_action = actions.is_empty();
+    actions.resize(MAX_ACTIONS, None);
+    let mut query = query.bind(i64::from(any_action));
+    for a in actions {
+        query = query.bind(a);
+    }
+    let (lo, hi) = match &q.source_net {
+        Some(n) => {
+            let (lo, hi) = net_keys(n);
+            (Some(lo), Some(hi))
+        }
+        None => (None, None),
+    };
+    Ok(query
+        .bind(q.category.map(|c| c.as_str()))
+        .bind(q.data_access.map(i64::from))
+        .bind(q.outcome.clone())
+        .bind(q.user_id.clone())
+        .bind(lo)
+        .bind(hi)
+        .bind(q.min_severity.map(|s| i64::from(s.number())))
+        .bind(q.rule.clone())
+        .bind(q.object.clone())
+        .bind(q.text.as_deref().map(like_pattern))
+        .bind(q.since.map(Timestamp::millis))
+        .bind(q.until.map(Timestamp::millis)))
+}
+
+/// `INSERT … VALUES ($1, …, $17), ($18, …)` for `rows` rows: a fixed
+/// fragment repeated, every value bound.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_events ({COLUMNS}, ip_key) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..PER_ROW {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * PER_ROW + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+impl SqlStore {
+    async fn insert_chained<'c, E>(&self, conn: E, events: &[Chained]) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let sql = insert_sql(events.len());
+        let mut q = sqlx::query(&sql);
+        for e in events {
+            q = q
+                .bind(e.node.as_str())
+                .bind(seq_i64(e.seq)?)
+                .bind(e.at.millis())
+                .bind(e.action.as_str())
+                .bind(e.category.as_str())
+                .bind(e.outcome.as_str())
+                .bind(i64::from(e.severity))
+                .bind(e.reason.as_deref())
+                .bind(e.user_id.as_deref())
+                .bind(e.source_ip.as_deref())
+                .bind(e.user_agent.as_deref())
+                .bind(e.request_id.as_deref())
+                .bind(e.rule.as_deref())
+                .bind(e.object.as_deref())
+                .bind(e.fields.as_str())
+                .bind(hex::encode(e.link))
+                .bind(tree_hex(&e.tree))
+                .bind(
+                    e.source_ip
+                        .as_deref()
+                        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                        .map(ip_key),
+                );
+        }
+        q.execute(conn).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        events: &[Chained],
+    ) -> Result<(), StoreError> {
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            self.insert_chained(&mut **tx, chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn audit_head(&self, node: &str) -> Result<Option<Chained>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE node = $1 ORDER BY seq DESC LIMIT 1"
+        ))
+        .bind(node)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(chained_from)
+        .transpose()
+    }
+
+    async fn audit_trees(
+        &self,
+        node: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let row = sqlx::query("SELECT tree FROM audit_events WHERE node = $1 AND seq = $2")
+                .bind(node)
+                .bind(seq_i64(*seq)?)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(backend)?;
+            if let Some(r) = row {
+                let t: String = r.try_get("tree").map_err(get)?;
+                out.push((*seq, tree_from(&t)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn append_audit(&self, events: &[Chained]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        self.append_in(&mut tx, events).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_checkpoints (node, size, at, note) VALUES ($1, $2, $3, $4)")
+            .bind(c.node.as_str())
+            .bind(seq_i64(c.size)?)
+            .bind(c.at.millis())
+            .bind(c.note.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        node: &str,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        sqlx::query(
+            "SELECT node, size, at, note FROM audit_checkpoints \
+             WHERE node = $1 AND size >= $2 ORDER BY size, at LIMIT $3",
+        )
+        .bind(node)
+        .bind(seq_i64(from_size)?)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(checkpoint_from)
+        .collect()
+    }
+
+    async fn latest_checkpoint(&self, node: &str) -> Result<Option<CheckpointRow>, StoreError> {
+        sqlx::query(
+            "SELECT node, size, at, note FROM audit_checkpoints \
+             WHERE node = $1 ORDER BY size DESC, at DESC LIMIT 1",
+        )
+        .bind(node)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(checkpoint_from)
+        .transpose()
+    }
+
+    async fn audit_range(
+        &self,
+        node: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Chained>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE node = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(node)
+        .bind(seq_i64(from)?)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(chained_from)
+        .collect()
+    }
+
+    async fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| r.try_get("node").map_err(get))
+        .collect()
+    }
+
+    async fn search_events(&self, q: &EventQuery) -> Result<Vec<Chained>, StoreError> {
+        let (c_at, c_node, c_seq) = match &q.cursor {
+            Some((at, node, seq)) => (Some(at.millis()), Some(node.clone()), Some(seq_i64(*seq)?)),
+            None => (None, None, None),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE {FILTER} \
+               AND (CAST($22 AS BIGINT) IS NULL OR at < $22 \
+                    OR (at = $22 AND (node < $23 OR (node = $23 AND seq < $24)))) \
+             ORDER BY at DESC, node DESC, seq DESC LIMIT $25"
+        );
+        bind_filter(sqlx::query(&sql), q)?
+            .bind(c_at)
+            .bind(c_node)
+            .bind(c_seq)
+            .bind(i64::from(q.limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(chained_from)
+            .collect()
+    }
+
+    async fn count_events(
+        &self,
+        q: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<(Timestamp, u64)>, StoreError> {
+        if bucket_ms <= 0 {
+            return Err(StoreError::Backend(
+                "a bucket must be longer than 0 ms".into(),
+            ));
+        }
+        let sql = format!(
+            "SELECT (at / $22) * $22 AS bucket, COUNT(*) AS n FROM audit_events \
+             WHERE {FILTER} GROUP BY (at / $22) * $22 ORDER BY bucket"
+        );
+        bind_filter(sqlx::query(&sql), q)?
+            .bind(bucket_ms)
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                let b: i64 = r.try_get("bucket").map_err(get)?;
+                let n: i64 = r.try_get("n").map_err(get)?;
+                Ok((Timestamp(b), n.max(0) as u64))
+            })
+            .collect()
+    }
+
+    async fn legacy_events(&self) -> Result<Vec<Event>, StoreError> {
+        let mut out: Vec<Event> = self
+            .legacy_security_events()
+            .await?
+            .into_iter()
+            .map(|e| e.to_audit())
+            .collect();
+        out.extend(
+            self.legacy_data_events()
+                .await?
+                .into_iter()
+                .map(|e| e.to_audit()),
+        );
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+
+    async fn import_legacy(&self, events: &[Chained]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        self.append_in(&mut tx, events).await?;
+        sqlx::query("DELETE FROM security_events")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM data_events")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
+impl SqlStore {
+    /// Data-access events, newest first, read from the trail.
+    pub(crate) async fn trail_data_events(
+        &self,
+        f: &DataEventFilter,
+    ) -> Result<Vec<StoredDataEvent>, StoreError> {
+        // A data event's user is `key:<id>` for an API key, the account id
+        // otherwise: an actor filter names either.
+        let key_actor = f.actor.as_deref().map(|a| format!("key:{a}"));
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events \
+             WHERE category = 'database' AND action LIKE 'data.%' \
+               AND (CAST($1 AS TEXT) IS NULL OR object = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR user_id = $2 OR user_id = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR at >= $4) \
+             ORDER BY at DESC, node DESC, seq DESC LIMIT $5"
+        ))
+        .bind(f.collection.as_deref())
+        .bind(f.actor.as_deref())
+        .bind(key_actor.as_deref())
+        .bind(f.since.map(Timestamp::millis))
+        .bind(i64::from(f.limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(chained_from)
+        .filter_map(|c| c.map(|c| StoredDataEvent::from_chained(&c)).transpose())
+        .collect()
+    }
+
+    async fn legacy_security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
+        sqlx::query(
+            "SELECT id, at, kind, outcome, reason, account_id, ip, user_agent, request_id \
+             FROM security_events ORDER BY at, id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(crate::sql::event_from)
+        .collect()
+    }
+
+    async fn legacy_data_events(&self) -> Result<Vec<StoredDataEvent>, StoreError> {
+        sqlx::query(
+            "SELECT at, actor_kind, actor_id, collection, action, record_ids, count, outcome, \
+             sensitive, ip, request_id FROM data_events ORDER BY at",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| {
+            let ids: String = r.try_get("record_ids").map_err(get)?;
+            Ok(StoredDataEvent {
+                at: Timestamp(r.try_get("at").map_err(get)?),
+                actor_kind: r.try_get("actor_kind").map_err(get)?,
+                actor_id: r.try_get("actor_id").map_err(get)?,
+                collection: r.try_get("collection").map_err(get)?,
+                action: r.try_get("action").map_err(get)?,
+                record_ids: serde_json::from_str(&ids).unwrap_or_default(),
+                count: r.try_get("count").map_err(get)?,
+                outcome: r.try_get("outcome").map_err(get)?,
+                sensitive: r.try_get::<i64, _>("sensitive").map_err(get)? != 0,
+                ip: r.try_get("ip").map_err(get)?,
+                request_id: r.try_get("request_id").map_err(get)?,
+            })
+        })
+        .collect()
+    }
+}
+
+fn checkpoint_from(row: &AnyRow) -> Result<CheckpointRow, StoreError> {
+    let size: i64 = row.try_get("size").map_err(get)?;
+    Ok(CheckpointRow {
+        node: row.try_get("node").map_err(get)?,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt("checkpoint size"))?,
+        at: Timestamp(row.try_get("at").map_err(get)?),
+        note: row.try_get("note").map_err(get)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_insert_binds_every_value() {
+        let sql = insert_sql(2);
+        assert!(sql.ends_with("$35, $36)"), "{sql}");
+        assert_eq!(sql.matches('$').count(), 36);
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("50%_a\\"), "%50\\%\\_a\\\\%");
+    }
+
+    #[test]
+    fn tree_hashes_round_trip() {
+        let t = vec![Hash([1; 32]), Hash([2; 32])];
+        assert_eq!(tree_from(&tree_hex(&t)).unwrap(), t);
+        assert!(tree_from("abc").is_err());
+    }
+}
