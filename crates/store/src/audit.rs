@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use rampart_core::audit::{
-    ip_key, net_keys, AuditStore, Chained, CheckpointRow, Event, EventQuery, MAX_ACTIONS,
+    ip_key, net_keys, AuditStore, Chained, CheckpointRow, Event, EventQuery, PendingEvent,
+    MAX_ACTIONS,
 };
 use rampart_core::data::{DataEventFilter, StoredDataEvent};
 use rampart_core::events::SecurityEvent;
@@ -262,13 +263,51 @@ impl AuditStore for SqlStore {
         Ok(out)
     }
 
-    async fn append_audit(&self, events: &[Chained]) -> Result<(), StoreError> {
+    async fn append_audit(
+        &self,
+        node: &str,
+        events: &[Chained],
+        consumed: &[i64],
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await.map_err(backend)?;
         self.append_in(&mut tx, events).await?;
+        for id in consumed {
+            let n = sqlx::query("DELETE FROM audit_pending WHERE node = $1 AND id = $2")
+                .bind(node)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if n != 1 {
+                // Chained by another writer meanwhile: nothing is written.
+                return Err(StoreError::Conflict);
+            }
+        }
         tx.commit().await.map_err(backend)
+    }
+
+    async fn pending_events(
+        &self,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<(i64, Option<Event>)>, StoreError> {
+        sqlx::query("SELECT id, body FROM audit_pending WHERE node = $1 ORDER BY id LIMIT $2")
+            .bind(node)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id").map_err(get)?;
+                let body: String = r.try_get("body").map_err(get)?;
+                Ok((id, serde_json::from_str(&body).ok()))
+            })
+            .collect()
     }
 
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
@@ -432,6 +471,21 @@ impl AuditStore for SqlStore {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
+}
+
+/// Puts an event in the pending table, in the caller's transaction (the
+/// write it is about).
+pub(crate) async fn insert_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &PendingEvent,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_pending (node, body) VALUES ($1, $2)")
+        .bind(e.node.as_str())
+        .bind(e.body.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 impl SqlStore {

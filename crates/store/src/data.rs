@@ -4,6 +4,7 @@
 //! parameter.
 
 use async_trait::async_trait;
+use rampart_core::audit::PendingEvent;
 use rampart_core::data::{
     ApiKey, Collection, CollectionSchema, DataEventFilter, DataKey, DataStore, ListQuery, Op,
     QExpr, QValue, SchemaUpdate, Scope, StoredDataEvent, StoredRecord, Target, UniqueEntry,
@@ -167,6 +168,7 @@ pub(crate) type Inserter = tokio::sync::mpsc::Sender<InsertJob>;
 pub(crate) struct InsertJob {
     record: StoredRecord,
     checks: WriteChecks,
+    event: Option<PendingEvent>,
     reply: tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
@@ -253,7 +255,12 @@ async fn insert_group(
             },
         };
         match refused {
-            None => out.push(WriteOutcome::Done),
+            None => {
+                if let Some(e) = &job.event {
+                    crate::audit::insert_pending(&mut tx, e).await?;
+                }
+                out.push(WriteOutcome::Done)
+            }
             Some(outcome) => {
                 sqlx::query("DELETE FROM records WHERE collection = $1 AND id = $2")
                     .bind(&r.collection)
@@ -802,6 +809,7 @@ impl DataStore for SqlStore {
         &self,
         r: &StoredRecord,
         checks: &WriteChecks,
+        event: Option<&PendingEvent>,
     ) -> Result<WriteOutcome, StoreError> {
         if self.dialect() == Dialect::Sqlite {
             // SQLite has one writer: inserts waiting together share one
@@ -815,6 +823,7 @@ impl DataStore for SqlStore {
             let job = InsertJob {
                 record: r.clone(),
                 checks: checks.clone(),
+                event: event.cloned(),
                 reply,
             };
             if inserter.send(job).await.is_err() {
@@ -835,6 +844,9 @@ impl DataStore for SqlStore {
         }
         if let Some(refused) = self.write_checks_in(&mut tx, r, checks).await? {
             return Ok(refused);
+        }
+        if let Some(e) = event {
+            crate::audit::insert_pending(&mut tx, e).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(WriteOutcome::Done)
@@ -868,6 +880,7 @@ impl DataStore for SqlStore {
         r: &StoredRecord,
         expected_version: i64,
         checks: &WriteChecks,
+        event: Option<&PendingEvent>,
     ) -> Result<WriteOutcome, StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
         let n = sqlx::query(
@@ -901,6 +914,9 @@ impl DataStore for SqlStore {
         if let Some(refused) = self.write_checks_in(&mut tx, r, checks).await? {
             return Ok(refused);
         }
+        if let Some(e) = event {
+            crate::audit::insert_pending(&mut tx, e).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(WriteOutcome::Done)
     }
@@ -910,6 +926,7 @@ impl DataStore for SqlStore {
         collection: &str,
         id: &str,
         expected_version: Option<i64>,
+        event: Option<&PendingEvent>,
     ) -> Result<WriteOutcome, StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
         let n = sqlx::query(
@@ -927,6 +944,9 @@ impl DataStore for SqlStore {
             return missing_or_changed(&mut tx, collection, id).await;
         }
         // Its unique entries go with it (ON DELETE CASCADE).
+        if let Some(e) = event {
+            crate::audit::insert_pending(&mut tx, e).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(WriteOutcome::Done)
     }

@@ -26,7 +26,11 @@ fn event(i: u64) -> Event {
             "login_success"
         },
         Category::Authentication,
-        if i.is_multiple_of(3) { FAILURE } else { SUCCESS },
+        if i.is_multiple_of(3) {
+            FAILURE
+        } else {
+            SUCCESS
+        },
     )
     .user(Some(&format!("acc_{}", i % 4)))
     .meta(&RequestMeta {

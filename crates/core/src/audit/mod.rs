@@ -26,7 +26,8 @@ pub use witness::{Witness, WitnessEntry};
 pub use writer::{Audit, WriterMode};
 
 /// ECS `event.category`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Category {
     Authentication,
     /// Accounts, roles, invites, API keys.
@@ -68,7 +69,10 @@ impl Category {
 }
 
 /// How much a person should care; ECS `event.severity` is its number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info = 1,
     Low = 2,
@@ -112,14 +116,14 @@ impl Severity {
 /// One event, as a part of Rampart records it. Never a password, token,
 /// code, hash or sealed value: `fields` are set by code, from values that
 /// are safe to show an administrator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub at: Timestamp,
     /// ECS `event.action`, e.g. `login_failure`, `data.read`.
     pub action: String,
     pub category: Category,
     /// ECS `event.outcome`: `success`, `failure` or `unknown`.
-    pub outcome: &'static str,
+    pub outcome: String,
     pub severity: Severity,
     /// A stable reason code or a short description (`event.reason`).
     pub reason: Option<String>,
@@ -154,7 +158,7 @@ impl Event {
             at,
             action: action.to_owned(),
             category,
-            outcome,
+            outcome: outcome.to_owned(),
             severity: if outcome == FAILURE {
                 Severity::Low
             } else {
@@ -207,6 +211,25 @@ impl Event {
     pub fn field(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.fields.insert(name.to_owned(), value.into());
         self
+    }
+}
+
+/// An event committed with the write it is about, in the write's own
+/// transaction (`audit_pending`), for the writer of `node` to chain: so
+/// no acknowledged write lacks its event, even after a crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEvent {
+    pub node: String,
+    /// The event as JSON.
+    pub body: String,
+}
+
+impl PendingEvent {
+    pub fn of(node: &str, event: &Event) -> Self {
+        Self {
+            node: node.to_owned(),
+            body: serde_json::to_string(event).unwrap_or_default(),
+        }
     }
 }
 
@@ -353,9 +376,24 @@ pub trait AuditStore: Send + Sync + 'static {
         node: &str,
         seqs: &[u64],
     ) -> Result<Vec<(u64, Vec<Hash>)>, StoreError>;
-    /// Appends events in one transaction; `Conflict` when one of their
-    /// sequence numbers is taken (another writer appended first).
-    async fn append_audit(&self, events: &[Chained]) -> Result<(), StoreError>;
+    /// Appends events in one transaction, deleting the pending events
+    /// `consumed` (ids from [`AuditStore::pending_events`]) in it;
+    /// `Conflict` when one of their sequence numbers is taken or a pending
+    /// event is gone (another writer appended first).
+    async fn append_audit(
+        &self,
+        node: &str,
+        events: &[Chained],
+        consumed: &[i64],
+    ) -> Result<(), StoreError>;
+    /// Events committed with their writes, not yet chained, oldest first.
+    /// One that cannot be read is returned as `None`, to be dropped with a
+    /// note.
+    async fn pending_events(
+        &self,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<(i64, Option<Event>)>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
     /// Checkpoints of `node` with `size >= from_size`, by size then time.
     async fn audit_checkpoints(

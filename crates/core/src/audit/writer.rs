@@ -36,6 +36,8 @@ pub enum WriterMode {
 
 enum Msg {
     Event(Box<Event>, Option<oneshot::Sender<u64>>),
+    /// Events were committed with writes (`audit_pending`): chain them.
+    Pending,
     /// Answered once everything before it is committed and checkpointed.
     Flush(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
@@ -92,6 +94,8 @@ impl Audit {
         if mode == WriterMode::Server {
             w.start_server().await?;
         }
+        // Events of writes acknowledged before a crash.
+        w.drain_pending().await;
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(w.run(rx));
         Ok((
@@ -133,6 +137,13 @@ impl Audit {
             .map_err(|_| Error::Internal("the audit writer is gone".into()))
     }
 
+    /// Says that events were committed with writes, for the writer to chain
+    /// soon. Never waits: when the queue is full the writer's next tick
+    /// (within a second) chains them.
+    pub fn poke(&self) {
+        let _ = self.tx.try_send(Msg::Pending);
+    }
+
     /// Waits until every event handed over so far is committed and covered
     /// by a signed checkpoint.
     pub async fn flush(&self) {
@@ -160,14 +171,19 @@ pub const WITNESS_FAILED: &str = "audit.witness_failed";
 /// A verification's result (`rampart audit verify`, and the server's own).
 pub const VERIFIED: &str = "audit.verified";
 /// The actions above.
-pub const OWN_ACTIONS: [&str; 6] = [
+/// A pending event that could not be read (kept as this note).
+pub const PENDING_UNREADABLE: &str = "audit.pending_unreadable";
+pub const OWN_ACTIONS: [&str; 7] = [
     STARTED,
     STOPPED,
     UNCLEAN_STOP,
     IMPORTED,
     WITNESS_FAILED,
     VERIFIED,
+    PENDING_UNREADABLE,
 ];
+/// Pending events chained per commit.
+const PENDING_BATCH: u32 = 2_048;
 
 struct Writer {
     store: Arc<dyn AuditStore>,
@@ -354,13 +370,24 @@ impl Writer {
     /// Commits `events`, retrying until the database takes them: the queue
     /// is bounded, so meanwhile recorders wait rather than lose events.
     async fn commit(&mut self, events: Vec<Event>) -> Option<u64> {
+        self.commit_consuming(events, &[]).await
+    }
+
+    /// Commits `events`, deleting the pending events they came from
+    /// (`consumed`) in the same transaction. When those are gone (another
+    /// writer chained them), nothing is written and `None` returned.
+    async fn commit_consuming(&mut self, events: Vec<Event>, consumed: &[i64]) -> Option<u64> {
         if events.is_empty() {
             return None;
         }
         let mut tries: u64 = 0;
         loop {
             let chain = self.chain(events.clone());
-            match self.store.append_audit(&chain.events).await {
+            match self
+                .store
+                .append_audit(&self.node, &chain.events, consumed)
+                .await
+            {
                 Ok(()) => {
                     let first = chain.events.first().map(|e| e.seq);
                     self.adopt(chain);
@@ -373,6 +400,9 @@ impl Writer {
                         tracing::error!(error = %e, "audit chain head cannot be read; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    if !consumed.is_empty() {
+                        return None;
+                    }
                 }
                 Err(e) => {
                     tries += 1;
@@ -380,6 +410,41 @@ impl Writer {
                     tokio::time::sleep(Duration::from_millis(50 * tries.min(40))).await;
                 }
             }
+        }
+    }
+
+    /// Chains the events committed with writes, oldest first, until none
+    /// is left.
+    async fn drain_pending(&mut self) {
+        loop {
+            let rows = match self.store.pending_events(&self.node, PENDING_BATCH).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "pending audit events cannot be read yet");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                return;
+            }
+            let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+            let events: Vec<Event> = rows
+                .into_iter()
+                .map(|(id, e)| {
+                    e.unwrap_or_else(|| {
+                        Event::new(
+                            self.clock.now(),
+                            PENDING_UNREADABLE,
+                            Category::Process,
+                            super::FAILURE,
+                        )
+                        .severity(Severity::High)
+                        .reason(Some("an event committed with a write could not be read"))
+                        .field("audit.pending_id", id)
+                    })
+                })
+                .collect();
+            self.commit_consuming(events, &ids).await;
         }
     }
 
@@ -464,6 +529,7 @@ impl Writer {
             let first = tokio::select! {
                 m = rx.recv() => m,
                 _ = tick.tick() => {
+                    self.drain_pending().await;
                     self.checkpoint_if_due().await;
                     continue;
                 }
@@ -477,6 +543,7 @@ impl Writer {
             let mut acks: Vec<(usize, oneshot::Sender<u64>)> = Vec::new();
             let mut flushes = Vec::new();
             let mut stop = None;
+            let mut pending = false;
             let mut take =
                 |m: Msg, events: &mut Vec<Event>, acks: &mut Vec<(usize, oneshot::Sender<u64>)>| {
                     match m {
@@ -486,6 +553,7 @@ impl Writer {
                             }
                             events.push(*e);
                         }
+                        Msg::Pending => pending = true,
                         Msg::Flush(tx) => flushes.push(tx),
                         Msg::Stop(tx) => stop = Some(tx),
                     }
@@ -502,6 +570,9 @@ impl Writer {
                 for (i, a) in acks {
                     let _ = a.send(first_seq + i as u64);
                 }
+            }
+            if pending || !flushes.is_empty() || stop.is_some() {
+                self.drain_pending().await;
             }
             if !flushes.is_empty() {
                 self.checkpoint_if_due().await;
@@ -533,6 +604,7 @@ impl Writer {
     }
 
     async fn finish(&mut self) {
+        self.drain_pending().await;
         if self.mode == WriterMode::Command {
             self.checkpoint_if_due().await;
             return;

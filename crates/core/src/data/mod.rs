@@ -344,10 +344,13 @@ pub trait DataStore: Send + Sync + 'static {
     async fn delete_collection(&self, name: &str) -> Result<bool, StoreError>;
     async fn record_count(&self, collection: &str) -> Result<u64, StoreError>;
 
+    /// `event`, when given, is committed with the record (only when the
+    /// outcome is `Done`).
     async fn insert_record(
         &self,
         r: &StoredRecord,
         checks: &WriteChecks,
+        event: Option<&crate::audit::PendingEvent>,
     ) -> Result<WriteOutcome, StoreError>;
     async fn record(
         &self,
@@ -361,12 +364,14 @@ pub trait DataStore: Send + Sync + 'static {
         r: &StoredRecord,
         expected_version: i64,
         checks: &WriteChecks,
+        event: Option<&crate::audit::PendingEvent>,
     ) -> Result<WriteOutcome, StoreError>;
     async fn delete_record(
         &self,
         collection: &str,
         id: &str,
         expected_version: Option<i64>,
+        event: Option<&crate::audit::PendingEvent>,
     ) -> Result<WriteOutcome, StoreError>;
     async fn list_records(&self, q: &ListQuery) -> Result<Vec<StoredRecord>, StoreError>;
 

@@ -167,6 +167,62 @@ impl DataService {
     }
 
     #[allow(clippy::too_many_arguments)]
+    fn data_event(
+        &self,
+        p: &Principal,
+        collection: &str,
+        action: Action,
+        ids: Vec<String>,
+        count: u32,
+        outcome: &'static str,
+        sensitive: bool,
+        meta: &RequestMeta,
+    ) -> crate::audit::Event {
+        let mut ids = ids;
+        ids.truncate(MAX_IDS_PER_EVENT);
+        DataEvent {
+            at: self.now(),
+            actor: p.actor(),
+            collection: collection.to_owned(),
+            action,
+            record_ids: ids,
+            count,
+            outcome,
+            sensitive,
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+        }
+        .to_stored()
+        .to_audit()
+    }
+
+    /// The event of a write about to be made, to commit with it.
+    fn write_event(
+        &self,
+        p: &Principal,
+        collection: &str,
+        action: Action,
+        id: &str,
+        sensitive: bool,
+        meta: &RequestMeta,
+    ) -> crate::audit::PendingEvent {
+        let e = self.data_event(
+            p,
+            collection,
+            action,
+            vec![id.to_owned()],
+            1,
+            "allowed",
+            sensitive,
+            meta,
+        );
+        crate::audit::PendingEvent::of(self.auth.audit().node(), &e)
+    }
+
+    /// A read's (or a refusal's) data-access event: durable within one
+    /// commit of the audit writer. A full queue makes the request wait:
+    /// events are never dropped.
+    #[allow(clippy::too_many_arguments)]
     async fn event(
         &self,
         p: &Principal,
@@ -178,31 +234,8 @@ impl DataService {
         sensitive: bool,
         meta: &RequestMeta,
     ) {
-        let mut ids = ids;
-        ids.truncate(MAX_IDS_PER_EVENT);
-        let e = DataEvent {
-            at: self.now(),
-            actor: p.actor(),
-            collection: collection.to_owned(),
-            action,
-            record_ids: ids,
-            count,
-            outcome,
-            sensitive,
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-        };
-        let event = e.to_stored().to_audit();
-        // A full queue makes the request wait: events are never dropped. A
-        // write's event is durable before the write is answered; a read's
-        // within one group commit.
-        if matches!(action, Action::Create | Action::Update | Action::Delete) {
-            if let Err(err) = self.auth.audit().record_durable(event).await {
-                tracing::error!(error = %err, "data-access event not recorded");
-            }
-        } else {
-            self.auth.audit().record(event).await;
-        }
+        let event = self.data_event(p, collection, action, ids, count, outcome, sensitive, meta);
+        self.auth.audit().record(event).await;
     }
 
     /// A refused or failed operation's data-access event.
@@ -859,27 +892,18 @@ impl DataService {
             if let Some(field) = self.unreadable_reference(p, &checks).await? {
                 return Err(Error::MissingReference(field));
             }
-            match self.store.insert_record(&r, &checks).await? {
+            // The creator sees what it may read of what it wrote.
+            let may_read = Self::access(p, c, &roles, Action::Read) != AccessCheck::Denied;
+            let vis = Self::visible_fields(p, c, &roles);
+            let (mut view, mut sensitive) = Self::view(c, &r, values.clone(), &vis, true);
+            if !may_read {
+                view.data.clear();
+                sensitive = false;
+            }
+            let event = self.write_event(p, collection, Action::Create, &id, sensitive, meta);
+            match self.store.insert_record(&r, &checks, Some(&event)).await? {
                 WriteOutcome::Done => {
-                    // The creator sees what it may read of what it wrote.
-                    let may_read = Self::access(p, c, &roles, Action::Read) != AccessCheck::Denied;
-                    let vis = Self::visible_fields(p, c, &roles);
-                    let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, true);
-                    if !may_read {
-                        view.data.clear();
-                        sensitive = false;
-                    }
-                    self.event(
-                        p,
-                        collection,
-                        Action::Create,
-                        vec![id],
-                        1,
-                        "allowed",
-                        sensitive,
-                        meta,
-                    )
-                    .await;
+                    self.auth.audit().poke();
                     return Ok(view);
                 }
                 WriteOutcome::Stale => continue,
@@ -1036,33 +1060,27 @@ impl DataService {
             if let Some(field) = self.unreadable_reference(p, &checks).await? {
                 return Err(Error::MissingReference(field));
             }
-            match self.store.update_record(&r, old.version, &checks).await? {
+            // Updating is not reading: without read access the answer
+            // holds only the system fields.
+            let may_read = match Self::access(p, c, &roles, Action::Read) {
+                AccessCheck::All => true,
+                AccessCheck::Own => owns,
+                AccessCheck::Denied => false,
+            };
+            let vis = Self::visible_fields(p, c, &roles);
+            let (mut view, mut sensitive) = Self::view(c, &r, values.clone(), &vis, owns);
+            if !may_read {
+                view.data.clear();
+                sensitive = false;
+            }
+            let event = self.write_event(p, collection, Action::Update, id, sensitive, meta);
+            match self
+                .store
+                .update_record(&r, old.version, &checks, Some(&event))
+                .await?
+            {
                 WriteOutcome::Done => {
-                    // Updating is not reading: without read access the
-                    // answer holds only the system fields.
-                    let may_read = match Self::access(p, c, &roles, Action::Read) {
-                        AccessCheck::All => true,
-                        AccessCheck::Own => owns,
-                        AccessCheck::Denied => false,
-                    };
-                    let vis = Self::visible_fields(p, c, &roles);
-                    let (mut view, mut sensitive) = Self::view(c, &r, values, &vis, owns);
-                    if !may_read {
-                        view.data.clear();
-                        sensitive = false;
-                    }
-                    let ids = vec![id.to_owned()];
-                    self.event(
-                        p,
-                        collection,
-                        Action::Update,
-                        ids,
-                        1,
-                        "allowed",
-                        sensitive,
-                        meta,
-                    )
-                    .await;
+                    self.auth.audit().poke();
                     return Ok(view);
                 }
                 WriteOutcome::Stale => continue,
@@ -1123,23 +1141,14 @@ impl DataService {
             return Err(Error::NotFound);
         }
         let expected = if_match.unwrap_or(old.version);
+        let event = self.write_event(p, collection, Action::Delete, id, false, meta);
         match self
             .store
-            .delete_record(collection, id, Some(expected))
+            .delete_record(collection, id, Some(expected), Some(&event))
             .await?
         {
             WriteOutcome::Done => {
-                self.event(
-                    p,
-                    collection,
-                    Action::Delete,
-                    vec![id.to_owned()],
-                    1,
-                    "allowed",
-                    false,
-                    meta,
-                )
-                .await;
+                self.auth.audit().poke();
                 Ok(())
             }
             other => Err(Self::write_error(other)),

@@ -44,3 +44,13 @@ CREATE TABLE audit_checkpoints (
     note TEXT NOT NULL,
     PRIMARY KEY (node, size, at)
 );
+
+-- Events committed in the transaction of the write they are about, for
+-- the writer of `node` to chain (and delete, in the chaining
+-- transaction): no acknowledged write lacks its event, even after a crash.
+CREATE TABLE audit_pending (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    node TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX audit_pending_node ON audit_pending (node, id);

@@ -1,0 +1,234 @@
+//! The audit trail end to end: writes killed mid-flight keep their events,
+//! `rampart audit verify` and `key` on a real data directory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rampart_core::audit::{AuditStore, EventQuery};
+use rampart_core::Store;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// A server with a collection and an API key that may write to it; the
+/// key's secret.
+async fn notes_server() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/collections",
+            &admin,
+            json!({"name": "notes", "fields": {"text": {"type": "text", "max_length": 100}}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = s
+        .post_auth(
+            "/api/v1/admin/api-keys",
+            &admin,
+            json!({"name": "flood", "scopes": [{"collection": "notes", "actions": ["create", "update", "delete", "read"]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let key: Value = r.json().await.unwrap();
+    (s, key["secret"].as_str().unwrap().to_owned())
+}
+
+async fn trail_store(data: &std::path::Path) -> rampart_store::SqlStore {
+    rampart_store::open(&format!(
+        "sqlite://{}?mode=rw",
+        data.join("rampart.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+/// The record ids of every `data.create` event in the trail.
+async fn created_ids(store: &rampart_store::SqlStore) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let mut q = EventQuery {
+        actions: vec!["data.create".into()],
+        limit: 500,
+        ..Default::default()
+    };
+    loop {
+        let page = store.search_events(&q).await.unwrap();
+        let Some(last) = page.last() else { break };
+        q.cursor = Some((last.at, last.node.clone(), last.seq));
+        for e in &page {
+            for id in e.fields_map()["data.record_ids"].as_array().unwrap() {
+                ids.insert(id.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn kill_9_during_a_flood_of_writes_loses_no_acknowledged_event() {
+    let (mut s, key) = notes_server().await;
+    let data = s.data_dir();
+    s.stop().await;
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    const RUNS: u64 = 20;
+    for run in 0..RUNS {
+        let mut p = Proc::spawn(&data, &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..12 {
+            let (client, url, key) = (
+                p.client.clone(),
+                p.url("/api/v1/collections/notes/records"),
+                key.clone(),
+            );
+            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            writers.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let Ok(r) = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"text": format!("run {run} writer {w} note {i}")}))
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    if r.status() != 201 {
+                        continue;
+                    }
+                    // Acknowledged only once the whole answer arrived.
+                    let Ok(body) = r.json::<Value>().await else {
+                        break;
+                    };
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(body["id"].as_str().unwrap().to_owned());
+                }
+            }));
+        }
+        // Killed at a different moment each run.
+        tokio::time::sleep(Duration::from_millis(300 + run * 37 % 400)).await;
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
+    }
+    // One clean run chains whatever the last kill left pending.
+    let mut p = Proc::spawn(&data, &[]);
+    assert!(p.terminate().await.success());
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() as u64 > RUNS * 10,
+        "the flood wrote only {} records",
+        acknowledged.len()
+    );
+    let store = trail_store(&data).await;
+    let created = created_ids(&store).await;
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !created.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes have no event, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        missing.first()
+    );
+    let unclean = store
+        .search_events(&EventQuery {
+            actions: vec!["audit.unclean_stop".into()],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        unclean.len() as u64,
+        RUNS,
+        "each kill is noted at the next start"
+    );
+    store.close().await;
+
+    let (code, out, err) = rampart_run(
+        &["audit", "verify", "--data-dir", data.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("verified"), "{out}");
+    eprintln!(
+        "{} acknowledged writes over {RUNS} kills, each with its event",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test]
+async fn verify_names_the_first_break_and_exits_3() {
+    let (mut s, key) = notes_server().await;
+    for i in 0..5 {
+        let r = s
+            .client
+            .post(s.url("/api/v1/collections/notes/records"))
+            .bearer_auth(&key)
+            .json(&json!({"text": format!("note {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let data = s.data_dir();
+    s.stop().await;
+    let dir = data.to_str().unwrap();
+    let (code, out, err) = rampart_run(&["audit", "verify", "--data-dir", dir], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(": OK"), "{out}");
+    assert!(out.contains("witness checkpoints compared"), "{out}");
+
+    // The key command prints the key written beside the data.
+    let (code, key_out, err) = rampart_run(&["audit", "key", "--data-dir", dir], None);
+    assert_eq!(code, Some(0), "{err}");
+    let file = std::fs::read_to_string(data.join("audit.pub")).unwrap();
+    assert_eq!(key_out, file);
+    assert!(key_out.starts_with("rampart-audit+"), "{key_out}");
+
+    let store = trail_store(&data).await;
+    let victim = store
+        .search_events(&EventQuery {
+            actions: vec!["data.create".into()],
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    sqlx::query("UPDATE audit_events SET source_ip = '192.0.2.1' WHERE node = $1 AND seq = $2")
+        .bind(&victim.node)
+        .bind(victim.seq as i64)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let (code, out, _) = rampart_run(&["audit", "verify", "--data-dir", dir], None);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains(&format!(
+            "chain {}, event {} ({})",
+            victim.node,
+            victim.seq,
+            victim.at.to_rfc3339()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("BROKEN") && out.contains("NOT verified"),
+        "{out}"
+    );
+}
