@@ -118,3 +118,109 @@ fn layers_do_not_leak() {
         }
     }
 }
+
+/// Every `.rs` file of the workspace's crates (tests included): its path
+/// from the workspace root and its text.
+fn sources() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = Vec::new();
+    let mut stack = vec![root.join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The trail is written in one place and only appended to: no code but
+/// the store's `audit.rs` writes its tables, nothing anywhere updates an
+/// event, and the only deletions of events are the ones its tests make to
+/// prove tampering is caught.
+#[test]
+fn only_the_audit_store_writes_the_trail_and_nothing_updates_an_event() {
+    let tables = [
+        "audit_events",
+        "audit_checkpoints",
+        "audit_pending",
+        "security_events",
+        "data_events",
+    ];
+    let tampering_tests = [
+        "crates/store/tests/audit.rs",
+        "crates/app/tests/e2e/audit.rs",
+        // This file, which names what it looks for.
+        "crates/app/tests/e2e/layers.rs",
+    ];
+    let mut checked = 0;
+    for (path, text) in sources() {
+        let upper = text.to_uppercase();
+        for t in tables {
+            let t = t.to_uppercase();
+            for verb in [
+                format!("INSERT INTO {t}"),
+                format!("UPDATE {t}"),
+                format!("DELETE FROM {t}"),
+            ] {
+                let found = upper.matches(&verb).count();
+                checked += 1;
+                if found == 0 || tampering_tests.contains(&path.as_str()) {
+                    continue;
+                }
+                let allowed = path == "crates/store/src/audit.rs"
+                    && (verb.starts_with("INSERT")
+                        || verb == "DELETE FROM AUDIT_PENDING"
+                        // Emptied once, when older releases' events are chained.
+                        || verb == "DELETE FROM SECURITY_EVENTS"
+                        || verb == "DELETE FROM DATA_EVENTS");
+                assert!(
+                    allowed,
+                    "{path} has `{verb}`: only the audit writer appends to the trail"
+                );
+            }
+        }
+    }
+    assert!(checked > 0);
+    // And the store's audit module never changes an event it wrote.
+    let audit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/src/audit.rs"),
+    )
+    .unwrap()
+    .to_uppercase();
+    assert!(!audit.contains("UPDATE AUDIT_EVENTS") && !audit.contains("DELETE FROM AUDIT_EVENTS"));
+    assert!(
+        !audit.contains("UPDATE AUDIT_CHECKPOINTS")
+            && !audit.contains("DELETE FROM AUDIT_CHECKPOINTS")
+    );
+}
+
+/// Appending to the trail goes through the writer: the store's append
+/// methods are called from nowhere else.
+#[test]
+fn only_the_writer_appends() {
+    for (path, text) in sources() {
+        if path.starts_with("crates/store/")
+            || path == "crates/core/src/audit/writer.rs"
+            || path == "crates/core/src/audit/mod.rs"
+            || path == "crates/app/tests/e2e/layers.rs"
+        {
+            continue;
+        }
+        for call in [".append_audit(", ".insert_checkpoint(", ".import_legacy("] {
+            assert!(
+                !text.contains(call),
+                "{path} calls `{call}`: events go through `Audit`, the one writer"
+            );
+        }
+    }
+}

@@ -646,6 +646,25 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
         }
     }
     assert!(!files.is_empty());
+    // The trail's witness files, and what `audit verify` prints.
+    let witness = data.with_file_name("data-witness");
+    for entry in std::fs::read_dir(&witness).unwrap() {
+        let path = entry.unwrap().path();
+        files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    assert!(
+        files.len() >= 3,
+        "the witness holds checkpoints and the key"
+    );
+    let (code, verified, err) = rampart_run(
+        &["audit", "verify", "--data-dir", data.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, Some(0), "{verified}{err}");
+    files.push((
+        "audit verify".into(),
+        format!("{verified}{err}").into_bytes(),
+    ));
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "log leaks {secret}");
         assert!(!banner.contains(secret.as_str()), "stderr leaks {secret}");
