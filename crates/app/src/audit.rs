@@ -291,3 +291,71 @@ pub async fn record_verification(
     }
     let _ = audit.record_durable(e).await;
 }
+
+/// The formats of `rampart audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// ECS JSON, one document per line.
+    Ecs,
+    /// RFC 5424 syslog lines carrying the ECS JSON.
+    Syslog,
+}
+
+/// Writes every event of every chain with `since <= at < until` to `out`,
+/// chain by chain in sequence order; returns how many.
+pub async fn export(
+    settings: &Settings,
+    since: Option<rampart_core::Timestamp>,
+    until: Option<rampart_core::Timestamp>,
+    format: ExportFormat,
+    out: &mut (dyn std::io::Write + Send),
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<u64> {
+    let store = crate::open_store(settings).await?;
+    let result = async {
+        let nodes = store
+            .audit_nodes()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut total = 0;
+        for n in &nodes {
+            if let Some(h) = store
+                .audit_head(n)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                total += h.seq + 1;
+            }
+        }
+        let (mut read, mut written) = (0u64, 0u64);
+        for n in &nodes {
+            let mut next = 0;
+            loop {
+                let page = store
+                    .audit_range(n, next, 5_000)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let Some(last) = page.last() else { break };
+                next = last.seq + 1;
+                read += page.len() as u64;
+                for e in page
+                    .iter()
+                    .filter(|e| since.is_none_or(|s| e.at >= s) && until.is_none_or(|u| e.at < u))
+                {
+                    let line = match format {
+                        ExportFormat::Ecs => rampart_core::audit::format::ecs_line(e),
+                        ExportFormat::Syslog => rampart_core::audit::format::syslog_line(e),
+                    };
+                    writeln!(out, "{line}")?;
+                    written += 1;
+                }
+                progress(read, total);
+            }
+        }
+        out.flush()?;
+        Ok(written)
+    }
+    .await;
+    store.close().await;
+    result
+}

@@ -119,6 +119,65 @@ pub struct AuditSettings {
     /// another user, a mounted share. Default: a sibling of the data
     /// directory, `<data_dir>-witness`.
     pub witness_dir: Option<PathBuf>,
+    /// Live shipping of events to a SIEM (see README "Shipping events").
+    pub streams: Vec<StreamSettings>,
+}
+
+/// `[[audit.streams]]`: one receiver of the live event stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Names the stream's place in the trail (kept in the database):
+    /// renaming a stream ships everything again.
+    pub name: String,
+    /// `tls://host:6514` (syslog over TLS), `https://…/path` (NDJSON
+    /// batches of ECS documents), or, to this machine only, `tcp://` and
+    /// `http://`.
+    pub url: String,
+    /// PEM CA certificates to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// HTTP: a file holding a bearer token for `Authorization`.
+    pub token_file: Option<PathBuf>,
+    /// Events per batch (default 500).
+    #[serde(default = "default_stream_batch")]
+    pub batch: u32,
+}
+
+fn default_stream_batch() -> u32 {
+    500
+}
+
+impl StreamSettings {
+    /// The stream as `rampart-notify` runs it (reads the files it names).
+    pub fn config(&self) -> Result<rampart_notify::stream::StreamConfig> {
+        let target = rampart_notify::stream::target(&self.url)
+            .map_err(|e| anyhow!("[[audit.streams]] {:?}: {e}", self.name))?;
+        let ca_pem = match &self.ca_file {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .with_context(|| format!("[[audit.streams]] ca_file {}", f.display()))?,
+            ),
+            None => None,
+        };
+        let token = match &self.token_file {
+            Some(f) => {
+                let t = std::fs::read_to_string(f)
+                    .with_context(|| format!("[[audit.streams]] token_file {}", f.display()))?;
+                Some(SecretString::new(t.trim().to_owned()))
+            }
+            None => None,
+        };
+        let c = rampart_notify::stream::StreamConfig {
+            name: self.name.clone(),
+            target,
+            ca_pem,
+            token,
+            batch: self.batch,
+        };
+        rampart_notify::stream::check(&c)
+            .map_err(|e| anyhow!("[[audit.streams]] {:?}: {e}", self.name))?;
+        Ok(c)
+    }
 }
 
 impl Default for ScanSettings {
@@ -617,6 +676,22 @@ impl Settings {
             if !rampart_core::audit::node_name_ok(n) {
                 bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");
             }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for st in &self.audit.streams {
+            if !rampart_core::audit::node_name_ok(&st.name) {
+                bail!(
+                    "[[audit.streams]] name = {:?}: use 1 to 64 letters, digits, `.`, `_` or `-`",
+                    st.name
+                );
+            }
+            if !names.insert(st.name.as_str()) {
+                bail!("[[audit.streams]] name = {:?} is used twice", st.name);
+            }
+            if !(1..=5000).contains(&st.batch) {
+                bail!("[[audit.streams]] {:?}: batch must be 1 to 5000", st.name);
+            }
+            st.config()?;
         }
         for (name, v, max) in [
             ("self_every_hours", self.scan.self_every_hours, 8760),

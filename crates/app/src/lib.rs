@@ -819,6 +819,19 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         },
         rx.clone(),
     )));
+    for st in &settings.audit.streams {
+        // Checked when the settings were loaded; read again here for the
+        // files it names.
+        let config = st.config()?;
+        let chains = vec![audit.node().to_owned(), format!("{}-cli", audit.node())];
+        tasks.push(tokio::spawn(rampart_notify::stream::run(
+            auth.store().clone(),
+            config,
+            chains,
+            Arc::new(rampart_notify::stream::StreamState::default()),
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();

@@ -96,6 +96,27 @@ enum AuditCommand {
     /// Print the public key that checks checkpoints and proofs (C2SP
     /// signed-note verifier key); also in <data_dir>/audit.pub.
     Key(AuditKeyArgs),
+    /// Write events to a file: ECS JSON lines, or RFC 5424 syslog lines
+    /// (for a SIEM's file input, or an investigation).
+    Export(AuditExportArgs),
+}
+
+#[derive(Args)]
+struct AuditExportArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// RFC 3339: events at or after [default: the first]
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339: events before [default: now]
+    #[arg(long)]
+    until: Option<String>,
+    /// `ecs` (JSON lines) or `syslog` (RFC 5424)
+    #[arg(long, default_value = "ecs", value_parser = ["ecs", "syslog"])]
+    format: String,
+    /// The file to write (created; never overwritten) [default: standard output]
+    #[arg(long, short)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -565,6 +586,61 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
             } else {
                 ExitCode::from(3)
             })
+        }
+        AuditCommand::Export(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let time = |name: &str,
+                        v: &Option<String>|
+             -> Result<Option<rampart_core::Timestamp>> {
+                v.as_deref()
+                    .map(|s| {
+                        rampart_core::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+                            anyhow::anyhow!("--{name} {s:?} is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)")
+                        })
+                    })
+                    .transpose()
+            };
+            let (since, until) = (time("since", &args.since)?, time("until", &args.until)?);
+            let format = if args.format == "syslog" {
+                rampart::audit::ExportFormat::Syslog
+            } else {
+                rampart::audit::ExportFormat::Ecs
+            };
+            let mut out: Box<dyn std::io::Write + Send> = match &args.out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(p)
+                        .with_context(|| {
+                            format!("cannot create {} (it must not exist yet)", p.display())
+                        })?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let bar = TermProgress { on: tty };
+            let n = rampart::audit::export(
+                &settings,
+                since,
+                until,
+                format,
+                out.as_mut(),
+                &|done, total| rampart_scan::Progress::step(&bar, "events read", done, total),
+            )
+            .await?;
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "{n} events written{}",
+                args.out
+                    .as_ref()
+                    .map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Key(args) => {
             let settings = load(config, &common_overrides(&args.common))?;

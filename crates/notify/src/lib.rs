@@ -9,6 +9,9 @@
 //! - [`FileNotifier`]: development mode; messages are appended to a file
 //!   in the data directory instead of being delivered.
 //! - [`Delivery`]: routes each channel to its notifier.
+//! - [`stream`]: the audit trail shipped live to syslog and HTTP receivers.
+
+pub mod stream;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -441,6 +441,41 @@ impl AuditStore for SqlStore {
             .collect()
     }
 
+    async fn stream_cursor(&self, name: &str, chain: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT next_seq FROM audit_cursors WHERE name = $1 AND node = $2")
+            .bind(name)
+            .bind(chain)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(backend)?;
+        match row {
+            None => Ok(0),
+            Some(r) => {
+                let n: i64 = r.try_get("next_seq").map_err(get)?;
+                Ok(n.max(0) as u64)
+            }
+        }
+    }
+
+    async fn set_stream_cursor(
+        &self,
+        name: &str,
+        chain: &str,
+        next: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_cursors (name, node, next_seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, node) DO UPDATE SET next_seq = excluded.next_seq",
+        )
+        .bind(name)
+        .bind(chain)
+        .bind(seq_i64(next)?)
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn legacy_events(&self) -> Result<Vec<Event>, StoreError> {
         let mut out: Vec<Event> = self
             .legacy_security_events()

@@ -232,3 +232,92 @@ async fn verify_names_the_first_break_and_exits_3() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn export_writes_every_event_as_ecs_or_syslog_and_filters_by_time() {
+    let (mut s, key) = notes_server().await;
+    for i in 0..3 {
+        let r = s
+            .client
+            .post(s.url("/api/v1/collections/notes/records"))
+            .bearer_auth(&key)
+            .json(&json!({"text": format!("note {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let data = s.data_dir();
+    s.stop().await;
+    let dir = data.to_str().unwrap();
+    let out = data.with_file_name("all.ecs");
+    let (code, _, err) = rampart_run(
+        &[
+            "audit",
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let docs: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let n: usize = err.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(docs.len(), n, "{err}");
+    let creates: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["event"]["action"] == "data.create")
+        .collect();
+    assert_eq!(creates.len(), 3);
+    assert_eq!(creates[0]["rampart"]["object"], "notes");
+    assert!(docs.iter().any(|d| d["event"]["action"] == "audit.started"));
+    // Never overwrites a file.
+    let (code, _, err) = rampart_run(
+        &[
+            "audit",
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("must not exist"), "{err}");
+    // Syslog lines, and a time range that holds nothing.
+    let (code, lines, _) = rampart_run(
+        &["audit", "export", "--format", "syslog", "--data-dir", dir],
+        None,
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(lines.lines().count(), n);
+    assert!(lines
+        .lines()
+        .all(|l| l.starts_with('<') && l.contains(" rampart - ")));
+    let (code, none, err) = rampart_run(
+        &[
+            "audit",
+            "export",
+            "--until",
+            "2000-01-01T00:00:00Z",
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(none.is_empty() && err.starts_with("0 events"), "{err}");
+    let (code, _, err) = rampart_run(
+        &["audit", "export", "--since", "yesterday", "--data-dir", dir],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("RFC 3339"), "{err}");
+}

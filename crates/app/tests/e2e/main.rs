@@ -20,5 +20,6 @@ mod scan;
 mod sessions;
 mod setup;
 mod sinks;
+mod stream;
 mod support;
 mod transport;

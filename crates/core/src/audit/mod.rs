@@ -9,6 +9,7 @@
 //! five minutes when idle), each also appended to the witness file.
 //! [`verify`] checks all of it offline.
 
+pub mod format;
 pub mod verify;
 pub mod witness;
 pub mod writer;
@@ -420,6 +421,10 @@ pub trait AuditStore: Send + Sync + 'static {
         q: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<(Timestamp, u64)>, StoreError>;
+    /// Where stream `name` is in `chain`: the next sequence number to ship.
+    async fn stream_cursor(&self, name: &str, chain: &str) -> Result<u64, StoreError>;
+    async fn set_stream_cursor(&self, name: &str, chain: &str, next: u64)
+        -> Result<(), StoreError>;
     /// Every event written by a release before the audit trail, oldest
     /// first, to be chained once.
     async fn legacy_events(&self) -> Result<Vec<Event>, StoreError>;

@@ -54,3 +54,11 @@ CREATE TABLE audit_pending (
     body TEXT NOT NULL
 );
 CREATE INDEX audit_pending_node ON audit_pending (node, id);
+
+-- How far each live stream (`[[audit.streams]]`) has shipped each chain.
+CREATE TABLE audit_cursors (
+    name     TEXT NOT NULL,
+    node     TEXT NOT NULL,
+    next_seq BIGINT NOT NULL,
+    PRIMARY KEY (name, node)
+);
