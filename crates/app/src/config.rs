@@ -107,9 +107,13 @@ pub struct ScanSettings {
 }
 
 /// `[audit]`: the tamper-evident event trail (ADR 0011).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
+    /// Record every allowed read and list of protected data (default on).
+    /// Off, only writes, refusals and denials are: for a deployment whose
+    /// reads are too many to keep, at the cost of not knowing who read what.
+    pub data_reads: bool,
     /// This node's chain name (1-64 of `A-Z a-z 0-9 . _ -`). Default: a
     /// random name made on first start and kept in the data directory
     /// (`audit-node`), so nodes sharing one PostgreSQL database differ.
@@ -141,6 +145,17 @@ pub struct StreamSettings {
     /// Events per batch (default 500).
     #[serde(default = "default_stream_batch")]
     pub batch: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            data_reads: true,
+            node: None,
+            witness_dir: None,
+            streams: Vec::new(),
+        }
+    }
 }
 
 fn default_stream_batch() -> u32 {

@@ -536,7 +536,11 @@ pub async fn services(
                 "second-factor secrets re-sealed with the current system key"
             );
         }
-        let data = Arc::new(DataService::new(data_store.clone(), auth.clone(), keys));
+        let mut data = DataService::new(data_store.clone(), auth.clone(), keys);
+        if !settings.audit.data_reads {
+            data = data.without_read_events();
+        }
+        let data = Arc::new(data);
         Ok(Services {
             store: store.clone(),
             auth,

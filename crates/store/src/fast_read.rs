@@ -90,6 +90,11 @@ impl FastRead {
         })
     }
 
+    /// The database file.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Closes the connections; later reads fail as the pool's would.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);

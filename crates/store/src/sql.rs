@@ -27,6 +27,9 @@ pub struct SqlStore {
     fast: Option<std::sync::Arc<crate::fast_read::FastRead>>,
     /// SQLite only: record inserts, committed in groups (see `data.rs`).
     pub(crate) inserts: std::sync::Arc<std::sync::OnceLock<crate::data::Inserter>>,
+    /// SQLite files only: the audit writer's appends, on a connection of
+    /// their own (see `audit.rs`).
+    pub(crate) appender: Option<std::sync::Arc<crate::audit::Appender>>,
 }
 
 impl SqlStore {
@@ -35,11 +38,15 @@ impl SqlStore {
         dialect: Dialect,
         fast: Option<crate::fast_read::FastRead>,
     ) -> Self {
+        let appender = fast
+            .as_ref()
+            .map(|f| std::sync::Arc::new(crate::audit::Appender::new(f.path().to_owned())));
         Self {
             pool,
             dialect,
             fast: fast.map(std::sync::Arc::new),
             inserts: Default::default(),
+            appender,
         }
     }
 

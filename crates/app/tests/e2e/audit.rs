@@ -321,3 +321,64 @@ async fn export_writes_every_event_as_ecs_or_syslog_and_filters_by_time() {
     assert_eq!(code, Some(1));
     assert!(err.contains("RFC 3339"), "{err}");
 }
+
+#[tokio::test]
+async fn with_data_reads_off_reads_are_not_recorded_but_writes_are() {
+    for (reads, expect) in [("true", 1), ("false", 0)] {
+        let s = TestServer::with(Options::default().env("RAMPART_AUDIT__DATA_READS", reads)).await;
+        let admin = s.admin().await;
+        let r = s
+            .post_auth(
+                "/api/v1/admin/collections",
+                &admin,
+                json!({"name": "notes", "fields": {"text": {"type": "text"}}}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let r = s
+            .post_auth(
+                "/api/v1/collections/notes/records",
+                &admin,
+                json!({"text": "a"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = s
+            .get_auth(&format!("/api/v1/collections/notes/records/{id}"), &admin)
+            .await;
+        assert_eq!(r.status(), 200);
+        let r = s
+            .get_auth(
+                &format!("/api/v1/collections/notes/records/rec_{}", "0".repeat(32)),
+                &admin,
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+        s.running().audit.flush().await;
+        let count = |action: &str| {
+            let q = EventQuery {
+                actions: vec![action.into()],
+                limit: 100,
+                ..Default::default()
+            };
+            let auth = s.running().auth.clone();
+            async move { auth.events(&q).await.unwrap() }
+        };
+        assert_eq!(count("data.create").await.len(), 1, "data_reads = {reads}");
+        let readings = count("data.read").await;
+        let allowed = readings.iter().filter(|e| e.outcome == "success").count();
+        assert_eq!(allowed, expect, "data_reads = {reads}");
+        assert_eq!(
+            readings
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("not_found"))
+                .count(),
+            1,
+            "a refused read is always recorded"
+        );
+    }
+}

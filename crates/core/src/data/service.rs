@@ -105,6 +105,8 @@ pub struct DataService {
     auth: Arc<AuthService>,
     keys: Arc<KeyManager>,
     cache: RwLock<HashMap<String, Arc<Compiled>>>,
+    /// Whether allowed reads and lists are recorded (`[audit] data_reads`).
+    read_events: bool,
 }
 
 impl std::fmt::Debug for DataService {
@@ -142,7 +144,15 @@ impl DataService {
             auth,
             keys,
             cache: RwLock::new(HashMap::new()),
+            read_events: true,
         }
+    }
+
+    /// Turns the events of allowed reads and lists off (writes, refusals
+    /// and denials are always recorded).
+    pub fn without_read_events(mut self) -> Self {
+        self.read_events = false;
+        self
     }
 
     pub fn keys(&self) -> &Arc<KeyManager> {
@@ -234,6 +244,12 @@ impl DataService {
         sensitive: bool,
         meta: &RequestMeta,
     ) {
+        if !self.read_events
+            && outcome == "allowed"
+            && matches!(action, Action::Read | Action::List)
+        {
+            return;
+        }
         let event = self.data_event(p, collection, action, ids, count, outcome, sensitive, meta);
         self.auth.audit().record(event).await;
     }
