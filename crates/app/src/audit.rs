@@ -92,7 +92,7 @@ pub fn write_public_key(settings: &Settings, keys: &AuditKeys) -> Result<()> {
 pub async fn start(
     settings: &Settings,
     store: Arc<dyn AuditStore>,
-    keys: AuditKeys,
+    keys: Arc<AuditKeys>,
     mode: WriterMode,
     clock: Arc<dyn Clock>,
     entropy: &dyn rampart_crypto::Entropy,
@@ -109,7 +109,7 @@ pub async fn start(
         restrict_dir(witness.dir())?;
     }
     write_public_key(settings, &keys)?;
-    Audit::start(store, Arc::new(keys), &node, mode, Some(witness), clock)
+    Audit::start(store, keys, &node, mode, Some(witness), clock)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -358,4 +358,83 @@ pub async fn export(
     .await;
     store.close().await;
     result
+}
+
+/// The last background verification, for metrics.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub ok: Option<bool>,
+    pub at: Option<rampart_core::Timestamp>,
+    pub events: u64,
+}
+
+/// How often the server verifies what was added to the trail.
+pub const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// And how often it verifies the whole trail again.
+pub const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The server's own verification: the whole trail at start, then every
+/// minute what was added (and the whole trail again every day), against
+/// the database's checkpoints and the witness directory. A full pass, and
+/// every change of the result, is an event; a break is of the highest
+/// severity.
+#[allow(clippy::too_many_arguments)]
+pub async fn verify_in_background(
+    settings: Settings,
+    store: Arc<dyn rampart_core::Store>,
+    keys: Arc<AuditKeys>,
+    audit: Audit,
+    clock: Arc<dyn Clock>,
+    every: std::time::Duration,
+    state: Arc<std::sync::Mutex<Verification>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut inc = rampart_core::audit::Incremental::default();
+    let mut last_full = std::time::Instant::now();
+    let mut full = true;
+    let mut was_ok: Option<bool> = None;
+    loop {
+        let witness = read_witness(&witness_dir(&settings)).ok();
+        // A stop does not wait for a long pass.
+        let result = tokio::select! {
+            r = inc.pass(
+                store.as_ref(),
+                &keys,
+                witness.as_ref().map(|(e, bad)| (e.as_slice(), *bad)),
+            ) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match result {
+            Ok(report) => {
+                let ok = report.ok();
+                let now = clock.now();
+                {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    s.ok = Some(ok);
+                    s.at = Some(now);
+                    s.events = report.nodes.iter().map(|n| n.events).sum();
+                }
+                if !ok {
+                    for b in report.breaks() {
+                        tracing::error!(break_ = %b, "the audit trail was changed: run `rampart audit verify`");
+                    }
+                }
+                if full || was_ok != Some(ok) {
+                    record_verification(&audit, now, &report).await;
+                }
+                was_ok = Some(ok);
+            }
+            Err(e) => tracing::warn!(error = %e, "audit verification could not run"),
+        }
+        full = false;
+        if last_full.elapsed() >= FULL_EVERY {
+            inc = rampart_core::audit::Incremental::default();
+            last_full = std::time::Instant::now();
+            full = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

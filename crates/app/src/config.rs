@@ -42,6 +42,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Plain-HTTP redirect listener, or `off`.
     pub http_listen: String,
+    /// Prometheus metrics (`GET /metrics`, plain HTTP), or `off`. Keep it
+    /// on a loopback address or a private network: it tells how the server
+    /// is used.
+    pub metrics_listen: String,
     pub database_url: Option<SecretString>,
     pub database_url_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -114,6 +118,9 @@ pub struct AuditSettings {
     /// Off, only writes, refusals and denials are: for a deployment whose
     /// reads are too many to keep, at the cost of not knowing who read what.
     pub data_reads: bool,
+    /// Seconds between the server's checks of what was added to the trail
+    /// (the whole trail is checked at start and daily).
+    pub verify_every_secs: u64,
     /// This node's chain name (1-64 of `A-Z a-z 0-9 . _ -`). Default: a
     /// random name made on first start and kept in the data directory
     /// (`audit-node`), so nodes sharing one PostgreSQL database differ.
@@ -151,6 +158,7 @@ impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             data_reads: true,
+            verify_every_secs: 60,
             node: None,
             witness_dir: None,
             streams: Vec::new(),
@@ -216,6 +224,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("rampart-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             http_listen: "127.0.0.1:8080".to_owned(),
+            metrics_listen: "127.0.0.1:9464".to_owned(),
             database_url: None,
             database_url_file: None,
             tls_cert: None,
@@ -692,6 +701,12 @@ impl Settings {
                 bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");
             }
         }
+        if !(1..=86_400).contains(&self.audit.verify_every_secs) {
+            bail!(
+                "[audit] verify_every_secs = {} must be 1 to 86400",
+                self.audit.verify_every_secs
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for st in &self.audit.streams {
             if !rampart_core::audit::node_name_ok(&st.name) {
@@ -810,6 +825,7 @@ impl Settings {
             bail!("hashing.queue must be at least 1");
         }
         self.http_listen_addr()?;
+        self.metrics_listen_addr()?;
         if let Some(url) = &self.database_url {
             if rampart_store::Dialect::of_url(url.expose_secret()).is_none() {
                 bail!("database_url must start with sqlite: or postgres://");
@@ -845,6 +861,16 @@ impl Settings {
             .parse()
             .map(Some)
             .map_err(|_| anyhow!("http_listen must be an address like 127.0.0.1:8080, or `off`"))
+    }
+
+    pub fn metrics_listen_addr(&self) -> Result<Option<SocketAddr>> {
+        if self.metrics_listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.metrics_listen
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("metrics_listen must be an address like 127.0.0.1:9464, or `off`"))
     }
 
     pub fn database_url(&self) -> SecretString {

@@ -330,6 +330,7 @@ pub struct Services {
     pub data: Arc<DataService>,
     /// The audit trail every service records through.
     pub audit: rampart_core::audit::Audit,
+    pub audit_keys: Arc<rampart_crypto::audit::AuditKeys>,
 }
 
 impl Services {
@@ -507,11 +508,11 @@ pub async fn services(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mfa = mfa_deps(settings, https_port, deps, Arc::new(system))?;
-        let audit_keys = audit::keys(&keys, deps.clock.as_ref()).await?;
+        let audit_keys = Arc::new(audit::keys(&keys, deps.clock.as_ref()).await?);
         let (audit, _writer) = audit::start(
             settings,
             store.clone(),
-            audit_keys,
+            audit_keys.clone(),
             mode,
             deps.clock.clone(),
             deps.entropy.as_ref(),
@@ -546,6 +547,7 @@ pub async fn services(
             auth,
             data,
             audit,
+            audit_keys,
         })
     }
     .await;
@@ -652,6 +654,8 @@ pub struct Running {
     pub certs: Arc<CertStore>,
     pub guard: Arc<rampart_http::guard::Guard>,
     pub audit: rampart_core::audit::Audit,
+    /// Where `/metrics` is served, unless `metrics_listen = "off"`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -700,7 +704,11 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
 
     refuse_new_key_for_used_database(settings, created.master_key).await?;
     let Services {
-        auth, data, audit, ..
+        auth,
+        data,
+        audit,
+        audit_keys,
+        ..
     } = services(
         settings,
         https_addr.port(),
@@ -758,6 +766,15 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot read address blocks: {e}"))?;
     let (shutdown, rx) = watch::channel(false);
+    let http_metrics = Arc::new(rampart_http::metrics::HttpMetrics::default());
+    let verification = Arc::new(std::sync::Mutex::new(audit::Verification::default()));
+    let metrics = match settings.metrics_listen_addr()? {
+        Some(a) => Some(listen(a).with_context(|| {
+            format!("cannot listen on {a} (metrics_listen; `off` turns it off)")
+        })?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
     let limits = limits(settings);
     let mut origins = settings.public_origins.clone();
     if origins.is_empty() {
@@ -776,6 +793,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         }),
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
+        metrics: http_metrics.clone(),
     };
     let router = rampart_http::router(state);
     let mut tasks = vec![tokio::spawn(rampart_http::server::serve_https(
@@ -836,6 +854,56 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(audit::verify_in_background(
+        settings.clone(),
+        auth.store().clone(),
+        audit_keys,
+        audit.clone(),
+        deps.clock.clone(),
+        Duration::from_secs(settings.audit.verify_every_secs.max(1)),
+        verification.clone(),
+        rx.clone(),
+    )));
+    if let Some(listener) = metrics {
+        let (audit, guard, clock, verification) = (
+            audit.clone(),
+            guard.clone(),
+            deps.clock.clone(),
+            verification.clone(),
+        );
+        let figures = move || {
+            use std::sync::atomic::Ordering;
+            let stats = audit.stats();
+            let at = stats.checkpoint_at_ms.load(Ordering::Relaxed);
+            let v = verification.lock().unwrap_or_else(|e| e.into_inner());
+            rampart_http::metrics::TrailFigures {
+                events_written: stats.written.load(Ordering::Relaxed),
+                queued: audit.queued() as u64,
+                by_action: stats
+                    .by_action
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+                checkpoint_age_secs: (at > 0)
+                    .then(|| (clock.now().millis() - at).max(0) as f64 / 1000.0),
+                checkpoint_size: stats.checkpoint_size.load(Ordering::Relaxed),
+                verified_ok: v.ok,
+                verified_at_secs: v.at.map(|t| t.millis() as f64 / 1000.0),
+                verified_events: v.events,
+                blocks_in_force: guard.blocks_in_force() as u64,
+            }
+        };
+        let m = Arc::new(rampart_http::metrics::Metrics {
+            http: http_metrics,
+            trail: Box::new(figures),
+            scrapes: Default::default(),
+        });
+        tasks.push(tokio::spawn(rampart_http::metrics::serve(
+            listener,
+            m,
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();
@@ -862,6 +930,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         certs,
         guard,
         audit,
+        metrics_addr,
         shutdown,
         tasks,
     })

@@ -1085,7 +1085,15 @@ async fn serve(settings: Settings) -> Result<()> {
     if let Some(a) = running.http_addr {
         eprintln!("  HTTP:         http://{a}/ (redirects to HTTPS only)");
     }
+    if let Some(a) = running.metrics_addr {
+        eprintln!("  Metrics:      http://{a}/metrics (Prometheus)");
+    }
     eprintln!("  Data:         {}", abs(&l.dir).display());
+    eprintln!(
+        "  Audit trail:  chain {}, witness {} (`rampart audit verify`)",
+        running.audit.node(),
+        abs(&rampart::audit::witness_dir(&settings)).display()
+    );
     if settings.is_sqlite() {
         eprintln!(
             "  Database:     {}",

@@ -182,6 +182,15 @@ impl BlockSet {
         set
     }
 
+    /// How many blocks (by network) the set holds.
+    pub fn len(&self) -> usize {
+        self.by_key.len() + self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether `ip` is inside a block that lasts past `now`.
     pub fn blocks(&self, ip: IpAddr, now: i64) -> bool {
         let ip = ip.to_canonical();

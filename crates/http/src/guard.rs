@@ -809,6 +809,11 @@ impl Guard {
         });
     }
 
+    /// Blocks in force now (for metrics).
+    pub fn blocks_in_force(&self) -> usize {
+        self.blocks.load().len()
+    }
+
     /// Folds repeats of a guard event from the same address (IPv6 by /64):
     /// `true` when this one should be written now.
     fn fold(&self, kind: EventKind, rule: &str, meta: &RequestMeta) -> bool {

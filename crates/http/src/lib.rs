@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod idle;
+pub mod metrics;
 pub mod mfa;
 pub mod middleware;
 pub mod openapi;

@@ -137,6 +137,9 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);
     }
+    state
+        .metrics
+        .observe(&path, res.status().as_u16(), started.elapsed());
     tracing::info!(
         request_id = %request_id,
         ip = ip.as_deref().unwrap_or("-"),

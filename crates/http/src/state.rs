@@ -75,4 +75,6 @@ pub struct AppState {
     pub entropy: Arc<dyn Entropy>,
     /// Address rules, blocks, rate limits and inspection (`guard`).
     pub guard: Arc<crate::guard::Guard>,
+    /// What `/metrics` reports of requests.
+    pub metrics: Arc<crate::metrics::HttpMetrics>,
 }

@@ -382,3 +382,172 @@ async fn with_data_reads_off_reads_are_not_recorded_but_writes_are() {
         );
     }
 }
+
+async fn scrape(s: &TestServer) -> String {
+    let addr = s.running().metrics_addr.expect("metrics on");
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample line (`name{labels} value`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_what_happened() {
+    let s = TestServer::with(Options::default().env("RAMPART_AUDIT__VERIFY_EVERY_SECS", "1")).await;
+    s.register("m@example.com").await;
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "m@example.com", "password": "Wrong-Password-123!"}),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    s.login("m@example.com", STRONG).await;
+    s.running().audit.flush().await;
+    // Wait for a verification pass that saw these events.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(&s).await;
+        if sample(&text, "rampart_audit_verify_ok") == Some(1.0)
+            && sample(&text, "rampart_audit_verified_events").unwrap_or(0.0) >= 4.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sample(&text, "rampart_audit_verify_ok"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "rampart_logins_total{outcome=\"failure\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "rampart_logins_total{outcome=\"success\"}"),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "rampart_http_requests_total{group=\"auth\",status=\"401\"}"
+        ) >= Some(1.0)
+    );
+    assert!(sample(&text, "rampart_audit_events_written_total") >= Some(4.0));
+    assert!(sample(&text, "rampart_audit_checkpoint_age_seconds").is_some());
+    assert!(
+        text.contains("rampart_http_request_duration_seconds_bucket{group=\"auth\",le=\"+Inf\"}")
+    );
+    assert!(!text.contains(STRONG) && !text.contains("Wrong-Password"));
+
+    // Debian's promtool, the Prometheus project's own checker.
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(promtool) = promtool else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("promtool is required under CI=true (apt-get install prometheus)");
+        }
+        eprintln!("\n!!! SKIPPING promtool: not installed !!!\n");
+        return;
+    };
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_server_finds_a_change_made_while_it_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    s.register("t@example.com").await;
+    let node = s.running().audit.node().to_owned();
+    s.stop().await;
+    let store = trail_store(&s.data_dir()).await;
+    let n = sqlx::query(
+        "UPDATE audit_events SET user_id = 'someone_else' WHERE node = $1 AND action = 'registration'",
+    )
+    .bind(&node)
+    .execute(store.pool())
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(n, 1);
+    store.close().await;
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(&s).await;
+        if sample(&text, "rampart_audit_verify_ok").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sample(&text, "rampart_audit_verify_ok"),
+        Some(0.0),
+        "{text}"
+    );
+    s.running().audit.flush().await;
+    let found = s
+        .running()
+        .auth
+        .events(&EventQuery {
+            actions: vec!["audit.verified".into()],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let failed = found
+        .iter()
+        .find(|e| e.outcome == "failure")
+        .expect("a failed verification is an event");
+    assert_eq!(failed.severity, 5, "critical");
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("link does not match"),
+        "{failed:?}"
+    );
+}

@@ -212,6 +212,7 @@ async fn a_master_passphrase_replaces_the_key_file() {
     let pass = "Canary passphrase: tidal-orchard-velvet-91";
     let serve = |passphrase: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.env("RAMPART_METRICS_LISTEN", "127.0.0.1:0");
         cmd.args([
             "serve",
             "--data-dir",

@@ -135,6 +135,10 @@ impl TestServer {
         let mut env = vec![
             ("RAMPART_HTTP_LISTEN".to_owned(), "off".to_owned()),
             ("RAMPART_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "RAMPART_METRICS_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
         ];
         if !opts.guard_defaults {
             env.extend(guard_off());
@@ -347,6 +351,7 @@ pub async fn refused_start(env: &[(&str, &str)]) -> String {
     let base = [
         ("RAMPART_LISTEN", "127.0.0.1:0"),
         ("RAMPART_HTTP_LISTEN", "off"),
+        ("RAMPART_METRICS_LISTEN", "127.0.0.1:0"),
     ];
     let settings = Settings::load(
         None,
@@ -433,6 +438,9 @@ pub fn rampart_run_env(
             cmd.env_remove(k);
         }
     }
+    // A server a command starts must not take the default metrics port
+    // that another test's server holds.
+    cmd.env("RAMPART_METRICS_LISTEN", "127.0.0.1:0");
     cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
     {
@@ -491,6 +499,7 @@ impl Proc {
             }
         }
         cmd.envs(guard_off());
+        cmd.env("RAMPART_METRICS_LISTEN", "127.0.0.1:0");
         let mut child = cmd.spawn().expect("spawn rampart");
         let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));

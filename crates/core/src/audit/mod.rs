@@ -22,9 +22,9 @@ use serde_json::Value;
 
 use crate::{RequestMeta, StoreError, Timestamp};
 
-pub use verify::{verify, Break, NodeReport, Report};
+pub use verify::{verify, Break, Incremental, NodeReport, Report};
 pub use witness::{Witness, WitnessEntry};
-pub use writer::{Audit, WriterMode};
+pub use writer::{Audit, AuditStats, WriterMode};
 
 /// ECS `event.category`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

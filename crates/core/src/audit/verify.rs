@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rampart_crypto::audit::{leaf_hash, verify_checkpoint, AuditKeys, Frontier, Hash, GENESIS};
+use rampart_crypto::audit::{leaf_hash, verify_checkpoint, AuditKeys, Frontier, Hash};
 
 use super::{origin, AuditStore, WitnessEntry};
 use crate::{Error, StoreError, Timestamp};
@@ -66,6 +66,63 @@ fn backend(e: StoreError) -> Error {
     Error::Internal(format!("audit trail: {e}"))
 }
 
+/// How far a chain has been verified: enough to go on from there.
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    frontier: Frontier,
+    link: rampart_crypto::audit::Link,
+    /// Events verified (the next sequence number to check).
+    next: u64,
+}
+
+/// Verification that goes on from where it stopped: what the server runs
+/// in the background, so each pass reads only the events since the last.
+#[derive(Debug, Default)]
+pub struct Incremental {
+    states: HashMap<String, NodeState>,
+}
+
+impl Incremental {
+    /// Checks what was added since the last pass (every chain, every
+    /// checkpoint from the last verified size on, and the witness's). A
+    /// chain found broken is checked from its start again next time.
+    pub async fn pass(
+        &mut self,
+        store: &dyn AuditStore,
+        keys: &AuditKeys,
+        witness: Option<(&[WitnessEntry], usize)>,
+    ) -> Result<Report, Error> {
+        let vkey = keys.verifier_key();
+        let mut report = Report {
+            witness_unreadable: witness.map(|(_, bad)| bad).unwrap_or(0),
+            ..Report::default()
+        };
+        let mut done = 0;
+        for node in store.audit_nodes().await.map_err(backend)? {
+            let entries: Vec<&WitnessEntry> = witness
+                .map(|(w, _)| w.iter().filter(|e| e.node == node).collect())
+                .unwrap_or_default();
+            let mut state = self.states.remove(&node).unwrap_or_default();
+            let r = verify_node(
+                store,
+                keys,
+                &vkey,
+                &node,
+                &entries,
+                &mut state,
+                &mut done,
+                &|_| {},
+            )
+            .await?;
+            if r.first_break.is_none() {
+                self.states.insert(node.clone(), state);
+            }
+            report.nodes.push(r);
+        }
+        Ok(report)
+    }
+}
+
 /// A root some signed checkpoint claims for a size.
 struct Claim {
     root: Hash,
@@ -100,21 +157,33 @@ pub async fn verify(
         let entries: Vec<&WitnessEntry> = witness
             .map(|(w, _)| w.iter().filter(|e| e.node == node).collect())
             .unwrap_or_default();
-        let r = verify_node(store, keys, &vkey, &node, &entries, &mut done, progress).await?;
+        let mut state = NodeState::default();
+        let r = verify_node(
+            store, keys, &vkey, &node, &entries, &mut state, &mut done, progress,
+        )
+        .await?;
         report.nodes.push(r);
     }
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn verify_node(
     store: &dyn AuditStore,
     keys: &AuditKeys,
     vkey: &str,
     node: &str,
     witness: &[&WitnessEntry],
+    state: &mut NodeState,
     done: &mut u64,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<NodeReport, Error> {
+    // Checkpoints of sizes already verified were compared then.
+    let witness: Vec<&WitnessEntry> = witness
+        .iter()
+        .copied()
+        .filter(|w| w.size >= state.next)
+        .collect();
     let mut r = NodeReport {
         node: node.to_owned(),
         witnessed: witness.len() as u64,
@@ -131,7 +200,7 @@ async fn verify_node(
 
     // Every checkpoint's signature first: a claim is only compared once it
     // is known to be ours.
-    let mut from = 0u64;
+    let mut from = state.next;
     loop {
         let page = store
             .audit_checkpoints(node, from, PAGE)
@@ -178,7 +247,7 @@ async fn verify_node(
             break;
         }
     }
-    for w in witness {
+    for w in &witness {
         match verify_checkpoint(&w.note, vkey) {
             Ok(v) if v.origin == log && v.size == w.size => {
                 r.covered = r.covered.max(w.size);
@@ -203,11 +272,34 @@ async fn verify_node(
         }
     }
 
-    // Then every event, in order.
-    let mut frontier = Frontier::default();
-    let mut link = GENESIS;
-    let mut expected = 0u64;
+    // Then every event, in order, from where the last pass stopped.
+    let mut frontier = std::mem::take(&mut state.frontier);
+    let mut link = state.link;
+    let mut expected = state.next;
+    let mut stale = false;
+    if let Some(cs) = claims.get(&expected).filter(|_| expected > 0) {
+        // A checkpoint of the size already reached (a heartbeat).
+        let root = frontier.root();
+        if let Some(c) = cs.iter().find(|c| c.root != root) {
+            note_break(
+                &mut brk,
+                Break {
+                    node: node.to_owned(),
+                    seq: expected - 1,
+                    at: None,
+                    what: format!(
+                        "the {} checkpoint of size {expected} has another root than the events verified",
+                        c.source
+                    ),
+                },
+            );
+            stale = true;
+        }
+    }
     'events: loop {
+        if stale {
+            break;
+        }
         let page = store
             .audit_range(node, expected, PAGE)
             .await
@@ -285,6 +377,9 @@ async fn verify_node(
         }
     }
     r.events = expected;
+    state.frontier = frontier;
+    state.link = link;
+    state.next = expected;
     if brk.is_none() {
         if let Some((size, c)) = claims
             .iter()

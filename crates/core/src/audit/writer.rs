@@ -43,11 +43,38 @@ enum Msg {
     Stop(oneshot::Sender<()>),
 }
 
+/// What the writer has done, for metrics.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    pub written: std::sync::atomic::AtomicU64,
+    /// Size and time (Unix ms) of the newest checkpoint.
+    pub checkpoint_size: std::sync::atomic::AtomicU64,
+    pub checkpoint_at_ms: std::sync::atomic::AtomicI64,
+    /// (action, outcome) → events written.
+    pub by_action: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+}
+
+impl AuditStats {
+    fn note(&self, events: &[super::Chained]) {
+        use std::sync::atomic::Ordering;
+        self.written
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut m = self.by_action.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            // Only actions the trail knows, so a label set stays small.
+            if super::known_action(&e.action) {
+                *m.entry((e.action.clone(), e.outcome.clone())).or_default() += 1;
+            }
+        }
+    }
+}
+
 /// The handle every part of Rampart records through. Cloning is cheap.
 #[derive(Clone)]
 pub struct Audit {
     tx: mpsc::Sender<Msg>,
     node: Arc<str>,
+    stats: Arc<AuditStats>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -89,6 +116,7 @@ impl Audit {
             last_checkpoint: None,
             witness_failing: false,
             mode,
+            stats: Arc::default(),
         };
         w.load().await?;
         if mode == WriterMode::Server {
@@ -97,11 +125,13 @@ impl Audit {
         // Events of writes acknowledged before a crash.
         w.drain_pending().await;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = w.stats.clone();
         let task = tokio::spawn(w.run(rx));
         Ok((
             Audit {
                 tx,
                 node: node.into(),
+                stats,
             },
             task,
         ))
@@ -110,6 +140,16 @@ impl Audit {
     /// The chain this handle writes to.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+
+    /// Events waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Hands an event to the writer, waiting while the queue is full; it
@@ -200,6 +240,7 @@ struct Writer {
     last_checkpoint: Option<(u64, Timestamp)>,
     witness_failing: bool,
     mode: WriterMode,
+    stats: Arc<AuditStats>,
 }
 
 /// What a batch becomes once chained, before it is committed.
@@ -390,6 +431,7 @@ impl Writer {
             {
                 Ok(()) => {
                     let first = chain.events.first().map(|e| e.seq);
+                    self.stats.note(&chain.events);
                     self.adopt(chain);
                     return first;
                 }
@@ -488,6 +530,12 @@ impl Writer {
             }
         }
         self.last_checkpoint = Some((size, now));
+        self.stats
+            .checkpoint_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .checkpoint_at_ms
+            .store(now.millis(), std::sync::atomic::Ordering::Relaxed);
         if let Some(w) = &self.witness {
             match w.append(&row).await {
                 Ok(()) => self.witness_failing = false,
