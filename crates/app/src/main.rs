@@ -99,6 +99,33 @@ enum AuditCommand {
     /// Write events to a file: ECS JSON lines, or RFC 5424 syslog lines
     /// (for a SIEM's file input, or an investigation).
     Export(AuditExportArgs),
+    /// Print the proof (JSON) that one event is in the newest signed
+    /// checkpoint: give it to anyone who holds the public key.
+    Proof(AuditProofArgs),
+    /// Check a proof offline, with only the public key: no database, no
+    /// secret.
+    CheckProof(AuditCheckProofArgs),
+}
+
+#[derive(Args)]
+struct AuditProofArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The event's sequence number in its chain (`seq` in the API)
+    seq: u64,
+    /// The chain [default: this node's, from <data_dir>/audit-node]
+    #[arg(long)]
+    node: Option<String>,
+}
+
+#[derive(Args)]
+struct AuditCheckProofArgs {
+    /// The proof file `rampart audit proof` wrote (`-` for standard input)
+    proof: PathBuf,
+    /// The public key: a file holding it, or the key itself (`rampart-audit+…`)
+    /// [default: ./rampart-data/audit.pub]
+    #[arg(long)]
+    key: Option<String>,
 }
 
 #[derive(Args)]
@@ -641,6 +668,67 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
                     .unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Proof(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let node = match args.node {
+                Some(n) => n,
+                None => rampart::audit::node_name(&settings, &rampart_crypto::OsEntropy)?,
+            };
+            let store = rampart::open_store(&settings).await?;
+            let proof = rampart_core::audit::proof::prove(store.as_ref(), &node, args.seq).await;
+            store.close().await;
+            match proof.map_err(|e| anyhow::anyhow!("{e}"))? {
+                Some(p) => {
+                    println!("{}", serde_json::to_string_pretty(&p)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => anyhow::bail!(
+                    "chain {node} has no event {} covered by a checkpoint yet (checkpoints are signed every second while the server runs)",
+                    args.seq
+                ),
+            }
+        }
+        AuditCommand::CheckProof(args) => {
+            let text = if args.proof.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&args.proof)
+                    .with_context(|| format!("cannot read {}", args.proof.display()))?
+            };
+            let proof: rampart_core::audit::proof::Proof = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("not a proof from `rampart audit proof`: {e}"))?;
+            let key = match args.key {
+                Some(k) if k.starts_with("rampart-audit+") => k,
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read the key file {f}"))?,
+                None => std::fs::read_to_string("rampart-data/audit.pub").context(
+                    "give the public key with --key (a file, or the key printed by `rampart audit key`)",
+                )?,
+            };
+            match rampart_core::audit::proof::check(&proof, key.trim()) {
+                Ok(p) => {
+                    println!(
+                        "OK: event {} of chain {} ({} {} at {}) is in the checkpoint of {} events{}",
+                        p.event.seq,
+                        p.event.node,
+                        p.event.action,
+                        p.event.outcome,
+                        p.event.at.to_rfc3339(),
+                        p.size,
+                        p.signed_at
+                            .map(|t| format!(" signed {}", t.to_rfc3339()))
+                            .unwrap_or_default()
+                    );
+                    println!("{}", rampart_core::audit::format::ecs_line(&p.event));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    println!("NOT proven: {why}");
+                    Ok(ExitCode::from(3))
+                }
+            }
         }
         AuditCommand::Key(args) => {
             let settings = load(config, &common_overrides(&args.common))?;

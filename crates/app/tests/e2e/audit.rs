@@ -551,3 +551,65 @@ async fn the_server_finds_a_change_made_while_it_was_down() {
         "{failed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_proof_checks_offline_with_only_the_public_key() {
+    let mut s = TestServer::start().await;
+    s.register("p@example.com").await;
+    s.register("q@example.com").await;
+    let node = s.running().audit.node().to_owned();
+    let data = s.data_dir();
+    s.stop().await;
+    let dir = data.to_str().unwrap();
+    let (code, proof, err) = rampart_run(&["audit", "proof", "1", "--data-dir", dir], None);
+    assert_eq!(code, Some(0), "{err}");
+    let p: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(p["node"], node.as_str());
+    assert_eq!(p["seq"], 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("proof.json");
+    std::fs::write(&file, &proof).unwrap();
+    let key = data.join("audit.pub");
+    let check = |file: &std::path::Path, key: &str| {
+        rampart_run(
+            &["audit", "check-proof", file.to_str().unwrap(), "--key", key],
+            None,
+        )
+    };
+    let (code, out, err) = check(&file, key.to_str().unwrap());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with(&format!("OK: event 1 of chain {node} (")),
+        "{out}"
+    );
+
+    // Another event's bytes, a changed hash, another key: not proven.
+    let mut forged = p.clone();
+    let (_, other, _) = rampart_run(&["audit", "proof", "2", "--data-dir", dir], None);
+    let other: Value = serde_json::from_str(&other).unwrap();
+    forged["event"] = other["event"].clone();
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let (code, out, _) = check(&file, key.to_str().unwrap());
+    assert_eq!(code, Some(3), "{out}");
+    let mut forged = p.clone();
+    if let Some(h) = forged["hashes"].as_array_mut().and_then(|h| h.first_mut()) {
+        *h = Value::String(base64_of(&[7u8; 32]));
+    }
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let (code, out, _) = check(&file, key.to_str().unwrap());
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.starts_with("NOT proven"), "{out}");
+    std::fs::write(&file, &proof).unwrap();
+    let other_key = "rampart-audit+01234567+AWRmaWxsZXJmaWxsZXJmaWxsZXJmaWxsZXJmaWxsZXI=";
+    let (code, out, _) = check(&file, other_key);
+    assert_eq!(code, Some(3), "{out}");
+    // An event not yet covered, or not there.
+    let (code, _, err) = rampart_run(&["audit", "proof", "99999", "--data-dir", dir], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no event 99999"), "{err}");
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

@@ -23,7 +23,9 @@ pub fn ecs(e: &Chained) -> Value {
     let mut rampart = Map::new();
     rampart.insert("node".into(), json!(e.node));
     rampart.insert("seq".into(), json!(e.seq));
-    rampart.insert("link".into(), json!(hex_of(&e.link)));
+    if e.link != [0; 32] {
+        rampart.insert("link".into(), json!(hex_of(&e.link)));
+    }
     if let Some(o) = &e.object {
         rampart.insert("object".into(), json!(o));
     }

@@ -10,6 +10,7 @@
 //! [`verify`] checks all of it offline.
 
 pub mod format;
+pub mod proof;
 pub mod verify;
 pub mod witness;
 pub mod writer;
@@ -300,9 +301,100 @@ impl Chained {
         out
     }
 
+    /// An event read back from its canonical bytes (what a proof proves);
+    /// its link and tree are not in them.
+    pub fn from_canonical(b: &[u8]) -> Option<Chained> {
+        let mut r = b.strip_prefix(CANONICAL_TAG)?;
+        fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            if r.len() < n {
+                return None;
+            }
+            let (a, rest) = r.split_at(n);
+            *r = rest;
+            Some(a)
+        }
+        fn field(r: &mut &[u8]) -> Option<Option<String>> {
+            let len = u32::from_be_bytes(take(r, 4)?.try_into().ok()?);
+            if len == u32::MAX {
+                return Some(None);
+            }
+            let v = take(r, len as usize)?;
+            Some(Some(String::from_utf8(v.to_vec()).ok()?))
+        }
+        let node = field(&mut r)??;
+        let seq = u64::from_be_bytes(take(&mut r, 8)?.try_into().ok()?);
+        let at = i64::from_be_bytes(take(&mut r, 8)?.try_into().ok()?);
+        let action = field(&mut r)??;
+        let category = field(&mut r)??;
+        let outcome = field(&mut r)??;
+        let severity = *take(&mut r, 1)?.first()?;
+        let mut opt = Vec::new();
+        for _ in 0..7 {
+            opt.push(field(&mut r)?);
+        }
+        let fields = field(&mut r)??;
+        if !r.is_empty() {
+            return None;
+        }
+        let mut opt = opt.into_iter();
+        Some(Chained {
+            node,
+            seq,
+            at: Timestamp(at),
+            action,
+            category,
+            outcome,
+            severity,
+            reason: opt.next()?,
+            user_id: opt.next()?,
+            source_ip: opt.next()?,
+            user_agent: opt.next()?,
+            request_id: opt.next()?,
+            rule: opt.next()?,
+            object: opt.next()?,
+            fields,
+            link: [0; 32],
+            tree: Vec::new(),
+        })
+    }
+
     /// The event's fields as JSON (an empty object if unreadable).
     pub fn fields_map(&self) -> serde_json::Map<String, Value> {
         serde_json::from_str(&self.fields).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_bytes_read_back() {
+        let c = Chained {
+            node: "n".into(),
+            seq: 3,
+            at: Timestamp(-5),
+            action: "login_failure".into(),
+            category: "authentication".into(),
+            outcome: "failure".into(),
+            severity: 2,
+            reason: Some(String::new()),
+            user_id: None,
+            source_ip: Some("::1".into()),
+            user_agent: None,
+            request_id: Some("r".into()),
+            rule: None,
+            object: Some("o".into()),
+            fields: "{}".into(),
+            link: [0; 32],
+            tree: vec![],
+        };
+        let b = c.canonical();
+        assert_eq!(Chained::from_canonical(&b), Some(c));
+        assert_eq!(Chained::from_canonical(&b[..b.len() - 1]), None);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(Chained::from_canonical(&longer), None);
     }
 }
 
