@@ -182,6 +182,17 @@ impl Verified {
             if self.witness.is_some() {
                 let _ = write!(out, "; {} witness checkpoints compared", n.witnessed);
             }
+            if let Some(r) = &n.retired {
+                let _ = write!(
+                    out,
+                    "; retention removed events {} to {} ({} events, {} to {}), by a signed record",
+                    r.first_seq,
+                    r.last_seq,
+                    r.count,
+                    r.first_at.to_rfc3339(),
+                    r.last_at.to_rfc3339()
+                );
+            }
             match &n.first_break {
                 None => out.push_str(": OK\n"),
                 Some(b) => {
@@ -435,6 +446,56 @@ pub async fn verify_in_background(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// How often retention looks for events past `retention_days`.
+pub const RETAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Retention, in the background: every six hours (the first a minute after
+/// start), this node's chains lose their events older than
+/// `retention_days`, as signed ranges.
+pub async fn retain_in_background(
+    store: Arc<dyn rampart_core::Store>,
+    keys: Arc<AuditKeys>,
+    audit: Audit,
+    clock: Arc<dyn Clock>,
+    days: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if days == 0 {
+        return;
+    }
+    let mut wait = std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        wait = RETAIN_EVERY;
+        let now = clock.now();
+        let cutoff = now.minus(std::time::Duration::from_secs(days * 86_400));
+        for node in [audit.node().to_owned(), format!("{}-cli", audit.node())] {
+            match rampart_core::audit::retention::retire(
+                store.as_ref(),
+                &keys,
+                &audit,
+                &node,
+                cutoff,
+                now,
+            )
+            .await
+            {
+                Ok(Some(r)) => tracing::info!(
+                    chain = %node,
+                    removed = r.count,
+                    last_seq = r.last_seq,
+                    "retention removed the oldest events as one signed range"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(chain = %node, error = %e, "retention did not run"),
+            }
         }
     }
 }

@@ -121,6 +121,10 @@ pub struct AuditSettings {
     /// Seconds between the server's checks of what was added to the trail
     /// (the whole trail is checked at start and daily).
     pub verify_every_secs: u64,
+    /// Days events are kept (default 400; 0 keeps them forever). Older
+    /// ones are removed as whole ranges, each replaced by a signed record
+    /// of what was removed, so `rampart audit verify` still passes.
+    pub retention_days: u64,
     /// This node's chain name (1-64 of `A-Z a-z 0-9 . _ -`). Default: a
     /// random name made on first start and kept in the data directory
     /// (`audit-node`), so nodes sharing one PostgreSQL database differ.
@@ -159,6 +163,7 @@ impl Default for AuditSettings {
         Self {
             data_reads: true,
             verify_every_secs: 60,
+            retention_days: 400,
             node: None,
             witness_dir: None,
             streams: Vec::new(),
@@ -700,6 +705,12 @@ impl Settings {
             if !rampart_core::audit::node_name_ok(n) {
                 bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");
             }
+        }
+        if self.audit.retention_days > 36_500 {
+            bail!(
+                "[audit] retention_days = {} is more than 100 years; 0 keeps events forever",
+                self.audit.retention_days
+            );
         }
         if !(1..=86_400).contains(&self.audit.verify_every_secs) {
             bail!(

@@ -854,6 +854,14 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(audit::retain_in_background(
+        auth.store().clone(),
+        audit_keys.clone(),
+        audit.clone(),
+        deps.clock.clone(),
+        settings.audit.retention_days,
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(audit::verify_in_background(
         settings.clone(),
         auth.store().clone(),

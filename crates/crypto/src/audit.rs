@@ -151,6 +151,29 @@ impl AuditKeys {
     }
 }
 
+impl AuditKeys {
+    /// Signs any text as a C2SP signed note (the text must end in a
+    /// newline and hold no control characters but newlines).
+    pub fn sign_note(&self, text: &str) -> Result<String, AuditError> {
+        let mut note = Note::new(text.as_bytes(), &[])
+            .map_err(|_| AuditError::Malformed("not a note text"))?;
+        note.add_sigs(&[self as &dyn Signer])
+            .map_err(|_| AuditError::Malformed("cannot sign"))?;
+        String::from_utf8(note.to_bytes()).map_err(|_| AuditError::Malformed("not UTF-8"))
+    }
+}
+
+/// Checks a signed note against a verifier key; its text.
+pub fn verify_note(note: &str, verifier_key: &str) -> Result<String, AuditError> {
+    let verifier = StandardVerifier::new(verifier_key.trim())
+        .map_err(|_| AuditError::Malformed("the public key is not a C2SP verifier key"))?;
+    let note = Note::from_bytes(note.as_bytes())
+        .map_err(|_| AuditError::Malformed("not a signed note"))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|_| AuditError::Signature)?;
+    String::from_utf8(note.text().to_vec()).map_err(|_| AuditError::Malformed("not UTF-8"))
+}
+
 impl Signer for AuditKeys {
     fn name(&self) -> &str {
         &self.origin
@@ -257,6 +280,14 @@ impl Frontier {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The stored hashes it holds (at [`frontier_indexes`] of its size).
+    pub fn stored(&self) -> Vec<(u64, Hash)> {
+        frontier_indexes(self.size)
+            .into_iter()
+            .filter_map(|i| self.hashes.get(&i).map(|h| (i, *h)))
+            .collect()
     }
 
     /// Appends an event by its leaf hash; returns the hashes it stores

@@ -543,6 +543,60 @@ impl AuditStore for SqlStore {
             .collect()
     }
 
+    async fn audit_last_before(
+        &self,
+        node: &str,
+        at: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        let row =
+            sqlx::query("SELECT MAX(seq) AS seq FROM audit_events WHERE node = $1 AND at < $2")
+                .bind(node)
+                .bind(at.millis())
+                .fetch_one(self.pool())
+                .await
+                .map_err(backend)?;
+        let seq: Option<i64> = row.try_get("seq").map_err(get)?;
+        Ok(seq.and_then(|s| u64::try_from(s).ok()))
+    }
+
+    async fn retire_events(
+        &self,
+        node: &str,
+        first: u64,
+        last: u64,
+        note: &str,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO audit_retired (node, last_seq, note) VALUES ($1, $2, $3)")
+            .bind(node)
+            .bind(seq_i64(last)?)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // The one deletion of events: a whole range, with its record.
+        let n = sqlx::query("DELETE FROM audit_events WHERE node = $1 AND seq >= $2 AND seq <= $3")
+            .bind(node)
+            .bind(seq_i64(first)?)
+            .bind(seq_i64(last)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn latest_retirement(&self, node: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query("SELECT note FROM audit_retired WHERE node = $1 ORDER BY last_seq DESC LIMIT 1")
+            .bind(node)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(backend)?
+            .map(|r| r.try_get("note").map_err(get))
+            .transpose()
+    }
+
     async fn stream_cursor(&self, name: &str, chain: &str) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT next_seq FROM audit_cursors WHERE name = $1 AND node = $2")
             .bind(name)

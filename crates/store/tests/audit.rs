@@ -582,3 +582,127 @@ both!(
         );
     }
 );
+
+both!(
+    retention_removes_whole_signed_ranges_and_the_chain_still_verifies,
+    |s: SqlStore, _url: String| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
+        let start = || {
+            Audit::start(
+                Arc::new(s.clone()),
+                Arc::new(keys()),
+                NODE,
+                WriterMode::Command,
+                Some(Witness::new(dir.path().to_owned())),
+                clock.clone(),
+            )
+        };
+        let (audit, task) = start().await.unwrap();
+        for i in 0..100 {
+            audit.record(event(i)).await; // at 10_000 + i
+            if i % 30 == 29 {
+                audit.flush().await;
+            }
+        }
+        audit.flush().await;
+        // Events before 10_050 are old: 0..=49 go, as one range.
+        let r = rampart_core::audit::retention::retire(
+            &s,
+            &keys(),
+            &audit,
+            CHAIN,
+            Timestamp(10_050),
+            Timestamp(20_000),
+        )
+        .await
+        .unwrap()
+        .expect("something to remove");
+        assert_eq!((r.first_seq, r.last_seq, r.count), (0, 49, 50));
+        assert_eq!(s.audit_range(CHAIN, 0, 1).await.unwrap()[0].seq, 50);
+        // Nothing more is old enough; a second run removes nothing.
+        assert!(rampart_core::audit::retention::retire(
+            &s,
+            &keys(),
+            &audit,
+            CHAIN,
+            Timestamp(10_050),
+            Timestamp(20_000)
+        )
+        .await
+        .unwrap()
+        .is_none());
+        audit.stop().await;
+        task.await.unwrap();
+        // The writer starts again from a head whose tree edge is partly in
+        // the record, and goes on.
+        let (audit, task) = start().await.unwrap();
+        for i in 100..120 {
+            audit.record(event(i)).await;
+        }
+        audit.stop().await;
+        task.await.unwrap();
+        let w = witness_entries(dir.path()).await;
+        let report = check(&s, Some(&w)).await;
+        assert!(report.ok(), "{report:?}");
+        let n = &report.nodes[0];
+        assert_eq!(n.events, 121, "100, the retirement's own event, 20");
+        let retired = n.retired.as_ref().unwrap();
+        assert_eq!((retired.first_seq, retired.last_seq), (0, 49));
+        // A later event still has its proof.
+        let proof = rampart_core::audit::proof::prove(&s, CHAIN, 60)
+            .await
+            .unwrap()
+            .unwrap();
+        rampart_core::audit::proof::check(&proof, &keys().verifier_key()).unwrap();
+        // The record is signed: altering it is caught.
+        exec(
+            &s,
+            "UPDATE audit_retired SET note = REPLACE(note, 'count 50', 'count 40')",
+        )
+        .await;
+        let (seq, what) = first_break(&s, None).await;
+        assert_eq!(seq, 49);
+        assert!(what.contains("retention record"), "{what}");
+    }
+);
+
+both!(
+    retention_refuses_to_remove_events_that_do_not_verify,
+    |s: SqlStore, _url: String| async move {
+        fill(&s, 60, 30, None).await;
+        exec(
+            &s,
+            "UPDATE audit_events SET reason = 'edited' WHERE seq = 5",
+        )
+        .await;
+        let (audit, task) = trail(&s, "other").await;
+        let r = rampart_core::audit::retention::retire(
+            &s,
+            &keys(),
+            &audit,
+            CHAIN,
+            Timestamp(10_050),
+            Timestamp(20_000),
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            s.audit_range(CHAIN, 0, 1).await.unwrap()[0].seq,
+            0,
+            "nothing removed"
+        );
+        audit.stop().await;
+        task.await.unwrap();
+        let refused = s
+            .search_events(&EventQuery {
+                actions: vec!["audit.retention_refused".into()],
+                limit: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].severity, Severity::Critical.number());
+    }
+);

@@ -11,6 +11,7 @@
 
 pub mod format;
 pub mod proof;
+pub mod retention;
 pub mod verify;
 pub mod witness;
 pub mod writer;
@@ -513,6 +514,21 @@ pub trait AuditStore: Send + Sync + 'static {
         q: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<(Timestamp, u64)>, StoreError>;
+    /// The sequence number of the last event of `node` before `at`.
+    async fn audit_last_before(&self, node: &str, at: Timestamp)
+        -> Result<Option<u64>, StoreError>;
+    /// Deletes the events `first..=last` of `node` and stores the signed
+    /// record of them, in one transaction; how many were deleted. The only
+    /// deletion of events there is.
+    async fn retire_events(
+        &self,
+        node: &str,
+        first: u64,
+        last: u64,
+        note: &str,
+    ) -> Result<u64, StoreError>;
+    /// The newest retention record of `node` (a signed note).
+    async fn latest_retirement(&self, node: &str) -> Result<Option<String>, StoreError>;
     /// Where stream `name` is in `chain`: the next sequence number to ship.
     async fn stream_cursor(&self, name: &str, chain: &str) -> Result<u64, StoreError>;
     async fn set_stream_cursor(&self, name: &str, chain: &str, next: u64)

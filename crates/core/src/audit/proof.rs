@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use rampart_crypto::audit::{
-    check_inclusion, locate, prove_inclusion, verify_checkpoint, Hash, StoredHashes,
+    check_inclusion, prove_inclusion, verify_checkpoint, Hash, StoredHashes,
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,23 +98,8 @@ pub async fn prove(store: &dyn AuditStore, node: &str, seq: u64) -> Result<Optio
             std::mem::take(&mut *r.wanted.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_iter()
                 .collect();
-        let seqs: Vec<u64> = wanted
-            .iter()
-            .map(|i| locate(*i).0)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let trees = store.audit_trees(node, &seqs).await.map_err(backend)?;
-        for i in wanted {
-            let (rec, pos) = locate(i);
-            if let Some(h) = trees
-                .iter()
-                .find(|(s, _)| *s == rec)
-                .and_then(|(_, t)| t.get(pos))
-            {
-                r.have.insert(i, *h);
-            }
-        }
+        r.have
+            .extend(super::retention::stored_hashes(store, node, &wanted).await?);
     }
     Err(Error::Internal(format!(
         "the tree hashes of chain {node} are incomplete: run `rampart audit verify`"

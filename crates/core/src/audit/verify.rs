@@ -42,6 +42,8 @@ pub struct NodeReport {
     /// Size of the newest checkpoint.
     pub covered: u64,
     pub newest_checkpoint_at: Option<Timestamp>,
+    /// What retention removed (the newest record), verified.
+    pub retired: Option<super::retention::Retired>,
     pub first_break: Option<Break>,
 }
 
@@ -178,6 +180,38 @@ async fn verify_node(
     done: &mut u64,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<NodeReport, Error> {
+    // A chain whose oldest events retention removed starts from the
+    // signed record of them.
+    let mut retired = None;
+    if state.next == 0 {
+        if let Some((r, note)) = super::retention::latest(store, node).await? {
+            match rampart_crypto::audit::verify_note(&note, vkey) {
+                Ok(text) if super::retention::Retired::parse(&text).as_ref() == Some(&r) => {
+                    let size = r.last_seq + 1;
+                    let frontier = Frontier::from_stored(size, &r.frontier)
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    *state = NodeState {
+                        frontier,
+                        link: r.link,
+                        next: size,
+                    };
+                    retired = Some(r);
+                }
+                _ => {
+                    return Ok(NodeReport {
+                        node: node.to_owned(),
+                        first_break: Some(Break {
+                            node: node.to_owned(),
+                            seq: r.last_seq,
+                            at: None,
+                            what: "the retention record does not verify with this key: it was forged or altered".into(),
+                        }),
+                        ..NodeReport::default()
+                    })
+                }
+            }
+        }
+    }
     // Checkpoints of sizes already verified were compared then.
     let witness: Vec<&WitnessEntry> = witness
         .iter()
@@ -187,6 +221,7 @@ async fn verify_node(
     let mut r = NodeReport {
         node: node.to_owned(),
         witnessed: witness.len() as u64,
+        retired,
         ..NodeReport::default()
     };
     let log = origin(node);

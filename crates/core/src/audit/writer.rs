@@ -1,7 +1,6 @@
 //! The one writer: a task that owns its node's chain head, takes events
 //! from one bounded queue, and commits them in batches (group commit).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,7 +212,13 @@ pub const VERIFIED: &str = "audit.verified";
 /// The actions above.
 /// A pending event that could not be read (kept as this note).
 pub const PENDING_UNREADABLE: &str = "audit.pending_unreadable";
-pub const OWN_ACTIONS: [&str; 7] = [
+/// Retention removed a range of old events (`retention`).
+pub const RETIRED: &str = "audit.retired";
+/// Retention refused to remove events that do not verify.
+pub const RETENTION_REFUSED: &str = "audit.retention_refused";
+pub const OWN_ACTIONS: [&str; 9] = [
+    RETIRED,
+    RETENTION_REFUSED,
     STARTED,
     STOPPED,
     UNCLEAN_STOP,
@@ -267,30 +272,18 @@ impl Writer {
             Some(h) => {
                 let size = h.seq + 1;
                 let indexes = frontier_indexes(size);
-                let seqs: Vec<u64> = indexes
-                    .iter()
-                    .map(|i| locate(*i).0)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let trees = self
-                    .store
-                    .audit_trees(&self.node, &seqs)
-                    .await
-                    .map_err(backend)?;
+                let found =
+                    super::retention::stored_hashes(self.store.as_ref(), &self.node, &indexes)
+                        .await?;
                 let mut stored = Vec::with_capacity(indexes.len());
                 for i in indexes {
-                    let (seq, pos) = locate(i);
-                    let h = trees
-                        .iter()
-                        .find(|(s, _)| *s == seq)
-                        .and_then(|(_, t)| t.get(pos))
-                        .ok_or_else(|| {
-                            Error::Internal(format!(
-                                "audit trail: event {seq} of chain {} lacks its tree hashes; run `rampart audit verify`",
-                                self.node
-                            ))
-                        })?;
+                    let h = found.get(&i).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "audit trail: chain {} lacks tree hashes near event {}; run `rampart audit verify`",
+                            self.node,
+                            locate(i).0
+                        ))
+                    })?;
                     stored.push((i, *h));
                 }
                 self.frontier = Frontier::from_stored(size, &stored)

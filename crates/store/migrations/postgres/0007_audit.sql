@@ -62,3 +62,12 @@ CREATE TABLE audit_cursors (
     next_seq BIGINT NOT NULL,
     PRIMARY KEY (name, node)
 );
+
+-- Retention's signed records (ADR 0011): each stands for the range of
+-- events it removed, so the chain still verifies from it.
+CREATE TABLE audit_retired (
+    node     TEXT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    note     TEXT NOT NULL,
+    PRIMARY KEY (node, last_seq)
+);
