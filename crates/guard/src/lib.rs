@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod conn;
+pub mod failures;
 pub mod inspect;
 pub mod net;
 pub mod rate;

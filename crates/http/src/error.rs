@@ -385,6 +385,12 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        res.extensions_mut().insert(ProblemCode(self.problem.code));
         res
     }
 }
+
+/// The `code` of a problem answer, on the response for the guard (which
+/// decides whether it counts toward an address block).
+#[derive(Debug, Clone)]
+pub struct ProblemCode(pub String);

@@ -300,12 +300,8 @@ impl FromRequestParts<AppState> for Caller {
                 let ip = meta.ip.as_deref().and_then(|ip| ip.parse().ok());
                 let key = match state.data.authenticate_api_key(&token, ip, &meta).await {
                     Ok(k) => k,
-                    Err(e) => {
-                        if matches!(e, rampart_core::Error::ApiKeyInvalid) {
-                            state.guard.auth_failed(meta.ip.as_deref(), &meta);
-                        }
-                        return Err(e.into());
-                    }
+                    // A wrong key is counted by the guard, from the answer.
+                    Err(e) => return Err(e.into()),
                 };
                 count_once(parts, state, &format!("key:{}", key.id))?;
                 return Ok(Caller(Principal::ApiKey(key)));

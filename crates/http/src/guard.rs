@@ -24,6 +24,7 @@ use rampart_core::events::{EventKind, Outcome};
 use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError, Timestamp};
 use rampart_crypto::Entropy;
 use rampart_guard::aggregate::{Aggregator, Folded, Seen};
+use rampart_guard::failures::{Failure, FailureCounter};
 use rampart_guard::inspect::Request as Inspected;
 use rampart_guard::net::{parse_net, rate_key, BlockSet};
 use rampart_guard::rate::{Limiter, Rate};
@@ -369,24 +370,6 @@ impl Drop for BodyTurn<'_> {
     }
 }
 
-/// What counted toward an address block.
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    /// A failed sign-in, second-factor proof or API key.
-    SignIn,
-    /// A connection refused for holding too many.
-    Connection,
-}
-
-impl Failure {
-    fn describe(self) -> &'static str {
-        match self {
-            Failure::SignIn => "a failed sign-in",
-            Failure::Connection => "a connection over the per-address limit",
-        }
-    }
-}
-
 /// Aggregation key of a guard event: kind, address, rule.
 type EventKey = (EventKind, String, String);
 
@@ -403,9 +386,8 @@ pub struct Guard {
     groups: Vec<GroupRules>,
     inspector: Inspector,
     blocks: ArcSwap<BlockSet>,
-    /// Per address (IPv6 by /64): when its window began, failures in it,
-    /// and when it last triggered a block.
-    failures: Mutex<HashMap<IpAddr, (i64, u32, i64)>>,
+    /// Failures per address (IPv6 by /64) toward an automatic block.
+    failures: Mutex<FailureCounter>,
     events: Mutex<Aggregator<EventKey>>,
     audit: Audit,
     store: Arc<dyn Store>,
@@ -428,11 +410,6 @@ const BODIES_AT_ONCE: usize = 64;
 /// Request bodies one address reads at once; more are refused (429), so a
 /// few slow uploads from one client cannot hold every slot above.
 const BODIES_PER_ADDRESS: u32 = 8;
-/// After an automatic block, how long before the same address can trigger
-/// another (the new block reaches every node's snapshot within a second).
-const BLOCK_SETTLE_MS: i64 = 5_000;
-/// Addresses whose sign-in failures are counted at once.
-const MAX_FAILURE_KEYS: usize = 100_000;
 /// Repeats of one event from one address are folded for this long.
 const EVENT_WINDOW_MS: u64 = 60_000;
 
@@ -475,7 +452,10 @@ impl Guard {
             groups,
             inspector: Inspector::new(),
             blocks: ArcSwap::from_pointee(BlockSet::default()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(FailureCounter::new(
+                config.ip_failures,
+                config.ip_failure_window_secs as i64 * 1000,
+            )),
             body_readers: Mutex::new(HashMap::new()),
             events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
             audit,
@@ -569,12 +549,11 @@ impl Guard {
         {
             tracing::warn!(error = %e, "cannot purge old address blocks");
         }
-        let window = self.config.ip_failure_window_secs as i64 * 1000;
         let now = self.now_ms();
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (start, _, _)| now - *start < window);
+            .forget_quiet(now);
     }
 
     /// The per-account limit of the route group of `path`, checked by the
@@ -724,11 +703,13 @@ impl Guard {
 
     /// A failed login, second-factor proof or API key from `ip`. Enough of
     /// them across any accounts (stuffing, spraying) block the address.
-    pub fn auth_failed(self: &Arc<Self>, ip: Option<&str>, meta: &RequestMeta) {
-        let Some(ip) = ip.and_then(|s| s.parse::<IpAddr>().ok()) else {
-            return;
-        };
-        self.failed(ip, meta, Failure::SignIn);
+    /// Counts an answer toward the address's block when the guard's
+    /// policy (`rampart_guard::failures::Failure::of_answer`) says it is a
+    /// failure: the handlers only answer, this decides.
+    pub fn answered(self: &Arc<Self>, ip: Option<IpAddr>, meta: &RequestMeta, code: &str) {
+        if let (Some(ip), Some(f)) = (ip, Failure::of_answer(code)) {
+            self.failed(ip, meta, f);
+        }
     }
 
     /// Counts a failure from `ip` toward its address block (failed
@@ -746,31 +727,11 @@ impl Guard {
             return;
         }
         let key = rate_key(ip);
-        let now = self.now_ms();
-        let window = self.config.ip_failure_window_secs as i64 * 1000;
-        let reached = {
-            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if f.len() >= MAX_FAILURE_KEYS && !f.contains_key(&key) {
-                // Under a spread-out attack, forget the quiet ones first.
-                f.retain(|_, (start, _, _)| now - *start < window);
-                if f.len() >= MAX_FAILURE_KEYS {
-                    f.clear();
-                }
-            }
-            let e = f.entry(key).or_insert((now, 0, i64::MIN));
-            if now - e.0 >= window {
-                *e = (now, 0, e.2);
-            }
-            e.1 += 1;
-            // One block at a time: the block just set takes up to a second
-            // to reach the snapshot `blocked` reads.
-            if e.1 >= self.config.ip_failures && now.saturating_sub(e.2) >= BLOCK_SETTLE_MS {
-                *e = (now, 0, now);
-                true
-            } else {
-                false
-            }
-        };
+        let reached = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(ip, self.now_ms());
         if !reached {
             return;
         }
@@ -1245,7 +1206,12 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             verdict.score,
             if block { ", blocked" } else { ", detected" }
         );
-        guard.spawn_event(EventKind::InspectionMatch, rules_hit, meta, Some(detail));
+        guard.spawn_event(
+            EventKind::InspectionMatch,
+            rules_hit,
+            meta.clone(),
+            Some(detail),
+        );
         if block {
             let id = ctx.map(|c| c.request_id).unwrap_or_default();
             return ApiError::new(
@@ -1263,7 +1229,11 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Some(b) => Body::from(b),
         None => Body::empty(),
     };
-    next.run(Request::from_parts(parts, body)).await
+    let res = next.run(Request::from_parts(parts, body)).await;
+    if let Some(code) = res.extensions().get::<crate::error::ProblemCode>() {
+        guard.answered(ip, &meta, &code.0);
+    }
+    res
 }
 
 /// Reads a whole body, up to `limit` bytes.

@@ -121,12 +121,7 @@ pub async fn complete_login(
     let new = state
         .auth
         .complete_login(&req.mfa_token, &proof, &meta)
-        .await
-        .inspect_err(|e| {
-            if matches!(e, rampart_core::Error::InvalidMfaCode) {
-                state.guard.auth_failed(meta.ip.as_deref(), &meta);
-            }
-        })?;
+        .await?;
     session_response(&state, new)
 }
 
@@ -179,15 +174,7 @@ pub async fn step_up(
     let until = state
         .auth
         .step_up(&authed.session, &authed.account, &proof, &meta)
-        .await
-        .inspect_err(|e| {
-            if matches!(
-                e,
-                rampart_core::Error::InvalidCredentials | rampart_core::Error::InvalidMfaCode
-            ) {
-                state.guard.auth_failed(meta.ip.as_deref(), &meta);
-            }
-        })?;
+        .await?;
     Ok(Json(StepUpResponse {
         step_up_until: until.to_rfc3339(),
     }))

@@ -92,9 +92,6 @@ pub async fn login(
         .auth
         .login_with_unlock(&req.email, &req.password, req.unlock_code.as_ref(), &meta)
         .await;
-    if let Err(rampart_core::Error::InvalidCredentials) = &outcome {
-        state.guard.auth_failed(meta.ip.as_deref(), &meta);
-    }
     match outcome? {
         LoginOutcome::Session(new) => session_response(&state, new),
         LoginOutcome::MfaRequired(pending) => Ok(Json(LoginResult::MfaRequired(MfaRequired {
@@ -187,12 +184,7 @@ pub async fn change_password(
             &req.new_password,
             &meta,
         )
-        .await
-        .inspect_err(|e| {
-            if matches!(e, rampart_core::Error::InvalidCredentials) {
-                state.guard.auth_failed(meta.ip.as_deref(), &meta);
-            }
-        })?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -780,3 +780,36 @@ async fn wrong_passwords_behind_a_session_count_toward_the_address_block() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The guard decides from the answer what is a guess: wrong API keys count
+/// toward the address block; requests without credentials do not.
+#[tokio::test]
+async fn wrong_api_keys_count_and_missing_credentials_do_not() {
+    let s = TestServer::with(Options::default().env("RAMPART_GUARD__IP_FAILURES", "3")).await;
+    for _ in 0..10 {
+        assert_eq!(status(&s, "/api/v1/me", &[]).await.0, 401);
+    }
+    assert_eq!(
+        status(&s, "/api/v1/healthz", &[]).await.0,
+        200,
+        "no guesses yet"
+    );
+    for i in 0..3 {
+        let key = format!("Bearer rk_{i:0>8}_{}", "x".repeat(43));
+        let (st, _) = status(
+            &s,
+            "/api/v1/collections/notes/records",
+            &[("authorization", key.as_str())],
+        )
+        .await;
+        assert_eq!(st, 401);
+    }
+    let started = std::time::Instant::now();
+    while status(&s, "/api/v1/healthz", &[]).await.0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "address never blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
