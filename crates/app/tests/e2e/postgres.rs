@@ -310,3 +310,70 @@ async fn verify_full_tls_to_postgres_with_a_local_ca() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Two nodes on one PostgreSQL database each keep their own chain; `audit
+/// verify` checks both together, and a change to either is found.
+#[tokio::test]
+async fn every_nodes_chain_verifies_together() {
+    let Some(url) = fresh_pg_schema().await else {
+        return;
+    };
+    let mut a = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let key = a.data_dir().join("master.key");
+    let mut b = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        env: vec![(
+            "RAMPART_MASTER_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    for i in 0..3 {
+        a.register(&format!("a{i}@example.com")).await;
+        b.register(&format!("b{i}@example.com")).await;
+    }
+    let (na, nb) = (
+        a.running().audit.node().to_owned(),
+        b.running().audit.node().to_owned(),
+    );
+    assert_ne!(na, nb, "each node names its own chain");
+    a.stop().await;
+    b.stop().await;
+    let verify = || {
+        rampart_run_env(
+            &[
+                "audit",
+                "verify",
+                "--data-dir",
+                a.data_dir().to_str().unwrap(),
+            ],
+            None,
+            &[("RAMPART_DATABASE_URL", &url)],
+        )
+    };
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("chain {na}:")) && out.contains(&format!("chain {nb}:")),
+        "{out}"
+    );
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_events SET source_ip = '192.0.2.9' WHERE node = $1 AND action = 'registration'")
+        .bind(&nb)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, out, _) = verify();
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains(&format!("chain {nb}, event")), "{out}");
+    assert!(
+        out.contains(&format!("chain {na}:")) && out.contains(": OK"),
+        "{out}"
+    );
+}
