@@ -260,10 +260,23 @@ pub async fn verify_command(
                 total += h.seq + 1;
             }
         }
+        // This node's chain must be there, when this data directory has
+        // served (it names the chain).
+        let chains = if settings.data_dir.join(NODE_FILE).exists() || settings.audit.node.is_some()
+        {
+            vec![node_name(settings, &rampart_crypto::OsEntropy)?]
+        } else {
+            Vec::new()
+        };
+        let expect = rampart_core::audit::Expect {
+            chains,
+            now: Some(svc.auth.clock().now()),
+        };
         let report = rampart_core::audit::verify(
             svc.store.as_ref(),
             &keys,
             read.as_ref().map(|(e, bad)| (e.as_slice(), *bad)),
+            &expect,
             &|done| progress(done, total),
         )
         .await
@@ -407,11 +420,16 @@ pub async fn verify_in_background(
     loop {
         let witness = read_witness(&witness_dir(&settings)).ok();
         // A stop does not wait for a long pass.
+        let expect = rampart_core::audit::Expect {
+            chains: vec![audit.node().to_owned()],
+            now: Some(clock.now()),
+        };
         let result = tokio::select! {
             r = inc.pass(
                 store.as_ref(),
                 &keys,
                 witness.as_ref().map(|(e, bad)| (e.as_slice(), *bad)),
+                &expect,
             ) => r,
             _ = stop.wait_for(|s| *s) => return,
         };

@@ -22,6 +22,7 @@ use crate::SecretBytes;
 
 const LINK_INFO: &[u8] = b"rampart-audit-link-v1";
 const SIGN_INFO: &[u8] = b"rampart-audit-sign-v1";
+const PENDING_INFO: &[u8] = b"rampart-audit-pending-v1";
 /// The extension line of a checkpoint that carries its time (Unix ms).
 const TIME_LINE: &str = "rampart-time ";
 
@@ -50,6 +51,7 @@ pub const GENESIS: Link = [0u8; 32];
 /// The audit trail's secret keys; only the derived public key leaves.
 pub struct AuditKeys {
     link: SecretBytes,
+    pending: SecretBytes,
     signing: ed25519_dalek::SigningKey,
     origin: String,
     id: u32,
@@ -97,6 +99,7 @@ impl AuditKeys {
         let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
         Ok(Self {
             link: derive(secret.expose_secret(), LINK_INFO),
+            pending: derive(secret.expose_secret(), PENDING_INFO),
             id: signed_note::key_id(origin, &public),
             signing,
             origin: origin.to_owned(),
@@ -114,6 +117,21 @@ impl AuditKeys {
         m.update(previous);
         m.update(event);
         m.finalize().into_bytes().into()
+    }
+
+    /// The MAC of an event waiting in the pending table for `node`, so one
+    /// written there by anyone without the key is not chained as genuine.
+    pub fn pending_mac(&self, node: &str, body: &[u8]) -> Link {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.pending.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(&(node.len() as u64).to_be_bytes());
+        m.update(node.as_bytes());
+        m.update(body);
+        m.finalize().into_bytes().into()
+    }
+
+    pub fn pending_matches(&self, node: &str, body: &[u8], stored: &[u8]) -> bool {
+        crate::constant_time_eq(&self.pending_mac(node, body), stored)
     }
 
     /// Checks a stored link in constant time.

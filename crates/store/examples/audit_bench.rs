@@ -88,7 +88,9 @@ async fn writer(n: u64) -> serde_json::Value {
     task.await.unwrap();
 
     let started = Instant::now();
-    let report = verify(&store, &keys, None, &|_| {}).await.unwrap();
+    let report = verify(&store, &keys, None, &Default::default(), &|_| {})
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     let verified: u64 = report.nodes.iter().map(|r| r.events).sum();
     let verify_per_min = verified as f64 / started.elapsed().as_secs_f64() * 60.0;

@@ -4,8 +4,7 @@
 
 use async_trait::async_trait;
 use rampart_core::audit::{
-    ip_key, net_keys, AuditStore, Chained, CheckpointRow, Event, EventQuery, PendingEvent,
-    MAX_ACTIONS,
+    net_keys, AuditStore, Chained, CheckpointRow, Event, EventQuery, PendingEvent, MAX_ACTIONS,
 };
 use rampart_core::data::{DataEventFilter, StoredDataEvent};
 use rampart_core::events::SecurityEvent;
@@ -18,6 +17,9 @@ use crate::sql::{backend, SqlStore};
 
 const COLUMNS: &str = "node, seq, at, action, category, outcome, severity, reason, user_id, \
                        source_ip, user_agent, request_id, rule, object, fields, link, tree";
+/// What a read of events selects: `COLUMNS` and the derived `ip_key`.
+const READ: &str = "node, seq, at, action, category, outcome, severity, reason, user_id, \
+                    source_ip, user_agent, request_id, rule, object, fields, link, tree, ip_key";
 /// The columns written: `COLUMNS` and the derived `ip_key`.
 const PER_ROW: usize = 18;
 /// Rows per INSERT statement (17 bound values each).
@@ -85,6 +87,7 @@ fn chained_from(row: &AnyRow) -> Result<Chained, StoreError> {
         fields: row.try_get("fields").map_err(get)?,
         link: l,
         tree: tree_from(&tree).unwrap_or_default(),
+        ip_key: row.try_get("ip_key").map_err(get)?,
     })
 }
 
@@ -141,34 +144,22 @@ fn filter_sql(q: &EventQuery) -> Result<(String, Vec<Arg>), StoreError> {
             q.actions.iter().cloned().map(Arg::Text).collect(),
         );
     }
-    if let Some(c) = q.category {
-        push(
-            &mut sql,
-            &mut args,
-            "category = ${0}",
-            vec![Arg::Text(c.as_str().into())],
-        );
-    }
     match q.data_access {
         Some(true) => push(&mut sql, &mut args, "action LIKE 'data.%'", vec![]),
         Some(false) => push(&mut sql, &mut args, "action NOT LIKE 'data.%'", vec![]),
         None => {}
     }
-    if let Some(o) = &q.outcome {
-        push(
-            &mut sql,
-            &mut args,
-            "outcome = ${0}",
-            vec![Arg::Text(o.clone())],
-        );
-    }
-    if let Some(u) = &q.user_id {
-        push(
-            &mut sql,
-            &mut args,
-            "user_id = ${0}",
-            vec![Arg::Text(u.clone())],
-        );
+    // Equality on one column each: an index on it serves.
+    for (fragment, value) in [
+        ("category = ${0}", q.category.map(|c| c.as_str().to_owned())),
+        ("outcome = ${0}", q.outcome.clone()),
+        ("user_id = ${0}", q.user_id.clone()),
+        ("rule = ${0}", q.rule.clone()),
+        ("object = ${0}", q.object.clone()),
+    ] {
+        if let Some(v) = value {
+            push(&mut sql, &mut args, fragment, vec![Arg::Text(v)]);
+        }
     }
     if let Some(n) = &q.source_net {
         let (lo, hi) = net_keys(n);
@@ -185,22 +176,6 @@ fn filter_sql(q: &EventQuery) -> Result<(String, Vec<Arg>), StoreError> {
             &mut args,
             "severity >= ${0}",
             vec![Arg::Int(i64::from(sev.number()))],
-        );
-    }
-    if let Some(r) = &q.rule {
-        push(
-            &mut sql,
-            &mut args,
-            "rule = ${0}",
-            vec![Arg::Text(r.clone())],
-        );
-    }
-    if let Some(o) = &q.object {
-        push(
-            &mut sql,
-            &mut args,
-            "object = ${0}",
-            vec![Arg::Text(o.clone())],
         );
     }
     if let Some(t) = &q.text {
@@ -321,7 +296,7 @@ impl SqlStore {
 impl AuditStore for SqlStore {
     async fn audit_head(&self, node: &str) -> Result<Option<Chained>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE node = $1 ORDER BY seq DESC LIMIT 1"
+            "SELECT {READ} FROM audit_events WHERE node = $1 ORDER BY seq DESC LIMIT 1"
         ))
         .bind(node)
         .fetch_optional(self.pool())
@@ -397,7 +372,7 @@ impl AuditStore for SqlStore {
         &self,
         node: &str,
         limit: u32,
-    ) -> Result<Vec<(i64, Option<Event>)>, StoreError> {
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         sqlx::query("SELECT id, body FROM audit_pending WHERE node = $1 ORDER BY id LIMIT $2")
             .bind(node)
             .bind(i64::from(limit))
@@ -408,7 +383,7 @@ impl AuditStore for SqlStore {
             .map(|r| {
                 let id: i64 = r.try_get("id").map_err(get)?;
                 let body: String = r.try_get("body").map_err(get)?;
-                Ok((id, serde_json::from_str(&body).ok()))
+                Ok((id, body))
             })
             .collect()
     }
@@ -467,7 +442,7 @@ impl AuditStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<Chained>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE node = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+            "SELECT {READ} FROM audit_events WHERE node = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
         ))
         .bind(node)
         .bind(seq_i64(from)?)
@@ -482,7 +457,8 @@ impl AuditStore for SqlStore {
 
     async fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
         sqlx::query(
-            "SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints",
+            "SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints \
+             UNION SELECT DISTINCT node FROM audit_retired",
         )
         .fetch_all(self.pool())
         .await
@@ -496,7 +472,7 @@ impl AuditStore for SqlStore {
         let (filter, mut args) = filter_sql(q)?;
         args.push(Arg::Int(i64::from(q.limit)));
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE {filter} \
+            "SELECT {READ} FROM audit_events WHERE {filter} \
              ORDER BY at DESC, node DESC, seq DESC LIMIT ${}",
             args.len()
         );
@@ -543,13 +519,13 @@ impl AuditStore for SqlStore {
             .collect()
     }
 
-    async fn audit_last_before(
+    async fn audit_first_since(
         &self,
         node: &str,
         at: Timestamp,
     ) -> Result<Option<u64>, StoreError> {
         let row =
-            sqlx::query("SELECT MAX(seq) AS seq FROM audit_events WHERE node = $1 AND at < $2")
+            sqlx::query("SELECT MIN(seq) AS seq FROM audit_events WHERE node = $1 AND at >= $2")
                 .bind(node)
                 .bind(at.millis())
                 .fetch_one(self.pool())
@@ -633,6 +609,10 @@ impl AuditStore for SqlStore {
     }
 
     async fn legacy_events(&self) -> Result<Vec<Event>, StoreError> {
+        // Dropped once imported.
+        if !self.legacy_tables_exist().await? {
+            return Ok(Vec::new());
+        }
         let mut out: Vec<Event> = self
             .legacy_security_events()
             .await?
@@ -652,14 +632,13 @@ impl AuditStore for SqlStore {
     async fn import_legacy(&self, events: &[Chained]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
         self.append_in(&mut tx, events).await?;
-        sqlx::query("DELETE FROM security_events")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM data_events")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        // Dropped, not emptied: a row written there later is never chained.
+        for t in [
+            "DROP TABLE IF EXISTS security_events",
+            "DROP TABLE IF EXISTS data_events",
+        ] {
+            sqlx::query(t).execute(&mut *tx).await.map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)
     }
 }
@@ -789,10 +768,7 @@ impl Appender {
 }
 
 fn ip_key_of(e: &Chained) -> Option<String> {
-    e.source_ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
-        .map(ip_key)
+    rampart_core::audit::ip_key_of(e.source_ip.as_deref())
 }
 
 /// Puts an event in the pending table, in the caller's transaction (the
@@ -820,7 +796,7 @@ impl SqlStore {
         // otherwise: an actor filter names either.
         let key_actor = f.actor.as_deref().map(|a| format!("key:{a}"));
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_events \
+            "SELECT {READ} FROM audit_events \
              WHERE category = 'database' AND action LIKE 'data.%' \
                AND (CAST($1 AS TEXT) IS NULL OR object = $1) \
                AND (CAST($2 AS TEXT) IS NULL OR user_id = $2 OR user_id = $3) \
@@ -839,6 +815,25 @@ impl SqlStore {
         .map(chained_from)
         .filter_map(|c| c.map(|c| StoredDataEvent::from_chained(&c)).transpose())
         .collect()
+    }
+
+    async fn legacy_tables_exist(&self) -> Result<bool, StoreError> {
+        let sql = match self.dialect() {
+            crate::Dialect::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'security_events'"
+            }
+            crate::Dialect::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'security_events'"
+            }
+        };
+        let n: i64 = sqlx::query(sql)
+            .fetch_one(self.pool())
+            .await
+            .map_err(backend)?
+            .try_get("n")
+            .map_err(get)?;
+        Ok(n > 0)
     }
 
     async fn legacy_security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use rampart_core::audit::{
-    verify, Audit, AuditStore, Category, Event, EventQuery, Severity, Witness, WitnessEntry,
-    WriterMode, FAILURE, SUCCESS,
+    verify, Audit, AuditStore, Category, Event, EventQuery, Expect, Severity, Witness,
+    WitnessEntry, WriterMode, FAILURE, SUCCESS,
 };
 use rampart_core::data::DataStore;
 use rampart_core::{ManualClock, RequestMeta, Timestamp};
@@ -65,9 +65,15 @@ async fn fill(s: &SqlStore, n: u64, every: u64, witness: Option<Witness>) {
 }
 
 async fn check(s: &SqlStore, witness: Option<&[WitnessEntry]>) -> rampart_core::audit::Report {
-    verify(s, &keys(), witness.map(|w| (w, 0)), &|_| {})
-        .await
-        .unwrap()
+    verify(
+        s,
+        &keys(),
+        witness.map(|w| (w, 0)),
+        &Expect::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap()
 }
 
 /// The first break of the chain: its sequence number and what is wrong.
@@ -199,10 +205,24 @@ both!(
         assert_eq!(seq, 290);
         assert!(what.contains("deleted from the end"), "{what}");
         // Deleting the checkpoints that cover the tail too: the earlier
-        // checkpoints still verify, so the database alone cannot tell; the
-        // witness can.
-        exec(&s, "DELETE FROM audit_checkpoints WHERE size > 290").await;
+        // checkpoints still verify, so within the heartbeat's grace the
+        // database alone cannot tell (the witness can)...
+        exec(&s, "DELETE FROM audit_checkpoints WHERE size > 200").await;
         assert!(check(&s, None).await.ok());
+        // ...but once the uncovered events are older than that, it can.
+        let later = Expect {
+            chains: vec![CHAIN.into()],
+            now: Some(Timestamp(10_000 + 200 + 600_001)),
+        };
+        let r = verify(&s, &keys(), None, &later, &|_| {}).await.unwrap();
+        let b = r.breaks().next().expect("uncovered events found");
+        assert_eq!(b.seq, 200);
+        assert!(b.what.contains("in no checkpoint"), "{}", b.what);
+        // And a chain deleted whole, with its checkpoints, is not "no events".
+        exec(&s, "DELETE FROM audit_events").await;
+        exec(&s, "DELETE FROM audit_checkpoints").await;
+        let r = verify(&s, &keys(), None, &later, &|_| {}).await.unwrap();
+        assert!(r.breaks().next().unwrap().what.contains("no events at all"));
     }
 );
 
@@ -412,15 +432,27 @@ both!(
         assert_eq!(data[0].record_ids, vec!["rec_1".to_owned()]);
         assert!(data[0].sensitive);
         for t in ["security_events", "data_events"] {
-            use sqlx::Row;
-            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {t}"))
-                .fetch_one(s.pool())
-                .await
-                .unwrap()
-                .try_get("n")
-                .unwrap();
-            assert_eq!(n, 0, "{t} emptied");
+            assert!(
+                sqlx::query(&format!("SELECT COUNT(*) FROM {t}"))
+                    .fetch_one(s.pool())
+                    .await
+                    .is_err(),
+                "{t} dropped"
+            );
         }
+        // A table made again and filled is never chained: the chain exists.
+        exec(&s, "CREATE TABLE security_events (id TEXT, at BIGINT, kind TEXT, outcome TEXT, reason TEXT, account_id TEXT, ip TEXT, user_agent TEXT, request_id TEXT)").await;
+        exec(&s, "INSERT INTO security_events VALUES ('evt_2', 1, 'admin_created', 'success', NULL, 'acc_x', NULL, NULL, NULL)").await;
+        let (a, task) = start().await.unwrap();
+        a.stop().await;
+        task.await.unwrap();
+        let again = s.audit_range("srv", 0, 100).await.unwrap();
+        assert_eq!(
+            again.len(),
+            events.len() + 2,
+            "started and stopped, nothing imported"
+        );
+        assert!(again.iter().all(|e| e.action != "admin_created"));
         assert!(check(&s, None).await.ok());
     }
 );
@@ -704,5 +736,46 @@ both!(
             .unwrap();
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].severity, Severity::Critical.number());
+    }
+);
+
+both!(
+    a_pending_event_written_outside_rampart_is_not_chained_as_genuine,
+    |s: SqlStore, _url: String| async move {
+        let (audit, task) = trail(&s, NODE).await;
+        // A real one, as a write would commit it, and a forged one.
+        let real = audit.pending(&event(1)).body;
+        let forged = format!(
+            "{} {}",
+            "00".repeat(32),
+            serde_json::to_string(&event(2).reason(Some("forged"))).unwrap()
+        );
+        for body in [real, forged] {
+            sqlx::query("INSERT INTO audit_pending (node, body) VALUES ($1, $2)")
+                .bind(CHAIN)
+                .bind(body)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        audit.poke();
+        audit.stop().await;
+        task.await.unwrap();
+        let events = s.audit_range(CHAIN, 0, 10).await.unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, vec!["login_success", "audit.pending_unreadable"]);
+        assert_eq!(events[1].severity, Severity::Critical.number());
+        assert!(events.iter().all(|e| e.reason.as_deref() != Some("forged")));
+    }
+);
+
+both!(
+    an_altered_address_index_is_caught,
+    |s: SqlStore, _url: String| async move {
+        fill(&s, 40, 20, None).await;
+        exec(&s, "UPDATE audit_events SET ip_key = NULL WHERE seq = 10").await;
+        let (seq, what) = first_break(&s, None).await;
+        assert_eq!(seq, 10);
+        assert!(what.contains("address index"), "{what}");
     }
 );

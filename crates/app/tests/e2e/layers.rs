@@ -184,10 +184,7 @@ fn only_the_audit_store_writes_the_trail_and_nothing_updates_an_event() {
                     && (verb.starts_with("INSERT")
                         || verb == "DELETE FROM AUDIT_PENDING"
                         // Retention's one range, with its signed record.
-                        || (verb == "DELETE FROM AUDIT_EVENTS" && found == 1)
-                        // Emptied once, when older releases' events are chained.
-                        || verb == "DELETE FROM SECURITY_EVENTS"
-                        || verb == "DELETE FROM DATA_EVENTS");
+                        || (verb == "DELETE FROM AUDIT_EVENTS" && found == 1));
                 assert!(
                     allowed,
                     "{path} has `{verb}`: only the audit writer appends to the trail"

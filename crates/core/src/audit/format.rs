@@ -167,6 +167,7 @@ mod tests {
             fields: r#"{"event.count":3,"data.x":1}"#.into(),
             link: [1; 32],
             tree: vec![],
+            ip_key: None,
         }
     }
 

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::{RequestMeta, StoreError, Timestamp};
 
-pub use verify::{verify, Break, Incremental, NodeReport, Report};
+pub use verify::{verify, Break, Expect, Incremental, NodeReport, Report};
 pub use witness::{Witness, WitnessEntry};
 pub use writer::{Audit, AuditStats, WriterMode};
 
@@ -228,11 +228,35 @@ pub struct PendingEvent {
 }
 
 impl PendingEvent {
-    pub fn of(node: &str, event: &Event) -> Self {
+    /// The event for `node`, as `<hex MAC> <JSON>`: the MAC (a key derived
+    /// from the audit key) covers the node and the JSON, so a row written
+    /// into the table by anyone else is not chained as genuine.
+    pub fn of(node: &str, event: &Event, keys: &rampart_crypto::audit::AuditKeys) -> Self {
+        let json = serde_json::to_string(event).unwrap_or_default();
+        let mac = keys.pending_mac(node, json.as_bytes());
+        let mut body = String::with_capacity(65 + json.len());
+        for b in mac {
+            body.push_str(&format!("{b:02x}"));
+        }
+        body.push(' ');
+        body.push_str(&json);
         Self {
             node: node.to_owned(),
-            body: serde_json::to_string(event).unwrap_or_default(),
+            body,
         }
+    }
+
+    /// The event in a pending body, if its MAC holds.
+    pub fn open(node: &str, body: &str, keys: &rampart_crypto::audit::AuditKeys) -> Option<Event> {
+        let (mac, json) = body.split_once(' ')?;
+        let mac: Vec<u8> = (0..mac.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(mac.get(i..i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        if !keys.pending_matches(node, json.as_bytes(), &mac) {
+            return None;
+        }
+        serde_json::from_str(json).ok()
     }
 }
 
@@ -260,6 +284,9 @@ pub struct Chained {
     /// The stored hashes of the Merkle tree this event added
     /// (`rampart_crypto::audit::locate`).
     pub tree: Vec<Hash>,
+    /// The indexed form of `source_ip` (see [`ip_key`]), as stored: not
+    /// linked, but checked against `source_ip` by `verify`.
+    pub ip_key: Option<String>,
 }
 
 const CANONICAL_TAG: &[u8] = b"rampart-audit-v1\0";
@@ -356,6 +383,7 @@ impl Chained {
             fields,
             link: [0; 32],
             tree: Vec::new(),
+            ip_key: None,
         })
     }
 
@@ -389,6 +417,7 @@ mod tests {
             fields: "{}".into(),
             link: [0; 32],
             tree: vec![],
+            ip_key: None,
         };
         let b = c.canonical();
         assert_eq!(Chained::from_canonical(&b), Some(c));
@@ -453,6 +482,13 @@ pub fn ip_key(ip: std::net::IpAddr) -> String {
     s
 }
 
+/// What `ip_key` must hold for an event with `source_ip`.
+pub fn ip_key_of(source_ip: Option<&str>) -> Option<String> {
+    source_ip
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map(ip_key)
+}
+
 /// The first and last [`ip_key`] of a network.
 pub fn net_keys(net: &ipnet::IpNet) -> (String, String) {
     (ip_key(net.network()), ip_key(net.broadcast()))
@@ -480,14 +516,13 @@ pub trait AuditStore: Send + Sync + 'static {
         events: &[Chained],
         consumed: &[i64],
     ) -> Result<(), StoreError>;
-    /// Events committed with their writes, not yet chained, oldest first.
-    /// One that cannot be read is returned as `None`, to be dropped with a
-    /// note.
+    /// Events committed with their writes, not yet chained, oldest first:
+    /// (id, body as [`PendingEvent`] wrote it).
     async fn pending_events(
         &self,
         node: &str,
         limit: u32,
-    ) -> Result<Vec<(i64, Option<Event>)>, StoreError>;
+    ) -> Result<Vec<(i64, String)>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
     /// Checkpoints of `node` with `size >= from_size`, by size then time.
     async fn audit_checkpoints(
@@ -514,8 +549,8 @@ pub trait AuditStore: Send + Sync + 'static {
         q: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<(Timestamp, u64)>, StoreError>;
-    /// The sequence number of the last event of `node` before `at`.
-    async fn audit_last_before(&self, node: &str, at: Timestamp)
+    /// The sequence number of the first event of `node` at or after `at`.
+    async fn audit_first_since(&self, node: &str, at: Timestamp)
         -> Result<Option<u64>, StoreError>;
     /// Deletes the events `first..=last` of `node` and stores the signed
     /// record of them, in one transaction; how many were deleted. The only

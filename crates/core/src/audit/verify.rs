@@ -93,6 +93,7 @@ impl Incremental {
         store: &dyn AuditStore,
         keys: &AuditKeys,
         witness: Option<(&[WitnessEntry], usize)>,
+        expect: &Expect,
     ) -> Result<Report, Error> {
         let vkey = keys.verifier_key();
         let mut report = Report {
@@ -100,7 +101,7 @@ impl Incremental {
             ..Report::default()
         };
         let mut done = 0;
-        for node in store.audit_nodes().await.map_err(backend)? {
+        for node in nodes_to_check(store, witness, expect).await? {
             let entries: Vec<&WitnessEntry> = witness
                 .map(|(w, _)| w.iter().filter(|e| e.node == node).collect())
                 .unwrap_or_default();
@@ -111,6 +112,7 @@ impl Incremental {
                 &vkey,
                 &node,
                 &entries,
+                expect,
                 &mut state,
                 &mut done,
                 &|_| {},
@@ -123,6 +125,40 @@ impl Incremental {
         }
         Ok(report)
     }
+}
+
+/// What a verification expects beyond what the database shows.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Chains that must be there (this node's): a chain deleted whole, with
+    /// its checkpoints, is a break, not "no events".
+    pub chains: Vec<String>,
+    /// Now: events older than [`UNCOVERED_GRACE`] that no checkpoint covers
+    /// are a break (checkpoints deleted to hide a truncation). `None` skips
+    /// the check.
+    pub now: Option<Timestamp>,
+}
+
+/// How long an event may wait for a checkpoint: twice the heartbeat.
+pub const UNCOVERED_GRACE: i64 = 600_000;
+
+/// Every chain the database, the witness and the expectation know of.
+async fn nodes_to_check(
+    store: &dyn AuditStore,
+    witness: Option<(&[WitnessEntry], usize)>,
+    expect: &Expect,
+) -> Result<Vec<String>, Error> {
+    let mut nodes = store.audit_nodes().await.map_err(backend)?;
+    let more = witness
+        .map(|(w, _)| w.iter().map(|e| e.node.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for n in more.into_iter().chain(expect.chains.iter().cloned()) {
+        if !nodes.contains(&n) {
+            nodes.push(n);
+        }
+    }
+    nodes.sort();
+    Ok(nodes)
 }
 
 /// A root some signed checkpoint claims for a size.
@@ -138,18 +174,11 @@ pub async fn verify(
     store: &dyn AuditStore,
     keys: &AuditKeys,
     witness: Option<(&[WitnessEntry], usize)>,
+    expect: &Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Report, Error> {
     let vkey = keys.verifier_key();
-    let mut nodes = store.audit_nodes().await.map_err(backend)?;
-    if let Some((entries, _)) = witness {
-        for e in entries {
-            if !nodes.contains(&e.node) {
-                nodes.push(e.node.clone());
-            }
-        }
-    }
-    nodes.sort();
+    let nodes = nodes_to_check(store, witness, expect).await?;
     let mut report = Report {
         witness_unreadable: witness.map(|(_, bad)| bad).unwrap_or(0),
         ..Report::default()
@@ -161,7 +190,7 @@ pub async fn verify(
             .unwrap_or_default();
         let mut state = NodeState::default();
         let r = verify_node(
-            store, keys, &vkey, &node, &entries, &mut state, &mut done, progress,
+            store, keys, &vkey, &node, &entries, expect, &mut state, &mut done, progress,
         )
         .await?;
         report.nodes.push(r);
@@ -176,6 +205,7 @@ async fn verify_node(
     vkey: &str,
     node: &str,
     witness: &[&WitnessEntry],
+    expect: &Expect,
     state: &mut NodeState,
     done: &mut u64,
     progress: &(dyn Fn(u64) + Send + Sync),
@@ -383,6 +413,16 @@ async fn verify_node(
                 );
                 break 'events;
             }
+            if e.ip_key != super::ip_key_of(e.source_ip.as_deref()) {
+                note_break(
+                    &mut brk,
+                    wrong(
+                        "its address index was altered (it would hide the event from searches by network)"
+                            .into(),
+                    ),
+                );
+                break 'events;
+            }
             link = e.link;
             expected += 1;
             if let Some(cs) = claims.get(&expected) {
@@ -415,6 +455,45 @@ async fn verify_node(
     state.frontier = frontier;
     state.link = link;
     state.next = expected;
+    if brk.is_none()
+        && expected == 0
+        && r.retired.is_none()
+        && expect.chains.iter().any(|c| c == node)
+    {
+        note_break(
+            &mut brk,
+            Break {
+                node: node.to_owned(),
+                seq: 0,
+                at: None,
+                what: "this node's chain has no events at all: it was deleted".into(),
+            },
+        );
+    }
+    if let (None, Some(now)) = (&brk, expect.now) {
+        if expected > r.covered {
+            let first = store
+                .audit_range(node, r.covered, 1)
+                .await
+                .map_err(backend)?
+                .into_iter()
+                .next();
+            if let Some(e) = first.filter(|e| now.millis() - e.at.millis() > UNCOVERED_GRACE) {
+                note_break(
+                    &mut brk,
+                    Break {
+                        node: node.to_owned(),
+                        seq: e.seq,
+                        at: Some(e.at),
+                        what: format!(
+                            "events from here on ({}) are in no checkpoint although older than ten minutes: checkpoints were deleted (hiding a truncation?), or the node stopped before signing one",
+                            expected - r.covered
+                        ),
+                    },
+                );
+            }
+        }
+    }
     if brk.is_none() {
         if let Some((size, c)) = claims
             .iter()

@@ -74,6 +74,7 @@ pub struct Audit {
     tx: mpsc::Sender<Msg>,
     node: Arc<str>,
     stats: Arc<AuditStats>,
+    keys: Arc<AuditKeys>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -125,12 +126,14 @@ impl Audit {
         w.drain_pending().await;
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = w.stats.clone();
+        let keys = w.keys.clone();
         let task = tokio::spawn(w.run(rx));
         Ok((
             Audit {
                 tx,
                 node: node.into(),
                 stats,
+                keys,
             },
             task,
         ))
@@ -139,6 +142,11 @@ impl Audit {
     /// The chain this handle writes to.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// An event to commit with the write it is about (`audit_pending`).
+    pub fn pending(&self, event: &Event) -> super::PendingEvent {
+        super::PendingEvent::of(&self.node, event, &self.keys)
     }
 
     /// What the writer has done so far.
@@ -210,7 +218,7 @@ pub const WITNESS_FAILED: &str = "audit.witness_failed";
 /// A verification's result (`rampart audit verify`, and the server's own).
 pub const VERIFIED: &str = "audit.verified";
 /// The actions above.
-/// A pending event that could not be read (kept as this note).
+/// A pending event whose MAC did not hold (kept as this note).
 pub const PENDING_UNREADABLE: &str = "audit.pending_unreadable";
 /// Retention removed a range of old events (`retention`).
 pub const RETIRED: &str = "audit.retired";
@@ -302,31 +310,40 @@ impl Writer {
     }
 
     async fn start_server(&mut self) -> Result<(), Error> {
-        let legacy = self.store.legacy_events().await.map_err(backend)?;
-        if !legacy.is_empty() {
+        // The events of a release before the trail are chained once: by the
+        // first writer of an empty chain, in the transaction that drops
+        // their tables (so nothing written there later is ever chained).
+        if self.next == 0 {
+            let legacy = self.store.legacy_events().await.map_err(backend)?;
             let n = legacy.len();
             let mut all = legacy;
-            all.push(
-                Event::new(
-                    self.clock.now(),
-                    IMPORTED,
-                    Category::Process,
-                    super::SUCCESS,
-                )
-                .reason(Some("events of an earlier release, chained once"))
-                .field("count", n as u64),
-            );
+            if n > 0 {
+                all.push(
+                    Event::new(
+                        self.clock.now(),
+                        IMPORTED,
+                        Category::Process,
+                        super::SUCCESS,
+                    )
+                    .reason(Some("events of an earlier release, chained once"))
+                    .field("count", n as u64),
+                );
+            }
             let chain = self.chain(all);
             self.store
                 .import_legacy(&chain.events)
                 .await
                 .map_err(backend)?;
+            self.stats.note(&chain.events);
             self.adopt(chain);
-            tracing::info!(events = n, "chained the events of an earlier release");
+            if n > 0 {
+                tracing::info!(events = n, "chained the events of an earlier release");
+            }
         }
         let head = self.store.audit_head(&self.node).await.map_err(backend)?;
         let mut first = Vec::new();
         if let Some(h) = head.filter(|h| h.action != STOPPED && h.action != IMPORTED) {
+            // (An import is the chain's first commit, never an unclean stop.)
             tracing::warn!(
                 last_seq = h.seq,
                 "the last run did not stop cleanly; events after the last durable one may be missing"
@@ -381,6 +398,7 @@ impl Writer {
                 fields: serde_json::to_string(&e.fields).unwrap_or_else(|_| "{}".into()),
                 link: GENESIS,
                 tree: Vec::new(),
+                ip_key: None,
             };
             let bytes = c.canonical();
             c.link = self.keys.link(&link, &bytes);
@@ -465,16 +483,20 @@ impl Writer {
             let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
             let events: Vec<Event> = rows
                 .into_iter()
-                .map(|(id, e)| {
-                    e.unwrap_or_else(|| {
+                .map(|(id, body)| {
+                    super::PendingEvent::open(&self.node, &body, &self.keys).unwrap_or_else(|| {
+                        // Not written by Rampart (or altered): kept as this
+                        // note, never as the event it claims to be.
                         Event::new(
                             self.clock.now(),
                             PENDING_UNREADABLE,
                             Category::Process,
                             super::FAILURE,
                         )
-                        .severity(Severity::High)
-                        .reason(Some("an event committed with a write could not be read"))
+                        .severity(Severity::Critical)
+                        .reason(Some(
+                            "a pending event's MAC does not hold: it was written or altered outside Rampart",
+                        ))
                         .field("audit.pending_id", id)
                     })
                 })

@@ -226,7 +226,7 @@ impl DataService {
             sensitive,
             meta,
         );
-        crate::audit::PendingEvent::of(self.auth.audit().node(), &e)
+        self.auth.audit().pending(&e)
     }
 
     /// A read's (or a refusal's) data-access event: durable within one
