@@ -62,27 +62,52 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The audit keys, from the audit data key.
-pub async fn keys(keys: &KeyManager, clock: &dyn Clock) -> Result<AuditKeys> {
+/// The audit keys, from the audit data key (made on first use, while the
+/// trail is empty).
+pub async fn keys(
+    keys: &KeyManager,
+    trail: &dyn AuditStore,
+    clock: &dyn Clock,
+) -> Result<AuditKeys> {
+    let empty = trail
+        .audit_nodes()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_empty();
     let secret = keys
-        .audit_secret(clock.now())
+        .audit_secret(clock.now(), empty)
         .await
         .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     AuditKeys::derive(&secret, KEY_NAME).map_err(|e| anyhow::anyhow!("audit key: {e}"))
 }
 
 /// Writes the public key beside the data (and into the witness directory),
-/// so an investigator can check checkpoints without any secret.
-pub fn write_public_key(settings: &Settings, keys: &AuditKeys) -> Result<()> {
+/// so an investigator can check checkpoints without any secret. A file
+/// that holds another key is never overwritten: the server refuses to
+/// start, a command warns.
+pub fn write_public_key(settings: &Settings, keys: &AuditKeys, mode: WriterMode) -> Result<()> {
     let text = format!("{}\n", keys.verifier_key());
     for dir in [settings.data_dir.clone(), witness_dir(settings)] {
         if !dir.exists() {
             continue;
         }
         let path = dir.join(PUBLIC_KEY_FILE);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            std::fs::write(&path, &text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+        match std::fs::read_to_string(&path) {
+            Ok(t) if t == text => {}
+            Ok(_) => {
+                let why = format!(
+                    "{} holds another public key than this database's audit trail: the audit key was replaced, \
+                     or this is another installation's directory. Keep that file (it checks the old checkpoints) \
+                     and find out why before moving it away.",
+                    path.display()
+                );
+                if mode == WriterMode::Server {
+                    anyhow::bail!(why);
+                }
+                tracing::warn!("{why}");
+            }
+            Err(_) => std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?,
         }
     }
     Ok(())
@@ -108,7 +133,7 @@ pub async fn start(
         })?;
         restrict_dir(witness.dir())?;
     }
-    write_public_key(settings, &keys)?;
+    write_public_key(settings, &keys, mode)?;
     Audit::start(store, keys, &node, mode, Some(witness), clock)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -241,7 +266,12 @@ pub async fn verify_command(
 ) -> Result<Verified> {
     let svc = crate::cli_services(settings).await?;
     let result = async {
-        let keys = keys(svc.data.keys(), svc.auth.clock().as_ref()).await?;
+        let keys = keys(
+            svc.data.keys(),
+            svc.store.as_ref(),
+            svc.auth.clock().as_ref(),
+        )
+        .await?;
         let witness = witness.or_else(|| Some(witness_dir(settings)).filter(|d| d.is_dir()));
         let read = witness.as_deref().map(read_witness).transpose()?;
         let mut total = 0;

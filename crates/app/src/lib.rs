@@ -508,7 +508,7 @@ pub async fn services(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mfa = mfa_deps(settings, https_port, deps, Arc::new(system))?;
-        let audit_keys = Arc::new(audit::keys(&keys, deps.clock.as_ref()).await?);
+        let audit_keys = Arc::new(audit::keys(&keys, store.as_ref(), deps.clock.as_ref()).await?);
         let (audit, _writer) = audit::start(
             settings,
             store.clone(),

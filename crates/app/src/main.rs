@@ -734,7 +734,12 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
             let settings = load(config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
             let svc = rampart::cli_services(&settings).await?;
-            let keys = rampart::audit::keys(svc.data.keys(), svc.auth.clock().as_ref()).await;
+            let keys = rampart::audit::keys(
+                svc.data.keys(),
+                svc.store.as_ref(),
+                svc.auth.clock().as_ref(),
+            )
+            .await;
             svc.close().await;
             println!("{}", keys?.verifier_key());
             Ok(ExitCode::SUCCESS)

@@ -115,7 +115,11 @@ fn decode_cursor(c: &str) -> Option<(Timestamp, String, u64)> {
     let s = String::from_utf8(raw).ok()?;
     let mut parts = s.splitn(3, ':');
     let at = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
+    let seq: u64 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s| *s <= i64::MAX as u64)?;
     let node = parts.next()?;
     rampart_core::audit::node_name_ok(node).then(|| (Timestamp(at), node.to_owned(), seq))
 }

@@ -97,6 +97,9 @@ pub fn target(url: &str) -> Result<Target, StreamError> {
 pub struct StreamState {
     pub shipped: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
+    /// Events that will never be shipped: skipped by a cursor moved
+    /// forward outside Rampart, or removed (retention) before shipping.
+    pub skipped: std::sync::atomic::AtomicU64,
 }
 
 const IDLE: Duration = Duration::from_millis(500);
@@ -270,6 +273,9 @@ pub async fn run(
     };
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
+    // Where this process last left each chain: a stored cursor beyond it
+    // was moved by someone else.
+    let mut shipped_to: std::collections::HashMap<String, u64> = Default::default();
     loop {
         let mut shipped_any = false;
         let mut failed = false;
@@ -293,6 +299,20 @@ pub async fn run(
             let Some(last) = events.last().map(|e| e.seq) else {
                 continue;
             };
+            // Nothing may go unshipped unnoticed: a gap before this batch
+            // (or inside it) is said loudly, and counted.
+            let expected_from = shipped_to.get(chain).copied().unwrap_or(next).min(next);
+            let mut gap = events[0].seq.saturating_sub(expected_from);
+            gap += events
+                .windows(2)
+                .map(|w| w[1].seq.saturating_sub(w[0].seq + 1))
+                .sum::<u64>();
+            if gap > 0 {
+                state
+                    .skipped
+                    .fetch_add(gap, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(stream = %name, chain = %chain, events = gap, from = expected_from, "audit events will never reach this stream: its cursor was moved or they were removed first");
+            }
             match shipper.send(&events).await {
                 Ok(()) => {
                     if let Err(e) = store.set_stream_cursor(&name, chain, last + 1).await {
@@ -300,6 +320,7 @@ pub async fn run(
                         failed = true;
                         break;
                     }
+                    shipped_to.insert(chain.clone(), last + 1);
                     state
                         .shipped
                         .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -403,15 +403,17 @@ impl AuditStore for SqlStore {
     async fn audit_checkpoints(
         &self,
         node: &str,
-        from_size: u64,
+        after: (u64, i64),
         limit: u32,
     ) -> Result<Vec<CheckpointRow>, StoreError> {
         sqlx::query(
             "SELECT node, size, at, note FROM audit_checkpoints \
-             WHERE node = $1 AND size >= $2 ORDER BY size, at LIMIT $3",
+             WHERE node = $1 AND (size > $2 OR (size = $2 AND at > $3)) \
+             ORDER BY size, at LIMIT $4",
         )
         .bind(node)
-        .bind(seq_i64(from_size)?)
+        .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
+        .bind(after.1)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await

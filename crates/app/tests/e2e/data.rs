@@ -932,8 +932,9 @@ async fn stored_bytes(s: &TestServer, pg: Option<&str>) -> Vec<u8> {
             for table in [
                 "records",
                 "record_unique",
-                "data_events",
-                "security_events",
+                "audit_events",
+                "audit_pending",
+                "audit_checkpoints",
                 "collections",
                 "data_keys",
             ] {

@@ -524,11 +524,11 @@ pub trait AuditStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
-    /// Checkpoints of `node` with `size >= from_size`, by size then time.
+    /// Checkpoints of `node` after `(size, at)` in (size, time) order.
     async fn audit_checkpoints(
         &self,
         node: &str,
-        from_size: u64,
+        after: (u64, i64),
         limit: u32,
     ) -> Result<Vec<CheckpointRow>, StoreError>;
     async fn latest_checkpoint(&self, node: &str) -> Result<Option<CheckpointRow>, StoreError>;

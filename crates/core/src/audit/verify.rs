@@ -265,7 +265,8 @@ async fn verify_node(
 
     // Every checkpoint's signature first: a claim is only compared once it
     // is known to be ours.
-    let mut from = state.next;
+    // Paged by (size, time): heartbeats repeat a size.
+    let mut from = (state.next, i64::MIN);
     loop {
         let page = store
             .audit_checkpoints(node, from, PAGE)
@@ -273,7 +274,7 @@ async fn verify_node(
             .map_err(backend)?;
         let last = page.len() < PAGE as usize;
         for c in page {
-            from = c.size + 1;
+            from = (c.size, c.at.millis());
             r.checkpoints += 1;
             r.covered = r.covered.max(c.size);
             r.newest_checkpoint_at = r.newest_checkpoint_at.max(Some(c.at));

@@ -278,6 +278,14 @@ impl Writer {
                 self.frontier = Frontier::default();
             }
             Some(h) => {
+                // Far beyond any real chain: a row written to stop the
+                // server (the tree's index arithmetic would overflow).
+                if h.seq >= 1 << 48 {
+                    return Err(Error::Internal(format!(
+                        "audit trail: chain {} claims {} events; run `rampart audit verify`",
+                        self.node, h.seq
+                    )));
+                }
                 let size = h.seq + 1;
                 let indexes = frontier_indexes(size);
                 let found =
@@ -448,7 +456,13 @@ impl Writer {
                 }
                 Err(StoreError::Conflict) => {
                     // Another writer of this chain (a second command)
-                    // appended first: continue after its events.
+                    // appended first: continue after its events. A server
+                    // shares its chain with nobody: say so.
+                    tries += 1;
+                    if self.mode == WriterMode::Server {
+                        tracing::error!(chain = %self.node, "another process appended to this node's chain: two nodes share a name, or the trail was written outside Rampart");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 * tries.min(100))).await;
                     if let Err(e) = self.load().await {
                         tracing::error!(error = %e, "audit chain head cannot be read; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;

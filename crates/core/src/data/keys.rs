@@ -217,10 +217,19 @@ impl KeyManager {
     /// never rotated with the others (the chain's links and the public key
     /// of its checkpoints derive from it), re-wrapped with every master
     /// rotation like every data key.
-    pub async fn audit_secret(&self, now: Timestamp) -> Result<SecretBytes, Error> {
+    /// `create`: make it when there is none (only while the trail is
+    /// empty: a new key would leave every signed checkpoint uncheckable).
+    pub async fn audit_secret(&self, now: Timestamp, create: bool) -> Result<SecretBytes, Error> {
         let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == AUDIT_SCOPE);
         let k = match find(self.store.data_keys().await?) {
             Some(k) => k,
+            None if !create => {
+                return Err(Error::Internal(
+                    "the audit key (the data key of scope `audit`) is missing, but the trail holds events: \
+                     restore the data_keys table from a backup. A new key would leave every signed checkpoint uncheckable."
+                        .into(),
+                ))
+            }
             None => {
                 let k = self.generate(AUDIT_SCOPE, now).await?;
                 match self.store.insert_data_key(&k).await {
