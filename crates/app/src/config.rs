@@ -136,6 +136,11 @@ pub struct AuditSettings {
     pub witness_dir: Option<PathBuf>,
     /// Live shipping of events to a SIEM (see README "Shipping events").
     pub streams: Vec<StreamSettings>,
+    /// A second witness off this machine: every checkpoint is also POSTed
+    /// there as JSON (`https://`, or `http://` to a loopback address).
+    pub witness_url: Option<String>,
+    /// PEM CA certificates to trust for `witness_url`.
+    pub witness_ca_file: Option<PathBuf>,
 }
 
 /// `[[audit.streams]]`: one receiver of the live event stream.
@@ -164,6 +169,8 @@ impl Default for AuditSettings {
             data_reads: true,
             verify_every_secs: 60,
             retention_days: 400,
+            witness_url: None,
+            witness_ca_file: None,
             node: None,
             witness_dir: None,
             streams: Vec::new(),
@@ -717,6 +724,13 @@ impl Settings {
                 "[audit] verify_every_secs = {} must be 1 to 86400",
                 self.audit.verify_every_secs
             );
+        }
+        if let Some(u) = &self.audit.witness_url {
+            match rampart_notify::stream::target(u) {
+                Ok(rampart_notify::stream::Target::Http { .. }) => {}
+                Ok(_) => bail!("[audit] witness_url must be https:// (or http:// to this machine)"),
+                Err(e) => bail!("[audit] witness_url: {e}"),
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for st in &self.audit.streams {

@@ -854,6 +854,22 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             rx.clone(),
         )));
     }
+    if let Some(url) = &settings.audit.witness_url {
+        let ca = match &settings.audit.witness_ca_file {
+            Some(f) => Some(
+                std::fs::read(f)
+                    .with_context(|| format!("[audit] witness_ca_file {}", f.display()))?,
+            ),
+            None => None,
+        };
+        let url = url::Url::parse(url).context("[audit] witness_url")?;
+        tasks.push(tokio::spawn(rampart_notify::stream::post_checkpoints(
+            url,
+            ca,
+            audit.stats().checkpoints.subscribe(),
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(audit::retain_in_background(
         auth.store().clone(),
         audit_keys.clone(),

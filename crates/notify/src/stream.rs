@@ -363,6 +363,67 @@ pub async fn run(
     }
 }
 
+/// Posts every new checkpoint (a JSON witness line) to `url`, a witness
+/// outside this machine: each supersedes the ones before, so one lost to
+/// an outage is covered by the next.
+pub async fn post_checkpoints(
+    url: url::Url,
+    ca_pem: Option<Vec<u8>>,
+    mut checkpoints: watch::Receiver<Option<rampart_core::audit::CheckpointRow>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = &ca_pem {
+        match reqwest::Certificate::from_pem(pem) {
+            Ok(c) => b = b.add_root_certificate(c),
+            Err(_) => tracing::error!("witness_ca_file is not a PEM certificate"),
+        }
+    }
+    let Ok(client) = b.build() else {
+        tracing::error!("the remote witness client could not be built");
+        return;
+    };
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            changed = checkpoints.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(c) = checkpoints.borrow_and_update().clone() else {
+            continue;
+        };
+        let line = serde_json::json!({"node": c.node, "size": c.size, "at": c.at.millis(), "note": c.note});
+        let sent = client
+            .post(url.clone())
+            .header("content-type", "application/json")
+            .body(line.to_string())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                if failing {
+                    tracing::info!("the remote witness takes checkpoints again");
+                    failing = false;
+                }
+            }
+            Ok(r) => {
+                if !failing {
+                    tracing::warn!(status = %r.status(), "the remote witness refused a checkpoint; the next one covers it");
+                    failing = true;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e.without_url(), "the remote witness is unreachable; the next checkpoint covers this one");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

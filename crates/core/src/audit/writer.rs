@@ -17,6 +17,9 @@ use crate::{Clock, Error, StoreError, Timestamp};
 pub const QUEUE: usize = 16_384;
 /// Most events in one commit.
 const BATCH: usize = 4_096;
+/// How long a batch nobody waits for gathers more events before its
+/// commit: a read's event is durable within this and one commit.
+pub const LINGER: Duration = Duration::from_millis(5);
 /// A checkpoint this often while events flow.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// And at least this often when idle, so a gap in logging shows.
@@ -43,14 +46,29 @@ enum Msg {
 }
 
 /// What the writer has done, for metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditStats {
+    /// The newest checkpoint, for whoever passes checkpoints on (a remote
+    /// witness).
+    pub checkpoints: tokio::sync::watch::Sender<Option<CheckpointRow>>,
     pub written: std::sync::atomic::AtomicU64,
     /// Size and time (Unix ms) of the newest checkpoint.
     pub checkpoint_size: std::sync::atomic::AtomicU64,
     pub checkpoint_at_ms: std::sync::atomic::AtomicI64,
     /// (action, outcome) → events written.
     pub by_action: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+}
+
+impl Default for AuditStats {
+    fn default() -> Self {
+        Self {
+            checkpoints: tokio::sync::watch::channel(None).0,
+            written: Default::default(),
+            checkpoint_size: Default::default(),
+            checkpoint_at_ms: Default::default(),
+            by_action: Default::default(),
+        }
+    }
 }
 
 impl AuditStats {
@@ -565,6 +583,7 @@ impl Writer {
         self.stats
             .checkpoint_at_ms
             .store(now.millis(), std::sync::atomic::Ordering::Relaxed);
+        self.stats.checkpoints.send_replace(Some(row.clone()));
         if let Some(w) = &self.witness {
             match w.append(&row).await {
                 Ok(()) => self.witness_failing = false,
@@ -621,26 +640,44 @@ impl Writer {
             let mut flushes = Vec::new();
             let mut stop = None;
             let mut pending = false;
+            // Whether someone waits for this batch (an acknowledgement, a
+            // flush, a stop): then it is committed without lingering.
+            let urgent = std::sync::atomic::AtomicBool::new(false);
             let mut take =
                 |m: Msg, events: &mut Vec<Event>, acks: &mut Vec<(usize, oneshot::Sender<u64>)>| {
                     match m {
                         Msg::Event(e, ack) => {
                             if let Some(a) = ack {
                                 acks.push((events.len(), a));
+                                urgent.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
                             events.push(*e);
                         }
                         Msg::Pending => pending = true,
-                        Msg::Flush(tx) => flushes.push(tx),
-                        Msg::Stop(tx) => stop = Some(tx),
+                        Msg::Flush(tx) => {
+                            flushes.push(tx);
+                            urgent.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Msg::Stop(tx) => {
+                            stop = Some(tx);
+                            urgent.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 };
             take(first, &mut events, &mut acks);
-            // Group commit: whatever queued meanwhile joins this batch.
+            // Group commit: whatever queued meanwhile joins this batch; and
+            // when nobody waits, what arrives within LINGER too, so a
+            // stream of reads shares commits (and fsyncs) instead of paying
+            // one each.
+            let linger_until = tokio::time::Instant::now() + LINGER;
             while events.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => take(m, &mut events, &mut acks),
-                    Err(_) => break,
+                    Err(_) if urgent.load(std::sync::atomic::Ordering::Relaxed) => break,
+                    Err(_) => match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                        Ok(Some(m)) => take(m, &mut events, &mut acks),
+                        Ok(None) | Err(_) => break,
+                    },
                 }
             }
             if let Some(first_seq) = self.commit(events).await {
