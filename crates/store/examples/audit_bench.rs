@@ -126,6 +126,31 @@ const PLAIN_TABLE: &str =
      CREATE INDEX ev_category ON ev (category, at); CREATE INDEX ev_user ON ev (user_id, at);
      CREATE INDEX ev_ip ON ev (ip_key, at); CREATE INDEX ev_object ON ev (object, at);";
 
+/// One row as the trail stores it (without chaining).
+fn put(st: &mut rusqlite::CachedStatement<'_>, seq: u64, e: &Event, link: &str, tree: &str) {
+    st.execute(rusqlite::params![
+        "bench",
+        seq as i64,
+        e.at.millis(),
+        e.action,
+        e.category.as_str(),
+        e.outcome,
+        e.severity.number(),
+        e.reason,
+        e.user_id,
+        e.source_ip,
+        e.user_agent,
+        e.request_id,
+        e.rule,
+        e.object,
+        serde_json::to_string(&e.fields).unwrap(),
+        link,
+        tree,
+        rampart_core::audit::ip_key_of(e.source_ip.as_deref()),
+    ])
+    .unwrap();
+}
+
 fn plain_inserts(path: &std::path::Path, n: u64) -> f64 {
     let mut c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
@@ -145,30 +170,7 @@ fn plain_inserts(path: &std::path::Path, n: u64) -> f64 {
                 .unwrap();
             for j in i..(i + 4096).min(n) {
                 let e = event(j, 1_700_000_000_000);
-                st.execute(rusqlite::params![
-                    "bench",
-                    j as i64,
-                    e.at.millis(),
-                    e.action,
-                    e.category.as_str(),
-                    e.outcome,
-                    e.severity.number(),
-                    e.reason,
-                    e.user_id,
-                    e.source_ip,
-                    e.user_agent,
-                    e.request_id,
-                    e.rule,
-                    e.object,
-                    serde_json::to_string(&e.fields).unwrap(),
-                    link,
-                    tree,
-                    e.source_ip
-                        .as_deref()
-                        .and_then(|s| s.parse().ok())
-                        .map(rampart_core::audit::ip_key),
-                ])
-                .unwrap();
+                put(&mut st, j, &e, &link, &tree);
             }
         }
         tx.commit().unwrap();
@@ -203,30 +205,7 @@ fn fill(path: &std::path::Path, n: u64) {
                 if j.is_multiple_of(997) {
                     e = e.severity(Severity::High).rule("sqli");
                 }
-                st.execute(rusqlite::params![
-                    "bench",
-                    j as i64,
-                    at,
-                    e.action,
-                    e.category.as_str(),
-                    e.outcome,
-                    e.severity.number(),
-                    e.reason,
-                    e.user_id,
-                    e.source_ip,
-                    e.user_agent,
-                    e.request_id,
-                    e.rule,
-                    e.object,
-                    serde_json::to_string(&e.fields).unwrap(),
-                    link,
-                    "",
-                    e.source_ip
-                        .as_deref()
-                        .and_then(|s| s.parse().ok())
-                        .map(rampart_core::audit::ip_key),
-                ])
-                .unwrap();
+                put(&mut st, j, &e, &link, "");
             }
         }
         tx.commit().unwrap();

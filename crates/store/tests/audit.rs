@@ -41,19 +41,29 @@ fn event(i: u64) -> Event {
     .field("n", i)
 }
 
-/// Writes `n` events through a writer, with a checkpoint after every
-/// `every`, and stops it. The witness, when given, gets every checkpoint.
-async fn fill(s: &SqlStore, n: u64, every: u64, witness: Option<Witness>) {
-    let (audit, task) = Audit::start(
+/// A writer of `node` on `s`, on a clock standing at 1,000 ms.
+async fn writer(
+    s: &SqlStore,
+    node: &str,
+    mode: WriterMode,
+    witness: Option<Witness>,
+) -> (Audit, tokio::task::JoinHandle<()>) {
+    Audit::start(
         Arc::new(s.clone()),
         Arc::new(keys()),
-        NODE,
-        WriterMode::Command,
+        node,
+        mode,
         witness,
         Arc::new(ManualClock::new(Timestamp(1_000))),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Writes `n` events through a writer, with a checkpoint after every
+/// `every`, and stops it. The witness, when given, gets every checkpoint.
+async fn fill(s: &SqlStore, n: u64, every: u64, witness: Option<Witness>) {
+    let (audit, task) = writer(s, NODE, WriterMode::Command, witness).await;
     for i in 0..n {
         audit.record(event(i)).await;
         if (i + 1) % every == 0 {
@@ -251,16 +261,7 @@ both!(
         // signed.
         exec(&s, "DELETE FROM audit_events").await;
         exec(&s, "DELETE FROM audit_checkpoints").await;
-        let (forger, task) = Audit::start(
-            Arc::new(s.clone()),
-            Arc::new(keys()),
-            NODE,
-            WriterMode::Command,
-            None,
-            Arc::new(ManualClock::new(Timestamp(1_000))),
-        )
-        .await
-        .unwrap();
+        let (forger, task) = writer(&s, NODE, WriterMode::Command, None).await;
         for i in 0..300 {
             let mut e = event(i);
             if i == 150 {
@@ -333,22 +334,13 @@ both!(
 both!(
     a_start_after_an_unclean_stop_says_so,
     |s: SqlStore, _url: String| async move {
-        let start = || {
-            Audit::start(
-                Arc::new(s.clone()),
-                Arc::new(keys()),
-                "srv",
-                WriterMode::Server,
-                None,
-                Arc::new(ManualClock::new(Timestamp(1_000))),
-            )
-        };
-        let (a, task) = start().await.unwrap();
+        let start = || writer(&s, "srv", WriterMode::Server, None);
+        let (a, task) = start().await;
         let seq = a.record_durable(event(1)).await.unwrap();
         // Killed: the writer never records its stop.
         task.abort();
         let _ = task.await;
-        let (b, task) = start().await.unwrap();
+        let (b, task) = start().await;
         b.stop().await;
         task.await.unwrap();
         let events = s.audit_range("srv", 0, 100).await.unwrap();
@@ -385,20 +377,11 @@ both!(
              VALUES (600, 'api_key', 'k1', 'notes', 'read', '[\"rec_1\"]', 1, 'allowed', 1, '10.1.1.2', 'r2')",
         )
         .await;
-        let start = || {
-            Audit::start(
-                Arc::new(s.clone()),
-                Arc::new(keys()),
-                "srv",
-                WriterMode::Server,
-                None,
-                Arc::new(ManualClock::new(Timestamp(1_000))),
-            )
-        };
-        let (a, task) = start().await.unwrap();
+        let start = || writer(&s, "srv", WriterMode::Server, None);
+        let (a, task) = start().await;
         a.stop().await;
         task.await.unwrap();
-        let (a, task) = start().await.unwrap();
+        let (a, task) = start().await;
         a.stop().await;
         task.await.unwrap();
         let events = s.audit_range("srv", 0, 100).await.unwrap();
@@ -443,7 +426,7 @@ both!(
         // A table made again and filled is never chained: the chain exists.
         exec(&s, "CREATE TABLE security_events (id TEXT, at BIGINT, kind TEXT, outcome TEXT, reason TEXT, account_id TEXT, ip TEXT, user_agent TEXT, request_id TEXT)").await;
         exec(&s, "INSERT INTO security_events VALUES ('evt_2', 1, 'admin_created', 'success', NULL, 'acc_x', NULL, NULL, NULL)").await;
-        let (a, task) = start().await.unwrap();
+        let (a, task) = start().await;
         a.stop().await;
         task.await.unwrap();
         let again = s.audit_range("srv", 0, 100).await.unwrap();
