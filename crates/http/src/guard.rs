@@ -389,6 +389,9 @@ pub struct Guard {
     /// Failures per address (IPv6 by /64) toward an automatic block.
     failures: Mutex<FailureCounter>,
     events: Mutex<Aggregator<EventKey>>,
+    /// Event writes and automatic blocks under way off the request path,
+    /// awaited at shutdown so none is lost.
+    under_way: Mutex<tokio::task::JoinSet<()>>,
     audit: Audit,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -458,6 +461,7 @@ impl Guard {
             )),
             body_readers: Mutex::new(HashMap::new()),
             events: Mutex::new(Aggregator::new(EVENT_WINDOW_MS, 10_000)),
+            under_way: Mutex::new(tokio::task::JoinSet::new()),
             audit,
             config,
             store,
@@ -742,7 +746,7 @@ impl Guard {
         };
         let guard = self.clone();
         let meta = meta.clone();
-        tokio::spawn(async move {
+        self.off_the_request_path(async move {
             let reason = format!(
                 "{} failures from this address within {} minutes, the last {}",
                 guard.config.ip_failures,
@@ -831,9 +835,13 @@ impl Guard {
         self.write_folded(self.now_ms().max(0) as u64).await
     }
 
-    /// Writes every folded count, windows still open included: at shutdown,
-    /// so no count is lost.
+    /// Waits for the event writes and blocks under way, then writes every
+    /// folded count, windows still open included: at shutdown, so no event
+    /// or count is lost.
     pub async fn flush_all_events(&self) {
+        let mut set =
+            std::mem::take(&mut *self.under_way.lock().unwrap_or_else(|p| p.into_inner()));
+        while set.join_next().await.is_some() {}
         self.write_folded(u64::MAX).await
     }
 
@@ -894,7 +902,17 @@ impl Guard {
         }
         let guard = self.clone();
         let reason = reason(&rule, detail.as_deref());
-        tokio::spawn(async move { guard.write(kind, &rule, &reason, &meta, None).await });
+        self.off_the_request_path(
+            async move { guard.write(kind, &rule, &reason, &meta, None).await },
+        );
+    }
+
+    /// Runs `work` off the request path, tracked so shutdown waits for it.
+    fn off_the_request_path(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.under_way.lock().unwrap_or_else(|p| p.into_inner());
+        // What finished is forgotten, so the set holds only what runs.
+        while set.try_join_next().is_some() {}
+        set.spawn(work);
     }
 }
 

@@ -813,3 +813,30 @@ async fn wrong_api_keys_count_and_missing_credentials_do_not() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A guard event written off the request path is in the trail after a
+/// stop that follows at once, and so is the stop itself after it.
+#[tokio::test]
+async fn guard_events_under_way_are_written_before_the_trail_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let (st, _) = status(&s, "/api/v1/me?q=1%27%20OR%20%271%27%3D%271%27%20--", &[]).await;
+    assert_eq!(st, 403);
+    let node = s.running().audit.node().to_owned();
+    s.stop().await;
+    let store = rampart_store::open(&format!(
+        "sqlite://{}?mode=rw",
+        s.data_dir().join("rampart.db").display()
+    ))
+    .await
+    .unwrap();
+    use rampart_core::audit::AuditStore;
+    let events = store.audit_range(&node, 0, 100).await.unwrap();
+    let at = |a: &str| events.iter().position(|e| e.action == a);
+    let matched = at("inspection_match").expect("the guard's event was written");
+    assert!(matched < at("audit.stopped").unwrap());
+}
