@@ -48,7 +48,7 @@ pub fn node_name(settings: &Settings, entropy: &dyn rampart_crypto::Entropy) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut b = [0u8; 5];
             entropy.fill(&mut b);
-            let name = format!("node-{}", hex_lower(&b));
+            let name = format!("node-{}", hex::encode(b));
             crate::datadir::create_private_dir(&settings.data_dir)?;
             std::fs::write(&file, format!("{name}\n"))
                 .with_context(|| format!("cannot write {}", file.display()))?;
@@ -56,10 +56,6 @@ pub fn node_name(settings: &Settings, entropy: &dyn rampart_crypto::Entropy) -> 
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
     }
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The audit keys, from the audit data key (made on first use, while the
@@ -177,6 +173,47 @@ pub fn read_witness(path: &Path) -> Result<(Vec<rampart_core::audit::WitnessEntr
     Ok((entries, bad))
 }
 
+/// The witness directory read as it grows: each pass gets the lines
+/// appended since the last (an incremental pass needs only checkpoints of
+/// sizes it has not verified yet), not the whole files again.
+#[derive(Debug, Default)]
+pub struct WitnessTail {
+    read_to: std::collections::HashMap<PathBuf, u64>,
+}
+
+impl WitnessTail {
+    /// The entries appended to the `*.checkpoints` files of `dir` since the
+    /// last call (every entry, the first time), and how many lines could
+    /// not be read. A torn last line is left for the next call.
+    pub fn read_new(&mut self, dir: &Path) -> (Vec<rampart_core::audit::WitnessEntry>, usize) {
+        use std::io::{Read, Seek, SeekFrom};
+        let (mut entries, mut bad) = (Vec::new(), 0);
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            return (entries, bad);
+        };
+        for path in listing.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_none_or(|x| x != "checkpoints") {
+                continue;
+            }
+            let from = self.read_to.get(&path).copied().unwrap_or(0);
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let mut text = String::new();
+            if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
+                continue;
+            }
+            // Only whole lines.
+            let whole = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let (e, b) = rampart_core::audit::witness::read_entries(&text[..whole]);
+            entries.extend(e);
+            bad += b.len();
+            self.read_to.insert(path, from + whole as u64);
+        }
+        (entries, bad)
+    }
+}
+
 /// What `rampart audit verify` found, ready to print.
 pub struct Verified {
     pub report: rampart_core::audit::Report,
@@ -227,7 +264,7 @@ impl Verified {
             if n.first_break.is_none() && n.events > n.covered {
                 let _ = writeln!(
                     out,
-                    "  {} newest events are not yet covered by a checkpoint (one is signed every second while events flow)",
+                    "  {} newest events are not yet covered by a checkpoint (one is signed every ten seconds while events flow, and at every stop)",
                     n.events - n.covered
                 );
             }
@@ -444,11 +481,12 @@ pub async fn verify_in_background(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut inc = rampart_core::audit::Incremental::default();
+    let mut tail = WitnessTail::default();
     let mut last_full = std::time::Instant::now();
     let mut full = true;
     let mut was_ok: Option<bool> = None;
     loop {
-        let witness = read_witness(&witness_dir(&settings)).ok();
+        let witness = Some(tail.read_new(&witness_dir(&settings)));
         // A stop does not wait for a long pass.
         let expect = rampart_core::audit::Expect {
             chains: vec![audit.node().to_owned()],
@@ -474,6 +512,9 @@ pub async fn verify_in_background(
                     s.events = report.nodes.iter().map(|n| n.events).sum();
                 }
                 if !ok {
+                    // The broken chain is checked from its start next time:
+                    // against the whole witness again.
+                    tail = WitnessTail::default();
                     for b in report.breaks() {
                         tracing::error!(break_ = %b, "the audit trail was changed: run `rampart audit verify`");
                     }
@@ -488,6 +529,7 @@ pub async fn verify_in_background(
         full = false;
         if last_full.elapsed() >= FULL_EVERY {
             inc = rampart_core::audit::Incremental::default();
+            tail = WitnessTail::default();
             last_full = std::time::Instant::now();
             full = true;
         }

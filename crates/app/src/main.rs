@@ -82,10 +82,13 @@ enum Command {
 }
 
 const AUDIT_HELP: &str = "Every event is linked to the one before with a key only the master key \
-unlocks, and every second a checkpoint of all events is signed and appended to the witness \
+unlocks, and every ten seconds a checkpoint of all events is signed and appended to the witness \
 directory ([audit] witness_dir, by default <data_dir>-witness). Keep a copy of the witness where \
 whoever can write the database cannot.\n\
-Exit status of verify: 0 when the trail is intact, 3 when it was changed, 1 when it could not be checked.";
+Exit status of verify: 0 when the trail is intact, 3 when it was changed, 1 when it could not be checked; \
+of check-proof: 0 when the event is proven, 3 when it is not.\n\
+verify records that it ran in the trail (chain <node>-cli) and, like every command here but check-proof, opens the database \
+for writing: to examine a seized database, run it on a copy.";
 
 #[derive(Subcommand)]
 enum AuditCommand {
@@ -135,7 +138,7 @@ struct AuditExportArgs {
     /// RFC 3339: events at or after [default: the first]
     #[arg(long)]
     since: Option<String>,
-    /// RFC 3339: events before [default: now]
+    /// RFC 3339: events before [default: no end]
     #[arg(long)]
     until: Option<String>,
     /// `ecs` (JSON lines) or `syslog` (RFC 5424)
@@ -685,7 +688,7 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
                     Ok(ExitCode::SUCCESS)
                 }
                 None => anyhow::bail!(
-                    "chain {node} has no event {} covered by a checkpoint yet (checkpoints are signed every second while the server runs)",
+                    "chain {node} has no event {} covered by a checkpoint yet (checkpoints are signed every ten seconds while events flow, and at every stop)",
                     args.seq
                 ),
             }

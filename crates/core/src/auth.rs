@@ -282,16 +282,11 @@ impl AuthService {
         account: Option<&AccountId>,
         meta: &RequestMeta,
     ) {
-        let event = crate::audit::Event::new(
-            self.clock.now(),
-            kind.as_str(),
-            kind.category(),
-            outcome.as_str(),
-        )
-        .severity(kind.severity(outcome))
-        .reason(reason)
-        .user(account.map(AccountId::as_str))
-        .meta(meta);
+        let event = kind
+            .event(self.clock.now(), outcome)
+            .reason(reason)
+            .user(account.map(AccountId::as_str))
+            .meta(meta);
         // Durable before the answer: the writer retries until the database
         // takes it, so this fails only once the writer has stopped.
         if let Err(e) = self.audit.record_durable(event).await {

@@ -205,35 +205,25 @@ pub struct SecurityEvent {
     pub request_id: Option<String>,
 }
 
-impl SecurityEvent {
-    /// The event in the audit trail's shape.
-    pub fn to_audit(&self) -> Event {
-        Event::new(
-            self.at,
-            self.kind.as_str(),
-            self.kind.category(),
-            self.outcome.as_str(),
-        )
-        .severity(self.kind.severity(self.outcome))
-        .reason(self.reason.as_deref())
-        .user(self.account_id.as_ref().map(AccountId::as_str))
-        .meta(&RequestMeta {
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-            request_id: self.request_id.clone(),
-        })
+impl EventKind {
+    /// An event of this kind: its action, category and default severity.
+    pub fn event(self, at: Timestamp, outcome: Outcome) -> Event {
+        Event::new(at, self.as_str(), self.category(), outcome.as_str())
+            .severity(self.severity(outcome))
     }
 }
 
-/// A query over events, newest first. `cursor` is the (time, id) of the last
-/// event of the previous page.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub kind: Option<EventKind>,
-    pub account_id: Option<AccountId>,
-    pub ip: Option<String>,
-    pub since: Option<Timestamp>,
-    pub until: Option<Timestamp>,
-    pub limit: u32,
-    pub cursor: Option<(Timestamp, EventId)>,
+impl SecurityEvent {
+    /// The event in the audit trail's shape.
+    pub fn to_audit(&self) -> Event {
+        self.kind
+            .event(self.at, self.outcome)
+            .reason(self.reason.as_deref())
+            .user(self.account_id.as_ref().map(AccountId::as_str))
+            .meta(&RequestMeta {
+                ip: self.ip.clone(),
+                user_agent: self.user_agent.clone(),
+                request_id: self.request_id.clone(),
+            })
+    }
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ipnet::IpNet;
-use rampart_core::audit::{Audit, Event};
+use rampart_core::audit::Audit;
 use rampart_core::events::{EventKind, Outcome};
 use rampart_core::{Clock, IpBlock, RequestMeta, Store, StoreError, Timestamp};
 use rampart_crypto::Entropy;
@@ -811,16 +811,11 @@ impl Guard {
         meta: &RequestMeta,
         folded: Option<Folded>,
     ) {
-        let mut event = Event::new(
-            self.clock.now(),
-            kind.as_str(),
-            kind.category(),
-            Outcome::Failure.as_str(),
-        )
-        .severity(kind.severity(Outcome::Failure))
-        .rule(rule)
-        .reason(Some(reason))
-        .meta(meta);
+        let mut event = kind
+            .event(self.clock.now(), Outcome::Failure)
+            .rule(rule)
+            .reason(Some(reason))
+            .meta(meta);
         if let Some(f) = folded {
             event = event
                 .field("event.count", f.repeats)

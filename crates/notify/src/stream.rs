@@ -47,20 +47,29 @@ pub enum StreamError {
 }
 
 /// Parses a stream's URL.
-pub fn target(url: &str) -> Result<Target, StreamError> {
-    let u =
-        url::Url::parse(url).map_err(|_| StreamError::Invalid(format!("`{url}` is not a URL")))?;
+/// Errors name the URL by scheme, host and port only: never what else it
+/// holds (a password someone put in it).
+pub fn target(raw: &str) -> Result<Target, StreamError> {
+    let u = url::Url::parse(raw).map_err(|_| {
+        StreamError::Invalid("the URL is not one (e.g. tls://siem.internal:6514)".into())
+    })?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(StreamError::Invalid(
+            "put no credentials in a stream URL: use token_file".into(),
+        ));
+    }
+    let url = format!(
+        "{}://{}{}",
+        u.scheme(),
+        u.host_str().unwrap_or(""),
+        u.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
     let host = u
         .host_str()
         .ok_or_else(|| StreamError::Invalid(format!("`{url}` names no host")))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(StreamError::Invalid(
-            "put no credentials in a stream URL: use token_file".into(),
-        ));
-    }
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()

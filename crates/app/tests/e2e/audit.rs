@@ -36,6 +36,21 @@ async fn notes_server() -> (TestServer, String) {
     (s, key["secret"].as_str().unwrap().to_owned())
 }
 
+/// Writes `n` notes with the API key.
+async fn write_notes(s: &TestServer, key: &str, n: usize) {
+    for i in 0..n {
+        let r = s
+            .client
+            .post(s.url("/api/v1/collections/notes/records"))
+            .bearer_auth(key)
+            .json(&json!({"text": format!("note {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+}
+
 async fn trail_store(data: &std::path::Path) -> rampart_store::SqlStore {
     rampart_store::open(&format!(
         "sqlite://{}?mode=rw",
@@ -173,17 +188,7 @@ async fn kill_9_during_a_flood_of_writes_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn verify_names_the_first_break_and_exits_3() {
     let (mut s, key) = notes_server().await;
-    for i in 0..5 {
-        let r = s
-            .client
-            .post(s.url("/api/v1/collections/notes/records"))
-            .bearer_auth(&key)
-            .json(&json!({"text": format!("note {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
+    write_notes(&s, &key, 5).await;
     let data = s.data_dir();
     s.stop().await;
     let dir = data.to_str().unwrap();
@@ -236,17 +241,7 @@ async fn verify_names_the_first_break_and_exits_3() {
 #[tokio::test]
 async fn export_writes_every_event_as_ecs_or_syslog_and_filters_by_time() {
     let (mut s, key) = notes_server().await;
-    for i in 0..3 {
-        let r = s
-            .client
-            .post(s.url("/api/v1/collections/notes/records"))
-            .bearer_auth(&key)
-            .json(&json!({"text": format!("note {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
+    write_notes(&s, &key, 3).await;
     let data = s.data_dir();
     s.stop().await;
     let dir = data.to_str().unwrap();

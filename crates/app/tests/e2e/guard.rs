@@ -18,6 +18,18 @@ async fn status(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, V
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Waits (at most 5 s) until the server refuses this address.
+async fn wait_until_blocked(s: &TestServer) {
+    let started = std::time::Instant::now();
+    while status(s, "/api/v1/healthz", &[]).await.0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "address never blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A data dir for a second node of `a`'s database: as every node must, it
 /// holds the same master key.
 fn second_node_dir(a: &TestServer) -> tempfile::TempDir {
@@ -771,14 +783,7 @@ async fn wrong_passwords_behind_a_session_count_toward_the_address_block() {
         )
         .await;
     assert_eq!(r.status(), 401);
-    let started = std::time::Instant::now();
-    while status(&s, "/api/v1/healthz", &[]).await.0 != 403 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "address never blocked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_blocked(&s).await;
 }
 
 /// The guard decides from the answer what is a guess: wrong API keys count
@@ -804,14 +809,7 @@ async fn wrong_api_keys_count_and_missing_credentials_do_not() {
         .await;
         assert_eq!(st, 401);
     }
-    let started = std::time::Instant::now();
-    while status(&s, "/api/v1/healthz", &[]).await.0 != 403 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "address never blocked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_blocked(&s).await;
 }
 
 /// A guard event written off the request path is in the trail after a

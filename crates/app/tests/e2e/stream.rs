@@ -22,10 +22,8 @@ fn free_port() -> u16 {
 }
 
 /// A server whose events stream to `url`, in `dir` (kept across restarts).
-async fn streaming(dir: tempfile::TempDir, url: &str, ca: Option<&Path>) -> TestServer {
-    let ca = ca
-        .map(|c| format!(", ca_file = \"{}\"", c.display()))
-        .unwrap_or_default();
+/// `extra`: more of the stream's settings, as TOML (`, ca_file = "…"`).
+async fn streaming(dir: tempfile::TempDir, url: &str, extra: &str) -> TestServer {
     TestServer::with(
         Options {
             dir: Some(dir),
@@ -33,7 +31,7 @@ async fn streaming(dir: tempfile::TempDir, url: &str, ca: Option<&Path>) -> Test
         }
         .env(
             "RAMPART_AUDIT__STREAMS",
-            &format!("[{{name = \"siem\", url = \"{url}\", batch = 50{ca}}}]"),
+            &format!("[{{name = \"siem\", url = \"{url}\", batch = 50{extra}}}]"),
         ),
     )
     .await
@@ -166,7 +164,8 @@ async fn rsyslog_over_tls_gets_every_event_across_its_outage_and_a_restart() {
     let url = format!("tls://localhost:{port}");
 
     // The receiver is down: events wait in the trail.
-    let mut s = streaming(tempfile::tempdir().unwrap(), &url, Some(&cert)).await;
+    let ca = format!(", ca_file = \"{}\"", cert.display());
+    let mut s = streaming(tempfile::tempdir().unwrap(), &url, &ca).await;
     make_events(&s, "down", 5).await;
     let (node, before) = chain_seqs(&s).await;
     s.stop().await;
@@ -176,7 +175,7 @@ async fn rsyslog_over_tls_gets_every_event_across_its_outage_and_a_restart() {
         return;
     };
     // Rampart comes back, ships what it kept, and what happens next.
-    let s = streaming(dir, &url, Some(&cert)).await;
+    let s = streaming(dir, &url, &ca).await;
     make_events(&s, "up", 5).await;
     let (_, after) = chain_seqs(&s).await;
     assert!(after.len() > before.len());
@@ -201,6 +200,8 @@ struct HttpSink {
     url: String,
     lines: Arc<Mutex<Vec<Value>>>,
     refused: Arc<AtomicUsize>,
+    /// The Authorization header of every request.
+    auth: Arc<Mutex<Vec<String>>>,
 }
 
 async fn http_sink(down: usize) -> HttpSink {
@@ -208,16 +209,24 @@ async fn http_sink(down: usize) -> HttpSink {
     let port = listener.local_addr().unwrap().port();
     let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
     let refused = Arc::new(AtomicUsize::new(0));
-    let (keep, count) = (lines.clone(), refused.clone());
+    let auth: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (keep, count, seen) = (lines.clone(), refused.clone(), auth.clone());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (keep, count) = (keep.clone(), count.clone());
+            let (keep, count, seen) = (keep.clone(), count.clone(), seen.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (keep, count) = (keep.clone(), count.clone());
+                        let (keep, count, seen) = (keep.clone(), count.clone(), seen.clone());
                         async move {
                             use http_body_util::BodyExt;
+                            seen.lock().unwrap().push(
+                                req.headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned(),
+                            );
                             let ndjson = req.headers()["content-type"] == "application/x-ndjson";
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let status = if count.fetch_add(1, Ordering::SeqCst) < down {
@@ -254,13 +263,18 @@ async fn http_sink(down: usize) -> HttpSink {
         url: format!("http://127.0.0.1:{port}/ingest"),
         lines,
         refused,
+        auth,
     }
 }
 
 #[tokio::test]
 async fn an_http_receiver_gets_every_event_as_ecs_after_refusing_for_a_while() {
     let sink = http_sink(2).await;
-    let mut s = streaming(tempfile::tempdir().unwrap(), &sink.url, None).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("siem.token");
+    std::fs::write(&token, "Canary-Stream-Token-77\n").unwrap();
+    let with_token = format!(", token_file = \"{}\"", token.display());
+    let mut s = streaming(tempfile::tempdir().unwrap(), &sink.url, &with_token).await;
     make_events(&s, "h", 4).await;
     wait_until("the receiver refused twice", || {
         sink.refused.load(Ordering::SeqCst) >= 2
@@ -269,7 +283,7 @@ async fn an_http_receiver_gets_every_event_as_ecs_after_refusing_for_a_while() {
     // A restart in the middle: the cursor is in the database.
     s.stop().await;
     let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-    let s = streaming(dir, &sink.url, None).await;
+    let s = streaming(dir, &sink.url, &with_token).await;
     make_events(&s, "k", 2).await;
     let (node, all) = chain_seqs(&s).await;
     let got = || -> BTreeSet<u64> {
@@ -294,7 +308,14 @@ async fn an_http_receiver_gets_every_event_as_ecs_after_refusing_for_a_while() {
     let text = serde_json::to_string(&lines).unwrap();
     assert!(
         !text.contains("Canary-Stream-"),
-        "a password reached the stream"
+        "a password or the token reached the stream"
+    );
+    // The token goes in the header, and only there.
+    let auth = sink.auth.lock().unwrap().clone();
+    assert!(!auth.is_empty());
+    assert!(
+        auth.iter().all(|a| a == "Bearer Canary-Stream-Token-77"),
+        "{auth:?}"
     );
 }
 
@@ -304,18 +325,21 @@ fn streams_that_would_leave_the_machine_in_clear_are_refused() {
         ("http://siem.example.com/in", "only encrypted"),
         ("tcp://siem.example.com:514", "only encrypted"),
         ("https://user:pw@siem.example.com/", "no credentials"),
+        ("https://user:pw@siem.example.com:99999/", "not one"),
+        ("https://siem.example.com/in?key=pw@x", "ok"),
         ("smtp://x:25", "scheme"),
     ] {
         let stream = format!("[{{name = \"siem\", url = \"{url}\"}}]");
-        let why = format!(
-            "{:#}",
-            rampart::config::Settings::load(
-                None,
-                [("RAMPART_AUDIT__STREAMS".to_owned(), stream)],
-                &rampart::config::Overrides::default(),
-            )
-            .unwrap_err()
+        let loaded = rampart::config::Settings::load(
+            None,
+            [("RAMPART_AUDIT__STREAMS".to_owned(), stream)],
+            &rampart::config::Overrides::default(),
         );
+        if says == "ok" {
+            assert!(loaded.is_ok(), "{url}");
+            continue;
+        }
+        let why = format!("{:#}", loaded.unwrap_err());
         assert!(why.contains(says), "{url}: {why}");
         assert!(
             !why.contains("pw@"),

@@ -24,7 +24,7 @@ pub fn ecs(e: &Chained) -> Value {
     rampart.insert("node".into(), json!(e.node));
     rampart.insert("seq".into(), json!(e.seq));
     if e.link != [0; 32] {
-        rampart.insert("link".into(), json!(hex_of(&e.link)));
+        rampart.insert("link".into(), json!(hex::encode(e.link)));
     }
     if let Some(o) = &e.object {
         rampart.insert("object".into(), json!(o));
@@ -72,10 +72,6 @@ pub fn ecs(e: &Chained) -> Value {
 /// One ECS JSON line (no newline).
 pub fn ecs_line(e: &Chained) -> String {
     ecs(e).to_string()
-}
-
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// RFC 5424 facility 13, "log audit".

@@ -5,7 +5,7 @@
 //! process ([`writer`]) that gives each event the next gapless sequence
 //! number of its node's chain, links it to the one before with a keyed MAC,
 //! adds it to the node's RFC 6962 Merkle tree, commits events in batches,
-//! and signs a checkpoint of the tree every second while events flow (every
+//! and signs a checkpoint of the tree every ten seconds while events flow (every
 //! five minutes when idle), each also appended to the witness file.
 //! [`verify`] checks all of it offline.
 
@@ -233,26 +233,17 @@ impl PendingEvent {
     /// into the table by anyone else is not chained as genuine.
     pub fn of(node: &str, event: &Event, keys: &rampart_crypto::audit::AuditKeys) -> Self {
         let json = serde_json::to_string(event).unwrap_or_default();
-        let mac = keys.pending_mac(node, json.as_bytes());
-        let mut body = String::with_capacity(65 + json.len());
-        for b in mac {
-            body.push_str(&format!("{b:02x}"));
-        }
-        body.push(' ');
-        body.push_str(&json);
+        let mac = hex::encode(keys.pending_mac(node, json.as_bytes()));
         Self {
             node: node.to_owned(),
-            body,
+            body: format!("{mac} {json}"),
         }
     }
 
     /// The event in a pending body, if its MAC holds.
     pub fn open(node: &str, body: &str, keys: &rampart_crypto::audit::AuditKeys) -> Option<Event> {
         let (mac, json) = body.split_once(' ')?;
-        let mac: Vec<u8> = (0..mac.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(mac.get(i..i + 2)?, 16).ok())
-            .collect::<Option<_>>()?;
+        let mac = hex::decode(mac).ok()?;
         if !keys.pending_matches(node, json.as_bytes(), &mac) {
             return None;
         }
@@ -475,11 +466,7 @@ pub fn ip_key(ip: std::net::IpAddr) -> String {
         std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         std::net::IpAddr::V6(v6) => v6,
     };
-    let mut s = String::with_capacity(32);
-    for b in v6.octets() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    hex::encode(v6.octets())
 }
 
 /// What `ip_key` must hold for an event with `source_ip`.
@@ -592,9 +579,14 @@ pub fn known_actions() -> Vec<String> {
     all
 }
 
-/// Whether `action` is one the trail records.
+/// Whether `action` is one the trail records (the writer asks for every
+/// event it counts: the set is made once).
 pub fn known_action(action: &str) -> bool {
-    known_actions().iter().any(|a| a == action)
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| known_actions().into_iter().collect())
+        .contains(action)
 }
 
 /// The name of a node's log in its checkpoints.
