@@ -34,6 +34,18 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rampart-detect",
+        &[
+            "tokio",
+            "sqlx",
+            "axum",
+            "hyper",
+            "rampart-core",
+            "rampart-store",
+            "rampart-http",
+        ],
+    ),
+    (
         "rampart-guard",
         &[
             "tokio",

@@ -1,0 +1,424 @@
+//! The detector: every event of the trail, as its ECS document, through
+//! the rule set (rsigma's detection and correlation engine), in order, by
+//! the events' own times, so a replay of an export fires exactly what the
+//! server fired.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use rsigma_eval::{
+    CorrelationConfig, CorrelationEngine, CorrelationEventMode, JsonEvent, ResultBody,
+    TimestampFallback,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::respond::Response;
+use crate::rules::{RuleInfo, RuleSet};
+
+/// Most correlation windows held at once, across every rule and group
+/// (an address, an account): past it the stalest tenth is dropped, so a
+/// flood of distinct addresses cannot grow memory without bound.
+pub const MAX_STATE: usize = 100_000;
+/// Accounts whose sign-in addresses are remembered (for `new_address`).
+pub const MAX_KNOWN_ACCOUNTS: usize = 50_000;
+/// Networks remembered per account.
+const NETS_PER_ACCOUNT: usize = 16;
+/// Evidence kept per firing.
+pub const MAX_EVIDENCE: usize = 50;
+
+/// Office hours for `rampart.detect.outside_hours`: from `start` to `end`
+/// (minutes after midnight, in the zone `utc_offset_minutes`), on weekdays
+/// only if `weekdays`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfficeHours {
+    pub start: u16,
+    pub end: u16,
+    pub weekdays: bool,
+    pub utc_offset_minutes: i16,
+}
+
+impl OfficeHours {
+    /// Parses `HH:MM-HH:MM`, optionally followed by ` weekdays`.
+    pub fn parse(s: &str, utc_offset_minutes: i16) -> Result<OfficeHours, String> {
+        let bad = || {
+            format!("office_hours `{s}`: write it as \"08:00-18:00\" or \"08:00-18:00 weekdays\"")
+        };
+        let mut parts = s.split_whitespace();
+        let range = parts.next().ok_or_else(bad)?;
+        let weekdays = match parts.next() {
+            None => false,
+            Some("weekdays") => true,
+            Some(_) => return Err(bad()),
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        let (a, b) = range.split_once('-').ok_or_else(bad)?;
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        let (start, end) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
+        if start >= end {
+            return Err(bad());
+        }
+        if !(-14 * 60..=14 * 60).contains(&utc_offset_minutes) {
+            return Err("utc_offset_minutes must be between -840 and 840".into());
+        }
+        Ok(OfficeHours {
+            start,
+            end,
+            weekdays,
+            utc_offset_minutes,
+        })
+    }
+
+    /// Whether `at_ms` (Unix milliseconds) is outside these hours.
+    pub fn outside(&self, at_ms: i64) -> bool {
+        let local_min = at_ms.div_euclid(60_000) + i64::from(self.utc_offset_minutes);
+        let day = local_min.div_euclid(24 * 60);
+        let minute = local_min.rem_euclid(24 * 60) as u16;
+        // 1970-01-01 was a Thursday: day 0 → 3 with Monday = 0.
+        let weekday = (day + 3).rem_euclid(7);
+        (self.weekdays && weekday >= 5) || minute < self.start || minute >= self.end
+    }
+}
+
+/// How the detector is set up, besides its rules.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub office_hours: Option<OfficeHours>,
+    /// Most correlation windows held at once (0: [`MAX_STATE`]).
+    pub max_state: usize,
+}
+
+/// A rule that fired, and on what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Firing {
+    pub rule_id: String,
+    pub title: String,
+    /// Sigma level.
+    pub level: String,
+    /// What the rule grouped by and the values (`source.ip` = …).
+    pub group: Vec<(String, String)>,
+    /// The count, distinct count or sum that crossed the threshold (1 for
+    /// a single-event rule).
+    pub value: f64,
+    /// The events that made it fire, by id (`node:seq`), oldest first,
+    /// the last being the one that tipped it.
+    pub evidence: Vec<String>,
+    /// The time of the event that tipped it (Unix ms).
+    pub at_ms: i64,
+    /// That event's address and account.
+    pub source_ip: Option<String>,
+    pub user_id: Option<String>,
+    pub respond: Vec<Response>,
+    pub block_for_secs: Option<u64>,
+}
+
+impl Firing {
+    /// The address the firing is about: the group's, else the event's.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.group
+            .iter()
+            .find(|(k, _)| k == "source.ip")
+            .map(|(_, v)| v.as_str())
+            .or(self.source_ip.as_deref())
+            .and_then(|s| s.parse().ok())
+    }
+
+    /// The account the firing is about: the group's, else the event's.
+    pub fn account(&self) -> Option<&str> {
+        self.group
+            .iter()
+            .find(|(k, _)| k == "user.id" || k == "account")
+            .map(|(_, v)| v.as_str())
+            .or(self.user_id.as_deref())
+    }
+
+    /// What identifies one ongoing attack: the rule and its group.
+    pub fn group_key(&self) -> String {
+        let mut key = self.rule_id.clone();
+        for (k, v) in &self.group {
+            key.push('|');
+            key.push_str(k);
+            key.push('=');
+            key.push_str(v);
+        }
+        key
+    }
+}
+
+/// Flattens an ECS document to dotted names (arrays kept whole).
+fn flatten(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&name, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+/// The network an address is known by: its /24, or /64 for IPv6.
+fn network_of(ip: &str) -> Option<String> {
+    match ip.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network_of(&v4.to_string()),
+            None => {
+                let s = v6.segments();
+                Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+            }
+        },
+    }
+}
+
+/// The networks each account signed in from, bounded.
+#[derive(Debug, Default)]
+struct KnownAddresses {
+    nets: HashMap<String, VecDeque<String>>,
+    order: VecDeque<String>,
+}
+
+impl KnownAddresses {
+    /// Notes a sign-in; whether its network is new for an account that
+    /// had signed in before.
+    fn note(&mut self, account: &str, net: String) -> bool {
+        if let Some(nets) = self.nets.get_mut(account) {
+            if nets.contains(&net) {
+                return false;
+            }
+            if nets.len() >= NETS_PER_ACCOUNT {
+                nets.pop_front();
+            }
+            nets.push_back(net);
+            return true;
+        }
+        while self.nets.len() >= MAX_KNOWN_ACCOUNTS {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.nets.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.nets.insert(account.to_owned(), VecDeque::from([net]));
+        self.order.push_back(account.to_owned());
+        false
+    }
+}
+
+/// The rule set running over events.
+pub struct Detector {
+    engine: CorrelationEngine,
+    rules: HashMap<String, RuleInfo>,
+    /// Rules counted by correlations: they alert only through them.
+    referenced: std::collections::HashSet<String>,
+    options: Options,
+    known: KnownAddresses,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    pub fn new(set: &RuleSet, options: Options) -> Detector {
+        let config = CorrelationConfig {
+            timestamp_fallback: TimestampFallback::Skip,
+            max_state_entries: if options.max_state == 0 {
+                MAX_STATE
+            } else {
+                options.max_state
+            },
+            emit_detections: false,
+            correlation_event_mode: CorrelationEventMode::Refs,
+            max_correlation_events: MAX_EVIDENCE,
+            ..CorrelationConfig::default()
+        };
+        let mut engine = CorrelationEngine::new(config);
+        // `rules::load` added each of these to an engine like this one and
+        // refused the set on any error.
+        if let Err(e) = engine.add_collection(&set.collection) {
+            unreachable_in_a_checked_set(&e);
+        }
+        let mut rules = HashMap::new();
+        let mut referenced = std::collections::HashSet::new();
+        for info in set.infos.iter().filter(|i| i.enabled) {
+            for r in &info.counts {
+                referenced.insert(r.clone());
+            }
+            rules.insert(info.id.clone(), info.clone());
+        }
+        let by_name: Vec<(String, String)> = rules
+            .values()
+            .filter_map(|i| i.name.clone().map(|n| (n, i.id.clone())))
+            .collect();
+        for (name, id) in by_name {
+            if referenced.contains(&name) {
+                referenced.insert(id);
+            }
+        }
+        Detector {
+            engine,
+            rules,
+            referenced,
+            options,
+            known: KnownAddresses::default(),
+        }
+    }
+
+    /// Correlation windows held now.
+    pub fn state_count(&self) -> usize {
+        self.engine.state_count()
+    }
+
+    /// Seeds what `new_address` compares with, without firing anything:
+    /// an account's earlier sign-in from `ip`.
+    pub fn remember_sign_in(&mut self, account: &str, ip: &str) {
+        if let Some(net) = network_of(ip) {
+            self.known.note(account, net);
+        }
+    }
+
+    /// Runs one ECS document (as `rampart audit export` writes it) through
+    /// the rules, at its `@timestamp`.
+    pub fn observe_ecs(&mut self, doc: &Value) -> Vec<Firing> {
+        let at_ms = doc
+            .get("@timestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        match at_ms {
+            Some(at) => self.observe(doc, at),
+            None => Vec::new(),
+        }
+    }
+
+    /// Runs one ECS document through the rules at `at_ms`.
+    pub fn observe(&mut self, doc: &Value, at_ms: i64) -> Vec<Firing> {
+        let mut flat = Map::new();
+        flatten("", doc, &mut flat);
+        flat.entry("event.count").or_insert(Value::from(1));
+        if let Some(h) = &self.options.office_hours {
+            flat.insert(
+                "rampart.detect.outside_hours".into(),
+                h.outside(at_ms).into(),
+            );
+        }
+        if flat.get("event.action").and_then(Value::as_str) == Some("login_success") {
+            let account = flat
+                .get("user.id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let net = flat
+                .get("source.ip")
+                .and_then(Value::as_str)
+                .and_then(network_of);
+            if let (Some(account), Some(net)) = (account, net) {
+                let new = self.known.note(&account, net);
+                flat.insert("rampart.detect.new_address".into(), new.into());
+            }
+        }
+        let source_ip = flat
+            .get("source.ip")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let user_id = flat
+            .get("user.id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let this_id = flat
+            .get("event.id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let event = Value::Object(flat);
+        let results = self
+            .engine
+            .process_event_at(&JsonEvent::borrow(&event), at_ms.div_euclid(1000));
+        let mut out = Vec::new();
+        for r in results {
+            let Some(id) = r.header.rule_id.clone() else {
+                continue;
+            };
+            let Some(info) = self.rules.get(&id) else {
+                continue;
+            };
+            if info.building_block
+                || self.referenced.contains(&id)
+                || info
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| self.referenced.contains(n))
+            {
+                continue;
+            }
+            let (group, value, mut evidence) = match &r.body {
+                ResultBody::Correlation(c) => (
+                    c.group_key.clone(),
+                    c.aggregated_value,
+                    c.event_refs
+                        .iter()
+                        .flatten()
+                        .filter_map(|e| e.id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                ResultBody::Detection(_) => (Vec::new(), 1.0, Vec::new()),
+            };
+            if let Some(this) = &this_id {
+                if evidence.last() != Some(this) {
+                    evidence.push(this.clone());
+                }
+            }
+            if evidence.len() > MAX_EVIDENCE {
+                evidence.drain(..evidence.len() - MAX_EVIDENCE);
+            }
+            let respond = if info.respond.is_empty() {
+                vec![Response::Alert]
+            } else {
+                info.respond.clone()
+            };
+            out.push(Firing {
+                rule_id: id,
+                title: info.title.clone(),
+                level: info.level.clone(),
+                group,
+                value,
+                evidence,
+                at_ms,
+                source_ip: source_ip.clone(),
+                user_id: user_id.clone(),
+                respond,
+                block_for_secs: info.block_for_secs,
+            });
+        }
+        out
+    }
+}
+
+fn unreachable_in_a_checked_set(e: &rsigma_eval::EvalError) {
+    // A RuleSet is only made by `rules::load`, which adds every rule to an
+    // engine configured like this one first; should the two ever differ,
+    // the set still runs with what was added.
+    debug_assert!(false, "a checked rule set was refused: {e}");
+}
