@@ -82,6 +82,8 @@ pub struct Settings {
     pub scan: ScanSettings,
     /// The audit trail (`rampart audit --help`).
     pub audit: AuditSettings,
+    /// Intrusion detection and alerts (`rampart rules --help`).
+    pub detect: crate::detect::DetectSettings,
     pub log: LogSettings,
     /// Settings named `danger_*` that are on, from the merged layers.
     #[serde(skip)]
@@ -260,6 +262,7 @@ impl Default for Settings {
             guard: rampart_http::guard::GuardConfig::default(),
             scan: ScanSettings::default(),
             audit: AuditSettings::default(),
+            detect: crate::detect::DetectSettings::default(),
             log: LogSettings::default(),
             danger_on: Vec::new(),
         }
@@ -748,6 +751,7 @@ impl Settings {
             }
             st.config()?;
         }
+        self.detect.check_settings()?;
         for (name, v, max) in [
             ("self_every_hours", self.scan.self_every_hours, 8760),
             ("urls_every_hours", self.scan.urls_every_hours, 8760),

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod datadir;
+pub mod detect;
 pub mod logging;
 pub mod scan;
 
@@ -927,6 +928,20 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             m,
             rx.clone(),
         )));
+    }
+    if settings.detect.enabled {
+        let ctx = detect::Ctx {
+            settings: settings.detect.clone(),
+            data_dir: settings.data_dir.clone(),
+            auth: auth.clone(),
+            guard: guard.clone(),
+            audit: audit.clone(),
+            clock: deps.clock.clone(),
+            entropy: deps.entropy.clone(),
+        };
+        let webhook = settings.detect.webhook()?;
+        tasks.push(detect::start(ctx.clone(), rx.clone())?);
+        tasks.push(tokio::spawn(detect::deliver(ctx, webhook, rx.clone())));
     }
     tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.

@@ -79,6 +79,51 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List the detection rules in force, and try a rule on exported
+    /// events before turning it on.
+    #[command(after_help = RULES_HELP)]
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+const RULES_HELP: &str = "Rules are Sigma YAML over the trail's ECS events (as `rampart audit export` \
+writes them). Rampart's own rules are built in; yours go in <data_dir>/rules/*.yml ([detect] rules_dir) \
+and are re-read while the server runs. Tune or turn off a rule with [detect.rules.<id>] in the \
+configuration (enabled, threshold, timespan, respond, block_for_secs).";
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Every rule: id, kind, threshold and window, responses, and whether
+    /// it is on.
+    List(RulesListArgs),
+    /// Replays an `audit export` file (ECS JSON lines) through the rules
+    /// and prints every time RULE fires, with its evidence.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args)]
+struct RulesListArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RulesTestArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The rule's id (or name)
+    rule: String,
+    /// Events, as `rampart audit export --format ecs` wrote them
+    #[arg(long)]
+    events: PathBuf,
+    /// A rule file to try that is not in the rules directory yet
+    #[arg(long = "rules")]
+    extra: Option<PathBuf>,
 }
 
 const AUDIT_HELP: &str = "Every event is linked to the one before with a key only the master key \
@@ -579,6 +624,19 @@ async fn run(cli: Cli) -> Result<()> {
             let settings = load(cli.config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
             keys_status(settings).await
+        }
+        Command::Rules { command } => {
+            let common = match &command {
+                RulesCommand::List(a) => &a.common,
+                RulesCommand::Test(a) => &a.common,
+            };
+            let settings = load(cli.config, &common_overrides(common))?;
+            match command {
+                RulesCommand::List(a) => rampart::detect::list_command(&settings, a.json),
+                RulesCommand::Test(a) => {
+                    rampart::detect::test_command(&settings, &a.rule, &a.events, a.extra.as_deref())
+                }
+            }
         }
         Command::Block { command } => {
             let common = match &command {
@@ -1396,6 +1454,7 @@ async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()
 }
 
 fn config_check(settings: &Settings) -> Result<()> {
+    settings.detect.check(&settings.data_dir)?;
     println!("Settings: OK");
     println!("  data_dir     {}", settings.data_dir.display());
     println!("  listen       {}", settings.listen);

@@ -339,6 +339,56 @@ impl AuthService {
             .await
     }
 
+    /// A keyed MAC of the login name tried (16 hex digits): lets detection
+    /// count guesses per name, for names that have no account too, without
+    /// writing the name into the trail.
+    fn login_id(&self, email: &str) -> String {
+        let parsed = Email::parse(email).ok();
+        let mut id = self
+            .mfa
+            .keys
+            .mac("rampart-login-name-v1", &login_key(parsed.as_ref(), email));
+        id.truncate(16);
+        id
+    }
+
+    /// A failed sign-in, with the login name's MAC (`login.key`).
+    async fn login_failed(
+        &self,
+        reason: &str,
+        account: Option<&AccountId>,
+        email: &str,
+        meta: &RequestMeta,
+    ) {
+        let event = EventKind::LoginFailure
+            .event(self.clock.now(), Outcome::Failure)
+            .reason(Some(reason))
+            .user(account.map(AccountId::as_str))
+            .meta(meta)
+            .field("login.key", self.login_id(email));
+        if let Err(e) = self.audit.record_durable(event).await {
+            tracing::error!(error = %e, "could not record a failed sign-in");
+        }
+    }
+
+    /// A sign-in, with the account's role (`user.roles`).
+    pub(crate) async fn login_succeeded(
+        &self,
+        account: &Account,
+        how: Option<&str>,
+        meta: &RequestMeta,
+    ) {
+        let event = EventKind::LoginSuccess
+            .event(self.clock.now(), Outcome::Success)
+            .reason(how)
+            .user(Some(account.id.as_str()))
+            .meta(meta)
+            .field("user.roles", vec![account.role.as_str()]);
+        if let Err(e) = self.audit.record_durable(event).await {
+            tracing::error!(error = %e, "could not record a sign-in");
+        }
+    }
+
     /// Settles a reserved login attempt (see [`Store::settle_login_attempt`]);
     /// tried twice, then logged: the login's answer does not depend on it.
     async fn settle(&self, key: &str, failures: u32, at: Timestamp, how: Settle) {
@@ -378,6 +428,84 @@ impl AuthService {
         )
         .await;
         Ok(())
+    }
+
+    /// Locks an account's sign-in until `until` (a detection response);
+    /// an administrator's unlock lifts it.
+    pub async fn lock(
+        &self,
+        account: &AccountId,
+        until: Timestamp,
+        why: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let Some(account) = self.store.account_by_id(account).await? else {
+            return Err(Error::NotFound);
+        };
+        self.store
+            .lock_login(
+                &login_key(Some(&account.email), ""),
+                until,
+                self.clock.now(),
+            )
+            .await?;
+        self.record(
+            EventKind::AccountLocked,
+            Outcome::Success,
+            Some(why),
+            Some(&account.id),
+            meta,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Ends every session of an account; how many.
+    pub async fn revoke_all_sessions(
+        &self,
+        account: &AccountId,
+        why: &str,
+        meta: &RequestMeta,
+    ) -> Result<usize, Error> {
+        let sessions = self.store.sessions_of(account).await?;
+        let mut n = 0;
+        for s in &sessions {
+            if self.store.delete_session(account, &s.id).await? {
+                n += 1;
+            }
+        }
+        self.record(
+            EventKind::SessionRevoked,
+            Outcome::Success,
+            Some(why),
+            Some(account),
+            meta,
+        )
+        .await;
+        Ok(n)
+    }
+
+    /// Makes every session of an account prove its owner again before any
+    /// action that needs a recent proof (its step-up is cleared).
+    pub async fn clear_step_ups(
+        &self,
+        account: &AccountId,
+        why: &str,
+        meta: &RequestMeta,
+    ) -> Result<usize, Error> {
+        let sessions = self.store.sessions_of(account).await?;
+        for s in &sessions {
+            self.store.set_step_up(&s.id, Timestamp(0)).await?;
+        }
+        self.record(
+            EventKind::StepUp,
+            Outcome::Failure,
+            Some(why),
+            Some(account),
+            meta,
+        )
+        .await;
+        Ok(sessions.len())
     }
 
     /// Looks an account up by email, for the command line.
@@ -584,7 +712,7 @@ impl AuthService {
         }
         if oversized(password) {
             // No account is looked up, so this reveals nothing about one.
-            self.failed(EventKind::LoginFailure, "oversized_password", None, meta)
+            self.login_failed("oversized_password", None, email, meta)
                 .await;
             return Err(Error::InvalidCredentials);
         }
@@ -614,13 +742,8 @@ impl AuthService {
                     .pool
                     .verify(normalized, self.dummy_hash.clone())
                     .await?;
-                self.failed(
-                    EventKind::LoginFailure,
-                    "blocked",
-                    account.as_ref().map(|a| &a.id),
-                    meta,
-                )
-                .await;
+                self.login_failed("blocked", account.as_ref().map(|a| &a.id), email, meta)
+                    .await;
                 return Err(Error::InvalidCredentials);
             }
             LoginAttempt::Allowed { failures } => failures,
@@ -633,7 +756,7 @@ impl AuthService {
                 uncount().await;
                 return Err(e.into());
             }
-            self.failed(EventKind::LoginFailure, "unknown_account", None, meta)
+            self.login_failed("unknown_account", None, email, meta)
                 .await;
             return Err(Error::InvalidCredentials);
         };
@@ -653,13 +776,8 @@ impl AuthService {
         };
         match verdict {
             Verification::Mismatch => {
-                self.failed(
-                    EventKind::LoginFailure,
-                    "wrong_password",
-                    Some(&account.id),
-                    meta,
-                )
-                .await;
+                self.login_failed("wrong_password", Some(&account.id), email, meta)
+                    .await;
                 if failures == policy.lock_after {
                     self.record(
                         EventKind::AccountLocked,
@@ -706,17 +824,11 @@ impl AuthService {
                     .await?
                 else {
                     // The password changed between verification and now.
-                    self.failed(
-                        EventKind::LoginFailure,
-                        "password_changed",
-                        Some(&account.id),
-                        meta,
-                    )
-                    .await;
+                    self.login_failed("password_changed", Some(&account.id), email, meta)
+                        .await;
                     return Err(Error::InvalidCredentials);
                 };
-                self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
-                    .await;
+                self.login_succeeded(&account, None, meta).await;
                 Ok(LoginOutcome::Session(new))
             }
         }
@@ -786,10 +898,10 @@ impl AuthService {
         let hash = account.password_hash.expose_secret().to_owned();
         match self.pool.verify(normalized, hash.clone()).await? {
             Verification::Mismatch => {
-                self.failed(
-                    EventKind::LoginFailure,
+                self.login_failed(
                     "wrong_password_with_unlock_code",
                     Some(&account.id),
+                    email,
                     meta,
                 )
                 .await;
@@ -814,8 +926,7 @@ impl AuthService {
                 let Some(new) = self.start_session_at(&account, &hash, now, meta).await? else {
                     return Ok(Some(Err(Error::InvalidCredentials)));
                 };
-                self.succeeded(EventKind::LoginSuccess, Some(&account.id), meta)
-                    .await;
+                self.login_succeeded(&account, None, meta).await;
                 Ok(Some(Ok(LoginOutcome::Session(new))))
             }
         }

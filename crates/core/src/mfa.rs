@@ -470,6 +470,33 @@ impl AuthService {
         }
     }
 
+    /// Emails every administrator and waits for each send: the alert
+    /// deliveries, which retry what failed. No administrator, or no email
+    /// delivery, is an error.
+    pub async fn email_admins(&self, subject: &str, body: &str) -> Result<(), Error> {
+        let notifier = self.mfa().notifier.clone();
+        if !notifier.supports(Channel::Email) {
+            return Err(Error::Internal("no email delivery is configured".into()));
+        }
+        let admins = self.store().admin_posture().await?;
+        if admins.is_empty() {
+            return Err(Error::Internal("there is no administrator to email".into()));
+        }
+        for a in admins {
+            let message = Message {
+                channel: Channel::Email,
+                to: a.email,
+                subject: subject.to_owned(),
+                body: SecretString::new(body.to_owned()),
+            };
+            notifier
+                .send(&message)
+                .await
+                .map_err(|e| Error::Internal(format!("email: {e}")))?;
+        }
+        Ok(())
+    }
+
     fn send_email(&self, to: String, subject: &str, body: String) {
         let notifier = self.mfa().notifier.clone();
         if !notifier.supports(Channel::Email) {
@@ -1127,8 +1154,7 @@ impl AuthService {
         let Some(new) = self.start_session_at(&account, current, now, meta).await? else {
             return Err(Error::MfaTokenInvalid);
         };
-        self.noted(EventKind::LoginSuccess, Some("mfa"), &account.id, meta)
-            .await;
+        self.login_succeeded(&account, Some("mfa"), meta).await;
         Ok(new)
     }
 

@@ -57,7 +57,9 @@ pub enum StoreError {
 }
 
 #[async_trait]
-pub trait Store: crate::audit::AuditStore + Send + Sync + 'static {
+pub trait Store:
+    crate::audit::AuditStore + crate::alerts::AlertStore + Send + Sync + 'static
+{
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connection pool cleanly.
@@ -170,6 +172,14 @@ pub trait Store: crate::audit::AuditStore + Send + Sync + 'static {
     /// Deletes counts that are quiet since `quiet_since` (no failure, no
     /// block): they would start again at 1 anyway.
     async fn purge_login_failures(&self, quiet_since: Timestamp) -> Result<u64, StoreError>;
+    /// Blocks sign-in under `key` until `until` (an account lock set by a
+    /// detection response), keeping any count there is.
+    async fn lock_login(
+        &self,
+        key: &str,
+        until: Timestamp,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     // --- Second factors (core::mfa) ---
 
@@ -383,6 +393,9 @@ pub trait Store: crate::audit::AuditStore + Send + Sync + 'static {
     /// Administrators, whether each has a confirmed second factor, and
     /// their last sign-in as the event trail records it (for `scan self`).
     async fn admin_posture(&self) -> Result<Vec<AdminPosture>, StoreError>;
+    /// Whether an administrator has a session from `ip` in force at `now`
+    /// (detection never blocks such an address on its own).
+    async fn admin_session_from(&self, ip: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// API keys in force (not revoked, not expired at `now`) and their last
     /// use as the data-access trail records it (for `scan self`).
     async fn api_key_posture(&self, now: Timestamp) -> Result<Vec<ApiKeyPosture>, StoreError>;

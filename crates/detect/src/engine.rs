@@ -92,6 +92,9 @@ pub struct Options {
     pub office_hours: Option<OfficeHours>,
     /// Most correlation windows held at once (0: [`MAX_STATE`]).
     pub max_state: usize,
+    /// Report building blocks and the rules correlations count too (for
+    /// `rampart rules test`); the server reports only what alerts.
+    pub everything: bool,
 }
 
 /// A rule that fired, and on what.
@@ -249,7 +252,7 @@ impl Detector {
             } else {
                 options.max_state
             },
-            emit_detections: false,
+            emit_detections: options.everything,
             correlation_event_mode: CorrelationEventMode::Refs,
             max_correlation_events: MAX_EVIDENCE,
             ..CorrelationConfig::default()
@@ -284,6 +287,14 @@ impl Detector {
             options,
             known: KnownAddresses::default(),
         }
+    }
+
+    /// Takes over the correlation windows and suppressions of `old` (a
+    /// reload keeps counting an attack in progress), for the rules both
+    /// sets have, and the addresses it knows.
+    pub fn carry_state_from(&mut self, old: &mut Detector) {
+        let _ = self.engine.import_state(old.engine.export_state());
+        self.known = std::mem::take(&mut old.known);
     }
 
     /// Correlation windows held now.

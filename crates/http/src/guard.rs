@@ -488,6 +488,11 @@ impl Guard {
         self.clock.now().millis()
     }
 
+    /// The injected clock's time.
+    pub fn now(&self) -> rampart_core::Timestamp {
+        self.clock.now()
+    }
+
     /// Keeps the block snapshot fresh (every second, in a loop of its own
     /// so nothing delays it), and, every ten seconds, writes folded event
     /// counts and forgets idle buckets, until `shutdown`.

@@ -2,6 +2,7 @@
 //! around every request, the extractors that enforce authentication, and
 //! the one error-to-response mapping. No SQL here.
 
+pub mod alerts;
 pub mod blocks;
 pub mod conns;
 pub mod data;
@@ -91,6 +92,12 @@ pub fn router(state: AppState) -> Router {
             get(blocks::list_blocks).post(blocks::create_block),
         )
         .route("/admin/blocks/{id}", delete(blocks::remove_block))
+        .route("/admin/alerts", get(alerts::list_alerts))
+        .route("/admin/alerts/{id}", get(alerts::get_alert))
+        .route("/admin/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/admin/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/admin/alerts/{id}/confirm", post(alerts::confirm))
+        .route("/admin/alerts/{id}/undo", post(alerts::undo))
         .route("/admin/scans", get(scans::list_scans))
         .route("/admin/scans/{id}", get(scans::get_scan))
         .route(

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{blocks, data, events, mfa, routes, scans};
+use crate::{alerts, blocks, data, events, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -133,9 +133,11 @@ impl Modify for StandardResponses {
         data::data_events, data::key_status,
         blocks::create_block, blocks::list_blocks, blocks::remove_block,
         scans::list_scans, scans::get_scan,
+        alerts::list_alerts, alerts::get_alert, alerts::acknowledge, alerts::resolve,
+        alerts::confirm, alerts::undo,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "alerts"), (name = "health"))
 )]
 struct ApiDoc;
 

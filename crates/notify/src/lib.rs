@@ -11,6 +11,7 @@
 //! - [`Delivery`]: routes each channel to its notifier.
 //! - [`stream`]: the audit trail shipped live to syslog and HTTP receivers.
 
+pub mod alert;
 pub mod stream;
 
 use std::io::Write;

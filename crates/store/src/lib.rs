@@ -6,6 +6,7 @@
 //! differ (connection set-up, pragmas, migrations) lives in [`dialect`].
 //! Every statement binds its inputs; none is built from input strings.
 
+mod alerts;
 mod audit;
 mod data;
 mod dialect;

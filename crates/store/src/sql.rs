@@ -487,6 +487,25 @@ impl Store for SqlStore {
         Ok(r.rows_affected())
     }
 
+    async fn lock_login(
+        &self,
+        key: &str,
+        until: Timestamp,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO login_failures (key, failures, last_at, blocked_until) VALUES ($1, 0, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at, blocked_until = excluded.blocked_until",
+        )
+        .bind(key)
+        .bind(at.millis())
+        .bind(until.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn admin_exists(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM accounts WHERE role = 'admin'")
             .fetch_one(&self.pool)
@@ -1285,6 +1304,19 @@ impl Store for SqlStore {
 
     async fn admin_posture(&self) -> Result<Vec<rampart_core::AdminPosture>, StoreError> {
         self.admin_posture_rows().await
+    }
+
+    async fn admin_session_from(&self, ip: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.role = 'admin' AND s.ip = $1 AND s.expires_at > $2 LIMIT 1",
+        )
+        .bind(ip)
+        .bind(now.millis())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.is_some())
     }
 
     async fn api_key_posture(

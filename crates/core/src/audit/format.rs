@@ -30,7 +30,13 @@ pub fn ecs(e: &Chained) -> Value {
         rampart.insert("object".into(), json!(o));
     }
     let mut extra = Map::new();
+    let mut roles = None;
     for (k, v) in e.fields_map() {
+        // ECS `user.roles`: the account's roles when it acted.
+        if k == "user.roles" {
+            roles = Some(v);
+            continue;
+        }
         // ECS's own event fields (the folded count and its span) join
         // `event`; the rest are Rampart's.
         match k.strip_prefix("event.") {
@@ -50,8 +56,14 @@ pub fn ecs(e: &Chained) -> Value {
     doc.insert("event".into(), Value::Object(event));
     doc.insert("host".into(), json!({"name": e.node}));
     doc.insert("service".into(), json!({"name": "rampart"}));
-    if let Some(u) = &e.user_id {
-        doc.insert("user".into(), json!({"id": u}));
+    match (&e.user_id, roles) {
+        (Some(u), Some(r)) => {
+            doc.insert("user".into(), json!({"id": u, "roles": r}));
+        }
+        (Some(u), None) => {
+            doc.insert("user".into(), json!({"id": u}));
+        }
+        (None, _) => {}
     }
     if let Some(ip) = &e.source_ip {
         doc.insert("source".into(), json!({"ip": ip}));

@@ -576,6 +576,7 @@ pub fn known_actions() -> Vec<String> {
             .map(|a| format!("{}{}", crate::data::DATA_ACTION_PREFIX, a.as_str())),
     );
     all.extend(writer::OWN_ACTIONS.iter().map(|a| (*a).to_owned()));
+    all.extend(crate::alerts::ACTIONS.iter().map(|a| (*a).to_owned()));
     all
 }
 

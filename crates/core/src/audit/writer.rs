@@ -61,7 +61,15 @@ pub struct AuditStats {
     pub checkpoint_at_ms: std::sync::atomic::AtomicI64,
     /// (action, outcome) → events written.
     pub by_action: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Every committed batch, in order, for whoever watches the trail as
+    /// it is written (detection). A watcher that falls behind is told how
+    /// many batches it missed and reads them from the store.
+    pub committed: tokio::sync::broadcast::Sender<Arc<[super::Chained]>>,
 }
+
+/// Committed batches a watcher may fall behind by before it must read
+/// from the store.
+pub const WATCH_BATCHES: usize = 1_024;
 
 impl Default for AuditStats {
     fn default() -> Self {
@@ -71,6 +79,7 @@ impl Default for AuditStats {
             checkpoint_size: Default::default(),
             checkpoint_at_ms: Default::default(),
             by_action: Default::default(),
+            committed: tokio::sync::broadcast::channel(WATCH_BATCHES).0,
         }
     }
 }
@@ -479,7 +488,19 @@ impl Writer {
                 Ok(()) => {
                     let first = chain.events.first().map(|e| e.seq);
                     self.stats.note(&chain.events);
-                    self.adopt(chain);
+                    let Chain {
+                        events,
+                        link,
+                        frontier,
+                    } = chain;
+                    if self.stats.committed.receiver_count() > 0 {
+                        let _ = self.stats.committed.send(events.into());
+                    }
+                    self.adopt(Chain {
+                        events: Vec::new(),
+                        link,
+                        frontier,
+                    });
                     return first;
                 }
                 Err(StoreError::Conflict) => {

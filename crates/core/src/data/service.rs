@@ -1536,15 +1536,17 @@ impl DataService {
         if !self.store.set_roles(account, &roles).await? {
             return Err(Error::NotFound);
         }
-        self.auth
-            .record_event(
-                EventKind::RolesChanged,
-                Outcome::Success,
-                None,
-                Some(by),
-                meta,
-            )
-            .await;
+        // The actor is the user; the account whose roles changed is the
+        // object, with its new roles.
+        let event = EventKind::RolesChanged
+            .event(self.now(), Outcome::Success)
+            .user(Some(by.as_str()))
+            .object(account.as_str())
+            .meta(meta)
+            .field("roles", roles.clone());
+        if let Err(e) = self.auth.audit().record_durable(event).await {
+            tracing::error!(error = %e, "could not record a change of roles");
+        }
         Ok(roles)
     }
 
