@@ -6,6 +6,7 @@ mod audit;
 mod brute_force;
 mod connections;
 mod data;
+mod detect;
 mod errors;
 mod events;
 mod guard;

@@ -227,17 +227,24 @@ pub struct Post {
     pub signature: Option<String>,
 }
 
-/// An HTTPS endpoint on 127.0.0.1 that records every POST to `/sms`.
+/// An HTTPS endpoint on 127.0.0.1 that records every POST to `/sms` and
+/// `/alerts`.
 pub struct WebhookSink {
     pub url: String,
     pub cert: PathBuf,
     pub posts: Arc<Mutex<Vec<Post>>>,
+    pub port: u16,
 }
 
 impl WebhookSink {
     pub async fn start(dir: &Path) -> WebhookSink {
+        Self::start_on(dir, 0).await
+    }
+
+    /// The receiver on `port` (0: any free one).
+    pub async fn start_on(dir: &Path, port: u16) -> WebhookSink {
         let (cert, acceptor) = tls_for_localhost(dir, "webhook");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let posts = Arc::new(Mutex::new(Vec::new()));
         let store = posts.clone();
@@ -259,7 +266,7 @@ impl WebhookSink {
                                     .get("x-rampart-signature")
                                     .map(|v| v.to_str().unwrap().to_owned());
                                 let ok = req.method() == hyper::Method::POST
-                                    && req.uri().path() == "/sms";
+                                    && ["/sms", "/alerts"].contains(&req.uri().path());
                                 let body =
                                     req.into_body().collect().await.unwrap().to_bytes().to_vec();
                                 if ok {
@@ -286,6 +293,7 @@ impl WebhookSink {
             url: format!("https://localhost:{port}/sms"),
             cert,
             posts,
+            port,
         }
     }
 

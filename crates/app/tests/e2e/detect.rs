@@ -1,0 +1,409 @@
+//! Intrusion detection and alerts (ADR 0012), end to end over HTTPS: a
+//! scripted attack, the rule firing, the block on every node, the alert at
+//! a real webhook receiver, and the safeguards.
+
+use std::time::Duration;
+
+use hmac::Mac;
+use serde_json::{json, Value};
+
+use crate::sinks::WebhookSink;
+use crate::support::*;
+
+const SECRET: &str = "alert-webhook-secret-0123456789abcdef";
+
+/// Settings for a server that trusts 127.0.0.1 as its proxy (the attack's
+/// address is the one `X-Forwarded-For` names) and delivers alerts to
+/// `hook`.
+fn detect_env(dir: &std::path::Path, hook: Option<&WebhookSink>) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "RAMPART_GUARD__TRUSTED_PROXIES".to_owned(),
+        r#"["127.0.0.1"]"#.to_owned(),
+    )];
+    if let Some(h) = hook {
+        let secret = dir.join("alert-secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        env.push((
+            "RAMPART_DETECT__WEBHOOK_URL".to_owned(),
+            format!("https://localhost:{}/alerts", h.port),
+        ));
+        env.push((
+            "RAMPART_DETECT__WEBHOOK_SECRET_FILE".to_owned(),
+            secret.display().to_string(),
+        ));
+        env.push((
+            "RAMPART_DETECT__WEBHOOK_CA_FILE".to_owned(),
+            h.cert.display().to_string(),
+        ));
+    }
+    env
+}
+
+/// One sign-in attempt for `email` from `ip` (as the proxy names it).
+async fn guess(s: &TestServer, email: &str, ip: &str) -> u16 {
+    s.client
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": "Wrong-Guess-Password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Credential stuffing: one guess at each of ten accounts from `ip`.
+async fn stuff(s: &TestServer, ip: &str, tag: &str) {
+    for i in 0..10 {
+        guess(s, &format!("victim{i}-{tag}@example.com"), ip).await;
+    }
+}
+
+async fn alerts(s: &TestServer, admin: &str, query: &str) -> Vec<Value> {
+    let r = s
+        .get_auth(&format!("/api/v1/admin/alerts{query}"), admin)
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["alerts"].as_array().unwrap().clone()
+}
+
+async fn wait_for_alert(s: &TestServer, admin: &str, rule: &str) -> Value {
+    for _ in 0..200 {
+        let found = alerts(s, admin, &format!("?rule={rule}")).await;
+        if let Some(a) = found.into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no alert of {rule} within 10 s");
+}
+
+fn signature_holds(post: &crate::sinks::Post) -> bool {
+    let Some(sig) = &post.signature else {
+        return false;
+    };
+    let Some((t, v1)) = sig
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(&post.body);
+    hex(&mac.finalize().into_bytes()) == v1
+}
+
+async fn status_from(s: &TestServer, path: &str, token: &str, ip: &str) -> u16 {
+    s.client
+        .get(s.url(path))
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn credential_stuffing_is_blocked_on_every_node_and_alerted() {
+    let Some(url) = fresh_pg_schema().await else {
+        return;
+    };
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = WebhookSink::start(hooks.path()).await;
+    let a = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        env: detect_env(hooks.path(), Some(&hook)),
+        ..Options::default()
+    })
+    .await;
+    let admin = a.admin().await;
+    let key = a.data_dir().join("master.key");
+    let mut env_b = detect_env(hooks.path(), None);
+    env_b.push((
+        "RAMPART_MASTER_KEY_FILE".to_owned(),
+        key.display().to_string(),
+    ));
+    let b = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        env: env_b,
+        ..Options::default()
+    })
+    .await;
+    let user_b = b.user("bystander@example.com").await;
+    let attacker = "198.51.100.23";
+    assert_eq!(status_from(&b, "/api/v1/me", &user_b, attacker).await, 200);
+
+    stuff(&a, attacker, "a").await;
+
+    // The rule fired on node A and blocked the address.
+    let alert = wait_for_alert(&a, &admin, "rampart-credential-stuffing").await;
+    assert_eq!(alert["source_ip"], attacker);
+    assert_eq!(alert["level"], "high");
+    assert_eq!(alert["evidence"].as_array().unwrap().len(), 10, "{alert}");
+    let block = &alert["responses"][0];
+    assert_eq!(block["response"], "block_address");
+    assert_eq!(block["state"], "done", "{alert}");
+
+    // Node B refuses the address within its block refresh (a second).
+    let mut refused = false;
+    for _ in 0..60 {
+        if status_from(&b, "/api/v1/me", &user_b, attacker).await == 403 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "node B still serves the attacker");
+    // Everyone else is served.
+    assert_eq!(
+        status_from(&b, "/api/v1/me", &user_b, "198.51.100.24").await,
+        200
+    );
+
+    // The alert reached the webhook, signed; and node B lists it too.
+    let post = hook.wait_for(1).await;
+    assert!(signature_holds(&post), "bad signature {:?}", post.signature);
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["type"], "rampart.alert");
+    assert_eq!(body["alert"]["rule_id"], "rampart-credential-stuffing");
+    assert_eq!(body["alert"]["source_ip"], attacker);
+    // Canary: neither the passwords tried nor the names tried reach the
+    // alert, its delivery or the trail's events about it.
+    let text = String::from_utf8_lossy(&post.body).to_string() + &alert.to_string();
+    assert!(!text.contains("Wrong-Guess-Password"), "{text}");
+    assert!(!text.contains("victim0-a"), "{text}");
+    *b.totp.lock().unwrap() = a.totp.lock().unwrap().clone();
+    b.clock.advance(Duration::from_secs(60));
+    let admin_b = b.login_mfa("owner@example.com").await;
+    let on_b = alerts(&b, &admin_b, "?status=open").await;
+    assert!(on_b.iter().any(|x| x["id"] == alert["id"]));
+
+    // Every evidence event is in the trail, and the trail verifies.
+    let ev: Value = a
+        .get_auth("/api/v1/admin/events?type=alert.raised", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!ev["events"].as_array().unwrap().is_empty());
+    let failures = a
+        .get_auth("/api/v1/admin/events?type=login_failure&limit=50", &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(failures.contains("login.key"), "{failures}");
+    assert!(!failures.contains("victim0-a") && !failures.contains("Wrong-Guess"));
+    let dir = a.data_dir();
+    let (code, out, err) = rampart_run_env(
+        &["audit", "verify", "--data-dir", dir.to_str().unwrap()],
+        None,
+        &[("RAMPART_DATABASE_URL", &url)],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+#[tokio::test]
+async fn an_alert_pending_delivery_survives_a_restart() {
+    let hooks = tempfile::tempdir().unwrap();
+    // A port for the receiver, down while the alert is raised.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = WebhookSink {
+        url: String::new(),
+        cert: crate::sinks::tls_for_localhost(hooks.path(), "webhook").0,
+        posts: Default::default(),
+        port,
+    };
+    let env = detect_env(hooks.path(), Some(&down));
+    let mut s = TestServer::with(Options {
+        env: env.clone(),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    stuff(&s, "203.0.113.77", "r").await;
+    let alert = wait_for_alert(&s, &admin, "rampart-credential-stuffing").await;
+    // The first attempt fails, and says so.
+    let mut failed = false;
+    for _ in 0..200 {
+        let ev: Value = s
+            .get_auth("/api/v1/admin/events?type=alert.delivery_failed", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !ev["events"].as_array().unwrap().is_empty() {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed, "a failed delivery is visible as an event");
+    s.stop().await;
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+
+    // The receiver comes up (same port, same certificate); Rampart starts
+    // again on the same data and delivers the alert it had queued, once
+    // its backoff has passed.
+    let hook = WebhookSink::start_on(hooks.path(), port).await;
+    let s = TestServer::with(Options {
+        env,
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    s.clock.advance(Duration::from_secs(700));
+    let post = hook.wait_for(1).await;
+    assert!(signature_holds(&post));
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["alert"]["id"], alert["id"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.posts.lock().unwrap().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refused() {
+    let hooks = tempfile::tempdir().unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    // An administrator signs in from the office address.
+    let office = "203.0.113.9";
+    s.clock.advance(Duration::from_secs(60));
+    let r: Value = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", office)
+        .json(&json!({"email": "owner@example.com", "password": STRONG}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = s.next_totp("owner@example.com");
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/mfa"))
+        .header("x-forwarded-for", office)
+        .json(&json!({"mfa_token": r["mfa_token"], "method": "totp", "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    stuff(&s, office, "o").await;
+    let alert = wait_for_alert(&s, &admin, "rampart-credential-stuffing").await;
+    assert_eq!(alert["responses"][0]["state"], "withheld", "{alert}");
+    assert!(alert["responses"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("administrator"));
+    assert_eq!(status_from(&s, "/api/v1/me", &admin, office).await, 200);
+
+    // Acknowledge, then resolve (a fresh step-up).
+    let id = alert["id"].as_str().unwrap();
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{id}/acknowledge"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "acknowledged");
+    assert!(v["changed_by"].as_str().unwrap().starts_with("admin:"));
+
+    // A user rule, then a broken file: refused with its line, and the
+    // rules in force stay.
+    let rules = s.data_dir().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("mine.yml"),
+        "title: Sign-out\nid: my-logout\nlogsource: {product: rampart}\ndetection:\n  s:\n    event.action: logout\n  condition: s\nlevel: medium\n",
+    )
+    .unwrap();
+    wait_for_event(&s, &admin, "detect.rules_loaded").await;
+    let user = s.user("leaver@example.com").await;
+    assert_eq!(
+        s.post_auth("/api/v1/auth/logout", &user, json!({}))
+            .await
+            .status(),
+        204
+    );
+    wait_for_alert(&s, &admin, "my-logout").await;
+    std::fs::write(
+        rules.join("mine.yml"),
+        "title: Broken\nid: my-logout\ndetection:\n  s: [oops\n",
+    )
+    .unwrap();
+    let refused = wait_for_event(&s, &admin, "detect.rules_refused").await;
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("mine.yml, line"),
+        "{refused}"
+    );
+    let user = s.user("leaver2@example.com").await;
+    s.post_auth("/api/v1/auth/logout", &user, json!({})).await;
+    // The rule in force fired again: the same open alert, counted twice.
+    let mut count = 0;
+    for _ in 0..200 {
+        count = alerts(&s, &admin, "?rule=my-logout").await[0]["count"]
+            .as_u64()
+            .unwrap();
+        if count == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count, 2);
+
+    // Bad queries are 400s.
+    for q in [
+        "?status=maybe",
+        "?level=huge",
+        "?limit=0",
+        "?cursor=zzz",
+        "?colour=red",
+    ] {
+        let r = s
+            .get_auth(&format!("/api/v1/admin/alerts{q}"), &admin)
+            .await;
+        problem(r, 400, "invalid_query").await;
+    }
+    let user = s.user("notadmin@example.com").await;
+    assert_eq!(
+        s.get_auth("/api/v1/admin/alerts", &user).await.status(),
+        403
+    );
+}
+
+async fn wait_for_event(s: &TestServer, admin: &str, kind: &str) -> Value {
+    for _ in 0..200 {
+        let ev: Value = s
+            .get_auth(&format!("/api/v1/admin/events?type={kind}"), admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = ev["events"].as_array().unwrap().first() {
+            return e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} event within 10 s");
+}
