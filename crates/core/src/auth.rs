@@ -485,8 +485,10 @@ impl AuthService {
         Ok(n)
     }
 
-    /// Makes every session of an account prove its owner again before any
-    /// action that needs a recent proof (its step-up is cleared).
+    /// Makes every session of an account prove its owner again (a step-up)
+    /// before its next request: its step-up time is cleared, which the
+    /// `Authed` extractor refuses for everything but the step-up and
+    /// signing out.
     pub async fn clear_step_ups(
         &self,
         account: &AccountId,

@@ -88,6 +88,15 @@ pub struct Subject {
     pub ip_is_admins: bool,
 }
 
+fn loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 /// The safeguards' settings and their memory of recent responses.
 #[derive(Debug, Clone)]
 pub struct Safeguards {
@@ -139,6 +148,12 @@ impl Safeguards {
                 Response::BlockAddress => match subject.ip {
                     None => withheld("the events name no address"),
                     Some(ip) if self.trusted(ip) => withheld("the address is in a trusted range"),
+                    // Traffic from this machine is a local proxy not named
+                    // in trusted_proxies, or the operator: blocking it
+                    // would refuse everyone behind it.
+                    Some(ip) if loopback(ip) => withheld(
+                        "a loopback address (a local proxy not in [guard] trusted_proxies, or this machine)",
+                    ),
                     Some(_) if subject.ip_is_admins => {
                         withheld("an administrator is signed in from this address")
                     }
@@ -192,6 +207,15 @@ mod tests {
                 response: Response::BlockAddress
             }
         );
+    }
+
+    #[test]
+    fn loopback_is_never_blocked() {
+        let mut s = Safeguards::new(vec![], 10);
+        for ip in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            let d = s.decide(&[Response::BlockAddress], &subject(ip), 0);
+            assert!(matches!(d[0], Decision::Withheld { .. }), "{ip}: {d:?}");
+        }
     }
 
     #[test]

@@ -191,6 +191,17 @@ impl FromRequestParts<AppState> for Authed {
         }
         let (session, account) = state.auth.authenticate(&token).await?;
         count_once(parts, state, account.id.as_str())?;
+        // Detection asked this session's owner to prove themselves again
+        // (`require_step_up`): nothing but the step-up itself, or signing
+        // out, until they do.
+        if session.step_up_at == rampart_core::Timestamp(0)
+            && !matches!(
+                parts.uri.path().trim_start_matches("/api/v1"),
+                "/auth/step-up" | "/auth/step-up/challenge" | "/auth/logout"
+            )
+        {
+            return Err(rampart_core::Error::StepUpRequired.into());
+        }
         Ok(Authed { session, account })
     }
 }

@@ -407,3 +407,75 @@ async fn wait_for_event(s: &TestServer, admin: &str, kind: &str) -> Value {
     }
     panic!("no {kind} event within 10 s");
 }
+
+#[tokio::test]
+async fn a_password_guessed_after_failures_loses_its_session() {
+    let hooks = tempfile::tempdir().unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    s.user("target@example.com").await;
+    let thief = "192.0.2.200";
+    // A credential list: a few names, then one that works.
+    for name in [
+        "first@example.com",
+        "second@example.com",
+        "target@example.com",
+    ] {
+        assert_eq!(guess(&s, name, thief).await, 401);
+    }
+    let r: Value = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", thief)
+        .json(&json!({"email": "target@example.com", "password": STRONG}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stolen = r["token"].as_str().unwrap().to_owned();
+    let alert = wait_for_alert(&s, &admin, "rampart-success-after-failures").await;
+    assert_eq!(alert["level"], "critical");
+    assert_eq!(alert["responses"][0]["response"], "revoke_sessions");
+    assert_eq!(alert["responses"][0]["state"], "done", "{alert}");
+    assert_eq!(status_from(&s, "/api/v1/me", &stolen, thief).await, 401);
+}
+
+#[tokio::test]
+async fn a_rule_can_require_a_step_up_before_the_next_request() {
+    let hooks = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("data/rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("strict.yml"),
+        "title: Users prove themselves twice\nid: my-step-up\nlogsource: {product: rampart}\n\
+         detection:\n  s:\n    event.action: login_success\n    user.roles: member\n  condition: s\n\
+         level: low\ncustom_attributes:\n  rampart.respond: [require_step_up]\n",
+    )
+    .unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    let token = s.user("careful@example.com").await;
+    let alert = wait_for_alert(&s, &admin, "my-step-up").await;
+    assert_eq!(alert["responses"][0]["state"], "done", "{alert}");
+    let r = s.get_auth("/api/v1/me", &token).await;
+    problem(r, 403, "step_up_required").await;
+    let r = s
+        .post_auth("/api/v1/auth/step-up", &token, json!({"password": STRONG}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
+    // The administrator's own session was never touched.
+    assert_eq!(s.get_auth("/api/v1/me", &admin).await.status(), 200);
+}
