@@ -315,11 +315,7 @@ fn running(ctx: &Ctx, set: &RuleSet) -> Result<Running> {
 /// event committed after the start is missed.
 pub fn start(ctx: Ctx, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
     let rx = ctx.audit.stats().committed.subscribe();
-    let set = match load_rules(&ctx.settings, &ctx.data_dir) {
-        Ok(s) => Ok(s),
-        Err(errors) => Err(errors),
-    };
-    let (first, refused) = match set {
+    let (first, refused) = match load_rules(&ctx.settings, &ctx.data_dir) {
         Ok(s) => (s, None),
         Err(errors) => {
             // The server runs on the shipped rules; the refusal is an
@@ -468,14 +464,11 @@ fn new_id(entropy: &dyn Entropy) -> String {
 
 /// Whether an administrator has a live session from `ip`.
 async fn admins_at(ctx: &Ctx, ip: std::net::IpAddr) -> bool {
-    match store(ctx)
+    // Unknown: err on the side of not blocking.
+    store(ctx)
         .admin_session_from(&ip.to_string(), ctx.clock.now())
         .await
-    {
-        Ok(b) => b,
-        // Unknown: err on the side of not blocking.
-        Err(_) => true,
-    }
+        .unwrap_or(true)
 }
 
 async fn subject_of(ctx: &Ctx, f: &Firing) -> Subject {

@@ -36,6 +36,8 @@ pub enum EventKind {
     RequestBlocked,
     RateLimited,
     InspectionMatch,
+    /// Requests for something that does not exist (folded per address).
+    NotFound,
     BlockAdded,
     BlockRemoved,
     /// A scan found something it had not found in the previous report of
@@ -44,7 +46,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 33] = [
+    pub const ALL: [EventKind; 34] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
@@ -75,6 +77,7 @@ impl EventKind {
         EventKind::RequestBlocked,
         EventKind::RateLimited,
         EventKind::InspectionMatch,
+        EventKind::NotFound,
         EventKind::BlockAdded,
         EventKind::BlockRemoved,
         EventKind::ScanFinding,
@@ -112,6 +115,7 @@ impl EventKind {
             EventKind::RequestBlocked => "request_blocked",
             EventKind::RateLimited => "rate_limited",
             EventKind::InspectionMatch => "inspection_match",
+            EventKind::NotFound => "not_found",
             EventKind::BlockAdded => "block_added",
             EventKind::BlockRemoved => "block_removed",
             EventKind::ScanFinding => "scan_finding",
@@ -147,9 +151,8 @@ impl EventKind {
             | ApiKeyRevoked | RolesChanged => Category::Iam,
             AccessDenied => Category::Database,
             CollectionChanged | KeysRotated | ScanFinding => Category::Configuration,
-            RequestBlocked | RateLimited | InspectionMatch | BlockAdded | BlockRemoved => {
-                Category::Web
-            }
+            RequestBlocked | RateLimited | InspectionMatch | NotFound | BlockAdded
+            | BlockRemoved => Category::Web,
         }
     }
 

@@ -31,7 +31,7 @@ fn doc(i: u64) -> (Value, i64) {
         5 | 6 => (
             "data.read",
             "success",
-            json!({"data.count": 1, "data.sensitive": i % 3 == 0}),
+            json!({"data.count": 1, "data.sensitive": i.is_multiple_of(3)}),
         ),
         7 => ("request_blocked", "failure", json!({})),
         8 => ("inspection_match", "failure", json!({})),
@@ -67,11 +67,7 @@ fn main() {
     let n: u64 = args
         .get(2)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if what == "flood" {
-            1_000_000
-        } else {
-            1_000_000
-        });
+        .unwrap_or(1_000_000);
     let set = RuleSet::shipped(&BTreeMap::new()).expect("shipped rules");
     match what {
         "throughput" => {

@@ -415,6 +415,8 @@ const BODIES_AT_ONCE: usize = 64;
 const BODIES_PER_ADDRESS: u32 = 8;
 /// Repeats of one event from one address are folded for this long.
 const EVENT_WINDOW_MS: u64 = 60_000;
+/// The rule name of `not_found` events.
+const NOT_FOUND_RULE: &str = "http.not_found";
 
 impl Guard {
     pub fn new(
@@ -718,6 +720,27 @@ impl Guard {
     pub fn answered(self: &Arc<Self>, ip: Option<IpAddr>, meta: &RequestMeta, code: &str) {
         if let (Some(ip), Some(f)) = (ip, Failure::of_answer(code)) {
             self.failed(ip, meta, f);
+        }
+        // Requests for what does not exist are an event, folded per
+        // address like the guard's own, so detection can see probing
+        // (a trusted proxy's own address stands for everyone: not it).
+        if code == "not_found"
+            && !ip.is_some_and(|ip| self.trusted.contains(ip))
+            && self.fold(EventKind::NotFound, NOT_FOUND_RULE, meta)
+        {
+            let guard = self.clone();
+            let meta = meta.clone();
+            self.off_the_request_path(async move {
+                guard
+                    .write(
+                        EventKind::NotFound,
+                        NOT_FOUND_RULE,
+                        NOT_FOUND_RULE,
+                        &meta,
+                        None,
+                    )
+                    .await
+            });
         }
     }
 

@@ -372,6 +372,14 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
     }
     assert_eq!(count, 2);
 
+    // A 404 is an event (folded per address), for the not-found rule.
+    assert_eq!(
+        status_from(&s, "/api/v1/no-such-thing", &admin, "192.0.2.44").await,
+        404
+    );
+    let nf = wait_for_event(&s, &admin, "not_found").await;
+    assert_eq!(nf["ip"], "192.0.2.44", "{nf}");
+
     // Bad queries are 400s.
     for q in [
         "?status=maybe",
@@ -478,4 +486,108 @@ async fn a_rule_can_require_a_step_up_before_the_next_request() {
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
     // The administrator's own session was never touched.
     assert_eq!(s.get_auth("/api/v1/me", &admin).await.status(), 200);
+}
+
+#[tokio::test]
+async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
+    let hooks = tempfile::tempdir().unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    stuff(&s, "198.51.100.99", "t").await;
+    wait_for_alert(&s, &admin, "rampart-credential-stuffing").await;
+    s.running().audit.flush().await;
+    let data = s.data_dir();
+    let dir = data.to_str().unwrap();
+    let out = hooks.path().join("events.jsonl");
+    let (code, _, err) = rampart_run(
+        &[
+            "audit",
+            "export",
+            "--data-dir",
+            dir,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let events = out.to_str().unwrap();
+    let (code, stdout, err) = rampart_run(
+        &[
+            "rules",
+            "test",
+            "rampart-credential-stuffing",
+            "--events",
+            events,
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stdout.contains("fired 1 time over"), "{stdout}");
+    assert!(stdout.contains("source.ip=198.51.100.99"), "{stdout}");
+    // A building block reports every event it matches.
+    let (_, stdout, _) = rampart_run(
+        &[
+            "rules",
+            "test",
+            "rampart-login-failure",
+            "--events",
+            events,
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert!(stdout.contains("fired 10 times"), "{stdout}");
+    // A rule file tried before it is turned on, and a broken one.
+    let mine = hooks.path().join("mine.yml");
+    std::fs::write(&mine, "title: Any failure\nid: my-failures\nlogsource: {product: rampart}\ndetection:\n  s:\n    event.action: login_failure\n  condition: s\n").unwrap();
+    let (_, stdout, err) = rampart_run(
+        &[
+            "rules",
+            "test",
+            "my-failures",
+            "--events",
+            events,
+            "--rules",
+            mine.to_str().unwrap(),
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert!(
+        stdout.contains("my-failures: fired 10 times"),
+        "{stdout}{err}"
+    );
+    std::fs::write(&mine, "title: Broken\nid: b\ndetection:\n  s: [oops\n").unwrap();
+    let (code, _, err) = rampart_run(
+        &[
+            "rules",
+            "test",
+            "b",
+            "--events",
+            events,
+            "--rules",
+            mine.to_str().unwrap(),
+            "--data-dir",
+            dir,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("mine.yml, line"), "{err}");
+    let (code, stdout, _) = rampart_run(&["rules", "list", "--data-dir", dir], None);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("rampart-password-spraying"), "{stdout}");
+    assert!(
+        stdout.contains("value_count 20 in 1800s by event.action"),
+        "{stdout}"
+    );
 }
