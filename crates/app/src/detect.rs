@@ -805,7 +805,8 @@ pub fn test_command(
             info.disabled_because.clone().unwrap_or_default()
         );
     }
-    // Building blocks and the rules correlations count are reported too.
+    // The rule alone with what it counts, building blocks reported too.
+    let set = set.only(&id).unwrap_or(set);
     let mut options = settings.detect.options()?;
     options.everything = true;
     let mut detector = Detector::new(&set, options);

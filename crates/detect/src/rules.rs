@@ -128,6 +128,41 @@ impl RuleSet {
             .find(|r| r.id == id || r.name.as_deref() == Some(id))
     }
 
+    /// The set reduced to the rule `id` and what it counts, transitively:
+    /// to test one rule alone (a building block then reports its own
+    /// matches, no correlation taking them).
+    pub fn only(&self, id: &str) -> Option<RuleSet> {
+        let key = |i: &RuleInfo, r: &str| i.id == r || i.name.as_deref() == Some(r);
+        let first = self.infos.iter().find(|i| key(i, id))?;
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        let mut todo = vec![first.id.clone()];
+        while let Some(next) = todo.pop() {
+            if !keep.insert(next.clone()) {
+                continue;
+            }
+            if let Some(info) = self.infos.iter().find(|i| i.id == next) {
+                for r in &info.counts {
+                    if let Some(dep) = self.infos.iter().find(|i| key(i, r)) {
+                        todo.push(dep.id.clone());
+                    }
+                }
+            }
+        }
+        let has = |id: &Option<String>| id.as_ref().is_some_and(|i| keep.contains(i));
+        let mut collection = self.collection.clone();
+        collection.rules.retain(|r| has(&r.id));
+        collection.correlations.retain(|c| has(&c.id));
+        Some(RuleSet {
+            collection,
+            infos: self
+                .infos
+                .iter()
+                .filter(|i| keep.contains(&i.id))
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// The shipped rules with `settings` applied.
     pub fn shipped(settings: &BTreeMap<String, RuleSettings>) -> Result<RuleSet, Vec<RuleError>> {
         load(&Source::shipped(), settings)

@@ -812,3 +812,35 @@ fn bursts_of_not_found() {
     slow[1].at_s = T0 + 180;
     assert!(run(&mut d, &slow).is_empty());
 }
+
+#[test]
+fn one_rule_alone_reports_its_own_matches() {
+    let set = shipped();
+    let alone = set.only("rampart-login-failure").unwrap();
+    assert_eq!(alone.rules().len(), 1);
+    let mut d = Detector::new(
+        &alone,
+        Options {
+            everything: true,
+            ..Options::default()
+        },
+    );
+    let f = run(
+        &mut d,
+        &[ev(T0, "login_failure").fail().ip("192.0.2.1").login("a")],
+    );
+    assert_eq!(fired(&f), vec!["rampart-login-failure"]);
+    // A correlation keeps what it counts, transitively.
+    let chain = set.only("rampart-success-after-failures").unwrap();
+    let ids: Vec<&str> = chain.rules().iter().map(|r| r.id.as_str()).collect();
+    for id in [
+        "rampart-success-after-failures",
+        "rampart-failure-burst",
+        "rampart-login-failure",
+        "rampart-login-success",
+    ] {
+        assert!(ids.contains(&id), "{ids:?}");
+    }
+    assert_eq!(ids.len(), 4);
+    assert!(set.only("nope").is_none());
+}
