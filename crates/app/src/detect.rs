@@ -516,6 +516,8 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
                 state: "withheld".into(),
                 detail: Some(why),
                 block_id: None,
+                ip: subject.ip.map(|i| i.to_string()),
+                account: subject.account.clone(),
                 at: now,
             },
             Decision::Confirm { response } => ResponseRecord {
@@ -525,6 +527,8 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
                     "the account is an administrator's: another administrator must confirm".into(),
                 ),
                 block_id: None,
+                ip: subject.ip.map(|i| i.to_string()),
+                account: subject.account.clone(),
                 at: now,
             },
         });

@@ -67,6 +67,12 @@ pub struct ResponseRecord {
     /// The address block it set, to lift on undo.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub block_id: Option<String>,
+    /// Whom it is about: the address and account of the firing that asked
+    /// for it (an alert groups firings, which may name different ones).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub account: Option<String>,
     pub at: Timestamp,
 }
 

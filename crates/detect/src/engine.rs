@@ -141,10 +141,27 @@ impl Firing {
             .or(self.user_id.as_deref())
     }
 
-    /// What identifies one ongoing attack: the rule and its group.
+    /// What identifies one ongoing attack: the rule and its group; for a
+    /// single-event rule, the event's address and account.
     pub fn group_key(&self) -> String {
         let mut key = self.rule_id.clone();
-        for (k, v) in &self.group {
+        let own;
+        let group = if self.group.is_empty() {
+            own = [
+                (
+                    "source.ip".to_owned(),
+                    self.source_ip.clone().unwrap_or_default(),
+                ),
+                (
+                    "user.id".to_owned(),
+                    self.user_id.clone().unwrap_or_default(),
+                ),
+            ];
+            &own[..]
+        } else {
+            &self.group[..]
+        };
+        for (k, v) in group {
             key.push('|');
             key.push_str(k);
             key.push('=');

@@ -365,10 +365,15 @@ pub async fn resolve(
     .await
 }
 
-fn subject_of(a: &Alert) -> Subject {
+/// Whom a recorded response is about (older records: the alert's).
+fn subject_of(a: &Alert, r: &ResponseRecord) -> Subject {
     Subject {
-        ip: a.source_ip.as_deref().and_then(|s| s.parse().ok()),
-        account: a.account.clone(),
+        ip: r
+            .ip
+            .as_deref()
+            .or(a.source_ip.as_deref())
+            .and_then(|s| s.parse().ok()),
+        account: r.account.clone().or_else(|| a.account.clone()),
         account_is_admin: false,
         ip_is_admins: false,
     }
@@ -388,14 +393,18 @@ pub async fn confirm(
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
     let mut alert = load(&state, id).await?;
-    if alert.account.as_deref() == Some(admin.account.id.as_str()) {
+    let me = admin.account.id.as_str();
+    if alert.responses.iter().any(|r| {
+        r.state == "awaiting_confirmation"
+            && r.account.as_deref().or(alert.account.as_deref()) == Some(me)
+    }) {
         return Err(ApiError::forbidden(
             "self_confirmation",
             "A response against your own account must be confirmed by another administrator.",
         ));
     }
-    let subject = subject_of(&alert);
     let mut any = false;
+    let snapshot = alert.clone();
     for r in alert.responses.iter_mut() {
         if r.state != "awaiting_confirmation" {
             continue;
@@ -403,6 +412,7 @@ pub async fn confirm(
         let Some(response) = Response::parse(&r.response) else {
             continue;
         };
+        let subject = subject_of(&snapshot, r);
         any = true;
         let mut done = carry_out(
             &state.auth,
@@ -465,7 +475,7 @@ pub async fn undo(
                 }
                 None => false,
             },
-            "lock_account" => match &alert.account {
+            "lock_account" => match r.account.as_ref().or(alert.account.as_ref()) {
                 Some(a) => {
                     state.auth.unlock(&AccountId(a.clone()), &by, &meta).await?;
                     true
@@ -531,6 +541,8 @@ pub async fn carry_out(
         state: "done".into(),
         detail: None,
         block_id: None,
+        ip: subject.ip.map(|i| i.to_string()),
+        account: subject.account.clone(),
         at: now,
     };
     let account = subject.account.clone().map(AccountId);

@@ -591,3 +591,192 @@ async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
         "{stdout}"
     );
 }
+
+/// Signs `email` in with its password from `ip`; the session token.
+async fn sign_in(s: &TestServer, email: &str, ip: &str) -> (u16, Option<String>) {
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": STRONG}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or_default();
+    (status, v["token"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn responses_wait_for_a_second_administrator_and_can_be_undone() {
+    let sinks = tempfile::tempdir().unwrap();
+    let smtp = crate::sinks::SmtpSink::start(sinks.path(), true).await;
+    let mut opts = Options::default()
+        .env("RAMPART_NOTIFIER", "deliver")
+        .env("RAMPART_SMTP__HOST", "localhost")
+        .env("RAMPART_SMTP__PORT", &smtp.port.to_string())
+        .env("RAMPART_SMTP__SECURITY", "tls")
+        .env("RAMPART_SMTP__FROM", "Rampart <security@example.com>")
+        .env("RAMPART_SMTP__CA_FILE", smtp.cert.to_str().unwrap());
+    opts.env.extend(detect_env(sinks.path(), None));
+    let s = TestServer::with(opts).await;
+    let owner = s.admin().await;
+    let data = s.data_dir();
+    let dir = data.to_str().unwrap();
+    let rules = data.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("mine.yml"),
+        "title: Administrator signed in\nid: my-admin-login\nlogsource: {product: rampart}\n\
+         detection:\n  s:\n    event.action: login_success\n    user.roles: admin\n  condition: s\n\
+         level: high\ncustom_attributes:\n  rampart.respond: [revoke_sessions]\n\
+         ---\n\
+         title: Member signed out\nid: my-lock\nlogsource: {product: rampart}\n\
+         detection:\n  s:\n    event.action: logout\n  condition: s\n\
+         level: low\ncustom_attributes:\n  rampart.respond: [lock_account]\n",
+    )
+    .unwrap();
+    wait_for_event(&s, &owner, "detect.rules_loaded").await;
+
+    // A second administrator signs in: the rule asks to end their
+    // sessions, which waits for another administrator.
+    let (code, _, err) = rampart_run(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "second@example.com",
+            "--password-stdin",
+            "--data-dir",
+            dir,
+        ],
+        Some(&format!("{STRONG}\n")),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (status, second) = sign_in(&s, "second@example.com", "198.51.100.70").await;
+    assert_eq!(status, 200);
+    let second = second.unwrap();
+    let alert = wait_for_alert(&s, &owner, "my-admin-login").await;
+    assert_eq!(
+        alert["responses"][0]["state"], "awaiting_confirmation",
+        "{alert}"
+    );
+    assert_eq!(
+        status_from(&s, "/api/v1/me", &second, "198.51.100.70").await,
+        200
+    );
+    // The alert was emailed to the administrators.
+    let mut emailed = false;
+    for _ in 0..200 {
+        emailed = smtp.mail.lock().unwrap().iter().any(|m| {
+            m.to.iter().any(|t| t.contains("owner@example.com"))
+                && m.data.contains("Rampart alert (high): Administrator signed in")
+        });
+        if emailed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(emailed, "the alert was not emailed to the administrators");
+
+    // Not by the administrator it is about.
+    s.enrol_totp("second@example.com", &second).await;
+    s.step_up("second@example.com", &second).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{id}/confirm"),
+            &second,
+            json!({}),
+        )
+        .await;
+    problem(r, 403, "self_confirmation").await;
+    // By another: carried out, and the second administrator is signed out.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{id}/confirm"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["responses"][0]["state"], "done", "{v}");
+    assert!(v["responses"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("confirmed by admin:"));
+    assert_eq!(s.get_auth("/api/v1/me", &second).await.status(), 401);
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{id}/confirm"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    problem(r, 409, "nothing_to_confirm").await;
+
+    // A member's sign-out locks the account; undo lifts the lock.
+    let member = s.user("member@example.com").await;
+    assert_eq!(
+        s.post_auth("/api/v1/auth/logout", &member, json!({}))
+            .await
+            .status(),
+        204
+    );
+    let lock = wait_for_alert(&s, &owner, "my-lock").await;
+    assert_eq!(lock["responses"][0]["state"], "done", "{lock}");
+    assert_eq!(sign_in(&s, "member@example.com", "192.0.2.5").await.0, 401);
+    let lid = lock["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{lid}/undo"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["responses"][0]["state"], "undone", "{v}");
+    assert_eq!(sign_in(&s, "member@example.com", "192.0.2.5").await.0, 200);
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{lid}/undo"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    problem(r, 409, "nothing_to_undo").await;
+
+    // Resolved once; a resolved alert does not change.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{lid}/resolve"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/alerts/{lid}/acknowledge"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    problem(r, 409, "alert_resolved").await;
+    let resolved = alerts(&s, &owner, "?status=resolved").await;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0]["id"], lid.as_str());
+    // Unknown ids are 404s, for every change.
+    for what in ["acknowledge", "resolve", "confirm", "undo"] {
+        let r = s
+            .post_auth(
+                &format!("/api/v1/admin/alerts/alr_nope/{what}"),
+                &owner,
+                json!({}),
+            )
+            .await;
+        problem(r, 404, "not_found").await;
+    }
+}
