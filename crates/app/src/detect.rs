@@ -59,6 +59,10 @@ pub struct DetectSettings {
     /// Attempts per delivery before it is given up (backoff doubles from
     /// 2 s up to 10 minutes).
     pub delivery_attempts: u32,
+    /// Most new alerts delivered in any hour; past it they are only listed
+    /// (`GET /api/v1/admin/alerts`), so an attack from many addresses does
+    /// not flood anyone's inbox.
+    pub deliveries_per_hour: u32,
 }
 
 impl Default for DetectSettings {
@@ -77,6 +81,7 @@ impl Default for DetectSettings {
             email: true,
             deliver_from: "medium".into(),
             delivery_attempts: 12,
+            deliveries_per_hour: 30,
         }
     }
 }
@@ -146,6 +151,9 @@ impl DetectSettings {
         self.trusted_nets()?;
         if !LEVELS.contains(&self.deliver_from.as_str()) {
             anyhow::bail!("[detect] deliver_from must be one of {}", LEVELS.join(", "));
+        }
+        if !(1..=10_000).contains(&self.deliveries_per_hour) {
+            anyhow::bail!("[detect] deliveries_per_hour must be 1 to 10000");
         }
         if !(1..=100).contains(&self.delivery_attempts) {
             anyhow::bail!("[detect] delivery_attempts must be 1 to 100");
@@ -298,6 +306,9 @@ struct Running {
     detector: Detector,
     safeguards: Safeguards,
     rules: usize,
+    /// When alerts were queued for delivery in the last hour (a flood of
+    /// alerts, e.g. from many addresses, must not flood a person).
+    queued: std::collections::VecDeque<i64>,
 }
 
 fn running(ctx: &Ctx, set: &RuleSet) -> Result<Running> {
@@ -308,6 +319,7 @@ fn running(ctx: &Ctx, set: &RuleSet) -> Result<Running> {
             ctx.settings.responses_per_minute as usize,
         ),
         rules: set.rules().iter().filter(|r| r.enabled).count(),
+        queued: Default::default(),
     })
 }
 
@@ -419,6 +431,7 @@ async fn reload(ctx: &Ctx, run: &mut Running) {
         Ok(set) => match running(ctx, &set) {
             Ok(mut new) => {
                 new.detector.carry_state_from(&mut run.detector);
+                new.queued = std::mem::take(&mut run.queued);
                 let n = new.rules;
                 *run = new;
                 tracing::info!(rules = n, "detection rules reloaded");
@@ -565,6 +578,39 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
             tracing::warn!(error = %e, "alert responses not saved");
         }
     }
+    let delivery = if !new {
+        "grouped"
+    } else if level_rank(&f.level) < level_rank(&ctx.settings.deliver_from) {
+        "below deliver_from"
+    } else {
+        while run
+            .queued
+            .front()
+            .is_some_and(|t| *t <= now.millis() - 3_600_000)
+        {
+            run.queued.pop_front();
+        }
+        if run.queued.len() >= ctx.settings.deliveries_per_hour as usize {
+            tracing::warn!(alert = %stored.id, "more new alerts in the last hour than [detect] deliveries_per_hour: this one is not delivered, only listed");
+            "held: deliveries_per_hour reached"
+        } else {
+            run.queued.push_back(now.millis());
+            let body = delivery_body(&stored);
+            let mut items = Vec::new();
+            if ctx.settings.webhook_url.is_some() {
+                items.push(("webhook".to_owned(), body.clone()));
+            }
+            if ctx.settings.email {
+                items.push(("email".to_owned(), body));
+            }
+            if !items.is_empty() {
+                if let Err(e) = store(ctx).enqueue_deliveries(&stored.id, &items, now).await {
+                    tracing::error!(error = %e, "alert deliveries not queued");
+                }
+            }
+            "queued"
+        }
+    };
     let event = Event::new(now, RAISED, Category::Process, rampart_core::audit::SUCCESS)
         .severity(severity_of(&f.level))
         .rule(&f.rule_id)
@@ -578,23 +624,9 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
         })
         .field("alert.count", stored.count)
         .field("alert.new", new)
-        .field("alert.evidence", f.evidence.clone());
+        .field("alert.evidence", f.evidence.clone())
+        .field("alert.delivery", delivery);
     ctx.audit.record(event).await;
-    if new && level_rank(&f.level) >= level_rank(&ctx.settings.deliver_from) {
-        let body = delivery_body(&stored);
-        let mut items = Vec::new();
-        if ctx.settings.webhook_url.is_some() {
-            items.push(("webhook".to_owned(), body.clone()));
-        }
-        if ctx.settings.email {
-            items.push(("email".to_owned(), body));
-        }
-        if !items.is_empty() {
-            if let Err(e) = store(ctx).enqueue_deliveries(&stored.id, &items, now).await {
-                tracing::error!(error = %e, "alert deliveries not queued");
-            }
-        }
-    }
 }
 
 /// The alert as a receiver gets it (webhook body, email text source).

@@ -190,6 +190,11 @@ fn oversized(password: &SecretString) -> bool {
     password.expose_secret().len() > MAX_PASSWORD_BYTES
 }
 
+/// The step-up time of a session detection holds until its owner proves
+/// themselves again (`clear_step_ups`). Not 0, which sessions from before
+/// step-ups existed carry.
+pub const STEP_UP_HELD: Timestamp = Timestamp(-1);
+
 pub struct AuthService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -497,7 +502,7 @@ impl AuthService {
     ) -> Result<usize, Error> {
         let sessions = self.store.sessions_of(account).await?;
         for s in &sessions {
-            self.store.set_step_up(&s.id, Timestamp(0)).await?;
+            self.store.set_step_up(&s.id, STEP_UP_HELD).await?;
         }
         self.record(
             EventKind::StepUp,

@@ -194,7 +194,7 @@ impl FromRequestParts<AppState> for Authed {
         // Detection asked this session's owner to prove themselves again
         // (`require_step_up`): nothing but the step-up itself, or signing
         // out, until they do.
-        if session.step_up_at == rampart_core::Timestamp(0)
+        if session.step_up_at == rampart_core::auth::STEP_UP_HELD
             && !matches!(
                 parts.uri.path().trim_start_matches("/api/v1"),
                 "/auth/step-up" | "/auth/step-up/challenge" | "/auth/logout"

@@ -357,9 +357,10 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
             .contains("mine.yml, line"),
         "{refused}"
     );
-    let user = s.user("leaver2@example.com").await;
+    let user = s.login("leaver@example.com", STRONG).await;
     s.post_auth("/api/v1/auth/logout", &user, json!({})).await;
-    // The rule in force fired again: the same open alert, counted twice.
+    // The rule in force fired again for the same account and address:
+    // the same open alert, counted twice.
     let mut count = 0;
     for _ in 0..200 {
         count = alerts(&s, &admin, "?rule=my-logout").await[0]["count"]
@@ -670,7 +671,8 @@ async fn responses_wait_for_a_second_administrator_and_can_be_undone() {
     for _ in 0..200 {
         emailed = smtp.mail.lock().unwrap().iter().any(|m| {
             m.to.iter().any(|t| t.contains("owner@example.com"))
-                && m.data.contains("Rampart alert (high): Administrator signed in")
+                && m.data
+                    .contains("Rampart alert (high): Administrator signed in")
         });
         if emailed {
             break;
@@ -779,4 +781,51 @@ async fn responses_wait_for_a_second_administrator_and_can_be_undone() {
             .await;
         problem(r, 404, "not_found").await;
     }
+}
+
+#[tokio::test]
+async fn a_flood_of_alerts_does_not_flood_the_receiver() {
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = WebhookSink::start(hooks.path()).await;
+    let mut env = detect_env(hooks.path(), Some(&hook));
+    env.push(("RAMPART_DETECT__DELIVERIES_PER_HOUR".into(), "2".into()));
+    let s = TestServer::with(Options {
+        env,
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    for i in 0..4 {
+        stuff(&s, &format!("203.0.113.{}", 100 + i), &format!("f{i}")).await;
+    }
+    for _ in 0..200 {
+        if alerts(&s, &admin, "?rule=rampart-credential-stuffing")
+            .await
+            .len()
+            == 4
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        alerts(&s, &admin, "?rule=rampart-credential-stuffing")
+            .await
+            .len(),
+        4
+    );
+    hook.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        hook.posts.lock().unwrap().len(),
+        2,
+        "two delivered, two only listed"
+    );
+    let ev = s
+        .get_auth("/api/v1/admin/events?type=alert.raised&limit=10", &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(ev.contains("held: deliveries_per_hour reached"), "{ev}");
 }
