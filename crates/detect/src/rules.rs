@@ -109,6 +109,51 @@ pub struct RuleInfo {
     pub line: usize,
 }
 
+impl RuleInfo {
+    /// A rule read at `o`, its fields still to be filled.
+    fn placeholder(o: &Origin) -> RuleInfo {
+        RuleInfo {
+            id: String::new(),
+            name: None,
+            title: String::new(),
+            description: None,
+            level: String::new(),
+            kind: String::new(),
+            counts: Vec::new(),
+            group_by: Vec::new(),
+            threshold: None,
+            timespan_secs: None,
+            respond: Vec::new(),
+            block_for_secs: None,
+            building_block: false,
+            enabled: true,
+            disabled_because: None,
+            file: o.file.clone(),
+            line: o.line,
+        }
+    }
+}
+
+/// A rule's `rampart.*` attributes and its settings, applied.
+fn finish(
+    mut info: RuleInfo,
+    attrs: &std::collections::HashMap<String, yaml_serde::Value>,
+    s: &RuleSettings,
+) -> Result<RuleInfo, RuleError> {
+    let (respond, block_for, internal) = rampart_attrs(attrs).map_err(|reason| RuleError {
+        file: info.file.clone(),
+        line: info.line,
+        reason,
+    })?;
+    info.respond = s.respond.clone().unwrap_or(respond);
+    info.block_for_secs = s.block_for_secs.or(block_for);
+    info.building_block = internal;
+    info.enabled = s.enabled.unwrap_or(true);
+    info.disabled_because =
+        (s.enabled == Some(false)).then(|| "turned off in the configuration".to_owned());
+    Ok(info)
+}
+
 /// A checked set of rules, ready for a [`crate::Detector`].
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -442,43 +487,31 @@ pub fn load(
     for (r, o) in collection.rules.iter().zip(&rule_origin) {
         let id = r.id.clone().unwrap_or_default();
         let s = settings.get(&id).cloned().unwrap_or_default();
-        match rampart_attrs(&r.custom_attributes) {
-            Ok((respond, block_for, internal)) => {
-                if s.threshold.is_some() || s.timespan.is_some() {
-                    errors.push(RuleError {
-                        file: "configuration".into(),
-                        line: 0,
-                        reason: format!(
-                            "[detect.rules.{id}]: threshold and timespan apply to correlations"
-                        ),
-                    });
-                }
-                infos.push(RuleInfo {
-                    id,
-                    name: r.name.clone(),
-                    title: r.title.clone(),
-                    description: r.description.clone(),
-                    level: level_of(r.level.as_ref()),
-                    kind: "detection".into(),
-                    counts: Vec::new(),
-                    group_by: Vec::new(),
-                    threshold: None,
-                    timespan_secs: None,
-                    respond: s.respond.clone().unwrap_or(respond),
-                    block_for_secs: s.block_for_secs.or(block_for),
-                    building_block: internal,
-                    enabled: s.enabled.unwrap_or(true),
-                    disabled_because: (s.enabled == Some(false))
-                        .then(|| "turned off in the configuration".to_owned()),
-                    file: o.file.clone(),
-                    line: o.line,
-                });
-            }
-            Err(reason) => errors.push(RuleError {
-                file: o.file.clone(),
-                line: o.line,
-                reason,
-            }),
+        if s.threshold.is_some() || s.timespan.is_some() {
+            errors.push(RuleError {
+                file: "configuration".into(),
+                line: 0,
+                reason: format!(
+                    "[detect.rules.{id}]: threshold and timespan apply to correlations"
+                ),
+            });
+        }
+        let base = RuleInfo {
+            id,
+            name: r.name.clone(),
+            title: r.title.clone(),
+            description: r.description.clone(),
+            level: level_of(r.level.as_ref()),
+            kind: "detection".into(),
+            counts: Vec::new(),
+            group_by: Vec::new(),
+            threshold: None,
+            timespan_secs: None,
+            ..RuleInfo::placeholder(o)
+        };
+        match finish(base, &r.custom_attributes, &s) {
+            Ok(i) => infos.push(i),
+            Err(e) => errors.push(e),
         }
     }
     for (c, o) in collection.correlations.iter_mut().zip(&corr_origin) {
@@ -505,32 +538,22 @@ pub fn load(
                 }),
             }
         }
-        match rampart_attrs(&c.custom_attributes) {
-            Ok((respond, block_for, internal)) => infos.push(RuleInfo {
-                id,
-                name: c.name.clone(),
-                title: c.title.clone(),
-                description: c.description.clone(),
-                level: level_of(c.level.as_ref()),
-                kind: c.correlation_type.as_str().to_owned(),
-                counts: c.rules.clone(),
-                group_by: c.group_by.clone(),
-                threshold: threshold_of(&c.condition),
-                timespan_secs: Some(c.timespan.seconds),
-                respond: s.respond.clone().unwrap_or(respond),
-                block_for_secs: s.block_for_secs.or(block_for),
-                building_block: internal,
-                enabled: s.enabled.unwrap_or(true),
-                disabled_because: (s.enabled == Some(false))
-                    .then(|| "turned off in the configuration".to_owned()),
-                file: o.file.clone(),
-                line: o.line,
-            }),
-            Err(reason) => errors.push(RuleError {
-                file: o.file.clone(),
-                line: o.line,
-                reason,
-            }),
+        let base = RuleInfo {
+            id,
+            name: c.name.clone(),
+            title: c.title.clone(),
+            description: c.description.clone(),
+            level: level_of(c.level.as_ref()),
+            kind: c.correlation_type.as_str().to_owned(),
+            counts: c.rules.clone(),
+            group_by: c.group_by.clone(),
+            threshold: threshold_of(&c.condition),
+            timespan_secs: Some(c.timespan.seconds),
+            ..RuleInfo::placeholder(o)
+        };
+        match finish(base, &c.custom_attributes, &s) {
+            Ok(i) => infos.push(i),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
