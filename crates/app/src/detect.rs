@@ -368,12 +368,23 @@ async fn watch_events(
         }
     }
     let node = ctx.audit.node().to_owned();
+    // The first event this task must see: anything committed from its
+    // start on (found in the store when the first thing it hears is that
+    // it fell behind).
+    let started = ctx.clock.now();
     let mut next: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             batch = rx.recv() => match batch {
                 Ok(batch) => {
+                    // A gap (events the store has and this task missed):
+                    // read them first, in order.
+                    if let (Some(n), Some(first)) = (next, batch.first()) {
+                        if first.seq > n {
+                            next = Some(catch_up(&ctx, &mut run, &node, n, &stop).await);
+                        }
+                    }
                     for e in batch.iter() {
                         if next.is_some_and(|n| e.seq < n) {
                             continue;
@@ -384,8 +395,12 @@ async fn watch_events(
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(batches = missed, "detection fell behind the trail; reading the missed events from the database");
-                    if let Some(from) = next {
-                        next = Some(catch_up(&ctx, &mut run, &node, from).await);
+                    let from = match next {
+                        Some(n) => Some(n),
+                        None => store(&ctx).audit_first_since(&node, started).await.ok().flatten(),
+                    };
+                    if let Some(from) = from {
+                        next = Some(catch_up(&ctx, &mut run, &node, from, &stop).await);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -406,21 +421,34 @@ async fn watch_events(
     }
 }
 
-/// Reads events `from` on out of the store, through the rules; the next
-/// sequence number to expect.
-async fn catch_up(ctx: &Ctx, run: &mut Running, node: &str, mut from: u64) -> u64 {
+/// Reads events `from` on out of the store, through the rules, until it
+/// is current (retrying while the database does not answer, until the
+/// server stops); the next sequence number to expect.
+async fn catch_up(
+    ctx: &Ctx,
+    run: &mut Running,
+    node: &str,
+    mut from: u64,
+    stop: &watch::Receiver<bool>,
+) -> u64 {
+    let mut failures: u32 = 0;
     loop {
+        if *stop.borrow() {
+            return from;
+        }
         match store(ctx).audit_range(node, from, 2_048).await {
             Ok(events) if events.is_empty() => return from,
             Ok(events) => {
+                failures = 0;
                 for e in &events {
                     from = e.seq + 1;
                     observe(ctx, run, e).await;
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "detection could not read missed events");
-                return from;
+                failures += 1;
+                tracing::error!(error = %e, "detection could not read missed events; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
             }
         }
     }
@@ -432,6 +460,9 @@ async fn reload(ctx: &Ctx, run: &mut Running) {
             Ok(mut new) => {
                 new.detector.carry_state_from(&mut run.detector);
                 new.queued = std::mem::take(&mut run.queued);
+                // The response rate limit counts on across a reload (the
+                // settings it holds do not change while the server runs).
+                new.safeguards = run.safeguards.clone();
                 let n = new.rules;
                 *run = new;
                 tracing::info!(rules = n, "detection rules reloaded");
@@ -462,6 +493,11 @@ async fn reload(ctx: &Ctx, run: &mut Running) {
 }
 
 async fn observe(ctx: &Ctx, run: &mut Running, e: &Chained) {
+    // Detection's own events never feed the rules: a rule matching them
+    // would fire on its own alerts without end.
+    if rampart_core::alerts::ACTIONS.contains(&e.action.as_str()) {
+        return;
+    }
     let doc = format::ecs(e);
     let firings = run.detector.observe(&doc, e.at.millis());
     for f in firings {
@@ -572,10 +608,26 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
         }
     };
     if !new && !records.is_empty() {
-        let mut all = stored.responses.clone();
-        all.extend(records);
-        if let Err(e) = store(ctx).set_alert_responses(&stored.id, &all).await {
-            tracing::warn!(error = %e, "alert responses not saved");
+        // Added to the alert's responses unless someone changed them
+        // meanwhile (a confirmation, an undo): then read again and retry.
+        let mut current = stored.responses.clone();
+        for _ in 0..5 {
+            let mut all = current.clone();
+            all.extend(records.iter().cloned());
+            match store(ctx)
+                .set_alert_responses(&stored.id, &current, &all)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => match store(ctx).alert(&stored.id).await {
+                    Ok(Some(a)) if a.status != AlertStatus::Resolved => current = a.responses,
+                    _ => break,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert responses not saved");
+                    break;
+                }
+            }
         }
     }
     let delivery = if !new {
@@ -621,6 +673,7 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
             ip: stored.source_ip.clone(),
             user_agent: None,
             request_id: None,
+            cross_site: false,
         })
         .field("alert.count", stored.count)
         .field("alert.new", new)
@@ -638,10 +691,18 @@ pub fn delivery_body(a: &Alert) -> String {
     .to_string()
 }
 
-/// How long before attempt `n + 1` (n ≥ 1): 2 s doubling, at most 10 min.
+/// How long after failed attempt `n` (n ≥ 1) the next: 2 s, doubling, at
+/// most 10 min.
 fn backoff(attempts: u32) -> Duration {
-    Duration::from_secs((2u64 << attempts.min(9)).min(600))
+    Duration::from_secs((1u64 << attempts.clamp(1, 10)).min(600))
 }
+
+/// Days a resolved alert is kept, and any alert.
+const RESOLVED_KEPT_DAYS: u32 = 90;
+const ALERTS_KEPT_DAYS: u32 = 400;
+
+/// How long an attempt holds its delivery.
+const DELIVERY_LEASE: Duration = Duration::from_secs(120);
 
 /// Delivers queued alerts (webhook, email) until stopped; checks every
 /// second and whenever `poke` says one was queued.
@@ -651,12 +712,33 @@ pub async fn deliver(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_purge: Option<Timestamp> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = ctx.clock.now();
+        if last_purge.is_none_or(|t| now.millis() - t.millis() >= 3_600_000) {
+            last_purge = Some(now);
+            let day = Duration::from_secs(24 * 3600);
+            match store(&ctx)
+                .purge_alerts(
+                    now.minus(day * RESOLVED_KEPT_DAYS),
+                    now.minus(day * ALERTS_KEPT_DAYS),
+                    now.minus(day * 30),
+                    ctx.settings.delivery_attempts,
+                )
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    alerts = n,
+                    "old alerts removed (their events stay in the trail)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "old alerts not removed"),
+            }
+        }
         let due = match store(&ctx)
             .due_deliveries(now, ctx.settings.delivery_attempts, 20)
             .await
@@ -668,8 +750,13 @@ pub async fn deliver(
             }
         };
         for d in due {
-            let retry_at = now.plus(backoff(d.attempts + 1));
-            match store(&ctx).claim_delivery(&d, retry_at).await {
+            // Leased for longer than an attempt takes (the webhook times
+            // out after 10 s, email per administrator likewise), so no
+            // other node sends it meanwhile.
+            match store(&ctx)
+                .claim_delivery(&d, now.plus(DELIVERY_LEASE))
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
@@ -681,7 +768,7 @@ pub async fn deliver(
             let finished = match &outcome {
                 Ok(()) => {
                     store(&ctx)
-                        .finish_delivery(d.id, Some(ctx.clock.now()), None)
+                        .finish_delivery(d.id, Some(ctx.clock.now()), None, None)
                         .await
                 }
                 Err(e) => {
@@ -704,7 +791,10 @@ pub async fn deliver(
                     .field("delivery.attempt", d.attempts + 1)
                     .field("delivery.gave_up", last);
                     ctx.audit.record(event).await;
-                    store(&ctx).finish_delivery(d.id, None, Some(e)).await
+                    let retry_at = ctx.clock.now().plus(backoff(d.attempts + 1));
+                    store(&ctx)
+                        .finish_delivery(d.id, None, Some(e), Some(retry_at))
+                        .await
                 }
             };
             if let Err(e) = finished {

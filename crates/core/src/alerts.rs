@@ -155,11 +155,14 @@ pub trait AlertStore: Send + Sync + 'static {
         by: &str,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Replaces an unresolved alert's responses if they are still `old`
+    /// (two writers never lose each other's change); false otherwise.
     async fn set_alert_responses(
         &self,
         id: &str,
-        responses: &[ResponseRecord],
-    ) -> Result<(), StoreError>;
+        old: &[ResponseRecord],
+        new: &[ResponseRecord],
+    ) -> Result<bool, StoreError>;
     /// Queues deliveries of `alert_id`: (channel, body) each.
     async fn enqueue_deliveries(
         &self,
@@ -176,15 +179,33 @@ pub trait AlertStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Takes a delivery for one attempt (another node trying it at the
-    /// same time does not get it): counts the attempt and moves its next
-    /// try to `retry_at`. False when someone else took it.
-    async fn claim_delivery(&self, d: &Delivery, retry_at: Timestamp) -> Result<bool, StoreError>;
-    /// Records an attempt's outcome: delivered, or the error.
+    /// same time does not get it): counts the attempt and leases it until
+    /// `lease_until`. False when someone else took it.
+    async fn claim_delivery(
+        &self,
+        d: &Delivery,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Records an attempt's outcome: delivered, or the error and when to
+    /// try again.
     async fn finish_delivery(
         &self,
         id: i64,
         delivered_at: Option<Timestamp>,
         error: Option<&str>,
+        retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
     async fn delivery_backlog(&self, max_attempts: u32) -> Result<DeliveryBacklog, StoreError>;
+    /// Deletes alerts resolved and last seen before `resolved_before`, any
+    /// alert last seen before `any_before`, and deliveries made or given
+    /// up (`max_attempts`) created before `deliveries_before`, with the
+    /// deliveries of deleted alerts. (The trail keeps every alert's
+    /// events.) How many alerts were deleted.
+    async fn purge_alerts(
+        &self,
+        resolved_before: Timestamp,
+        any_before: Timestamp,
+        deliveries_before: Timestamp,
+        max_attempts: u32,
+    ) -> Result<u64, StoreError>;
 }

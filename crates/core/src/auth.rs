@@ -152,6 +152,11 @@ pub struct RequestMeta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// A browser sent it for a page of another site (`Sec-Fetch-Site:
+    /// cross-site`): an image tag or a form elsewhere, not the client's
+    /// own doing. Detection does not hold such requests against the
+    /// address.
+    pub cross_site: bool,
 }
 
 /// A session just created, with the only copy of its bearer token.
@@ -376,7 +381,8 @@ impl AuthService {
         }
     }
 
-    /// A sign-in, with the account's role (`user.roles`).
+    /// A sign-in, with the account's role (`user.roles`) and the MAC of
+    /// its login name (`login.key`, as its failures carry it).
     pub(crate) async fn login_succeeded(
         &self,
         account: &Account,
@@ -388,7 +394,8 @@ impl AuthService {
             .reason(how)
             .user(Some(account.id.as_str()))
             .meta(meta)
-            .field("user.roles", vec![account.role.as_str()]);
+            .field("user.roles", vec![account.role.as_str()])
+            .field("login.key", self.login_id(account.email.as_str()));
         if let Err(e) = self.audit.record_durable(event).await {
             tracing::error!(error = %e, "could not record a sign-in");
         }

@@ -242,6 +242,48 @@ impl KnownAddresses {
     }
 }
 
+/// Addresses kept for `name_failed_here`.
+const MAX_FAILING_ADDRESSES: usize = 100_000;
+/// Names kept per address, and for how long.
+const NAMES_PER_ADDRESS: usize = 32;
+const NAME_MEMORY_MS: i64 = 3_600_000;
+
+/// The login names (`login.key`) that failed from each address lately.
+#[derive(Debug, Default)]
+struct FailedNames {
+    by_ip: HashMap<String, VecDeque<(String, i64)>>,
+    order: VecDeque<String>,
+}
+
+impl FailedNames {
+    fn note(&mut self, ip: &str, key: &str, at_ms: i64) {
+        if !self.by_ip.contains_key(ip) {
+            while self.by_ip.len() >= MAX_FAILING_ADDRESSES {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.by_ip.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(ip.to_owned());
+        }
+        let names = self.by_ip.entry(ip.to_owned()).or_default();
+        names.retain(|(k, t)| k != key && *t > at_ms - NAME_MEMORY_MS);
+        if names.len() >= NAMES_PER_ADDRESS {
+            names.pop_front();
+        }
+        names.push_back((key.to_owned(), at_ms));
+    }
+
+    fn failed_here(&self, ip: &str, key: &str, at_ms: i64) -> bool {
+        self.by_ip.get(ip).is_some_and(|n| {
+            n.iter()
+                .any(|(k, t)| k == key && *t > at_ms - NAME_MEMORY_MS)
+        })
+    }
+}
+
 /// The rule set running over events.
 pub struct Detector {
     engine: CorrelationEngine,
@@ -250,6 +292,7 @@ pub struct Detector {
     referenced: std::collections::HashSet<String>,
     options: Options,
     known: KnownAddresses,
+    failed: FailedNames,
 }
 
 impl std::fmt::Debug for Detector {
@@ -303,6 +346,7 @@ impl Detector {
             referenced,
             options,
             known: KnownAddresses::default(),
+            failed: FailedNames::default(),
         }
     }
 
@@ -312,6 +356,7 @@ impl Detector {
     pub fn carry_state_from(&mut self, old: &mut Detector) {
         let _ = self.engine.import_state(old.engine.export_state());
         self.known = std::mem::take(&mut old.known);
+        self.failed = std::mem::take(&mut old.failed);
     }
 
     /// Correlation windows held now.
@@ -353,6 +398,22 @@ impl Detector {
                 "rampart.detect.outside_hours".into(),
                 h.outside(at_ms).into(),
             );
+        }
+        let ip = flat
+            .get("source.ip")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let name = flat
+            .get("rampart.fields.login.key")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match (flat.get("event.action").and_then(Value::as_str), &ip, &name) {
+            (Some("login_failure"), Some(ip), Some(name)) => self.failed.note(ip, name, at_ms),
+            (Some("login_success"), Some(ip), Some(name)) => {
+                let here = self.failed.failed_here(ip, name, at_ms);
+                flat.insert("rampart.detect.name_failed_here".into(), here.into());
+            }
+            _ => {}
         }
         if flat.get("event.action").and_then(Value::as_str) == Some("login_success") {
             let account = flat

@@ -28,6 +28,8 @@ pub const SHIPPED: [(&str, &str); 4] = [
     ),
 ];
 
+/// The longest automatic block (the guard's own limit).
+pub const MAX_BLOCK_SECS: u64 = 365 * 24 * 3600;
 /// Most rules in one set (shipped and the user's).
 pub const MAX_RULES: usize = 1_000;
 /// Largest rule file read.
@@ -145,6 +147,18 @@ fn finish(
         line: info.line,
         reason,
     })?;
+    if s.block_for_secs
+        .is_some_and(|b| !(1..=MAX_BLOCK_SECS).contains(&b))
+    {
+        return Err(RuleError {
+            file: "configuration".into(),
+            line: 0,
+            reason: format!(
+                "[detect.rules.{}]: block_for_secs must be 1 to {MAX_BLOCK_SECS}",
+                info.id
+            ),
+        });
+    }
     info.respond = s.respond.clone().unwrap_or(respond);
     info.block_for_secs = s.block_for_secs.or(block_for);
     info.building_block = internal;
@@ -301,6 +315,9 @@ fn rampart_attrs(
                 .seconds,
         ),
     };
+    if block_for.is_some_and(|s| !(1..=MAX_BLOCK_SECS).contains(&s)) {
+        return Err("rampart.block_for must be between 1s and 365d".into());
+    }
     let internal = attr_str(attrs, "rampart.internal").as_deref() == Some("true");
     for key in attrs.keys() {
         if key.starts_with("rampart.")

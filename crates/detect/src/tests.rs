@@ -297,7 +297,8 @@ fn a_success_right_after_guesses_at_several_accounts() {
     events.push(
         ev(T0 + 60, "login_success")
             .ip("203.0.113.40")
-            .user("acc_dave"),
+            .user("acc_dave")
+            .login("dave"),
     );
     let f = run(&mut d, &events);
     assert_eq!(fired(&f), vec!["rampart-success-after-failures"]);
@@ -318,9 +319,28 @@ fn a_success_right_after_guesses_at_several_accounts() {
             .iter()
             .map(|n| ev(T0, "login_failure").fail().ip("203.0.113.40").login(n))
             .collect();
-        events.push(ev(T0 + gap, "login_success").ip(ip).user("acc_dave"));
+        events.push(
+            ev(T0 + gap, "login_success")
+                .ip(ip)
+                .user("acc_dave")
+                .login("dave"),
+        );
         assert!(run(&mut d, &events).is_empty(), "{names:?} {gap} {ip}");
     }
+    // Near miss: someone else signs in from the shared address where a
+    // stranger failed three other names; their sessions are not touched.
+    let mut d = detector();
+    let mut shared: Vec<Ev> = ["ann", "ben", "cid"]
+        .iter()
+        .map(|n| ev(T0, "login_failure").fail().ip("203.0.113.40").login(n))
+        .collect();
+    shared.push(
+        ev(T0 + 30, "login_success")
+            .ip("203.0.113.40")
+            .user("acc_erin")
+            .login("erin"),
+    );
+    assert!(run(&mut d, &shared).is_empty());
 }
 
 #[test]
@@ -837,10 +857,76 @@ fn one_rule_alone_reports_its_own_matches() {
         "rampart-success-after-failures",
         "rampart-failure-burst",
         "rampart-login-failure",
-        "rampart-login-success",
+        "rampart-login-success-guessed",
     ] {
         assert!(ids.contains(&id), "{ids:?}");
     }
     assert_eq!(ids.len(), 4);
     assert!(set.only("nope").is_none());
+}
+
+#[test]
+fn cross_site_requests_and_refusals_of_a_blocked_address_are_not_held_against_it() {
+    // Another site's page makes a reader's browser ask for sensitive
+    // files, injections and missing pages: the reader is not probing.
+    let cross = |e: Ev| e.field("http.request.cross_site", json!(true));
+    let mut d = detector();
+    let mut events = Vec::new();
+    for i in 0..30 {
+        events.push(cross(
+            ev(T0 + i, "request_blocked")
+                .fail()
+                .ip("198.51.100.30")
+                .rule("probe.sensitive_file"),
+        ));
+        events.push(cross(
+            ev(T0 + i, "request_blocked")
+                .fail()
+                .ip("198.51.100.30")
+                .rule("sqli.union_select"),
+        ));
+        events.push(cross(
+            ev(T0 + i, "not_found")
+                .fail()
+                .ip("198.51.100.30")
+                .rule("http.not_found")
+                .count(5),
+        ));
+    }
+    assert!(
+        run(&mut d, &events).is_empty(),
+        "cross-site requests fired a rule"
+    );
+    // An address already blocked keeps being refused: not new probing.
+    let mut d = detector();
+    let refused: Vec<Ev> = (0..40)
+        .map(|i| {
+            ev(T0 + i, "request_blocked")
+                .fail()
+                .ip("198.51.100.31")
+                .rule("block")
+        })
+        .chain((0..40).map(|i| {
+            ev(T0 + i, "request_blocked")
+                .fail()
+                .ip("198.51.100.31")
+                .rule("firewall.auth")
+        }))
+        .collect();
+    assert!(run(&mut d, &refused).is_empty());
+    // The guard names several rules at once: a sensitive file among them
+    // still counts.
+    let mut d = detector();
+    let several: Vec<Ev> = (0..3)
+        .map(|i| {
+            ev(T0 + i, "request_blocked")
+                .fail()
+                .ip("198.51.100.32")
+                .rule("traversal.dot_dot,probe.sensitive_file")
+        })
+        .collect();
+    assert_eq!(
+        fired(&run(&mut d, &several)),
+        vec!["rampart-sensitive-files"]
+    );
 }

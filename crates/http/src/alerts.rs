@@ -258,6 +258,42 @@ pub async fn get_alert(
     Ok(Json(load(&state, id).await?.into()))
 }
 
+/// Whether the alert, or one of its responses, is about `admin`: an
+/// administrator under suspicion does not handle their own alert.
+fn about(alert: &Alert, admin: &Authed) -> bool {
+    let me = admin.account.id.as_str();
+    alert.account.as_deref() == Some(me)
+        || alert
+            .responses
+            .iter()
+            .any(|r| r.account.as_deref() == Some(me))
+}
+
+fn own_alert() -> ApiError {
+    ApiError::forbidden(
+        "self_confirmation",
+        "This alert is about your own account: another administrator must handle it.",
+    )
+}
+
+fn resolved() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "alert_resolved",
+        "Alert already resolved",
+        "A resolved alert does not change; a new firing of its rule opens a new one.",
+    )
+}
+
+fn changed_meanwhile() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "alert_changed",
+        "Alert changed meanwhile",
+        "Someone else changed this alert's responses at the same moment: read it again and retry.",
+    )
+}
+
 /// Records what an administrator did to an alert.
 async fn record(
     state: &AppState,
@@ -293,6 +329,9 @@ async fn set_status(
     action: &str,
 ) -> Result<Json<AlertView>, ApiError> {
     let alert = load(state, id).await?;
+    if about(&alert, admin) {
+        return Err(own_alert());
+    }
     let by = format!("admin:{}", admin.account.id.as_str());
     if !state
         .auth
@@ -300,12 +339,7 @@ async fn set_status(
         .set_alert_status(&alert.id, status, &by, state.guard.now())
         .await?
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "alert_resolved",
-            "Alert already resolved",
-            "A resolved alert does not change; a new firing of its rule opens a new one.",
-        ));
+        return Err(resolved());
     }
     record(state, action, admin, &alert, meta, None).await;
     let alert = state
@@ -393,15 +427,11 @@ pub async fn confirm(
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
     let mut alert = load(&state, id).await?;
-    let me = admin.account.id.as_str();
-    if alert.responses.iter().any(|r| {
-        r.state == "awaiting_confirmation"
-            && r.account.as_deref().or(alert.account.as_deref()) == Some(me)
-    }) {
-        return Err(ApiError::forbidden(
-            "self_confirmation",
-            "A response against your own account must be confirmed by another administrator.",
-        ));
+    if alert.status == AlertStatus::Resolved {
+        return Err(resolved());
+    }
+    if about(&alert, &admin) {
+        return Err(own_alert());
     }
     let mut any = false;
     let snapshot = alert.clone();
@@ -440,11 +470,14 @@ pub async fn confirm(
             "This alert has no response waiting for a second administrator.",
         ));
     }
-    state
+    if !state
         .auth
         .store()
-        .set_alert_responses(&alert.id, &alert.responses)
-        .await?;
+        .set_alert_responses(&alert.id, &snapshot.responses, &alert.responses)
+        .await?
+    {
+        return Err(changed_meanwhile());
+    }
     record(&state, "alert.confirmed", &admin, &alert, &meta, None).await;
     Ok(Json(alert.into()))
 }
@@ -463,6 +496,13 @@ pub async fn undo(
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
     let mut alert = load(&state, id).await?;
+    if alert.status == AlertStatus::Resolved {
+        return Err(resolved());
+    }
+    if about(&alert, &admin) {
+        return Err(own_alert());
+    }
+    let snapshot = alert.clone();
     let by = format!("admin:{}", admin.account.id.as_str());
     let mut undone = Vec::new();
     for r in alert.responses.iter_mut().filter(|r| r.state == "done") {
@@ -500,11 +540,14 @@ pub async fn undo(
             "This alert set no address block or account lock that is still recorded as done.",
         ));
     }
-    state
+    if !state
         .auth
         .store()
-        .set_alert_responses(&alert.id, &alert.responses)
-        .await?;
+        .set_alert_responses(&alert.id, &snapshot.responses, &alert.responses)
+        .await?
+    {
+        return Err(changed_meanwhile());
+    }
     record(
         &state,
         "alert.undone",
@@ -535,6 +578,7 @@ pub async fn carry_out(
         ip: subject.ip.map(|i| i.to_string()),
         user_agent: None,
         request_id: None,
+        cross_site: false,
     };
     let mut rec = ResponseRecord {
         response: response.as_str().to_owned(),
@@ -549,6 +593,14 @@ pub async fn carry_out(
     let no_account = || Err::<String, String>("the alert names no account".into());
     let result: Result<String, String> = match response {
         Response::BlockAddress => match subject.ip {
+            // Refused already: a new block would only lengthen the
+            // offender record (and a blocked client's retries are not a
+            // new attack).
+            Some(ip) if guard.refuses(ip) => {
+                rec.state = "withheld".into();
+                rec.detail = Some("the address is already blocked or denied".into());
+                return rec;
+            }
             Some(ip) => {
                 let net = match ip {
                     std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {

@@ -415,6 +415,8 @@ const BODIES_AT_ONCE: usize = 64;
 const BODIES_PER_ADDRESS: u32 = 8;
 /// Repeats of one event from one address are folded for this long.
 const EVENT_WINDOW_MS: u64 = 60_000;
+/// Marks a folded source whose requests were cross-site.
+const CROSS_SITE: &str = "cross-site:";
 /// The rule name of `not_found` events.
 const NOT_FOUND_RULE: &str = "http.not_found";
 
@@ -707,6 +709,7 @@ impl Guard {
             ip: Some(ip.to_string()),
             user_agent: None,
             request_id: None,
+            cross_site: false,
         };
         self.spawn_event(EventKind::RateLimited, rule.to_owned(), meta.clone(), None);
         self.failed(ip, &meta, Failure::Connection);
@@ -816,6 +819,12 @@ impl Guard {
             .and_then(|s| s.parse::<IpAddr>().ok())
             .map(|ip| rate_key(ip).to_string())
             .unwrap_or_default();
+        // Cross-site requests fold apart, and their counts stay marked.
+        let source = if meta.cross_site {
+            format!("{CROSS_SITE}{source}")
+        } else {
+            source
+        };
         let seen = self
             .events
             .lock()
@@ -875,10 +884,15 @@ impl Guard {
             .unwrap_or_else(|p| p.into_inner())
             .due(now_ms);
         for ((kind, ip, rule), f) in due {
+            let (ip, cross_site) = match ip.strip_prefix(CROSS_SITE) {
+                Some(rest) => (rest.to_owned(), true),
+                None => (ip, false),
+            };
             let meta = RequestMeta {
                 ip: (!ip.is_empty()).then_some(ip),
                 user_agent: None,
                 request_id: None,
+                cross_site,
             };
             self.write(
                 kind,
@@ -894,6 +908,7 @@ impl Guard {
                 ip: None,
                 user_agent: None,
                 request_id: None,
+                cross_site: false,
             };
             self.write(
                 EventKind::RequestBlocked,

@@ -34,6 +34,9 @@ pub struct RequestContext {
     pub request_id: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// `Sec-Fetch-Site: cross-site`: a browser sent it for another site's
+    /// page (browsers set this header; pages cannot).
+    pub cross_site: bool,
 }
 
 impl RequestContext {
@@ -43,6 +46,7 @@ impl RequestContext {
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
             request_id: Some(self.request_id.clone()),
+            cross_site: self.cross_site,
         }
     }
 }
@@ -93,10 +97,15 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect::<String>());
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         ip: ip.clone(),
         user_agent,
+        cross_site,
     });
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();

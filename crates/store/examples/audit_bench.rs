@@ -46,6 +46,7 @@ fn event(i: u64, at: i64) -> Event {
         ip: Some(format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 250)),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
         request_id: Some(format!("{i:016x}")),
+        cross_site: false,
     })
     .field("data.record_ids", vec![format!("rec_{i:032x}")])
     .field("data.count", 1)

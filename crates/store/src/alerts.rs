@@ -96,7 +96,7 @@ impl AlertStore for SqlStore {
                 let last = a.last_at.max(open.last_at);
                 let done = sqlx::query(
                     "UPDATE alerts SET count = count + $1, last_at = $2, evidence = $3 \
-                     WHERE id = $4 AND count = $5",
+                     WHERE id = $4 AND count = $5 AND status <> 'resolved'",
                 )
                 .bind(a.count as i64)
                 .bind(last.millis())
@@ -220,15 +220,20 @@ impl AlertStore for SqlStore {
     async fn set_alert_responses(
         &self,
         id: &str,
-        responses: &[ResponseRecord],
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE alerts SET responses = $1 WHERE id = $2")
-            .bind(json(&responses))
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(backend)?;
-        Ok(())
+        old: &[ResponseRecord],
+        new: &[ResponseRecord],
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE alerts SET responses = $1 WHERE id = $2 AND responses = $3 AND status <> 'resolved'",
+        )
+        .bind(json(&new))
+        .bind(id)
+        .bind(json(&old))
+        .execute(self.pool())
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn enqueue_deliveries(
@@ -287,12 +292,16 @@ impl AlertStore for SqlStore {
             .collect()
     }
 
-    async fn claim_delivery(&self, d: &Delivery, retry_at: Timestamp) -> Result<bool, StoreError> {
+    async fn claim_delivery(
+        &self,
+        d: &Delivery,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE alert_deliveries SET attempts = attempts + 1, next_at = $1 \
              WHERE id = $2 AND attempts = $3 AND next_at = $4 AND delivered_at IS NULL",
         )
-        .bind(retry_at.millis())
+        .bind(lease_until.millis())
         .bind(d.id)
         .bind(i64::from(d.attempts))
         .bind(d.next_at.millis())
@@ -308,14 +317,19 @@ impl AlertStore for SqlStore {
         id: i64,
         delivered_at: Option<Timestamp>,
         error: Option<&str>,
+        retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE alert_deliveries SET delivered_at = $1, last_error = $2 WHERE id = $3")
-            .bind(delivered_at.map(|t| t.millis()))
-            .bind(error)
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE alert_deliveries SET delivered_at = $1, last_error = $2, \
+             next_at = COALESCE(CAST($3 AS BIGINT), next_at) WHERE id = $4",
+        )
+        .bind(delivered_at.map(|t| t.millis()))
+        .bind(error)
+        .bind(retry_at.map(|t| t.millis()))
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -339,5 +353,35 @@ impl AlertStore for SqlStore {
             failing: n("failing")?,
             gave_up: n("gave_up")?,
         })
+    }
+
+    async fn purge_alerts(
+        &self,
+        resolved_before: Timestamp,
+        any_before: Timestamp,
+        deliveries_before: Timestamp,
+        max_attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let n = sqlx::query(
+            "DELETE FROM alerts WHERE (status = 'resolved' AND last_at < $1) OR last_at < $2",
+        )
+        .bind(resolved_before.millis())
+        .bind(any_before.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM alert_deliveries WHERE alert_id NOT IN (SELECT id FROM alerts) \
+             OR (created_at < $1 AND (delivered_at IS NOT NULL OR attempts >= $2))",
+        )
+        .bind(deliveries_before.millis())
+        .bind(i64::from(max_attempts))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
     }
 }

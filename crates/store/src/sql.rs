@@ -495,7 +495,9 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO login_failures (key, failures, last_at, blocked_until) VALUES ($1, 0, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at, blocked_until = excluded.blocked_until",
+             ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at, blocked_until = \
+             CASE WHEN excluded.blocked_until > login_failures.blocked_until \
+             THEN excluded.blocked_until ELSE login_failures.blocked_until END",
         )
         .bind(key)
         .bind(at.millis())

@@ -37,6 +37,7 @@ fn event(i: u64) -> Event {
         ip: Some(format!("10.0.{}.{}", i % 2, i % 7)),
         user_agent: Some("test-agent".into()),
         request_id: Some(format!("req-{i}")),
+        cross_site: false,
     })
     .field("n", i)
 }

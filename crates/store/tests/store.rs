@@ -1231,3 +1231,141 @@ both!(
         pool.close().await;
     }
 );
+
+fn alert(id: &str, group: &str, at: i64) -> rampart_core::alerts::Alert {
+    rampart_core::alerts::Alert {
+        id: id.into(),
+        rule_id: "r".into(),
+        title: "T".into(),
+        level: "high".into(),
+        group_key: group.into(),
+        status: rampart_core::alerts::AlertStatus::Open,
+        count: 1,
+        first_at: Timestamp(at),
+        last_at: Timestamp(at),
+        evidence: vec![format!("n1:{at}")],
+        source_ip: Some("192.0.2.1".into()),
+        account: None,
+        responses: vec![],
+        node: "n1".into(),
+        changed_by: None,
+        changed_at: None,
+    }
+}
+
+both!(
+    alerts_group_until_resolved_change_only_as_read_and_are_purged,
+    |s: SqlStore, _url: String| async move {
+        use rampart_core::alerts::{AlertQuery, AlertStatus, AlertStore, ResponseRecord};
+        let (a, new) = s.raise_alert(&alert("alr_1", "g", 1_000)).await.unwrap();
+        assert!(new);
+        // A repeat joins it: count, newest time, evidence.
+        let (b, new) = s.raise_alert(&alert("alr_2", "g", 2_000)).await.unwrap();
+        assert!(!new);
+        assert_eq!(
+            (b.id.as_str(), b.count, b.last_at),
+            ("alr_1", 2, Timestamp(2_000))
+        );
+        assert_eq!(b.evidence, vec!["n1:1000", "n1:2000"]);
+        // Responses change only from what the writer read.
+        let rec = ResponseRecord {
+            response: "block_address".into(),
+            state: "done".into(),
+            detail: None,
+            block_id: Some("blk_1".into()),
+            ip: None,
+            account: None,
+            at: Timestamp(2_000),
+        };
+        assert!(s
+            .set_alert_responses("alr_1", &[], &[rec.clone()])
+            .await
+            .unwrap());
+        assert!(
+            !s.set_alert_responses("alr_1", &[], &[]).await.unwrap(),
+            "stale"
+        );
+        assert_eq!(
+            s.alert("alr_1").await.unwrap().unwrap().responses,
+            vec![rec.clone()]
+        );
+        // Resolved: final, and a new firing opens a new alert.
+        assert!(s
+            .set_alert_status("alr_1", AlertStatus::Resolved, "admin:x", Timestamp(3_000))
+            .await
+            .unwrap());
+        assert!(!s
+            .set_alert_status("alr_1", AlertStatus::Open, "admin:x", Timestamp(3_001))
+            .await
+            .unwrap());
+        assert!(!s
+            .set_alert_responses("alr_1", &[rec.clone()], &[])
+            .await
+            .unwrap());
+        let (c, new) = s.raise_alert(&alert("alr_3", "g", 4_000)).await.unwrap();
+        assert!(new);
+        assert_eq!(c.id, "alr_3");
+        let open = s
+            .alerts(&AlertQuery {
+                status: Some(AlertStatus::Open),
+                limit: 10,
+                ..AlertQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            open.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            vec!["alr_3"]
+        );
+        // A delivery is taken by one sender only, and retried later.
+        s.enqueue_deliveries(
+            "alr_3",
+            &[("webhook".into(), "{}".into())],
+            Timestamp(4_000),
+        )
+        .await
+        .unwrap();
+        let due = s.due_deliveries(Timestamp(4_000), 3, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(s.claim_delivery(&due[0], Timestamp(100_000)).await.unwrap());
+        assert!(
+            !s.claim_delivery(&due[0], Timestamp(100_000)).await.unwrap(),
+            "taken twice"
+        );
+        assert!(
+            s.due_deliveries(Timestamp(5_000), 3, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        s.finish_delivery(due[0].id, None, Some("down"), Some(Timestamp(6_000)))
+            .await
+            .unwrap();
+        let again = s.due_deliveries(Timestamp(6_000), 3, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        let backlog = s.delivery_backlog(3).await.unwrap();
+        assert_eq!((backlog.pending, backlog.failing), (1, 1));
+        // Purge: the resolved alert goes after its time; the open one
+        // stays, with its delivery.
+        let n = s
+            .purge_alerts(Timestamp(3_500), Timestamp(0), Timestamp(0), 3)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(s.alert("alr_1").await.unwrap().is_none());
+        assert!(s.alert("alr_3").await.unwrap().is_some());
+        assert_eq!(s.delivery_backlog(3).await.unwrap().pending, 1);
+        let n = s
+            .purge_alerts(Timestamp(0), Timestamp(10_000), Timestamp(0), 3)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            s.delivery_backlog(3).await.unwrap().pending,
+            0,
+            "its deliveries went with it"
+        );
+    }
+);

@@ -183,6 +183,10 @@ impl Event {
         self.source_ip = meta.ip.clone();
         self.user_agent = meta.user_agent.as_deref().map(bounded);
         self.request_id = meta.request_id.clone();
+        if meta.cross_site {
+            self.fields
+                .insert("http.request.cross_site".to_owned(), Value::Bool(true));
+        }
         self
     }
 

@@ -229,6 +229,7 @@ impl StoredDataEvent {
             ip: self.ip.clone(),
             user_agent: None,
             request_id: self.request_id.clone(),
+            cross_site: false,
         })
         .field("data.record_ids", self.record_ids.clone())
         .field("data.count", self.count)
