@@ -380,6 +380,32 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
     );
     let nf = wait_for_event(&s, &admin, "not_found").await;
     assert_eq!(nf["ip"], "192.0.2.44", "{nf}");
+    // One a browser sent for another site's page is marked so, and the
+    // rules do not count it against the reader.
+    let r = s
+        .client
+        .get(s.url("/api/v1/also-missing"))
+        .header("x-forwarded-for", "192.0.2.45")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut marked = Value::Null;
+    for _ in 0..200 {
+        let ev: Value = s
+            .get_auth("/api/v1/admin/events?type=not_found&ip=192.0.2.45", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = ev["events"].as_array().unwrap().first() {
+            marked = e.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(marked["fields"]["http.request.cross_site"], true, "{marked}");
 
     // Bad queries are 400s.
     for q in [
