@@ -122,14 +122,10 @@ pub struct Firing {
 }
 
 impl Firing {
-    /// The address the firing is about: the group's, else the event's.
+    /// The address the firing is about: the event's (for an IPv6 group,
+    /// one address of its /64, which is what a block covers).
     pub fn ip(&self) -> Option<IpAddr> {
-        self.group
-            .iter()
-            .find(|(k, _)| k == "source.ip")
-            .map(|(_, v)| v.as_str())
-            .or(self.source_ip.as_deref())
-            .and_then(|s| s.parse().ok())
+        self.source_ip.as_deref().and_then(|s| s.parse().ok())
     }
 
     /// The account the firing is about: the group's, else the event's.
@@ -187,6 +183,21 @@ fn flatten(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
         other => {
             out.insert(prefix.to_owned(), other.clone());
         }
+    }
+}
+
+/// What detection counts an address as: an IPv4 address itself, an IPv6
+/// address's /64.
+pub fn counted_as(ip: &str) -> Option<String> {
+    match ip.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(v4.to_string()),
+            None => {
+                let s = v6.segments();
+                Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+            }
+        },
     }
 }
 
@@ -403,6 +414,12 @@ impl Detector {
             .get("source.ip")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        // What an address is counted as: itself, or for IPv6 its /64 (one
+        // host holds a whole /64; rotating inside it must not reset the
+        // counts). The guard blocks the same network.
+        if let Some(net) = ip.as_deref().and_then(counted_as) {
+            flat.insert("rampart.detect.source_net".into(), net.into());
+        }
         let name = flat
             .get("rampart.fields.login.key")
             .and_then(Value::as_str)

@@ -116,12 +116,19 @@ impl Safeguards {
         }
     }
 
+    /// Whether a block of `ip` would touch a trusted range: the address
+    /// itself, or for IPv6 the /64 a block covers.
     fn trusted(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+        let blocked = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpNet::from(IpAddr::V4(v4)),
+                None => IpNet::new(ip, 64).map_or(IpNet::from(ip), |n| n.trunc()),
+            },
+            v4 => IpNet::from(v4),
         };
-        self.trusted.iter().any(|n| n.contains(&ip))
+        self.trusted
+            .iter()
+            .any(|n| n.contains(&blocked) || blocked.contains(n))
     }
 
     /// Decides each of `responses` for `subject` at `now_ms`; responses
@@ -207,6 +214,11 @@ mod tests {
                 response: Response::BlockAddress
             }
         );
+        // A block of an IPv6 address covers its /64: withheld when a
+        // trusted range lies inside it.
+        let mut s = Safeguards::new(vec!["2001:db8:1:2::5/128".parse().unwrap()], 10);
+        let d = s.decide(&[Response::BlockAddress], &subject("2001:db8:1:2::99"), 0);
+        assert!(matches!(d[0], Decision::Withheld { .. }), "{d:?}");
     }
 
     #[test]

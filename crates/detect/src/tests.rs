@@ -175,6 +175,10 @@ fn brute_force_from_one_address_fires_at_the_twelfth_failure() {
     assert_eq!(bf[0].evidence.len(), 12);
     assert_eq!(bf[0].evidence.last().unwrap(), "n1:12");
     assert_eq!(bf[0].ip(), Some("203.0.113.5".parse().unwrap()));
+    assert_eq!(
+        bf[0].group,
+        vec![("rampart.detect.source_net".into(), "203.0.113.5".into())]
+    );
     // The same account was the target too.
     assert!(fired(&f).contains(&"rampart-brute-force-account"));
 }
@@ -929,4 +933,33 @@ fn cross_site_requests_and_refusals_of_a_blocked_address_are_not_held_against_it
         fired(&run(&mut d, &several)),
         vec!["rampart-sensitive-files"]
     );
+}
+
+#[test]
+fn ipv6_addresses_are_counted_by_their_64() {
+    // Credential stuffing that rotates the address inside one /64.
+    let mut d = detector();
+    let events: Vec<Ev> = (0..10)
+        .map(|i| {
+            ev(T0 + i, "login_failure")
+                .fail()
+                .ip(&format!("2001:db8:7:8::{:x}", i + 1))
+                .login(&format!("user{i}"))
+        })
+        .collect();
+    let f = run(&mut d, &events);
+    assert_eq!(fired(&f), vec!["rampart-credential-stuffing"]);
+    assert_eq!(f[0].group[0].1, "2001:db8:7:8::/64");
+    assert_eq!(f[0].ip(), Some("2001:db8:7:8::a".parse().unwrap()));
+    // Near miss: ten /64s.
+    let mut d = detector();
+    let spread: Vec<Ev> = (0..10)
+        .map(|i| {
+            ev(T0 + i, "login_failure")
+                .fail()
+                .ip(&format!("2001:db8:7:{:x}::1", i + 1))
+                .login(&format!("user{i}"))
+        })
+        .collect();
+    assert!(run(&mut d, &spread).is_empty());
 }

@@ -405,7 +405,10 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(marked["fields"]["http.request.cross_site"], true, "{marked}");
+    assert_eq!(
+        marked["fields"]["http.request.cross_site"], true,
+        "{marked}"
+    );
 
     // Bad queries are 400s.
     for q in [
@@ -557,7 +560,10 @@ async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(stdout.contains("fired 1 time over"), "{stdout}");
-    assert!(stdout.contains("source.ip=198.51.100.99"), "{stdout}");
+    assert!(
+        stdout.contains("rampart.detect.source_net=198.51.100.99"),
+        "{stdout}"
+    );
     // A building block reports every event it matches.
     let (_, stdout, _) = rampart_run(
         &[
