@@ -498,8 +498,7 @@ async fn observe(ctx: &Ctx, run: &mut Running, e: &Chained) {
     if rampart_core::alerts::ACTIONS.contains(&e.action.as_str()) {
         return;
     }
-    let doc = format::ecs(e);
-    let firings = run.detector.observe(&doc, e.at.millis());
+    let firings = run.detector.observe_owned(format::ecs(e), e.at.millis());
     for f in firings {
         respond(ctx, run, &f).await;
     }

@@ -20,7 +20,10 @@ const T0: i64 = 1_780_000_000;
 
 fn doc(i: u64) -> (Value, i64) {
     let at = T0 * 1000 + i as i64 * 2;
-    let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+    // 20,000 client addresses, each coming back now and then (a busy
+    // small-business server; the flood below covers one-off addresses).
+    let a = (i.wrapping_mul(7_919)) % 20_000;
+    let ip = format!("10.{}.{}.{}", (a >> 16) & 255, (a >> 8) & 255, a & 255);
     let (action, outcome, extra) = match i % 10 {
         0..=3 => (
             "login_failure",
@@ -84,8 +87,8 @@ fn main() {
             let mut det = Detector::new(&set, Options::default());
             let start = Instant::now();
             let mut fired = 0usize;
-            for (d, at) in &events {
-                fired += det.observe(d, *at).len();
+            for (d, at) in events {
+                fired += det.observe_owned(d, at).len();
             }
             let secs = start.elapsed().as_secs_f64();
             println!(

@@ -24,6 +24,11 @@ pub const MAX_STATE: usize = 100_000;
 pub const MAX_KNOWN_ACCOUNTS: usize = 50_000;
 /// Networks remembered per account.
 const NETS_PER_ACCOUNT: usize = 16;
+/// Entries one group's window keeps (the newest): one group can see every
+/// event (password spraying counts all failures together), and a window
+/// of 30 minutes on a busy server would otherwise grow without bound and
+/// make each count slower. Thresholds above it cannot be reached.
+pub const MAX_GROUP_ENTRIES: usize = 256;
 /// Evidence kept per firing.
 pub const MAX_EVIDENCE: usize = 50;
 
@@ -167,23 +172,23 @@ impl Firing {
     }
 }
 
-/// Flattens an ECS document to dotted names (arrays kept whole).
-fn flatten(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let name = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&name, v, out);
+/// A field of an ECS document by its dotted name. Field names may hold
+/// dots themselves (`rampart.fields.login.key` is `rampart` → `fields` →
+/// `login.key`): at each level the whole rest is tried as a key, then each
+/// way of splitting it.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    if let Some(x) = obj.get(path) {
+        return Some(x);
+    }
+    for (i, _) in path.match_indices('.') {
+        if let Some(child) = obj.get(&path[..i]) {
+            if let Some(found) = lookup(child, &path[i + 1..]) {
+                return Some(found);
             }
         }
-        other => {
-            out.insert(prefix.to_owned(), other.clone());
-        }
     }
+    None
 }
 
 /// What detection counts an address as: an IPv4 address itself, an IPv6
@@ -295,6 +300,43 @@ impl FailedNames {
     }
 }
 
+/// An event as the engine sees it: the flattened document, and for the
+/// evidence buffers only its id (rsigma asks for the whole event as JSON
+/// to read the id from it, once per correlation it feeds: a clone of every
+/// event, several times, for one string).
+struct Doc<'a> {
+    doc: &'a Value,
+    inner: JsonEvent<'a>,
+    id: Value,
+}
+
+impl rsigma_eval::Event for Doc<'_> {
+    fn get_field(&self, path: &str) -> Option<rsigma_eval::EventValue<'_>> {
+        lookup(self.doc, path).map(rsigma_eval::EventValue::from)
+    }
+    fn top_level_keys(&self) -> Option<Vec<std::borrow::Cow<'_, str>>> {
+        self.inner.top_level_keys()
+    }
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        self.inner.visit_top_level_keys(visit)
+    }
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        self.inner.any_string_value(pred)
+    }
+    fn all_string_values(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        self.inner.all_string_values()
+    }
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        self.inner.visit_string_values(visit)
+    }
+    fn to_json(&self) -> Value {
+        self.id.clone()
+    }
+    fn field_keys(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        self.inner.field_keys()
+    }
+}
+
 /// The rule set running over events.
 pub struct Detector {
     engine: CorrelationEngine,
@@ -326,6 +368,7 @@ impl Detector {
             emit_detections: options.everything,
             correlation_event_mode: CorrelationEventMode::Refs,
             max_correlation_events: MAX_EVIDENCE,
+            max_group_entries: Some(MAX_GROUP_ENTRIES),
             ..CorrelationConfig::default()
         };
         let mut engine = CorrelationEngine::new(config);
@@ -401,67 +444,66 @@ impl Detector {
 
     /// Runs one ECS document through the rules at `at_ms`.
     pub fn observe(&mut self, doc: &Value, at_ms: i64) -> Vec<Firing> {
-        let mut flat = Map::new();
-        flatten("", doc, &mut flat);
-        flat.entry("event.count").or_insert(Value::from(1));
+        self.observe_owned(doc.clone(), at_ms)
+    }
+
+    /// [`Detector::observe`], taking the document (the server makes one
+    /// per event and has no further use for it).
+    pub fn observe_owned(&mut self, mut doc: Value, at_ms: i64) -> Vec<Firing> {
+        let text =
+            |doc: &Value, path: &str| lookup(doc, path).and_then(Value::as_str).map(str::to_owned);
+        let action = text(&doc, "event.action");
+        let source_ip = text(&doc, "source.ip");
+        let user_id = text(&doc, "user.id");
+        let this_id = text(&doc, "event.id");
+        let name = text(&doc, "rampart.fields.login.key");
+        let mut detect = Map::new();
         if let Some(h) = &self.options.office_hours {
-            flat.insert(
-                "rampart.detect.outside_hours".into(),
-                h.outside(at_ms).into(),
-            );
+            detect.insert("outside_hours".into(), h.outside(at_ms).into());
         }
-        let ip = flat
-            .get("source.ip")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         // What an address is counted as: itself, or for IPv6 its /64 (one
         // host holds a whole /64; rotating inside it must not reset the
         // counts). The guard blocks the same network.
-        if let Some(net) = ip.as_deref().and_then(counted_as) {
-            flat.insert("rampart.detect.source_net".into(), net.into());
+        if let Some(net) = source_ip.as_deref().and_then(counted_as) {
+            detect.insert("source_net".into(), net.into());
         }
-        let name = flat
-            .get("rampart.fields.login.key")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        match (flat.get("event.action").and_then(Value::as_str), &ip, &name) {
+        match (action.as_deref(), &source_ip, &name) {
             (Some("login_failure"), Some(ip), Some(name)) => self.failed.note(ip, name, at_ms),
             (Some("login_success"), Some(ip), Some(name)) => {
                 let here = self.failed.failed_here(ip, name, at_ms);
-                flat.insert("rampart.detect.name_failed_here".into(), here.into());
+                detect.insert("name_failed_here".into(), here.into());
             }
             _ => {}
         }
-        if flat.get("event.action").and_then(Value::as_str) == Some("login_success") {
-            let account = flat
-                .get("user.id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let net = flat
-                .get("source.ip")
-                .and_then(Value::as_str)
-                .and_then(network_of);
-            if let (Some(account), Some(net)) = (account, net) {
-                let new = self.known.note(&account, net);
-                flat.insert("rampart.detect.new_address".into(), new.into());
+        if action.as_deref() == Some("login_success") {
+            let net = source_ip.as_deref().and_then(network_of);
+            if let (Some(account), Some(net)) = (&user_id, net) {
+                let new = self.known.note(account, net);
+                detect.insert("new_address".into(), new.into());
             }
         }
-        let source_ip = flat
-            .get("source.ip")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let user_id = flat
-            .get("user.id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let this_id = flat
-            .get("event.id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let event = Value::Object(flat);
-        let results = self
-            .engine
-            .process_event_at(&JsonEvent::borrow(&event), at_ms.div_euclid(1000));
+        if let Some(root) = doc.as_object_mut() {
+            // A folded guard event says how many it stands for; any other
+            // counts one.
+            if let Some(Value::Object(event)) = root.get_mut("event") {
+                event.entry("count").or_insert(Value::from(1));
+            }
+            if let Value::Object(r) = root
+                .entry("rampart")
+                .or_insert_with(|| Value::Object(Map::new()))
+            {
+                r.insert("detect".into(), Value::Object(detect));
+            }
+        }
+        let doc = Doc {
+            doc: &doc,
+            inner: JsonEvent::borrow(&doc),
+            id: match &this_id {
+                Some(id) => serde_json::json!({ "event.id": id }),
+                None => Value::Null,
+            },
+        };
+        let results = self.engine.process_event_at(&doc, at_ms.div_euclid(1000));
         let mut out = Vec::new();
         for r in results {
             let Some(id) = r.header.rule_id.clone() else {
