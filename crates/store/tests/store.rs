@@ -1259,6 +1259,7 @@ both!(
         use rampart_core::alerts::{AlertQuery, AlertStatus, AlertStore, ResponseRecord};
         let (a, new) = s.raise_alert(&alert("alr_1", "g", 1_000)).await.unwrap();
         assert!(new);
+        assert_eq!(a.id, "alr_1");
         // A repeat joins it: count, newest time, evidence.
         let (b, new) = s.raise_alert(&alert("alr_2", "g", 2_000)).await.unwrap();
         assert!(!new);
@@ -1278,7 +1279,7 @@ both!(
             at: Timestamp(2_000),
         };
         assert!(s
-            .set_alert_responses("alr_1", &[], &[rec.clone()])
+            .set_alert_responses("alr_1", &[], std::slice::from_ref(&rec))
             .await
             .unwrap());
         assert!(
@@ -1299,7 +1300,7 @@ both!(
             .await
             .unwrap());
         assert!(!s
-            .set_alert_responses("alr_1", &[rec.clone()], &[])
+            .set_alert_responses("alr_1", std::slice::from_ref(&rec), &[])
             .await
             .unwrap());
         let (c, new) = s.raise_alert(&alert("alr_3", "g", 4_000)).await.unwrap();
