@@ -43,6 +43,7 @@ pub struct AlertParams {
     /// Last seen before this time (RFC 3339).
     pub until: Option<String>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next` of the previous page.
     pub cursor: Option<String>,
@@ -294,6 +295,22 @@ fn changed_meanwhile() -> ApiError {
     )
 }
 
+/// An alert `admin` may act on: not resolved, not about themselves.
+async fn changeable(
+    state: &AppState,
+    id: Result<Path<String>, PathRej>,
+    admin: &Authed,
+) -> Result<Alert, ApiError> {
+    let alert = load(state, id).await?;
+    if alert.status == AlertStatus::Resolved {
+        return Err(resolved());
+    }
+    if about(&alert, admin) {
+        return Err(own_alert());
+    }
+    Ok(alert)
+}
+
 /// Records what an administrator did to an alert.
 async fn record(
     state: &AppState,
@@ -426,13 +443,7 @@ pub async fn confirm(
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
-    let mut alert = load(&state, id).await?;
-    if alert.status == AlertStatus::Resolved {
-        return Err(resolved());
-    }
-    if about(&alert, &admin) {
-        return Err(own_alert());
-    }
+    let mut alert = changeable(&state, id, &admin).await?;
     let mut any = false;
     let snapshot = alert.clone();
     for r in alert.responses.iter_mut() {
@@ -495,13 +506,7 @@ pub async fn undo(
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
-    let mut alert = load(&state, id).await?;
-    if alert.status == AlertStatus::Resolved {
-        return Err(resolved());
-    }
-    if about(&alert, &admin) {
-        return Err(own_alert());
-    }
+    let mut alert = changeable(&state, id, &admin).await?;
     let snapshot = alert.clone();
     let by = format!("admin:{}", admin.account.id.as_str());
     let mut undone = Vec::new();
