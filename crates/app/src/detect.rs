@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rampart_core::alerts::{Alert, AlertStatus, Delivery, ResponseRecord};
+use rampart_core::alerts::{Alert, AlertStatus, Delivery};
 use rampart_core::audit::{format, Audit, Category, Chained, Event, Severity};
 use rampart_core::{AccountId, AuthService, Clock, RequestMeta, Role, Store, Timestamp};
 use rampart_crypto::Entropy;
 use rampart_detect::{
-    Decision, Detector, Firing, OfficeHours, Options, Response, RuleError, RuleSet, RuleSettings,
-    Safeguards, Source, Subject,
+    level_rank, Decision, Detector, Firing, OfficeHours, Options, Response, RuleError, RuleSet,
+    RuleSettings, Safeguards, Source, Subject, LEVELS,
 };
+use rampart_http::alerts::record_of;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
@@ -86,20 +87,10 @@ impl Default for DetectSettings {
     }
 }
 
-const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
-
-fn level_rank(l: &str) -> usize {
-    LEVELS.iter().position(|x| *x == l).unwrap_or(2)
-}
-
+/// The trail's severity for a rule's level (informational is info, and so
+/// on up).
 fn severity_of(level: &str) -> Severity {
-    match level {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        "low" => Severity::Low,
-        _ => Severity::Info,
-    }
+    Severity::from_number(level_rank(level) as i64 + 1).unwrap_or(Severity::Medium)
 }
 
 impl DetectSettings {
@@ -282,6 +273,8 @@ pub struct Ctx {
     pub audit: Audit,
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
+    /// Wakes the delivery task when this node queued a delivery.
+    pub queued: Arc<tokio::sync::Notify>,
 }
 
 fn store(ctx: &Ctx) -> &Arc<dyn Store> {
@@ -292,6 +285,47 @@ fn store(ctx: &Ctx) -> &Arc<dyn Store> {
 pub const RAISED: &str = "alert.raised";
 pub const RULES_LOADED: &str = "detect.rules_loaded";
 pub const RULES_REFUSED: &str = "detect.rules_refused";
+
+/// The rule id of the alert raised when rule files are refused.
+pub const REFUSED_RULE: &str = "rampart-rules-refused";
+
+/// Rule files were refused: an event, and an alert through the same path
+/// as any firing (grouped, delivered), so a person hears of it.
+async fn refused(ctx: &Ctx, run: &mut Running, errors: &[RuleError], rules_stay: bool) {
+    let msg = rules_error(errors).to_string();
+    let msg = if rules_stay {
+        format!("{msg}; the rules in force stay")
+    } else {
+        format!("{msg}; running on the shipped rules")
+    };
+    tracing::error!("{msg}");
+    note(
+        ctx,
+        RULES_REFUSED,
+        rampart_core::audit::FAILURE,
+        &msg,
+        Severity::High,
+    )
+    .await;
+    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+    let firing = Firing {
+        rule_id: REFUSED_RULE.into(),
+        title: format!("Detection rules refused: {first}")
+            .chars()
+            .take(300)
+            .collect(),
+        level: "high".into(),
+        group: Vec::new(),
+        value: errors.len() as f64,
+        evidence: Vec::new(),
+        at_ms: ctx.clock.now().millis(),
+        source_ip: None,
+        user_id: None,
+        respond: vec![Response::Alert],
+        block_for_secs: None,
+    };
+    respond(ctx, run, &firing).await;
+}
 
 async fn note(ctx: &Ctx, action: &str, outcome: &'static str, reason: &str, severity: Severity) {
     let event = Event::new(ctx.clock.now(), action, Category::Configuration, outcome)
@@ -335,7 +369,7 @@ pub fn start(ctx: Ctx, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinH
             let shipped = RuleSet::shipped(&ctx.settings.rules)
                 .or_else(|_| RuleSet::shipped(&BTreeMap::new()))
                 .map_err(|e| rules_error(&e))?;
-            (shipped, Some(rules_error(&errors).to_string()))
+            (shipped, Some(errors))
         }
     };
     let run = running(&ctx, &first)?;
@@ -345,27 +379,15 @@ pub fn start(ctx: Ctx, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinH
 async fn watch_events(
     ctx: Ctx,
     mut run: Running,
-    refused: Option<String>,
+    refused_at_start: Option<Vec<RuleError>>,
     mut rx: broadcast::Receiver<Arc<[Chained]>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let dir = ctx.settings.rules_dir(&ctx.data_dir);
     let mut seen = fingerprint(&dir);
-    match refused {
-        Some(msg) => {
-            tracing::error!("{msg}");
-            note(
-                &ctx,
-                RULES_REFUSED,
-                rampart_core::audit::FAILURE,
-                &msg,
-                Severity::High,
-            )
-            .await;
-        }
-        None => {
-            tracing::info!(rules = run.rules, "detection rules loaded");
-        }
+    match refused_at_start {
+        Some(errors) => refused(&ctx, &mut run, &errors, false).await,
+        None => tracing::info!(rules = run.rules, "detection rules loaded"),
     }
     let node = ctx.audit.node().to_owned();
     // The first event this task must see: anything committed from its
@@ -477,18 +499,7 @@ async fn reload(ctx: &Ctx, run: &mut Running) {
             }
             Err(e) => tracing::error!(error = %e, "detection settings"),
         },
-        Err(errors) => {
-            let msg = rules_error(&errors).to_string();
-            tracing::error!("{msg}; the rules in force stay");
-            note(
-                ctx,
-                RULES_REFUSED,
-                rampart_core::audit::FAILURE,
-                &format!("{msg}; the rules in force stay"),
-                Severity::High,
-            )
-            .await;
-        }
+        Err(errors) => refused(ctx, run, &errors, true).await,
     }
 }
 
@@ -559,26 +570,18 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
                 )
                 .await
             }
-            Decision::Withheld { response, why } => ResponseRecord {
-                response: response.as_str().into(),
-                state: "withheld".into(),
-                detail: Some(why),
-                block_id: None,
-                ip: subject.ip.map(|i| i.to_string()),
-                account: subject.account.clone(),
-                at: now,
-            },
-            Decision::Confirm { response } => ResponseRecord {
-                response: response.as_str().into(),
-                state: "awaiting_confirmation".into(),
-                detail: Some(
+            Decision::Withheld { response, why } => {
+                record_of(response, "withheld", Some(why), &subject, now)
+            }
+            Decision::Confirm { response } => record_of(
+                response,
+                "awaiting_confirmation",
+                Some(
                     "the account is an administrator's: another administrator must confirm".into(),
                 ),
-                block_id: None,
-                ip: subject.ip.map(|i| i.to_string()),
-                account: subject.account.clone(),
-                at: now,
-            },
+                &subject,
+                now,
+            ),
         });
     }
     let alert = Alert {
@@ -655,8 +658,9 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
                 items.push(("email".to_owned(), body));
             }
             if !items.is_empty() {
-                if let Err(e) = store(ctx).enqueue_deliveries(&stored.id, &items, now).await {
-                    tracing::error!(error = %e, "alert deliveries not queued");
+                match store(ctx).enqueue_deliveries(&stored.id, &items, now).await {
+                    Ok(()) => ctx.queued.notify_one(),
+                    Err(e) => tracing::error!(error = %e, "alert deliveries not queued"),
                 }
             }
             "queued"
@@ -703,18 +707,20 @@ const ALERTS_KEPT_DAYS: u32 = 400;
 /// How long an attempt holds its delivery.
 const DELIVERY_LEASE: Duration = Duration::from_secs(120);
 
-/// Delivers queued alerts (webhook, email) until stopped; checks every
-/// second and whenever `poke` says one was queued.
+/// Delivers queued alerts (webhook, email) until stopped: at once when
+/// this node queued one, and every two seconds for retries and for what
+/// other nodes queued.
 pub async fn deliver(
     ctx: Ctx,
     webhook: Option<rampart_notify::alert::AlertWebhook>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut last_purge: Option<Timestamp> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = ctx.queued.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = ctx.clock.now();

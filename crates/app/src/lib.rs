@@ -938,6 +938,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             audit: audit.clone(),
             clock: deps.clock.clone(),
             entropy: deps.entropy.clone(),
+            queued: Default::default(),
         };
         let webhook = settings.detect.webhook()?;
         tasks.push(detect::start(ctx.clone(), rx.clone())?);

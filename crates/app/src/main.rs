@@ -103,26 +103,47 @@ enum RulesCommand {
     Test(RulesTestArgs),
 }
 
+/// The rules commands read settings and files only, never the database.
+#[derive(Args)]
+struct RulesFlags {
+    /// Data directory whose rules/ holds your rule files [default: ./rampart-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl RulesFlags {
+    fn common(&self) -> CommonFlags {
+        CommonFlags {
+            data_dir: self.data_dir.clone(),
+            ..CommonFlags::default()
+        }
+    }
+}
+
 #[derive(Args)]
 struct RulesListArgs {
     #[command(flatten)]
-    common: CommonFlags,
+    flags: RulesFlags,
     /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Changes nothing: it only reads the file and the rules. Exit status 0 \
+whether or not the rule fired; 1 when the rules or the file cannot be read."
+)]
 struct RulesTestArgs {
     #[command(flatten)]
-    common: CommonFlags,
-    /// The rule's id (or name)
+    flags: RulesFlags,
+    /// The rule's id (or name), as `rampart rules list` shows it
     rule: String,
-    /// Events, as `rampart audit export --format ecs` wrote them
-    #[arg(long)]
+    /// Events, as `rampart audit export --format ecs` wrote them (one JSON document a line)
+    #[arg(long, value_name = "FILE")]
     events: PathBuf,
-    /// A rule file to try that is not in the rules directory yet
-    #[arg(long = "rules")]
+    /// A rule file to try before it goes into the rules directory
+    #[arg(long = "rules", value_name = "FILE")]
     extra: Option<PathBuf>,
 }
 
@@ -626,11 +647,11 @@ async fn run(cli: Cli) -> Result<()> {
             keys_status(settings).await
         }
         Command::Rules { command } => {
-            let common = match &command {
-                RulesCommand::List(a) => &a.common,
-                RulesCommand::Test(a) => &a.common,
+            let flags = match &command {
+                RulesCommand::List(a) => &a.flags,
+                RulesCommand::Test(a) => &a.flags,
             };
-            let settings = load(cli.config, &common_overrides(common))?;
+            let settings = load(cli.config, &common_overrides(&flags.common()))?;
             match command {
                 RulesCommand::List(a) => rampart::detect::list_command(&settings, a.json),
                 RulesCommand::Test(a) => {

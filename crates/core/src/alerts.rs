@@ -127,15 +127,6 @@ pub struct Delivery {
     pub next_at: Timestamp,
 }
 
-/// Deliveries not yet made, and of those how many have failed at least
-/// once: what an administrator sees of delivery trouble.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct DeliveryBacklog {
-    pub pending: u64,
-    pub failing: u64,
-    pub gave_up: u64,
-}
-
 /// The alert tables. Only `rampart-store` implements it.
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
@@ -195,7 +186,6 @@ pub trait AlertStore: Send + Sync + 'static {
         error: Option<&str>,
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
-    async fn delivery_backlog(&self, max_attempts: u32) -> Result<DeliveryBacklog, StoreError>;
     /// Deletes alerts resolved and last seen before `resolved_before`, any
     /// alert last seen before `any_before`, and deliveries made or given
     /// up (`max_attempts`) created before `deliveries_before`, with the

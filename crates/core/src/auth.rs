@@ -284,6 +284,31 @@ impl AuthService {
         sha256_hex(format!("rampart-csrf-v1:{}", token.expose_secret()).as_bytes())
     }
 
+    /// The event of `kind` about `account`, from the request `meta`.
+    fn event_of(
+        &self,
+        kind: EventKind,
+        outcome: Outcome,
+        reason: Option<&str>,
+        account: Option<&AccountId>,
+        meta: &RequestMeta,
+    ) -> crate::audit::Event {
+        kind.event(self.clock.now(), outcome)
+            .reason(reason)
+            .user(account.map(AccountId::as_str))
+            .meta(meta)
+    }
+
+    /// Records `event` durably, before the answer: the writer retries
+    /// until the database takes it, so this fails only once the writer has
+    /// stopped.
+    pub async fn record_security(&self, event: crate::audit::Event) {
+        let action = event.action.clone();
+        if let Err(e) = self.audit.record_durable(event).await {
+            tracing::error!(error = %e, event = %action, "could not record security event");
+        }
+    }
+
     async fn record(
         &self,
         kind: EventKind,
@@ -292,16 +317,8 @@ impl AuthService {
         account: Option<&AccountId>,
         meta: &RequestMeta,
     ) {
-        let event = kind
-            .event(self.clock.now(), outcome)
-            .reason(reason)
-            .user(account.map(AccountId::as_str))
-            .meta(meta);
-        // Durable before the answer: the writer retries until the database
-        // takes it, so this fails only once the writer has stopped.
-        if let Err(e) = self.audit.record_durable(event).await {
-            tracing::error!(error = %e, event = kind.as_str(), "could not record security event");
-        }
+        self.record_security(self.event_of(kind, outcome, reason, account, meta))
+            .await
     }
 
     /// The audit trail every part of the domain records through.
@@ -370,15 +387,16 @@ impl AuthService {
         email: &str,
         meta: &RequestMeta,
     ) {
-        let event = EventKind::LoginFailure
-            .event(self.clock.now(), Outcome::Failure)
-            .reason(Some(reason))
-            .user(account.map(AccountId::as_str))
-            .meta(meta)
+        let event = self
+            .event_of(
+                EventKind::LoginFailure,
+                Outcome::Failure,
+                Some(reason),
+                account,
+                meta,
+            )
             .field("login.key", self.login_id(email));
-        if let Err(e) = self.audit.record_durable(event).await {
-            tracing::error!(error = %e, "could not record a failed sign-in");
-        }
+        self.record_security(event).await
     }
 
     /// A sign-in, with the account's role (`user.roles`) and the MAC of
@@ -389,16 +407,17 @@ impl AuthService {
         how: Option<&str>,
         meta: &RequestMeta,
     ) {
-        let event = EventKind::LoginSuccess
-            .event(self.clock.now(), Outcome::Success)
-            .reason(how)
-            .user(Some(account.id.as_str()))
-            .meta(meta)
+        let event = self
+            .event_of(
+                EventKind::LoginSuccess,
+                Outcome::Success,
+                how,
+                Some(&account.id),
+                meta,
+            )
             .field("user.roles", vec![account.role.as_str()])
             .field("login.key", self.login_id(account.email.as_str()));
-        if let Err(e) = self.audit.record_durable(event).await {
-            tracing::error!(error = %e, "could not record a sign-in");
-        }
+        self.record_security(event).await
     }
 
     /// Settles a reserved login attempt (see [`Store::settle_login_attempt`]);

@@ -15,6 +15,15 @@ pub mod respond;
 pub mod rules;
 
 pub use engine::{Detector, Firing, OfficeHours, Options};
+
+/// Sigma's levels, least severe first: a rule's and an alert's `level`.
+pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+/// Where `level` stands in [`LEVELS`] (0 to 4; an unknown one counts as
+/// medium, as a rule without a level does).
+pub fn level_rank(level: &str) -> usize {
+    LEVELS.iter().position(|l| *l == level).unwrap_or(2)
+}
 pub use respond::{Decision, Response, Safeguards, Subject};
 pub use rules::{load, RuleError, RuleInfo, RuleSet, RuleSettings, Source};
 

@@ -138,8 +138,6 @@ fn bad_query(detail: &str) -> ApiError {
 const ALLOWED: &str =
     "Allowed parameters: status, rule, level, since, until (RFC 3339), limit (1-500), cursor.";
 
-const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
-
 fn encode_cursor(a: &Alert) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", a.last_at.0, a.id))
 }
@@ -164,7 +162,10 @@ fn query_of(q: &AlertParams) -> Result<AlertQuery, ApiError> {
         ),
     };
     let level = given(&q.level);
-    if level.as_deref().is_some_and(|l| !LEVELS.contains(&l)) {
+    if level
+        .as_deref()
+        .is_some_and(|l| !rampart_detect::LEVELS.contains(&l))
+    {
         return Err(bad_query(
             "`level`: informational, low, medium, high or critical",
         ));
@@ -565,6 +566,25 @@ pub async fn undo(
     Ok(Json(alert.into()))
 }
 
+/// A response's record: what, in which state, why, about whom, when.
+pub fn record_of(
+    response: Response,
+    state: &str,
+    detail: Option<String>,
+    subject: &Subject,
+    at: Timestamp,
+) -> ResponseRecord {
+    ResponseRecord {
+        response: response.as_str().to_owned(),
+        state: state.to_owned(),
+        detail,
+        block_id: None,
+        ip: subject.ip.map(|i| i.to_string()),
+        account: subject.account.clone(),
+        at,
+    }
+}
+
 /// Carries out one response for `subject` (detection's automatic ones,
 /// and those a second administrator confirms); what became of it. Each
 /// is an event of its own (`block_added`, `account_locked`,
@@ -585,15 +605,7 @@ pub async fn carry_out(
         request_id: None,
         cross_site: false,
     };
-    let mut rec = ResponseRecord {
-        response: response.as_str().to_owned(),
-        state: "done".into(),
-        detail: None,
-        block_id: None,
-        ip: subject.ip.map(|i| i.to_string()),
-        account: subject.account.clone(),
-        at: now,
-    };
+    let mut rec = record_of(response, "done", None, subject, now);
     let account = subject.account.clone().map(AccountId);
     let no_account = || Err::<String, String>("the alert names no account".into());
     let result: Result<String, String> = match response {

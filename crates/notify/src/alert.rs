@@ -105,3 +105,53 @@ impl AlertWebhook {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> SecretString {
+        SecretString::new("0123456789abcdef0123456789abcdef".into())
+    }
+
+    #[test]
+    fn alerts_leave_only_over_tls_or_to_this_machine() {
+        assert!(AlertWebhook::new("https://hooks.example.com/a", secret(), None).is_ok());
+        for ok in [
+            "http://127.0.0.1:9000/a",
+            "http://localhost/a",
+            "http://[::1]/a",
+        ] {
+            assert!(AlertWebhook::new(ok, secret(), None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://hooks.example.com/a",
+            "http://10.0.0.5/a",
+            "ftp://127.0.0.1/a",
+            "not a url",
+        ] {
+            assert!(AlertWebhook::new(bad, secret(), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_and_short_secrets_are_refused_without_echo() {
+        let e = AlertWebhook::new("https://user:hunter2@hooks.example.com/a", secret(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credentials"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = AlertWebhook::new(
+            "https://hooks.example.com/a",
+            SecretString::new("short-secret".into()),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("32"), "{e}");
+        assert!(!e.contains("short-secret"), "{e}");
+        // The secret never shows in the hook's Debug.
+        let hook = AlertWebhook::new("https://hooks.example.com/a", secret(), None).unwrap();
+        assert!(!format!("{hook:?}").contains("0123456789abcdef"));
+    }
+}

@@ -3,8 +3,7 @@
 
 use async_trait::async_trait;
 use rampart_core::alerts::{
-    Alert, AlertQuery, AlertStatus, AlertStore, Delivery, DeliveryBacklog, ResponseRecord,
-    MAX_EVIDENCE,
+    Alert, AlertQuery, AlertStatus, AlertStore, Delivery, ResponseRecord, MAX_EVIDENCE,
 };
 use rampart_core::{StoreError, Timestamp};
 use sqlx::any::AnyRow;
@@ -331,28 +330,6 @@ impl AlertStore for SqlStore {
         .await
         .map_err(backend)?;
         Ok(())
-    }
-
-    async fn delivery_backlog(&self, max_attempts: u32) -> Result<DeliveryBacklog, StoreError> {
-        let r = sqlx::query(
-            "SELECT \
-             CAST(COALESCE(SUM(CASE WHEN attempts < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
-             CAST(COALESCE(SUM(CASE WHEN attempts < $1 AND last_error IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS failing, \
-             CAST(COALESCE(SUM(CASE WHEN attempts >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS gave_up \
-             FROM alert_deliveries WHERE delivered_at IS NULL",
-        )
-        .bind(i64::from(max_attempts))
-        .fetch_one(self.pool())
-        .await
-        .map_err(backend)?;
-        let n = |c: &str| -> Result<u64, StoreError> {
-            Ok(r.try_get::<i64, _>(c).map_err(get)?.max(0) as u64)
-        };
-        Ok(DeliveryBacklog {
-            pending: n("pending")?,
-            failing: n("failing")?,
-            gave_up: n("gave_up")?,
-        })
     }
 
     async fn purge_alerts(

@@ -1346,8 +1346,6 @@ both!(
         let again = s.due_deliveries(Timestamp(6_000), 3, 10).await.unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 1);
-        let backlog = s.delivery_backlog(3).await.unwrap();
-        assert_eq!((backlog.pending, backlog.failing), (1, 1));
         // Purge: the resolved alert goes after its time; the open one
         // stays, with its delivery.
         let n = s
@@ -1357,16 +1355,18 @@ both!(
         assert_eq!(n, 1);
         assert!(s.alert("alr_1").await.unwrap().is_none());
         assert!(s.alert("alr_3").await.unwrap().is_some());
-        assert_eq!(s.delivery_backlog(3).await.unwrap().pending, 1);
+        async fn pending(s: &SqlStore) -> usize {
+            s.due_deliveries(Timestamp(1 << 40), 3, 10)
+                .await
+                .unwrap()
+                .len()
+        }
+        assert_eq!(pending(&s).await, 1);
         let n = s
             .purge_alerts(Timestamp(0), Timestamp(10_000), Timestamp(0), 3)
             .await
             .unwrap();
         assert_eq!(n, 1);
-        assert_eq!(
-            s.delivery_backlog(3).await.unwrap().pending,
-            0,
-            "its deliveries went with it"
-        );
+        assert_eq!(pending(&s).await, 0, "its deliveries went with it");
     }
 );

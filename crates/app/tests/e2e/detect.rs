@@ -357,6 +357,12 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
             .contains("mine.yml, line"),
         "{refused}"
     );
+    // And a person hears of it: an alert, like any rule's.
+    let alert = wait_for_alert(&s, &admin, "rampart-rules-refused").await;
+    assert!(
+        alert["title"].as_str().unwrap().contains("mine.yml, line"),
+        "{alert}"
+    );
     let user = s.login("leaver@example.com", STRONG).await;
     s.post_auth("/api/v1/auth/logout", &user, json!({})).await;
     // The rule in force fired again for the same account and address:
@@ -546,18 +552,15 @@ async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
     );
     assert_eq!(code, Some(0), "{err}");
     let events = out.to_str().unwrap();
-    let (code, stdout, err) = rampart_run(
-        &[
-            "rules",
-            "test",
-            "rampart-credential-stuffing",
-            "--events",
-            events,
-            "--data-dir",
-            dir,
-        ],
-        None,
-    );
+    // `rampart rules test RULE --events FILE [--rules FILE]` on this data.
+    let rules_test = |rule: &str, extra: Option<&std::path::Path>| {
+        let mut args = vec!["rules", "test", rule, "--events", events, "--data-dir", dir];
+        if let Some(f) = extra {
+            args.extend(["--rules", f.to_str().unwrap()]);
+        }
+        rampart_run(&args, None)
+    };
+    let (code, stdout, err) = rules_test("rampart-credential-stuffing", None);
     assert_eq!(code, Some(0), "{err}");
     assert!(stdout.contains("fired 1 time over"), "{stdout}");
     assert!(
@@ -565,55 +568,18 @@ async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
         "{stdout}"
     );
     // A building block reports every event it matches.
-    let (_, stdout, _) = rampart_run(
-        &[
-            "rules",
-            "test",
-            "rampart-login-failure",
-            "--events",
-            events,
-            "--data-dir",
-            dir,
-        ],
-        None,
-    );
+    let (_, stdout, _) = rules_test("rampart-login-failure", None);
     assert!(stdout.contains("fired 10 times"), "{stdout}");
     // A rule file tried before it is turned on, and a broken one.
     let mine = hooks.path().join("mine.yml");
     std::fs::write(&mine, "title: Any failure\nid: my-failures\nlogsource: {product: rampart}\ndetection:\n  s:\n    event.action: login_failure\n  condition: s\n").unwrap();
-    let (_, stdout, err) = rampart_run(
-        &[
-            "rules",
-            "test",
-            "my-failures",
-            "--events",
-            events,
-            "--rules",
-            mine.to_str().unwrap(),
-            "--data-dir",
-            dir,
-        ],
-        None,
-    );
+    let (_, stdout, err) = rules_test("my-failures", Some(&mine));
     assert!(
         stdout.contains("my-failures: fired 10 times"),
         "{stdout}{err}"
     );
     std::fs::write(&mine, "title: Broken\nid: b\ndetection:\n  s: [oops\n").unwrap();
-    let (code, _, err) = rampart_run(
-        &[
-            "rules",
-            "test",
-            "b",
-            "--events",
-            events,
-            "--rules",
-            mine.to_str().unwrap(),
-            "--data-dir",
-            dir,
-        ],
-        None,
-    );
+    let (code, _, err) = rules_test("b", Some(&mine));
     assert_eq!(code, Some(1));
     assert!(err.contains("mine.yml, line"), "{err}");
     let (code, stdout, _) = rampart_run(&["rules", "list", "--data-dir", dir], None);
@@ -621,6 +587,10 @@ async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
     assert!(stdout.contains("rampart-password-spraying"), "{stdout}");
     assert!(
         stdout.contains("value_count 20 in 1800s by event.action"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("value_count 10 in 600s by rampart.detect.source_net"),
         "{stdout}"
     );
 }

@@ -1544,9 +1544,7 @@ impl DataService {
             .object(account.as_str())
             .meta(meta)
             .field("roles", roles.clone());
-        if let Err(e) = self.auth.audit().record_durable(event).await {
-            tracing::error!(error = %e, "could not record a change of roles");
-        }
+        self.auth.record_security(event).await;
         Ok(roles)
     }
 
