@@ -385,6 +385,7 @@ async fn watch_events(
 ) {
     let dir = ctx.settings.rules_dir(&ctx.data_dir);
     let mut seen = fingerprint(&dir);
+    remember_sign_ins(&ctx, &mut run).await;
     match refused_at_start {
         Some(errors) => refused(&ctx, &mut run, &errors, false).await,
         None => tracing::info!(rules = run.rules, "detection rules loaded"),
@@ -439,6 +440,26 @@ async fn watch_events(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Seeds where accounts sign in from with the places of the live
+/// sessions, so that a restart does not make the next sign-in from a new
+/// address or device look familiar.
+async fn remember_sign_ins(ctx: &Ctx, run: &mut Running) {
+    match store(ctx)
+        .session_places(rampart_detect::MAX_KNOWN_ACCOUNTS as u32)
+        .await
+    {
+        Ok(places) => {
+            for (account, ip, agent) in places.iter().rev() {
+                run.detector
+                    .remember_sign_in(account.as_str(), ip.as_deref(), agent.as_deref());
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "detection could not read where accounts sign in from; new addresses and devices are judged from now on")
         }
     }
 }

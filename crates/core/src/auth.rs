@@ -992,10 +992,15 @@ impl AuthService {
         Ok(Some(NewSession { token, session }))
     }
 
-    /// Resolves a bearer token to its live session and account.
-    pub async fn authenticate(&self, token: &SecretString) -> Result<(Session, Account), Error> {
+    /// Resolves a bearer token to its live session and account, for a
+    /// request from `meta`.
+    pub async fn authenticate(
+        &self,
+        token: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<(Session, Account), Error> {
         let hash = TokenHash::of(token);
-        let Some((session, account)) = self.store.session_by_token_hash(&hash.0).await? else {
+        let Some((mut session, account)) = self.store.session_by_token_hash(&hash.0).await? else {
             return Err(Error::Unauthenticated);
         };
         let now = self.clock.now();
@@ -1003,10 +1008,108 @@ impl AuthService {
             self.store.delete_session(&account.id, &session.id).await?;
             return Err(Error::SessionExpired);
         }
+        // A session held for a step-up can do nothing but prove its owner:
+        // where it is used from next is settled by that proof.
+        if session.step_up_at != STEP_UP_HELD {
+            self.follow_session(&mut session, now, meta).await?;
+        }
         if now.millis() - session.last_seen_at.millis() >= TOUCH_GRANULARITY.as_millis() as i64 {
             self.store.touch_session(&session.id, now).await?;
         }
         Ok((session, account))
+    }
+
+    /// Anchors a session where its owner just proved themselves (a
+    /// step-up): that is its place now, with no event beyond the step-up's
+    /// own.
+    pub(crate) async fn anchor_session(
+        &self,
+        session: &Session,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        if meta.ip.is_none() {
+            return Ok(());
+        }
+        let agent = meta.user_agent.as_deref().map(|u| truncate(u, 256));
+        self.store
+            .move_session(
+                &session.id,
+                (session.ip.as_deref(), session.user_agent.as_deref()),
+                (
+                    meta.ip.as_deref(),
+                    agent.as_deref().or(session.user_agent.as_deref()),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Follows a session to where it is used from. A request from another
+    /// network (IPv4 /24, IPv6 /64) or another user agent than the
+    /// session's last moves the session there (of racing requests, one)
+    /// and records `session_moved`: the network it left and how long it
+    /// had been quiet. Detection decides whether that looks like a stolen
+    /// token (used from a second place within minutes) or a person on the
+    /// move.
+    async fn follow_session(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let agent = meta.user_agent.as_deref().map(|u| truncate(u, 256));
+        let (Some(was), Some(is)) = (
+            session.ip.as_deref().and_then(network_of),
+            meta.ip.as_deref().and_then(network_of),
+        ) else {
+            return Ok(());
+        };
+        let address_moved = was != is;
+        let agent_moved = agent.is_some() && agent != session.user_agent;
+        if !address_moved && !agent_moved {
+            return Ok(());
+        }
+        let to_ip = if address_moved {
+            meta.ip.as_deref()
+        } else {
+            session.ip.as_deref()
+        };
+        let to_agent = if agent_moved {
+            agent.as_deref()
+        } else {
+            session.user_agent.as_deref()
+        };
+        let moved = self
+            .store
+            .move_session(
+                &session.id,
+                (session.ip.as_deref(), session.user_agent.as_deref()),
+                (to_ip, to_agent),
+            )
+            .await?;
+        if !moved {
+            return Ok(());
+        }
+        let what = match (address_moved, agent_moved) {
+            (true, true) => "address_and_agent",
+            (true, false) => "address",
+            _ => "agent",
+        };
+        let quiet_secs = (now.millis() - session.last_seen_at.millis()).max(0) / 1000;
+        self.record_security(
+            EventKind::SessionMoved
+                .event(now, Outcome::Success)
+                .reason(Some(what))
+                .user(Some(session.account_id.as_str()))
+                .meta(meta)
+                .field("session.id", session.id.as_str())
+                .field("session.quiet_secs", quiet_secs)
+                .field("session.previous_net", was.to_string()),
+        )
+        .await;
+        session.ip = to_ip.map(str::to_owned);
+        session.user_agent = to_agent.map(str::to_owned);
+        Ok(())
     }
 
     pub async fn logout(&self, session: &Session, meta: &RequestMeta) -> Result<(), Error> {
@@ -1248,6 +1351,19 @@ impl AuthService {
             .delete_expired_sessions(now, now.minus(self.config.idle_timeout))
             .await?)
     }
+}
+
+/// The network an address belongs to, for telling a session's places
+/// apart: its IPv4 /24 or IPv6 /64 (an IPv4-mapped address as IPv4).
+fn network_of(ip: &str) -> Option<ipnet::IpNet> {
+    let ip = match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let prefix = if ip.is_ipv4() { 24 } else { 64 };
+    ipnet::IpNet::new(ip, prefix).ok().map(|n| n.trunc())
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

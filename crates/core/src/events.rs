@@ -12,6 +12,8 @@ pub enum EventKind {
     Logout,
     PasswordChange,
     SessionRevoked,
+    /// A session used from another network or user agent than its last.
+    SessionMoved,
     SetupUsed,
     AdminCreated,
     InviteCreated,
@@ -46,13 +48,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 34] = [
+    pub const ALL: [EventKind; 35] = [
         EventKind::Registration,
         EventKind::LoginSuccess,
         EventKind::LoginFailure,
         EventKind::Logout,
         EventKind::PasswordChange,
         EventKind::SessionRevoked,
+        EventKind::SessionMoved,
         EventKind::SetupUsed,
         EventKind::AdminCreated,
         EventKind::InviteCreated,
@@ -91,6 +94,7 @@ impl EventKind {
             EventKind::Logout => "logout",
             EventKind::PasswordChange => "password_change",
             EventKind::SessionRevoked => "session_revoked",
+            EventKind::SessionMoved => "session_moved",
             EventKind::SetupUsed => "setup_used",
             EventKind::AdminCreated => "admin_created",
             EventKind::InviteCreated => "invite_created",
@@ -136,6 +140,7 @@ impl EventKind {
             | Logout
             | PasswordChange
             | SessionRevoked
+            | SessionMoved
             | SetupUsed
             | MfaEnrolled
             | MfaRemoved
@@ -163,7 +168,9 @@ impl EventKind {
             (AccountLocked | MfaLocked | BlockAdded | KeysRotated | AdminCreated, _) => {
                 Severity::Medium
             }
-            (RolesChanged | MfaReset | MfaRemoved | ApiKeyCreated, _) => Severity::Low,
+            (RolesChanged | MfaReset | MfaRemoved | ApiKeyCreated | SessionMoved, _) => {
+                Severity::Low
+            }
             (RequestBlocked | AccessDenied | ApiKeyRefused, _) => Severity::Medium,
             (_, Outcome::Failure) => Severity::Low,
             (_, Outcome::Success) => Severity::Info,

@@ -112,10 +112,25 @@ pub trait Store:
         token_hash: &str,
     ) -> Result<Option<(Session, Account)>, StoreError>;
     async fn touch_session(&self, id: &SessionId, at: Timestamp) -> Result<(), StoreError>;
+    /// Moves a session to the address and user agent it is used from now,
+    /// provided it is still where the caller saw it (`from`): of requests
+    /// racing from the new place, one moves it. False when it had moved.
+    async fn move_session(
+        &self,
+        id: &SessionId,
+        from: (Option<&str>, Option<&str>),
+        to: (Option<&str>, Option<&str>),
+    ) -> Result<bool, StoreError>;
     /// Deletes one session of `account`; false when there was none.
     async fn delete_session(&self, account: &AccountId, id: &SessionId)
         -> Result<bool, StoreError>;
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
+    /// Where the most recently used sessions are used from: account,
+    /// address and user agent, newest first, at most `limit`.
+    async fn session_places(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, Option<String>, Option<String>)>, StoreError>;
     /// Deletes sessions past their absolute expiry or idle since `idle_before`.
     async fn delete_expired_sessions(
         &self,

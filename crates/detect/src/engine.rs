@@ -20,10 +20,11 @@ use crate::rules::{RuleInfo, RuleSet};
 /// (an address, an account): past it the stalest tenth is dropped, so a
 /// flood of distinct addresses cannot grow memory without bound.
 pub const MAX_STATE: usize = 100_000;
-/// Accounts whose sign-in addresses are remembered (for `new_address`).
+/// Accounts whose sign-in networks and devices are remembered (for
+/// `new_address` and `new_device`).
 pub const MAX_KNOWN_ACCOUNTS: usize = 50_000;
-/// Networks remembered per account.
-const NETS_PER_ACCOUNT: usize = 16;
+/// Networks, and devices, remembered per account.
+const PLACES_PER_ACCOUNT: usize = 16;
 /// Entries one group's window keeps (the newest): one group can see every
 /// event (password spraying counts all failures together), and a window
 /// of 30 minutes on a busy server would otherwise grow without bound and
@@ -223,36 +224,58 @@ fn network_of(ip: &str) -> Option<String> {
     }
 }
 
-/// The networks each account signed in from, bounded.
+/// What a user agent says of the device: its text with every run of
+/// digits as `#`, so a browser's update is not a new device while another
+/// browser or system is.
+fn device_of(user_agent: &str) -> String {
+    let mut out = String::with_capacity(user_agent.len().min(256));
+    let mut in_digits = false;
+    for c in user_agent.chars().take(256) {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// The places (networks, or devices) each account signed in from,
+/// bounded.
 #[derive(Debug, Default)]
-struct KnownAddresses {
-    nets: HashMap<String, VecDeque<String>>,
+struct Known {
+    places: HashMap<String, VecDeque<String>>,
     order: VecDeque<String>,
 }
 
-impl KnownAddresses {
-    /// Notes a sign-in; whether its network is new for an account that
-    /// had signed in before.
-    fn note(&mut self, account: &str, net: String) -> bool {
-        if let Some(nets) = self.nets.get_mut(account) {
-            if nets.contains(&net) {
+impl Known {
+    /// Notes a sign-in; whether its place is new for an account that had
+    /// signed in before.
+    fn note(&mut self, account: &str, place: String) -> bool {
+        if let Some(places) = self.places.get_mut(account) {
+            if places.contains(&place) {
                 return false;
             }
-            if nets.len() >= NETS_PER_ACCOUNT {
-                nets.pop_front();
+            if places.len() >= PLACES_PER_ACCOUNT {
+                places.pop_front();
             }
-            nets.push_back(net);
+            places.push_back(place);
             return true;
         }
-        while self.nets.len() >= MAX_KNOWN_ACCOUNTS {
+        while self.places.len() >= MAX_KNOWN_ACCOUNTS {
             match self.order.pop_front() {
                 Some(old) => {
-                    self.nets.remove(&old);
+                    self.places.remove(&old);
                 }
                 None => break,
             }
         }
-        self.nets.insert(account.to_owned(), VecDeque::from([net]));
+        self.places
+            .insert(account.to_owned(), VecDeque::from([place]));
         self.order.push_back(account.to_owned());
         false
     }
@@ -344,7 +367,8 @@ pub struct Detector {
     /// Rules counted by correlations: they alert only through them.
     referenced: std::collections::HashSet<String>,
     options: Options,
-    known: KnownAddresses,
+    networks: Known,
+    devices: Known,
     failed: FailedNames,
 }
 
@@ -399,7 +423,8 @@ impl Detector {
             rules,
             referenced,
             options,
-            known: KnownAddresses::default(),
+            networks: Known::default(),
+            devices: Known::default(),
             failed: FailedNames::default(),
         }
     }
@@ -409,7 +434,8 @@ impl Detector {
     /// sets have, and the addresses it knows.
     pub fn carry_state_from(&mut self, old: &mut Detector) {
         let _ = self.engine.import_state(old.engine.export_state());
-        self.known = std::mem::take(&mut old.known);
+        self.networks = std::mem::take(&mut old.networks);
+        self.devices = std::mem::take(&mut old.devices);
         self.failed = std::mem::take(&mut old.failed);
     }
 
@@ -418,11 +444,16 @@ impl Detector {
         self.engine.state_count()
     }
 
-    /// Seeds what `new_address` compares with, without firing anything:
-    /// an account's earlier sign-in from `ip`.
-    pub fn remember_sign_in(&mut self, account: &str, ip: &str) {
-        if let Some(net) = network_of(ip) {
-            self.known.note(account, net);
+    /// Seeds what `new_address` and `new_device` compare with, without
+    /// firing anything: an account's earlier sign-in from `ip` with
+    /// `user_agent` (the server seeds them from its live sessions, so a
+    /// restart does not forget where everyone signs in from).
+    pub fn remember_sign_in(&mut self, account: &str, ip: Option<&str>, user_agent: Option<&str>) {
+        if let Some(net) = ip.and_then(network_of) {
+            self.networks.note(account, net);
+        }
+        if let Some(agent) = user_agent {
+            self.devices.note(account, device_of(agent));
         }
     }
 
@@ -475,11 +506,14 @@ impl Detector {
             }
             _ => {}
         }
-        if action.as_deref() == Some("login_success") {
-            let net = source_ip.as_deref().and_then(network_of);
-            if let (Some(account), Some(net)) = (&user_id, net) {
-                let new = self.known.note(account, net);
+        if let (Some("login_success"), Some(account)) = (action.as_deref(), &user_id) {
+            if let Some(net) = source_ip.as_deref().and_then(network_of) {
+                let new = self.networks.note(account, net);
                 detect.insert("new_address".into(), new.into());
+            }
+            if let Some(agent) = lookup(&doc, "user_agent.original").and_then(Value::as_str) {
+                let new = self.devices.note(account, device_of(agent));
+                detect.insert("new_device".into(), new.into());
             }
         }
         if let Some(root) = doc.as_object_mut() {

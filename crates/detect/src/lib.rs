@@ -14,7 +14,7 @@ pub mod engine;
 pub mod respond;
 pub mod rules;
 
-pub use engine::{Detector, Firing, OfficeHours, Options};
+pub use engine::{Detector, Firing, OfficeHours, Options, MAX_KNOWN_ACCOUNTS};
 
 /// Sigma's levels, least severe first: a rule's and an alert's `level`.
 pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];

@@ -20,6 +20,7 @@ struct Ev {
     object: Option<String>,
     fields: Value,
     count: Option<u64>,
+    agent: Option<String>,
 }
 
 fn ev(at_s: i64, action: &'static str) -> Ev {
@@ -33,6 +34,7 @@ fn ev(at_s: i64, action: &'static str) -> Ev {
         object: None,
         fields: json!({}),
         count: None,
+        agent: None,
     }
 }
 
@@ -69,6 +71,10 @@ impl Ev {
         self.count = Some(n);
         self
     }
+    fn agent(mut self, a: &str) -> Self {
+        self.agent = Some(a.into());
+        self
+    }
     fn doc(&self, seq: u64) -> Value {
         let at = time::OffsetDateTime::from_unix_timestamp(self.at_s)
             .unwrap()
@@ -98,6 +104,9 @@ impl Ev {
         }
         if let Some(o) = &self.object {
             doc["rampart"]["object"] = json!(o);
+        }
+        if let Some(a) = &self.agent {
+            doc["user_agent"] = json!({"original": a});
         }
         doc
     }
@@ -136,6 +145,7 @@ fn shipped_rules_load_and_every_one_is_listed() {
         "rampart-credential-stuffing",
         "rampart-password-spraying",
         "rampart-success-after-failures",
+        "rampart-session-second-place",
         "rampart-failures-then-success",
         "rampart-mfa-fatigue",
         "rampart-probing",
@@ -557,6 +567,69 @@ fn an_administrator_from_a_new_address() {
             admin_login(T0 + 200, "198.51.100.10"),
             "member"
         ))
+        .is_empty());
+}
+
+const FIREFOX_130: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0";
+const FIREFOX_131: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
+const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+#[test]
+fn an_administrator_on_a_new_device() {
+    let mut d = detector();
+    let login = |at, agent| with_roles(admin_login(at, "203.0.113.10").agent(agent), "admin");
+    assert!(d.observe_ecs(&login(T0, FIREFOX_130)).is_empty());
+    // Near miss: the same browser, updated.
+    assert!(
+        d.observe_ecs(&login(T0 + 100, FIREFOX_131)).is_empty(),
+        "a browser's update is not a new device"
+    );
+    // Another browser and system, from the usual network.
+    let f = d.observe_ecs(&login(T0 + 200, SAFARI_IPHONE));
+    assert_eq!(fired(&f), vec!["rampart-admin-new-address"]);
+    // Seen once, it is known.
+    assert!(d.observe_ecs(&login(T0 + 300, SAFARI_IPHONE)).is_empty());
+}
+
+#[test]
+fn what_the_server_remembers_is_not_new() {
+    // Seeded from live sessions at start: the first sign-in after a
+    // restart from a known place is not news; one from elsewhere is.
+    let mut d = detector();
+    d.remember_sign_in("acc_admin", Some("203.0.113.7"), Some(FIREFOX_130));
+    let known = with_roles(admin_login(T0, "203.0.113.10").agent(FIREFOX_131), "admin");
+    assert!(d.observe_ecs(&known).is_empty());
+    let elsewhere = with_roles(
+        admin_login(T0 + 60, "198.51.100.1").agent(FIREFOX_131),
+        "admin",
+    );
+    assert_eq!(
+        fired(&d.observe_ecs(&elsewhere)),
+        vec!["rampart-admin-new-address"]
+    );
+}
+
+fn moved(at: i64, quiet_secs: u64, ip: &str) -> Ev {
+    ev(at, "session_moved")
+        .user("acc_1")
+        .ip(ip)
+        .field("session.id", json!("ses_1"))
+        .field("session.quiet_secs", json!(quiet_secs))
+        .field("session.previous_net", json!("203.0.113.0/24"))
+}
+
+#[test]
+fn a_session_used_from_a_second_place_within_minutes() {
+    let mut d = detector();
+    let f = d.observe_ecs(&moved(T0, 45, "198.51.100.20").doc(1));
+    assert_eq!(fired(&f), vec!["rampart-session-second-place"]);
+    assert_eq!(f[0].respond, vec![Response::RequireStepUp, Response::Alert]);
+    assert_eq!(f[0].account(), Some("acc_1"));
+    // Near miss: the session had been quiet for an hour (its owner went
+    // home and carried on).
+    let mut d = detector();
+    assert!(d
+        .observe_ecs(&moved(T0, 3_600, "198.51.100.20").doc(1))
         .is_empty());
 }
 

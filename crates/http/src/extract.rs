@@ -189,7 +189,12 @@ impl FromRequestParts<AppState> for Authed {
                 "A cookie-authenticated request that changes state must send the X-CSRF-Token header from the login response, or come from an allowed Origin.",
             ));
         }
-        let (session, account) = state.auth.authenticate(&token).await?;
+        let meta = parts
+            .extensions
+            .get::<RequestContext>()
+            .map(RequestContext::meta)
+            .unwrap_or_default();
+        let (session, account) = state.auth.authenticate(&token, &meta).await?;
         count_once(parts, state, account.id.as_str())?;
         // Detection asked this session's owner to prove themselves again
         // (`require_step_up`): nothing but the step-up itself, or signing

@@ -565,6 +565,27 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn move_session(
+        &self,
+        id: &SessionId,
+        from: (Option<&str>, Option<&str>),
+        to: (Option<&str>, Option<&str>),
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET ip = $1, user_agent = $2 \
+             WHERE id = $3 AND COALESCE(ip, '') = $4 AND COALESCE(user_agent, '') = $5",
+        )
+        .bind(to.0)
+        .bind(to.1)
+        .bind(id.as_str())
+        .bind(from.0.unwrap_or(""))
+        .bind(from.1.unwrap_or(""))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn delete_session(
         &self,
         account: &AccountId,
@@ -592,6 +613,29 @@ impl Store for SqlStore {
         .iter()
         .map(session_from)
         .collect()
+    }
+
+    async fn session_places(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, Option<String>, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, ip, user_agent FROM sessions \
+             ORDER BY last_seen_at DESC, id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    AccountId(r.try_get("account_id").map_err(backend)?),
+                    r.try_get("ip").map_err(backend)?,
+                    r.try_get("user_agent").map_err(backend)?,
+                ))
+            })
+            .collect()
     }
 
     async fn delete_expired_sessions(

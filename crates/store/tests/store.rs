@@ -111,6 +111,31 @@ both!(sessions_lifecycle, |s: SqlStore, _url: String| async move {
     s.touch_session(&sess.id, Timestamp(240)).await.unwrap(); // never backwards
     let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
     assert_eq!(sess.last_seen_at, Timestamp(250));
+    // A session moves only from where the caller saw it: of two requests
+    // racing from a new place, one moves it.
+    let here = (Some("127.0.0.1"), None);
+    let there = (Some("203.0.113.9"), Some("curl/8"));
+    assert!(s.move_session(&sess.id, here, there).await.unwrap());
+    assert!(!s.move_session(&sess.id, here, there).await.unwrap());
+    let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(sess.user_agent.as_deref(), Some("curl/8"));
+    assert!(s
+        .move_session(&sess.id, there, (Some("198.51.100.1"), None))
+        .await
+        .unwrap());
+    let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.user_agent, None);
+    // Where sessions are used from, most recently used first.
+    let places = s.session_places(10).await.unwrap();
+    assert_eq!(places.len(), 4, "{places:?}");
+    assert_eq!(places[0].1.as_deref(), Some("127.0.0.1"), "s3, seen at 300");
+    assert_eq!(
+        places[1],
+        (a.id.clone(), Some("198.51.100.1".to_owned()), None),
+        "s2, seen at 250: {places:?}"
+    );
+    assert_eq!(s.session_places(1).await.unwrap().len(), 1);
     // Deleting requires the owner.
     assert!(!s
         .delete_session(&b.id, &SessionId("s1".into()))

@@ -134,8 +134,18 @@ async fn credential_stuffing_is_blocked_on_every_node_and_alerted() {
         ..Options::default()
     })
     .await;
-    let user_b = b.user("bystander@example.com").await;
+    b.user("bystander@example.com").await;
     let attacker = "198.51.100.23";
+    // Sessions signed in where they are used (a session used from a
+    // second place draws a rule of its own).
+    let user_b = sign_in(&b, "bystander@example.com", attacker)
+        .await
+        .1
+        .unwrap();
+    let other_b = sign_in(&b, "bystander@example.com", "192.0.2.24")
+        .await
+        .1
+        .unwrap();
     assert_eq!(status_from(&b, "/api/v1/me", &user_b, attacker).await, 200);
 
     stuff(&a, attacker, "a").await;
@@ -159,9 +169,18 @@ async fn credential_stuffing_is_blocked_on_every_node_and_alerted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "node B still serves the attacker");
+    let r = b
+        .client
+        .get(b.url("/api/v1/me"))
+        .bearer_auth(&user_b)
+        .header("x-forwarded-for", attacker)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "address_blocked").await;
     // Everyone else is served.
     assert_eq!(
-        status_from(&b, "/api/v1/me", &user_b, "198.51.100.24").await,
+        status_from(&b, "/api/v1/me", &other_b, "192.0.2.24").await,
         200
     );
 
@@ -522,6 +541,82 @@ async fn a_rule_can_require_a_step_up_before_the_next_request() {
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 200);
     // The administrator's own session was never touched.
     assert_eq!(s.get_auth("/api/v1/me", &admin).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_session_used_from_a_second_place_must_prove_its_owner() {
+    let hooks = tempfile::tempdir().unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    s.user("roamer@example.com").await;
+    let (status, token) = sign_in(&s, "roamer@example.com", "198.51.100.7").await;
+    assert_eq!(status, 200);
+    let token = token.unwrap();
+    // Another address of the same /24 is the same place: nothing moves.
+    assert_eq!(
+        status_from(&s, "/api/v1/me", &token, "198.51.100.99").await,
+        200
+    );
+    // The token, used from elsewhere at once: the request is answered
+    // (detection runs beside it), the session moves there, and the rule
+    // asks its owner to prove themselves before anything else.
+    let thief = "203.0.113.5";
+    assert_eq!(status_from(&s, "/api/v1/me", &token, thief).await, 200);
+    let moved = wait_for_event(&s, &admin, "session_moved").await;
+    assert_eq!(moved["ip"], thief, "{moved}");
+    assert_eq!(moved["reason"], "address", "{moved}");
+    assert_eq!(
+        moved["fields"]["session.previous_net"], "198.51.100.0/24",
+        "{moved}"
+    );
+    assert!(moved["fields"]["session.quiet_secs"].as_u64().unwrap() < 600);
+    let alert = wait_for_alert(&s, &admin, "rampart-session-second-place").await;
+    assert_eq!(alert["responses"][0]["response"], "require_step_up");
+    assert_eq!(alert["responses"][0]["state"], "done", "{alert}");
+    let r = s
+        .client
+        .get(s.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", thief)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "step_up_required").await;
+    // One move, one event: the same-/24 request recorded none.
+    let all: Value = s
+        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+    // The owner, back where they were, proves themselves and carries on.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/step-up"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({"password": STRONG}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The proof anchored the session where it was given: no move back.
+    assert_eq!(
+        status_from(&s, "/api/v1/me", &token, "198.51.100.7").await,
+        200
+    );
+    let all: Value = s
+        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
 }
 
 #[tokio::test]
