@@ -542,13 +542,18 @@ fn new_id(entropy: &dyn Entropy) -> String {
     format!("alr_{}", hex::encode(b))
 }
 
-/// Whether an administrator has a live session from `ip`.
+/// Whether a block of `ip` would cover an address an administrator has a
+/// live session from (for IPv6, anywhere in its /64).
 async fn admins_at(ctx: &Ctx, ip: std::net::IpAddr) -> bool {
-    // Unknown: err on the side of not blocking.
-    store(ctx)
-        .admin_session_from(&ip.to_string(), ctx.clock.now())
-        .await
-        .unwrap_or(true)
+    let blocked = rampart_detect::respond::blocked_net(ip);
+    match store(ctx).admin_session_addresses(ctx.clock.now()).await {
+        Ok(addresses) => addresses.iter().any(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|a| blocked.contains(&rampart_detect::respond::blocked_net(a)))
+        }),
+        // Unknown: err on the side of not blocking.
+        Err(_) => true,
+    }
 }
 
 async fn subject_of(ctx: &Ctx, f: &Firing) -> Subject {

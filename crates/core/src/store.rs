@@ -408,9 +408,9 @@ pub trait Store:
     /// Administrators, whether each has a confirmed second factor, and
     /// their last sign-in as the event trail records it (for `scan self`).
     async fn admin_posture(&self) -> Result<Vec<AdminPosture>, StoreError>;
-    /// Whether an administrator has a session from `ip` in force at `now`
-    /// (detection never blocks such an address on its own).
-    async fn admin_session_from(&self, ip: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// The addresses administrators' sessions in force at `now` are used
+    /// from, at most 1,000 (detection never blocks them on its own).
+    async fn admin_session_addresses(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
     /// API keys in force (not revoked, not expired at `now`) and their last
     /// use as the data-access trail records it (for `scan self`).
     async fn api_key_posture(&self, now: Timestamp) -> Result<Vec<ApiKeyPosture>, StoreError>;

@@ -330,7 +330,7 @@ impl FailedNames {
 struct Doc<'a> {
     doc: &'a Value,
     inner: JsonEvent<'a>,
-    id: Value,
+    id: Option<&'a str>,
 }
 
 impl rsigma_eval::Event for Doc<'_> {
@@ -353,7 +353,14 @@ impl rsigma_eval::Event for Doc<'_> {
         self.inner.visit_string_values(visit)
     }
     fn to_json(&self) -> Value {
-        self.id.clone()
+        match self.id {
+            Some(id) => {
+                let mut m = Map::with_capacity(1);
+                m.insert("event.id".to_owned(), Value::from(id));
+                Value::Object(m)
+            }
+            None => Value::Null,
+        }
     }
     fn field_keys(&self) -> Vec<std::borrow::Cow<'_, str>> {
         self.inner.field_keys()
@@ -532,10 +539,7 @@ impl Detector {
         let doc = Doc {
             doc: &doc,
             inner: JsonEvent::borrow(&doc),
-            id: match &this_id {
-                Some(id) => serde_json::json!({ "event.id": id }),
-                None => Value::Null,
-            },
+            id: this_id.as_deref(),
         };
         let results = self.engine.process_event_at(&doc, at_ms.div_euclid(1000));
         let mut out = Vec::new();

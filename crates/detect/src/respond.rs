@@ -88,6 +88,18 @@ pub struct Subject {
     pub ip_is_admins: bool,
 }
 
+/// What an automatic block of `ip` covers: the address itself, or for
+/// IPv6 its /64 (one host holds a whole /64).
+pub fn blocked_net(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpNet::from(IpAddr::V4(v4)),
+            None => IpNet::new(ip, 64).map_or(IpNet::from(ip), |n| n.trunc()),
+        },
+        v4 => IpNet::from(v4),
+    }
+}
+
 fn loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
@@ -116,16 +128,9 @@ impl Safeguards {
         }
     }
 
-    /// Whether a block of `ip` would touch a trusted range: the address
-    /// itself, or for IPv6 the /64 a block covers.
+    /// Whether a block of `ip` would touch a trusted range.
     fn trusted(&self, ip: IpAddr) -> bool {
-        let blocked = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpNet::from(IpAddr::V4(v4)),
-                None => IpNet::new(ip, 64).map_or(IpNet::from(ip), |n| n.trunc()),
-            },
-            v4 => IpNet::from(v4),
-        };
+        let blocked = blocked_net(ip);
         self.trusted
             .iter()
             .any(|n| n.contains(&blocked) || blocked.contains(n))

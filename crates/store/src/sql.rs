@@ -1352,17 +1352,19 @@ impl Store for SqlStore {
         self.admin_posture_rows().await
     }
 
-    async fn admin_session_from(&self, ip: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT s.id FROM sessions s JOIN accounts a ON a.id = s.account_id \
-             WHERE a.role = 'admin' AND s.ip = $1 AND s.expires_at > $2 LIMIT 1",
+    async fn admin_session_addresses(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT s.ip FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE a.role = 'admin' AND s.ip IS NOT NULL AND s.expires_at > $1 \
+             ORDER BY s.ip LIMIT 1000",
         )
-        .bind(ip)
         .bind(now.millis())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(row.is_some())
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("ip").map_err(backend))
+            .collect()
     }
 
     async fn api_key_posture(

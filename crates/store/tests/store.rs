@@ -1395,3 +1395,30 @@ both!(
         assert_eq!(pending(&s).await, 0, "its deliveries went with it");
     }
 );
+
+both!(
+    administrators_addresses_are_their_live_sessions,
+    |s: SqlStore, _url: String| async move {
+        let admin = account("boss@example.com", Role::Admin);
+        let member = account("m@example.com", Role::Member);
+        s.insert_account(&admin).await.unwrap();
+        s.insert_account(&member).await.unwrap();
+        let mut live = session("a1", &admin.id, 100);
+        live.ip = Some("2001:db8:1:2::7".into());
+        let mut ended = session("a2", &admin.id, 100);
+        ended.ip = Some("192.0.2.50".into());
+        ended.expires_at = Timestamp(150);
+        let mut members = session("m1", &member.id, 100);
+        members.ip = Some("198.51.100.3".into());
+        for (sess, who) in [(&live, &admin), (&ended, &admin), (&members, &member)] {
+            assert!(s
+                .insert_session(sess, who.password_hash.expose_secret())
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            s.admin_session_addresses(Timestamp(200)).await.unwrap(),
+            vec!["2001:db8:1:2::7".to_owned()]
+        );
+    }
+);

@@ -298,8 +298,10 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
     })
     .await;
     let admin = s.admin().await;
-    // An administrator signs in from the office address.
-    let office = "203.0.113.9";
+    // An administrator signs in from the office network (IPv6: a block
+    // would cover its whole /64).
+    let office = "2001:db8:5:6::9";
+    let colleague = "2001:db8:5:6::77";
     s.clock.advance(Duration::from_secs(60));
     let r: Value = s
         .client
@@ -322,7 +324,8 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    stuff(&s, office, "o").await;
+    // A colleague's machine in the same /64 stuffs credentials.
+    stuff(&s, colleague, "o").await;
     let alert = wait_for_alert(&s, &admin, "rampart-credential-stuffing").await;
     assert_eq!(alert["responses"][0]["state"], "withheld", "{alert}");
     assert!(alert["responses"][0]["detail"]
