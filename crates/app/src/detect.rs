@@ -449,7 +449,7 @@ async fn watch_events(
 /// address or device look familiar.
 async fn remember_sign_ins(ctx: &Ctx, run: &mut Running) {
     match store(ctx)
-        .session_places(rampart_detect::MAX_KNOWN_ACCOUNTS as u32)
+        .session_places(ctx.clock.now(), rampart_detect::MAX_KNOWN_ACCOUNTS as u32)
         .await
     {
         Ok(places) => {

@@ -984,6 +984,8 @@ impl AuthService {
             expires_at: now.plus(self.config.absolute_lifetime),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.as_ref().map(|u| truncate(u, 256)),
+            last_ip: None,
+            last_user_agent: None,
             step_up_at: now,
         };
         if !self.store.insert_session(&session, verified_hash).await? {
@@ -992,15 +994,10 @@ impl AuthService {
         Ok(Some(NewSession { token, session }))
     }
 
-    /// Resolves a bearer token to its live session and account, for a
-    /// request from `meta`.
-    pub async fn authenticate(
-        &self,
-        token: &SecretString,
-        meta: &RequestMeta,
-    ) -> Result<(Session, Account), Error> {
+    /// Resolves a bearer token to its live session and account.
+    pub async fn authenticate(&self, token: &SecretString) -> Result<(Session, Account), Error> {
         let hash = TokenHash::of(token);
-        let Some((mut session, account)) = self.store.session_by_token_hash(&hash.0).await? else {
+        let Some((session, account)) = self.store.session_by_token_hash(&hash.0).await? else {
             return Err(Error::Unauthenticated);
         };
         let now = self.clock.now();
@@ -1008,87 +1005,81 @@ impl AuthService {
             self.store.delete_session(&account.id, &session.id).await?;
             return Err(Error::SessionExpired);
         }
-        // A session held for a step-up can do nothing but prove its owner:
-        // where it is used from next is settled by that proof.
-        if session.step_up_at != STEP_UP_HELD {
-            self.follow_session(&mut session, now, meta).await?;
-        }
         if now.millis() - session.last_seen_at.millis() >= TOUCH_GRANULARITY.as_millis() as i64 {
             self.store.touch_session(&session.id, now).await?;
         }
         Ok((session, account))
     }
 
-    /// Anchors a session where its owner just proved themselves (a
-    /// step-up): that is its place now, with no event beyond the step-up's
-    /// own.
-    pub(crate) async fn anchor_session(
+    /// Whether a request from `ip` with `user_agent` is somewhere else
+    /// than the session was last used from: another network (IPv4 /24,
+    /// IPv6 /64; a switch between IPv4 and IPv6 is the same dual-stack
+    /// client) or another device (user agent, version numbers aside, so a
+    /// browser's update is not a move). Allocates nothing on the common
+    /// path, the same place.
+    pub fn session_moved(
         &self,
         session: &Session,
-        meta: &RequestMeta,
-    ) -> Result<(), Error> {
-        if meta.ip.is_none() {
-            return Ok(());
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> bool {
+        if session.step_up_at == STEP_UP_HELD {
+            return false;
         }
-        let agent = meta.user_agent.as_deref().map(|u| truncate(u, 256));
-        self.store
-            .move_session(
-                &session.id,
-                (session.ip.as_deref(), session.user_agent.as_deref()),
-                (
-                    meta.ip.as_deref(),
-                    agent.as_deref().or(session.user_agent.as_deref()),
-                ),
-            )
-            .await?;
-        Ok(())
+        let address = match (session.last_ip.as_deref(), ip) {
+            (Some(was), Some(is)) => was != is && other_network(was, is),
+            _ => false,
+        };
+        let device = match (session.last_user_agent.as_deref(), user_agent) {
+            (Some(was), Some(is)) => !same_device(was, is),
+            (None, Some(_)) => session.last_ip.is_some(),
+            _ => false,
+        };
+        address || device
     }
 
-    /// Follows a session to where it is used from. A request from another
-    /// network (IPv4 /24, IPv6 /64) or another user agent than the
-    /// session's last moves the session there (of racing requests, one)
-    /// and records `session_moved`: the network it left and how long it
-    /// had been quiet. Detection decides whether that looks like a stolen
-    /// token (used from a second place within minutes) or a person on the
-    /// move.
-    async fn follow_session(
-        &self,
-        session: &mut Session,
-        now: Timestamp,
-        meta: &RequestMeta,
-    ) -> Result<(), Error> {
+    /// Follows a session that [`AuthService::session_moved`]: moves its
+    /// last place to the request's (of racing requests, one) and records
+    /// `session_moved` with the place it left and how long it had been
+    /// quiet. Detection decides whether that looks like a stolen token
+    /// (a second place within minutes) or a person on the move. A failure
+    /// here is logged; the request goes on.
+    pub async fn follow_session(&self, session: &Session, meta: &RequestMeta) {
+        let now = self.clock.now();
         let agent = meta.user_agent.as_deref().map(|u| truncate(u, 256));
-        let (Some(was), Some(is)) = (
-            session.ip.as_deref().and_then(network_of),
-            meta.ip.as_deref().and_then(network_of),
-        ) else {
-            return Ok(());
+        let address_moved = match (session.last_ip.as_deref(), meta.ip.as_deref()) {
+            (Some(was), Some(is)) => other_network(was, is),
+            _ => false,
         };
-        let address_moved = was != is;
-        let agent_moved = agent.is_some() && agent != session.user_agent;
-        if !address_moved && !agent_moved {
-            return Ok(());
-        }
         let to_ip = if address_moved {
             meta.ip.as_deref()
         } else {
-            session.ip.as_deref()
+            session.last_ip.as_deref()
         };
-        let to_agent = if agent_moved {
-            agent.as_deref()
-        } else {
-            session.user_agent.as_deref()
-        };
+        let to_agent = agent.as_deref().or(session.last_user_agent.as_deref());
+        let agent_moved = to_agent != session.last_user_agent.as_deref()
+            && !matches!(
+                (session.last_user_agent.as_deref(), to_agent),
+                (Some(a), Some(b)) if same_device(a, b)
+            );
         let moved = self
             .store
             .move_session(
                 &session.id,
-                (session.ip.as_deref(), session.user_agent.as_deref()),
+                (
+                    session.last_ip.as_deref(),
+                    session.last_user_agent.as_deref(),
+                ),
                 (to_ip, to_agent),
             )
-            .await?;
-        if !moved {
-            return Ok(());
+            .await;
+        match moved {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not follow a session to its new place");
+                return;
+            }
         }
         let what = match (address_moved, agent_moved) {
             (true, true) => "address_and_agent",
@@ -1096,20 +1087,37 @@ impl AuthService {
             _ => "agent",
         };
         let quiet_secs = (now.millis() - session.last_seen_at.millis()).max(0) / 1000;
-        self.record_security(
-            EventKind::SessionMoved
-                .event(now, Outcome::Success)
-                .reason(Some(what))
-                .user(Some(session.account_id.as_str()))
-                .meta(meta)
-                .field("session.id", session.id.as_str())
-                .field("session.quiet_secs", quiet_secs)
-                .field("session.previous_net", was.to_string()),
-        )
-        .await;
-        session.ip = to_ip.map(str::to_owned);
-        session.user_agent = to_agent.map(str::to_owned);
-        Ok(())
+        let mut event = EventKind::SessionMoved
+            .event(now, Outcome::Success)
+            .reason(Some(what))
+            .user(Some(session.account_id.as_str()))
+            .meta(meta)
+            .field("session.id", session.id.as_str())
+            .field("session.quiet_secs", quiet_secs);
+        if let Some(ip) = &session.last_ip {
+            event = event.field("session.previous_ip", ip.as_str());
+        }
+        if let Some(net) = session.last_ip.as_deref().and_then(network_of) {
+            event = event.field("session.previous_net", net.to_string());
+        }
+        if let Some(agent) = &session.last_user_agent {
+            event = event.field("session.previous_user_agent", agent.as_str());
+        }
+        self.record_security(event).await;
+    }
+
+    /// Anchors a session where its owner just proved themselves (a
+    /// step-up): its proven place and its last place are there now, with
+    /// no event beyond the step-up's own. A failure is logged.
+    pub(crate) async fn anchor_session(&self, session: &Session, meta: &RequestMeta) {
+        let agent = meta.user_agent.as_deref().map(|u| truncate(u, 256));
+        if let Err(e) = self
+            .store
+            .anchor_session(&session.id, meta.ip.as_deref(), agent.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, "could not anchor a session where it was proven");
+        }
     }
 
     pub async fn logout(&self, session: &Session, meta: &RequestMeta) -> Result<(), Error> {
@@ -1353,6 +1361,30 @@ impl AuthService {
     }
 }
 
+/// Whether `is` is on another network than `was`, of the same family (a
+/// dual-stack client switching between IPv4 and IPv6 has not moved).
+fn other_network(was: &str, is: &str) -> bool {
+    match (network_of(was), network_of(is)) {
+        (Some(a), Some(b)) => a.addr().is_ipv4() == b.addr().is_ipv4() && a != b,
+        _ => false,
+    }
+}
+
+/// Whether two user agents name the same device: equal with every run of
+/// digits taken as one (a browser's update changes only numbers).
+fn same_device(a: &str, b: &str) -> bool {
+    fn folded(s: &str) -> impl Iterator<Item = char> + '_ {
+        let mut last_digit = false;
+        s.chars().filter_map(move |c| {
+            let digit = c.is_ascii_digit();
+            let keep = !(digit && last_digit);
+            last_digit = digit;
+            keep.then_some(if digit { '#' } else { c })
+        })
+    }
+    folded(a).eq(folded(b))
+}
+
 /// The network an address belongs to, for telling a session's places
 /// apart: its IPv4 /24 or IPv6 /64 (an IPv4-mapped address as IPv4).
 fn network_of(ip: &str) -> Option<ipnet::IpNet> {
@@ -1431,5 +1463,38 @@ mod brute_force_tests {
             ..p
         };
         assert!(zero_window.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::{other_network, same_device};
+
+    #[test]
+    fn a_browser_update_is_the_same_device() {
+        let ff130 = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0";
+        let ff131 = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
+        assert!(same_device(ff130, ff131));
+        assert!(!same_device(ff130, "curl/8.5.0"));
+        assert!(!same_device(
+            ff130,
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0"
+        ));
+        // A run of digits is one, wherever it is.
+        assert!(same_device("a1b22c", "a333b4c"));
+        assert!(!same_device("a1b", "ab"));
+    }
+
+    #[test]
+    fn networks_are_slash_24_and_slash_64_of_one_family() {
+        assert!(!other_network("198.51.100.7", "198.51.100.200"));
+        assert!(other_network("198.51.100.7", "198.51.101.7"));
+        assert!(!other_network("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"));
+        assert!(other_network("2001:db8:1:2::1", "2001:db8:1:3::1"));
+        // IPv4-mapped is IPv4; a switch of family is one dual-stack client.
+        assert!(!other_network("::ffff:198.51.100.7", "198.51.100.8"));
+        assert!(!other_network("198.51.100.7", "2001:db8::1"));
+        // Not an address: no move can be told.
+        assert!(!other_network("unknown", "198.51.100.7"));
     }
 }

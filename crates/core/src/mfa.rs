@@ -1216,7 +1216,7 @@ impl AuthService {
             }
         }
         self.store().set_step_up(&session.id, now).await?;
-        self.anchor_session(session, meta).await?;
+        self.anchor_session(session, meta).await;
         self.noted(EventKind::StepUp, None, &account.id, meta).await;
         Ok(now.plus(self.config().mfa.step_up_window))
     }

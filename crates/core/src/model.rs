@@ -52,8 +52,12 @@ pub struct Session {
     pub last_seen_at: Timestamp,
     /// Absolute end of life.
     pub expires_at: Timestamp,
+    /// Where the owner last proved themselves (sign-in, step-up).
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Where the session was last used from (detection's "second place").
+    pub last_ip: Option<String>,
+    pub last_user_agent: Option<String>,
     /// The last time the owner proved themselves in this session (at login,
     /// or by a step-up); sensitive actions need it to be recent.
     pub step_up_at: Timestamp,

@@ -112,9 +112,10 @@ pub trait Store:
         token_hash: &str,
     ) -> Result<Option<(Session, Account)>, StoreError>;
     async fn touch_session(&self, id: &SessionId, at: Timestamp) -> Result<(), StoreError>;
-    /// Moves a session to the address and user agent it is used from now,
-    /// provided it is still where the caller saw it (`from`): of requests
-    /// racing from the new place, one moves it. False when it had moved.
+    /// Moves a session's last place (`last_ip`, `last_user_agent`) to
+    /// where it is used from now, provided it is still where the caller
+    /// saw it (`from`): of requests racing from the new place, one moves
+    /// it. False when it had moved.
     async fn move_session(
         &self,
         id: &SessionId,
@@ -125,10 +126,20 @@ pub trait Store:
     async fn delete_session(&self, account: &AccountId, id: &SessionId)
         -> Result<bool, StoreError>;
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
-    /// Where the most recently used sessions are used from: account,
-    /// address and user agent, newest first, at most `limit`.
+    /// Sets where a session's owner proved themselves (a step-up): its
+    /// place and its last place.
+    async fn anchor_session(
+        &self,
+        id: &SessionId,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Where the owners of the most recently used sessions in force at
+    /// `now` proved themselves: account, address and user agent, newest
+    /// first, at most `limit`.
     async fn session_places(
         &self,
+        now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(AccountId, Option<String>, Option<String>)>, StoreError>;
     /// Deletes sessions past their absolute expiry or idle since `idle_before`.
@@ -408,8 +419,10 @@ pub trait Store:
     /// Administrators, whether each has a confirmed second factor, and
     /// their last sign-in as the event trail records it (for `scan self`).
     async fn admin_posture(&self) -> Result<Vec<AdminPosture>, StoreError>;
-    /// The addresses administrators' sessions in force at `now` are used
-    /// from, at most 1,000 (detection never blocks them on its own).
+    /// The addresses administrators proved themselves from (sign-in,
+    /// step-up) in sessions in force at `now` and not held for a step-up
+    /// (detection never blocks them on its own; a token used elsewhere
+    /// does not extend that to its new place).
     async fn admin_session_addresses(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
     /// API keys in force (not revoked, not expired at `now`) and their last
     /// use as the data-access trail records it (for `scan self`).

@@ -224,24 +224,22 @@ fn network_of(ip: &str) -> Option<String> {
     }
 }
 
-/// What a user agent says of the device: its text with every run of
-/// digits as `#`, so a browser's update is not a new device while another
-/// browser or system is.
+/// What a user agent says of the device, as a 64-bit digest (whoever
+/// signs in chooses the text, so it is not kept): its text with every run
+/// of digits as one, so a browser's update is not a new device while
+/// another browser or system is.
 fn device_of(user_agent: &str) -> String {
-    let mut out = String::with_capacity(user_agent.len().min(256));
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     let mut in_digits = false;
     for c in user_agent.chars().take(256) {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('#');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
+        let digit = c.is_ascii_digit();
+        if !(digit && in_digits) {
+            (if digit { '#' } else { c }).hash(&mut h);
         }
+        in_digits = digit;
     }
-    out
+    format!("{:016x}", h.finish())
 }
 
 /// The places (networks, or devices) each account signed in from,

@@ -114,7 +114,11 @@ fn loopback(ip: IpAddr) -> bool {
 pub struct Safeguards {
     trusted: Vec<IpNet>,
     per_minute: usize,
-    recent: VecDeque<i64>,
+    /// When each kind of response was last carried out (by the index of
+    /// [`Response::ALL`]): each kind has its own budget, so a flood of one
+    /// (step-ups an account can draw upon itself) cannot use up another's
+    /// (the blocks a real attack needs).
+    recent: [VecDeque<i64>; Response::ALL.len()],
 }
 
 impl Safeguards {
@@ -124,7 +128,7 @@ impl Safeguards {
         Self {
             trusted,
             per_minute,
-            recent: VecDeque::new(),
+            recent: Default::default(),
         }
     }
 
@@ -144,8 +148,10 @@ impl Safeguards {
         subject: &Subject,
         now_ms: i64,
     ) -> Vec<Decision> {
-        while self.recent.front().is_some_and(|t| *t <= now_ms - 60_000) {
-            self.recent.pop_front();
+        for recent in &mut self.recent {
+            while recent.front().is_some_and(|t| *t <= now_ms - 60_000) {
+                recent.pop_front();
+            }
         }
         let mut out = Vec::new();
         for &response in responses {
@@ -177,12 +183,17 @@ impl Safeguards {
                     Some(_) => Decision::Act { response },
                 },
             };
+            let kind = Response::ALL
+                .iter()
+                .position(|r| *r == response)
+                .unwrap_or(0);
+            let recent = &mut self.recent[kind];
             let decision = match decision {
-                Decision::Act { .. } if self.recent.len() >= self.per_minute => withheld(
-                    "more automatic responses in the last minute than [detect] responses_per_minute allows",
+                Decision::Act { .. } if recent.len() >= self.per_minute => withheld(
+                    "more automatic responses of this kind in the last minute than [detect] responses_per_minute allows",
                 ),
                 Decision::Act { .. } => {
-                    self.recent.push_back(now_ms);
+                    recent.push_back(now_ms);
                     decision
                 }
                 d => d,
@@ -288,6 +299,18 @@ mod tests {
             ));
         }
         assert_eq!(n, 3);
+        // Each kind has its own budget: step-ups an account draws upon
+        // itself cannot use up the blocks an attack needs, nor the reverse.
+        let mut t = Safeguards::new(vec![], 3);
+        for i in 0..10 {
+            t.decide(
+                &[Response::RequireStepUp],
+                &subject(&format!("198.51.100.{i}")),
+                1_000,
+            );
+        }
+        let d = t.decide(&[Response::BlockAddress], &subject("198.51.100.50"), 1_000);
+        assert_eq!(acted(&d), 1);
         // A minute later there is room again.
         let d = s.decide(&[Response::BlockAddress], &subject("198.51.100.99"), 61_001);
         assert_eq!(acted(&d), 1);

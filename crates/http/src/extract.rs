@@ -189,12 +189,7 @@ impl FromRequestParts<AppState> for Authed {
                 "A cookie-authenticated request that changes state must send the X-CSRF-Token header from the login response, or come from an allowed Origin.",
             ));
         }
-        let meta = parts
-            .extensions
-            .get::<RequestContext>()
-            .map(RequestContext::meta)
-            .unwrap_or_default();
-        let (session, account) = state.auth.authenticate(&token, &meta).await?;
+        let (session, account) = state.auth.authenticate(&token).await?;
         count_once(parts, state, account.id.as_str())?;
         // Detection asked this session's owner to prove themselves again
         // (`require_step_up`): nothing but the step-up itself, or signing
@@ -206,6 +201,16 @@ impl FromRequestParts<AppState> for Authed {
             )
         {
             return Err(rampart_core::Error::StepUpRequired.into());
+        }
+        // A session used from somewhere else than its last place: followed
+        // there, for detection (nothing is written on the common path).
+        if let Some(ctx) = parts.extensions.get::<RequestContext>() {
+            if state
+                .auth
+                .session_moved(&session, ctx.ip.as_deref(), ctx.user_agent.as_deref())
+            {
+                state.auth.follow_session(&session, &ctx.meta()).await;
+            }
         }
         Ok(Authed { session, account })
     }

@@ -157,15 +157,17 @@ impl FastRead {
                             ip: r.get(6)?,
                             user_agent: r.get(7)?,
                             step_up_at: Timestamp(r.get(8)?),
+                            last_ip: r.get(9)?,
+                            last_user_agent: r.get(10)?,
                         },
                         (
-                            r.get::<_, String>(9)?,
-                            r.get::<_, String>(10)?,
-                            r.get::<_, Option<String>>(11)?,
+                            r.get::<_, String>(11)?,
                             r.get::<_, String>(12)?,
-                            r.get::<_, String>(13)?,
-                            r.get::<_, i64>(14)?,
-                            r.get::<_, i64>(15)?,
+                            r.get::<_, Option<String>>(13)?,
+                            r.get::<_, String>(14)?,
+                            r.get::<_, String>(15)?,
+                            r.get::<_, i64>(16)?,
+                            r.get::<_, i64>(17)?,
                         ),
                     ))
                 })

@@ -109,7 +109,8 @@ macro_rules! account_cols {
 
 macro_rules! session_cols {
     () => {
-        "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.step_up_at"
+        "s.id, s.account_id, s.token_hash, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.step_up_at, \
+         COALESCE(s.last_ip, s.ip) AS last_ip, COALESCE(s.last_user_agent, s.user_agent) AS last_user_agent"
     };
 }
 
@@ -149,6 +150,8 @@ fn session_from(row: &AnyRow) -> Result<Session, StoreError> {
         ip: row.try_get("ip").map_err(get)?,
         user_agent: row.try_get("user_agent").map_err(get)?,
         step_up_at: Timestamp(row.try_get("step_up_at").map_err(get)?),
+        last_ip: row.try_get("last_ip").map_err(get)?,
+        last_user_agent: row.try_get("last_user_agent").map_err(get)?,
     })
 }
 
@@ -572,8 +575,8 @@ impl Store for SqlStore {
         to: (Option<&str>, Option<&str>),
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE sessions SET ip = $1, user_agent = $2 \
-             WHERE id = $3 AND COALESCE(ip, '') = $4 AND COALESCE(user_agent, '') = $5",
+            "UPDATE sessions SET last_ip = $1, last_user_agent = $2 WHERE id = $3 \
+             AND COALESCE(last_ip, ip, '') = $4 AND COALESCE(last_user_agent, user_agent, '') = $5",
         )
         .bind(to.0)
         .bind(to.1)
@@ -615,14 +618,35 @@ impl Store for SqlStore {
         .collect()
     }
 
+    async fn anchor_session(
+        &self,
+        id: &SessionId,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET ip = $1, user_agent = $2, last_ip = NULL, last_user_agent = NULL \
+             WHERE id = $3",
+        )
+        .bind(ip)
+        .bind(user_agent)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn session_places(
         &self,
+        now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(AccountId, Option<String>, Option<String>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT account_id, ip, user_agent FROM sessions \
-             ORDER BY last_seen_at DESC, id LIMIT $1",
+            "SELECT account_id, ip, user_agent FROM sessions WHERE expires_at > $1 \
+             ORDER BY last_seen_at DESC, id LIMIT $2",
         )
+        .bind(now.millis())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -1356,9 +1380,10 @@ impl Store for SqlStore {
         let rows = sqlx::query(
             "SELECT DISTINCT s.ip FROM sessions s JOIN accounts a ON a.id = s.account_id \
              WHERE a.role = 'admin' AND s.ip IS NOT NULL AND s.expires_at > $1 \
-             ORDER BY s.ip LIMIT 1000",
+             AND s.step_up_at <> $2 ORDER BY s.ip",
         )
         .bind(now.millis())
+        .bind(rampart_core::auth::STEP_UP_HELD.millis())
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

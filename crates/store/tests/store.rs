@@ -38,6 +38,8 @@ fn session(id: &str, account: &AccountId, at: i64) -> Session {
         expires_at: Timestamp(at + 10_000),
         ip: Some("127.0.0.1".into()),
         user_agent: None,
+        last_ip: None,
+        last_user_agent: None,
         step_up_at: Timestamp(at),
     }
 }
@@ -118,16 +120,22 @@ both!(sessions_lifecycle, |s: SqlStore, _url: String| async move {
     assert!(s.move_session(&sess.id, here, there).await.unwrap());
     assert!(!s.move_session(&sess.id, here, there).await.unwrap());
     let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
-    assert_eq!(sess.ip.as_deref(), Some("203.0.113.9"));
-    assert_eq!(sess.user_agent.as_deref(), Some("curl/8"));
-    assert!(s
-        .move_session(&sess.id, there, (Some("198.51.100.1"), None))
-        .await
-        .unwrap());
-    let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.last_ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(sess.last_user_agent.as_deref(), Some("curl/8"));
+    // Where its owner proved themselves stays.
+    assert_eq!(sess.ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(sess.user_agent, None);
-    // Where sessions are used from, most recently used first.
-    let places = s.session_places(10).await.unwrap();
+    // A step-up anchors both there.
+    s.anchor_session(&sess.id, Some("198.51.100.1"), None)
+        .await
+        .unwrap();
+    let (sess, _) = s.session_by_token_hash("hash-s2").await.unwrap().unwrap();
+    assert_eq!(sess.ip.as_deref(), Some("198.51.100.1"));
+    assert_eq!(sess.last_ip.as_deref(), Some("198.51.100.1"));
+    assert_eq!(sess.last_user_agent, None);
+    // Where owners proved themselves in sessions in force, most recently
+    // used first.
+    let places = s.session_places(Timestamp(250), 10).await.unwrap();
     assert_eq!(places.len(), 4, "{places:?}");
     assert_eq!(places[0].1.as_deref(), Some("127.0.0.1"), "s3, seen at 300");
     assert_eq!(
@@ -135,7 +143,14 @@ both!(sessions_lifecycle, |s: SqlStore, _url: String| async move {
         (a.id.clone(), Some("198.51.100.1".to_owned()), None),
         "s2, seen at 250: {places:?}"
     );
-    assert_eq!(s.session_places(1).await.unwrap().len(), 1);
+    assert_eq!(s.session_places(Timestamp(250), 1).await.unwrap().len(), 1);
+    assert!(
+        s.session_places(Timestamp(20_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired sessions are no one's place"
+    );
     // Deleting requires the owner.
     assert!(!s
         .delete_session(&b.id, &SessionId("s1".into()))
@@ -1410,15 +1425,33 @@ both!(
         ended.expires_at = Timestamp(150);
         let mut members = session("m1", &member.id, 100);
         members.ip = Some("198.51.100.3".into());
-        for (sess, who) in [(&live, &admin), (&ended, &admin), (&members, &member)] {
+        let mut held = session("a3", &admin.id, 100);
+        held.ip = Some("192.0.2.77".into());
+        held.step_up_at = rampart_core::auth::STEP_UP_HELD;
+        for (sess, who) in [
+            (&live, &admin),
+            (&ended, &admin),
+            (&members, &member),
+            (&held, &admin),
+        ] {
             assert!(s
                 .insert_session(sess, who.password_hash.expose_secret())
                 .await
                 .unwrap());
         }
+        // A token used elsewhere does not extend the protection there.
+        assert!(s
+            .move_session(
+                &live.id,
+                (Some("2001:db8:1:2::7"), None),
+                (Some("203.0.113.66"), None)
+            )
+            .await
+            .unwrap());
         assert_eq!(
             s.admin_session_addresses(Timestamp(200)).await.unwrap(),
-            vec!["2001:db8:1:2::7".to_owned()]
+            vec!["2001:db8:1:2::7".to_owned()],
+            "live, proven, not held"
         );
     }
 );

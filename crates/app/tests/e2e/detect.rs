@@ -142,7 +142,7 @@ async fn credential_stuffing_is_blocked_on_every_node_and_alerted() {
         .await
         .1
         .unwrap();
-    let other_b = sign_in(&b, "bystander@example.com", "192.0.2.24")
+    let other_b = sign_in(&b, "bystander@example.com", "198.51.100.24")
         .await
         .1
         .unwrap();
@@ -178,9 +178,9 @@ async fn credential_stuffing_is_blocked_on_every_node_and_alerted() {
         .await
         .unwrap();
     problem(r, 403, "address_blocked").await;
-    // Everyone else is served.
+    // Everyone else is served, the attacker's neighbour too.
     assert_eq!(
-        status_from(&b, "/api/v1/me", &other_b, "192.0.2.24").await,
+        status_from(&b, "/api/v1/me", &other_b, "198.51.100.24").await,
         200
     );
 
@@ -589,6 +589,10 @@ async fn a_session_used_from_a_second_place_must_prove_its_owner() {
         .await
         .unwrap();
     problem(r, 403, "step_up_required").await;
+    assert_eq!(
+        moved["fields"]["session.previous_ip"], "198.51.100.7",
+        "{moved}"
+    );
     // One move, one event: the same-/24 request recorded none.
     let all: Value = s
         .get_auth("/api/v1/admin/events?type=session_moved", &admin)
@@ -613,6 +617,67 @@ async fn a_session_used_from_a_second_place_must_prove_its_owner() {
         status_from(&s, "/api/v1/me", &token, "198.51.100.7").await,
         200
     );
+    let all: Value = s
+        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+}
+
+async fn status_as(s: &TestServer, token: &str, ip: &str, agent: &str) -> u16 {
+    s.client
+        .get(s.url("/api/v1/me"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", ip)
+        .header("user-agent", agent)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_session_moves_with_its_device_not_with_a_browser_update() {
+    let hooks = tempfile::tempdir().unwrap();
+    let s = TestServer::with(Options {
+        env: detect_env(hooks.path(), None),
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    s.user("agent@example.com").await;
+    let home = "198.51.100.40";
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0";
+    let r: Value = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", home)
+        .header("user-agent", firefox)
+        .json(&json!({"email": "agent@example.com", "password": STRONG}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["token"].as_str().unwrap().to_owned();
+    // The same browser, updated; and the same client over IPv6 (one
+    // dual-stack machine): neither is a move.
+    let updated = firefox.replace("130.0", "131.0");
+    assert_eq!(status_as(&s, &token, home, &updated).await, 200);
+    assert_eq!(status_as(&s, &token, "2001:db8:40::1", firefox).await, 200);
+    // Another device at the same address: a move by user agent.
+    assert_eq!(status_as(&s, &token, home, "curl/8.5.0").await, 200);
+    let moved = wait_for_event(&s, &admin, "session_moved").await;
+    assert_eq!(moved["reason"], "agent", "{moved}");
+    assert_eq!(
+        moved["fields"]["session.previous_user_agent"], firefox,
+        "{moved}"
+    );
+    wait_for_alert(&s, &admin, "rampart-session-second-place").await;
     let all: Value = s
         .get_auth("/api/v1/admin/events?type=session_moved", &admin)
         .await
