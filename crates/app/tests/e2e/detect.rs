@@ -292,11 +292,7 @@ async fn an_alert_pending_delivery_survives_a_restart() {
 #[tokio::test]
 async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refused() {
     let hooks = tempfile::tempdir().unwrap();
-    let s = TestServer::with(Options {
-        env: detect_env(hooks.path(), None),
-        ..Options::default()
-    })
-    .await;
+    let s = detect_server(hooks.path()).await;
     let admin = s.admin().await;
     // An administrator signs in from the office network (IPv6: a block
     // would cover its whole /64).
@@ -458,16 +454,30 @@ async fn an_administrators_address_is_not_blocked_and_a_broken_rule_file_is_refu
     );
 }
 
+/// A server set up as `detect_env` says, with no webhook.
+async fn detect_server(hooks: &std::path::Path) -> TestServer {
+    TestServer::with(Options {
+        env: detect_env(hooks, None),
+        ..Options::default()
+    })
+    .await
+}
+
+/// The events of `kind` in the trail, newest first.
+async fn events(s: &TestServer, admin: &str, kind: &str) -> Vec<Value> {
+    let v: Value = s
+        .get_auth(&format!("/api/v1/admin/events?type={kind}"), admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["events"].as_array().unwrap().clone()
+}
+
 async fn wait_for_event(s: &TestServer, admin: &str, kind: &str) -> Value {
     for _ in 0..200 {
-        let ev: Value = s
-            .get_auth(&format!("/api/v1/admin/events?type={kind}"), admin)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if let Some(e) = ev["events"].as_array().unwrap().first() {
-            return e.clone();
+        if let Some(e) = events(s, admin, kind).await.into_iter().next() {
+            return e;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -477,11 +487,7 @@ async fn wait_for_event(s: &TestServer, admin: &str, kind: &str) -> Value {
 #[tokio::test]
 async fn a_password_guessed_after_failures_loses_its_session() {
     let hooks = tempfile::tempdir().unwrap();
-    let s = TestServer::with(Options {
-        env: detect_env(hooks.path(), None),
-        ..Options::default()
-    })
-    .await;
+    let s = detect_server(hooks.path()).await;
     let admin = s.admin().await;
     s.user("target@example.com").await;
     let thief = "192.0.2.200";
@@ -549,11 +555,7 @@ async fn a_rule_can_require_a_step_up_before_the_next_request() {
 #[tokio::test]
 async fn a_session_used_from_a_second_place_must_prove_its_owner() {
     let hooks = tempfile::tempdir().unwrap();
-    let s = TestServer::with(Options {
-        env: detect_env(hooks.path(), None),
-        ..Options::default()
-    })
-    .await;
+    let s = detect_server(hooks.path()).await;
     let admin = s.admin().await;
     s.user("roamer@example.com").await;
     let (status, token) = sign_in(&s, "roamer@example.com", "198.51.100.7").await;
@@ -594,13 +596,7 @@ async fn a_session_used_from_a_second_place_must_prove_its_owner() {
         "{moved}"
     );
     // One move, one event: the same-/24 request recorded none.
-    let all: Value = s
-        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(events(&s, &admin, "session_moved").await.len(), 1);
     // The owner, back where they were, proves themselves and carries on.
     let r = s
         .client
@@ -617,13 +613,7 @@ async fn a_session_used_from_a_second_place_must_prove_its_owner() {
         status_from(&s, "/api/v1/me", &token, "198.51.100.7").await,
         200
     );
-    let all: Value = s
-        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(events(&s, &admin, "session_moved").await.len(), 1);
 }
 
 async fn status_as(s: &TestServer, token: &str, ip: &str, agent: &str) -> u16 {
@@ -642,11 +632,7 @@ async fn status_as(s: &TestServer, token: &str, ip: &str, agent: &str) -> u16 {
 #[tokio::test]
 async fn a_session_moves_with_its_device_not_with_a_browser_update() {
     let hooks = tempfile::tempdir().unwrap();
-    let s = TestServer::with(Options {
-        env: detect_env(hooks.path(), None),
-        ..Options::default()
-    })
-    .await;
+    let s = detect_server(hooks.path()).await;
     let admin = s.admin().await;
     s.user("agent@example.com").await;
     let home = "198.51.100.40";
@@ -678,23 +664,13 @@ async fn a_session_moves_with_its_device_not_with_a_browser_update() {
         "{moved}"
     );
     wait_for_alert(&s, &admin, "rampart-session-second-place").await;
-    let all: Value = s
-        .get_auth("/api/v1/admin/events?type=session_moved", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(events(&s, &admin, "session_moved").await.len(), 1);
 }
 
 #[tokio::test]
 async fn rules_list_and_test_replay_an_export_as_the_server_saw_it() {
     let hooks = tempfile::tempdir().unwrap();
-    let s = TestServer::with(Options {
-        env: detect_env(hooks.path(), None),
-        ..Options::default()
-    })
-    .await;
+    let s = detect_server(hooks.path()).await;
     let admin = s.admin().await;
     stuff(&s, "198.51.100.99", "t").await;
     wait_for_alert(&s, &admin, "rampart-credential-stuffing").await;
