@@ -8,12 +8,14 @@
 
 mod alerts;
 mod audit;
+mod backup;
 mod data;
 mod dialect;
 mod fast_read;
 mod scan;
 mod sql;
 
+pub use backup::TABLES;
 pub use dialect::{legacy_key_checks, open, open_as_is, Dialect, OpenError, SCHEMA_VERSION};
 pub use fast_read::sqlite_path;
 pub use sql::SqlStore;
