@@ -84,6 +84,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Intrusion detection and alerts (`rampart rules --help`).
     pub detect: crate::detect::DetectSettings,
+    /// `[backup]`: encrypted, verified backups (ADR 0013).
+    pub backup: BackupSettings,
     pub log: LogSettings,
     /// Settings named `danger_*` that are on, from the merged layers.
     #[serde(skip)]
@@ -180,6 +182,22 @@ impl Default for AuditSettings {
     }
 }
 
+/// `[backup]`: where backups go and whom they are sealed to (ADR 0013).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Where `rampart backup create` writes without `--to`: a directory
+    /// outside the data directory (ideally another disk).
+    pub dir: Option<PathBuf>,
+    /// age X25519 recipients (`age1…`, from `rampart backup keygen`):
+    /// whoever holds one of their identities can open a backup. Keep the
+    /// identities off this machine.
+    pub recipients: Vec<String>,
+    /// Instead of recipients: a file holding a passphrase (at least 16
+    /// characters) that seals and opens backups.
+    pub passphrase_file: Option<PathBuf>,
+}
+
 fn default_stream_batch() -> u32 {
     500
 }
@@ -263,6 +281,7 @@ impl Default for Settings {
             scan: ScanSettings::default(),
             audit: AuditSettings::default(),
             detect: crate::detect::DetectSettings::default(),
+            backup: BackupSettings::default(),
             log: LogSettings::default(),
             danger_on: Vec::new(),
         }
@@ -711,6 +730,11 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
+        if !self.backup.recipients.is_empty() && self.backup.passphrase_file.is_some() {
+            bail!("[backup] give `recipients` or `passphrase_file`, not both (age seals to one or the other)");
+        }
+        rampart_backup::parse_recipients(&self.backup.recipients)
+            .map_err(|e| anyhow!("[backup] recipients: {e}"))?;
         if let Some(n) = &self.audit.node {
             if !rampart_core::audit::node_name_ok(n) {
                 bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");

@@ -3,6 +3,7 @@
 //! Tests start servers in-process through [`start`].
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod detect;
@@ -659,6 +660,9 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// SQLite: the data directory's lock, shared, so that `rampart backup
+    /// restore` never replaces the database under a running server.
+    _lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -695,6 +699,11 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         master_from_file(),
     )?;
     let warnings = datadir::enforce(permission_problems(settings), settings.strict)?;
+    let lock = if settings.is_sqlite() {
+        Some(backup::hold_lock(&settings.data_dir)?)
+    } else {
+        None
+    };
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
         .context("cannot load the TLS certificate")?;
     let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;
@@ -973,6 +982,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         metrics_addr,
         shutdown,
         tasks,
+        _lock: lock,
     })
 }
 

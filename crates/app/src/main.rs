@@ -86,6 +86,78 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Encrypted backups, each one restored and checked: create, verify,
+    /// restore (create and verify are safe while the server runs).
+    #[command(after_help = BACKUP_HELP)]
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+const BACKUP_HELP: &str = "A backup is sealed with age to the [backup] recipients (and to Rampart's own \
+check key, kept in the database under the master key, so the server can restore and check every backup \
+without your identity), or to [backup] passphrase_file. The master key is never inside a backup: keep \
+the age identity, the master key and the backups in three different places.\n\
+Exit status: 0 when the backup is good, 3 when it is not, 1 when the command could not run.";
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Print a new age identity (keep it off this server) and its
+    /// recipient (put it in [backup] recipients).
+    Keygen(BackupKeygenArgs),
+    /// Take a consistent snapshot while the server serves, seal it, and
+    /// write it to --to or [backup] dir (never into the data directory).
+    Create(BackupCreateArgs),
+    /// Decrypt a backup into private scratch space, restore it there, and
+    /// check it whole (nothing touches the live data).
+    Verify(BackupOpenArgs),
+    /// Check a backup, then put it in place: a stopped or new data
+    /// directory, or an empty PostgreSQL database (--database-url).
+    Restore(BackupRestoreArgs),
+}
+
+#[derive(Args)]
+struct BackupKeygenArgs {
+    /// Write the identity to this file (0600, must not exist) instead of
+    /// standard output
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BackupCreateArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Directory to write to [default: [backup] dir]
+    #[arg(long)]
+    to: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BackupOpenArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The backup file
+    file: PathBuf,
+    /// An age identity file (AGE-SECRET-KEY-1…) of one of the recipients
+    /// [default: Rampart's own check key, from this data directory]
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// A file holding the passphrase the backup was sealed to [default:
+    /// [backup] passphrase_file]
+    #[arg(long, conflicts_with = "identity")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BackupRestoreArgs {
+    #[command(flatten)]
+    open: BackupOpenArgs,
+    /// Replace the database of a stopped data directory (it is kept
+    /// beside the restored one)
+    #[arg(long)]
+    force: bool,
 }
 
 const RULES_HELP: &str = "Rules are Sigma YAML over the trail's ECS events (as `rampart audit export` \
@@ -557,6 +629,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match command {
         Command::Scan { command } => scan(config, command).await,
         Command::Audit { command } => audit(config, command).await,
+        Command::Backup { command } => backup(config, command).await,
         command => run(Cli { config, command })
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -566,7 +639,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // Handled by `dispatch`, which owns the exit status.
-        Command::Scan { .. } | Command::Audit { .. } => Ok(()),
+        Command::Scan { .. } | Command::Audit { .. } | Command::Backup { .. } => Ok(()),
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -824,6 +897,131 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
             .await;
             svc.close().await;
             println!("{}", keys?.verifier_key());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitCode> {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = TermProgress { on: tty };
+    let end_bar = || {
+        if tty {
+            eprintln!();
+        }
+    };
+    match command {
+        BackupCommand::Keygen(args) => {
+            let (identity, recipient) = rampart::backup::keygen();
+            let text = format!(
+                "# A Rampart backup identity: it opens every backup sealed to the recipient below.\n\
+                 # Keep it off the server, apart from the master key.\n\
+                 # recipient: {recipient}\n{}\n",
+                identity.expose_secret()
+            );
+            let text = SecretString::new(text);
+            match &args.out {
+                Some(path) => {
+                    let mut o = std::fs::OpenOptions::new();
+                    o.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                    let mut f = o.open(path).with_context(|| {
+                        format!("cannot create {} (it must not exist yet)", path.display())
+                    })?;
+                    std::io::Write::write_all(&mut f, text.expose_secret().as_bytes())?;
+                    f.sync_all()?;
+                    eprintln!("identity written to {}", path.display());
+                }
+                None => print!("{}", text.expose_secret()),
+            }
+            eprintln!("recipient (for [backup] recipients): {recipient}");
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Create(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let started = std::time::Instant::now();
+            let svc = rampart::cli_services(&settings).await?;
+            let created = rampart::backup::create(
+                &settings,
+                &svc,
+                args.to.as_deref(),
+                &rampart_crypto::OsEntropy,
+                &bar,
+            )
+            .await;
+            svc.close().await;
+            end_bar();
+            let c = created?;
+            println!(
+                "backup written: {} ({} bytes, {} rows in {} tables, taken {})",
+                c.path.display(),
+                c.bytes,
+                c.manifest.tables.values().sum::<u64>(),
+                c.manifest.tables.len(),
+                c.manifest.created_at
+            );
+            println!("check it: rampart backup verify {}", c.path.display());
+            eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Verify(args) => {
+            let settings = load(config, &common_overrides(&args.common))?;
+            let _logs = rampart::logging::init("warn");
+            let unseal = rampart::backup::unseal(
+                &settings,
+                args.identity.as_deref(),
+                args.passphrase_file.as_deref(),
+            )
+            .await?;
+            let checked = rampart::backup::verify(&settings, &args.file, &unseal, &bar).await;
+            end_bar();
+            match checked {
+                Ok(c) => {
+                    print!("{}", c.render(&args.file));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("NOT good: {e:#}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+        BackupCommand::Restore(args) => {
+            let settings = load(config, &common_overrides(&args.open.common))?;
+            let _logs = rampart::logging::init("warn");
+            let unseal = rampart::backup::unseal(
+                &settings,
+                args.open.identity.as_deref(),
+                args.open.passphrase_file.as_deref(),
+            )
+            .await?;
+            let now = rampart_core::Clock::now(&rampart_core::SystemClock);
+            let restored = rampart::backup::restore(
+                &settings,
+                &args.open.file,
+                &unseal,
+                args.force,
+                now,
+                &bar,
+            )
+            .await;
+            end_bar();
+            let r = restored?;
+            print!("{}", r.checked.render(&args.open.file));
+            println!(
+                "restored into {}; recovery point {}",
+                if settings.is_sqlite() {
+                    settings.data_dir.display().to_string()
+                } else {
+                    "the PostgreSQL database".to_owned()
+                },
+                r.checked.manifest.created_at
+            );
+            if let Some(old) = r.kept {
+                println!("the database it replaced is kept as {}", old.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
+pub use age;
 use rampart_crypto::SecretString;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -148,6 +149,25 @@ pub fn parse_identities(text: &str) -> Result<Vec<age::x25519::Identity>, String
     Ok(out)
 }
 
+/// The age X25519 identity whose secret is these 32 bytes: how Rampart's
+/// own backup recipient is kept (a data key, wrapped by the master key).
+pub fn identity_from_secret(secret: &[u8]) -> Result<age::x25519::Identity, String> {
+    use bech32::ToBase32;
+    if secret.len() != 32 {
+        return Err("a backup check secret is 32 bytes".into());
+    }
+    let text = bech32::encode(
+        "age-secret-key-",
+        secret.to_base32(),
+        bech32::Variant::Bech32,
+    )
+    .map_err(|_| "cannot encode the backup check identity".to_owned())?;
+    let text = SecretString::new(text.to_uppercase());
+    text.expose_secret()
+        .parse::<age::x25519::Identity>()
+        .map_err(|_| "cannot read the backup check identity".to_owned())
+}
+
 fn short(s: &str) -> String {
     let s = s.trim();
     if s.len() > 12 {
@@ -253,9 +273,15 @@ pub fn read(
     })?;
     let z = zstd::stream::read::Decoder::new(plain)?;
     let mut z = BufReader::new(z);
-    let damaged_io = |e: io::Error, what: &str| match e.kind() {
+    let damaged_io = |e: io::Error, what: &str| {
+        match e.kind() {
         io::ErrorKind::UnexpectedEof => Error::Truncated(what.to_owned()),
+        // age's STREAM: a chunk whose tag fails, or a last chunk missing.
+        io::ErrorKind::InvalidData if e.to_string().contains("decryption") => Error::Damaged(
+            format!("{what}: the encrypted data fails its integrity check (the file was cut short or changed)"),
+        ),
         _ => Error::Damaged(format!("{what}: {e}")),
+    }
     };
     let mut magic = [0u8; MAGIC.len()];
     z.read_exact(&mut magic)

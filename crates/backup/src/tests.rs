@@ -193,3 +193,35 @@ fn errors_and_debug_never_show_a_key() {
     let e = parse_recipients(&["age1notarecipientatallreally".into()]).unwrap_err();
     assert!(e.contains("not an age"), "{e}");
 }
+
+#[test]
+fn the_check_identity_is_the_same_for_the_same_secret_and_opens_what_its_recipient_sealed() {
+    let a = identity_from_secret(&[7u8; 32]).unwrap();
+    let b = identity_from_secret(&[7u8; 32]).unwrap();
+    let c = identity_from_secret(&[8u8; 32]).unwrap();
+    assert_eq!(a.to_public().to_string(), b.to_public().to_string());
+    assert_ne!(a.to_public().to_string(), c.to_public().to_string());
+    assert!(identity_from_secret(&[7u8; 31]).is_err());
+    let snap = snapshot();
+    let m = manifest(&snap);
+    let file = write(
+        Vec::new(),
+        &Seal::Recipients(vec![
+            age::x25519::Identity::generate().to_public(),
+            a.to_public(),
+        ]),
+        &m,
+        &snap[..],
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    read(
+        &file[..],
+        &Unseal::Identities(vec![b]),
+        &mut out,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out, snap);
+}

@@ -116,10 +116,13 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The rows of every table of [`TABLES`].
+    /// The rows of every table of [`TABLES`] this database has (the
+    /// legacy event tables are dropped once their events joined the
+    /// trail).
     pub async fn table_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let present = self.catalog_tables().await?;
         let mut out = BTreeMap::new();
-        for table in TABLES {
+        for table in TABLES.iter().filter(|t| present.iter().any(|p| p == *t)) {
             // `table` is from TABLES, a constant (see the module's note).
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
                 .fetch_one(self.pool())
@@ -209,8 +212,9 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Copies every row of every table of [`TABLES`] into `target`, which
-    /// must be at the same schema version and hold no row: all of it read
+    /// Copies every row of every table of [`TABLES`] (that the source
+    /// has) into `target`, which must be at the same schema version and
+    /// hold no row: all of it read
     /// in one transaction (repeatable read on PostgreSQL, so the copy is
     /// one consistent moment while writers go on), all of it written in
     /// one, so a failure leaves the target as it was. `progress` hears the
@@ -220,8 +224,14 @@ impl SqlStore {
         target: &SqlStore,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let present = self.catalog_tables().await?;
+        if let Some(t) = present.iter().find(|t| !TABLES.contains(&t.as_str())) {
+            return Err(StoreError::Backend(format!(
+                "the source database has a table this Rampart does not know ({t}): is it newer?"
+            )));
+        }
         let mut plan = Vec::with_capacity(TABLES.len());
-        for table in TABLES {
+        for table in TABLES.iter().filter(|t| present.iter().any(|p| p == *t)) {
             let from = self.columns(table).await?;
             let to = target.columns(table).await?;
             let mut names: Vec<&str> = from.iter().map(|(n, _)| n.as_str()).collect();

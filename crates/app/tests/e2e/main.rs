@@ -3,6 +3,7 @@
 
 mod accounts;
 mod audit;
+mod backup;
 mod brute_force;
 mod connections;
 mod data;

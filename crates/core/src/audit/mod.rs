@@ -581,7 +581,20 @@ pub fn known_actions() -> Vec<String> {
     );
     all.extend(writer::OWN_ACTIONS.iter().map(|a| (*a).to_owned()));
     all.extend(crate::alerts::ACTIONS.iter().map(|a| (*a).to_owned()));
+    all.extend(backup_actions::ALL.iter().map(|a| (*a).to_owned()));
     all
+}
+
+/// What backups record (ADR 0013): each with outcome `success` or
+/// `failure` (then of high severity, with the reason).
+pub mod backup_actions {
+    /// A backup written.
+    pub const CREATED: &str = "backup.created";
+    /// A backup restored into scratch space and checked.
+    pub const VERIFIED: &str = "backup.verified";
+    /// A backup put in place of a database.
+    pub const RESTORED: &str = "backup.restored";
+    pub const ALL: [&str; 3] = [CREATED, VERIFIED, RESTORED];
 }
 
 /// Whether `action` is one the trail records (the writer asks for every

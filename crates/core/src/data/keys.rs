@@ -17,6 +17,9 @@ pub const SYSTEM_SCOPE: &str = "system";
 pub const LEGACY_SCOPE: &str = "system-legacy";
 /// The audit trail's key (see [`KeyManager::audit_secret`]).
 pub const AUDIT_SCOPE: &str = "audit";
+/// The secret of Rampart's own backup recipient (see
+/// [`KeyManager::backup_check_secret`]).
+pub const BACKUP_CHECK_SCOPE: &str = "backup-check";
 
 fn wrap_context(id: &str, scope: &str) -> String {
     format!("data_key:{id}:{scope}")
@@ -214,34 +217,51 @@ impl KeyManager {
     }
 
     /// The audit trail's secret: a data key of scope `audit`, made once,
-    /// never rotated with the others (the chain's links and the public key
-    /// of its checkpoints derive from it), re-wrapped with every master
-    /// rotation like every data key.
-    /// `create`: make it when there is none (only while the trail is
-    /// empty: a new key would leave every signed checkpoint uncheckable).
+    /// while the trail is empty (`create`); missing later, it is an error.
     pub async fn audit_secret(&self, now: Timestamp, create: bool) -> Result<SecretBytes, Error> {
-        let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == AUDIT_SCOPE);
+        self.singleton(AUDIT_SCOPE, now, create).await?.ok_or_else(|| {
+            Error::Internal(
+                "the audit key (the data key of scope `audit`) is missing, but the trail holds events: \
+                 restore the data_keys table from a backup. A new key would leave every signed checkpoint uncheckable."
+                    .into(),
+            )
+        })
+    }
+
+    /// The secret behind Rampart's own backup recipient (ADR 0013): every
+    /// backup sealed to the configured recipients is sealed to it too, so
+    /// the server can restore and check each one without holding the
+    /// operator's identity. A data key like any other: wrapped by the
+    /// master key, made on first use, re-wrapped when the master rotates.
+    pub async fn backup_check_secret(&self, now: Timestamp) -> Result<SecretBytes, Error> {
+        self.singleton(BACKUP_CHECK_SCOPE, now, true)
+            .await?
+            .ok_or_else(|| Error::Internal("the backup check key vanished".into()))
+    }
+
+    /// The one data key of `scope`, unwrapped; made first when `create`.
+    async fn singleton(
+        &self,
+        scope: &str,
+        now: Timestamp,
+        create: bool,
+    ) -> Result<Option<SecretBytes>, Error> {
+        let find = |keys: Vec<DataKey>| keys.into_iter().find(|k| k.scope == scope);
         let k = match find(self.store.data_keys().await?) {
             Some(k) => k,
-            None if !create => {
-                return Err(Error::Internal(
-                    "the audit key (the data key of scope `audit`) is missing, but the trail holds events: \
-                     restore the data_keys table from a backup. A new key would leave every signed checkpoint uncheckable."
-                        .into(),
-                ))
-            }
+            None if !create => return Ok(None),
             None => {
-                let k = self.generate(AUDIT_SCOPE, now).await?;
+                let k = self.generate(scope, now).await?;
                 match self.store.insert_data_key(&k).await {
                     // Another node made it first: theirs is read below.
                     Ok(()) | Err(crate::StoreError::Conflict) => {}
                     Err(e) => return Err(e.into()),
                 }
                 find(self.store.data_keys().await?)
-                    .ok_or_else(|| Error::Internal("audit key vanished".into()))?
+                    .ok_or_else(|| Error::Internal(format!("the {scope} key vanished")))?
             }
         };
-        self.unwrap_key(&self.master(), &k)
+        self.unwrap_key(&self.master(), &k).map(Some)
     }
 
     /// Re-wraps every data key under `new_master`, in one transaction that

@@ -1,0 +1,557 @@
+//! Issue 16: backups. Taken while the server writes, sealed, checked by
+//! restoring them, restored into a new data directory and into
+//! PostgreSQL; every kind of damage refused; no plaintext inside.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const RECORD_CANARY: &str = "canary-record-body-5d1e";
+const SEALED_CANARY: &str = "canary-sealed-field-77ab";
+
+/// A server with a `notes` collection (a plain `body`, a sensitive
+/// `secret`), its administrator's token, and an age identity file and
+/// recipient for its backups.
+struct Deployment {
+    s: TestServer,
+    admin: String,
+    identity: PathBuf,
+    recipient: String,
+    backups: tempfile::TempDir,
+    /// The PostgreSQL URL, when it runs on one.
+    pg: Option<String>,
+}
+
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let (code, _, err) = rampart_run(&["backup", "keygen", "--out", path.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    let recipient = err
+        .lines()
+        .find_map(|l| l.strip_prefix("recipient (for [backup] recipients): "))
+        .expect("the recipient is printed")
+        .to_owned();
+    (path, recipient)
+}
+
+async fn deployment(db: Db) -> Deployment {
+    let backups = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(backups.path(), "identity.txt");
+    let pg = match &db {
+        Db::Postgres(url) => Some(url.clone()),
+        Db::Sqlite => None,
+    };
+    let s = TestServer::with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
+    let admin = s.admin().await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/collections",
+            &admin,
+            json!({
+                "name": "notes",
+                "fields": {
+                    "body": {"type": "text", "required": true},
+                    "secret": {"type": "text", "sensitive": true}
+                }
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    Deployment {
+        s,
+        admin,
+        identity,
+        recipient,
+        backups,
+        pg,
+    }
+}
+
+impl Deployment {
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "RAMPART_BACKUP__RECIPIENTS".to_owned(),
+            format!("[\"{}\"]", self.recipient),
+        )];
+        if let Some(url) = &self.pg {
+            env.push(("RAMPART_DATABASE_URL".to_owned(), url.clone()));
+        }
+        env
+    }
+
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let data = self.s.data_dir();
+        let mut all = vec!["--data-dir".to_owned(), data.display().to_string()];
+        all.splice(0..0, args.iter().map(|a| (*a).to_owned()));
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        rampart_run_env(&all, None, &env)
+    }
+
+    async fn note(&self, i: usize) -> Option<String> {
+        let r = self
+            .s
+            .post_auth(
+                "/api/v1/collections/notes/records",
+                &self.admin,
+                json!({"body": format!("{RECORD_CANARY}-{i}"), "secret": format!("{SEALED_CANARY}-{i}")}),
+            )
+            .await;
+        if r.status() != 201 {
+            return None;
+        }
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().map(str::to_owned)
+    }
+
+    fn create(&self) -> PathBuf {
+        let to = self.backups.path().display().to_string();
+        let (code, out, err) = self.cli(&["backup", "create", "--to", &to]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("backup written: "))
+            .expect("the file is named");
+        PathBuf::from(line.split(" (").next().unwrap())
+    }
+}
+
+async fn record_ids(s: &TestServer, admin: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/api/v1/collections/notes/records?limit=100".to_owned();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = s.get_auth(&path, admin).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let page = v["records"].as_array().unwrap();
+        ids.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match v["next_cursor"].as_str() {
+            Some(n) if !page.is_empty() => cursor = Some(n.to_owned()),
+            _ => return ids,
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A copy of `file` with `edit` applied.
+fn damaged(file: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = std::fs::read(file).unwrap();
+    edit(&mut bytes);
+    let out = file.with_file_name(name);
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_the_server_writes_restores_every_acknowledged_record() {
+    let d = deployment(Db::Sqlite).await;
+    for i in 0..50 {
+        d.note(i).await.unwrap();
+    }
+    // Writers keep going while the backup is taken; what was acknowledged
+    // before the command started must be in it.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = Arc::new(tokio::sync::Mutex::new(d));
+    let writer = {
+        let (acked, stop, d) = (acked.clone(), stop.clone(), d.clone());
+        tokio::spawn(async move {
+            let mut i = 1_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let d = d.lock().await;
+                if let Some(id) = d.note(i).await {
+                    acked.lock().unwrap().push(id);
+                }
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (before, file) = {
+        let guard = d.lock().await;
+        let before = record_ids(&guard.s, &guard.admin).await;
+        let to = guard.backups.path().display().to_string();
+        let data = guard.s.data_dir().display().to_string();
+        let env = guard.env();
+        drop(guard);
+        let out = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            rampart_run_env(
+                &["backup", "create", "--data-dir", &data, "--to", &to],
+                None,
+                &env,
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.0, Some(0), "{}{}", out.1, out.2);
+        let line = out
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("backup written: "))
+            .unwrap();
+        (before, PathBuf::from(line.split(" (").next().unwrap()))
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    assert!(
+        !acked.lock().unwrap().is_empty(),
+        "writes went on meanwhile"
+    );
+    let mut d = Arc::try_unwrap(d).ok().unwrap().into_inner();
+    assert!(file.exists());
+    assert!(file.extension().unwrap() == "rampart-backup");
+    // No partial file is left beside it.
+    let names: Vec<String> = std::fs::read_dir(d.backups.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+
+    // Nothing readable inside: record values, sealed values, the master
+    // key, the administrator's session token and password.
+    let bytes = std::fs::read(&file).unwrap();
+    let master = std::fs::read_to_string(d.s.data_dir().join("master.key")).unwrap();
+    for canary in [
+        RECORD_CANARY,
+        SEALED_CANARY,
+        master.trim(),
+        d.admin.as_str(),
+        STRONG,
+        "owner@example.com",
+        "SQLite format 3",
+    ] {
+        assert!(
+            !contains(&bytes, canary.as_bytes()),
+            "{canary:?} is readable in the backup"
+        );
+    }
+
+    // Verified with Rampart's own key (the server's), and with the identity.
+    let (code, out, err) = d.cli(&["backup", "verify", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("OK: ") && out.contains("sentinel"), "{out}");
+    let id = d.identity.display().to_string();
+    let (code, out, _) = d.cli(&[
+        "backup",
+        "verify",
+        file.to_str().unwrap(),
+        "--identity",
+        &id,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // Restored into a new data directory, beside the deployment's master
+    // key (which the backup does not hold), it serves every record that
+    // was acknowledged before the backup began.
+    d.s.stop().await;
+    let new = tempfile::tempdir().unwrap();
+    let new_data = new.path().join("data");
+    std::fs::create_dir(&new_data).unwrap();
+    std::fs::write(new_data.join("master.key"), &master).unwrap();
+    let (code, out, err) = rampart_run(
+        &[
+            "backup",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            new_data.to_str().unwrap(),
+            "--identity",
+            &id,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("recovery point"), "{out}");
+    let restored = TestServer::with(Options {
+        dir: Some(new),
+        ..Options::default()
+    })
+    .await;
+    let after = record_ids(&restored, &d.admin).await;
+    for id in &before {
+        assert!(
+            after.contains(id),
+            "record {id}, acknowledged before the backup, is missing"
+        );
+    }
+    let r = restored
+        .get_auth(
+            &format!("/api/v1/collections/notes/records/{}", before[0]),
+            &d.admin,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["data"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with(SEALED_CANARY),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn verify_refuses_truncation_a_flipped_byte_a_wrong_key_and_another_deployment() {
+    let d = deployment(Db::Sqlite).await;
+    for i in 0..20 {
+        d.note(i).await.unwrap();
+    }
+    let file = d.create();
+    let len = std::fs::metadata(&file).unwrap().len() as usize;
+    let check = |f: &Path, extra: &[&str], want: &str| {
+        let mut args = vec!["backup", "verify", f.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, out, err) = d.cli(&args);
+        assert_eq!(code, Some(3), "{f:?} {extra:?} passed: {out}{err}");
+        assert!(
+            out.contains("NOT good") && out.contains(want),
+            "{f:?}: {out}"
+        );
+    };
+    let short = damaged(&file, "short.rampart-backup", |b| b.truncate(len - 100));
+    check(&short, &[], "cut short");
+    let flipped = damaged(&file, "flipped.rampart-backup", |b| b[len / 2] ^= 0x01);
+    check(&flipped, &[], "damaged");
+    let (other_id, _) = keygen(d.backups.path(), "other.txt");
+    check(
+        &file,
+        &["--identity", other_id.to_str().unwrap()],
+        "no identity",
+    );
+    let absurd = damaged(&file, "absurd.rampart-backup", |b| {
+        let mut h = b"age-encryption.org/v1\n".to_vec();
+        for _ in 0..200 {
+            h.extend_from_slice(b"-> X25519 AAAA\nAAAA\n");
+        }
+        h.extend_from_slice(b"--- AAAA\n");
+        *b = h;
+    });
+    check(&absurd, &[], "recipients");
+    let text = damaged(&file, "text.rampart-backup", |b| *b = b"hello".to_vec());
+    check(&text, &[], "not a Rampart backup");
+
+    // Another deployment's backup, opened with its identity, is refused
+    // for its master key.
+    let other = deployment(Db::Sqlite).await;
+    let theirs = other.create();
+    let id = other.identity.display().to_string();
+    check(&theirs, &["--identity", &id], "another deployment");
+
+    // Every check is an event of the trail.
+    let r =
+        d.s.get_auth(
+            "/api/v1/admin/events?type=backup.verified&limit=50",
+            &d.admin,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let failures = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("\"failure\""))
+        .count();
+    assert!(failures >= 6, "{v}");
+}
+
+#[tokio::test]
+async fn restore_refuses_a_live_data_directory_and_replaces_a_stopped_one_only_when_forced() {
+    let mut d = deployment(Db::Sqlite).await;
+    d.note(1).await.unwrap();
+    let file = d.create();
+    let second = d.note(2).await.unwrap();
+    let f = file.to_str().unwrap();
+    // The server serves this directory: refused, even with --force.
+    let (code, _, err) = d.cli(&["backup", "restore", f, "--force"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("serving"), "{err}");
+    d.s.stop().await;
+    // Stopped, but it holds a database: refused without --force.
+    let (code, _, err) = d.cli(&["backup", "restore", f]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--force"), "{err}");
+    // A backup into the data directory is refused.
+    let inside = d.s.data_dir().join("backups").display().to_string();
+    let (code, _, err) = d.cli(&["backup", "create", "--to", &inside]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("data directory"), "{err}");
+    // Forced: the old database is kept beside the restored one.
+    let (code, out, err) = d.cli(&["backup", "restore", f, "--force"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let kept: Vec<_> = std::fs::read_dir(d.s.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("before-restore"))
+        .collect();
+    assert!(!kept.is_empty(), "the replaced database is kept");
+    let dir = std::mem::replace(&mut d.s.dir, tempfile::tempdir().unwrap());
+    let again = TestServer::with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    let ids = record_ids(&again, &d.admin).await;
+    assert_eq!(ids.len(), 1, "the restored database is the backup's");
+    assert!(!ids.contains(&second));
+}
+
+#[tokio::test]
+async fn a_sqlite_backup_restores_into_postgresql_which_serves_it_and_backs_up_in_turn() {
+    let Some(pg) = fresh_pg_schema().await else {
+        return;
+    };
+    let mut d = deployment(Db::Sqlite).await;
+    for i in 0..30 {
+        d.note(i).await.unwrap();
+    }
+    let file = d.create();
+    let before = record_ids(&d.s, &d.admin).await;
+    d.s.stop().await;
+    let master = std::fs::read_to_string(d.s.data_dir().join("master.key")).unwrap();
+    let new = tempfile::tempdir().unwrap();
+    std::fs::create_dir(new.path().join("data")).unwrap();
+    std::fs::write(new.path().join("data/master.key"), &master).unwrap();
+    let id = d.identity.display().to_string();
+    let (code, out, err) = rampart_run(
+        &[
+            "backup",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            new.path().join("data").to_str().unwrap(),
+            "--database-url",
+            &pg,
+            "--identity",
+            &id,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    // A second restore into the same database is refused: it is not empty.
+    let (code, _, err) = rampart_run(
+        &[
+            "backup",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            new.path().join("data").to_str().unwrap(),
+            "--database-url",
+            &pg,
+            "--identity",
+            &id,
+        ],
+        None,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not empty"), "{err}");
+    let served = TestServer::with(Options {
+        db: Db::Postgres(pg.clone()),
+        dir: Some(new),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(record_ids(&served, &d.admin).await.len(), before.len());
+
+    // PostgreSQL backs up in turn (one repeatable-read copy), and that
+    // backup verifies.
+    let to = d.backups.path().join("from-pg");
+    let data = served.data_dir().display().to_string();
+    let env = [
+        ("RAMPART_DATABASE_URL", pg.as_str()),
+        (
+            "RAMPART_BACKUP__RECIPIENTS",
+            &format!("[\"{}\"]", d.recipient),
+        ),
+    ];
+    let (code, out, err) = rampart_run_env(
+        &[
+            "backup",
+            "create",
+            "--data-dir",
+            &data,
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        None,
+        &env,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let from_pg = out
+        .lines()
+        .find_map(|l| l.strip_prefix("backup written: "))
+        .unwrap()
+        .split(" (")
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, out, err) = rampart_run_env(
+        &["backup", "verify", &from_pg, "--data-dir", &data],
+        None,
+        &env,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("from postgres"), "{out}");
+}
+
+#[tokio::test]
+async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
+    let d = deployment(Db::Sqlite).await;
+    d.note(1).await.unwrap();
+    let pass = d.backups.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple 42\n").unwrap();
+    let short = d.backups.path().join("short.txt");
+    std::fs::write(&short, "too short\n").unwrap();
+    let wrong = d.backups.path().join("wrong.txt");
+    std::fs::write(&wrong, "incorrect horse battery staple 42\n").unwrap();
+    let data = d.s.data_dir().display().to_string();
+    let to = d.backups.path().join("p").display().to_string();
+    let run = |args: &[&str], pass: &Path| {
+        let p = pass.display().to_string();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--data-dir", &data]);
+        rampart_run_env(
+            &all,
+            None,
+            &[("RAMPART_BACKUP__PASSPHRASE_FILE", p.as_str())],
+        )
+    };
+    let (code, _, err) = run(&["backup", "create", "--to", &to], &short);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("shorter than 16"), "{err}");
+    let (code, out, err) = run(&["backup", "create", "--to", &to], &pass);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let file = out
+        .lines()
+        .find_map(|l| l.strip_prefix("backup written: "))
+        .unwrap()
+        .split(" (")
+        .next()
+        .unwrap()
+        .to_owned();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(!contains(&bytes, b"correct horse"));
+    let (code, out, _) = run(&["backup", "verify", &file], &pass);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, _) = run(&["backup", "verify", &file], &wrong);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("passphrase is wrong"), "{out}");
+}
