@@ -248,6 +248,9 @@ pub async fn create(
     let dir = destination(settings, to)?;
     let seal = seal(settings, svc).await?;
     let now = svc.auth.clock().now();
+    // The trail's events so far are signed into a checkpoint, so the
+    // backup's chain head is covered by one.
+    svc.audit.flush().await;
     let live = rampart_store::open(settings.database_url().expose_secret()).await?;
     let result = snapshot_and_seal(&live, settings, &dir, &seal, now, entropy, progress).await;
     live.close().await;
@@ -319,13 +322,7 @@ async fn snapshot_and_seal(
         snapshot_bytes: bytes,
         snapshot_sha256: sha,
     };
-    let name = format!(
-        "rampart-{}.{EXTENSION}",
-        now.to_rfc3339()
-            .replace([':', '-'], "")
-            .trim_end_matches('Z')
-            .replace('.', "-")
-    );
+    let name = name_of_time(now).ok_or_else(|| anyhow!("the clock is out of range"))?;
     let path = dir.join(&name);
     if path.exists() {
         bail!("{} exists already", path.display());
@@ -703,4 +700,407 @@ pub fn keygen() -> (SecretString, String) {
     let secret =
         rampart_backup::age::secrecy::ExposeSecret::expose_secret(&id.to_string()).to_owned();
     (SecretString::new(secret), recipient)
+}
+
+/// A backup schedule: a cron expression (five fields, UTC).
+#[derive(Debug, Clone)]
+pub struct Schedule(croner::Cron);
+
+impl Schedule {
+    pub fn parse(expr: &str) -> std::result::Result<Schedule, String> {
+        expr.parse::<croner::Cron>().map(Schedule).map_err(|e| {
+            format!(
+                "{expr:?} is not a cron expression (e.g. \"0 3 * * *\", daily at 03:00 UTC): {e}"
+            )
+        })
+    }
+
+    /// The first run strictly after `t`.
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis())?;
+        let next = self.0.find_next_occurrence(&at, false).ok()?;
+        Some(Timestamp(next.timestamp_millis()))
+    }
+
+    /// The last run at or before `t`.
+    pub fn last_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis())?;
+        let prev = self.0.find_previous_occurrence(&at, true).ok()?;
+        Some(Timestamp(prev.timestamp_millis()))
+    }
+}
+
+/// How many backups to keep: the newest of each of the last `daily`
+/// days, `weekly` ISO weeks and `monthly` months that have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+/// Of backups taken at `times`, those `policy` keeps (the newest is
+/// always kept).
+pub fn to_keep(times: &[Timestamp], policy: Retention) -> std::collections::BTreeSet<Timestamp> {
+    use chrono::Datelike;
+    let mut sorted: Vec<Timestamp> = times.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    let mut keep = std::collections::BTreeSet::new();
+    if let Some(newest) = sorted.first() {
+        keep.insert(*newest);
+    }
+    let day = |t: &Timestamp| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis()).map(|d| d.date_naive())
+    };
+    let mut bucket = |n: u32, key: &dyn Fn(chrono::NaiveDate) -> (i32, u32, u32)| {
+        let mut seen = Vec::new();
+        for t in &sorted {
+            if seen.len() as u32 >= n {
+                break;
+            }
+            let Some(d) = day(t) else { continue };
+            let k = key(d);
+            if !seen.contains(&k) {
+                seen.push(k);
+                keep.insert(*t);
+            }
+        }
+    };
+    bucket(policy.daily, &|d| (d.year(), d.month(), d.day()));
+    bucket(policy.weekly, &|d| {
+        let w = d.iso_week();
+        (w.year(), w.week(), 0)
+    });
+    bucket(policy.monthly, &|d| (d.year(), d.month(), 0));
+    keep
+}
+
+/// The time a backup's file name says it was taken, for the files this
+/// module writes (`rampart-20261207T030000-000.rampart-backup`).
+pub fn time_of_name(name: &str) -> Option<Timestamp> {
+    let stem = name
+        .strip_prefix("rampart-")?
+        .strip_suffix(&format!(".{EXTENSION}"))?;
+    let at = chrono::NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%S-%3f").ok()?;
+    Some(Timestamp(at.and_utc().timestamp_millis()))
+}
+
+fn name_of_time(now: Timestamp) -> Option<String> {
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now.millis())?;
+    Some(format!(
+        "rampart-{}.{EXTENSION}",
+        at.format("%Y%m%dT%H%M%S-%3f")
+    ))
+}
+
+/// Removes the backups of `dir` that `policy` does not keep (only files
+/// named as this module names them); returns the names removed.
+pub fn apply_retention(dir: &Path, policy: Retention) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(t) = time_of_name(&name) {
+            found.push((t, name));
+        }
+    }
+    let keep = to_keep(&found.iter().map(|(t, _)| *t).collect::<Vec<_>>(), policy);
+    let mut removed = Vec::new();
+    for (t, name) in found {
+        if !keep.contains(&t) {
+            std::fs::remove_file(dir.join(&name))
+                .with_context(|| format!("cannot remove {name}"))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// The newest backup that passed its check, from the trail: (when the
+/// check ran, the file's name).
+pub async fn last_verified(store: &dyn rampart_core::Store) -> Result<Option<(Timestamp, String)>> {
+    let found = store
+        .search_events(&rampart_core::audit::EventQuery {
+            actions: vec![VERIFIED.to_owned()],
+            outcome: Some(SUCCESS.to_owned()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(err)?;
+    Ok(found
+        .into_iter()
+        .next()
+        .map(|e| (e.at, e.object.clone().unwrap_or_default())))
+}
+
+/// What the server's backup schedule needs.
+pub struct Scheduled {
+    pub settings: Settings,
+    pub svc: crate::Services,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+/// How long after its time a scheduled backup may still be verified
+/// before it counts as missing.
+pub const MISSING_AFTER: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+/// Whether the server runs scheduled backups: a destination and someone
+/// to seal to are configured.
+pub fn scheduled(settings: &Settings) -> bool {
+    settings.backup.dir.is_some()
+        && (!settings.backup.recipients.is_empty() || settings.backup.passphrase_file.is_some())
+}
+
+/// The server's backup schedule: at each time of `[backup] schedule`, one
+/// node takes a backup, checks it by restoring it, and applies the
+/// retention; any node records a scheduled backup not verified within
+/// [`MISSING_AFTER`] (which raises an alert).
+pub async fn run_schedule(s: Scheduled, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Ok(schedule) = Schedule::parse(&s.settings.backup.schedule) else {
+        return;
+    };
+    let clock = s.svc.auth.clock().clone();
+    let started = clock.now();
+    let mut next = schedule.next_after(started);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let now = clock.now();
+        if let Some(slot) = next.filter(|slot| now >= *slot) {
+            next = schedule.next_after(now);
+            if claim(&s, &format!("backup:{}", slot.millis()), now).await {
+                scheduled_backup(&s, now).await;
+            }
+        }
+        // A slot since this server started whose backup was not verified.
+        let due = Timestamp(now.millis() - MISSING_AFTER.as_millis() as i64);
+        if let Some(slot) = schedule
+            .last_at_or_before(due)
+            .filter(|slot| *slot > started)
+        {
+            let verified = last_verified(s.svc.store.as_ref())
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|(at, _)| at >= slot);
+            if !verified && claim(&s, &format!("backup-missing:{}", slot.millis()), now).await {
+                let e = Event::new(
+                    now,
+                    rampart_core::audit::backup_actions::MISSING,
+                    Category::Process,
+                    FAILURE,
+                )
+                .severity(Severity::High)
+                .reason(Some(&format!(
+                    "no backup was verified for the run scheduled at {}",
+                    slot.to_rfc3339()
+                )));
+                let _ = s.svc.audit.record_durable(e).await;
+            }
+        }
+    }
+}
+
+/// One node per key: the shared token bucket of the database.
+async fn claim(s: &Scheduled, key: &str, now: Timestamp) -> bool {
+    matches!(
+        s.svc
+            .store
+            .take_rate_token(key, now, std::time::Duration::from_secs(7 * 86_400), 1)
+            .await,
+        Ok(None)
+    )
+}
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &str, _: u64, _: u64) {}
+}
+
+async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
+    let created = match create(&s.settings, &s.svc, None, s.entropy.as_ref(), &Quiet).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the scheduled backup failed");
+            return;
+        }
+    };
+    let unseal = match configured_passphrase(&s.settings) {
+        Ok(Some(p)) => Ok(Unseal::Passphrase(p)),
+        Ok(None) => check_identity(&s.svc)
+            .await
+            .map(|id| Unseal::Identities(vec![id])),
+        Err(e) => Err(e),
+    };
+    let result = match unseal {
+        Ok(u) => check(&s.settings, &created.path, &u, &Quiet)
+            .await
+            .map(|(_, c)| c),
+        Err(e) => Err(e),
+    };
+    let e = match &result {
+        Ok(c) => Event::new(
+            s.svc.auth.clock().now(),
+            VERIFIED,
+            Category::Process,
+            SUCCESS,
+        )
+        .object(&file_name(&created.path))
+        .field("backup.rows", c.manifest.tables.values().sum::<u64>())
+        .field("backup.events", c.events),
+        Err(e) => Event::new(
+            s.svc.auth.clock().now(),
+            VERIFIED,
+            Category::Process,
+            FAILURE,
+        )
+        .object(&file_name(&created.path))
+        .severity(Severity::High)
+        .reason(Some(&format!("{e:#}"))),
+    };
+    let _ = s.svc.audit.record_durable(e).await;
+    match &result {
+        Ok(_) => {
+            tracing::info!(file = %created.path.display(), "scheduled backup written and verified")
+        }
+        Err(e) => {
+            tracing::error!(file = %created.path.display(), error = %format!("{e:#}"), "the scheduled backup did not pass its check")
+        }
+    }
+    if result.is_ok() {
+        let dir = created.path.parent().unwrap_or(Path::new("."));
+        match apply_retention(dir, s.settings.backup.retention()) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(
+                    removed = removed.len(),
+                    "old backups removed by the retention"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot apply the backup retention")
+            }
+        }
+    }
+    let _ = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+    /// 2026-01-01T03:00:00Z, a Thursday.
+    const T0: i64 = 1_767_236_400_000;
+
+    #[test]
+    fn a_schedule_finds_its_next_and_last_runs() {
+        let s = Schedule::parse("0 3 * * *").unwrap();
+        assert_eq!(s.next_after(Timestamp(T0)), Some(Timestamp(T0 + DAY)));
+        assert_eq!(s.next_after(Timestamp(T0 - 1)), Some(Timestamp(T0)));
+        assert_eq!(s.last_at_or_before(Timestamp(T0)), Some(Timestamp(T0)));
+        assert_eq!(
+            s.last_at_or_before(Timestamp(T0 - 1)),
+            Some(Timestamp(T0 - DAY))
+        );
+        let e = Schedule::parse("every day").unwrap_err();
+        assert!(e.contains("not a cron expression"), "{e}");
+    }
+
+    #[test]
+    fn names_carry_their_time() {
+        let t = Timestamp(T0 + 123);
+        let name = name_of_time(t).unwrap();
+        assert_eq!(name, "rampart-20260101T030000-123.rampart-backup");
+        assert_eq!(time_of_name(&name), Some(t));
+        assert_eq!(
+            time_of_name(".rampart-20260101T030000-123.rampart-backup.partial"),
+            None
+        );
+        assert_eq!(time_of_name("notes.txt"), None);
+    }
+
+    /// A daily backup for 120 days, under 7 daily, 4 weekly, 6 monthly:
+    /// the newest 7 days, the newest of the 4 newest weeks, the newest of
+    /// the 6 newest months.
+    #[test]
+    fn retention_keeps_exactly_the_days_weeks_and_months_asked_for() {
+        let times: Vec<Timestamp> = (0..120).map(|d| Timestamp(T0 + d * DAY)).collect();
+        let policy = Retention {
+            daily: 7,
+            weekly: 4,
+            monthly: 6,
+        };
+        let keep = to_keep(&times, policy);
+        let day = |d: i64| Timestamp(T0 + d * DAY);
+        let mut want: std::collections::BTreeSet<Timestamp> = (113..120).map(day).collect();
+        // Day 119 is 2026-04-30, a Thursday: the newest of its ISO week
+        // (it is already kept), then the Sundays that end the three weeks
+        // before (days 115, 108, 101).
+        for d in [119, 115, 108, 101] {
+            want.insert(day(d));
+        }
+        // The newest of each month: April 30 (119), March 31 (89),
+        // February 28 (58), January 31 (30); four months have backups.
+        for d in [119, 89, 58, 30] {
+            want.insert(day(d));
+        }
+        assert_eq!(keep, want);
+        // Nothing kept beyond the policy, and the newest always.
+        let none = Retention {
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+        };
+        assert_eq!(
+            to_keep(&times, none).into_iter().collect::<Vec<_>>(),
+            vec![day(119)]
+        );
+        assert!(to_keep(&[], policy).is_empty());
+    }
+
+    #[test]
+    fn retention_removes_only_backups_and_only_those_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in 0..10 {
+            let name = name_of_time(Timestamp(T0 + d * DAY)).unwrap();
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("identity.txt"), b"keep me").unwrap();
+        std::fs::write(
+            dir.path()
+                .join(".rampart-20260101T030000-000.rampart-backup.partial"),
+            b"x",
+        )
+        .unwrap();
+        let removed = apply_retention(
+            dir.path(),
+            Retention {
+                daily: 3,
+                weekly: 0,
+                monthly: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(removed.len(), 7);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                ".rampart-20260101T030000-000.rampart-backup.partial",
+                "identity.txt",
+                "rampart-20260108T030000-000.rampart-backup",
+                "rampart-20260109T030000-000.rampart-backup",
+                "rampart-20260110T030000-000.rampart-backup",
+            ]
+        );
+    }
 }

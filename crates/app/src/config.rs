@@ -183,7 +183,7 @@ impl Default for AuditSettings {
 }
 
 /// `[backup]`: where backups go and whom they are sealed to (ADR 0013).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupSettings {
     /// Where `rampart backup create` writes without `--to`: a directory
@@ -196,6 +196,38 @@ pub struct BackupSettings {
     /// Instead of recipients: a file holding a passphrase (at least 16
     /// characters) that seals and opens backups.
     pub passphrase_file: Option<PathBuf>,
+    /// When `serve` takes a backup (cron, five fields, UTC; default daily
+    /// at 03:00), once `dir` and recipients or a passphrase are set.
+    pub schedule: String,
+    /// Scheduled backups kept: the newest of each of the last
+    /// `keep_daily` days, `keep_weekly` weeks and `keep_monthly` months.
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            recipients: Vec::new(),
+            passphrase_file: None,
+            schedule: "0 3 * * *".to_owned(),
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+        }
+    }
+}
+
+impl BackupSettings {
+    pub fn retention(&self) -> crate::backup::Retention {
+        crate::backup::Retention {
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
 }
 
 fn default_stream_batch() -> u32 {
@@ -735,6 +767,11 @@ impl Settings {
         }
         rampart_backup::parse_recipients(&self.backup.recipients)
             .map_err(|e| anyhow!("[backup] recipients: {e}"))?;
+        crate::backup::Schedule::parse(&self.backup.schedule)
+            .map_err(|e| anyhow!("[backup] schedule: {e}"))?;
+        if self.backup.keep_daily + self.backup.keep_weekly + self.backup.keep_monthly == 0 {
+            bail!("[backup] keep_daily, keep_weekly and keep_monthly are all 0: every backup but the newest would be removed");
+        }
         if let Some(n) = &self.audit.node {
             if !rampart_core::audit::node_name_ok(n) {
                 bail!("[audit] node = {n:?}: use 1 to 64 letters, digits, `.`, `_` or `-`");

@@ -800,6 +800,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             limits: limits.clone(),
             allowed_origins: origins,
             session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
+            backup_schedule: backup::scheduled(settings).then(|| settings.backup.schedule.clone()),
         }),
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
@@ -877,6 +878,22 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             url,
             ca,
             audit.stats().checkpoints.subscribe(),
+            rx.clone(),
+        )));
+    }
+    if backup::scheduled(settings) {
+        tasks.push(tokio::spawn(backup::run_schedule(
+            backup::Scheduled {
+                settings: settings.clone(),
+                svc: Services {
+                    store: auth.store().clone(),
+                    auth: auth.clone(),
+                    data: data.clone(),
+                    audit: audit.clone(),
+                    audit_keys: audit_keys.clone(),
+                },
+                entropy: deps.entropy.clone(),
+            },
             rx.clone(),
         )));
     }

@@ -157,6 +157,7 @@ fn shipped_rules_load_and_every_one_is_listed() {
         "rampart-admin-new-address",
         "rampart-admin-off-hours",
         "rampart-audit-verify-failed",
+        "rampart-backup-failed",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -677,6 +678,25 @@ fn an_audit_verification_failure() {
     assert_eq!(fired(&f), vec!["rampart-audit-verify-failed"]);
     assert_eq!(f[0].level, "critical");
     assert!(run(&mut d, &[ev(T0, "audit.verified")]).is_empty());
+}
+
+#[test]
+fn a_backup_that_failed_or_did_not_happen() {
+    for action in ["backup.created", "backup.verified", "backup.missing"] {
+        let mut d = detector();
+        let f = run(&mut d, &[ev(T0, action).fail()]);
+        assert_eq!(fired(&f), vec!["rampart-backup-failed"], "{action}");
+        assert_eq!(f[0].level, "high");
+    }
+    // Near miss: good backups, and a restore that failed (a person ran
+    // it and saw why).
+    let mut d = detector();
+    assert!(run(
+        &mut d,
+        &[ev(T0, "backup.created"), ev(T0, "backup.verified")]
+    )
+    .is_empty());
+    assert!(run(&mut d, &[ev(T0, "backup.restored").fail()]).is_empty());
 }
 
 #[test]

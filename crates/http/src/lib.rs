@@ -3,6 +3,7 @@
 //! the one error-to-response mapping. No SQL here.
 
 pub mod alerts;
+pub mod backups;
 pub mod blocks;
 pub mod conns;
 pub mod data;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/alerts/{id}/resolve", post(alerts::resolve))
         .route("/admin/alerts/{id}/confirm", post(alerts::confirm))
         .route("/admin/alerts/{id}/undo", post(alerts::undo))
+        .route("/admin/backups", get(backups::backup_status))
         .route("/admin/scans", get(scans::list_scans))
         .route("/admin/scans/{id}", get(scans::get_scan))
         .route(

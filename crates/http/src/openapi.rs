@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, blocks, data, events, mfa, routes, scans};
+use crate::{alerts, backups, blocks, data, events, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -132,7 +132,7 @@ impl Modify for StandardResponses {
         data::list_api_keys, data::revoke_api_key, data::get_roles, data::set_roles,
         data::data_events, data::key_status,
         blocks::create_block, blocks::list_blocks, blocks::remove_block,
-        scans::list_scans, scans::get_scan,
+        scans::list_scans, scans::get_scan, backups::backup_status,
         alerts::list_alerts, alerts::get_alert, alerts::acknowledge, alerts::resolve,
         alerts::confirm, alerts::undo,
     ),

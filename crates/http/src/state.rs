@@ -65,6 +65,8 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// Max-Age of the session cookie, the session's absolute lifetime.
     pub session_cookie_max_age: Duration,
+    /// `[backup] schedule`, when `serve` takes backups on a schedule.
+    pub backup_schedule: Option<String>,
 }
 
 #[derive(Clone)]

@@ -555,3 +555,151 @@ async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("passphrase is wrong"), "{out}");
 }
+
+/// Events of `kind` on `s`, as JSON text each.
+async fn events_of(s: &TestServer, admin: &str, kind: &str) -> Vec<String> {
+    let r = s
+        .get_auth(
+            &format!("/api/v1/admin/events?type={kind}&limit=100"),
+            admin,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+/// Waits (up to 60 s) until `s` has an event of `kind` whose text holds
+/// `with`.
+async fn wait_for_event(s: &TestServer, admin: &str, kind: &str, with: &str) -> String {
+    for _ in 0..600 {
+        if let Some(e) = events_of(s, admin, kind)
+            .await
+            .into_iter()
+            .find(|e| e.contains(with))
+        {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {kind} event with {with:?}");
+}
+
+fn backups_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rampart-backup"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_server_backs_up_on_schedule_checks_each_backup_and_alerts_when_one_fails_or_is_missing(
+) {
+    let keys = tempfile::tempdir().unwrap();
+    let (_, recipient) = keygen(keys.path(), "identity.txt");
+    let dest = keys.path().join("scheduled");
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_BACKUP__DIR", dest.to_str().unwrap())
+            .env("RAMPART_BACKUP__RECIPIENTS", &format!("[\"{recipient}\"]"))
+            .env("RAMPART_BACKUP__KEEP_DAILY", "2")
+            .env("RAMPART_BACKUP__KEEP_WEEKLY", "0")
+            .env("RAMPART_BACKUP__KEEP_MONTHLY", "0"),
+    )
+    .await;
+    s.admin().await;
+    let day = std::time::Duration::from_secs(86_400);
+    // Three daily runs: each written, verified by restoring it, and the
+    // retention keeps the newest two.
+    for run in 1..=3 {
+        s.clock.advance(day);
+        let admin = s.login_mfa("owner@example.com").await;
+        let verified = loop {
+            let v = events_of(&s, &admin, "backup.verified").await;
+            if v.len() >= run {
+                break v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(
+            verified.iter().all(|e| e.contains("\"success\"")),
+            "{verified:?}"
+        );
+        let r = s.get_auth("/api/v1/admin/backups", &admin).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["last_verified"]["at"].is_string(), "{v}");
+    }
+    assert_eq!(backups_in(&dest).len(), 2, "{:?}", backups_in(&dest));
+
+    // The destination becomes unusable: the run fails, an alert is raised;
+    // and hours later the missing backup is an event (and alert) of its own.
+    std::fs::remove_dir_all(&dest).unwrap();
+    std::fs::write(&dest, b"not a directory").unwrap();
+    s.clock.advance(day);
+    let admin = s.login_mfa("owner@example.com").await;
+    let failed = wait_for_event(&s, &admin, "backup.created", "\"failure\"").await;
+    assert!(!failed.contains(&recipient));
+    s.clock.advance(std::time::Duration::from_secs(4 * 3600));
+    let admin = s.login_mfa("owner@example.com").await;
+    wait_for_event(&s, &admin, "backup.missing", "\"failure\"").await;
+    for _ in 0..600 {
+        let r = s
+            .get_auth("/api/v1/admin/alerts?rule=rampart-backup-failed", &admin)
+            .await;
+        let v: Value = r.json().await.unwrap();
+        if !v["alerts"].as_array().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no alert for the failed backup");
+}
+
+#[tokio::test]
+async fn on_several_nodes_one_takes_each_scheduled_backup() {
+    let Some(url) = fresh_pg_schema().await else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let (_, recipient) = keygen(keys.path(), "identity.txt");
+    let node = |dest: &Path| {
+        Options {
+            db: Db::Postgres(url.clone()),
+            ..Options::default()
+        }
+        .env("RAMPART_BACKUP__DIR", dest.to_str().unwrap())
+        .env("RAMPART_BACKUP__RECIPIENTS", &format!("[\"{recipient}\"]"))
+    };
+    let (dest_a, dest_b) = (keys.path().join("a"), keys.path().join("b"));
+    let a = TestServer::with(node(&dest_a)).await;
+    a.admin().await;
+    let key = a.data_dir().join("master.key").display().to_string();
+    let b = TestServer::with(node(&dest_b).env("RAMPART_MASTER_KEY_FILE", &key)).await;
+    let day = std::time::Duration::from_secs(86_400);
+    a.clock.advance(day);
+    b.clock.advance(day);
+    let admin = a.login_mfa("owner@example.com").await;
+    wait_for_event(&a, &admin, "backup.verified", "\"success\"").await;
+    // Give the other node every chance to run it too.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let files = backups_in(&dest_a).len() + backups_in(&dest_b).len();
+    assert_eq!(
+        files,
+        1,
+        "a: {:?}, b: {:?}",
+        backups_in(&dest_a),
+        backups_in(&dest_b)
+    );
+    assert_eq!(events_of(&a, &admin, "backup.created").await.len(), 1);
+}

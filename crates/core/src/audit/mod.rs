@@ -594,7 +594,9 @@ pub mod backup_actions {
     pub const VERIFIED: &str = "backup.verified";
     /// A backup put in place of a database.
     pub const RESTORED: &str = "backup.restored";
-    pub const ALL: [&str; 3] = [CREATED, VERIFIED, RESTORED];
+    /// A scheduled backup that was not verified in time (outcome failure).
+    pub const MISSING: &str = "backup.missing";
+    pub const ALL: [&str; 4] = [CREATED, VERIFIED, RESTORED, MISSING];
 }
 
 /// Whether `action` is one the trail records (the writer asks for every
