@@ -76,11 +76,16 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         unread_because: None,
         admins: None,
         api_keys: None,
+        backups_scheduled: crate::backup::scheduled(settings),
+        last_verified_backup_ms: None,
     }
 }
 
 /// Adds what the database says: administrators and API keys.
 pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) {
+    if let Ok(Some((at, _))) = crate::backup::last_verified(store).await {
+        facts.last_verified_backup_ms = Some(at.millis());
+    }
     if let Ok(admins) = store.admin_posture().await {
         facts.admins = Some(
             admins

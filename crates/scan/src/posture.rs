@@ -77,6 +77,13 @@ pub struct SelfFacts {
     /// `None` when the database could not be read.
     pub admins: Option<Vec<AdminFact>>,
     pub api_keys: Option<Vec<ApiKeyFact>>,
+    /// `serve` backs up on a schedule (`[backup] dir` and recipients or a
+    /// passphrase are set).
+    pub backups_scheduled: bool,
+    /// When the newest backup that passed its restore check was checked
+    /// (ms since the epoch): `None` when there is none, or when the
+    /// database was not read (`admins` is then `None` too).
+    pub last_verified_backup_ms: Option<i64>,
 }
 
 /// Runs every posture check.
@@ -388,11 +395,16 @@ pub fn check(
             reason: unread.clone(),
         }),
     }
+    backups(
+        f,
+        now,
+        exposed(Severity::Warning, Severity::Info),
+        out,
+        passed,
+        skipped,
+        &unread,
+    );
     for (check, what) in [
-        (
-            "ops.backup",
-            "last verified backup: Rampart has no backups yet (a later release adds them)",
-        ),
         ("ops.drill", "last attack drill: Rampart has no drills yet"),
         (
             "ops.audit_chain",
@@ -407,6 +419,67 @@ pub fn check(
             check: check.to_owned(),
             reason: what.to_owned(),
         });
+    }
+}
+
+/// A backup older than this is a finding.
+const BACKUP_STALE_MS: i64 = 2 * 86_400_000;
+
+/// Backups: scheduled, and the newest one checked recently.
+fn backups(
+    f: &SelfFacts,
+    now: OffsetDateTime,
+    unscheduled: Severity,
+    out: &mut Vec<Finding>,
+    passed: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+    unread: &str,
+) {
+    if !f.backups_scheduled {
+        out.push(Finding::new(
+            "ops.backup",
+            unscheduled,
+            "backup",
+            "No scheduled backups",
+            "A failed disk, a deleted file or ransomware would take every account and record with it.",
+            "Run `rampart backup keygen`, keep the identity off this server, and set [backup] dir (another disk) and \
+             recipients: serve then backs up daily and restores every backup to check it.",
+        ));
+        return;
+    }
+    if f.admins.is_none() {
+        skipped.push(Skipped {
+            check: "ops.backup".to_owned(),
+            reason: unread.to_owned(),
+        });
+        return;
+    }
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    match f.last_verified_backup_ms {
+        None => out.push(Finding::new(
+            "ops.backup",
+            Severity::Warning,
+            "backup",
+            "No backup has passed its restore check yet",
+            "Until one has, nobody knows that the data can be got back.",
+            "Run `rampart backup create` then `rampart backup verify FILE`, or wait for the scheduled run and look at \
+             GET /api/v1/admin/backups.",
+        )),
+        Some(at) if now_ms - at > BACKUP_STALE_MS => out.push(Finding::new(
+            "ops.backup",
+            Severity::Error,
+            "backup",
+            format!(
+                "The newest verified backup is {} days old",
+                (now_ms - at) / 86_400_000
+            ),
+            "Scheduled backups are failing or not running: everything since would be lost.",
+            "See the last failure in GET /api/v1/admin/backups (and the rampart-backup-failed alerts).",
+        )),
+        Some(at) => passed.push(format!(
+            "the newest backup passed its restore check {} hours ago",
+            (now_ms - at).max(0) / 3_600_000
+        )),
     }
 }
 

@@ -24,6 +24,8 @@ fn sound() -> SelfFacts {
         log_level: "info".to_owned(),
         admins: Some(Vec::new()),
         api_keys: Some(Vec::new()),
+        backups_scheduled: true,
+        last_verified_backup_ms: Some(1_000 * DAY - 3_600_000),
         ..Default::default()
     }
 }
@@ -34,7 +36,7 @@ fn a_sound_configuration_has_no_findings_and_says_what_passed() {
     assert!(out.is_empty(), "{out:#?}");
     assert!(passed.iter().any(|p| p.contains("second factor")));
     assert!(
-        skipped.iter().any(|s| s.check == "ops.backup"),
+        skipped.iter().any(|s| s.check == "ops.drill"),
         "missing subsystems are shown as not checked"
     );
 }
@@ -256,4 +258,46 @@ fn danger_settings_are_found_wherever_they_are() {
         danger_keys(&t),
         vec!["danger_top".to_owned(), "guard.danger_no_limits".to_owned()]
     );
+}
+
+#[test]
+fn backups_are_scheduled_and_recently_verified() {
+    let mut f = sound();
+    let (_, passed, _) = run(&f, 1_000 * DAY);
+    assert!(
+        passed
+            .iter()
+            .any(|p| p.contains("restore check 1 hours ago")),
+        "{passed:?}"
+    );
+    f.last_verified_backup_ms = Some(997 * DAY);
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(checks(&out), vec![("ops.backup", Severity::Error)]);
+    assert!(out[0].title.contains("3 days old"), "{out:?}");
+    f.last_verified_backup_ms = None;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(checks(&out), vec![("ops.backup", Severity::Warning)]);
+    f.backups_scheduled = false;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(
+        checks(&out),
+        vec![("ops.backup", Severity::Info)],
+        "on a laptop"
+    );
+    f.production = true;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(
+        checks(&out),
+        vec![("ops.backup", Severity::Warning)],
+        "on a server"
+    );
+    // Scheduled but the database unread: not checked, with the reason.
+    let mut f = sound();
+    f.admins = None;
+    f.unread_because = Some("no database yet".to_owned());
+    let (out, _, skipped) = run(&f, 1_000 * DAY);
+    assert!(!checks(&out).iter().any(|(c, _)| *c == "ops.backup"));
+    assert!(skipped
+        .iter()
+        .any(|s| s.check == "ops.backup" && s.reason == "no database yet"));
 }
