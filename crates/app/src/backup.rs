@@ -23,6 +23,8 @@ use rampart_store::SqlStore;
 
 use crate::config::Settings;
 
+pub mod s3;
+
 /// Backup files end so.
 pub const EXTENSION: &str = "rampart-backup";
 /// The shortest passphrase a backup may be sealed to.
@@ -31,7 +33,7 @@ pub const MIN_PASSPHRASE_CHARS: usize = 16;
 /// restore takes it exclusively, so it never replaces a database in use.
 pub const LOCK_FILE: &str = "rampart.lock";
 
-use rampart_core::audit::backup_actions::{CREATED, RESTORED, VERIFIED};
+use rampart_core::audit::backup_actions::{CREATED, RESTORED, UPLOADED, VERIFIED};
 
 /// A backup written.
 #[derive(Debug)]
@@ -364,6 +366,43 @@ fn create_private_file(path: &Path) -> Result<std::fs::File> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path)
         .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Uploads the backup at `path` to `[backup.s3]`, when it is set, and
+/// records the upload (or its failure) in the trail.
+pub async fn upload(
+    settings: &Settings,
+    audit: &rampart_core::audit::Audit,
+    path: &Path,
+    now: Timestamp,
+) -> Result<Option<s3::Uploaded>> {
+    let Some(cfg) = &settings.backup.s3 else {
+        return Ok(None);
+    };
+    let result = async {
+        let target = s3::Target::from_settings(cfg)?;
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .build()
+            .map_err(|e| anyhow!("cannot make an HTTP client: {e}"))?;
+        target.upload(&client, path, now).await
+    }
+    .await;
+    let e = match &result {
+        Ok(u) => {
+            let mut e = Event::new(now, UPLOADED, Category::Process, SUCCESS).object(&u.key);
+            if let Some(until) = u.locked_until {
+                e = e.field("backup.locked_until", until.to_rfc3339());
+            }
+            e
+        }
+        Err(e) => Event::new(now, UPLOADED, Category::Process, FAILURE)
+            .object(&file_name(path))
+            .severity(Severity::High)
+            .reason(Some(&format!("{e:#}"))),
+    };
+    let _ = audit.record_durable(e).await;
+    result.map(Some)
 }
 
 /// Row counts, chain heads and master fingerprint of a snapshot file.
@@ -972,6 +1011,16 @@ async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
         }
     }
     if result.is_ok() {
+        if let Err(e) = upload(
+            &s.settings,
+            &s.svc.audit,
+            &created.path,
+            s.svc.auth.clock().now(),
+        )
+        .await
+        {
+            tracing::error!(error = %format!("{e:#}"), "the backup could not be uploaded");
+        }
         let dir = created.path.parent().unwrap_or(Path::new("."));
         match apply_retention(dir, s.settings.backup.retention()) {
             Ok(removed) if !removed.is_empty() => {

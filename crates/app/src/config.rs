@@ -204,6 +204,48 @@ pub struct BackupSettings {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    /// `[backup.s3]`: every scheduled backup (and `backup create`) is
+    /// also uploaded to an S3-compatible object store.
+    pub s3: Option<S3Settings>,
+}
+
+/// `[backup.s3]`: an S3-compatible bucket for backups (ADR 0013).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `https://s3.<region>.amazonaws.com`, or any S3-compatible endpoint
+    /// (`http://` only to this machine).
+    pub endpoint: String,
+    pub bucket: String,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Put before each object's name, e.g. `rampart/`.
+    #[serde(default)]
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: Option<SecretString>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Days each backup is locked (S3 Object Lock, compliance mode: not
+    /// even these credentials can delete or overwrite it before then).
+    /// The bucket must have Object Lock enabled; 0 uploads without a lock.
+    #[serde(default = "default_lock_days")]
+    pub lock_days: u32,
+    /// Address the bucket as `endpoint/bucket` (default) rather than
+    /// `bucket.endpoint`.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_lock_days() -> u32 {
+    30
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for BackupSettings {
@@ -216,6 +258,7 @@ impl Default for BackupSettings {
             keep_daily: 7,
             keep_weekly: 4,
             keep_monthly: 6,
+            s3: None,
         }
     }
 }
@@ -743,6 +786,13 @@ impl Settings {
         if let Some(smtp) = &mut settings.smtp {
             secret_or_file(&mut smtp.password, &mut smtp.password_file, "smtp.password")?;
         }
+        if let Some(s3) = &mut settings.backup.s3 {
+            secret_or_file(
+                &mut s3.secret_access_key,
+                &mut s3.secret_access_key_file,
+                "backup.s3.secret_access_key",
+            )?;
+        }
         if let Some(hook) = &mut settings.sms_webhook {
             secret_or_file(
                 &mut hook.secret,
@@ -767,6 +817,16 @@ impl Settings {
         }
         rampart_backup::parse_recipients(&self.backup.recipients)
             .map_err(|e| anyhow!("[backup] recipients: {e}"))?;
+        if let Some(s3) = &self.backup.s3 {
+            crate::backup::s3::Target::new(s3, &rampart_crypto::SecretString::new(String::new()))
+                .map_err(|e| anyhow!("[backup.s3] {e}"))?;
+            if s3.secret_access_key.is_none() {
+                bail!("[backup.s3] give secret_access_key_file (or secret_access_key)");
+            }
+            if self.backup.dir.is_none() {
+                bail!("[backup.s3] needs [backup] dir too: every backup is written and checked there first");
+            }
+        }
         crate::backup::Schedule::parse(&self.backup.schedule)
             .map_err(|e| anyhow!("[backup] schedule: {e}"))?;
         if self.backup.keep_daily + self.backup.keep_weekly + self.backup.keep_monthly == 0 {

@@ -951,8 +951,15 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
                 &bar,
             )
             .await;
-            svc.close().await;
             end_bar();
+            let uploaded = match &created {
+                Ok(c) => {
+                    let now = svc.auth.clock().now();
+                    rampart::backup::upload(&settings, &svc.audit, &c.path, now).await
+                }
+                Err(_) => Ok(None),
+            };
+            svc.close().await;
             let c = created?;
             println!(
                 "backup written: {} ({} bytes, {} rows in {} tables, taken {})",
@@ -962,6 +969,22 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
                 c.manifest.tables.len(),
                 c.manifest.created_at
             );
+            match uploaded {
+                Ok(Some(u)) => println!(
+                    "uploaded to the bucket as {}{}",
+                    u.key,
+                    u.locked_until
+                        .map(|t| format!(", locked until {}", t.to_rfc3339()))
+                        .unwrap_or_default()
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "the backup is written ({}) but was not uploaded",
+                        c.path.display()
+                    )))
+                }
+            }
             println!("check it: rampart backup verify {}", c.path.display());
             eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)

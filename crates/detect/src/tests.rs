@@ -682,7 +682,12 @@ fn an_audit_verification_failure() {
 
 #[test]
 fn a_backup_that_failed_or_did_not_happen() {
-    for action in ["backup.created", "backup.verified", "backup.missing"] {
+    for action in [
+        "backup.created",
+        "backup.verified",
+        "backup.missing",
+        "backup.uploaded",
+    ] {
         let mut d = detector();
         let f = run(&mut d, &[ev(T0, action).fail()]);
         assert_eq!(fired(&f), vec!["rampart-backup-failed"], "{action}");

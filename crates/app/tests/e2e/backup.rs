@@ -703,3 +703,185 @@ async fn on_several_nodes_one_takes_each_scheduled_backup() {
     );
     assert_eq!(events_of(&a, &admin, "backup.created").await.len(), 1);
 }
+
+/// A real S3 API on 127.0.0.1: moto's server (`moto[server]` from PyPI,
+/// which `.ci/run` installs), stopped when dropped. `None` when moto is
+/// not installed, outside CI.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Option<Moto> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = match std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("moto_server is required under CI=true: {e}");
+            }
+            eprintln!("\n!!! SKIPPING the S3 test: no moto_server ({e}) !!!\n");
+            return None;
+        }
+    };
+    let m = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(m);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("moto_server did not start");
+}
+
+#[tokio::test]
+async fn backups_go_to_s3_once_locked_against_deletion_and_overwriting() {
+    let Some(s3) = moto().await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    // A bucket with Object Lock (and so versioning) on.
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='AKIDMOTO', aws_secret_access_key='x').create_bucket(Bucket='backups', \
+             ObjectLockEnabledForBucket=True)",
+            &s3.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let d = deployment(Db::Sqlite).await;
+    d.note(1).await.unwrap();
+    let secret = d.backups.path().join("s3-secret");
+    std::fs::write(&secret, "moto-secret-key-canary\n").unwrap();
+    let to = d.backups.path().join("local");
+    let data = d.s.data_dir().display().to_string();
+    let recipients = format!("[\"{}\"]", d.recipient);
+    let env = [
+        ("RAMPART_BACKUP__RECIPIENTS", recipients.as_str()),
+        ("RAMPART_BACKUP__DIR", to.to_str().unwrap()),
+        ("RAMPART_BACKUP__S3__ENDPOINT", s3.url.as_str()),
+        ("RAMPART_BACKUP__S3__BUCKET", "backups"),
+        ("RAMPART_BACKUP__S3__PREFIX", "acme/"),
+        ("RAMPART_BACKUP__S3__ACCESS_KEY_ID", "AKIDMOTO"),
+        (
+            "RAMPART_BACKUP__S3__SECRET_ACCESS_KEY_FILE",
+            secret.to_str().unwrap(),
+        ),
+        ("RAMPART_BACKUP__S3__LOCK_DAYS", "3"),
+    ];
+    let (code, out, err) = rampart_run_env(&["backup", "create", "--data-dir", &data], None, &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("uploaded to the bucket as acme/rampart-"),
+        "{out}"
+    );
+    assert!(out.contains("locked until"), "{out}");
+    assert!(!out.contains("moto-secret") && !err.contains("moto-secret"));
+    let local = PathBuf::from(
+        out.lines()
+            .find_map(|l| l.strip_prefix("backup written: "))
+            .unwrap()
+            .split(" (")
+            .next()
+            .unwrap(),
+    );
+    let key = format!("acme/{}", local.file_name().unwrap().to_str().unwrap());
+
+    // Seen by another S3 client (boto3): the object is the local file,
+    // byte for byte, locked in compliance mode; its version cannot be
+    // deleted before its date, by anyone.
+    let script = r#"
+import boto3, botocore, hashlib, json, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="AKIDMOTO", aws_secret_access_key="x")
+o = s3.get_object(Bucket="backups", Key=sys.argv[2])
+out = {"sha256": hashlib.sha256(o["Body"].read()).hexdigest(),
+       "mode": o.get("ObjectLockMode"), "until": str(o.get("ObjectLockRetainUntilDate"))}
+v = s3.list_object_versions(Bucket="backups", Prefix=sys.argv[2])["Versions"][0]["VersionId"]
+try:
+    s3.delete_object(Bucket="backups", Key=sys.argv[2], VersionId=v)
+    out["delete"] = "deleted"
+except botocore.exceptions.ClientError as e:
+    out["delete"] = e.response["Error"]["Code"]
+print(json.dumps(out))
+"#;
+    let seen = std::process::Command::new("python3")
+        .args(["-c", script, &s3.url, &key])
+        .output()
+        .unwrap();
+    assert!(
+        seen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
+    let (sha, _) = rampart_backup::sha256_of(std::fs::File::open(&local).unwrap()).unwrap();
+    assert_eq!(seen["sha256"], sha.as_str());
+    assert_eq!(seen["mode"], "COMPLIANCE");
+    assert_eq!(seen["delete"], "AccessDenied", "{seen}");
+
+    // The same name is never written twice: a conditional write.
+    let settings = rampart::config::S3Settings {
+        endpoint: s3.url.clone(),
+        bucket: "backups".into(),
+        region: "us-east-1".into(),
+        prefix: "acme/".into(),
+        access_key_id: "AKIDMOTO".into(),
+        secret_access_key: Some(rampart_crypto::SecretString::new(
+            "moto-secret-key-canary".into(),
+        )),
+        secret_access_key_file: None,
+        lock_days: 0,
+        path_style: true,
+    };
+    let target = rampart::backup::s3::Target::from_settings(&settings).unwrap();
+    let e = target
+        .upload(
+            &http,
+            &local,
+            rampart_core::Timestamp(d.s.unix_now() as i64 * 1000),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exists already"), "{e}");
+
+    // Each upload is an event; the trail never holds the secret.
+    let uploads = events_of(&d.s, &d.admin, "backup.uploaded").await;
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert!(uploads[0].contains("\"success\"") && uploads[0].contains("locked_until"));
+    let r =
+        d.s.get_auth("/api/v1/admin/events?limit=500", &d.admin)
+            .await;
+    assert!(!r.text().await.unwrap().contains("moto-secret"));
+}

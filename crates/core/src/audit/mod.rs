@@ -596,7 +596,9 @@ pub mod backup_actions {
     pub const RESTORED: &str = "backup.restored";
     /// A scheduled backup that was not verified in time (outcome failure).
     pub const MISSING: &str = "backup.missing";
-    pub const ALL: [&str; 4] = [CREATED, VERIFIED, RESTORED, MISSING];
+    /// A backup uploaded to the S3 bucket.
+    pub const UPLOADED: &str = "backup.uploaded";
+    pub const ALL: [&str; 5] = [CREATED, VERIFIED, RESTORED, MISSING, UPLOADED];
 }
 
 /// Whether `action` is one the trail records (the writer asks for every
