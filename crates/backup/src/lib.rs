@@ -27,8 +27,11 @@ pub const MAX_HEADER: usize = 64 * 1024;
 /// scrypt's work factor for passphrases (age's own default is 18), and
 /// the most a file may ask of the reader.
 const MAX_SCRYPT_LOG_N: u8 = 22;
-/// zstd level: fast, and still several times smaller than a database.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level: the fastest but one (level 3 cost four times as much on
+/// sealed values and JSON for a few per cent of size; bench/README.md).
+const ZSTD_LEVEL: i32 = 1;
+/// zstd's worker threads: compression runs beside encryption and hashing.
+const ZSTD_WORKERS: u32 = 2;
 
 /// One node's audit chain at the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +207,7 @@ pub fn write<W: Write>(
     };
     let sealed = encryptor.wrap_output(out)?;
     let mut z = zstd::stream::write::Encoder::new(sealed, ZSTD_LEVEL)?;
+    z.multithread(ZSTD_WORKERS)?;
     z.write_all(MAGIC)?;
     let line = serde_json::to_vec(manifest).map_err(|e| Error::Damaged(e.to_string()))?;
     z.write_all(&line)?;

@@ -394,6 +394,21 @@ async fn restore_refuses_a_live_data_directory_and_replaces_a_stopped_one_only_w
     let (code, _, err) = d.cli(&["backup", "create", "--to", &inside]);
     assert_ne!(code, Some(0));
     assert!(err.contains("data directory"), "{err}");
+    // A damaged backup, forced: refused before anything is touched.
+    let len = std::fs::metadata(&file).unwrap().len() as usize;
+    let short = damaged(&file, "short.rampart-backup", |b| b.truncate(len / 2));
+    let db = d.s.data_dir().join("rampart.db");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&db);
+    let (code, _, err) = d.cli(&["backup", "restore", short.to_str().unwrap(), "--force"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("cut short"), "{err}");
+    assert_eq!(inode(&db), before, "the database was not replaced");
+    assert!(!std::fs::read_dir(d.s.data_dir()).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("before-restore")));
     // Forced: the old database is kept beside the restored one.
     let (code, out, err) = d.cli(&["backup", "restore", f, "--force"]);
     assert_eq!(code, Some(0), "{out}{err}");

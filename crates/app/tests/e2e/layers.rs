@@ -57,6 +57,18 @@ const RULES: &[(&str, &[&str])] = &[
             "rampart-http",
         ],
     ),
+    (
+        "rampart-backup",
+        &[
+            "tokio",
+            "sqlx",
+            "axum",
+            "hyper",
+            "rampart-core",
+            "rampart-store",
+            "rampart-http",
+        ],
+    ),
 ];
 
 #[test]
