@@ -446,36 +446,26 @@ async fn a_sqlite_backup_restores_into_postgresql_which_serves_it_and_backs_up_i
     std::fs::create_dir(new.path().join("data")).unwrap();
     std::fs::write(new.path().join("data/master.key"), &master).unwrap();
     let id = d.identity.display().to_string();
-    let (code, out, err) = rampart_run(
-        &[
-            "backup",
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            new.path().join("data").to_str().unwrap(),
-            "--database-url",
-            &pg,
-            "--identity",
-            &id,
-        ],
-        None,
-    );
+    let restore = || {
+        rampart_run(
+            &[
+                "backup",
+                "restore",
+                file.to_str().unwrap(),
+                "--data-dir",
+                new.path().join("data").to_str().unwrap(),
+                "--database-url",
+                &pg,
+                "--identity",
+                &id,
+            ],
+            None,
+        )
+    };
+    let (code, out, err) = restore();
     assert_eq!(code, Some(0), "{out}{err}");
     // A second restore into the same database is refused: it is not empty.
-    let (code, _, err) = rampart_run(
-        &[
-            "backup",
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            new.path().join("data").to_str().unwrap(),
-            "--database-url",
-            &pg,
-            "--identity",
-            &id,
-        ],
-        None,
-    );
+    let (code, _, err) = restore();
     assert_ne!(code, Some(0));
     assert!(err.contains("not empty"), "{err}");
     let served = TestServer::with(Options {
