@@ -34,6 +34,7 @@ pub const MIN_PASSPHRASE_CHARS: usize = 16;
 pub const LOCK_FILE: &str = "rampart.lock";
 
 use rampart_core::audit::backup_actions::{CREATED, RESTORED, UPLOADED, VERIFIED};
+use s3::Uploaded;
 
 /// A backup written.
 #[derive(Debug)]
@@ -256,17 +257,35 @@ pub async fn create(
     let live = rampart_store::open(settings.database_url().expose_secret()).await?;
     let result = snapshot_and_seal(&live, settings, &dir, &seal, now, entropy, progress).await;
     live.close().await;
-    let outcome = match &result {
-        Ok(c) => Event::new(now, CREATED, Category::Process, SUCCESS)
-            .object(&file_name(&c.path))
+    let name = result
+        .as_ref()
+        .map(|c| file_name(&c.path))
+        .unwrap_or_default();
+    let mut e = outcome(now, CREATED, &name, &result);
+    if let Ok(c) = &result {
+        e = e
             .field("backup.bytes", c.bytes)
-            .field("backup.rows", c.manifest.tables.values().sum::<u64>()),
-        Err(e) => Event::new(now, CREATED, Category::Process, FAILURE)
-            .severity(Severity::High)
-            .reason(Some(&format!("{e:#}"))),
-    };
-    let _ = svc.audit.record_durable(outcome).await;
+            .field("backup.rows", c.manifest.tables.values().sum::<u64>());
+    }
+    let _ = svc.audit.record_durable(e).await;
     result
+}
+
+/// The event of a backup step on `object` (a file or object name): its
+/// success, or its failure, of high severity, with the reason (never a
+/// key: no error here holds one).
+fn outcome<T>(now: Timestamp, action: &str, object: &str, result: &Result<T>) -> Event {
+    let e = match result {
+        Ok(_) => Event::new(now, action, Category::Process, SUCCESS),
+        Err(why) => Event::new(now, action, Category::Process, FAILURE)
+            .severity(Severity::High)
+            .reason(Some(&format!("{why:#}"))),
+    };
+    if object.is_empty() {
+        e
+    } else {
+        e.object(object)
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -388,19 +407,18 @@ pub async fn upload(
         target.upload(&client, path, now).await
     }
     .await;
-    let e = match &result {
-        Ok(u) => {
-            let mut e = Event::new(now, UPLOADED, Category::Process, SUCCESS).object(&u.key);
-            if let Some(until) = u.locked_until {
-                e = e.field("backup.locked_until", until.to_rfc3339());
-            }
-            e
-        }
-        Err(e) => Event::new(now, UPLOADED, Category::Process, FAILURE)
-            .object(&file_name(path))
-            .severity(Severity::High)
-            .reason(Some(&format!("{e:#}"))),
+    let object = match &result {
+        Ok(u) => u.key.clone(),
+        Err(_) => file_name(path),
     };
+    let mut e = outcome(now, UPLOADED, &object, &result);
+    if let Ok(Uploaded {
+        locked_until: Some(until),
+        ..
+    }) = &result
+    {
+        e = e.field("backup.locked_until", until.to_rfc3339());
+    }
     let _ = audit.record_durable(e).await;
     result.map(Some)
 }
@@ -631,14 +649,10 @@ async fn record<T>(settings: &Settings, action: &str, file: &Path, result: &Resu
         return;
     };
     let now = svc.auth.clock().now();
-    let e = match result {
-        Ok(_) => Event::new(now, action, Category::Process, SUCCESS).object(&file_name(file)),
-        Err(e) => Event::new(now, action, Category::Process, FAILURE)
-            .object(&file_name(file))
-            .severity(Severity::High)
-            .reason(Some(&format!("{e:#}"))),
-    };
-    let _ = svc.audit.record_durable(e).await;
+    let _ = svc
+        .audit
+        .record_durable(outcome(now, action, &file_name(file), result))
+        .await;
     svc.close().await;
 }
 
@@ -1013,26 +1027,17 @@ async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
             .map(|(_, c)| c),
         Err(e) => Err(e),
     };
-    let e = match &result {
-        Ok(c) => Event::new(
-            s.svc.auth.clock().now(),
-            VERIFIED,
-            Category::Process,
-            SUCCESS,
-        )
-        .object(&file_name(&created.path))
-        .field("backup.rows", c.manifest.tables.values().sum::<u64>())
-        .field("backup.events", c.events),
-        Err(e) => Event::new(
-            s.svc.auth.clock().now(),
-            VERIFIED,
-            Category::Process,
-            FAILURE,
-        )
-        .object(&file_name(&created.path))
-        .severity(Severity::High)
-        .reason(Some(&format!("{e:#}"))),
-    };
+    let mut e = outcome(
+        s.svc.auth.clock().now(),
+        VERIFIED,
+        &file_name(&created.path),
+        &result,
+    );
+    if let Ok(c) = &result {
+        e = e
+            .field("backup.rows", c.manifest.tables.values().sum::<u64>())
+            .field("backup.events", c.events);
+    }
     let _ = s.svc.audit.record_durable(e).await;
     match &result {
         Ok(_) => {
