@@ -27,13 +27,22 @@ pub const OWN_DEPENDENCIES: &str = include_str!("../deps.txt");
 
 /// Advisories reviewed and judged not to apply to Rampart, with why. Their
 /// findings stay in the report as information.
-pub const ACCEPTED: &[advisory::Accepted] = &[advisory::Accepted {
-    id: "RUSTSEC-2023-0071",
-    package: "rsa",
-    reason: "rsa comes in through webauthn-rs, which only verifies passkey attestation signatures with public keys; \
-             the Marvin attack recovers a key from the timing of private-key decryption, and Rampart holds no RSA \
-             private key (TLS uses rustls with ring).",
-}];
+pub const ACCEPTED: &[advisory::Accepted] = &[
+    advisory::Accepted {
+        id: "RUSTSEC-2023-0071",
+        package: "rsa",
+        reason: "rsa comes in through webauthn-rs, which only verifies passkey attestation signatures with public keys; \
+                 the Marvin attack recovers a key from the timing of private-key decryption, and Rampart holds no RSA \
+                 private key (TLS uses rustls with ring).",
+    },
+    advisory::Accepted {
+        id: "RUSTSEC-2026-0173",
+        package: "proc-macro-error2",
+        reason: "an unmaintained proc macro (no known vulnerability) that age's i18n-embed-fl runs while Rampart is \
+                 compiled; it puts no code in the binary and reads no input when Rampart runs. It goes when age \
+                 moves to a newer i18n-embed-fl.",
+    },
+];
 
 /// The advisory database: a directory given, or the built-in snapshot.
 pub fn advisory_db(dir: Option<&Path>) -> Result<Database> {
