@@ -29,6 +29,8 @@ pub mod s3;
 pub const EXTENSION: &str = "rampart-backup";
 /// The shortest passphrase a backup may be sealed to.
 pub const MIN_PASSPHRASE_CHARS: usize = 16;
+/// The context of a manifest's MAC under the master key.
+const MANIFEST_MAC: &str = "backup-manifest";
 /// A server holds this file (shared) while it serves a data directory; a
 /// restore takes it exclusively, so it never replaces a database in use.
 pub const LOCK_FILE: &str = "rampart.lock";
@@ -50,6 +52,8 @@ pub struct Checked {
     pub manifest: Manifest,
     /// Audit events verified, over every chain.
     pub events: u64,
+    /// The master key the manifest was authenticated with.
+    master: rampart_crypto::SecretBytes,
 }
 
 impl Checked {
@@ -232,6 +236,18 @@ fn scratch(settings: &Settings) -> Result<tempfile::TempDir> {
         })
 }
 
+/// Runs `f` (seconds of hashing, compression and encryption) without
+/// holding up the runtime's other tasks: on a multi-threaded runtime (the
+/// server's) the worker hands its queue over first.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
@@ -255,7 +271,21 @@ pub async fn create(
     // backup's chain head is covered by one.
     svc.audit.flush().await;
     let live = rampart_store::open(settings.database_url().expose_secret()).await?;
-    let result = snapshot_and_seal(&live, settings, &dir, &seal, now, entropy, progress).await;
+    let keys = svc.data.keys().clone();
+    let mac_of = move |line: &str| keys.master_mac(MANIFEST_MAC, line);
+    let result = snapshot_and_seal(
+        &live,
+        settings,
+        &dir,
+        Sealing {
+            seal: &seal,
+            mac_of: &mac_of,
+        },
+        now,
+        entropy,
+        progress,
+    )
+    .await;
     live.close().await;
     let name = result
         .as_ref()
@@ -294,11 +324,17 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Whom a backup is sealed to, and what authenticates its manifest.
+struct Sealing<'a> {
+    seal: &'a Seal,
+    mac_of: &'a (dyn Fn(&str) -> String + Sync),
+}
+
 async fn snapshot_and_seal(
     live: &SqlStore,
     settings: &Settings,
     dir: &Path,
-    seal: &Seal,
+    sealing: Sealing<'_>,
     now: Timestamp,
     entropy: &dyn Entropy,
     progress: &dyn Progress,
@@ -328,7 +364,7 @@ async fn snapshot_and_seal(
         "postgres"
     };
     let (tables, chain_heads, fingerprint) = describe(&snap_path).await?;
-    let (sha, bytes) = rampart_backup::sha256_of(std::fs::File::open(&snap_path)?)?;
+    let (sha, bytes) = blocking(|| rampart_backup::sha256_of(std::fs::File::open(&snap_path)?))?;
     let manifest = Manifest {
         format: 1,
         rampart_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -339,6 +375,14 @@ async fn snapshot_and_seal(
         tables,
         chain_heads,
         master_fingerprint: fingerprint,
+        master_kdf: DataStore::master_kdf(live).await.map_err(err)?.map(
+            |(salt, [memory_kib, iterations, parallelism])| rampart_backup::MasterKdf {
+                salt,
+                memory_kib,
+                iterations,
+                parallelism,
+            },
+        ),
         sentinel,
         snapshot_bytes: bytes,
         snapshot_sha256: sha,
@@ -350,16 +394,21 @@ async fn snapshot_and_seal(
     }
     let partial = dir.join(format!(".{name}.partial"));
     let file = create_private_file(&partial)?;
-    let written = (|| -> Result<u64> {
+    let written = blocking(|| -> Result<u64> {
         let out = std::io::BufWriter::new(file);
         let snapshot = std::fs::File::open(&snap_path)?;
-        let out = rampart_backup::write(out, seal, &manifest, snapshot, &mut |done| {
-            progress.step("bytes sealed", done, bytes)
-        })?;
+        let out = rampart_backup::write(
+            out,
+            sealing.seal,
+            &manifest,
+            sealing.mac_of,
+            snapshot,
+            &mut |done| progress.step("bytes sealed", done, bytes),
+        )?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         Ok(file.metadata()?.len())
-    })();
+    });
     let size = match written {
         Ok(n) => n,
         Err(e) => {
@@ -402,6 +451,8 @@ pub async fn upload(
         let target = s3::Target::from_settings(cfg)?;
         let client = reqwest::Client::builder()
             .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| anyhow!("cannot make an HTTP client: {e}"))?;
         target.upload(&client, path, now).await
@@ -468,15 +519,23 @@ pub async fn check(
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
     let mut out = std::io::BufWriter::new(create_private_file(&snap_path)?);
-    let manifest = rampart_backup::read(
-        std::io::BufReader::new(input),
-        unseal,
-        &mut out,
-        &mut |done| progress.step("bytes decrypted", done, total.max(done)),
-    )
+    let mut master = None;
+    let manifest = blocking(|| {
+        rampart_backup::read(
+            std::io::BufReader::new(input),
+            unseal,
+            &mut |m: &Manifest, line: &str, mac: &str| {
+                master = Some(authenticate(settings, m, line, mac)?);
+                Ok(())
+            },
+            &mut out,
+            &mut |done| progress.step("bytes decrypted", done, total.max(done)),
+        )
+    })
     .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     out.flush()?;
     drop(out);
+    let master = master.ok_or_else(|| anyhow!("the manifest was not authenticated"))?;
     if manifest.schema_version > rampart_store::SCHEMA_VERSION {
         bail!(
             "{} was made by a newer Rampart (schema {}, this one knows {}): upgrade first",
@@ -486,27 +545,73 @@ pub async fn check(
         );
     }
     let events = check_database(
-        settings,
         &sqlite_url(&snap_path),
         &manifest,
         Depth::Whole,
+        &master,
         progress,
     )
     .await?;
-    Ok((scratch, Checked { manifest, events }))
+    Ok((
+        scratch,
+        Checked {
+            manifest,
+            events,
+            master,
+        },
+    ))
+}
+
+/// Checks that the manifest was made by this deployment, before a byte of
+/// the snapshot is written: the master key given (a file, the environment,
+/// or the passphrase stretched as the manifest says) has the manifest's
+/// fingerprint, and its MAC of the manifest is the one the file carries.
+/// Age proves nothing of who made a file, and recipients are public.
+fn authenticate(
+    settings: &Settings,
+    manifest: &Manifest,
+    line: &str,
+    mac: &str,
+) -> std::result::Result<rampart_crypto::SecretBytes, String> {
+    let master = crate::master_key_without_database(settings, manifest.master_kdf.as_ref())
+        .map_err(|e| {
+            format!(
+                "the master key (a backup never holds it: give this deployment's master.key, \
+                 RAMPART_MASTER_KEY or passphrase): {e:#}"
+            )
+        })?;
+    let ring = rampart_crypto::Keyring::new(&master, &[]).map_err(|e| e.to_string())?;
+    match &manifest.master_fingerprint {
+        Some(fp) if fp == ring.current_key_id() => {}
+        Some(fp) => {
+            return Err(format!(
+                "this backup is from another deployment: it was sealed under master key {fp}, and the master key \
+                 given here is {}. Give that deployment's master key.",
+                ring.current_key_id()
+            ))
+        }
+        None => return Err("the manifest names no master key: not a backup Rampart made".into()),
+    }
+    if !ring.mac_matches(MANIFEST_MAC, line, mac) {
+        return Err(
+            "the manifest's MAC does not match this deployment's master key: the backup was forged or changed"
+                .into(),
+        );
+    }
+    Ok(master)
 }
 
 /// The checks of a restored database against its manifest (integrity,
 /// rows, sentinel, master key, audit trail). Returns the events verified.
 async fn check_database(
-    settings: &Settings,
     url: &str,
     manifest: &Manifest,
     depth: Depth,
+    master: &rampart_crypto::SecretBytes,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let s = rampart_store::open(url).await?;
-    let result = check_open_database(settings, &s, manifest, depth, progress).await;
+    let result = check_open_database(&s, manifest, depth, master, progress).await;
     s.close().await;
     result
 }
@@ -523,10 +628,10 @@ enum Depth {
 }
 
 async fn check_open_database(
-    settings: &Settings,
     s: &SqlStore,
     manifest: &Manifest,
     depth: Depth,
+    master: &rampart_crypto::SecretBytes,
     progress: &dyn Progress,
 ) -> Result<u64> {
     if depth == Depth::Whole {
@@ -538,15 +643,17 @@ async fn check_open_database(
             );
         }
     }
+    // Every table the database has: the manifest's count, or (a table a
+    // migration added since) none at all.
     let counts = s.table_counts().await.map_err(err)?;
-    for (table, want) in &manifest.tables {
-        let got = counts.get(table).copied();
-        if got != Some(*want) {
-            bail!(
-                "table {table} has {} rows, the manifest says {want}",
-                got.map(|n| n.to_string()).unwrap_or_else(|| "no".into())
-            );
+    for (table, got) in &counts {
+        let want = manifest.tables.get(table).copied().unwrap_or(0);
+        if *got != want {
+            bail!("table {table} has {got} rows, the manifest says {want}");
         }
+    }
+    if let Some(t) = manifest.tables.keys().find(|t| !counts.contains_key(*t)) {
+        bail!("table {t} is missing");
     }
     if !s
         .has_backup_sentinel(&manifest.sentinel)
@@ -555,42 +662,43 @@ async fn check_open_database(
     {
         bail!("the sentinel row written before the snapshot is missing: this is an older database than the manifest says");
     }
-    // The master key: this deployment's, and it opens every data key.
-    let store: Arc<dyn rampart_core::Store> = Arc::new(s.clone());
+    // The master key: the one the manifest was authenticated with, the
+    // database's own, and it opens every data key.
     let data: Arc<dyn DataStore> = Arc::new(s.clone());
-    let master = crate::master_key(settings, &store, &data, &rampart_crypto::OsEntropy)
-        .await
-        .context("the master key (a backup never holds it: give this deployment's master.key, RAMPART_MASTER_KEY or passphrase)")?;
     let keys = rampart_core::data::keys::KeyManager::new(
-        &master,
+        master,
         Box::new(|| None),
         data.clone(),
         Arc::new(rampart_crypto::OsEntropy),
     )
     .map_err(err)?;
-    if let Some(fp) = &manifest.master_fingerprint {
-        if *fp != keys.master_id() {
-            bail!(
-                "this backup is from another deployment: it was sealed under master key {fp}, and the master key \
-                 given here is {}. Give that deployment's master key.",
-                keys.master_id()
-            );
-        }
+    if data.master_fingerprint().await.map_err(err)?.as_deref() != Some(keys.master_id().as_str()) {
+        bail!("the database inside names another master key than its manifest");
+    }
+    if data.data_keys().await.map_err(err)?.is_empty() {
+        bail!("the database inside holds no data key: not a database Rampart made");
     }
     keys.verify_all().await.map_err(err)?;
-    // The audit trail, each chain up to the head the manifest recorded.
-    let heads = chain_heads(s).await?;
-    for want in &manifest.chain_heads {
-        match heads.iter().find(|h| h.node == want.node) {
-            Some(h) if h == want => {}
-            Some(h) => bail!(
-                "audit chain {} ends at event {}, the manifest says {}",
-                want.node,
-                h.seq,
-                want.seq
-            ),
-            None => bail!("audit chain {} is missing", want.node),
-        }
+    // The audit trail: exactly the chains the manifest recorded, each up
+    // to its recorded head.
+    let mut heads = chain_heads(s).await?;
+    let mut want = manifest.chain_heads.clone();
+    heads.sort_by(|a, b| a.node.cmp(&b.node));
+    want.sort_by(|a, b| a.node.cmp(&b.node));
+    if heads != want {
+        let seen: Vec<String> = heads
+            .iter()
+            .map(|h| format!("{} at {}", h.node, h.seq))
+            .collect();
+        let said: Vec<String> = want
+            .iter()
+            .map(|h| format!("{} at {}", h.node, h.seq))
+            .collect();
+        bail!(
+            "the audit chains inside end at [{}], the manifest says [{}]",
+            seen.join(", "),
+            said.join(", ")
+        );
     }
     if manifest.chain_heads.is_empty() || depth == Depth::Placed {
         return Ok(0);
@@ -602,7 +710,10 @@ async fn check_open_database(
     let audit_keys =
         rampart_crypto::audit::AuditKeys::derive(&secret, rampart_core::audit::KEY_NAME)
             .map_err(err)?;
-    let total: u64 = manifest.chain_heads.iter().map(|h| h.seq + 1).sum();
+    let total: u64 = manifest
+        .chain_heads
+        .iter()
+        .fold(0u64, |n, h| n.saturating_add(h.seq.saturating_add(1)));
     let report = rampart_core::audit::verify(
         s,
         &audit_keys,
@@ -698,58 +809,110 @@ pub async fn restore(
         Target::Sqlite(db) => Some(take_lock(settings, db, force)?),
         Target::Postgres(_) => None,
     };
-    let (scratch, checked) = check(settings, file, unseal, progress).await?;
-    let snap = scratch.path().join("snapshot.db");
-    let kept = match &target {
-        Target::Sqlite(db) => {
-            let kept = if db.exists() {
-                let old = db.with_extension(format!("db.before-restore-{}", now.millis()));
-                for suffix in ["", "-wal", "-shm"] {
-                    let from = PathBuf::from(format!("{}{suffix}", db.display()));
-                    if from.exists() {
-                        std::fs::rename(&from, format!("{}{suffix}", old.display()))?;
-                    }
-                }
-                Some(old)
-            } else {
+    let result = async {
+        let (scratch, checked) = check(settings, file, unseal, progress).await?;
+        let snap = scratch.path().join("snapshot.db");
+        let kept = match &target {
+            Target::Sqlite(db) => place_sqlite(&snap, db, &checked, now, progress).await?,
+            Target::Postgres(url) => {
+                let from = rampart_store::open(&sqlite_url(&snap)).await?;
+                let to = rampart_store::open(url.expose_secret()).await?;
+                let copied = from
+                    .copy_rows_to(&to, &mut |done, total| {
+                        progress.step("rows restored", done, total)
+                    })
+                    .await;
+                from.close().await;
+                let checked_again = match copied {
+                    Ok(_) => check_open_database(
+                        &to,
+                        &checked.manifest,
+                        Depth::Whole,
+                        &checked.master,
+                        progress,
+                    )
+                    .await
+                    .context(
+                        "the rows are in PostgreSQL but did not pass the check there: empty the database \
+                         before trying again",
+                    ),
+                    Err(e) => Err(err(e)),
+                };
+                to.close().await;
+                checked_again?;
                 None
-            };
-            std::fs::rename(&snap, db).or_else(|_| std::fs::copy(&snap, db).map(|_| ()))?;
-            check_database(
-                settings,
-                url.expose_secret(),
-                &checked.manifest,
-                Depth::Placed,
-                progress,
-            )
-            .await?;
-            kept
-        }
-        Target::Postgres(url) => {
-            let from = rampart_store::open(&sqlite_url(&snap)).await?;
-            let to = rampart_store::open(url.expose_secret()).await?;
-            let copied = from
-                .copy_rows_to(&to, &mut |done, total| {
-                    progress.step("rows restored", done, total)
-                })
-                .await;
-            from.close().await;
-            let checked_again = match copied {
-                Ok(_) => {
-                    check_open_database(settings, &to, &checked.manifest, Depth::Whole, progress)
-                        .await
-                }
-                Err(e) => Err(err(e)),
-            };
-            to.close().await;
-            checked_again?;
-            None
-        }
-    };
+            }
+        };
+        Ok(Restored { checked, kept })
+    }
+    .await;
     drop(lock);
-    let result = Ok(Restored { checked, kept });
     record(settings, RESTORED, file, &result).await;
     result
+}
+
+/// Puts the checked snapshot `snap` in place of the SQLite file `db`: the
+/// database there (with its WAL) is moved aside as
+/// `rampart.db.before-restore-<ms>`, the snapshot renamed in, and checked
+/// where it lies. Any failure puts everything back as it was.
+async fn place_sqlite(
+    snap: &Path,
+    db: &Path,
+    checked: &Checked,
+    now: Timestamp,
+    progress: &dyn Progress,
+) -> Result<Option<PathBuf>> {
+    let with = |p: &Path, suffix: &str| PathBuf::from(format!("{}{suffix}", p.display()));
+    let old = db.with_extension(format!("db.before-restore-{}", now.millis()));
+    const SUFFIXES: [&str; 3] = ["", "-wal", "-shm"];
+    if SUFFIXES.iter().any(|x| with(&old, x).exists()) {
+        bail!("{} exists already", old.display());
+    }
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let undo = |moved: &[(PathBuf, PathBuf)]| {
+        for (from, to) in moved.iter().rev() {
+            let _ = std::fs::rename(to, from);
+        }
+    };
+    for x in SUFFIXES {
+        let (from, to) = (with(db, x), with(&old, x));
+        if from.exists() {
+            if let Err(e) = std::fs::rename(&from, &to) {
+                undo(&moved);
+                return Err(anyhow!("cannot move {} aside: {e}", from.display()));
+            }
+            moved.push((from, to));
+        }
+    }
+    // A rename within the data directory (the scratch space is in it).
+    if let Err(e) = std::fs::rename(snap, db) {
+        undo(&moved);
+        return Err(anyhow!("cannot put the restored database in place: {e}"));
+    }
+    if let Some(dir) = db.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    let url = sqlite_url(db);
+    if let Err(e) = check_database(
+        &url,
+        &checked.manifest,
+        Depth::Placed,
+        &checked.master,
+        progress,
+    )
+    .await
+    {
+        for x in SUFFIXES {
+            let _ = std::fs::remove_file(with(db, x));
+        }
+        undo(&moved);
+        return Err(e.context(
+            "the restored database did not pass its check in place; the old one is back",
+        ));
+    }
+    Ok((!moved.is_empty()).then_some(old))
 }
 
 /// The data directory's lock, exclusively: no server serves it.
@@ -880,19 +1043,32 @@ fn name_of_time(now: Timestamp) -> Option<String> {
 }
 
 /// Removes the backups of `dir` that `policy` does not keep (only files
-/// named as this module names them); returns the names removed.
-pub fn apply_retention(dir: &Path, policy: Retention) -> Result<Vec<String>> {
+/// named as this module names them); returns the names removed. A name
+/// dated after `now` (a skewed clock, or a planted file) is neither
+/// counted nor removed, so it cannot push real backups out; `keep` (the
+/// backup just verified) is never removed.
+pub fn apply_retention(
+    dir: &Path,
+    policy: Retention,
+    now: Timestamp,
+    keep: &Path,
+) -> Result<Vec<String>> {
+    let keep = keep.file_name().map(|n| n.to_string_lossy().into_owned());
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(t) = time_of_name(&name) {
-            found.push((t, name));
+        if let Some(t) = time_of_name(&name).filter(|t| t.millis() <= now.millis() + 60_000) {
+            if keep.as_deref() != Some(name.as_str()) {
+                found.push((t, name));
+            }
         }
     }
-    let keep = to_keep(&found.iter().map(|(t, _)| *t).collect::<Vec<_>>(), policy);
+    let mut times: Vec<Timestamp> = found.iter().map(|(t, _)| *t).collect();
+    times.extend(keep.as_deref().and_then(time_of_name));
+    let kept = to_keep(&times, policy);
     let mut removed = Vec::new();
     for (t, name) in found {
-        if !keep.contains(&t) {
+        if !kept.contains(&t) {
             std::fs::remove_file(dir.join(&name))
                 .with_context(|| format!("cannot remove {name}"))?;
             removed.push(name);
@@ -1059,7 +1235,12 @@ async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
             tracing::error!(error = %format!("{e:#}"), "the backup could not be uploaded");
         }
         let dir = created.path.parent().unwrap_or(Path::new("."));
-        match apply_retention(dir, s.settings.backup.retention()) {
+        match apply_retention(
+            dir,
+            s.settings.backup.retention(),
+            s.svc.auth.clock().now(),
+            &created.path,
+        ) {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(
                     removed = removed.len(),
@@ -1163,6 +1344,17 @@ mod tests {
             b"x",
         )
         .unwrap();
+        // A file dated in the future is neither counted nor removed.
+        std::fs::write(
+            dir.path()
+                .join("rampart-20990101T030000-000.rampart-backup"),
+            b"x",
+        )
+        .unwrap();
+        let now = Timestamp(T0 + 9 * DAY + 3_600_000);
+        let just = dir
+            .path()
+            .join(name_of_time(Timestamp(T0 + 9 * DAY)).unwrap());
         let removed = apply_retention(
             dir.path(),
             Retention {
@@ -1170,6 +1362,8 @@ mod tests {
                 weekly: 0,
                 monthly: 0,
             },
+            now,
+            &just,
         )
         .unwrap();
         assert_eq!(removed.len(), 7);
@@ -1186,6 +1380,7 @@ mod tests {
                 "rampart-20260108T030000-000.rampart-backup",
                 "rampart-20260109T030000-000.rampart-backup",
                 "rampart-20260110T030000-000.rampart-backup",
+                "rampart-20990101T030000-000.rampart-backup",
             ]
         );
     }

@@ -296,6 +296,51 @@ pub async fn master_key(
     plain_master_key(settings)
 }
 
+/// The most a backup's manifest may ask of Argon2id to stretch the
+/// master passphrase (what Rampart writes is far less).
+const MAX_KDF: rampart_crypto::Argon2Params = rampart_crypto::Argon2Params {
+    memory_kib: 1024 * 1024,
+    iterations: 16,
+    parallelism: 8,
+};
+
+/// The master key without reading a database (a backup is checked
+/// against it before its snapshot is opened): from `RAMPART_MASTER_KEY`
+/// or the key file, or stretched from the passphrase with the salt and
+/// cost `kdf` gives (a backup's manifest), within [`MAX_KDF`].
+pub fn master_key_without_database(
+    settings: &Settings,
+    kdf: Option<&rampart_backup::MasterKdf>,
+) -> Result<rampart_crypto::SecretBytes> {
+    use base64::Engine;
+    let Some(pass) = passphrase() else {
+        return plain_master_key(settings);
+    };
+    let kdf = kdf.ok_or_else(|| {
+        anyhow::anyhow!(
+            "a master passphrase is given, but this backup was made with a master key file"
+        )
+    })?;
+    let params = rampart_crypto::Argon2Params {
+        memory_kib: kdf.memory_kib,
+        iterations: kdf.iterations,
+        parallelism: kdf.parallelism,
+    };
+    if params.memory_kib > MAX_KDF.memory_kib
+        || params.iterations > MAX_KDF.iterations
+        || params.parallelism > MAX_KDF.parallelism
+    {
+        anyhow::bail!(
+            "the backup asks for a master passphrase stretch beyond what Rampart accepts"
+        );
+    }
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(&kdf.salt)
+        .map_err(|_| anyhow::anyhow!("the backup's passphrase salt is not base64"))?;
+    rampart_crypto::stretch_passphrase(&pass, &salt, params)
+        .map_err(|e| anyhow::anyhow!("master passphrase: {e}"))
+}
+
 /// The master key from `RAMPART_MASTER_KEY`, else from the key file.
 fn plain_master_key(settings: &Settings) -> Result<rampart_crypto::SecretBytes> {
     if let Some(v) = std::env::var_os(MASTER_KEY_ENV) {

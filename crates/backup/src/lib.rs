@@ -3,10 +3,14 @@
 //! a passphrase.
 //!
 //! The plaintext is the line [`MAGIC`], one line of JSON (the
-//! [`Manifest`]), then exactly `snapshot_bytes` bytes of the snapshot, and
-//! nothing after. Reading checks each of those, the snapshot's SHA-256 and
-//! the age header's size before any key is tried. This crate does no I/O
-//! of its own: callers hand it readers and writers.
+//! [`Manifest`]), one line holding the manifest's MAC (made by the caller
+//! with a key only the deployment holds: age proves nothing of who made a
+//! file, and recipients are public), then exactly `snapshot_bytes` bytes
+//! of the snapshot, and nothing after. Reading checks the age header's
+//! size before any key is tried, then the magic line and the manifest,
+//! hands both with the MAC to the caller to authenticate before a single
+//! snapshot byte is written, then the snapshot's size and SHA-256. This
+//! crate does no I/O of its own: callers hand it readers and writers.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -24,9 +28,11 @@ pub const MAX_MANIFEST: usize = 1 << 20;
 /// allowed size: a hostile file cannot make reading it costly.
 pub const MAX_STANZAS: usize = 64;
 pub const MAX_HEADER: usize = 64 * 1024;
-/// scrypt's work factor for passphrases (age's own default is 18), and
-/// the most a file may ask of the reader.
-const MAX_SCRYPT_LOG_N: u8 = 22;
+/// scrypt's work factor for passphrases (age's own default), which is
+/// also the most a file may ask of the reader (256 MiB).
+const SCRYPT_LOG_N: u8 = 18;
+/// The MAC line's longest allowed length.
+const MAX_MAC: usize = 256;
 /// zstd level: the fastest but one (level 3 cost four times as much on
 /// sealed values and JSON for a few per cent of size; bench/README.md).
 const ZSTD_LEVEL: i32 = 1;
@@ -64,9 +70,28 @@ pub struct Manifest {
     pub master_fingerprint: Option<String>,
     /// The value of the sentinel row committed just before the snapshot.
     pub sentinel: String,
+    /// How the master key is stretched when it is a passphrase (never
+    /// the passphrase): what a restore into a new directory needs to
+    /// derive it before it can authenticate this manifest.
+    #[serde(default)]
+    pub master_kdf: Option<MasterKdf>,
     /// The snapshot: a SQLite database file.
     pub snapshot_bytes: u64,
     pub snapshot_sha256: String,
+}
+
+/// The salt (base64) and Argon2id cost of a passphrase master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterKdf {
+    pub salt: String,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// The manifest as the file holds it (and as its MAC covers it).
+pub fn manifest_line(manifest: &Manifest) -> Result<String, Error> {
+    serde_json::to_string(manifest).map_err(|e| Error::Damaged(e.to_string()))
 }
 
 /// Whom a backup is encrypted to.
@@ -115,6 +140,8 @@ pub enum Error {
     Damaged(String),
     #[error("the backup ends early: {0}")]
     Truncated(String),
+    #[error("{0}")]
+    Unauthentic(String),
     #[error("no recipients to encrypt to")]
     NoRecipients,
     #[error("{0}")]
@@ -181,12 +208,14 @@ fn short(s: &str) -> String {
 }
 
 /// Writes a backup of `snapshot` (exactly `manifest.snapshot_bytes`
-/// bytes, whose SHA-256 is `manifest.snapshot_sha256`) to `out`;
-/// `progress` hears the snapshot bytes written so far. Returns `out`.
+/// bytes, whose SHA-256 is `manifest.snapshot_sha256`) to `out`, with
+/// `mac_of`'s MAC of the manifest line; `progress` hears the snapshot
+/// bytes written so far. Returns `out`.
 pub fn write<W: Write>(
     out: W,
     seal: &Seal,
     manifest: &Manifest,
+    mac_of: &dyn Fn(&str) -> String,
     mut snapshot: impl Read,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, Error> {
@@ -200,7 +229,7 @@ pub fn write<W: Write>(
             let mut r = age::scrypt::Recipient::new(age::secrecy::SecretString::from(
                 p.expose_secret().to_owned(),
             ));
-            r.set_work_factor(18);
+            r.set_work_factor(SCRYPT_LOG_N);
             age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
                 .map_err(|e| Error::Damaged(format!("cannot encrypt: {e}")))?
         }
@@ -209,8 +238,16 @@ pub fn write<W: Write>(
     let mut z = zstd::stream::write::Encoder::new(sealed, ZSTD_LEVEL)?;
     z.multithread(ZSTD_WORKERS)?;
     z.write_all(MAGIC)?;
-    let line = serde_json::to_vec(manifest).map_err(|e| Error::Damaged(e.to_string()))?;
-    z.write_all(&line)?;
+    let line = manifest_line(manifest)?;
+    let mac = mac_of(&line);
+    if mac.is_empty() || mac.len() > MAX_MAC || !mac.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Damaged(
+            "the manifest's MAC is not one printable word".into(),
+        ));
+    }
+    z.write_all(line.as_bytes())?;
+    z.write_all(b"\n")?;
+    z.write_all(mac.as_bytes())?;
     z.write_all(b"\n")?;
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
@@ -234,12 +271,15 @@ pub fn write<W: Write>(
 }
 
 /// Reads a backup from `input`: checks the age header's size, decrypts,
-/// decompresses, checks the magic line and the manifest, copies the
+/// decompresses, checks the magic line and the manifest, has
+/// `authenticate` check the manifest line against its MAC (refusing the
+/// file before any snapshot byte is written when it says no), copies the
 /// snapshot to `snapshot` while hashing it, and checks its size, hash and
 /// that nothing follows. `progress` hears the snapshot bytes read so far.
 pub fn read(
     input: impl Read,
     unseal: &Unseal,
+    authenticate: &mut dyn FnMut(&Manifest, &str, &str) -> Result<(), String>,
     snapshot: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest, Error> {
@@ -264,7 +304,7 @@ pub fn read(
             let mut id = age::scrypt::Identity::new(age::secrecy::SecretString::from(
                 p.expose_secret().to_owned(),
             ));
-            id.set_max_work_factor(MAX_SCRYPT_LOG_N);
+            id.set_max_work_factor(SCRYPT_LOG_N);
             decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
         }
     }
@@ -307,7 +347,9 @@ pub fn read(
             Error::Truncated("within the manifest".into())
         });
     }
-    let manifest: Manifest = serde_json::from_slice(&line[..line.len() - 1])
+    let line = String::from_utf8(line[..line.len() - 1].to_vec())
+        .map_err(|_| Error::Damaged("the manifest is not UTF-8".into()))?;
+    let manifest: Manifest = serde_json::from_str(&line)
         .map_err(|e| Error::Damaged(format!("the manifest is not valid: {e}")))?;
     if manifest.format != 1 {
         return Err(Error::Damaged(format!(
@@ -315,6 +357,21 @@ pub fn read(
             manifest.format
         )));
     }
+    let mut mac = Vec::new();
+    (&mut z)
+        .take(MAX_MAC as u64 + 1)
+        .read_until(b'\n', &mut mac)
+        .map_err(|e| damaged_io(e, "the manifest's MAC"))?;
+    if mac.last() != Some(&b'\n') {
+        return Err(if mac.len() > MAX_MAC {
+            Error::Damaged("the manifest's MAC is too long".into())
+        } else {
+            Error::Truncated("within the manifest's MAC".into())
+        });
+    }
+    let mac = std::str::from_utf8(&mac[..mac.len() - 1])
+        .map_err(|_| Error::Damaged("the manifest's MAC is not text".into()))?;
+    authenticate(&manifest, &line, mac).map_err(Error::Unauthentic)?;
     let mut hash = Sha256::new();
     let mut left = manifest.snapshot_bytes;
     let mut buf = vec![0u8; 1 << 20];

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use rampart_crypto::SecretString;
 
 use super::*;
+use sha2::{Digest, Sha256};
 
 const CANARY: &[u8] = b"canary-record-value-7f3a91";
 
@@ -31,9 +32,28 @@ fn manifest(snap: &[u8]) -> Manifest {
             link: "ab".repeat(32),
         }],
         master_fingerprint: Some("fp".into()),
+        master_kdf: None,
         sentinel: "sentinel-1".into(),
         snapshot_bytes: n,
         snapshot_sha256: sha,
+    }
+}
+
+/// The deployment's MAC of a manifest line, in these tests: a SHA-256
+/// under a key (the real one is an HMAC under the master key).
+fn mac(line: &str) -> String {
+    mac_with("deployment-key", line)
+}
+
+fn mac_with(key: &str, line: &str) -> String {
+    hex::encode(Sha256::digest(format!("{key}\0{line}").as_bytes()))
+}
+
+fn authentic(_: &Manifest, line: &str, got: &str) -> Result<(), String> {
+    if mac(line) == got {
+        Ok(())
+    } else {
+        Err("the manifest's MAC does not match".into())
     }
 }
 
@@ -47,14 +67,17 @@ fn keys() -> (Seal, Unseal) {
 
 fn backup(seal: &Seal, snap: &[u8]) -> Vec<u8> {
     let mut seen = 0;
-    let out = write(Vec::new(), seal, &manifest(snap), snap, &mut |n| seen = n).unwrap();
+    let out = write(Vec::new(), seal, &manifest(snap), &mac, snap, &mut |n| {
+        seen = n
+    })
+    .unwrap();
     assert_eq!(seen, snap.len() as u64, "progress reaches the end");
     out
 }
 
 fn restore(file: &[u8], unseal: &Unseal) -> Result<(Manifest, Vec<u8>), Error> {
     let mut out = Vec::new();
-    let m = read(file, unseal, &mut out, &mut |_| {})?;
+    let m = read(file, unseal, &mut authentic, &mut out, &mut |_| {})?;
     Ok((m, out))
 }
 
@@ -139,13 +162,13 @@ fn a_manifest_that_lies_about_the_snapshot_is_caught() {
     // A hash that is not the snapshot's.
     let mut m = manifest(&snap);
     m.snapshot_sha256 = "00".repeat(32);
-    let file = write(Vec::new(), &seal, &m, &snap[..], &mut |_| {}).unwrap();
+    let file = write(Vec::new(), &seal, &m, &mac, &snap[..], &mut |_| {}).unwrap();
     let r = restore(&file, &unseal);
     assert!(matches!(r, Err(Error::Damaged(_))), "{r:?}");
     // A size larger than the snapshot: refused while writing.
     let mut m = manifest(&snap);
     m.snapshot_bytes += 1;
-    assert!(write(Vec::new(), &seal, &m, &snap[..], &mut |_| {}).is_err());
+    assert!(write(Vec::new(), &seal, &m, &mac, &snap[..], &mut |_| {}).is_err());
 }
 
 #[test]
@@ -211,6 +234,7 @@ fn the_check_identity_is_the_same_for_the_same_secret_and_opens_what_its_recipie
             a.to_public(),
         ]),
         &m,
+        &mac,
         &snap[..],
         &mut |_| {},
     )
@@ -219,9 +243,56 @@ fn the_check_identity_is_the_same_for_the_same_secret_and_opens_what_its_recipie
     read(
         &file[..],
         &Unseal::Identities(vec![b]),
+        &mut authentic,
         &mut out,
         &mut |_| {},
     )
     .unwrap();
     assert_eq!(out, snap);
+}
+
+#[test]
+fn a_forged_manifest_is_refused_before_a_byte_of_its_snapshot_is_written() {
+    // Anyone who knows a recipient can make a well-formed backup; only
+    // the deployment can make the MAC. A huge `snapshot_bytes` is never
+    // acted on.
+    let snap = snapshot();
+    let (seal, unseal) = keys();
+    let mut m = manifest(&snap);
+    m.tables.insert("accounts".into(), 1);
+    let forged = write(
+        Vec::new(),
+        &seal,
+        &m,
+        &|l: &str| mac_with("attacker", l),
+        &snap[..],
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut asked = 0;
+    let r = read(
+        &forged[..],
+        &unseal,
+        &mut |m: &Manifest, l: &str, got: &str| {
+            asked += 1;
+            assert_eq!(m.tables["accounts"], 1);
+            authentic(m, l, got)
+        },
+        &mut out,
+        &mut |_| {},
+    );
+    assert!(matches!(r, Err(Error::Unauthentic(_))), "{r:?}");
+    assert_eq!(asked, 1);
+    assert!(out.is_empty(), "no snapshot byte was written");
+    // A MAC that is not one printable word is refused when writing.
+    assert!(write(
+        Vec::new(),
+        &seal,
+        &m,
+        &|_: &str| "two words".into(),
+        &snap[..],
+        &mut |_| {}
+    )
+    .is_err());
 }

@@ -348,6 +348,41 @@ async fn verify_refuses_truncation_a_flipped_byte_a_wrong_key_and_another_deploy
     let text = damaged(&file, "text.rampart-backup", |b| *b = b"hello".to_vec());
     check(&text, &[], "not a Rampart backup");
 
+    // A forgery by someone who knows the public recipient (ransomware
+    // holding the bucket's credentials, say): a real backup's content
+    // under a changed manifest, sealed to the same recipient. Only the
+    // master key makes the manifest's MAC.
+    let ids =
+        rampart_backup::parse_identities(&std::fs::read_to_string(&d.identity).unwrap()).unwrap();
+    let mut snap = Vec::new();
+    let mut m = rampart_backup::read(
+        std::fs::File::open(&file).unwrap(),
+        &rampart_backup::Unseal::Identities(ids),
+        &mut |_: &rampart_backup::Manifest, _: &str, _: &str| Ok(()),
+        &mut snap,
+        &mut |_| {},
+    )
+    .unwrap();
+    m.created_at_ms += 86_400_000;
+    let forged = rampart_backup::write(
+        Vec::new(),
+        &rampart_backup::Seal::Recipients(
+            rampart_backup::parse_recipients(std::slice::from_ref(&d.recipient)).unwrap(),
+        ),
+        &m,
+        &|line: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(line.as_bytes())),
+        &snap[..],
+        &mut |_| {},
+    )
+    .unwrap();
+    let forged_path = d.backups.path().join("forged.rampart-backup");
+    std::fs::write(&forged_path, forged).unwrap();
+    check(
+        &forged_path,
+        &["--identity", d.identity.to_str().unwrap()],
+        "forged or changed",
+    );
+
     // Another deployment's backup, opened with its identity, is refused
     // for its master key.
     let other = deployment(Db::Sqlite).await;
@@ -370,7 +405,7 @@ async fn verify_refuses_truncation_a_flipped_byte_a_wrong_key_and_another_deploy
         .iter()
         .filter(|e| e.to_string().contains("\"failure\""))
         .count();
-    assert!(failures >= 6, "{v}");
+    assert!(failures >= 7, "{v}");
 }
 
 #[tokio::test]

@@ -64,6 +64,13 @@ impl KeyManager {
         self.master().current_key_id().to_owned()
     }
 
+    /// A MAC of `text` under the master key in use: what proves a thing
+    /// was made by this deployment (a backup's manifest), checkable with
+    /// the master key alone.
+    pub fn master_mac(&self, context: &str, text: &str) -> String {
+        self.master().mac(context, text)
+    }
+
     fn master(&self) -> Arc<Keyring> {
         self.master
             .read()
