@@ -81,6 +81,20 @@ impl Checked {
 
 /// The server's lock on its data directory, held while it serves.
 pub fn hold_lock(data_dir: &Path) -> Result<std::fs::File> {
+    let (path, file) = open_lock(data_dir)?;
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("{} is locked by a restore in progress", path.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+    }
+    still_the_lock_file(&path, &file)?;
+    Ok(file)
+}
+
+/// Opens (creating) the data directory's lock file.
+fn open_lock(data_dir: &Path) -> Result<(PathBuf, std::fs::File)> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -88,9 +102,53 @@ pub fn hold_lock(data_dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    file.try_lock_shared()
-        .map_err(|_| anyhow!("{} is locked by a restore in progress", path.display()))?;
-    Ok(file)
+    Ok((path, file))
+}
+
+/// A lock on a file someone removed or replaced meanwhile locks nothing.
+fn still_the_lock_file(path: &Path, file: &std::fs::File) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (held, named) = (file.metadata()?, std::fs::metadata(path)?);
+        if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+            bail!(
+                "{} was replaced while it was being locked; try again",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes scratch directories a killed backup command left in the data
+/// directory more than a day ago (a running one is younger). They hold
+/// plaintext snapshots, as private as the database beside them.
+pub fn sweep_scratch(data_dir: &Path, now: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".backup-scratch-")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(86_400));
+        if stale && e.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %e.path().display(), "removed a stale backup scratch directory")
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove a stale backup scratch directory")
+                }
+            }
+        }
+    }
 }
 
 /// Whom new backups are sealed to: the configured recipients and
@@ -918,19 +976,16 @@ async fn place_sqlite(
 /// The data directory's lock, exclusively: no server serves it.
 fn take_lock(settings: &Settings, db: &Path, force: bool) -> Result<std::fs::File> {
     crate::datadir::create_private_dir(&settings.data_dir)?;
-    let path = settings.data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if file.try_lock().is_err() {
-        bail!(
+    let (path, file) = open_lock(&settings.data_dir)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
             "a Rampart server is serving {}: stop it first (a restore never replaces a database in use)",
             settings.data_dir.display()
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
     }
+    still_the_lock_file(&path, &file)?;
     if db.exists() && !force {
         bail!(
             "{} holds a database already: restoring would replace it. Give --force to replace it (it is kept \
@@ -1328,6 +1383,27 @@ mod tests {
             vec![day(119)]
         );
         assert!(to_keep(&[], policy).is_empty());
+    }
+
+    #[test]
+    fn stale_scratch_directories_are_swept_and_young_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join(".backup-scratch-abc");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::write(scratch.join("snapshot.db"), b"plaintext").unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        let made = std::fs::metadata(&scratch).unwrap().modified().unwrap();
+        sweep_scratch(dir.path(), made + std::time::Duration::from_secs(3600));
+        assert!(scratch.exists(), "a command may still be using it");
+        sweep_scratch(
+            dir.path(),
+            made + std::time::Duration::from_secs(2 * 86_400),
+        );
+        assert!(!scratch.exists());
+        assert!(
+            dir.path().join("rules").exists(),
+            "only scratch directories go"
+        );
     }
 
     #[test]

@@ -749,6 +749,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     } else {
         None
     };
+    backup::sweep_scratch(&settings.data_dir, deps.clock.now().to_system_time());
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
         .context("cannot load the TLS certificate")?;
     let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;

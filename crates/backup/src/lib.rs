@@ -186,13 +186,15 @@ pub fn identity_from_secret(secret: &[u8]) -> Result<age::x25519::Identity, Stri
     if secret.len() != 32 {
         return Err("a backup check secret is 32 bytes".into());
     }
-    let text = bech32::encode(
-        "age-secret-key-",
-        secret.to_base32(),
-        bech32::Variant::Bech32,
-    )
-    .map_err(|_| "cannot encode the backup check identity".to_owned())?;
-    let text = SecretString::new(text.to_uppercase());
+    let lower = SecretString::new(
+        bech32::encode(
+            "age-secret-key-",
+            secret.to_base32(),
+            bech32::Variant::Bech32,
+        )
+        .map_err(|_| "cannot encode the backup check identity".to_owned())?,
+    );
+    let text = SecretString::new(lower.expose_secret().to_uppercase());
     text.expose_secret()
         .parse::<age::x25519::Identity>()
         .map_err(|_| "cannot read the backup check identity".to_owned())
