@@ -116,11 +116,7 @@ impl Deployment {
         let to = self.backups.path().display().to_string();
         let (code, out, err) = self.cli(&["backup", "create", "--to", &to]);
         assert_eq!(code, Some(0), "{out}{err}");
-        let line = out
-            .lines()
-            .find_map(|l| l.strip_prefix("backup written: "))
-            .expect("the file is named");
-        PathBuf::from(line.split(" (").next().unwrap())
+        written(&out)
     }
 }
 
@@ -142,6 +138,15 @@ async fn record_ids(s: &TestServer, admin: &str) -> Vec<String> {
             _ => return ids,
         }
     }
+}
+
+/// The file `rampart backup create` says it wrote.
+fn written(out: &str) -> PathBuf {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("backup written: "))
+        .unwrap_or_else(|| panic!("no file named in {out:?}"));
+    PathBuf::from(line.split(" (").next().unwrap())
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -201,12 +206,7 @@ async fn a_backup_taken_while_the_server_writes_restores_every_acknowledged_reco
         .await
         .unwrap();
         assert_eq!(out.0, Some(0), "{}{}", out.1, out.2);
-        let line = out
-            .1
-            .lines()
-            .find_map(|l| l.strip_prefix("backup written: "))
-            .unwrap();
-        (before, PathBuf::from(line.split(" (").next().unwrap()))
+        (before, written(&out.1))
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
@@ -535,14 +535,7 @@ async fn a_sqlite_backup_restores_into_postgresql_which_serves_it_and_backs_up_i
         &env,
     );
     assert_eq!(code, Some(0), "{out}{err}");
-    let from_pg = out
-        .lines()
-        .find_map(|l| l.strip_prefix("backup written: "))
-        .unwrap()
-        .split(" (")
-        .next()
-        .unwrap()
-        .to_owned();
+    let from_pg = written(&out).display().to_string();
     let (code, out, err) = rampart_run_env(
         &["backup", "verify", &from_pg, "--data-dir", &data],
         None,
@@ -579,14 +572,7 @@ async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
     assert!(err.contains("shorter than 16"), "{err}");
     let (code, out, err) = run(&["backup", "create", "--to", &to], &pass);
     assert_eq!(code, Some(0), "{out}{err}");
-    let file = out
-        .lines()
-        .find_map(|l| l.strip_prefix("backup written: "))
-        .unwrap()
-        .split(" (")
-        .next()
-        .unwrap()
-        .to_owned();
+    let file = written(&out).display().to_string();
     let bytes = std::fs::read(&file).unwrap();
     assert!(!contains(&bytes, b"correct horse"));
     let (code, out, _) = run(&["backup", "verify", &file], &pass);
@@ -847,14 +833,7 @@ async fn backups_go_to_s3_once_locked_against_deletion_and_overwriting() {
     );
     assert!(out.contains("locked until"), "{out}");
     assert!(!out.contains("moto-secret") && !err.contains("moto-secret"));
-    let local = PathBuf::from(
-        out.lines()
-            .find_map(|l| l.strip_prefix("backup written: "))
-            .unwrap()
-            .split(" (")
-            .next()
-            .unwrap(),
-    );
+    let local = written(&out);
     let key = format!("acme/{}", local.file_name().unwrap().to_str().unwrap());
 
     // Seen by another S3 client (boto3): the object is the local file,
