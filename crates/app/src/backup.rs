@@ -5,7 +5,8 @@
 //!
 //! Plaintext only ever lies in a private scratch directory inside the
 //! data directory (where the live database already is), removed when the
-//! command ends, whatever happens.
+//! command ends; one a killed command left is swept when `serve` starts
+//! ([`sweep_scratch`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -18,10 +19,14 @@ use rampart_core::audit::{AuditStore, Category, Event, Expect, Severity, FAILURE
 use rampart_core::data::DataStore;
 use rampart_core::{Store as _, Timestamp};
 use rampart_crypto::{Entropy, SecretString};
-use rampart_scan::Progress;
+use rampart_scan::{Progress, Quiet};
 use rampart_store::SqlStore;
 
+use rampart_core::audit::backup_actions::{self, CREATED, RESTORED, UPLOADED, VERIFIED};
+use s3::Uploaded;
+
 use crate::config::Settings;
+use crate::datadir::create_private;
 
 pub mod s3;
 
@@ -34,9 +39,6 @@ const MANIFEST_MAC: &str = "backup-manifest";
 /// A server holds this file (shared) while it serves a data directory; a
 /// restore takes it exclusively, so it never replaces a database in use.
 pub const LOCK_FILE: &str = "rampart.lock";
-
-use rampart_core::audit::backup_actions::{CREATED, RESTORED, UPLOADED, VERIFIED};
-use s3::Uploaded;
 
 /// A backup written.
 #[derive(Debug)]
@@ -81,20 +83,19 @@ impl Checked {
 
 /// The server's lock on its data directory, held while it serves.
 pub fn hold_lock(data_dir: &Path) -> Result<std::fs::File> {
-    let (path, file) = open_lock(data_dir)?;
-    match file.try_lock_shared() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("{} is locked by a restore in progress", path.display())
-        }
-        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
-    }
-    still_the_lock_file(&path, &file)?;
-    Ok(file)
+    lock(data_dir, false)?.ok_or_else(|| {
+        anyhow!(
+            "{} is locked by a restore in progress",
+            data_dir.join(LOCK_FILE).display()
+        )
+    })
 }
 
-/// Opens (creating) the data directory's lock file.
-fn open_lock(data_dir: &Path) -> Result<(PathBuf, std::fs::File)> {
+/// Locks the data directory's lock file (creating it), shared or
+/// exclusive: `None` when another process holds a lock that excludes it.
+/// A lock on a file someone removed or replaced meanwhile locks nothing,
+/// so the file is checked to be the one still named so.
+fn lock(data_dir: &Path, exclusive: bool) -> Result<Option<std::fs::File>> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -102,15 +103,20 @@ fn open_lock(data_dir: &Path) -> Result<(PathBuf, std::fs::File)> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    Ok((path, file))
-}
-
-/// A lock on a file someone removed or replaced meanwhile locks nothing.
-fn still_the_lock_file(path: &Path, file: &std::fs::File) -> Result<()> {
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let (held, named) = (file.metadata()?, std::fs::metadata(path)?);
+        let (held, named) = (file.metadata()?, std::fs::metadata(&path)?);
         if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
             bail!(
                 "{} was replaced while it was being locked; try again",
@@ -118,7 +124,7 @@ fn still_the_lock_file(path: &Path, file: &std::fs::File) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(Some(file))
 }
 
 /// Removes scratch directories a killed backup command left in the data
@@ -154,8 +160,8 @@ pub fn sweep_scratch(data_dir: &Path, now: std::time::SystemTime) {
 /// Whom new backups are sealed to: the configured recipients and
 /// Rampart's own check recipient, or the configured passphrase.
 async fn seal(settings: &Settings, svc: &crate::Services) -> Result<Seal> {
-    if let Some(pass) = configured_passphrase(settings)? {
-        return Ok(Seal::Passphrase(pass));
+    if let Some(pass) = &settings.backup.passphrase {
+        return Ok(Seal::Passphrase(pass.clone()));
     }
     if settings.backup.recipients.is_empty() {
         bail!(
@@ -169,16 +175,8 @@ async fn seal(settings: &Settings, svc: &crate::Services) -> Result<Seal> {
     Ok(Seal::Recipients(recipients))
 }
 
-fn configured_passphrase(settings: &Settings) -> Result<Option<SecretString>> {
-    settings
-        .backup
-        .passphrase_file
-        .as_deref()
-        .map(read_passphrase)
-        .transpose()
-}
-
-/// A passphrase file's first line.
+/// A passphrase file's first line (`--passphrase-file`; the configured
+/// one is read with the settings).
 pub fn read_passphrase(path: &Path) -> Result<SecretString> {
     let text = SecretString::new(
         std::fs::read_to_string(path)
@@ -221,13 +219,13 @@ async fn check_identity(svc: &crate::Services) -> Result<rampart_backup::age::x2
     rampart_backup::identity_from_secret(secret.expose_secret()).map_err(|e| anyhow!(e))
 }
 
-/// What opens a backup: an identity file, a passphrase file, the
-/// configured passphrase, or Rampart's own check identity (from the
-/// database of the configured data directory, when it has one).
+/// What opens a backup: an identity file, a passphrase file, or what
+/// opens this deployment's own backups ([`own_unseal`]).
 pub async fn unseal(
     settings: &Settings,
     identity: Option<&Path>,
     passphrase: Option<&Path>,
+    svc: Option<&crate::Services>,
 ) -> Result<Unseal> {
     if let Some(path) = identity {
         return Ok(Unseal::Identities(read_identities(path)?));
@@ -235,22 +233,28 @@ pub async fn unseal(
     if let Some(path) = passphrase {
         return Ok(Unseal::Passphrase(read_passphrase(path)?));
     }
-    if let Some(pass) = configured_passphrase(settings)? {
-        return Ok(Unseal::Passphrase(pass));
+    own_unseal(settings, svc).await
+}
+
+/// What opens the backups this deployment makes without the operator's
+/// identity: the configured passphrase, or Rampart's own check identity
+/// (from the deployment's database, `svc`, when there is one).
+async fn own_unseal(settings: &Settings, svc: Option<&crate::Services>) -> Result<Unseal> {
+    if let Some(pass) = &settings.backup.passphrase {
+        return Ok(Unseal::Passphrase(pass.clone()));
     }
-    if !database_exists(settings) {
+    let Some(svc) = svc else {
         bail!(
             "give --identity FILE (the age identity of one of the backup's recipients) or --passphrase-file FILE: \
              this data directory has no database holding Rampart's own backup key"
         );
-    }
-    let svc = crate::cli_services(settings).await?;
-    let id = check_identity(&svc).await;
-    svc.close().await;
-    Ok(Unseal::Identities(vec![id?]))
+    };
+    Ok(Unseal::Identities(vec![check_identity(svc).await?]))
 }
 
-fn database_exists(settings: &Settings) -> bool {
+/// Whether the configured database exists (a SQLite file may not yet):
+/// what decides whether a command opens the deployment's services.
+pub fn database_exists(settings: &Settings) -> bool {
     match rampart_store::sqlite_path(settings.database_url().expose_secret()) {
         Some(p) => p.exists(),
         None => true,
@@ -264,12 +268,15 @@ fn destination(settings: &Settings, to: Option<&Path>) -> Result<PathBuf> {
         .map(Path::to_path_buf)
         .or_else(|| settings.backup.dir.clone())
         .ok_or_else(|| anyhow!("give --to DIR, or set [backup] dir"))?;
-    crate::datadir::create_private_dir(&dir)?;
+    let created = crate::datadir::create_private_dir(&dir)?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     if let Ok(data) = settings.data_dir.canonicalize() {
         if dir.starts_with(&data) {
+            if created {
+                let _ = std::fs::remove_dir(&dir);
+            }
             bail!(
                 "refusing to write a backup into the data directory ({}): it holds the master key, and a backup \
                  must survive the loss of that directory. Choose a directory on another disk or machine.",
@@ -421,7 +428,7 @@ async fn snapshot_and_seal(
         copied.map_err(err)?;
         "postgres"
     };
-    let (tables, chain_heads, fingerprint) = describe(&snap_path).await?;
+    let inside = describe(&snap_path).await?;
     let (sha, bytes) = blocking(|| rampart_backup::sha256_of(std::fs::File::open(&snap_path)?))?;
     let manifest = Manifest {
         format: 1,
@@ -430,17 +437,10 @@ async fn snapshot_and_seal(
         created_at_ms: now.millis(),
         schema_version: rampart_store::SCHEMA_VERSION,
         source: source.to_owned(),
-        tables,
-        chain_heads,
-        master_fingerprint: fingerprint,
-        master_kdf: DataStore::master_kdf(live).await.map_err(err)?.map(
-            |(salt, [memory_kib, iterations, parallelism])| rampart_backup::MasterKdf {
-                salt,
-                memory_kib,
-                iterations,
-                parallelism,
-            },
-        ),
+        tables: inside.tables,
+        chain_heads: inside.chain_heads,
+        master_fingerprint: inside.master_fingerprint,
+        master_kdf: inside.master_kdf,
         sentinel,
         snapshot_bytes: bytes,
         snapshot_sha256: sha,
@@ -451,7 +451,7 @@ async fn snapshot_and_seal(
         bail!("{} exists already", path.display());
     }
     let partial = dir.join(format!(".{name}.partial"));
-    let file = create_private_file(&partial)?;
+    let file = create_private(&partial)?;
     let written = blocking(|| -> Result<u64> {
         let out = std::io::BufWriter::new(file);
         let snapshot = std::fs::File::open(&snap_path)?;
@@ -483,15 +483,6 @@ async fn snapshot_and_seal(
         bytes: size,
         manifest,
     })
-}
-
-fn create_private_file(path: &Path) -> Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
-        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Uploads the backup at `path` to `[backup.s3]`, when it is set, and
@@ -532,14 +523,31 @@ pub async fn upload(
     result.map(Some)
 }
 
-/// Row counts, chain heads and master fingerprint of a snapshot file.
-async fn describe(snap: &Path) -> Result<(BTreeMap<String, u64>, Vec<ChainHead>, Option<String>)> {
+/// What a manifest says of the snapshot, read from the snapshot itself,
+/// so every figure is of the same moment.
+struct Described {
+    tables: BTreeMap<String, u64>,
+    chain_heads: Vec<ChainHead>,
+    master_fingerprint: Option<String>,
+    master_kdf: Option<rampart_backup::MasterKdf>,
+}
+
+async fn describe(snap: &Path) -> Result<Described> {
     let s = rampart_store::open_as_is(&sqlite_url(snap)).await?;
     let result = async {
-        let tables = s.table_counts().await.map_err(err)?;
-        let heads = chain_heads(&s).await?;
-        let fp = DataStore::master_fingerprint(&s).await.map_err(err)?;
-        Ok((tables, heads, fp))
+        Ok(Described {
+            tables: s.table_counts().await.map_err(err)?,
+            chain_heads: chain_heads(&s).await?,
+            master_fingerprint: DataStore::master_fingerprint(&s).await.map_err(err)?,
+            master_kdf: DataStore::master_kdf(&s).await.map_err(err)?.map(
+                |(salt, [memory_kib, iterations, parallelism])| rampart_backup::MasterKdf {
+                    salt,
+                    memory_kib,
+                    iterations,
+                    parallelism,
+                },
+            ),
+        })
     }
     .await;
     s.close().await;
@@ -576,7 +584,7 @@ pub async fn check(
     let input =
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut out = std::io::BufWriter::new(create_private_file(&snap_path)?);
+    let mut out = std::io::BufWriter::new(create_private(&snap_path)?);
     let mut master = None;
     let manifest = blocking(|| {
         rampart_backup::read(
@@ -794,9 +802,11 @@ async fn check_open_database(
     Ok(report.nodes.iter().map(|n| n.events).sum())
 }
 
-/// `rampart backup verify`: checks `file` and records the result.
+/// `rampart backup verify`: checks `file` and records the result in the
+/// deployment's trail (`svc`, when it has a database).
 pub async fn verify(
     settings: &Settings,
+    svc: Option<&crate::Services>,
     file: &Path,
     unseal: &Unseal,
     progress: &dyn Progress,
@@ -804,12 +814,15 @@ pub async fn verify(
     let result = check(settings, file, unseal, progress)
         .await
         .map(|(_, checked)| checked);
-    record(settings, VERIFIED, file, &result).await;
+    if let Some(svc) = svc {
+        let e = outcome(svc.auth.clock().now(), VERIFIED, &file_name(file), &result);
+        let _ = svc.audit.record_durable(e).await;
+    }
     result
 }
 
-/// Records a check or restore in the configured deployment's trail, when
-/// it has a database (a restore into a new directory has none before).
+/// Records a restore in the trail of the database now in place (a failed
+/// restore into a new directory leaves none).
 async fn record<T>(settings: &Settings, action: &str, file: &Path, result: &Result<T>) {
     if !database_exists(settings) {
         return;
@@ -826,8 +839,7 @@ async fn record<T>(settings: &Settings, action: &str, file: &Path, result: &Resu
 }
 
 /// Where a restore goes.
-#[derive(Debug, Clone)]
-pub enum Target {
+enum RestoreTarget {
     /// The configured SQLite data directory.
     Sqlite(PathBuf),
     /// An empty PostgreSQL database.
@@ -855,24 +867,24 @@ pub async fn restore(
 ) -> Result<Restored> {
     let url = settings.database_url();
     let target = if settings.is_sqlite() {
-        Target::Sqlite(
+        RestoreTarget::Sqlite(
             rampart_store::sqlite_path(url.expose_secret())
                 .ok_or_else(|| anyhow!("the database URL names no SQLite file"))?,
         )
     } else {
-        Target::Postgres(url.clone())
+        RestoreTarget::Postgres(url.clone())
     };
     // Refuse early, before the work of decrypting.
     let lock = match &target {
-        Target::Sqlite(db) => Some(take_lock(settings, db, force)?),
-        Target::Postgres(_) => None,
+        RestoreTarget::Sqlite(db) => Some(take_lock(settings, db, force)?),
+        RestoreTarget::Postgres(_) => None,
     };
     let result = async {
         let (scratch, checked) = check(settings, file, unseal, progress).await?;
         let snap = scratch.path().join("snapshot.db");
         let kept = match &target {
-            Target::Sqlite(db) => place_sqlite(&snap, db, &checked, now, progress).await?,
-            Target::Postgres(url) => {
+            RestoreTarget::Sqlite(db) => place_sqlite(&snap, db, &checked, now, progress).await?,
+            RestoreTarget::Postgres(url) => {
                 let from = rampart_store::open(&sqlite_url(&snap)).await?;
                 let to = rampart_store::open(url.expose_secret()).await?;
                 let copied = from
@@ -976,16 +988,12 @@ async fn place_sqlite(
 /// The data directory's lock, exclusively: no server serves it.
 fn take_lock(settings: &Settings, db: &Path, force: bool) -> Result<std::fs::File> {
     crate::datadir::create_private_dir(&settings.data_dir)?;
-    let (path, file) = open_lock(&settings.data_dir)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
+    let Some(file) = lock(&settings.data_dir, true)? else {
+        bail!(
             "a Rampart server is serving {}: stop it first (a restore never replaces a database in use)",
             settings.data_dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
-    }
-    still_the_lock_file(&path, &file)?;
+        );
+    };
     if db.exists() && !force {
         bail!(
             "{} holds a database already: restoring would replace it. Give --force to replace it (it is kept \
@@ -1132,24 +1140,6 @@ pub fn apply_retention(
     Ok(removed)
 }
 
-/// The newest backup that passed its check, from the trail: (when the
-/// check ran, the file's name).
-pub async fn last_verified(store: &dyn rampart_core::Store) -> Result<Option<(Timestamp, String)>> {
-    let found = store
-        .search_events(&rampart_core::audit::EventQuery {
-            actions: vec![VERIFIED.to_owned()],
-            outcome: Some(SUCCESS.to_owned()),
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .map_err(err)?;
-    Ok(found
-        .into_iter()
-        .next()
-        .map(|e| (e.at, e.object.clone().unwrap_or_default())))
-}
-
 /// What the server's backup schedule needs.
 pub struct Scheduled {
     pub settings: Settings,
@@ -1165,7 +1155,7 @@ pub const MISSING_AFTER: std::time::Duration = std::time::Duration::from_secs(3 
 /// to seal to are configured.
 pub fn scheduled(settings: &Settings) -> bool {
     settings.backup.dir.is_some()
-        && (!settings.backup.recipients.is_empty() || settings.backup.passphrase_file.is_some())
+        && (!settings.backup.recipients.is_empty() || settings.backup.passphrase.is_some())
 }
 
 /// The server's backup schedule: at each time of `[backup] schedule`, one
@@ -1178,7 +1168,10 @@ pub async fn run_schedule(s: Scheduled, mut shutdown: tokio::sync::watch::Receiv
     };
     let clock = s.svc.auth.clock().clone();
     let started = clock.now();
+    // The next run to take, and the next run whose check is to be found
+    // (three hours after its time): each looked at once.
     let mut next = schedule.next_after(started);
+    let mut watched = next;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -1191,29 +1184,22 @@ pub async fn run_schedule(s: Scheduled, mut shutdown: tokio::sync::watch::Receiv
                 scheduled_backup(&s, now).await;
             }
         }
-        // A slot since this server started whose backup was not verified.
-        let due = Timestamp(now.millis() - MISSING_AFTER.as_millis() as i64);
-        if let Some(slot) = schedule
-            .last_at_or_before(due)
-            .filter(|slot| *slot > started)
-        {
-            let verified = last_verified(s.svc.store.as_ref())
+        let due =
+            |slot: &Timestamp| now.millis() >= slot.millis() + MISSING_AFTER.as_millis() as i64;
+        if let Some(slot) = watched.filter(due) {
+            watched = schedule.next_after(slot);
+            let verified = backup_actions::last_verified(s.svc.store.as_ref())
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|(at, _)| at >= slot);
+                .is_some_and(|e| e.at >= slot);
             if !verified && claim(&s, &format!("backup-missing:{}", slot.millis()), now).await {
-                let e = Event::new(
-                    now,
-                    rampart_core::audit::backup_actions::MISSING,
-                    Category::Process,
-                    FAILURE,
-                )
-                .severity(Severity::High)
-                .reason(Some(&format!(
-                    "no backup was verified for the run scheduled at {}",
-                    slot.to_rfc3339()
-                )));
+                let e = Event::new(now, backup_actions::MISSING, Category::Process, FAILURE)
+                    .severity(Severity::High)
+                    .reason(Some(&format!(
+                        "no backup was verified for the run scheduled at {}",
+                        slot.to_rfc3339()
+                    )));
                 let _ = s.svc.audit.record_durable(e).await;
             }
         }
@@ -1231,12 +1217,6 @@ async fn claim(s: &Scheduled, key: &str, now: Timestamp) -> bool {
     )
 }
 
-struct Quiet;
-
-impl Progress for Quiet {
-    fn step(&self, _: &str, _: u64, _: u64) {}
-}
-
 async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
     let created = match create(&s.settings, &s.svc, None, s.entropy.as_ref(), &Quiet).await {
         Ok(c) => c,
@@ -1245,14 +1225,7 @@ async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
             return;
         }
     };
-    let unseal = match configured_passphrase(&s.settings) {
-        Ok(Some(p)) => Ok(Unseal::Passphrase(p)),
-        Ok(None) => check_identity(&s.svc)
-            .await
-            .map(|id| Unseal::Identities(vec![id])),
-        Err(e) => Err(e),
-    };
-    let result = match unseal {
+    let result = match own_unseal(&s.settings, Some(&s.svc)).await {
         Ok(u) => check(&s.settings, &created.path, &u, &Quiet)
             .await
             .map(|(_, c)| c),

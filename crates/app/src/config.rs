@@ -193,8 +193,10 @@ pub struct BackupSettings {
     /// whoever holds one of their identities can open a backup. Keep the
     /// identities off this machine.
     pub recipients: Vec<String>,
-    /// Instead of recipients: a file holding a passphrase (at least 16
-    /// characters) that seals and opens backups.
+    /// Instead of recipients: a passphrase (at least 16 characters) that
+    /// seals and opens backups, best given as `passphrase_file` (read once,
+    /// at start, like every other secret).
+    pub passphrase: Option<SecretString>,
     pub passphrase_file: Option<PathBuf>,
     /// When `serve` takes a backup (cron, five fields, UTC; default daily
     /// at 03:00), once `dir` and recipients or a passphrase are set.
@@ -253,6 +255,7 @@ impl Default for BackupSettings {
         Self {
             dir: None,
             recipients: Vec::new(),
+            passphrase: None,
             passphrase_file: None,
             schedule: "0 3 * * *".to_owned(),
             keep_daily: 7,
@@ -786,6 +789,11 @@ impl Settings {
         if let Some(smtp) = &mut settings.smtp {
             secret_or_file(&mut smtp.password, &mut smtp.password_file, "smtp.password")?;
         }
+        secret_or_file(
+            &mut settings.backup.passphrase,
+            &mut settings.backup.passphrase_file,
+            "backup.passphrase",
+        )?;
         if let Some(s3) = &mut settings.backup.s3 {
             secret_or_file(
                 &mut s3.secret_access_key,
@@ -812,8 +820,17 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
-        if !self.backup.recipients.is_empty() && self.backup.passphrase_file.is_some() {
+        if !self.backup.recipients.is_empty() && self.backup.passphrase.is_some() {
             bail!("[backup] give `recipients` or `passphrase_file`, not both (age seals to one or the other)");
+        }
+        if let Some(p) = &self.backup.passphrase {
+            let n = p.expose_secret().chars().count();
+            if n < crate::backup::MIN_PASSPHRASE_CHARS {
+                bail!(
+                    "[backup] the passphrase has {n} characters; use at least {}",
+                    crate::backup::MIN_PASSPHRASE_CHARS
+                );
+            }
         }
         rampart_backup::parse_recipients(&self.backup.recipients)
             .map_err(|e| anyhow!("[backup] recipients: {e}"))?;

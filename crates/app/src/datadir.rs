@@ -47,14 +47,20 @@ pub fn create_private_dir(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Writes a new file readable only by its owner; refuses to overwrite.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
+/// Creates a new file readable only by its owner (created with the mode);
+/// refuses one that exists.
+pub fn create_private(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))
+}
+
+/// Writes a new file readable only by its owner; refuses to overwrite.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = create_private(path)?;
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())

@@ -279,19 +279,12 @@ pub async fn master_key(
             }
         };
         let (salt, [memory_kib, iterations, parallelism]) = kdf;
-        let salt = b64
-            .decode(salt)
-            .map_err(|_| anyhow::anyhow!("the stored passphrase salt is corrupt"))?;
         let params = rampart_crypto::Argon2Params {
             memory_kib,
             iterations,
             parallelism,
         };
-        return tokio::task::spawn_blocking(move || {
-            rampart_crypto::stretch_passphrase(&pass, &salt, params)
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("master passphrase: {e}"));
+        return tokio::task::spawn_blocking(move || stretch_master(&pass, &salt, params)).await?;
     }
     plain_master_key(settings)
 }
@@ -312,7 +305,6 @@ pub fn master_key_without_database(
     settings: &Settings,
     kdf: Option<&rampart_backup::MasterKdf>,
 ) -> Result<rampart_crypto::SecretBytes> {
-    use base64::Engine;
     let Some(pass) = passphrase() else {
         return plain_master_key(settings);
     };
@@ -334,10 +326,21 @@ pub fn master_key_without_database(
             "the backup asks for a master passphrase stretch beyond what Rampart accepts"
         );
     }
+    stretch_master(&pass, &kdf.salt, params)
+}
+
+/// The master key stretched from the passphrase with a salt (base64) and
+/// cost kept beside the data: in the database, or a backup's manifest.
+fn stretch_master(
+    pass: &SecretString,
+    salt_b64: &str,
+    params: rampart_crypto::Argon2Params,
+) -> Result<rampart_crypto::SecretBytes> {
+    use base64::Engine;
     let salt = base64::engine::general_purpose::STANDARD
-        .decode(&kdf.salt)
-        .map_err(|_| anyhow::anyhow!("the backup's passphrase salt is not base64"))?;
-    rampart_crypto::stretch_passphrase(&pass, &salt, params)
+        .decode(salt_b64)
+        .map_err(|_| anyhow::anyhow!("the passphrase salt is corrupt (not base64)"))?;
+    rampart_crypto::stretch_passphrase(pass, &salt, params)
         .map_err(|e| anyhow::anyhow!("master passphrase: {e}"))
 }
 

@@ -110,7 +110,8 @@ enum BackupCommand {
     /// write it to --to or [backup] dir (never into the data directory).
     Create(BackupCreateArgs),
     /// Decrypt a backup into private scratch space, restore it there, and
-    /// check it whole (nothing touches the live data).
+    /// check it whole (nothing touches the live data); exit status 3 when
+    /// it is not good.
     Verify(BackupOpenArgs),
     /// Check a backup, then put it in place: a stopped or new data
     /// directory, or an empty PostgreSQL database (--database-url).
@@ -922,15 +923,7 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
             let text = SecretString::new(text);
             match &args.out {
                 Some(path) => {
-                    let mut o = std::fs::OpenOptions::new();
-                    o.write(true).create_new(true);
-                    #[cfg(unix)]
-                    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-                    let mut f = o.open(path).with_context(|| {
-                        format!("cannot create {} (it must not exist yet)", path.display())
-                    })?;
-                    std::io::Write::write_all(&mut f, text.expose_secret().as_bytes())?;
-                    f.sync_all()?;
+                    rampart::datadir::write_private(path, text.expose_secret().as_bytes())?;
                     eprintln!("identity written to {}", path.display());
                 }
                 None => print!("{}", text.expose_secret()),
@@ -992,14 +985,32 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
         BackupCommand::Verify(args) => {
             let settings = load(config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
-            let unseal = rampart::backup::unseal(
-                &settings,
-                args.identity.as_deref(),
-                args.passphrase_file.as_deref(),
-            )
-            .await?;
-            let checked = rampart::backup::verify(&settings, &args.file, &unseal, &bar).await;
+            // The deployment's services, once: Rampart's own backup key,
+            // and the trail the check is recorded in.
+            let svc = if rampart::backup::database_exists(&settings) {
+                Some(rampart::cli_services(&settings).await?)
+            } else {
+                None
+            };
+            let checked = async {
+                let unseal = rampart::backup::unseal(
+                    &settings,
+                    args.identity.as_deref(),
+                    args.passphrase_file.as_deref(),
+                    svc.as_ref(),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>(
+                    rampart::backup::verify(&settings, svc.as_ref(), &args.file, &unseal, &bar)
+                        .await,
+                )
+            }
+            .await;
+            if let Some(svc) = &svc {
+                svc.close().await;
+            }
             end_bar();
+            let checked = checked?;
             match checked {
                 Ok(c) => {
                     print!("{}", c.render(&args.file));
@@ -1014,12 +1025,28 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
         BackupCommand::Restore(args) => {
             let settings = load(config, &common_overrides(&args.open.common))?;
             let _logs = rampart::logging::init("warn");
+            // The services of the database about to be replaced, only for
+            // Rampart's own backup key, and closed before it is replaced.
+            let own_key = args.open.identity.is_none()
+                && args.open.passphrase_file.is_none()
+                && settings.backup.passphrase.is_none()
+                && rampart::backup::database_exists(&settings);
+            let svc = if own_key {
+                Some(rampart::cli_services(&settings).await?)
+            } else {
+                None
+            };
             let unseal = rampart::backup::unseal(
                 &settings,
                 args.open.identity.as_deref(),
                 args.open.passphrase_file.as_deref(),
+                svc.as_ref(),
             )
-            .await?;
+            .await;
+            if let Some(svc) = &svc {
+                svc.close().await;
+            }
+            let unseal = unseal?;
             let now = rampart_core::Clock::now(&rampart_core::SystemClock);
             let restored = rampart::backup::restore(
                 &settings,

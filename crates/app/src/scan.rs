@@ -92,8 +92,8 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
 
 /// Adds what the database says: administrators and API keys.
 pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) {
-    if let Ok(Some((at, _))) = crate::backup::last_verified(store).await {
-        facts.last_verified_backup_ms = Some(at.millis());
+    if let Ok(Some(e)) = rampart_core::audit::backup_actions::last_verified(store).await {
+        facts.last_verified_backup_ms = Some(e.at.millis());
     }
     if let Ok(admins) = store.admin_posture().await {
         facts.admins = Some(

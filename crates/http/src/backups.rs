@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use rampart_core::audit::{backup_actions, Chained, EventQuery};
+use rampart_core::audit::{backup_actions, Chained, FAILURE};
 use rampart_proto::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -58,24 +58,6 @@ pub struct BackupStatus {
     pub recent: Vec<BackupRun>,
 }
 
-async fn newest(
-    state: &AppState,
-    actions: &[&str],
-    outcome: Option<&str>,
-    limit: u32,
-) -> Result<Vec<Chained>, ApiError> {
-    Ok(state
-        .auth
-        .store()
-        .search_events(&EventQuery {
-            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
-            outcome: outcome.map(str::to_owned),
-            limit,
-            ..Default::default()
-        })
-        .await?)
-}
-
 #[utoipa::path(get, path = "/api/v1/admin/backups", tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, body = BackupStatus),
@@ -84,17 +66,16 @@ pub async fn backup_status(
     State(state): State<AppState>,
     Admin(_admin): Admin,
 ) -> Result<Json<BackupStatus>, ApiError> {
-    let last_verified = newest(&state, &[backup_actions::VERIFIED], Some("success"), 1)
+    let store = state.auth.store().as_ref();
+    let last_verified = backup_actions::last_verified(store)
+        .await?
+        .map(BackupRun::from);
+    let last_failure = backup_actions::newest(store, &backup_actions::ALL, Some(FAILURE), 1)
         .await?
         .into_iter()
         .next()
         .map(BackupRun::from);
-    let last_failure = newest(&state, &backup_actions::ALL, Some("failure"), 1)
-        .await?
-        .into_iter()
-        .next()
-        .map(BackupRun::from);
-    let recent = newest(&state, &backup_actions::ALL, None, RECENT)
+    let recent = backup_actions::newest(store, &backup_actions::ALL, None, RECENT)
         .await?
         .into_iter()
         .map(BackupRun::from)

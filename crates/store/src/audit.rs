@@ -231,21 +231,10 @@ fn bind_all<'q>(
 /// `INSERT … VALUES ($1, …, $17), ($18, …)` for `rows` rows: a fixed
 /// fragment repeated, every value bound.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO audit_events ({COLUMNS}, ip_key) VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..PER_ROW {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", r * PER_ROW + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO audit_events ({COLUMNS}, ip_key) VALUES {}",
+        crate::sql::placeholders(rows, PER_ROW)
+    )
 }
 
 impl SqlStore {

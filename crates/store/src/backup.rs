@@ -427,22 +427,10 @@ async fn insert_rows(
     width: usize,
     rows: &[Vec<Value>],
 ) -> Result<(), StoreError> {
-    let mut sql = format!("INSERT INTO {table} ({list}) VALUES ");
-    let mut n = 0;
-    for (r, _) in rows.iter().enumerate() {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..width {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            sql.push_str(&format!("${n}"));
-        }
-        sql.push(')');
-    }
+    let sql = format!(
+        "INSERT INTO {table} ({list}) VALUES {}",
+        crate::sql::placeholders(rows.len(), width)
+    );
     let mut q = sqlx::query(&sql);
     for row in rows {
         for v in row {

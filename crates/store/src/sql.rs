@@ -81,6 +81,26 @@ fn is_transient(code: Option<&str>) -> bool {
     }
 }
 
+/// `($1, …, $w), ($w+1, …)`: `rows` groups of `width` numbered
+/// placeholders, what a multi-row `INSERT … VALUES` binds.
+pub(crate) fn placeholders(rows: usize, width: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * width + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,

@@ -310,6 +310,10 @@ mod tests {
         );
         let t = Target::new(&settings(), &secret).unwrap();
         assert!(!format!("{t:?}").contains("wJalr"));
+        assert!(
+            !format!("{:?}", settings()).contains("wJalr"),
+            "the settings' Debug too"
+        );
     }
 
     #[test]

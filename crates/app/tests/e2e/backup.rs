@@ -429,6 +429,7 @@ async fn restore_refuses_a_live_data_directory_and_replaces_a_stopped_one_only_w
     let (code, _, err) = d.cli(&["backup", "create", "--to", &inside]);
     assert_ne!(code, Some(0));
     assert!(err.contains("data directory"), "{err}");
+    assert!(!Path::new(&inside).exists(), "nothing is left inside it");
     // A damaged backup, forced: refused before anything is touched.
     let len = std::fs::metadata(&file).unwrap().len() as usize;
     let short = damaged(&file, "short.rampart-backup", |b| b.truncate(len / 2));
@@ -567,9 +568,12 @@ async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
             &[("RAMPART_BACKUP__PASSPHRASE_FILE", p.as_str())],
         )
     };
+    // A short passphrase is refused with the settings, before any work,
+    // and not repeated.
     let (code, _, err) = run(&["backup", "create", "--to", &to], &short);
     assert_ne!(code, Some(0));
-    assert!(err.contains("shorter than 16"), "{err}");
+    assert!(err.contains("use at least 16"), "{err}");
+    assert!(!err.contains("too short"), "{err}");
     let (code, out, err) = run(&["backup", "create", "--to", &to], &pass);
     assert_eq!(code, Some(0), "{out}{err}");
     let file = written(&out).display().to_string();
@@ -577,9 +581,49 @@ async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
     assert!(!contains(&bytes, b"correct horse"));
     let (code, out, _) = run(&["backup", "verify", &file], &pass);
     assert_eq!(code, Some(0), "{out}");
-    let (code, out, _) = run(&["backup", "verify", &file], &wrong);
-    assert_eq!(code, Some(3), "{out}");
-    assert!(out.contains("passphrase is wrong"), "{out}");
+    let (code, wrong_out, wrong_err) = run(&["backup", "verify", &file], &wrong);
+    assert_eq!(code, Some(3), "{wrong_out}");
+    assert!(wrong_out.contains("passphrase is wrong"), "{wrong_out}");
+    // The same by --passphrase-file, whose short form is refused too.
+    let (code, out, _) = rampart_run(
+        &[
+            "backup",
+            "verify",
+            &file,
+            "--data-dir",
+            &data,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, err) = rampart_run(
+        &[
+            "backup",
+            "verify",
+            &file,
+            "--data-dir",
+            &data,
+            "--passphrase-file",
+            short.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("shorter than 16"), "{err}");
+    // No passphrase in any output or event.
+    for text in [&out, &err, &wrong_out, &wrong_err] {
+        assert!(!text.contains("horse battery"), "{text}");
+    }
+    let events =
+        d.s.get_auth("/api/v1/admin/events?limit=500", &d.admin)
+            .await
+            .text()
+            .await
+            .unwrap();
+    assert!(events.contains("backup.verified"), "{events}");
+    assert!(!events.contains("horse battery") && !events.contains("too short"));
 }
 
 /// Events of `kind` on `s`, as JSON text each.

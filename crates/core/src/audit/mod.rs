@@ -599,6 +599,36 @@ pub mod backup_actions {
     /// A backup uploaded to the S3 bucket.
     pub const UPLOADED: &str = "backup.uploaded";
     pub const ALL: [&str; 5] = [CREATED, VERIFIED, RESTORED, MISSING, UPLOADED];
+
+    use super::{AuditStore, Chained, EventQuery, SUCCESS};
+    use crate::StoreError;
+
+    /// The newest backup events of `actions` (with `outcome`, when given),
+    /// newest first: the trail is where backups are known, no table of
+    /// their own.
+    pub async fn newest(
+        store: &dyn AuditStore,
+        actions: &[&str],
+        outcome: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Chained>, StoreError> {
+        store
+            .search_events(&EventQuery {
+                actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+                outcome: outcome.map(str::to_owned),
+                limit,
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// The check of the newest backup that passed it.
+    pub async fn last_verified(store: &dyn AuditStore) -> Result<Option<Chained>, StoreError> {
+        Ok(newest(store, &[VERIFIED], Some(SUCCESS), 1)
+            .await?
+            .into_iter()
+            .next())
+    }
 }
 
 /// Whether `action` is one the trail records (the writer asks for every
