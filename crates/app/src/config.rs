@@ -86,6 +86,8 @@ pub struct Settings {
     pub detect: crate::detect::DetectSettings,
     /// `[backup]`: encrypted, verified backups (ADR 0013).
     pub backup: BackupSettings,
+    /// `[incident]`: the response plan and drills (ADR 0014).
+    pub incident: crate::incident::IncidentSettings,
     pub log: LogSettings,
     /// Settings named `danger_*` that are on, from the merged layers.
     #[serde(skip)]
@@ -360,6 +362,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             detect: crate::detect::DetectSettings::default(),
             backup: BackupSettings::default(),
+            incident: crate::incident::IncidentSettings::default(),
             log: LogSettings::default(),
             danger_on: Vec::new(),
         }
@@ -820,6 +823,7 @@ impl Settings {
 
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
+        self.incident.validate()?;
         if !self.backup.recipients.is_empty() && self.backup.passphrase.is_some() {
             bail!("[backup] give `recipients` or `passphrase_file`, not both (age seals to one or the other)");
         }

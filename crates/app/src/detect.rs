@@ -700,9 +700,7 @@ async fn respond(ctx: &Ctx, run: &mut Running, f: &Firing) {
         .user(stored.account.as_deref())
         .meta(&RequestMeta {
             ip: stored.source_ip.clone(),
-            user_agent: None,
-            request_id: None,
-            cross_site: false,
+            ..Default::default()
         })
         .field("alert.count", stored.count)
         .field("alert.new", new)

@@ -7,6 +7,8 @@ pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod detect;
+pub mod drill;
+pub mod incident;
 pub mod logging;
 pub mod scan;
 
@@ -845,11 +847,17 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     let state = AppState {
         auth: auth.clone(),
         data: data.clone(),
+        incidents: Arc::new(rampart_core::incident::Incidents::new(
+            auth.clone(),
+            data.clone(),
+            audit_keys.clone(),
+        )),
         settings: Arc::new(HttpSettings {
             limits: limits.clone(),
             allowed_origins: origins,
             session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
             backup_schedule: backup::scheduled(settings).then(|| settings.backup.schedule.clone()),
+            incident_plan: Some(incident::plan_path(settings)),
         }),
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
@@ -946,6 +954,13 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(incident::remind_drills(
+        auth.store().clone(),
+        audit.clone(),
+        deps.clock.clone(),
+        settings.incident.drill_every_days,
+        rx.clone(),
+    )));
     tasks.push(tokio::spawn(audit::retain_in_background(
         auth.store().clone(),
         audit_keys.clone(),

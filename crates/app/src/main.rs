@@ -4,6 +4,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart::{Deps, Overrides, Settings};
@@ -93,6 +95,17 @@ enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Breach response: lock down the deployment or some accounts, lift
+    /// it, write and check a signed forensic bundle, the response plan.
+    #[command(after_help = cmd::incident::HELP)]
+    Incident {
+        #[command(subcommand)]
+        command: cmd::incident::IncidentCommand,
+    },
+    /// Run safe, simulated attacks against this deployment and score what
+    /// it did about each: blocked, alerted, logged or missed.
+    #[command(after_help = cmd::drill::HELP)]
+    Drill(cmd::drill::DrillArgs),
 }
 
 const BACKUP_HELP: &str = "A backup is sealed with age to the [backup] recipients (and to Rampart's own \
@@ -631,6 +644,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Scan { command } => scan(config, command).await,
         Command::Audit { command } => audit(config, command).await,
         Command::Backup { command } => backup(config, command).await,
+        Command::Incident { command } => cmd::incident::run(config, command).await,
+        Command::Drill(args) => cmd::drill::run(config, args).await,
         command => run(Cli { config, command })
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -640,7 +655,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // Handled by `dispatch`, which owns the exit status.
-        Command::Scan { .. } | Command::Audit { .. } | Command::Backup { .. } => Ok(()),
+        Command::Scan { .. }
+        | Command::Audit { .. }
+        | Command::Backup { .. }
+        | Command::Incident { .. }
+        | Command::Drill(_) => Ok(()),
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

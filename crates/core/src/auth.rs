@@ -157,6 +157,9 @@ pub struct RequestMeta {
     /// own doing. Detection does not hold such requests against the
     /// address.
     pub cross_site: bool,
+    /// The drill this request belongs to (`Rampart-Drill`, checked by the
+    /// guard): its events are marked `labels.drill`.
+    pub drill: Option<String>,
 }
 
 /// A session just created, with the only copy of its bearer token.
@@ -570,7 +573,7 @@ impl AuthService {
     }
 
     /// Validates and hashes a new password for an account.
-    async fn new_password_hash(
+    pub(crate) async fn new_password_hash(
         &self,
         password: &SecretString,
         email: &Email,
@@ -846,6 +849,7 @@ impl AuthService {
                         Err(e) => tracing::warn!(error = %e, "password re-hash skipped"),
                     }
                 }
+                self.refuse_suspended(&account, meta).await?;
                 if account.has_mfa {
                     // Right password; the session waits for a second factor.
                     let pending = self.begin_mfa(&account, &current_hash).await?;
@@ -952,6 +956,7 @@ impl AuthService {
                     meta,
                 )
                 .await;
+                self.refuse_suspended(&account, meta).await?;
                 if account.has_mfa {
                     let pending = self.begin_mfa(&account, &hash).await?;
                     return Ok(Some(Ok(LoginOutcome::MfaRequired(pending))));
@@ -974,6 +979,7 @@ impl AuthService {
         now: Timestamp,
         meta: &RequestMeta,
     ) -> Result<Option<NewSession>, Error> {
+        self.refuse_suspended(account, meta).await?;
         let token = rampart_crypto::random_token(self.entropy.as_ref(), 32);
         let session = Session {
             id: SessionId::generate(self.entropy.as_ref()),

@@ -98,6 +98,16 @@ pub enum Error {
     ApiKeyIpRefused,
     #[error("invalid role")]
     InvalidRole,
+    #[error("invalid incident order: {0}")]
+    InvalidIncident(String),
+    #[error("a lockdown is in force already")]
+    LockdownInForce,
+    #[error("administrative changes are frozen by the lockdown")]
+    LockdownFrozen,
+    #[error("sign-in is suspended by an incident")]
+    SignInSuspended,
+    #[error("reset code invalid, used or expired")]
+    InvalidResetToken,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -234,7 +234,7 @@ impl SecurityEvent {
                 ip: self.ip.clone(),
                 user_agent: self.user_agent.clone(),
                 request_id: self.request_id.clone(),
-                cross_site: false,
+                ..Default::default()
             })
     }
 }

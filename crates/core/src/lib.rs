@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod hashing;
 pub mod ids;
+pub mod incident;
 pub mod mfa;
 pub mod model;
 pub mod notify;

@@ -58,7 +58,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store:
-    crate::audit::AuditStore + crate::alerts::AlertStore + Send + Sync + 'static
+    crate::audit::AuditStore
+    + crate::alerts::AlertStore
+    + crate::incident::IncidentStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -12,7 +12,7 @@ use crate::net::rate_key;
 /// What counted toward an address block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// A failed sign-in, second-factor proof or API key.
+    /// A failed sign-in, second-factor proof, API key or reset code.
     SignIn,
     /// A connection refused for holding too many.
     Connection,
@@ -24,7 +24,8 @@ impl Failure {
     /// request, a missing session, a bad input) is not a guess.
     pub fn of_answer(code: &str) -> Option<Failure> {
         match code {
-            "invalid_credentials" | "invalid_mfa_code" | "api_key_invalid" => Some(Failure::SignIn),
+            "invalid_credentials" | "invalid_mfa_code" | "api_key_invalid"
+            | "invalid_reset_token" => Some(Failure::SignIn),
             _ => None,
         }
     }

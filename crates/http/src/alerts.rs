@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, Authed, Meta};
+use crate::extract::{Admin, Authed, IncidentWrite, Meta};
 use crate::guard::Guard;
 use crate::routes::path_id;
 use crate::state::AppState;
@@ -402,7 +402,7 @@ pub async fn acknowledge(
         (status = 403, description = "Not an administrator, or no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn resolve(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
@@ -440,7 +440,7 @@ fn subject_of(a: &Alert, r: &ResponseRecord) -> Subject {
         (status = 403, description = "Not an administrator, no recent step-up, or the alert is about you", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
@@ -503,7 +503,7 @@ pub async fn confirm(
         (status = 403, description = "Not an administrator, or no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn undo(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AlertView>, ApiError> {
@@ -601,9 +601,7 @@ pub async fn carry_out(
     let why = format!("detection rule {rule}");
     let meta = RequestMeta {
         ip: subject.ip.map(|i| i.to_string()),
-        user_agent: None,
-        request_id: None,
-        cross_site: false,
+        ..Default::default()
     };
     let mut rec = record_of(response, "done", None, subject, now);
     let account = subject.account.clone().map(AccountId);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, JsonBody, Meta};
+use crate::extract::{Admin, AdminWrite, IncidentWrite, JsonBody, Meta};
 use crate::guard::BlockError;
 use crate::routes::path_id;
 use crate::state::AppState;
@@ -87,7 +87,7 @@ fn invalid(m: String) -> ApiError {
         (status = 422, description = "Not an address or range, a range of everything, a bad duration or reason (`invalid_block`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_block(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     JsonBody(body): JsonBody<CreateBlock>,
 ) -> Result<Response, ApiError> {

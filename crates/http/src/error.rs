@@ -156,6 +156,34 @@ impl From<CoreError> for ApiError {
             )
             .with_retry_after(1),
             CoreError::NotFound => ApiError::not_found(),
+            CoreError::InvalidIncident(why) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_incident",
+                "Lockdown not possible as asked",
+                format!("{why}."),
+            ),
+            CoreError::LockdownInForce => ApiError::new(
+                S::CONFLICT,
+                "lockdown_in_force",
+                "A lockdown is in force",
+                "The deployment is locked down already: see GET /api/v1/admin/incident, and lift it before starting another.",
+            ),
+            CoreError::LockdownFrozen => ApiError::new(
+                S::LOCKED,
+                "lockdown_frozen",
+                "Frozen by the lockdown",
+                "Administrative changes are frozen while the deployment is locked down. The incident's own actions still work: account lockdowns, adding blocks, working alerts, and lifting the lockdown (POST /api/v1/admin/incident/lift).",
+            ),
+            CoreError::SignInSuspended => ApiError::forbidden(
+                "sign_in_suspended",
+                "Sign-in to this account is suspended while a security incident is handled. Your administrator will tell you when it is back.",
+            ),
+            CoreError::InvalidResetToken => ApiError::new(
+                S::BAD_REQUEST,
+                "invalid_reset_token",
+                "Reset code not accepted",
+                "The reset code is unknown, used or expired. Ask your administrator for a new one.",
+            ),
             CoreError::Forbidden => {
                 ApiError::forbidden("forbidden", "You may not perform this action.")
             }

@@ -273,11 +273,27 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// An administrator's write: an [`Admin`] whose session stepped up
-/// recently.
+/// An administrator's write: an [`IncidentWrite`] that a deployment
+/// lockdown freezes (423 `lockdown_frozen`).
 pub struct AdminWrite(pub Authed);
 
 impl FromRequestParts<AppState> for AdminWrite {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let IncidentWrite(authed) = IncidentWrite::from_request_parts(parts, state).await?;
+        state.auth.refuse_frozen().await?;
+        Ok(AdminWrite(authed))
+    }
+}
+
+/// An administrator's write that a lockdown leaves open, because it is
+/// how an incident is handled (lockdowns and lifting them, adding
+/// blocks, working alerts): an [`Admin`] whose session stepped up
+/// recently.
+pub struct IncidentWrite(pub Authed);
+
+impl FromRequestParts<AppState> for IncidentWrite {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -285,7 +301,7 @@ impl FromRequestParts<AppState> for AdminWrite {
         if !state.auth.step_up_fresh(&authed.session) {
             return Err(rampart_core::Error::StepUpRequired.into());
         }
-        Ok(AdminWrite(authed))
+        Ok(IncidentWrite(authed))
     }
 }
 

@@ -386,6 +386,9 @@ pub struct Guard {
     groups: Vec<GroupRules>,
     inspector: Inspector,
     blocks: ArcSwap<BlockSet>,
+    /// Re-read with the blocks: whether the deployment is locked down,
+    /// and the drills under way (token hash → drill id), ADR 0014.
+    incidents: ArcSwap<IncidentSnapshot>,
     /// Failures per address (IPv6 by /64) toward an automatic block.
     failures: Mutex<FailureCounter>,
     events: Mutex<Aggregator<EventKey>>,
@@ -396,6 +399,13 @@ pub struct Guard {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
+}
+
+/// What the guard knows of incidents, re-read every second.
+#[derive(Debug, Default)]
+struct IncidentSnapshot {
+    locked_down: bool,
+    drills: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -417,6 +427,8 @@ const BODIES_PER_ADDRESS: u32 = 8;
 const EVENT_WINDOW_MS: u64 = 60_000;
 /// Marks a folded source whose requests were cross-site.
 const CROSS_SITE: &str = "cross-site:";
+/// Folded events of a drill's requests start with this and the drill id.
+const DRILL: &str = "drill:";
 /// The rule name of `not_found` events.
 const NOT_FOUND_RULE: &str = "http.not_found";
 
@@ -459,6 +471,7 @@ impl Guard {
             groups,
             inspector: Inspector::new(),
             blocks: ArcSwap::from_pointee(BlockSet::default()),
+            incidents: ArcSwap::from_pointee(IncidentSnapshot::default()),
             failures: Mutex::new(FailureCounter::new(
                 config.ip_failures,
                 config.ip_failure_window_secs as i64 * 1000,
@@ -614,9 +627,20 @@ impl Guard {
         }
     }
 
-    /// Re-reads the blocks in force.
+    /// Re-reads the blocks, the lockdown and the drills in force.
     pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let locked_down = self
+            .store
+            .incidents_in_force()
+            .await?
+            .iter()
+            .any(|i| i.scope == rampart_core::incident::Scope::Deployment);
+        let drills = self.store.drills_in_force(now).await?;
+        self.incidents.store(Arc::new(IncidentSnapshot {
+            locked_down,
+            drills: drills.into_iter().map(|(id, hash)| (hash, id)).collect(),
+        }));
         let blocks = self.store.active_blocks(now, MAX_BLOCKS).await?;
         if blocks.len() >= MAX_BLOCKS as usize {
             tracing::warn!(
@@ -631,6 +655,23 @@ impl Guard {
         }));
         self.blocks.store(Arc::new(snapshot));
         Ok(())
+    }
+
+    /// Whether the deployment is locked down (as of the last second).
+    pub fn locked_down(&self) -> bool {
+        self.incidents.load().locked_down
+    }
+
+    /// The drill whose token a request carries (`Rampart-Drill`), if it
+    /// is one under way: its events are marked, so drills never count as
+    /// real attacks in statistics.
+    pub fn drill_of(&self, token: &str) -> Option<String> {
+        let snapshot = self.incidents.load();
+        if snapshot.drills.is_empty() || token.len() > 128 {
+            return None;
+        }
+        let hash = rampart_crypto::sha256_hex(token.as_bytes());
+        snapshot.drills.get(&hash).cloned()
     }
 
     fn blocked(&self, ip: IpAddr) -> bool {
@@ -707,9 +748,7 @@ impl Guard {
     pub fn refused_connection(self: &Arc<Self>, ip: IpAddr, rule: &str) {
         let meta = RequestMeta {
             ip: Some(ip.to_string()),
-            user_agent: None,
-            request_id: None,
-            cross_site: false,
+            ..Default::default()
         };
         self.spawn_event(EventKind::RateLimited, rule.to_owned(), meta.clone(), None);
         self.failed(ip, &meta, Failure::Connection);
@@ -819,11 +858,16 @@ impl Guard {
             .and_then(|s| s.parse::<IpAddr>().ok())
             .map(|ip| rate_key(ip).to_string())
             .unwrap_or_default();
-        // Cross-site requests fold apart, and their counts stay marked.
+        // Cross-site and drill requests fold apart, and their counts stay
+        // marked.
         let source = if meta.cross_site {
             format!("{CROSS_SITE}{source}")
         } else {
             source
+        };
+        let source = match &meta.drill {
+            Some(d) => format!("{DRILL}{d} {source}"),
+            None => source,
         };
         let seen = self
             .events
@@ -884,15 +928,19 @@ impl Guard {
             .unwrap_or_else(|p| p.into_inner())
             .due(now_ms);
         for ((kind, ip, rule), f) in due {
+            let (drill, ip) = match ip.strip_prefix(DRILL).and_then(|r| r.split_once(' ')) {
+                Some((d, rest)) => (Some(d.to_owned()), rest.to_owned()),
+                None => (None, ip),
+            };
             let (ip, cross_site) = match ip.strip_prefix(CROSS_SITE) {
                 Some(rest) => (rest.to_owned(), true),
                 None => (ip, false),
             };
             let meta = RequestMeta {
                 ip: (!ip.is_empty()).then_some(ip),
-                user_agent: None,
-                request_id: None,
                 cross_site,
+                drill,
+                ..Default::default()
             };
             self.write(
                 kind,
@@ -904,12 +952,7 @@ impl Guard {
             .await;
         }
         if overflow.repeats > 0 {
-            let meta = RequestMeta {
-                ip: None,
-                user_agent: None,
-                request_id: None,
-                cross_site: false,
-            };
+            let meta = RequestMeta::default();
             self.write(
                 EventKind::RequestBlocked,
                 "folded.overflow",

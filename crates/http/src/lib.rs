@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod guard;
 pub mod idle;
+pub mod incident;
 pub mod metrics;
 pub mod mfa;
 pub mod middleware;
@@ -41,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(routes::logout))
         .route("/auth/mfa", post(mfa::complete_login))
         .route("/auth/mfa/challenge", post(mfa::login_challenge))
+        .route(
+            "/auth/password-reset/confirm",
+            post(incident::confirm_password_reset),
+        )
         .route("/auth/step-up", post(mfa::step_up))
         .route("/auth/step-up/challenge", post(mfa::step_up_challenge))
         .route("/me/mfa", get(mfa::status))
@@ -100,6 +105,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/alerts/{id}/confirm", post(alerts::confirm))
         .route("/admin/alerts/{id}/undo", post(alerts::undo))
         .route("/admin/backups", get(backups::backup_status))
+        .route("/admin/incident", get(incident::status))
+        .route("/admin/incident/lockdown", post(incident::lockdown))
+        .route("/admin/incident/lift", post(incident::lift))
+        .route("/admin/incident/plan", get(incident::plan))
         .route("/admin/scans", get(scans::list_scans))
         .route("/admin/scans/{id}", get(scans::get_scan))
         .route(

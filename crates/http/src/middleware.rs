@@ -37,6 +37,8 @@ pub struct RequestContext {
     /// `Sec-Fetch-Site: cross-site`: a browser sent it for another site's
     /// page (browsers set this header; pages cannot).
     pub cross_site: bool,
+    /// The drill the request belongs to (a valid `Rampart-Drill` token).
+    pub drill: Option<String>,
 }
 
 impl RequestContext {
@@ -47,6 +49,7 @@ impl RequestContext {
             user_agent: self.user_agent.clone(),
             request_id: Some(self.request_id.clone()),
             cross_site: self.cross_site,
+            drill: self.drill.clone(),
         }
     }
 }
@@ -65,6 +68,12 @@ pub(crate) const SECURITY_HEADERS: [(&str, &str); 6] = [
     ),
     ("cache-control", "no-store"),
 ];
+
+/// The token that marks a drill's requests (`rampart drill`; ADR 0014).
+pub const DRILL_HEADER: &str = "rampart-drill";
+
+/// On every response while the deployment is locked down (ADR 0014).
+pub const LOCKDOWN_HEADER: &str = "rampart-lockdown";
 
 /// Adds the headers every response carries. `no-store` goes on every
 /// response: the API has nothing worth caching and much worth not caching.
@@ -101,11 +110,17 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
         .headers()
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let drill = req
+        .headers()
+        .get(DRILL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| state.guard.drill_of(t));
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         ip: ip.clone(),
         user_agent,
         cross_site,
+        drill,
     });
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
@@ -142,6 +157,12 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
         .await;
     let mut res = res;
     add_security_headers(&mut res);
+    if state.guard.locked_down() {
+        res.headers_mut().insert(
+            HeaderName::from_static(LOCKDOWN_HEADER),
+            HeaderValue::from_static("active"),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);

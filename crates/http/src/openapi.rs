@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, backups, blocks, data, events, mfa, routes, scans};
+use crate::{alerts, backups, blocks, data, events, incident, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -85,7 +85,8 @@ impl StandardResponses {
 
 impl Modify for StandardResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let admin = path.starts_with("/api/v1/admin/") && !path.starts_with("/api/v1/admin/incident");
             let ops = [
                 (&mut item.get, false),
                 (&mut item.post, true),
@@ -95,7 +96,14 @@ impl Modify for StandardResponses {
             ];
             for (op, write) in ops {
                 let Some(op) = op else { continue };
-                for (status, description) in Self::for_operation(op, write) {
+                let mut standard = Self::for_operation(op, write);
+                if admin && write {
+                    standard.push((
+                        "423",
+                        "Administrative changes are frozen while the deployment is locked down (`lockdown_frozen`)",
+                    ));
+                }
+                for (status, description) in standard {
                     if op.responses.responses.contains_key(status) {
                         continue;
                     }
@@ -135,9 +143,11 @@ impl Modify for StandardResponses {
         scans::list_scans, scans::get_scan, backups::backup_status,
         alerts::list_alerts, alerts::get_alert, alerts::acknowledge, alerts::resolve,
         alerts::confirm, alerts::undo,
+        incident::status, incident::lockdown, incident::lift, incident::plan,
+        incident::confirm_password_reset,
     ),
     modifiers(&BearerAuth, &StandardResponses),
-    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "alerts"), (name = "health"))
+    tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "alerts"), (name = "incident"), (name = "health"))
 )]
 struct ApiDoc;
 

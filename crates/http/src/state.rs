@@ -67,12 +67,16 @@ pub struct HttpSettings {
     pub session_cookie_max_age: Duration,
     /// `[backup] schedule`, when `serve` takes backups on a schedule.
     pub backup_schedule: Option<String>,
+    /// The response plan (`rampart incident plan init` writes it).
+    pub incident_plan: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthService>,
     pub data: Arc<rampart_core::data::DataService>,
+    /// Lockdowns (ADR 0014).
+    pub incidents: Arc<rampart_core::incident::Incidents>,
     pub settings: Arc<HttpSettings>,
     pub entropy: Arc<dyn Entropy>,
     /// Address rules, blocks, rate limits and inspection (`guard`).

@@ -54,6 +54,10 @@ pub const TABLES: &[&str] = &[
     "alerts",
     "alert_deliveries",
     "backup_sentinels",
+    "incidents",
+    "incident_accounts",
+    "password_resets",
+    "drills",
 ];
 
 /// Sentinels kept.

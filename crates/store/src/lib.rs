@@ -12,6 +12,7 @@ mod backup;
 mod data;
 mod dialect;
 mod fast_read;
+mod incident;
 mod scan;
 mod sql;
 

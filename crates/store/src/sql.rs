@@ -134,13 +134,39 @@ macro_rules! session_cols {
     };
 }
 
-/// The session and its account by token hash. Shared with `fast_read`.
+/// Whether an incident in force keeps out the holder of something
+/// (a session, an API key) made at `$made` for account `$owner` whose role
+/// is `$role` (ADR 0014): every lookup asks, so a lockdown holds on every
+/// node at once, whatever a concurrent sign-in did.
+macro_rules! kept_out_by_incident {
+    ($owner:literal, $made:literal, $role:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM incidents i WHERE i.lifted_at IS NULL AND (",
+            "(i.scope = 'deployment' AND (",
+            $role,
+            " <> 'admin' OR (",
+            $made,
+            " < i.started_at AND ",
+            $owner,
+            " <> COALESCE(i.break_glass, '')))) OR ",
+            "(i.scope = 'accounts' AND EXISTS (SELECT 1 FROM incident_accounts x ",
+            "WHERE x.incident_id = i.id AND x.account_id = ",
+            $owner,
+            "))))"
+        )
+    };
+}
+pub(crate) use kept_out_by_incident;
+
+/// The session and its account by token hash, unless an incident keeps
+/// the account out. Shared with `fast_read`.
 pub(crate) const SESSION_BY_TOKEN: &str = concat!(
     "SELECT ",
     session_cols!(),
     ", ",
     account_cols!(),
-    " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1"
+    " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1 AND NOT ",
+    kept_out_by_incident!("s.account_id", "s.created_at", "a.role")
 );
 
 fn account_from(row: &AnyRow) -> Result<Account, StoreError> {

@@ -11,6 +11,7 @@ mod detect;
 mod errors;
 mod events;
 mod guard;
+mod incident;
 mod keys;
 mod layers;
 mod limits;

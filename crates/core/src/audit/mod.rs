@@ -144,6 +144,10 @@ pub struct Event {
     pub fields: BTreeMap<String, Value>,
 }
 
+/// The field that marks a drill's events (its id): statistics leave
+/// them out.
+pub const DRILL_FIELD: &str = "labels.drill";
+
 pub const SUCCESS: &str = "success";
 pub const FAILURE: &str = "failure";
 pub const UNKNOWN: &str = "unknown";
@@ -186,6 +190,15 @@ impl Event {
         if meta.cross_site {
             self.fields
                 .insert("http.request.cross_site".to_owned(), Value::Bool(true));
+        }
+        self.drill(meta.drill.as_deref())
+    }
+
+    /// Marks the event as a drill's (`labels.drill`), when `drill` is set.
+    pub fn drill(mut self, drill: Option<&str>) -> Self {
+        if let Some(d) = drill {
+            self.fields
+                .insert(DRILL_FIELD.to_owned(), Value::String(d.to_owned()));
         }
         self
     }
@@ -582,6 +595,7 @@ pub fn known_actions() -> Vec<String> {
     all.extend(writer::OWN_ACTIONS.iter().map(|a| (*a).to_owned()));
     all.extend(crate::alerts::ACTIONS.iter().map(|a| (*a).to_owned()));
     all.extend(backup_actions::ALL.iter().map(|a| (*a).to_owned()));
+    all.extend(crate::incident::actions::ALL.iter().map(|a| (*a).to_owned()));
     all
 }
 

@@ -229,7 +229,7 @@ impl StoredDataEvent {
             ip: self.ip.clone(),
             user_agent: None,
             request_id: self.request_id.clone(),
-            cross_site: false,
+            ..Default::default()
         })
         .field("data.record_ids", self.record_ids.clone())
         .field("data.count", self.count)

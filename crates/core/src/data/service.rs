@@ -204,6 +204,7 @@ impl DataService {
         }
         .to_stored()
         .to_audit()
+        .drill(meta.drill.as_deref())
     }
 
     /// The event of a write about to be made, to commit with it.

@@ -1,0 +1,705 @@
+//! Incident response (ADR 0014): a lockdown of the whole deployment or of
+//! some accounts, its signed record, and lifting it; the password resets
+//! an incident forces; the drills' table.
+//!
+//! One mechanism serves both scopes: an incident row in force. Every
+//! node reads it on every session and API-key lookup (the store adds the
+//! condition to those queries), so a lockdown takes effect on every node
+//! at once, with no cache to go stale; the sessions and keys it ends are
+//! also deleted or revoked in the transaction that starts it, so lifting
+//! it revives nothing.
+//!
+//! - Deployment scope: ends every session, pending sign-in and API key
+//!   but the break-glass administrator's; refuses sign-in to everyone but
+//!   administrators; freezes administrative writes other than the
+//!   incident's own (`Error::LockdownFrozen`); rotates the data keys.
+//! - Accounts scope: ends those accounts' sessions and keys and refuses
+//!   their sign-in; nobody else notices.
+//!
+//! Either may force password resets (the password stops working at once,
+//! and the owner is mailed a single-use code to choose a new one) and
+//! second-factor re-enrolment.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Category, Event, Severity, FAILURE, SUCCESS};
+use crate::data::DataService;
+use crate::{Account, AccountId, AuthService, Error, RequestMeta, Role, StoreError, Timestamp};
+use rampart_crypto::audit::AuditKeys;
+use rampart_crypto::{SecretString, TokenHash};
+
+/// What incidents and drills record in the trail.
+pub mod actions {
+    /// A lockdown began (outcome success), or was refused.
+    pub const LOCKDOWN: &str = "incident.lockdown";
+    /// A lockdown was lifted.
+    pub const LIFTED: &str = "incident.lifted";
+    /// A forensic bundle was written.
+    pub const EXPORTED: &str = "incident.exported";
+    /// A forced password reset was finished by the owner.
+    pub const PASSWORD_RESET: &str = "incident.password_reset";
+    /// A drill began.
+    pub const DRILL_STARTED: &str = "drill.started";
+    /// A drill ended, with its score.
+    pub const DRILL_COMPLETED: &str = "drill.completed";
+    /// The last drill is older than the configured period (outcome failure).
+    pub const DRILL_OVERDUE: &str = "drill.overdue";
+    pub const ALL: [&str; 7] = [
+        LOCKDOWN,
+        LIFTED,
+        EXPORTED,
+        PASSWORD_RESET,
+        DRILL_STARTED,
+        DRILL_COMPLETED,
+        DRILL_OVERDUE,
+    ];
+}
+
+/// How long the code of a forced password reset lasts: an owner away
+/// over a long weekend can still use it.
+pub const RESET_TTL: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// Longest reason kept, in characters.
+const MAX_REASON: usize = 500;
+
+/// Who an incident reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Everyone but administrators' new sign-ins and the break-glass
+    /// administrator.
+    Deployment,
+    /// The named accounts only.
+    Accounts,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Deployment => "deployment",
+            Scope::Accounts => "accounts",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "deployment" => Some(Scope::Deployment),
+            "accounts" => Some(Scope::Accounts),
+            _ => None,
+        }
+    }
+}
+
+/// An incident, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub id: String,
+    pub scope: Scope,
+    /// The accounts of an accounts-scoped incident.
+    pub accounts: Vec<AccountId>,
+    pub reason: String,
+    pub started_at: Timestamp,
+    /// An administrator's account id, or `cli`.
+    pub started_by: String,
+    pub break_glass: Option<AccountId>,
+    /// The signed record (a C2SP signed note of [`Record`] as JSON).
+    pub record: String,
+    pub lifted_at: Option<Timestamp>,
+    pub lifted_by: Option<String>,
+    pub lift_record: Option<String>,
+}
+
+/// What a lockdown ends, counted in its transaction (or, for a dry run,
+/// before it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Ended {
+    pub sessions: u64,
+    pub api_keys: u64,
+    pub pending_sign_ins: u64,
+}
+
+/// The incident tables. Only `rampart-store` implements it.
+#[async_trait]
+pub trait IncidentStore: Send + Sync + 'static {
+    /// What a lockdown of `scope` would end now.
+    async fn lockdown_reach(
+        &self,
+        scope: Scope,
+        accounts: &[AccountId],
+        break_glass: Option<&AccountId>,
+    ) -> Result<Ended, StoreError>;
+    /// Stores `incident` and, in the same transaction, deletes the
+    /// sessions and pending sign-ins and revokes the API keys it reaches.
+    /// `Conflict` when a deployment lockdown is in force already.
+    async fn begin_incident(&self, incident: &Incident) -> Result<Ended, StoreError>;
+    /// Incidents not lifted, oldest first.
+    async fn incidents_in_force(&self) -> Result<Vec<Incident>, StoreError>;
+    /// Incidents that were in force at any time in `[since, until)`.
+    async fn incidents_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Incident>, StoreError>;
+    async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Lifts an incident in force; false when it is not.
+    async fn lift_incident(
+        &self,
+        id: &str,
+        at: Timestamp,
+        by: &str,
+        record: &str,
+    ) -> Result<bool, StoreError>;
+    /// Whether an incident in force refuses `account` a new session.
+    async fn sign_in_suspended(&self, account: &AccountId, role: Role)
+        -> Result<bool, StoreError>;
+    /// Every account (id, email, role), for resets of all.
+    async fn all_accounts(&self) -> Result<Vec<(AccountId, String, Role)>, StoreError>;
+    /// In one transaction: the account's password hash becomes
+    /// `unusable_hash`, its sessions and pending sign-ins end, earlier
+    /// reset codes go, and the code `token_hash` is stored.
+    async fn force_password_reset(
+        &self,
+        account: &AccountId,
+        unusable_hash: &str,
+        token_hash: &str,
+        expires: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The owner of an unexpired reset code, without spending it.
+    async fn password_reset_owner(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<AccountId>, StoreError>;
+    /// In one transaction: spends the code (only if unexpired and still
+    /// the account's), sets the new hash, ends every session and pending
+    /// sign-in. False when the code was spent meanwhile.
+    async fn finish_password_reset(
+        &self,
+        token_hash: &str,
+        account: &AccountId,
+        new_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// A drill begins; its requests carry the token whose hash is stored.
+    async fn begin_drill(
+        &self,
+        id: &str,
+        token_hash: &str,
+        at: Timestamp,
+        expires: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn end_drill(&self, id: &str, at: Timestamp, report: &str) -> Result<(), StoreError>;
+    /// Drills under way at `now`: (id, token hash).
+    async fn drills_in_force(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError>;
+    /// The newest finished drill: (id, ended at, report JSON).
+    async fn last_drill(&self) -> Result<Option<(String, Timestamp, String)>, StoreError>;
+}
+
+/// Which accounts a reset reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    #[default]
+    None,
+    /// Every account in the incident's scope (every account, for the
+    /// deployment), but the break-glass administrator.
+    All,
+    /// These email addresses.
+    Only(Vec<String>),
+}
+
+/// A lockdown as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct LockdownOrder {
+    /// Empty: the whole deployment. Otherwise these accounts only (emails).
+    pub accounts: Vec<String>,
+    pub reason: String,
+    /// An administrator's email whose sessions and keys survive.
+    pub break_glass: Option<String>,
+    pub reset_passwords: Selection,
+    pub reenrol_mfa: Selection,
+    pub dry_run: bool,
+}
+
+/// What a lockdown did, or (dry run) would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockdownReport {
+    /// Empty for a dry run.
+    pub incident_id: String,
+    pub scope: Scope,
+    pub dry_run: bool,
+    pub accounts: Vec<String>,
+    pub break_glass: Option<String>,
+    pub ended: Ended,
+    pub password_resets: Vec<String>,
+    pub mfa_resets: Vec<String>,
+    /// Collections whose data keys are (or would be) rotated.
+    pub keys_rotated: Vec<String>,
+    pub sign_in: &'static str,
+    pub admin_writes_frozen: bool,
+}
+
+/// The signed record of an incident's start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub incident: String,
+    pub scope: Scope,
+    pub accounts: Vec<String>,
+    pub reason: String,
+    pub started_at: i64,
+    pub started_by: String,
+    pub break_glass: Option<String>,
+    pub reset_passwords: Selection,
+    pub reenrol_mfa: Selection,
+}
+
+/// The signed record of a lift.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LiftRecord {
+    pub incident: String,
+    pub lifted_at: i64,
+    pub lifted_by: String,
+}
+
+/// Lockdowns: what the CLI and the admin API call.
+pub struct Incidents {
+    auth: Arc<AuthService>,
+    data: Arc<DataService>,
+    keys: Arc<AuditKeys>,
+}
+
+fn invalid(why: &str) -> Error {
+    Error::InvalidIncident(why.to_owned())
+}
+
+impl Incidents {
+    pub fn new(auth: Arc<AuthService>, data: Arc<DataService>, keys: Arc<AuditKeys>) -> Self {
+        Self { auth, data, keys }
+    }
+
+    /// The incidents in force.
+    pub async fn in_force(&self) -> Result<Vec<Incident>, Error> {
+        Ok(self.auth.store().incidents_in_force().await?)
+    }
+
+    /// The deployment lockdown in force, if any.
+    pub async fn lockdown(&self) -> Result<Option<Incident>, Error> {
+        Ok(self
+            .in_force()
+            .await?
+            .into_iter()
+            .find(|i| i.scope == Scope::Deployment))
+    }
+
+    async fn account(&self, email: &str) -> Result<Account, Error> {
+        match self.auth.account_by_email(email).await {
+            Err(Error::NotFound | Error::InvalidEmail) => Err(invalid(
+                "an email address given does not belong to an account",
+            )),
+            other => other,
+        }
+    }
+
+    async fn select(
+        &self,
+        selection: &Selection,
+        scope: Scope,
+        in_scope: &[Account],
+        break_glass: Option<&AccountId>,
+    ) -> Result<Vec<Account>, Error> {
+        let mut out = match selection {
+            Selection::None => Vec::new(),
+            Selection::All if scope == Scope::Accounts => in_scope.to_vec(),
+            Selection::All => {
+                let mut all = Vec::new();
+                for (id, _, _) in self.auth.store().all_accounts().await? {
+                    if let Some(a) = self.auth.store().account_by_id(&id).await? {
+                        all.push(a);
+                    }
+                }
+                all
+            }
+            Selection::Only(emails) => {
+                let mut v = Vec::new();
+                for e in emails {
+                    v.push(self.account(e).await?);
+                }
+                v
+            }
+        };
+        out.retain(|a| Some(&a.id) != break_glass);
+        out.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
+    /// Carries out (or, with `dry_run`, describes) a lockdown. `by`: an
+    /// administrator's account id, or `cli`. The data keys are rotated
+    /// for a deployment lockdown; re-encrypting the records under the new
+    /// keys is the caller's (`DataService::reseal`), as for `keys rotate`.
+    pub async fn begin(
+        &self,
+        order: &LockdownOrder,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<LockdownReport, Error> {
+        let reason: String = order.reason.trim().chars().take(MAX_REASON).collect();
+        if reason.is_empty() || reason.chars().any(char::is_control) {
+            return Err(invalid(
+                "give a reason: one line saying why (it goes into the signed record)",
+            ));
+        }
+        let scope = if order.accounts.is_empty() {
+            Scope::Deployment
+        } else {
+            Scope::Accounts
+        };
+        let mut accounts = Vec::new();
+        for e in &order.accounts {
+            accounts.push(self.account(e).await?);
+        }
+        accounts.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
+        accounts.dedup_by(|a, b| a.id == b.id);
+        let break_glass = match &order.break_glass {
+            Some(e) => {
+                let a = self.account(e).await?;
+                if a.role != Role::Admin {
+                    return Err(invalid("the break-glass account must be an administrator"));
+                }
+                if scope == Scope::Accounts {
+                    return Err(invalid(
+                        "a break-glass administrator is for a deployment lockdown; an account lockdown leaves everyone else alone",
+                    ));
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        let bg = break_glass.as_ref().map(|a| &a.id);
+        let store = self.auth.store();
+        if scope == Scope::Deployment && !order.dry_run && self.lockdown().await?.is_some() {
+            return Err(Error::LockdownInForce);
+        }
+        let ids: Vec<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
+        let password_resets = self
+            .select(&order.reset_passwords, scope, &accounts, bg)
+            .await?;
+        let mfa_resets = self
+            .select(&order.reenrol_mfa, scope, &accounts, bg)
+            .await?;
+        let keys_rotated = if scope == Scope::Deployment {
+            self.data
+                .collections()
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let emails = |v: &[Account]| -> Vec<String> {
+            v.iter().map(|a| a.email.as_str().to_owned()).collect()
+        };
+        let mut report = LockdownReport {
+            incident_id: String::new(),
+            scope,
+            dry_run: order.dry_run,
+            accounts: emails(&accounts),
+            break_glass: break_glass.as_ref().map(|a| a.email.as_str().to_owned()),
+            ended: store.lockdown_reach(scope, &ids, bg).await?,
+            password_resets: emails(&password_resets),
+            mfa_resets: emails(&mfa_resets),
+            keys_rotated,
+            sign_in: match scope {
+                Scope::Deployment => "administrators only",
+                Scope::Accounts => "refused to these accounts",
+            },
+            admin_writes_frozen: scope == Scope::Deployment,
+        };
+        if order.dry_run {
+            return Ok(report);
+        }
+
+        let now = self.auth.clock().now();
+        let id = format!("inc_{}", crate::crypto_random_id(self.auth.entropy().as_ref()));
+        let record = Record {
+            incident: id.clone(),
+            scope,
+            accounts: report.accounts.clone(),
+            reason: reason.clone(),
+            started_at: now.millis(),
+            started_by: by.to_owned(),
+            break_glass: report.break_glass.clone(),
+            reset_passwords: order.reset_passwords.clone(),
+            reenrol_mfa: order.reenrol_mfa.clone(),
+        };
+        let signed = self.sign(&record)?;
+        let incident = Incident {
+            id: id.clone(),
+            scope,
+            accounts: ids,
+            reason: reason.clone(),
+            started_at: now,
+            started_by: by.to_owned(),
+            break_glass: bg.cloned(),
+            record: signed,
+            lifted_at: None,
+            lifted_by: None,
+            lift_record: None,
+        };
+        let ended = match store.begin_incident(&incident).await {
+            Ok(e) => e,
+            Err(StoreError::Conflict) => return Err(Error::LockdownInForce),
+            Err(e) => return Err(e.into()),
+        };
+        report.incident_id = id.clone();
+        report.ended = ended;
+        self.auth
+            .record_security(
+                self.event(actions::LOCKDOWN, SUCCESS, &id, meta)
+                    .reason(Some(&reason))
+                    .user(Some(by))
+                    .field("incident.scope", scope.as_str())
+                    .field("incident.accounts", report.accounts.len() as u64)
+                    .field("incident.sessions_ended", ended.sessions)
+                    .field("incident.api_keys_revoked", ended.api_keys)
+                    .field("incident.pending_sign_ins_ended", ended.pending_sign_ins),
+            )
+            .await;
+        for a in &password_resets {
+            self.force_reset(a, &id).await?;
+        }
+        for a in &mfa_resets {
+            match self.auth.reset_mfa(&a.id, &format!("incident {id}"), meta).await {
+                Ok(()) | Err(Error::SelfReset) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if scope == Scope::Deployment {
+            report.keys_rotated = self
+                .data
+                .rotate_data_keys()
+                .await?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
+        }
+        Ok(report)
+    }
+
+    /// Lifts `id`, or the deployment lockdown when `id` is `None`.
+    pub async fn lift(
+        &self,
+        id: Option<&str>,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<Incident, Error> {
+        let incident = match id {
+            Some(id) => self
+                .in_force()
+                .await?
+                .into_iter()
+                .find(|i| i.id == id)
+                .ok_or(Error::NotFound)?,
+            None => self.lockdown().await?.ok_or(Error::NotFound)?,
+        };
+        let now = self.auth.clock().now();
+        let signed = self.sign(&LiftRecord {
+            incident: incident.id.clone(),
+            lifted_at: now.millis(),
+            lifted_by: by.to_owned(),
+        })?;
+        if !self
+            .auth
+            .store()
+            .lift_incident(&incident.id, now, by, &signed)
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        self.auth
+            .record_security(
+                self.event(actions::LIFTED, SUCCESS, &incident.id, meta)
+                    .user(Some(by))
+                    .field("incident.scope", incident.scope.as_str()),
+            )
+            .await;
+        Ok(Incident {
+            lifted_at: Some(now),
+            lifted_by: Some(by.to_owned()),
+            lift_record: Some(signed),
+            ..incident
+        })
+    }
+
+    /// A refused lockdown, for the trail.
+    pub async fn refused(&self, by: &str, why: &str, meta: &RequestMeta) {
+        self.auth
+            .record_security(
+                self.event(actions::LOCKDOWN, FAILURE, "-", meta)
+                    .user(Some(by))
+                    .reason(Some(why)),
+            )
+            .await;
+    }
+
+    fn event(&self, action: &str, outcome: &'static str, id: &str, meta: &RequestMeta) -> Event {
+        Event::new(
+            self.auth.clock().now(),
+            action,
+            Category::Configuration,
+            outcome,
+        )
+        .severity(Severity::High)
+        .object(id)
+        .meta(meta)
+    }
+
+    fn sign<T: Serialize>(&self, record: &T) -> Result<String, Error> {
+        let text = serde_json::to_string(record)
+            .map_err(|e| Error::Internal(format!("incident record: {e}")))?;
+        self.keys
+            .sign_note(&format!("{text}\n"))
+            .map_err(|e| Error::Internal(format!("incident record: {e}")))
+    }
+
+    /// The password stops working now; the owner is mailed a code to
+    /// choose a new one.
+    async fn force_reset(&self, account: &Account, incident: &str) -> Result<(), Error> {
+        let unusable = self.unusable_hash().await?;
+        let code = rampart_crypto::random_token(self.auth.entropy().as_ref(), 32);
+        let expires = self.auth.clock().now().plus(RESET_TTL);
+        self.auth
+            .store()
+            .force_password_reset(&account.id, &unusable, &TokenHash::of(&code).0, expires)
+            .await?;
+        self.auth.send_notice(
+            account,
+            "Choose a new password",
+            format!(
+                "Because of a security incident ({incident}), your password was turned off and every \
+                 session of your account ended. Choose a new password with this code (single use, valid \
+                 for {} hours):\n\n{}\n\nSend it with your new password to POST /api/v1/auth/password-reset/confirm \
+                 as {{\"token\": \"…\", \"new_password\": \"…\"}}. Your second factor, if you have one, is \
+                 still asked for when you sign in.\n",
+                RESET_TTL.as_secs() / 3600,
+                code.expose_secret()
+            ),
+        );
+        Ok(())
+    }
+
+    /// The Argon2id hash of a random password nobody knows: a sign-in
+    /// with it costs what any other does and always fails.
+    async fn unusable_hash(&self) -> Result<String, Error> {
+        let random = rampart_crypto::random_token(self.auth.entropy().as_ref(), 32);
+        Ok(self
+            .auth
+            .pool()
+            .hash(SecretString::new(random.expose_secret().to_owned()))
+            .await?)
+    }
+}
+
+impl AuthService {
+    /// Refuses a new session (or a pending sign-in) to an account an
+    /// incident in force keeps out.
+    pub(crate) async fn refuse_suspended(
+        &self,
+        account: &Account,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        if self
+            .store()
+            .sign_in_suspended(&account.id, account.role)
+            .await?
+        {
+            self.failed(
+                crate::events::EventKind::LoginFailure,
+                "incident_lockdown",
+                Some(&account.id),
+                meta,
+            )
+            .await;
+            return Err(Error::SignInSuspended);
+        }
+        Ok(())
+    }
+
+    /// Refuses an administrative write while a deployment lockdown is in
+    /// force (the incident's own actions do not ask).
+    pub async fn refuse_frozen(&self) -> Result<(), Error> {
+        if self
+            .store()
+            .incidents_in_force()
+            .await?
+            .iter()
+            .any(|i| i.scope == Scope::Deployment)
+        {
+            return Err(Error::LockdownFrozen);
+        }
+        Ok(())
+    }
+
+    /// Finishes a password reset an incident forced: the code is spent,
+    /// the new password (which must meet the policy) set, every session
+    /// ended, and the owner told.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &SecretString,
+        new_password: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let hash = TokenHash::of(token).0;
+        let now = self.clock().now();
+        let refused = |why: &'static str| async move {
+            self.record_security(
+                Event::new(now, actions::PASSWORD_RESET, Category::Iam, FAILURE)
+                    .reason(Some(why))
+                    .meta(meta),
+            )
+            .await;
+            Err(Error::InvalidResetToken)
+        };
+        if token.expose_secret().len() > 128 {
+            return refused("malformed_code").await;
+        }
+        let Some(owner) = self.store().password_reset_owner(&hash, now).await? else {
+            return refused("unknown_code").await;
+        };
+        let Some(account) = self.store().account_by_id(&owner).await? else {
+            return refused("unknown_code").await;
+        };
+        let phc = self
+            .new_password_hash(new_password, &account.email, account.display_name.as_deref())
+            .await?;
+        if !self
+            .store()
+            .finish_password_reset(&hash, &account.id, &phc, now)
+            .await?
+        {
+            return refused("spent_code").await;
+        }
+        self.record_security(
+            Event::new(now, actions::PASSWORD_RESET, Category::Iam, SUCCESS)
+                .user(Some(account.id.as_str()))
+                .meta(meta),
+        )
+        .await;
+        self.notify_owner(
+            &account,
+            "Your password was changed",
+            "A new password was chosen for your account with the code sent after a security incident; every session was signed out.".to_owned(),
+        );
+        Ok(())
+    }
+}
+
+/// Checks a signed record with the audit public key; its JSON.
+pub fn check_record(note: &str, verifier_key: &str) -> Result<serde_json::Value, String> {
+    let text = rampart_crypto::audit::verify_note(note, verifier_key).map_err(|e| e.to_string())?;
+    serde_json::from_str(text.trim_end()).map_err(|_| "the record is not JSON".to_owned())
+}
