@@ -76,7 +76,7 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     assert_eq!(list_with_key(&s, &key).await, 200);
 
     // A lockdown needs a fresh step-up and a reason.
-    s.clock.advance(Duration::from_secs(3600));
+    s.clock.advance(Duration::from_secs(700));
     let r = s
         .post_auth("/api/v1/admin/incident/lockdown", &admin, json!({"reason": "x"}))
         .await;
@@ -212,7 +212,10 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
         .post_auth("/api/v1/admin/incident/lift", &admin, json!({}))
         .await;
     problem(r, 404, "not_found").await;
-    assert_eq!(actions_in_trail(&s, &admin, "incident.lockdown").await.len(), 1);
+    // The lockdown, and the two refused (no reason; one in force already).
+    let lockdowns = actions_in_trail(&s, &admin, "incident.lockdown").await;
+    let outcomes: Vec<&str> = lockdowns.iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failure", "success", "failure"], "{lockdowns:?}");
     assert_eq!(actions_in_trail(&s, &admin, "incident.lifted").await.len(), 1);
 }
 
@@ -286,7 +289,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
-            json!({"token": "not-the-code-0000000000000000000000000000000", "new_password": "a brand new passphrase 42"}),
+            json!({"token": "not-the-code-0000000000000000000000000000000", "new_password": "Quartz-lantern-Meadow-7391"}),
         )
         .await;
     problem(r, 400, "invalid_reset_token").await;
@@ -300,14 +303,14 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
-            json!({"token": code, "new_password": "a brand new passphrase 42"}),
+            json!({"token": code, "new_password": "Quartz-lantern-Meadow-7391"}),
         )
         .await;
     assert_eq!(r.status(), 204);
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
-            json!({"token": code, "new_password": "another brand new passphrase 43"}),
+            json!({"token": code, "new_password": "Copper-harbor-Violet-2864"}),
         )
         .await;
     problem(r, 400, "invalid_reset_token").await;
@@ -315,7 +318,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
     let r = s
         .post(
             "/api/v1/auth/login",
-            json!({"email": "victim@example.com", "password": "a brand new passphrase 42"}),
+            json!({"email": "victim@example.com", "password": "Quartz-lantern-Meadow-7391"}),
         )
         .await;
     problem(r, 403, "sign_in_suspended").await;
@@ -324,7 +327,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
         .post_auth("/api/v1/admin/incident/lift", &admin, json!({"id": id}))
         .await;
     assert_eq!(r.status(), 200);
-    s.login("victim@example.com", "a brand new passphrase 42").await;
+    s.login("victim@example.com", "Quartz-lantern-Meadow-7391").await;
     let r = s
         .post(
             "/api/v1/auth/login",
@@ -467,7 +470,7 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
 #[tokio::test]
 async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
     let mut s = TestServer::start().await;
-    let since = s.clock.now();
+    let since = rampart_core::Clock::now(s.clock.as_ref());
     let admin = s.admin().await;
     let user = s.user("someone@example.com").await;
     let r = s
@@ -497,6 +500,8 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
             "export",
             "--since",
             &since.to_rfc3339(),
+            "--until",
+            &since.plus(Duration::from_secs(86_400)).to_rfc3339(),
             "--out",
             out.to_str().unwrap(),
             "--data-dir",
