@@ -87,6 +87,13 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         api_keys: None,
         backups_scheduled: crate::backup::scheduled(settings),
         last_verified_backup_ms: None,
+        // Completed from the database by `db_facts`; dropped when it
+        // cannot be read.
+        incident: Some(rampart_scan::posture::IncidentFacts {
+            drill_every_days: settings.incident.drill_every_days,
+            plan_present: crate::incident::plan_path(settings).exists(),
+            ..Default::default()
+        }),
     }
 }
 
@@ -94,6 +101,19 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
 pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) {
     if let Ok(Some(e)) = rampart_core::audit::backup_actions::last_verified(store).await {
         facts.last_verified_backup_ms = Some(e.at.millis());
+    }
+    match (store.incidents_in_force().await, store.last_drill().await) {
+        (Ok(in_force), Ok(last)) => {
+            if let Some(i) = facts.incident.as_mut() {
+                i.lockdown = in_force
+                    .iter()
+                    .find(|i| i.scope == rampart_core::incident::Scope::Deployment)
+                    .map(|i| (i.id.clone(), i.started_at.millis()));
+                i.accounts_locked = in_force.iter().map(|i| i.accounts.len() as u64).sum();
+                i.last_drill_ms = last.map(|(_, at, _)| at.millis());
+            }
+        }
+        _ => facts.incident = None,
     }
     if let Ok(admins) = store.admin_posture().await {
         facts.admins = Some(
@@ -157,7 +177,10 @@ pub async fn self_report(
     let mut facts = config_facts(settings);
     match store {
         Ok(s) => db_facts(&mut facts, s, now).await,
-        Err(why) => facts.unread_because = Some(why.to_owned()),
+        Err(why) => {
+            facts.unread_because = Some(why.to_owned());
+            facts.incident = None;
+        }
     }
     posture::check(
         &facts,

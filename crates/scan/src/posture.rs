@@ -84,6 +84,23 @@ pub struct SelfFacts {
     /// (ms since the epoch): `None` when there is none, or when the
     /// database was not read (`admins` is then `None` too).
     pub last_verified_backup_ms: Option<i64>,
+    /// Incident response: `None` when the database was not read.
+    pub incident: Option<IncidentFacts>,
+}
+
+/// What `scan self` knows of incident response (ADR 0014).
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFacts {
+    /// The deployment lockdown in force: its id and start (ms).
+    pub lockdown: Option<(String, i64)>,
+    /// Accounts shut out by account lockdowns in force.
+    pub accounts_locked: u64,
+    /// When the newest drill ended (ms), if any.
+    pub last_drill_ms: Option<i64>,
+    /// `[incident] drill_every_days` (0: no reminder).
+    pub drill_every_days: u32,
+    /// Whether the response plan file exists.
+    pub plan_present: bool,
 }
 
 /// Runs every posture check.
@@ -404,8 +421,14 @@ pub fn check(
         skipped,
         &unread,
     );
+    match &f.incident {
+        Some(i) => incident(i, now, out, passed),
+        None => skipped.push(Skipped {
+            check: "ops.incident".to_owned(),
+            reason: unread.clone(),
+        }),
+    }
     for (check, what) in [
-        ("ops.drill", "last attack drill: Rampart has no drills yet"),
         (
             "ops.audit_chain",
             "audit chain verification: not part of this scan; `serve` verifies the trail on its own and alerts on a \
@@ -420,6 +443,73 @@ pub fn check(
             check: check.to_owned(),
             reason: what.to_owned(),
         });
+    }
+}
+
+/// Lockdowns in force, drills and the response plan.
+fn incident(i: &IncidentFacts, now: OffsetDateTime, out: &mut Vec<Finding>, passed: &mut Vec<String>) {
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    if let Some((id, since)) = &i.lockdown {
+        out.push(Finding::new(
+            "ops.lockdown",
+            Severity::Warning,
+            "incident",
+            format!(
+                "The deployment is locked down (incident {id}, for {} hours)",
+                (now_ms - since).max(0) / 3_600_000
+            ),
+            "Only administrators can sign in and administrative changes are frozen until it is lifted.",
+            "When the cause is found and fixed: `rampart incident lift` (or POST /api/v1/admin/incident/lift).",
+        ));
+    } else {
+        passed.push("the deployment is not locked down".to_owned());
+    }
+    if i.accounts_locked > 0 {
+        out.push(Finding::new(
+            "ops.lockdown",
+            Severity::Info,
+            "incident",
+            format!("{} account(s) are shut out by an account lockdown", i.accounts_locked),
+            "Their owners cannot sign in until it is lifted.",
+            "See `rampart incident status`; lift each with `rampart incident lift ID` when it is handled.",
+        ));
+    }
+    if i.drill_every_days > 0 {
+        let period = i64::from(i.drill_every_days);
+        match i.last_drill_ms {
+            None => out.push(Finding::new(
+                "ops.drill",
+                Severity::Info,
+                "incident",
+                "No attack drill has been run",
+                "Nobody knows yet whether this deployment blocks, alerts on or misses a brute force, stuffing, spraying, injection or a stolen session.",
+                "Run `rampart drill`: it attacks this deployment safely and scores what it did about each attack.",
+            )),
+            Some(at) if (now_ms - at) / 86_400_000 >= period => out.push(Finding::new(
+                "ops.drill",
+                Severity::Warning,
+                "incident",
+                format!("The last attack drill is {} days old", (now_ms - at) / 86_400_000),
+                format!("Drills are due every {period} days ([incident] drill_every_days): a rule turned off or a setting changed since may have opened a gap."),
+                "Run `rampart drill`.",
+            )),
+            Some(at) => passed.push(format!(
+                "the last attack drill ran {} days ago",
+                (now_ms - at).max(0) / 86_400_000
+            )),
+        }
+    }
+    if i.plan_present {
+        passed.push("a response plan is written (incident-plan.md)".to_owned());
+    } else {
+        out.push(Finding::new(
+            "ops.incident_plan",
+            Severity::Info,
+            "incident",
+            "No response plan",
+            "When an attack comes, nobody has written down whom to call, what to do first, and what the law requires within 72 hours.",
+            "Run `rampart incident plan init` and fill it in.",
+        ));
     }
 }
 

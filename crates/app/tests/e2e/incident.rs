@@ -453,6 +453,14 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
     }
     let (_, out, _) = pg_cli(&["incident", "status"], &data, &url);
     assert!(out.contains("record signed and checked"), "{out}");
+    // `scan self` says so.
+    let (_, out, err) = pg_cli(&["scan", "self", "--format", "json"], &data, &url);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["check"] == "ops.lockdown" && f["severity"] == "warning"),
+        "{findings:?}"
+    );
 
     // Lifted on the command line: sign-in works on both nodes again.
     let (code, out, err) = pg_cli(&["incident", "lift"], &data, &url);

@@ -26,6 +26,12 @@ fn sound() -> SelfFacts {
         api_keys: Some(Vec::new()),
         backups_scheduled: true,
         last_verified_backup_ms: Some(1_000 * DAY - 3_600_000),
+        incident: Some(IncidentFacts {
+            last_drill_ms: Some(990 * DAY),
+            drill_every_days: 90,
+            plan_present: true,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -36,7 +42,7 @@ fn a_sound_configuration_has_no_findings_and_says_what_passed() {
     assert!(out.is_empty(), "{out:#?}");
     assert!(passed.iter().any(|p| p.contains("second factor")));
     assert!(
-        skipped.iter().any(|s| s.check == "ops.drill"),
+        skipped.iter().any(|s| s.check == "ops.audit_chain"),
         "missing subsystems are shown as not checked"
     );
 }
@@ -300,4 +306,31 @@ fn backups_are_scheduled_and_recently_verified() {
     assert!(skipped
         .iter()
         .any(|s| s.check == "ops.backup" && s.reason == "no database yet"));
+}
+
+#[test]
+fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
+    let mut f = sound();
+    f.incident = Some(IncidentFacts {
+        lockdown: Some(("inc_1".to_owned(), 1_000 * DAY - 7_200_000)),
+        accounts_locked: 2,
+        last_drill_ms: Some(800 * DAY),
+        drill_every_days: 90,
+        plan_present: false,
+    });
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    let find = |check: &str, sev: Severity| out.iter().filter(|o| o.check == check && o.severity == sev).count();
+    assert_eq!(find("ops.lockdown", Severity::Warning), 1, "{out:#?}");
+    assert!(out.iter().any(|o| o.title.contains("inc_1") && o.title.contains("2 hours")));
+    assert_eq!(find("ops.lockdown", Severity::Info), 1);
+    assert_eq!(find("ops.drill", Severity::Warning), 1);
+    assert!(out.iter().any(|o| o.title.contains("200 days")));
+    assert_eq!(find("ops.incident_plan", Severity::Info), 1);
+    // Never drilled: advice; no reminder configured: nothing.
+    f.incident.as_mut().unwrap().last_drill_ms = None;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert!(out.iter().any(|o| o.check == "ops.drill" && o.severity == Severity::Info));
+    f.incident.as_mut().unwrap().drill_every_days = 0;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert!(!out.iter().any(|o| o.check == "ops.drill"));
 }
