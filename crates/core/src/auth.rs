@@ -635,7 +635,7 @@ impl AuthService {
             .await?)
     }
 
-    async fn create_account(
+    pub(crate) async fn create_account(
         &self,
         email: &str,
         password: &SecretString,

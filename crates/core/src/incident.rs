@@ -196,6 +196,9 @@ pub trait IncidentStore: Send + Sync + 'static {
     async fn drills_in_force(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError>;
     /// The newest finished drill: (id, ended at, report JSON).
     async fn last_drill(&self) -> Result<Option<(String, Timestamp, String)>, StoreError>;
+    /// Deletes a drill's account (and, by cascade, its sessions, factors
+    /// and tokens).
+    async fn delete_drill_account(&self, account: &AccountId) -> Result<bool, StoreError>;
 }
 
 /// Which accounts a reset reaches.
@@ -604,7 +607,33 @@ impl Incidents {
     }
 }
 
+/// The domain of drill accounts' addresses: reserved (RFC 2606), so no
+/// message to one is ever delivered.
+pub const DRILL_DOMAIN: &str = "drill.rampart.invalid";
+
 impl AuthService {
+    /// A drill's account (an ordinary member, under [`DRILL_DOMAIN`]).
+    pub async fn create_drill_account(
+        &self,
+        local: &str,
+        password: &SecretString,
+    ) -> Result<Account, Error> {
+        self.create_account(&format!("{local}@{DRILL_DOMAIN}"), password, None, Role::Member)
+            .await
+    }
+
+    /// Removes a drill's account, and only one: its address must be under
+    /// [`DRILL_DOMAIN`].
+    pub async fn delete_drill_account(&self, account: &Account) -> Result<(), Error> {
+        if !account.email.as_str().ends_with(&format!("@{DRILL_DOMAIN}")) {
+            return Err(Error::Forbidden);
+        }
+        self.unlock(&account.id, "drill clean-up", &RequestMeta::default())
+            .await?;
+        self.store().delete_drill_account(&account.id).await?;
+        Ok(())
+    }
+
     /// Refuses a new session (or a pending sign-in) to an account an
     /// incident in force keeps out.
     pub(crate) async fn refuse_suspended(

@@ -158,6 +158,7 @@ fn shipped_rules_load_and_every_one_is_listed() {
         "rampart-admin-off-hours",
         "rampart-audit-verify-failed",
         "rampart-backup-failed",
+        "rampart-drill-overdue",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -1060,4 +1061,19 @@ fn ipv6_addresses_are_counted_by_their_64() {
         })
         .collect();
     assert!(run(&mut d, &spread).is_empty());
+}
+
+#[test]
+fn overdue_drills_are_an_alert() {
+    let mut d = detector();
+    let f = run(&mut d, &[ev(T0, "drill.overdue").fail()]);
+    assert_eq!(fired(&f), vec!["rampart-drill-overdue"]);
+    assert_eq!(f[0].level, "low");
+    // Near miss: drills that ran.
+    let mut d = detector();
+    assert!(run(
+        &mut d,
+        &[ev(T0, "drill.completed"), ev(T0 + 1_000, "drill.started")]
+    )
+    .is_empty());
 }

@@ -47,6 +47,10 @@ pub struct EventParams {
     /// Data-access events (`data.*`): `exclude` (the default unless `type`
     /// or `category` names them), `include` or `only`.
     pub data: Option<String>,
+    /// Drills' events (`rampart drill`): `include`, `exclude` or `only`.
+    /// Default: `include` for the list, `exclude` for the counts, so drills
+    /// never count as real attacks.
+    pub drills: Option<String>,
     /// RFC 3339; events at or after.
     #[param(format = DateTime)]
     pub since: Option<String>,
@@ -125,7 +129,7 @@ fn decode_cursor(c: &str) -> Option<(Timestamp, String, u64)> {
 }
 
 /// The query the parameters describe (limit and cursor aside).
-fn query_of(q: &EventParams) -> Result<EventQuery, ApiError> {
+fn query_of(q: &EventParams, counting: bool) -> Result<EventQuery, ApiError> {
     let actions: Vec<String> = match word("type", &q.kind)? {
         None => Vec::new(),
         Some(list) => list
@@ -187,6 +191,13 @@ fn query_of(q: &EventParams) -> Result<EventQuery, ApiError> {
         Some("only") => Some(true),
         Some(_) => return Err(bad_query("data", "exclude, include or only")),
     };
+    let drills = match given(&q.drills) {
+        None if counting => Some(false),
+        None | Some("include") => None,
+        Some("exclude") => Some(false),
+        Some("only") => Some(true),
+        Some(_) => return Err(bad_query("drills", "include, exclude or only")),
+    };
     let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         match v.as_deref() {
             None => Ok(None),
@@ -210,6 +221,7 @@ fn query_of(q: &EventParams) -> Result<EventQuery, ApiError> {
         until: ts("until", &q.until)?,
         limit: 0,
         cursor: None,
+        drills,
     })
 }
 
@@ -274,7 +286,7 @@ pub async fn admin_events(
     if !(1..=500).contains(&limit) {
         return Err(bad_query("limit", "must be between 1 and 500"));
     }
-    let mut filter = query_of(&q)?;
+    let mut filter = query_of(&q, false)?;
     filter.limit = limit + 1;
     filter.cursor = match given(&q.cursor) {
         None => None,
@@ -318,7 +330,7 @@ pub async fn event_counts(
         "day" => ("day", 86_400_000),
         _ => return Err(bad_query("bucket", "minute, hour or day")),
     };
-    let mut filter = query_of(&q)?;
+    let mut filter = query_of(&q, true)?;
     let until = filter.until.unwrap_or_else(|| state.auth.clock().now());
     let since = filter
         .since

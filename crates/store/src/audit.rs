@@ -144,6 +144,12 @@ fn filter_sql(q: &EventQuery) -> Result<(String, Vec<Arg>), StoreError> {
             q.actions.iter().cloned().map(Arg::Text).collect(),
         );
     }
+    // A fixed fragment: the drill mark as the fields' JSON holds its name.
+    match q.drills {
+        Some(true) => push(&mut sql, &mut args, "fields LIKE '%\"labels.drill\"%'", vec![]),
+        Some(false) => push(&mut sql, &mut args, "fields NOT LIKE '%\"labels.drill\"%'", vec![]),
+        None => {}
+    }
     match q.data_access {
         Some(true) => push(&mut sql, &mut args, "action LIKE 'data.%'", vec![]),
         Some(false) => push(&mut sql, &mut args, "action NOT LIKE 'data.%'", vec![]),

@@ -431,6 +431,16 @@ impl IncidentStore for SqlStore {
         .collect()
     }
 
+    async fn delete_drill_account(&self, account: &AccountId) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND role = 'member'")
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            == 1)
+    }
+
     async fn last_drill(&self) -> Result<Option<(String, Timestamp, String)>, StoreError> {
         sqlx::query(
             "SELECT id, ended_at, report FROM drills WHERE ended_at IS NOT NULL AND report IS NOT NULL \

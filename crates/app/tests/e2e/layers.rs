@@ -58,6 +58,19 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "rampart-drill",
+        &[
+            "tokio",
+            "sqlx",
+            "axum",
+            "hyper",
+            "reqwest",
+            "rampart-core",
+            "rampart-store",
+            "rampart-http",
+        ],
+    ),
+    (
         "rampart-backup",
         &[
             "tokio",

@@ -8,6 +8,7 @@ mod brute_force;
 mod connections;
 mod data;
 mod detect;
+mod drill;
 mod errors;
 mod events;
 mod guard;

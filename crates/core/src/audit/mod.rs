@@ -472,6 +472,9 @@ pub struct EventQuery {
     pub limit: u32,
     /// The (time, node, seq) of the last event of the previous page.
     pub cursor: Option<(Timestamp, String, u64)>,
+    /// Drills' events (`labels.drill`): only them, none of them, or
+    /// (`None`) both.
+    pub drills: Option<bool>,
 }
 
 pub const MAX_ACTIONS: usize = 8;
