@@ -398,6 +398,7 @@ impl Run<'_> {
         };
         let store = &self.svc.store;
         let until = Instant::now() + self.wait;
+        let mut seen: Vec<String> = Vec::new();
         loop {
             // Unresolved alerts, whatever their time: a node's clock may
             // differ from this one's. Ours by address or account, or by
@@ -421,9 +422,7 @@ impl Run<'_> {
                         && self.drill_evidence(&a.evidence).await);
                 if mine {
                     o.alerts.push((a.rule_id.clone(), self.now_ms()));
-                    for r in a.responses.iter().filter(|r| r.state == "done") {
-                        o.responses.push(r.response.clone());
-                    }
+                    seen.push(a.id.clone());
                 }
             }
             let done = !o.alerts.is_empty() && (s != Scenario::SessionReuse || o.contained);
@@ -431,6 +430,30 @@ impl Run<'_> {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The responses an alert carries out are recorded on it just after
+        // it is raised.
+        if !seen.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for id in &seen {
+            if let Some(a) = store.alert(id).await? {
+                for r in &a.responses {
+                    if r.state == "done" && !o.responses.contains(&r.response) {
+                        o.responses.push(r.response.clone());
+                    }
+                    if r.state == "withheld" {
+                        let w = format!(
+                            "{} ({})",
+                            r.response,
+                            r.detail.as_deref().unwrap_or("by the safeguards")
+                        );
+                        if !o.withheld.contains(&w) {
+                            o.withheld.push(w);
+                        }
+                    }
+                }
+            }
         }
         let events = store
             .search_events(&EventQuery {

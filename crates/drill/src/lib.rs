@@ -147,6 +147,10 @@ pub struct Observed {
     pub alerts: Vec<(String, i64)>,
     /// Automatic responses the alerts carried out (`block_address`, …).
     pub responses: Vec<String>,
+    /// Responses the safeguards withheld, with why (a drill from loopback
+    /// addresses is never blocked: a local proxy must not be).
+    #[serde(default)]
+    pub withheld: Vec<String>,
     /// The state of the scenario's rules.
     pub rules: Vec<RuleState>,
 }
@@ -204,6 +208,9 @@ pub fn score(scenario: Scenario, o: &Observed) -> Scored {
     if !o.responses.is_empty() {
         why.push(format!("responses: {}", o.responses.join(", ")));
     }
+    for w in &o.withheld {
+        why.push(format!("withheld: {w}"));
+    }
     if alerted {
         let mut rules: Vec<&str> = o.alerts.iter().map(|(r, _)| r.as_str()).collect();
         rules.sort_unstable();
@@ -214,6 +221,9 @@ pub fn score(scenario: Scenario, o: &Observed) -> Scored {
             why.push(match (&r.off_because, r.enabled) {
                 (Some(b), _) => format!("no alert: {} is turned off ({b})", r.id),
                 (None, false) => format!("no alert: {} is turned off", r.id),
+                (None, true) if blocked => {
+                    format!("nobody was told: {} did not fire", r.id)
+                }
                 (None, true) => format!("no alert: {} did not fire", r.id),
             });
         }
