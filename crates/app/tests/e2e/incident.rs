@@ -307,6 +307,14 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
         )
         .await;
     assert_eq!(r.status(), 204);
+    // The code is in the owner's mailbox only: not in the trail.
+    let found: Value = s
+        .get_auth(&format!("/api/v1/admin/events?q={code}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["events"], json!([]));
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
@@ -586,4 +594,76 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
     lines.swap(0, 1);
     std::fs::write(proof.join("proofs.ndjson"), lines.join("\n") + "\n").unwrap();
     assert_eq!(verify(&proof).0, Some(3));
+}
+
+#[tokio::test]
+async fn the_response_plan_is_written_once_and_served_to_administrators() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let user = s.user("staff@example.com").await;
+    let r = s.get_auth("/api/v1/admin/incident/plan", &admin).await;
+    problem(r, 404, "no_plan").await;
+    let data = s.data_dir();
+    let d = data.to_str().unwrap().to_owned();
+    let init = move |force: bool| {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["incident", "plan", "init", "--data-dir", d.as_str()];
+            if force {
+                args.push("--force");
+            }
+            rampart_run(&args, None)
+        })
+    };
+    let (code, out, err) = init(false).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("incident-plan.md"), "{out}");
+    let r = s.get_auth("/api/v1/admin/incident/plan", &admin).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    let plan = r.text().await.unwrap();
+    for part in ["Who to call", "The first hour", "Evidence to keep", "72 hours", "rampart incident lockdown"] {
+        assert!(plan.contains(part), "{part}");
+    }
+    // Only administrators read it; an existing plan is never overwritten
+    // unless asked.
+    let r = s.get_auth("/api/v1/admin/incident/plan", &user).await;
+    assert_eq!(r.status(), 403);
+    std::fs::write(data.join("incident-plan.md"), "# Our plan\n").unwrap();
+    let (code, _, err) = init(false).await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(std::fs::read_to_string(data.join("incident-plan.md")).unwrap(), "# Our plan\n");
+    let (code, _, _) = init(true).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert!(std::fs::read_to_string(data.join("incident-plan.md")).unwrap().contains("72 hours"));
+}
+
+#[tokio::test]
+async fn drills_are_overdue_after_the_period_and_not_after_a_drill() {
+    use rampart_core::incident::IncidentStore;
+    let s = TestServer::start().await;
+    s.user("someone@example.com").await;
+    let store = s.running().auth.store().clone();
+    let now = rampart_core::Clock::now(s.clock.as_ref());
+    let day = Duration::from_secs(86_400);
+    // Before any drill, the period runs from the trail's first event.
+    assert_eq!(rampart::incident::drill_overdue(store.as_ref(), 90, now).await.unwrap(), None);
+    let later = now.plus(day * 91);
+    assert_eq!(
+        rampart::incident::drill_overdue(store.as_ref(), 90, later).await.unwrap(),
+        Some(91)
+    );
+    assert_eq!(rampart::incident::drill_overdue(store.as_ref(), 0, later).await.unwrap(), None);
+    // A drill resets it.
+    store.begin_drill("drill_t", "h", later, later.plus(day)).await.unwrap();
+    store.end_drill("drill_t", later, "{}").await.unwrap();
+    assert_eq!(
+        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 10)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 95)).await.unwrap(),
+        Some(95)
+    );
 }
