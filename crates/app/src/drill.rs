@@ -76,7 +76,13 @@ pub fn allowed_target(settings: &Settings, target: Option<&str>) -> Result<url::
             a.host() == b.host() && a.port_or_known_default() == b.port_or_known_default()
         })
     };
-    if same(&url, &own) || settings.incident.drill_targets.iter().any(|a| same(&url, a)) {
+    if same(&url, &own)
+        || settings
+            .incident
+            .drill_targets
+            .iter()
+            .any(|a| same(&url, a))
+    {
         return Ok(url);
     }
     bail!(
@@ -126,8 +132,10 @@ struct Run<'a> {
 fn refused(a: &Answer) -> bool {
     matches!(
         (a.status, a.code.as_deref()),
-        (403, Some("address_blocked" | "request_blocked" | "address_denied"))
-            | (429, _)
+        (
+            403,
+            Some("address_blocked" | "request_blocked" | "address_denied")
+        ) | (429, _)
             | (403, Some("step_up_required"))
     )
 }
@@ -184,9 +192,10 @@ impl Run<'_> {
             req = req.header(*k, *v);
         }
         let at_ms = self.now_ms();
-        let res = req.send().await.with_context(|| {
-            format!("cannot reach {} from {}", self.base, src.ip)
-        })?;
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {} from {}", self.base, src.ip))?;
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         Ok(Answer {
@@ -320,16 +329,36 @@ impl Run<'_> {
                 let body = json!({"email": a.email.as_str(), "password": password.expose_secret()});
                 let r = self.send(&owner, M::POST, login, Some(body), &[]).await?;
                 self.accounts.push(a);
-                let Some(token) = r.body.get("token").and_then(|t| t.as_str()).map(str::to_owned)
+                let Some(token) = r
+                    .body
+                    .get("token")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
                 else {
-                    bail!("the drill account could not sign in ({} {:?})", r.status, r.code);
+                    bail!(
+                        "the drill account could not sign in ({} {:?})",
+                        r.status,
+                        r.code
+                    );
                 };
                 let auth = format!("Bearer {token}");
                 let _ = self
-                    .send(&owner, M::GET, "/api/v1/me", None, &[("authorization", &auth)])
+                    .send(
+                        &owner,
+                        M::GET,
+                        "/api/v1/me",
+                        None,
+                        &[("authorization", &auth)],
+                    )
                     .await?;
                 let r = self
-                    .send(&thief, M::GET, "/api/v1/me", None, &[("authorization", &auth)])
+                    .send(
+                        &thief,
+                        M::GET,
+                        "/api/v1/me",
+                        None,
+                        &[("authorization", &auth)],
+                    )
                     .await?;
                 self.note(o, &r);
                 // Does the stolen token stop working once detected?
@@ -337,7 +366,13 @@ impl Run<'_> {
                 while Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     let r = self
-                        .send(&thief, M::GET, "/api/v1/me", None, &[("authorization", &auth)])
+                        .send(
+                            &thief,
+                            M::GET,
+                            "/api/v1/me",
+                            None,
+                            &[("authorization", &auth)],
+                        )
                         .await?;
                     if r.status == 401 || r.status == 403 {
                         o.contained = true;
@@ -362,7 +397,12 @@ impl Run<'_> {
                 for n in 0..100 {
                     self.svc
                         .data
-                        .create(&p, &name, &json!({"secret": format!("drill value {n}")}), &self.meta())
+                        .create(
+                            &p,
+                            &name,
+                            &json!({"secret": format!("drill value {n}")}),
+                            &self.meta(),
+                        )
                         .await
                         .map_err(|e| anyhow::anyhow!("cannot fill the drill collection: {e}"))?;
                 }
@@ -370,9 +410,17 @@ impl Run<'_> {
                 let body = json!({"email": a.email.as_str(), "password": password.expose_secret()});
                 let r = self.send(&src, M::POST, login, Some(body), &[]).await?;
                 self.accounts.push(a);
-                let Some(token) = r.body.get("token").and_then(|t| t.as_str()).map(str::to_owned)
+                let Some(token) = r
+                    .body
+                    .get("token")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
                 else {
-                    bail!("the drill account could not sign in ({} {:?})", r.status, r.code);
+                    bail!(
+                        "the drill account could not sign in ({} {:?})",
+                        r.status,
+                        r.code
+                    );
                 };
                 let auth = format!("Bearer {token}");
                 let path = format!("/api/v1/collections/{name}/records?limit=100");
@@ -393,8 +441,11 @@ impl Run<'_> {
         let net = |k: u8| format!("127.{}.{}.", self.b, 10 + i as u8 * 4 + k);
         let nets: Vec<String> = (0..4).map(net).collect();
         let ours = |ip: &Option<String>, user: &Option<String>| {
-            ip.as_deref().is_some_and(|ip| nets.iter().any(|n| ip.starts_with(n.as_str())))
-                || user.as_deref().is_some_and(|u| self.accounts.iter().any(|a| a.id.as_str() == u))
+            ip.as_deref()
+                .is_some_and(|ip| nets.iter().any(|n| ip.starts_with(n.as_str())))
+                || user
+                    .as_deref()
+                    .is_some_and(|u| self.accounts.iter().any(|a| a.id.as_str() == u))
         };
         let store = &self.svc.store;
         let until = Instant::now() + self.wait;
@@ -480,7 +531,12 @@ impl Run<'_> {
             if let Err(e) = self
                 .svc
                 .data
-                .delete_collection(c, true, &rampart_core::AccountId("drill".into()), &self.meta())
+                .delete_collection(
+                    c,
+                    true,
+                    &rampart_core::AccountId("drill".into()),
+                    &self.meta(),
+                )
                 .await
             {
                 problems.push(format!("the drill collection {c}: {e}"));
@@ -575,7 +631,9 @@ fn rule_states(settings: &Settings, s: Scenario) -> Vec<RuleState> {
     s.rules()
         .iter()
         .map(|id| {
-            let rule = set.as_ref().and_then(|set| set.rules().iter().find(|r| r.id == *id));
+            let rule = set
+                .as_ref()
+                .and_then(|set| set.rules().iter().find(|r| r.id == *id));
             let off = if !settings.detect.enabled {
                 Some("[detect] enabled = false".to_owned())
             } else {
@@ -601,7 +659,10 @@ pub async fn run(
     let base = allowed_target(settings, opts.target.as_deref())?;
     let cert_path = crate::layout(settings).tls_cert;
     let cert = std::fs::read(&cert_path).with_context(|| {
-        format!("cannot read the server's certificate {}", cert_path.display())
+        format!(
+            "cannot read the server's certificate {}",
+            cert_path.display()
+        )
     })?;
     let entropy = rampart_crypto::OsEntropy;
     let mut hex = [0u8; 12];
@@ -693,7 +754,11 @@ pub async fn run(
                 ended,
                 actions::DRILL_COMPLETED,
                 Category::Process,
-                if failure.is_none() { SUCCESS } else { rampart_core::audit::FAILURE },
+                if failure.is_none() {
+                    SUCCESS
+                } else {
+                    rampart_core::audit::FAILURE
+                },
             )
             .meta(&run.meta())
             .object(&id)

@@ -153,8 +153,7 @@ pub trait IncidentStore: Send + Sync + 'static {
         record: &str,
     ) -> Result<bool, StoreError>;
     /// Whether an incident in force refuses `account` a new session.
-    async fn sign_in_suspended(&self, account: &AccountId, role: Role)
-        -> Result<bool, StoreError>;
+    async fn sign_in_suspended(&self, account: &AccountId, role: Role) -> Result<bool, StoreError>;
     /// Every account (id, email, role), for resets of all.
     async fn all_accounts(&self) -> Result<Vec<(AccountId, String, Role)>, StoreError>;
     /// In one transaction: the account's password hash becomes
@@ -427,7 +426,10 @@ impl Incidents {
         }
 
         let now = self.auth.clock().now();
-        let id = format!("inc_{}", crate::crypto_random_id(self.auth.entropy().as_ref()));
+        let id = format!(
+            "inc_{}",
+            crate::crypto_random_id(self.auth.entropy().as_ref())
+        );
         let record = Record {
             incident: id.clone(),
             scope,
@@ -476,7 +478,11 @@ impl Incidents {
             self.force_reset(a, &id).await?;
         }
         for a in &mfa_resets {
-            match self.auth.reset_mfa(&a.id, &format!("incident {id}"), meta).await {
+            match self
+                .auth
+                .reset_mfa(&a.id, &format!("incident {id}"), meta)
+                .await
+            {
                 Ok(()) | Err(Error::SelfReset) => {}
                 Err(e) => return Err(e),
             }
@@ -618,14 +624,23 @@ impl AuthService {
         local: &str,
         password: &SecretString,
     ) -> Result<Account, Error> {
-        self.create_account(&format!("{local}@{DRILL_DOMAIN}"), password, None, Role::Member)
-            .await
+        self.create_account(
+            &format!("{local}@{DRILL_DOMAIN}"),
+            password,
+            None,
+            Role::Member,
+        )
+        .await
     }
 
     /// Removes a drill's account, and only one: its address must be under
     /// [`DRILL_DOMAIN`].
     pub async fn delete_drill_account(&self, account: &Account) -> Result<(), Error> {
-        if !account.email.as_str().ends_with(&format!("@{DRILL_DOMAIN}")) {
+        if !account
+            .email
+            .as_str()
+            .ends_with(&format!("@{DRILL_DOMAIN}"))
+        {
             return Err(Error::Forbidden);
         }
         self.unlock(&account.id, "drill clean-up", &RequestMeta::default())
@@ -703,7 +718,11 @@ impl AuthService {
             return refused("unknown_code").await;
         };
         let phc = self
-            .new_password_hash(new_password, &account.email, account.display_name.as_deref())
+            .new_password_hash(
+                new_password,
+                &account.email,
+                account.display_name.as_deref(),
+            )
             .await?;
         if !self
             .store()

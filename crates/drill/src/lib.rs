@@ -67,10 +67,14 @@ impl Scenario {
     pub fn describe(self) -> &'static str {
         match self {
             Scenario::BruteForce => "15 wrong passwords for one drill account from one address",
-            Scenario::CredentialStuffing => "one wrong password for each of 12 names from one address",
+            Scenario::CredentialStuffing => {
+                "one wrong password for each of 12 names from one address"
+            }
             Scenario::PasswordSpraying => "one common password on 24 names from 4 addresses",
             Scenario::Injection => "SQL, script, traversal, command and shellshock payloads",
-            Scenario::SensitiveFiles => "requests for .env, .git/config, wp-config.php and the like",
+            Scenario::SensitiveFiles => {
+                "requests for .env, .git/config, wp-config.php and the like"
+            }
             Scenario::SessionReuse => "a drill account's session used from a second network",
             Scenario::BulkRead => "one account opening sensitive fields of 1,100 records",
         }

@@ -49,10 +49,16 @@ fn blocked_beats_alerted_beats_logged_beats_missed() {
 fn a_rule_turned_off_is_named_as_the_reason() {
     let mut o = seen();
     o.rules[0].enabled = false;
-    o.rules[0].off_because = Some("[detect.rules.rampart-brute-force-account] enabled = false".into());
+    o.rules[0].off_because =
+        Some("[detect.rules.rampart-brute-force-account] enabled = false".into());
     let s = score(Scenario::BruteForce, &o);
     assert_eq!(s.outcome, Outcome::Logged);
-    assert!(s.why.contains("rampart-brute-force-account is turned off ([detect.rules"), "{}", s.why);
+    assert!(
+        s.why
+            .contains("rampart-brute-force-account is turned off ([detect.rules"),
+        "{}",
+        s.why
+    );
 }
 
 #[test]
@@ -76,7 +82,10 @@ fn the_report_scores_points_and_renders_without_script() {
     assert_eq!(r.score_percent, 66);
     assert_eq!(r.worst(), Outcome::Logged);
     let t = terminal(&r);
-    assert!(t.contains("BLOCKED") && t.contains("LOGGED") && t.contains("Score 66%"), "{t}");
+    assert!(
+        t.contains("BLOCKED") && t.contains("LOGGED") && t.contains("Score 66%"),
+        "{t}"
+    );
     let h = html(&r);
     assert!(h.contains("<svg") && !h.contains("<script"));
     let json: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();

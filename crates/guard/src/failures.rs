@@ -24,7 +24,9 @@ impl Failure {
     /// request, a missing session, a bad input) is not a guess.
     pub fn of_answer(code: &str) -> Option<Failure> {
         match code {
-            "invalid_credentials" | "invalid_mfa_code" | "api_key_invalid"
+            "invalid_credentials"
+            | "invalid_mfa_code"
+            | "api_key_invalid"
             | "invalid_reset_token" => Some(Failure::SignIn),
             _ => None,
         }

@@ -191,7 +191,9 @@ pub async fn lockdown(
     JsonBody(body): JsonBody<LockdownRequest>,
 ) -> Result<Response, ApiError> {
     if body.accounts.len() > 10_000 {
-        return Err(rampart_core::Error::InvalidIncident("at most 10000 accounts at once".into()).into());
+        return Err(
+            rampart_core::Error::InvalidIncident("at most 10000 accounts at once".into()).into(),
+        );
     }
     let deployment = body.accounts.is_empty();
     let order = LockdownOrder {
@@ -271,12 +273,15 @@ pub async fn plan(State(state): State<AppState>, Admin(_): Admin) -> Result<Resp
         return Err(no_plan());
     };
     let text = match tokio::fs::read(path).await {
-        Ok(b) if b.len() <= 1 << 20 => String::from_utf8(b).map_err(|_| {
-            ApiError::internal("the response plan is not UTF-8")
-        })?,
+        Ok(b) if b.len() <= 1 << 20 => String::from_utf8(b)
+            .map_err(|_| ApiError::internal("the response plan is not UTF-8"))?,
         Ok(_) => return Err(ApiError::internal("the response plan is larger than 1 MiB")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_plan()),
-        Err(e) => return Err(ApiError::internal(&format!("cannot read the response plan: {e}"))),
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "cannot read the response plan: {e}"
+            )))
+        }
     };
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],

@@ -86,7 +86,8 @@ impl StandardResponses {
 impl Modify for StandardResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let admin = path.starts_with("/api/v1/admin/") && !path.starts_with("/api/v1/admin/incident");
+            let admin =
+                path.starts_with("/api/v1/admin/") && !path.starts_with("/api/v1/admin/incident");
             let ops = [
                 (&mut item.get, false),
                 (&mut item.post, true),

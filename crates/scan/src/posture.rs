@@ -447,7 +447,12 @@ pub fn check(
 }
 
 /// Lockdowns in force, drills and the response plan.
-fn incident(i: &IncidentFacts, now: OffsetDateTime, out: &mut Vec<Finding>, passed: &mut Vec<String>) {
+fn incident(
+    i: &IncidentFacts,
+    now: OffsetDateTime,
+    out: &mut Vec<Finding>,
+    passed: &mut Vec<String>,
+) {
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     if let Some((id, since)) = &i.lockdown {
         out.push(Finding::new(

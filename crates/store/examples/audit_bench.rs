@@ -47,6 +47,7 @@ fn event(i: u64, at: i64) -> Event {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
         request_id: Some(format!("{i:016x}")),
         cross_site: false,
+        drill: None,
     })
     .field("data.record_ids", vec![format!("rec_{i:032x}")])
     .field("data.count", 1)

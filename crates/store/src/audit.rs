@@ -146,8 +146,18 @@ fn filter_sql(q: &EventQuery) -> Result<(String, Vec<Arg>), StoreError> {
     }
     // A fixed fragment: the drill mark as the fields' JSON holds its name.
     match q.drills {
-        Some(true) => push(&mut sql, &mut args, "fields LIKE '%\"labels.drill\"%'", vec![]),
-        Some(false) => push(&mut sql, &mut args, "fields NOT LIKE '%\"labels.drill\"%'", vec![]),
+        Some(true) => push(
+            &mut sql,
+            &mut args,
+            "fields LIKE '%\"labels.drill\"%'",
+            vec![],
+        ),
+        Some(false) => push(
+            &mut sql,
+            &mut args,
+            "fields NOT LIKE '%\"labels.drill\"%'",
+            vec![],
+        ),
         None => {}
     }
     match q.data_access {

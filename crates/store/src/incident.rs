@@ -170,26 +170,30 @@ impl IncidentStore for SqlStore {
                  (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
             ),
         };
-        let mut ended = Ended::default();
-        ended.sessions = sqlx::query(sessions)
+        let sessions = sqlx::query(sessions)
             .bind(who.clone())
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
-        ended.api_keys = sqlx::query(keys)
+        let api_keys = sqlx::query(keys)
             .bind(who.clone())
             .bind(i.started_at.millis())
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
-        ended.pending_sign_ins = sqlx::query(pending)
+        let pending_sign_ins = sqlx::query(pending)
             .bind(who)
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
+        let ended = Ended {
+            sessions,
+            api_keys,
+            pending_sign_ins,
+        };
         tx.commit().await.map_err(backend)?;
         Ok(ended)
     }
@@ -256,11 +260,7 @@ impl IncidentStore for SqlStore {
             == 1)
     }
 
-    async fn sign_in_suspended(
-        &self,
-        account: &AccountId,
-        role: Role,
-    ) -> Result<bool, StoreError> {
+    async fn sign_in_suspended(&self, account: &AccountId, role: Role) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "SELECT COUNT(*) FROM incidents i WHERE i.lifted_at IS NULL AND (\
              (i.scope = 'deployment' AND $2 <> 'admin') OR \
@@ -334,14 +334,16 @@ impl IncidentStore for SqlStore {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<Option<AccountId>, StoreError> {
-        sqlx::query("SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(now.millis())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(backend)?
-            .map(|r| r.try_get::<String, _>(0).map(AccountId).map_err(get))
-            .transpose()
+        sqlx::query(
+            "SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now.millis())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .map(|r| r.try_get::<String, _>(0).map(AccountId).map_err(get))
+        .transpose()
     }
 
     async fn finish_password_reset(
@@ -432,13 +434,15 @@ impl IncidentStore for SqlStore {
     }
 
     async fn delete_drill_account(&self, account: &AccountId) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND role = 'member'")
-            .bind(account.as_str())
-            .execute(self.pool())
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            == 1)
+        Ok(
+            sqlx::query("DELETE FROM accounts WHERE id = $1 AND role = 'member'")
+                .bind(account.as_str())
+                .execute(self.pool())
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                == 1,
+        )
     }
 
     async fn last_drill(&self) -> Result<Option<(String, Timestamp, String)>, StoreError> {

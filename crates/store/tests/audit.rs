@@ -38,6 +38,7 @@ fn event(i: u64) -> Event {
         user_agent: Some("test-agent".into()),
         request_id: Some(format!("req-{i}")),
         cross_site: false,
+        drill: None,
     })
     .field("n", i)
 }

@@ -231,9 +231,8 @@ pub struct Checked {
 
 /// Checks a bundle with the audit public key (`origin+id+base64`).
 pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<Checked> {
-    let read = |name: &str| {
-        std::fs::read(dir.join(name)).with_context(|| format!("cannot read {name}"))
-    };
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("cannot read {name}"));
     let note = String::from_utf8(read(MANIFEST)?).context("MANIFEST is not text")?;
     let text = rampart_crypto::audit::verify_note(&note, public_key).map_err(|e| {
         anyhow::anyhow!("MANIFEST is not signed by this audit key ({e}): the bundle was changed or made by another deployment")
@@ -265,13 +264,22 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
     let proofs = String::from_utf8(read("proofs.ndjson")?).context("proofs.ndjson is not text")?;
     let lines: Vec<&str> = proofs.lines().filter(|l| !l.is_empty()).collect();
     if lines.len() as u64 != manifest.proven {
-        bail!("proofs.ndjson holds {} proofs, the manifest says {}", lines.len(), manifest.proven);
+        bail!(
+            "proofs.ndjson holds {} proofs, the manifest says {}",
+            lines.len(),
+            manifest.proven
+        );
     }
     for (i, line) in lines.iter().enumerate() {
         let p: proof::Proof = serde_json::from_str(line)
             .with_context(|| format!("proof {} is not a proof", i + 1))?;
         proof::check(&p, public_key).map_err(|e| {
-            anyhow::anyhow!("proof {} (event {} of chain {}) does not check: {e}", i + 1, p.seq, p.node)
+            anyhow::anyhow!(
+                "proof {} (event {} of chain {}) does not check: {e}",
+                i + 1,
+                p.seq,
+                p.node
+            )
         })?;
         progress.step("proofs checked", i as u64 + 1, lines.len() as u64);
     }

@@ -9,7 +9,11 @@ use crate::support::*;
 
 /// Runs `rampart drill` against `s` (off the test's runtime, which serves
 /// `s` meanwhile).
-async fn drill(s: &TestServer, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+async fn drill(
+    s: &TestServer,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let target = format!("https://127.0.0.1:{}", s.port());
     let mut all: Vec<String> = vec![
         "drill".into(),
@@ -19,8 +23,14 @@ async fn drill(s: &TestServer, args: &[&str], env: &[(&str, &str)]) -> (Option<i
         s.data_dir().to_str().unwrap().to_owned(),
     ];
     all.extend(args.iter().map(|a| (*a).to_owned()));
-    let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    env.push(("RAMPART_INCIDENT__DRILL_TARGETS".into(), format!("[\"{target}\"]")));
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.push((
+        "RAMPART_INCIDENT__DRILL_TARGETS".into(),
+        format!("[\"{target}\"]"),
+    ));
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -37,7 +47,13 @@ async fn a_drill_against_a_fresh_instance_blocks_or_alerts_every_scenario_and_cl
     let html = s.dir.path().join("drill.html");
     let (code, out, err) = drill(
         &s,
-        &["--json", "--html", html.to_str().unwrap(), "--wait-secs", "15"],
+        &[
+            "--json",
+            "--html",
+            html.to_str().unwrap(),
+            "--wait-secs",
+            "15",
+        ],
         &[],
     )
     .await;
@@ -80,7 +96,10 @@ async fn a_drill_against_a_fresh_instance_blocks_or_alerts_every_scenario_and_cl
     // Its events are marked and left out of the counts.
     let id = report["drill"].as_str().unwrap();
     let marked: Value = s
-        .get_auth(&format!("/api/v1/admin/events?q={id}&drills=only&limit=500"), &admin)
+        .get_auth(
+            &format!("/api/v1/admin/events?q={id}&drills=only&limit=500"),
+            &admin,
+        )
         .await
         .json()
         .await
@@ -106,7 +125,11 @@ async fn a_drill_against_a_fresh_instance_blocks_or_alerts_every_scenario_and_cl
     s.clock.advance(std::time::Duration::from_secs(1));
     let all = failures("&drills=include").await;
     assert!(all >= 10, "{all}");
-    assert_eq!(failures("").await, 0, "drill failures are not real statistics");
+    assert_eq!(
+        failures("").await,
+        0,
+        "drill failures are not real statistics"
+    );
     let completed: Value = s
         .get_auth("/api/v1/admin/events?type=drill.completed", &admin)
         .await
@@ -136,7 +159,13 @@ async fn a_rule_turned_off_scores_its_scenario_lower_and_says_why() {
     let s = TestServer::with(opts).await;
     let (code, out, err) = drill(
         &s,
-        &["--json", "--scenario", "session-reuse,injection", "--wait-secs", "4"],
+        &[
+            "--json",
+            "--scenario",
+            "session-reuse,injection",
+            "--wait-secs",
+            "4",
+        ],
         &off,
     )
     .await;
@@ -145,7 +174,10 @@ async fn a_rule_turned_off_scores_its_scenario_lower_and_says_why() {
     assert_eq!(reuse["scenario"], "session-reuse");
     assert_eq!(reuse["outcome"], "logged", "{reuse:#}");
     let why = reuse["why"].as_str().unwrap();
-    assert!(why.contains("rampart-session-second-place is turned off"), "{why}");
+    assert!(
+        why.contains("rampart-session-second-place is turned off"),
+        "{why}"
+    );
     assert_eq!(report["scenarios"][1]["outcome"], "blocked");
     assert_eq!(code, Some(3), "a scenario only logged fails the drill");
 }

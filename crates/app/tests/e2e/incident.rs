@@ -78,12 +78,20 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     // A lockdown needs a fresh step-up and a reason.
     s.clock.advance(Duration::from_secs(700));
     let r = s
-        .post_auth("/api/v1/admin/incident/lockdown", &admin, json!({"reason": "x"}))
+        .post_auth(
+            "/api/v1/admin/incident/lockdown",
+            &admin,
+            json!({"reason": "x"}),
+        )
         .await;
     problem(r, 403, "step_up_required").await;
     s.step_up("owner@example.com", &admin).await;
     let r = s
-        .post_auth("/api/v1/admin/incident/lockdown", &admin, json!({"reason": "  "}))
+        .post_auth(
+            "/api/v1/admin/incident/lockdown",
+            &admin,
+            json!({"reason": "  "}),
+        )
         .await;
     problem(r, 422, "invalid_incident").await;
 
@@ -118,7 +126,12 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     assert_eq!(status["locked_down"], false);
 
     // The lockdown.
-    let keys_before: Value = s.get_auth("/api/v1/admin/keys", &admin).await.json().await.unwrap();
+    let keys_before: Value = s
+        .get_auth("/api/v1/admin/keys", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     let r = s
         .post_auth(
             "/api/v1/admin/incident/lockdown",
@@ -154,11 +167,18 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     problem(r, 401, "invalid_credentials").await;
     lockdown_header(&s, &admin, true).await;
     // The data keys were rotated.
-    let keys_after: Value = s.get_auth("/api/v1/admin/keys", &admin).await.json().await.unwrap();
+    let keys_after: Value = s
+        .get_auth("/api/v1/admin/keys", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_ne!(keys_before, keys_after);
 
     // Administrative changes are frozen but for the incident's own.
-    let r = s.post_auth("/api/v1/admin/invites", &admin, json!({})).await;
+    let r = s
+        .post_auth("/api/v1/admin/invites", &admin, json!({}))
+        .await;
     problem(r, 423, "lockdown_frozen").await;
     let r = s
         .post_auth(
@@ -214,9 +234,15 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     problem(r, 404, "not_found").await;
     // The lockdown, and the two refused (no reason; one in force already).
     let lockdowns = actions_in_trail(&s, &admin, "incident.lockdown").await;
-    let outcomes: Vec<&str> = lockdowns.iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = lockdowns
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["failure", "success", "failure"], "{lockdowns:?}");
-    assert_eq!(actions_in_trail(&s, &admin, "incident.lifted").await.len(), 1);
+    assert_eq!(
+        actions_in_trail(&s, &admin, "incident.lifted").await.len(),
+        1
+    );
 }
 
 /// The code in the newest "Choose a new password" message to `email`.
@@ -225,14 +251,17 @@ async fn reset_code(s: &TestServer, email: &str) -> String {
         let text = std::fs::read_to_string(s.data_dir().join("outbox.log")).unwrap_or_default();
         let code = text
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m.to_string().contains(email) && m.to_string().contains("Choose a new password"))
+            .filter(|m| {
+                m.to_string().contains(email) && m.to_string().contains("Choose a new password")
+            })
             .filter_map(|m| {
                 let body = m.to_string();
                 let start = body.find("hours):\\n\\n")? + "hours):\\n\\n".len();
                 Some(body[start..start + 43].to_owned())
             })
-            .last();
+            .next();
         if let Some(c) = code {
             return c;
         }
@@ -242,7 +271,8 @@ async fn reset_code(s: &TestServer, email: &str) -> String {
 }
 
 #[tokio::test]
-async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_takes_the_mailed_code() {
+async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_takes_the_mailed_code()
+{
     let s = TestServer::start().await;
     let admin = s.admin().await;
     let victim = s.user("victim@example.com").await;
@@ -335,7 +365,8 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
         .post_auth("/api/v1/admin/incident/lift", &admin, json!({"id": id}))
         .await;
     assert_eq!(r.status(), 200);
-    s.login("victim@example.com", "Quartz-lantern-Meadow-7391").await;
+    s.login("victim@example.com", "Quartz-lantern-Meadow-7391")
+        .await;
     let r = s
         .post(
             "/api/v1/auth/login",
@@ -391,7 +422,12 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
         let req = p.client.post(p.url(path)).json(&body);
         async move { req.send().await.unwrap() }
     };
-    let r = post(&a, "/api/v1/auth/register", json!({"email": "staff@example.com", "password": STRONG})).await;
+    let r = post(
+        &a,
+        "/api/v1/auth/register",
+        json!({"email": "staff@example.com", "password": STRONG}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let login = |p: &Proc, email: &'static str| {
         let req = p
@@ -415,7 +451,15 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
 
     // The dry run changes nothing.
     let (code, out, err) = pg_cli(
-        &["incident", "lockdown", "--reason", "drill of the drill", "--break-glass", "boss@example.com", "--dry-run"],
+        &[
+            "incident",
+            "lockdown",
+            "--reason",
+            "drill of the drill",
+            "--break-glass",
+            "boss@example.com",
+            "--dry-run",
+        ],
         &data,
         &url,
     );
@@ -430,7 +474,14 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
 
     // The lockdown, from the command line: every node refuses at once.
     let (code, out, err) = pg_cli(
-        &["incident", "lockdown", "--reason", "credentials leaked", "--break-glass", "boss@example.com"],
+        &[
+            "incident",
+            "lockdown",
+            "--reason",
+            "credentials leaked",
+            "--break-glass",
+            "boss@example.com",
+        ],
         &data,
         &url,
     );
@@ -440,7 +491,11 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
         for t in [&staff_a, &staff_b] {
             assert_eq!(me(p, t).await.status(), 401);
         }
-        assert_eq!(me(p, &boss).await.status(), 200, "the break-glass session lives");
+        assert_eq!(
+            me(p, &boss).await.status(),
+            200,
+            "the break-glass session lives"
+        );
         let r = login(p, "staff@example.com").await;
         assert_eq!(r.status(), 403);
         let v: Value = r.json().await.unwrap();
@@ -451,7 +506,11 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
     for p in [&a, &b] {
         let mut seen = false;
         for _ in 0..50 {
-            if me(p, &boss).await.headers().contains_key("rampart-lockdown") {
+            if me(p, &boss)
+                .await
+                .headers()
+                .contains_key("rampart-lockdown")
+            {
                 seen = true;
                 break;
             }
@@ -466,7 +525,9 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
     let findings = report["findings"].as_array().unwrap();
     assert!(
-        findings.iter().any(|f| f["check"] == "ops.lockdown" && f["severity"] == "warning"),
+        findings
+            .iter()
+            .any(|f| f["check"] == "ops.lockdown" && f["severity"] == "warning"),
         "{findings:?}"
     );
 
@@ -526,12 +587,23 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
         None,
     );
     assert_eq!(code, Some(0), "{err}");
-    let bundle = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let bundle = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert!(stdout.contains(&bundle.display().to_string()), "{stdout}");
     let key = data.join("audit.pub");
     let verify = |dir: &std::path::Path| {
         rampart_run(
-            &["incident", "verify-bundle", dir.to_str().unwrap(), "--key", key.to_str().unwrap()],
+            &[
+                "incident",
+                "verify-bundle",
+                dir.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
             None,
         )
     };
@@ -620,9 +692,18 @@ async fn the_response_plan_is_written_once_and_served_to_administrators() {
     assert!(out.contains("incident-plan.md"), "{out}");
     let r = s.get_auth("/api/v1/admin/incident/plan", &admin).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
     let plan = r.text().await.unwrap();
-    for part in ["Who to call", "The first hour", "Evidence to keep", "72 hours", "rampart incident lockdown"] {
+    for part in [
+        "Who to call",
+        "The first hour",
+        "Evidence to keep",
+        "72 hours",
+        "rampart incident lockdown",
+    ] {
         assert!(plan.contains(part), "{part}");
     }
     // Only administrators read it; an existing plan is never overwritten
@@ -633,37 +714,60 @@ async fn the_response_plan_is_written_once_and_served_to_administrators() {
     let (code, _, err) = init(false).await.unwrap();
     assert_eq!(code, Some(1));
     assert!(err.contains("exists already"), "{err}");
-    assert_eq!(std::fs::read_to_string(data.join("incident-plan.md")).unwrap(), "# Our plan\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("incident-plan.md")).unwrap(),
+        "# Our plan\n"
+    );
     let (code, _, _) = init(true).await.unwrap();
     assert_eq!(code, Some(0));
-    assert!(std::fs::read_to_string(data.join("incident-plan.md")).unwrap().contains("72 hours"));
+    assert!(std::fs::read_to_string(data.join("incident-plan.md"))
+        .unwrap()
+        .contains("72 hours"));
 }
 
 #[tokio::test]
 async fn drills_are_overdue_after_the_period_and_not_after_a_drill() {
-    use rampart_core::incident::IncidentStore;
     let s = TestServer::start().await;
     s.user("someone@example.com").await;
     let store = s.running().auth.store().clone();
     let now = rampart_core::Clock::now(s.clock.as_ref());
     let day = Duration::from_secs(86_400);
     // Before any drill, the period runs from the trail's first event.
-    assert_eq!(rampart::incident::drill_overdue(store.as_ref(), 90, now).await.unwrap(), None);
+    assert_eq!(
+        rampart::incident::drill_overdue(store.as_ref(), 90, now)
+            .await
+            .unwrap(),
+        None
+    );
     let later = now.plus(day * 91);
     assert_eq!(
-        rampart::incident::drill_overdue(store.as_ref(), 90, later).await.unwrap(),
+        rampart::incident::drill_overdue(store.as_ref(), 90, later)
+            .await
+            .unwrap(),
         Some(91)
     );
-    assert_eq!(rampart::incident::drill_overdue(store.as_ref(), 0, later).await.unwrap(), None);
+    assert_eq!(
+        rampart::incident::drill_overdue(store.as_ref(), 0, later)
+            .await
+            .unwrap(),
+        None
+    );
     // A drill resets it.
-    store.begin_drill("drill_t", "h", later, later.plus(day)).await.unwrap();
+    store
+        .begin_drill("drill_t", "h", later, later.plus(day))
+        .await
+        .unwrap();
     store.end_drill("drill_t", later, "{}").await.unwrap();
     assert_eq!(
-        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 10)).await.unwrap(),
+        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 10))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 95)).await.unwrap(),
+        rampart::incident::drill_overdue(store.as_ref(), 90, later.plus(day * 95))
+            .await
+            .unwrap(),
         Some(95)
     );
 }

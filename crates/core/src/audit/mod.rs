@@ -598,7 +598,11 @@ pub fn known_actions() -> Vec<String> {
     all.extend(writer::OWN_ACTIONS.iter().map(|a| (*a).to_owned()));
     all.extend(crate::alerts::ACTIONS.iter().map(|a| (*a).to_owned()));
     all.extend(backup_actions::ALL.iter().map(|a| (*a).to_owned()));
-    all.extend(crate::incident::actions::ALL.iter().map(|a| (*a).to_owned()));
+    all.extend(
+        crate::incident::actions::ALL
+            .iter()
+            .map(|a| (*a).to_owned()),
+    );
     all
 }
 

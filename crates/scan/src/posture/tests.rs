@@ -319,9 +319,15 @@ fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
         plan_present: false,
     });
     let (out, _, _) = run(&f, 1_000 * DAY);
-    let find = |check: &str, sev: Severity| out.iter().filter(|o| o.check == check && o.severity == sev).count();
+    let find = |check: &str, sev: Severity| {
+        out.iter()
+            .filter(|o| o.check == check && o.severity == sev)
+            .count()
+    };
     assert_eq!(find("ops.lockdown", Severity::Warning), 1, "{out:#?}");
-    assert!(out.iter().any(|o| o.title.contains("inc_1") && o.title.contains("2 hours")));
+    assert!(out
+        .iter()
+        .any(|o| o.title.contains("inc_1") && o.title.contains("2 hours")));
     assert_eq!(find("ops.lockdown", Severity::Info), 1);
     assert_eq!(find("ops.drill", Severity::Warning), 1);
     assert!(out.iter().any(|o| o.title.contains("200 days")));
@@ -329,7 +335,9 @@ fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
     // Never drilled: advice; no reminder configured: nothing.
     f.incident.as_mut().unwrap().last_drill_ms = None;
     let (out, _, _) = run(&f, 1_000 * DAY);
-    assert!(out.iter().any(|o| o.check == "ops.drill" && o.severity == Severity::Info));
+    assert!(out
+        .iter()
+        .any(|o| o.check == "ops.drill" && o.severity == Severity::Info));
     f.incident.as_mut().unwrap().drill_every_days = 0;
     let (out, _, _) = run(&f, 1_000 * DAY);
     assert!(!out.iter().any(|o| o.check == "ops.drill"));
