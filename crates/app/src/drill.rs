@@ -551,27 +551,40 @@ impl Run<'_> {
             Ok(blocks) => {
                 let ours = format!("127.{}.", self.b);
                 for b in blocks.iter().filter(|b| b.network.starts_with(&ours)) {
-                    if let Err(e) = store.lift_block(&b.id, now).await {
-                        problems.push(format!("the block of {}: {e}", b.network));
+                    match store.lift_block(&b.id, now).await {
+                        Ok(_) => {
+                            self.svc
+                                .auth
+                                .record_event(
+                                    rampart_core::events::EventKind::BlockRemoved,
+                                    rampart_core::events::Outcome::Success,
+                                    Some(&b.id),
+                                    None,
+                                    &self.meta(),
+                                )
+                                .await
+                        }
+                        Err(e) => problems.push(format!("the block of {}: {e}", b.network)),
                     }
                 }
             }
             Err(e) => problems.push(format!("the blocks: {e}")),
         }
-        let mut unresolved = Vec::new();
-        for status in [AlertStatus::Open, AlertStatus::Acknowledged] {
-            match store
-                .alerts(&AlertQuery {
-                    status: Some(status),
-                    limit: 500,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(a) => unresolved.extend(a),
-                Err(e) => problems.push(format!("the alerts: {e}")),
+        // Open alerts only: one a person acknowledged is theirs to close.
+        let unresolved = match store
+            .alerts(&AlertQuery {
+                status: Some(AlertStatus::Open),
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(format!("the alerts: {e}"));
+                Vec::new()
             }
-        }
+        };
         let ours = format!("127.{}.", self.b);
         for a in &unresolved {
             // Only the drill's: by its addresses or accounts, or when
@@ -585,11 +598,23 @@ impl Run<'_> {
                     && self.drill_evidence(&a.evidence).await);
             if mine {
                 let by = format!("drill:{}", self.id);
-                if let Err(e) = store
+                match store
                     .set_alert_status(&a.id, AlertStatus::Resolved, &by, now)
                     .await
                 {
-                    problems.push(format!("the alert {}: {e}", a.id));
+                    Ok(_) => {
+                        self.svc
+                            .auth
+                            .record_security(
+                                Event::new(now, "alert.resolved", Category::Process, SUCCESS)
+                                    .meta(&self.meta())
+                                    .object(&a.id)
+                                    .rule(&a.rule_id)
+                                    .user(Some(&by)),
+                            )
+                            .await
+                    }
+                    Err(e) => problems.push(format!("the alert {}: {e}", a.id)),
                 }
             }
         }
@@ -598,7 +623,8 @@ impl Run<'_> {
 
     /// Whether every event named (`node:seq`) is this drill's.
     async fn drill_evidence(&self, evidence: &[String]) -> bool {
-        if evidence.is_empty() {
+        // A full list may have dropped older evidence, someone else's.
+        if evidence.is_empty() || evidence.len() >= rampart_core::alerts::MAX_EVIDENCE {
             return false;
         }
         for e in evidence {
@@ -745,8 +771,11 @@ pub async fn run(
         scored,
     );
     let json = serde_json::to_string(&report)?;
-    if failure.is_none() {
-        svc.store.end_drill(&id, ended, &json).await?;
+    // Ended whatever happened, so its token is honoured no longer; only a
+    // drill that ran whole keeps its report (the last drill's score).
+    let stored = if failure.is_none() { json.as_str() } else { "" };
+    if let Err(e) = svc.store.end_drill(&id, ended, stored).await {
+        tracing::warn!(error = %e, "cannot mark the drill ended");
     }
     svc.auth
         .record_security(

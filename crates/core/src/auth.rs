@@ -690,7 +690,11 @@ impl AuthService {
         display_name: Option<String>,
         invite: Option<&SecretString>,
     ) -> Result<Account, Error> {
-        if self.config.registration == RegistrationMode::Closed {
+        // A deployment lockdown closes registration too: nobody new while
+        // an incident is handled.
+        if self.config.registration == RegistrationMode::Closed
+            || self.deployment_lockdown().await?.is_some()
+        {
             return Err(Error::RegistrationClosed);
         }
         if self.config.registration == RegistrationMode::Invite && invite.is_none() {
@@ -828,6 +832,10 @@ impl AuthService {
                 Err(Error::InvalidCredentials)
             }
             Verification::Match { needs_rehash } => {
+                // An incident that keeps the account out answers exactly
+                // like a wrong password, and the attempt stays counted:
+                // a lockdown confirms no password.
+                self.refuse_suspended(&account, meta).await?;
                 // The attempt was counted in advance; a success forgets it
                 // and the failures before it, unless guesses were counted
                 // meanwhile: those stay.
@@ -849,7 +857,6 @@ impl AuthService {
                         Err(e) => tracing::warn!(error = %e, "password re-hash skipped"),
                     }
                 }
-                self.refuse_suspended(&account, meta).await?;
                 if account.has_mfa {
                     // Right password; the session waits for a second factor.
                     let pending = self.begin_mfa(&account, &current_hash).await?;
@@ -945,6 +952,9 @@ impl AuthService {
                 Ok(Some(Err(Error::InvalidCredentials)))
             }
             Verification::Match { .. } => {
+                if let Err(e) = self.refuse_suspended(&account, meta).await {
+                    return Ok(Some(Err(e)));
+                }
                 let key = login_key(Some(&parsed), email);
                 self.store.clear_login_failures(&key).await?;
                 self.store.delete_unlock_tokens(&account.id).await?;
@@ -956,7 +966,6 @@ impl AuthService {
                     meta,
                 )
                 .await;
-                self.refuse_suspended(&account, meta).await?;
                 if account.has_mfa {
                     let pending = self.begin_mfa(&account, &hash).await?;
                     return Ok(Some(Ok(LoginOutcome::MfaRequired(pending))));

@@ -104,8 +104,8 @@ pub enum Error {
     LockdownInForce,
     #[error("administrative changes are frozen by the lockdown")]
     LockdownFrozen,
-    #[error("sign-in is suspended by an incident")]
-    SignInSuspended,
+    #[error("only the break-glass administrator handles the incident")]
+    BreakGlassOnly,
     #[error("reset code invalid, used or expired")]
     InvalidResetToken,
     #[error("database unavailable: {0}")]

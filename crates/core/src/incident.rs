@@ -242,6 +242,9 @@ pub struct LockdownReport {
     pub keys_rotated: Vec<String>,
     pub sign_in: &'static str,
     pub admin_writes_frozen: bool,
+    /// What could not be done once the lockdown was in force (it holds
+    /// regardless): a reset or the key rotation that failed.
+    pub problems: Vec<String>,
 }
 
 /// The signed record of an incident's start.
@@ -386,12 +389,33 @@ impl Incidents {
             return Err(Error::LockdownInForce);
         }
         let ids: Vec<AccountId> = accounts.iter().map(|a| a.id.clone()).collect();
-        let password_resets = self
+        let mut password_resets = self
             .select(&order.reset_passwords, scope, &accounts, bg)
             .await?;
         let mfa_resets = self
             .select(&order.reenrol_mfa, scope, &accounts, bg)
             .await?;
+        // An administrator whose factors are removed while administrators
+        // may still sign in would be one stolen password away from an
+        // attacker's own factor: their password is reset too.
+        for a in &mfa_resets {
+            if a.role == Role::Admin && !password_resets.iter().any(|p| p.id == a.id) {
+                password_resets.push(a.clone());
+            }
+        }
+        if scope == Scope::Accounts {
+            if let Some(lockdown) = self.lockdown().await? {
+                if lockdown
+                    .break_glass
+                    .as_ref()
+                    .is_some_and(|b| accounts.iter().any(|a| &a.id == b))
+                {
+                    return Err(invalid(
+                        "the break-glass administrator cannot be locked out while the deployment is locked down",
+                    ));
+                }
+            }
+        }
         let keys_rotated = if scope == Scope::Deployment {
             self.data
                 .collections()
@@ -416,10 +440,13 @@ impl Incidents {
             mfa_resets: emails(&mfa_resets),
             keys_rotated,
             sign_in: match scope {
-                Scope::Deployment => "administrators only",
+                Scope::Deployment => {
+                    "administrators only; only the break-glass one acts on the incident"
+                }
                 Scope::Accounts => "refused to these accounts",
             },
             admin_writes_frozen: scope == Scope::Deployment,
+            problems: Vec::new(),
         };
         if order.dry_run {
             return Ok(report);
@@ -474,8 +501,21 @@ impl Incidents {
                     .field("incident.pending_sign_ins_ended", ended.pending_sign_ins),
             )
             .await;
-        for a in &password_resets {
-            self.force_reset(a, &id).await?;
+        // The lockdown holds from here on: what follows is done as far as
+        // it can be, and what failed is reported, not taken for a refusal.
+        if !password_resets.is_empty() {
+            match self.unusable_hash().await {
+                Ok(unusable) => {
+                    for a in &password_resets {
+                        if let Err(e) = self.force_reset(a, &id, &unusable).await {
+                            report
+                                .problems
+                                .push(format!("password reset of {}: {e}", a.email.as_str()));
+                        }
+                    }
+                }
+                Err(e) => report.problems.push(format!("password resets: {e}")),
+            }
         }
         for a in &mfa_resets {
             match self
@@ -484,17 +524,21 @@ impl Incidents {
                 .await
             {
                 Ok(()) | Err(Error::SelfReset) => {}
-                Err(e) => return Err(e),
+                Err(e) => report
+                    .problems
+                    .push(format!("second-factor reset of {}: {e}", a.email.as_str())),
             }
         }
         if scope == Scope::Deployment {
-            report.keys_rotated = self
-                .data
-                .rotate_data_keys()
-                .await?
-                .into_iter()
-                .map(|(c, _)| c)
-                .collect();
+            match self.data.rotate_data_keys().await {
+                Ok(rotated) => report.keys_rotated = rotated.into_iter().map(|(c, _)| c).collect(),
+                Err(e) => {
+                    report.keys_rotated.clear();
+                    report
+                        .problems
+                        .push(format!("data key rotation: {e}; run `rampart keys rotate`"))
+                }
+            }
         }
         Ok(report)
     }
@@ -577,13 +621,17 @@ impl Incidents {
 
     /// The password stops working now; the owner is mailed a code to
     /// choose a new one.
-    async fn force_reset(&self, account: &Account, incident: &str) -> Result<(), Error> {
-        let unusable = self.unusable_hash().await?;
+    async fn force_reset(
+        &self,
+        account: &Account,
+        incident: &str,
+        unusable: &str,
+    ) -> Result<(), Error> {
         let code = rampart_crypto::random_token(self.auth.entropy().as_ref(), 32);
         let expires = self.auth.clock().now().plus(RESET_TTL);
         self.auth
             .store()
-            .force_password_reset(&account.id, &unusable, &TokenHash::of(&code).0, expires)
+            .force_password_reset(&account.id, unusable, &TokenHash::of(&code).0, expires)
             .await?;
         self.auth.send_notice(
             account,
@@ -668,24 +716,43 @@ impl AuthService {
                 meta,
             )
             .await;
-            return Err(Error::SignInSuspended);
+            // The answer to a wrong password: whoever tries stolen
+            // passwords during a lockdown learns nothing of them.
+            return Err(Error::InvalidCredentials);
         }
         Ok(())
     }
 
-    /// Refuses an administrative write while a deployment lockdown is in
-    /// force (the incident's own actions do not ask).
-    pub async fn refuse_frozen(&self) -> Result<(), Error> {
-        if self
+    /// The deployment lockdown in force, if any.
+    pub async fn deployment_lockdown(&self) -> Result<Option<Incident>, Error> {
+        Ok(self
             .store()
             .incidents_in_force()
             .await?
-            .iter()
-            .any(|i| i.scope == Scope::Deployment)
-        {
+            .into_iter()
+            .find(|i| i.scope == Scope::Deployment))
+    }
+
+    /// Refuses an administrative write while a deployment lockdown is in
+    /// force (the incident's own actions ask [`Self::refuse_unless_break_glass`]).
+    pub async fn refuse_frozen(&self) -> Result<(), Error> {
+        if self.deployment_lockdown().await?.is_some() {
             return Err(Error::LockdownFrozen);
         }
         Ok(())
+    }
+
+    /// Refuses the incident's own actions (lifting, lockdowns, blocks,
+    /// alerts, revoking keys, resetting factors) to anyone but the
+    /// break-glass administrator while a deployment lockdown is in force:
+    /// other administrators may sign in and look, but a stolen
+    /// administrator's sign-in cannot undo the lockdown. With no
+    /// break-glass administrator, only the command line acts.
+    pub async fn refuse_unless_break_glass(&self, account: &Account) -> Result<(), Error> {
+        match self.deployment_lockdown().await? {
+            Some(i) if i.break_glass.as_ref() != Some(&account.id) => Err(Error::BreakGlassOnly),
+            _ => Ok(()),
+        }
     }
 
     /// Finishes a password reset an incident forced: the code is spent,

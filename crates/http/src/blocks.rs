@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, IncidentWrite, JsonBody, Meta};
+use crate::extract::{Admin, IncidentWrite, JsonBody, Meta};
 use crate::guard::BlockError;
 use crate::routes::path_id;
 use crate::state::AppState;
@@ -159,7 +159,7 @@ pub async fn list_blocks(
         (status = 403, description = "Not an administrator, or no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_block(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<StatusCode, ApiError> {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, Caller, JsonBody, Meta};
+use crate::extract::{Admin, AdminWrite, Caller, IncidentWrite, JsonBody, Meta};
 use crate::routes::path_id;
 use crate::state::AppState;
 
@@ -607,7 +607,7 @@ pub async fn list_api_keys(
         (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     Meta(meta): Meta,
     id: Result<Path<String>, PathRej>,
 ) -> Result<StatusCode, ApiError> {

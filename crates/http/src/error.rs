@@ -168,15 +168,17 @@ impl From<CoreError> for ApiError {
                 "A lockdown is in force",
                 "The deployment is locked down already: see GET /api/v1/admin/incident, and lift it before starting another.",
             ),
+            CoreError::BreakGlassOnly => ApiError::new(
+                S::LOCKED,
+                "break_glass_only",
+                "Only the break-glass administrator",
+                "While the deployment is locked down, only its break-glass administrator (or the server's command line) handles the incident: lifting it, lockdowns, blocks, alerts, revoking keys and resetting factors.",
+            ),
             CoreError::LockdownFrozen => ApiError::new(
                 S::LOCKED,
                 "lockdown_frozen",
                 "Frozen by the lockdown",
                 "Administrative changes are frozen while the deployment is locked down. The incident's own actions still work: account lockdowns, adding blocks, working alerts, and lifting the lockdown (POST /api/v1/admin/incident/lift).",
-            ),
-            CoreError::SignInSuspended => ApiError::forbidden(
-                "sign_in_suspended",
-                "Sign-in to this account is suspended while a security incident is handled. Your administrator will tell you when it is back.",
             ),
             CoreError::InvalidResetToken => ApiError::new(
                 S::BAD_REQUEST,

@@ -273,24 +273,28 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// An administrator's write: an [`IncidentWrite`] that a deployment
-/// lockdown freezes (423 `lockdown_frozen`).
+/// An administrator's write: an [`Admin`] whose session stepped up
+/// recently, which a deployment lockdown freezes (423 `lockdown_frozen`).
 pub struct AdminWrite(pub Authed);
 
 impl FromRequestParts<AppState> for AdminWrite {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let IncidentWrite(authed) = IncidentWrite::from_request_parts(parts, state).await?;
+        let Admin(authed) = Admin::from_request_parts(parts, state).await?;
+        if !state.auth.step_up_fresh(&authed.session) {
+            return Err(rampart_core::Error::StepUpRequired.into());
+        }
         state.auth.refuse_frozen().await?;
         Ok(AdminWrite(authed))
     }
 }
 
-/// An administrator's write that a lockdown leaves open, because it is
-/// how an incident is handled (lockdowns and lifting them, adding
-/// blocks, working alerts): an [`Admin`] whose session stepped up
-/// recently.
+/// An administrator's write that is how an incident is handled
+/// (lockdowns and lifting them, blocks, alerts, revoking API keys,
+/// resetting someone's second factors): an [`Admin`] whose session
+/// stepped up recently; during a deployment lockdown, only its
+/// break-glass administrator (423 `break_glass_only`).
 pub struct IncidentWrite(pub Authed);
 
 impl FromRequestParts<AppState> for IncidentWrite {
@@ -301,6 +305,10 @@ impl FromRequestParts<AppState> for IncidentWrite {
         if !state.auth.step_up_fresh(&authed.session) {
             return Err(rampart_core::Error::StepUpRequired.into());
         }
+        state
+            .auth
+            .refuse_unless_break_glass(&authed.account)
+            .await?;
         Ok(IncidentWrite(authed))
     }
 }

@@ -630,17 +630,21 @@ impl Guard {
     /// Re-reads the blocks, the lockdown and the drills in force.
     pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let locked_down = self
-            .store
-            .incidents_in_force()
-            .await?
-            .iter()
-            .any(|i| i.scope == rampart_core::incident::Scope::Deployment);
-        let drills = self.store.drills_in_force(now).await?;
-        self.incidents.store(Arc::new(IncidentSnapshot {
-            locked_down,
-            drills: drills.into_iter().map(|(id, hash)| (hash, id)).collect(),
-        }));
+        // Read apart from the blocks: a failure here keeps the last
+        // snapshot and never holds the blocks back.
+        let incidents = self.store.incidents_in_force().await;
+        let drills = self.store.drills_in_force(now).await;
+        match (incidents, drills) {
+            (Ok(incidents), Ok(drills)) => self.incidents.store(Arc::new(IncidentSnapshot {
+                locked_down: incidents
+                    .iter()
+                    .any(|i| i.scope == rampart_core::incident::Scope::Deployment),
+                drills: drills.into_iter().map(|(id, hash)| (hash, id)).collect(),
+            })),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot re-read incidents and drills; keeping the last");
+            }
+        }
         let blocks = self.store.active_blocks(now, MAX_BLOCKS).await?;
         if blocks.len() >= MAX_BLOCKS as usize {
             tracing::warn!(

@@ -139,6 +139,9 @@ pub struct LockdownOutcome {
     /// Who may still sign in.
     pub sign_in: String,
     pub admin_writes_frozen: bool,
+    /// What could not be done once the lockdown held (it holds
+    /// regardless): a reset or the key rotation that failed.
+    pub problems: Vec<String>,
 }
 
 impl From<LockdownReport> for LockdownOutcome {
@@ -157,6 +160,7 @@ impl From<LockdownReport> for LockdownOutcome {
             keys_rotated: r.keys_rotated,
             sign_in: r.sign_in.to_owned(),
             admin_writes_frozen: r.admin_writes_frozen,
+            problems: r.problems,
         }
     }
 }

@@ -12,7 +12,7 @@ use rampart_core::{AccountId, Error as CoreError, FactorId};
 use rampart_proto::*;
 
 use crate::error::ApiError;
-use crate::extract::{AdminWrite, Authed, JsonBody, Meta, SteppedUp};
+use crate::extract::{Authed, IncidentWrite, JsonBody, Meta, SteppedUp};
 use crate::routes::{path_id, session_response};
 use crate::state::AppState;
 
@@ -413,7 +413,7 @@ pub async fn regenerate_recovery_codes(
 pub async fn admin_reset(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    AdminWrite(admin): AdminWrite,
+    IncidentWrite(admin): IncidentWrite,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(id)?;

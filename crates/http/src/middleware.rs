@@ -110,9 +110,16 @@ pub async fn frame(State(state): State<AppState>, mut req: Request, next: Next) 
         .headers()
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    // Drills run on the server itself: a token from anywhere else marks
+    // nothing.
+    let from_loopback = ip
+        .as_deref()
+        .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|i| i.is_loopback());
     let drill = req
         .headers()
         .get(DRILL_HEADER)
+        .filter(|_| from_loopback)
         .and_then(|v| v.to_str().ok())
         .and_then(|t| state.guard.drill_of(t));
     req.extensions_mut().insert(RequestContext {

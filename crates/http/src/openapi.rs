@@ -86,8 +86,7 @@ impl StandardResponses {
 impl Modify for StandardResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let admin =
-                path.starts_with("/api/v1/admin/") && !path.starts_with("/api/v1/admin/incident");
+            let admin = path.starts_with("/api/v1/admin/");
             let ops = [
                 (&mut item.get, false),
                 (&mut item.post, true),
@@ -101,7 +100,7 @@ impl Modify for StandardResponses {
                 if admin && write {
                     standard.push((
                         "423",
-                        "Administrative changes are frozen while the deployment is locked down (`lockdown_frozen`)",
+                        "While the deployment is locked down: administrative changes are frozen (`lockdown_frozen`), and the incident's own actions are its break-glass administrator's (`break_glass_only`)",
                     ));
                 }
                 for (status, description) in standard {

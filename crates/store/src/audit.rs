@@ -144,18 +144,21 @@ fn filter_sql(q: &EventQuery) -> Result<(String, Vec<Arg>), StoreError> {
             q.actions.iter().cloned().map(Arg::Text).collect(),
         );
     }
-    // A fixed fragment: the drill mark as the fields' JSON holds its name.
+    // A fixed fragment: the drill mark as the fields' JSON holds it, a
+    // key followed by its colon. Field names are the code's own, and a
+    // value holding the same text is serialised with its quotes escaped
+    // (`\"labels.drill\":`), so no input can look like the mark.
     match q.drills {
         Some(true) => push(
             &mut sql,
             &mut args,
-            "fields LIKE '%\"labels.drill\"%'",
+            "fields LIKE '%\"labels.drill\":%'",
             vec![],
         ),
         Some(false) => push(
             &mut sql,
             &mut args,
-            "fields NOT LIKE '%\"labels.drill\"%'",
+            "fields NOT LIKE '%\"labels.drill\":%'",
             vec![],
         ),
         None => {}

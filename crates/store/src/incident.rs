@@ -245,7 +245,8 @@ impl IncidentStore for SqlStore {
         by: &str,
         record: &str,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let lifted = sqlx::query(
             "UPDATE incidents SET lifted_at = $2, lifted_by = $3, lift_record = $4 \
              WHERE id = $1 AND lifted_at IS NULL",
         )
@@ -253,11 +254,61 @@ impl IncidentStore for SqlStore {
         .bind(at.millis())
         .bind(by)
         .bind(record)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(backend)?
-        .rows_affected()
-            == 1)
+        .rows_affected();
+        if lifted != 1 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        // Whatever the incident kept out and that was made while it held
+        // (only a sign-in racing its start can have made any) ends with
+        // it, instead of coming back to life.
+        let row = sqlx::query("SELECT scope, started_at FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let scope: String = row.try_get(0).map_err(get)?;
+        let started: i64 = row.try_get(1).map_err(get)?;
+        if scope == Scope::Deployment.as_str() {
+            sqlx::query(
+                "DELETE FROM sessions WHERE created_at >= $1 AND account_id IN \
+                 (SELECT id FROM accounts WHERE role <> 'admin')",
+            )
+            .bind(started)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM mfa_pending_logins WHERE account_id IN \
+                 (SELECT id FROM accounts WHERE role <> 'admin')",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        } else {
+            sqlx::query(
+                "DELETE FROM sessions WHERE created_at >= $2 AND account_id IN \
+                 (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
+            )
+            .bind(id)
+            .bind(started)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "DELETE FROM mfa_pending_logins WHERE account_id IN \
+                 (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn sign_in_suspended(&self, account: &AccountId, role: Role) -> Result<bool, StoreError> {
@@ -435,8 +486,9 @@ impl IncidentStore for SqlStore {
 
     async fn delete_drill_account(&self, account: &AccountId) -> Result<bool, StoreError> {
         Ok(
-            sqlx::query("DELETE FROM accounts WHERE id = $1 AND role = 'member'")
+            sqlx::query("DELETE FROM accounts WHERE id = $1 AND role = 'member' AND email LIKE $2")
                 .bind(account.as_str())
+                .bind(format!("%@{}", rampart_core::incident::DRILL_DOMAIN))
                 .execute(self.pool())
                 .await
                 .map_err(backend)?
@@ -448,7 +500,7 @@ impl IncidentStore for SqlStore {
     async fn last_drill(&self) -> Result<Option<(String, Timestamp, String)>, StoreError> {
         sqlx::query(
             "SELECT id, ended_at, report FROM drills WHERE ended_at IS NOT NULL AND report IS NOT NULL \
-             ORDER BY ended_at DESC, id DESC LIMIT 1",
+             AND report <> '' ORDER BY ended_at DESC, id DESC LIMIT 1",
         )
         .fetch_optional(self.pool())
         .await

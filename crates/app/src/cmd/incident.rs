@@ -190,6 +190,9 @@ fn print_report(r: &LockdownReport) {
     println!("  password resets       {}", list(&r.password_resets));
     println!("  second factors reset  {}", list(&r.mfa_resets));
     println!("  data keys rotated     {}", list(&r.keys_rotated));
+    for p in &r.problems {
+        println!("  NOT DONE              {p}");
+    }
     println!(
         "  admin changes         {}",
         if r.admin_writes_frozen {
@@ -427,6 +430,13 @@ fn verify_bundle(args: &VerifyBundleArgs) -> Result<ExitCode> {
                 c.proofs,
                 c.records
             );
+            if c.unproven > 0 {
+                println!(
+                    "NOTE: the newest {} event(s) came after their chain's last signed checkpoint: they have no \
+                     inclusion proof, and rest on the manifest's signature alone.",
+                    c.unproven
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

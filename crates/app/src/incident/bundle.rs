@@ -122,10 +122,19 @@ pub async fn export(
     for (i, e) in events.iter().enumerate() {
         lines.push_str(&format::ecs_line(e));
         lines.push('\n');
-        if let Some(p) = proof::prove(store.as_ref(), &e.node, e.seq).await? {
-            proofs.push_str(&serde_json::to_string(&p)?);
-            proofs.push('\n');
-            proven += 1;
+        // A trail damaged in the database still gets its bundle (that is
+        // when one is needed most): what cannot be proven goes without a
+        // proof, and the check says where.
+        match proof::prove(store.as_ref(), &e.node, e.seq).await {
+            Ok(Some(p)) => {
+                proofs.push_str(&serde_json::to_string(&p)?);
+                proofs.push('\n');
+                proven += 1;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, node = %e.node, seq = e.seq, "event without a proof");
+            }
         }
         progress.step("events proven", i as u64 + 1, total);
     }
@@ -185,8 +194,7 @@ pub async fn export(
         ("alerts.json", serde_json::to_vec_pretty(&alerts)?),
         ("blocks.json", serde_json::to_vec_pretty(&blocks)?),
         ("incidents.json", serde_json::to_vec_pretty(&incidents)?),
-        // Secrets are `SecretString`s, whose Debug is redacted.
-        ("settings.txt", format!("{settings:#?}\n").into_bytes()),
+        ("settings.txt", redacted_settings(settings).into_bytes()),
         ("keys.json", serde_json::to_vec_pretty(&keys)?),
         (
             "audit.pub",
@@ -221,11 +229,93 @@ pub async fn export(
     })
 }
 
+/// The settings in force for an investigator: their `Debug` (every secret
+/// is a `SecretString`, printed redacted), with every URL cut to its
+/// scheme, host and port (a webhook's path or a URL's user part can be a
+/// secret of its own) and the S3 access key id left out.
+pub fn redacted_settings(settings: &Settings) -> String {
+    let text = format!("{settings:#?}\n");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.trim_start().starts_with("access_key_id:") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(indent);
+            out.push_str("access_key_id: \"(redacted)\",\n");
+            continue;
+        }
+        out.push_str(&redact_urls(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// `line` with every `scheme://…` cut to `scheme://host:port/…`.
+fn redact_urls(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | ',' | ')' | ']' | '}' | '\''))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        let shown = match url::Url::parse(&rest[start..end]) {
+            Ok(u) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let host = u.host_str().unwrap_or("");
+                let more = (u.path() != "/" && !u.path().is_empty())
+                    || u.query().is_some()
+                    || !u.username().is_empty()
+                    || u.password().is_some();
+                format!(
+                    "{}://{host}{port}{}",
+                    u.scheme(),
+                    if more { "/(redacted)" } else { "" }
+                )
+            }
+            Err(_) => "(a URL, redacted)".to_owned(),
+        };
+        out.push_str(&shown);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_urls;
+
+    #[test]
+    fn urls_keep_only_their_scheme_host_and_port() {
+        assert_eq!(
+            redact_urls(
+                r#"url: "https://user:pw@hooks.example.com:8443/services/T0/B1/XyZsecret?k=v","#
+            ),
+            r#"url: "https://hooks.example.com:8443/(redacted)","#
+        );
+        assert_eq!(
+            redact_urls("a https://h.example b"),
+            "a https://h.example b"
+        );
+        assert_eq!(
+            redact_urls("[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/a\"]"),
+            "[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/(redacted)\"]"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
+    }
+}
+
 /// What a good bundle holds.
 #[derive(Debug)]
 pub struct Checked {
     pub manifest: Manifest,
     pub proofs: u64,
+    /// The newest events of their chains, after its last checkpoint: their
+    /// integrity rests on the manifest's signature alone.
+    pub unproven: u64,
     pub records: u64,
 }
 
@@ -261,6 +351,42 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
             bail!("{name} was changed: its SHA-256 is not the manifest's");
         }
     }
+    // The events, by chain and sequence number.
+    let events = String::from_utf8(read("events.ndjson")?).context("events.ndjson is not text")?;
+    let mut by_chain: BTreeMap<String, BTreeMap<u64, &str>> = BTreeMap::new();
+    for (n, line) in events.lines().filter(|l| !l.is_empty()).enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("event {} is not JSON", n + 1))?;
+        let (Some(node), Some(seq)) = (v["rampart"]["node"].as_str(), v["rampart"]["seq"].as_u64())
+        else {
+            bail!("event {} names no chain and sequence number", n + 1);
+        };
+        if by_chain
+            .entry(node.to_owned())
+            .or_default()
+            .insert(seq, line)
+            .is_some()
+        {
+            bail!("event {seq} of chain {node} is in the bundle twice");
+        }
+    }
+    let total: usize = by_chain.values().map(BTreeMap::len).sum();
+    if total as u64 != manifest.events {
+        bail!(
+            "events.ndjson holds {total} events, the manifest says {}",
+            manifest.events
+        );
+    }
+    // No event of a chain is missing between its first and last.
+    for (node, seqs) in &by_chain {
+        if let (Some(first), Some(last)) = (seqs.keys().next(), seqs.keys().next_back()) {
+            if (last - first + 1) as usize != seqs.len() {
+                bail!(
+                    "chain {node} has a gap between events {first} and {last}: events were removed before the export"
+                );
+            }
+        }
+    }
     let proofs = String::from_utf8(read("proofs.ndjson")?).context("proofs.ndjson is not text")?;
     let lines: Vec<&str> = proofs.lines().filter(|l| !l.is_empty()).collect();
     if lines.len() as u64 != manifest.proven {
@@ -270,10 +396,11 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
             manifest.proven
         );
     }
+    let mut proven: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         let p: proof::Proof = serde_json::from_str(line)
             .with_context(|| format!("proof {} is not a proof", i + 1))?;
-        proof::check(&p, public_key).map_err(|e| {
+        let checked = proof::check(&p, public_key).map_err(|e| {
             anyhow::anyhow!(
                 "proof {} (event {} of chain {}) does not check: {e}",
                 i + 1,
@@ -281,24 +408,78 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
                 p.node
             )
         })?;
+        // The event as listed is the event the proof proves (all but its
+        // chain link, which the proof does not cover).
+        let without_link = |line: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if let Some(r) = v.get_mut("rampart").and_then(|r| r.as_object_mut()) {
+                r.remove("link");
+            }
+            v
+        };
+        let listed = by_chain.get(&p.node).and_then(|c| c.get(&p.seq));
+        if listed.map(|l| without_link(l)) != Some(without_link(&format::ecs_line(&checked.event)))
+        {
+            bail!(
+                "event {} of chain {} in events.ndjson is not the event its proof proves",
+                p.seq,
+                p.node
+            );
+        }
+        proven.entry(p.node.clone()).or_default().push(p.seq);
         progress.step("proofs checked", i as u64 + 1, lines.len() as u64);
+    }
+    // Only the newest events of a chain may lack a proof (they came after
+    // its last checkpoint): a proof stripped from an older one is found.
+    let mut unproven = 0u64;
+    for (node, seqs) in &by_chain {
+        let have = proven.get(node).map(Vec::as_slice).unwrap_or(&[]);
+        let newest_proven = have.iter().max().copied();
+        for seq in seqs.keys() {
+            if !have.contains(seq) {
+                unproven += 1;
+                if newest_proven.is_some_and(|n| *seq < n) {
+                    bail!("event {seq} of chain {node} has no proof, though a later one has");
+                }
+            }
+        }
     }
     let incidents: Vec<serde_json::Value> =
         serde_json::from_slice(&read("incidents.json")?).context("incidents.json is not JSON")?;
     let mut records = 0;
     for i in &incidents {
-        for field in ["record", "lift_record"] {
-            if let Some(note) = i.get(field).and_then(|v| v.as_str()) {
-                rampart_core::incident::check_record(note, public_key).map_err(|e| {
-                    anyhow::anyhow!("the {field} of incident {} does not check: {e}", i["id"])
-                })?;
-                records += 1;
+        let id = i["id"].as_str().unwrap_or_default();
+        // Each signed record must be this incident's, as listed.
+        let record = rampart_core::incident::check_record(
+            i["record"].as_str().unwrap_or_default(),
+            public_key,
+        )
+        .map_err(|e| anyhow::anyhow!("the record of incident {id} does not check: {e}"))?;
+        let started =
+            rampart_core::Timestamp::parse_rfc3339(i["started_at"].as_str().unwrap_or(""));
+        if record["incident"] != i["id"]
+            || record["scope"] != i["scope"]
+            || record["reason"] != i["reason"]
+            || record["started_by"] != i["started_by"]
+            || record["started_at"].as_i64() != started.map(rampart_core::Timestamp::millis)
+        {
+            bail!("incident {id} as listed is not what its signed record says");
+        }
+        records += 1;
+        if let Some(note) = i.get("lift_record").and_then(|v| v.as_str()) {
+            let lift = rampart_core::incident::check_record(note, public_key).map_err(|e| {
+                anyhow::anyhow!("the lift record of incident {id} does not check: {e}")
+            })?;
+            if lift["incident"] != i["id"] || lift["lifted_by"] != i["lifted_by"] {
+                bail!("incident {id}'s lift as listed is not what its signed record says");
             }
+            records += 1;
         }
     }
     Ok(Checked {
         manifest,
         proofs: lines.len() as u64,
+        unproven,
         records,
     })
 }

@@ -38,6 +38,32 @@ async fn admin_key(s: &TestServer, admin: &str) -> String {
     v["secret"].as_str().unwrap().to_owned()
 }
 
+/// A second administrator (made on the command line), with TOTP,
+/// signed in.
+async fn second_admin(s: &TestServer) -> String {
+    let data = s.data_dir().to_str().unwrap().to_owned();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        rampart_cli(
+            &[
+                "admin",
+                "create",
+                "--email",
+                "second@example.com",
+                "--password-stdin",
+                "--data-dir",
+                &data,
+            ],
+            Some(&format!("{STRONG}\n")),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let token = s.login("second@example.com", STRONG).await;
+    s.enrol_totp("second@example.com", &token).await;
+    token
+}
+
 async fn notes(s: &TestServer, admin: &str) {
     let r = s
         .post_auth(
@@ -71,6 +97,8 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     let admin = s.admin().await;
     notes(&s, &admin).await;
     let key = admin_key(&s, &admin).await;
+    let second = second_admin(&s).await;
+    let second_key = admin_key(&s, &second).await;
     let user = s.user("worker@example.com").await;
     s.register("other@example.com").await;
     assert_eq!(list_with_key(&s, &key).await, 200);
@@ -107,11 +135,16 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     let dry: Value = r.json().await.unwrap();
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["incident_id"], "");
-    assert_eq!(dry["sessions_ended"], 1, "{dry}");
+    assert_eq!(dry["sessions_ended"], 2, "{dry}");
+    assert_eq!(dry["api_keys_revoked"], 1, "{dry}");
     assert_eq!(dry["break_glass"], "owner@example.com");
     assert_eq!(
         dry["password_resets"],
-        json!(["other@example.com", "worker@example.com"]),
+        json!([
+            "other@example.com",
+            "second@example.com",
+            "worker@example.com"
+        ]),
         "the break-glass administrator's password is never reset"
     );
     assert_eq!(dry["keys_rotated"], json!(["notes"]));
@@ -143,7 +176,8 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     let done: Value = r.json().await.unwrap();
     let id = done["incident_id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("inc_"));
-    assert_eq!(done["sessions_ended"], 2, "{done}");
+    assert_eq!(done["sessions_ended"], 3, "{done}");
+    assert_eq!(done["api_keys_revoked"], 1, "{done}");
     assert_eq!(done["admin_writes_frozen"], true);
 
     // Everyone's sessions ended but the break-glass administrator's (whose
@@ -151,21 +185,47 @@ async fn lockdown_ends_every_session_and_key_but_the_break_glass_and_lift_restor
     assert_eq!(me(&s, &user).await.status(), 401);
     assert_eq!(me(&s, &admin).await.status(), 200);
     assert_eq!(list_with_key(&s, &key).await, 200);
+    // The right password is answered like a wrong one: a lockdown
+    // confirms no stolen password.
+    for password in [STRONG, "wrong password entirely"] {
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": "worker@example.com", "password": password}),
+            )
+            .await;
+        problem(r, 401, "invalid_credentials").await;
+    }
+    // Nobody new registers meanwhile.
     let r = s
         .post(
-            "/api/v1/auth/login",
-            json!({"email": "worker@example.com", "password": STRONG}),
+            "/api/v1/auth/register",
+            json!({"email": "newcomer@example.com", "password": STRONG}),
         )
         .await;
-    problem(r, 403, "sign_in_suspended").await;
-    let r = s
-        .post(
-            "/api/v1/auth/login",
-            json!({"email": "worker@example.com", "password": "wrong password entirely"}),
-        )
-        .await;
-    problem(r, 401, "invalid_credentials").await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
     lockdown_header(&s, &admin, true).await;
+    // Another administrator signs in and looks, but cannot act on the
+    // incident (a stolen administrator's sign-in cannot lift it), and the
+    // key they made before it no longer works.
+    let second = s.login_mfa("second@example.com").await;
+    assert_eq!(list_with_key(&s, &second_key).await, 401);
+    assert_eq!(
+        s.get_auth("/api/v1/admin/incident", &second).await.status(),
+        200
+    );
+    let r = s
+        .post_auth("/api/v1/admin/incident/lift", &second, json!({}))
+        .await;
+    problem(r, 423, "break_glass_only").await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/blocks",
+            &second,
+            json!({"network": "203.0.113.10", "reason": "x"}),
+        )
+        .await;
+    problem(r, 423, "break_glass_only").await;
     // The data keys were rotated.
     let keys_after: Value = s
         .get_auth("/api/v1/admin/keys", &admin)
@@ -359,7 +419,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
             json!({"email": "victim@example.com", "password": "Quartz-lantern-Meadow-7391"}),
         )
         .await;
-    problem(r, 403, "sign_in_suspended").await;
+    problem(r, 401, "invalid_credentials").await;
     let id = done["incident_id"].as_str().unwrap();
     let r = s
         .post_auth("/api/v1/admin/incident/lift", &admin, json!({"id": id}))
@@ -497,9 +557,9 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
             "the break-glass session lives"
         );
         let r = login(p, "staff@example.com").await;
-        assert_eq!(r.status(), 403);
+        assert_eq!(r.status(), 401, "answered like a wrong password");
         let v: Value = r.json().await.unwrap();
-        assert_eq!(v["code"], "sign_in_suspended");
+        assert_eq!(v["code"], "invalid_credentials");
         // Administrators still sign in.
         token(login(p, "boss@example.com").await).await;
     }
@@ -660,6 +720,46 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
     assert_eq!(code, Some(3));
     assert!(out.contains("not signed by this audit key"), "{out}");
 
+    // Events removed from the database before an export leave a gap the
+    // check names, although that bundle's manifest is signed.
+    let store = rampart_store::open(&format!(
+        "sqlite://{}?mode=rw",
+        data.join("rampart.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE action = 'login_failure' AND seq > 0")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    rampart_core::Store::close(&store).await;
+    let later = s.dir.path().join("later");
+    let (code, _, err) = rampart_run(
+        &[
+            "incident",
+            "export",
+            "--since",
+            &since.to_rfc3339(),
+            "--until",
+            &since.plus(Duration::from_secs(86_400)).to_rfc3339(),
+            "--out",
+            later.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let gapped = std::fs::read_dir(&later)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (code, out, _) = verify(&gapped);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("has a gap"), "{out}");
+
     let proof = copy("proof");
     let proofs = std::fs::read_to_string(bundle.join("proofs.ndjson")).unwrap();
     let mut lines: Vec<&str> = proofs.lines().collect();
@@ -770,4 +870,57 @@ async fn drills_are_overdue_after_the_period_and_not_after_a_drill() {
             .unwrap(),
         Some(95)
     );
+}
+
+#[tokio::test]
+async fn reenrolment_removes_second_factors_and_an_administrators_password_with_them() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let second = second_admin(&s).await;
+    let member = s.user("member@example.com").await;
+    s.enrol_totp("member@example.com", &member).await;
+    drop(second);
+    s.step_up("owner@example.com", &admin).await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/incident/lockdown",
+            &admin,
+            json!({"reason": "factors phished", "reenrol_mfa": ["member@example.com", "second@example.com"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(
+        done["mfa_resets"],
+        json!(["member@example.com", "second@example.com"])
+    );
+    assert_eq!(
+        done["password_resets"],
+        json!(["second@example.com"]),
+        "{done}"
+    );
+    assert_eq!(done["problems"], json!([]));
+    let r = s
+        .post_auth("/api/v1/admin/incident/lift", &admin, json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // The member signs in with the password alone, to set a factor up
+    // again; the administrator's password no longer works.
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "member@example.com", "password": STRONG}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["token"].is_string(), "{v}");
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "second@example.com", "password": STRONG}),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    reset_code(&s, "second@example.com").await;
 }
