@@ -234,6 +234,28 @@ impl Run<'_> {
         Ok((a, password))
     }
 
+    /// Signs a drill account in from `src`: its `Authorization` value.
+    async fn sign_in(&self, src: &Source, a: &Account, password: &SecretString) -> Result<String> {
+        let body = json!({"email": a.email.as_str(), "password": password.expose_secret()});
+        let r = self
+            .send(
+                src,
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                Some(body),
+                &[],
+            )
+            .await?;
+        match r.body.get("token").and_then(|t| t.as_str()) {
+            Some(token) => Ok(format!("Bearer {token}")),
+            None => bail!(
+                "the drill account could not sign in ({} {:?})",
+                r.status,
+                r.code
+            ),
+        }
+    }
+
     fn ghost(&self, n: usize) -> String {
         format!(
             "ghost-{n}-{}@{}",
@@ -326,22 +348,9 @@ impl Run<'_> {
                 let (a, password) = self.account("session").await?;
                 let owner = self.source(i, 0)?;
                 let thief = self.source(i, 1)?;
-                let body = json!({"email": a.email.as_str(), "password": password.expose_secret()});
-                let r = self.send(&owner, M::POST, login, Some(body), &[]).await?;
+                let signed_in = self.sign_in(&owner, &a, &password).await;
                 self.accounts.push(a);
-                let Some(token) = r
-                    .body
-                    .get("token")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_owned)
-                else {
-                    bail!(
-                        "the drill account could not sign in ({} {:?})",
-                        r.status,
-                        r.code
-                    );
-                };
-                let auth = format!("Bearer {token}");
+                let auth = signed_in?;
                 let _ = self
                     .send(
                         &owner,
@@ -407,22 +416,9 @@ impl Run<'_> {
                         .map_err(|e| anyhow::anyhow!("cannot fill the drill collection: {e}"))?;
                 }
                 let src = self.source(i, 0)?;
-                let body = json!({"email": a.email.as_str(), "password": password.expose_secret()});
-                let r = self.send(&src, M::POST, login, Some(body), &[]).await?;
+                let signed_in = self.sign_in(&src, &a, &password).await;
                 self.accounts.push(a);
-                let Some(token) = r
-                    .body
-                    .get("token")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_owned)
-                else {
-                    bail!(
-                        "the drill account could not sign in ({} {:?})",
-                        r.status,
-                        r.code
-                    );
-                };
-                let auth = format!("Bearer {token}");
+                let auth = signed_in?;
                 let path = format!("/api/v1/collections/{name}/records?limit=100");
                 for _ in 0..11 {
                     let r = self

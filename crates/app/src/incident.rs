@@ -112,6 +112,9 @@ pub async fn drill_overdue(
     Ok((days >= i64::from(every_days)).then_some(days))
 }
 
+/// When `serve` first looks whether drills are overdue.
+pub const FIRST_LOOK: Duration = Duration::from_secs(60);
+
 /// Looks once a day (one node of a cluster per day, through the shared
 /// rate bucket) whether the last drill is older than the period, and
 /// records `drill.overdue` when it is.
@@ -120,15 +123,16 @@ pub async fn remind_drills(
     audit: Audit,
     clock: Arc<dyn Clock>,
     every_days: u32,
+    first_look: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if every_days == 0 {
         return;
     }
     let day = Duration::from_secs(86_400);
-    // The first look a minute after start, so a restart loop does not
-    // flood the trail; then daily.
-    let mut wait = Duration::from_secs(60);
+    // `serve` looks first a minute after start ([`FIRST_LOOK`]), so a
+    // restart loop does not flood the trail; then daily.
+    let mut wait = first_look;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -959,6 +959,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         audit.clone(),
         deps.clock.clone(),
         settings.incident.drill_every_days,
+        incident::FIRST_LOOK,
         rx.clone(),
     )));
     tasks.push(tokio::spawn(audit::retain_in_background(

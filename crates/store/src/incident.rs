@@ -25,6 +25,25 @@ fn count(r: &AnyRow) -> Result<u64, StoreError> {
     Ok(r.try_get::<i64, _>(0).map_err(get)?.max(0) as u64)
 }
 
+/// Ends an account's sessions, pending sign-ins and reset codes, in `tx`.
+async fn end_sign_ins(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &AccountId,
+) -> Result<(), StoreError> {
+    for q in [
+        "DELETE FROM sessions WHERE account_id = $1",
+        "DELETE FROM mfa_pending_logins WHERE account_id = $1",
+        "DELETE FROM password_resets WHERE account_id = $1",
+    ] {
+        sqlx::query(q)
+            .bind(account.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
         let scope: String = r.try_get("scope").map_err(get)?;
@@ -357,17 +376,7 @@ impl IncidentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        for q in [
-            "DELETE FROM sessions WHERE account_id = $1",
-            "DELETE FROM mfa_pending_logins WHERE account_id = $1",
-            "DELETE FROM password_resets WHERE account_id = $1",
-        ] {
-            sqlx::query(q)
-                .bind(account.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        end_sign_ins(&mut tx, account).await?;
         sqlx::query(
             "INSERT INTO password_resets (token_hash, account_id, expires_at) VALUES ($1, $2, $3)",
         )
@@ -425,17 +434,7 @@ impl IncidentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        for q in [
-            "DELETE FROM sessions WHERE account_id = $1",
-            "DELETE FROM mfa_pending_logins WHERE account_id = $1",
-            "DELETE FROM password_resets WHERE account_id = $1",
-        ] {
-            sqlx::query(q)
-                .bind(account.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        end_sign_ins(&mut tx, account).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }

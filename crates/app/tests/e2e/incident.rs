@@ -451,16 +451,7 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let a = Proc::spawn(&d1.path().join("data"), &["--database-url", &url]);
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(d2.path().join("data"))
-            .unwrap();
-        let key = d2.path().join("data/master.key");
-        std::fs::copy(d1.path().join("data/master.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    second_node_dir(&d1.path().join("data"), &d2.path().join("data"));
     let b = Proc::spawn(&d2.path().join("data"), &["--database-url", &url]);
     let data = d1.path().join("data");
     let (ok, _, err) = rampart_cli(
@@ -604,6 +595,29 @@ async fn lockdown_holds_on_two_postgres_nodes_at_once_and_the_dry_run_changes_no
     assert!(err.contains("no such incident is in force"), "{err}");
 }
 
+/// `rampart incident export` of the day from `since`, into `out`.
+fn export(
+    data: &std::path::Path,
+    since: rampart_core::Timestamp,
+    out: &std::path::Path,
+) -> (Option<i32>, String, String) {
+    rampart_run(
+        &[
+            "incident",
+            "export",
+            "--since",
+            &since.to_rfc3339(),
+            "--until",
+            &since.plus(Duration::from_secs(86_400)).to_rfc3339(),
+            "--out",
+            out.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 #[tokio::test]
 async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
     let mut s = TestServer::start().await;
@@ -631,21 +645,7 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
     let out = s.dir.path().join("evidence");
     s.stop().await;
 
-    let (code, stdout, err) = rampart_run(
-        &[
-            "incident",
-            "export",
-            "--since",
-            &since.to_rfc3339(),
-            "--until",
-            &since.plus(Duration::from_secs(86_400)).to_rfc3339(),
-            "--out",
-            out.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (code, stdout, err) = export(&data, since, &out);
     assert_eq!(code, Some(0), "{err}");
     let bundle = std::fs::read_dir(&out)
         .unwrap()
@@ -734,21 +734,7 @@ async fn the_forensic_bundle_verifies_and_fails_after_any_edit() {
         .unwrap();
     rampart_core::Store::close(&store).await;
     let later = s.dir.path().join("later");
-    let (code, _, err) = rampart_run(
-        &[
-            "incident",
-            "export",
-            "--since",
-            &since.to_rfc3339(),
-            "--until",
-            &since.plus(Duration::from_secs(86_400)).to_rfc3339(),
-            "--out",
-            later.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (code, _, err) = export(&data, since, &later);
     assert_eq!(code, Some(0), "{err}");
     let gapped = std::fs::read_dir(&later)
         .unwrap()
@@ -923,4 +909,46 @@ async fn reenrolment_removes_second_factors_and_an_administrators_password_with_
         .await;
     problem(r, 401, "invalid_credentials").await;
     reset_code(&s, "second@example.com").await;
+}
+
+#[tokio::test]
+async fn serve_reminds_of_an_overdue_drill_with_an_event_and_an_alert() {
+    let s = TestServer::start().await;
+    s.admin().await;
+    // 91 days on, the reminder's first look finds no drill since the trail
+    // began.
+    s.clock.advance(Duration::from_secs(91 * 86_400));
+    let admin = s.login_mfa("owner@example.com").await;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let reminder = tokio::spawn(rampart::incident::remind_drills(
+        s.running().auth.store().clone(),
+        s.running().audit.clone(),
+        s.clock.clone(),
+        90,
+        Duration::ZERO,
+        rx,
+    ));
+    let mut alerted = Value::Null;
+    for _ in 0..100 {
+        let v: Value = s
+            .get_auth("/api/v1/admin/alerts?rule=rampart-drill-overdue", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            alerted = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(alerted["alerts"][0]["level"], "low", "{alerted}");
+    let events = actions_in_trail(&s, &admin, "drill.overdue").await;
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0]["reason"].as_str().unwrap().contains("91 days"),
+        "{events:?}"
+    );
+    stop.send(true).unwrap();
+    reminder.await.unwrap();
 }

@@ -48,16 +48,7 @@ async fn two_nodes_share_sessions_and_revocations() {
     let d2 = tempfile::tempdir().unwrap();
     let a = Proc::spawn(&d1.path().join("data"), &["--database-url", &url]);
     // Nodes on one database share the master key.
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(d2.path().join("data"))
-            .unwrap();
-        let key = d2.path().join("data/master.key");
-        std::fs::copy(d1.path().join("data/master.key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    second_node_dir(&d1.path().join("data"), &d2.path().join("data"));
     let b = Proc::spawn(&d2.path().join("data"), &["--database-url", &url]);
     let r = a
         .client

@@ -687,3 +687,16 @@ pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
     };
     tokio::time::timeout(within, read).await.ok().flatten()
 }
+
+/// A second node's data directory beside `first`'s: created 0700 with a
+/// copy of the first's master key (nodes on one database share it).
+pub fn second_node_dir(first: &std::path::Path, second: &std::path::Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(second)
+        .unwrap();
+    let key = second.join("master.key");
+    std::fs::copy(first.join("master.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
