@@ -180,10 +180,8 @@ impl From<CoreError> for ApiError {
                 "Frozen by the lockdown",
                 "Administrative changes are frozen while the deployment is locked down. The incident's own actions still work: account lockdowns, adding blocks, working alerts, and lifting the lockdown (POST /api/v1/admin/incident/lift).",
             ),
-            CoreError::InvalidResetToken => ApiError::new(
-                S::BAD_REQUEST,
+            CoreError::InvalidResetToken => ApiError::forbidden(
                 "invalid_reset_token",
-                "Reset code not accepted",
                 "The reset code is unknown, used or expired. Ask your administrator for a new one.",
             ),
             CoreError::Forbidden => {

@@ -48,7 +48,12 @@ impl ResetSelection {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockdownRequest {
-    /// Why, in one line: it goes into the signed record.
+    /// Why, in one line: it goes into the signed record (longer is cut at
+    /// 500 characters).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: String,
     /// Empty or absent: the whole deployment. Otherwise only these
     /// accounts (emails): their sessions and keys end and their sign-in
@@ -307,7 +312,7 @@ pub struct PasswordResetConfirm {
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth",
     request_body = PasswordResetConfirm,
     responses((status = 204, description = "New password set; every session ended"),
-        (status = 400, description = "Code unknown, used or expired (`invalid_reset_token`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Code unknown, used or expired (`invalid_reset_token`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "New password refused by the policy", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm_password_reset(
     State(state): State<AppState>,

@@ -382,7 +382,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
             json!({"token": "not-the-code-0000000000000000000000000000000", "new_password": "Quartz-lantern-Meadow-7391"}),
         )
         .await;
-    problem(r, 400, "invalid_reset_token").await;
+    problem(r, 403, "invalid_reset_token").await;
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
@@ -411,7 +411,7 @@ async fn one_account_lockdown_leaves_everyone_else_alone_and_a_forced_reset_take
             json!({"token": code, "new_password": "Copper-harbor-Violet-2864"}),
         )
         .await;
-    problem(r, 400, "invalid_reset_token").await;
+    problem(r, 403, "invalid_reset_token").await;
     // Still locked out until lifted, then in with the new password only.
     let r = s
         .post(
