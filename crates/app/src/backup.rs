@@ -23,7 +23,6 @@ use rampart_scan::{Progress, Quiet};
 use rampart_store::SqlStore;
 
 use rampart_core::audit::backup_actions::{self, CREATED, RESTORED, UPLOADED, VERIFIED};
-use s3::Uploaded;
 
 use crate::config::Settings;
 use crate::datadir::create_private;
@@ -512,12 +511,13 @@ pub async fn upload(
         Err(_) => file_name(path),
     };
     let mut e = outcome(now, UPLOADED, &object, &result);
-    if let Ok(Uploaded {
-        locked_until: Some(until),
-        ..
-    }) = &result
-    {
-        e = e.field("backup.locked_until", until.to_rfc3339());
+    if let Ok(u) = &result {
+        if let Some(until) = u.locked_until {
+            e = e.field("backup.locked_until", until.to_rfc3339());
+        }
+        if let Some(v) = &u.version_id {
+            e = e.field("backup.version_id", v.as_str());
+        }
     }
     let _ = audit.record_durable(e).await;
     result.map(Some)
@@ -815,10 +815,50 @@ pub async fn verify(
         .await
         .map(|(_, checked)| checked);
     if let Some(svc) = svc {
-        let e = outcome(svc.auth.clock().now(), VERIFIED, &file_name(file), &result);
+        let mut e = outcome(svc.auth.clock().now(), VERIFIED, &file_name(file), &result);
+        if let Ok(c) = &result {
+            e = e
+                .field("backup.rows", c.manifest.tables.values().sum::<u64>())
+                .field("backup.events", c.events);
+        }
         let _ = svc.audit.record_durable(e).await;
     }
     result
+}
+
+/// A backup taken as `backup create` and the schedule both take it.
+pub struct Taken {
+    pub created: Created,
+    /// Its check: restored into scratch space and checked whole.
+    pub checked: Result<Checked>,
+    /// Its upload to `[backup.s3]`, tried only once it passed its check
+    /// (an object-locked bucket keeps whatever it is given).
+    pub uploaded: Option<Result<Option<s3::Uploaded>>>,
+}
+
+/// Writes a backup, restores it into scratch space and checks it (an
+/// event either way), and uploads it only if it passed.
+pub async fn take(
+    settings: &Settings,
+    svc: &crate::Services,
+    to: Option<&Path>,
+    entropy: &dyn Entropy,
+    progress: &dyn Progress,
+) -> Result<Taken> {
+    let created = create(settings, svc, to, entropy, progress).await?;
+    let checked = match own_unseal(settings, Some(svc)).await {
+        Ok(u) => verify(settings, Some(svc), &created.path, &u, progress).await,
+        Err(e) => Err(e),
+    };
+    let uploaded = match &checked {
+        Ok(_) => Some(upload(settings, &svc.audit, &created.path, svc.auth.clock().now()).await),
+        Err(_) => None,
+    };
+    Ok(Taken {
+        created,
+        checked,
+        uploaded,
+    })
 }
 
 /// Records a restore in the trail of the database now in place (a failed
@@ -1034,6 +1074,7 @@ impl Schedule {
     }
 
     /// The last run at or before `t`.
+    #[cfg(test)]
     pub fn last_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis())?;
         let prev = self.0.find_previous_occurrence(&at, true).ok()?;
@@ -1181,7 +1222,7 @@ pub async fn run_schedule(s: Scheduled, mut shutdown: tokio::sync::watch::Receiv
         if let Some(slot) = next.filter(|slot| now >= *slot) {
             next = schedule.next_after(now);
             if claim(&s, &format!("backup:{}", slot.millis()), now).await {
-                scheduled_backup(&s, now).await;
+                scheduled_backup(&s).await;
             }
         }
         let due =
@@ -1217,71 +1258,41 @@ async fn claim(s: &Scheduled, key: &str, now: Timestamp) -> bool {
     )
 }
 
-async fn scheduled_backup(s: &Scheduled, now: Timestamp) {
-    let created = match create(&s.settings, &s.svc, None, s.entropy.as_ref(), &Quiet).await {
-        Ok(c) => c,
+async fn scheduled_backup(s: &Scheduled) {
+    let taken = match take(&s.settings, &s.svc, None, s.entropy.as_ref(), &Quiet).await {
+        Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "the scheduled backup failed");
             return;
         }
     };
-    let result = match own_unseal(&s.settings, Some(&s.svc)).await {
-        Ok(u) => check(&s.settings, &created.path, &u, &Quiet)
-            .await
-            .map(|(_, c)| c),
-        Err(e) => Err(e),
-    };
-    let mut e = outcome(
+    let path = &taken.created.path;
+    if let Err(e) = &taken.checked {
+        tracing::error!(file = %path.display(), error = %format!("{e:#}"), "the scheduled backup did not pass its check");
+        return;
+    }
+    tracing::info!(file = %path.display(), "scheduled backup written and verified");
+    if let Some(Err(e)) = &taken.uploaded {
+        tracing::error!(error = %format!("{e:#}"), "the backup could not be uploaded");
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match apply_retention(
+        dir,
+        s.settings.backup.retention(),
         s.svc.auth.clock().now(),
-        VERIFIED,
-        &file_name(&created.path),
-        &result,
-    );
-    if let Ok(c) = &result {
-        e = e
-            .field("backup.rows", c.manifest.tables.values().sum::<u64>())
-            .field("backup.events", c.events);
-    }
-    let _ = s.svc.audit.record_durable(e).await;
-    match &result {
-        Ok(_) => {
-            tracing::info!(file = %created.path.display(), "scheduled backup written and verified")
+        path,
+    ) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(
+                removed = removed.len(),
+                "old backups removed by the retention"
+            )
         }
+        Ok(_) => {}
         Err(e) => {
-            tracing::error!(file = %created.path.display(), error = %format!("{e:#}"), "the scheduled backup did not pass its check")
+            tracing::warn!(error = %format!("{e:#}"), "cannot apply the backup retention")
         }
     }
-    if result.is_ok() {
-        if let Err(e) = upload(
-            &s.settings,
-            &s.svc.audit,
-            &created.path,
-            s.svc.auth.clock().now(),
-        )
-        .await
-        {
-            tracing::error!(error = %format!("{e:#}"), "the backup could not be uploaded");
-        }
-        let dir = created.path.parent().unwrap_or(Path::new("."));
-        match apply_retention(
-            dir,
-            s.settings.backup.retention(),
-            s.svc.auth.clock().now(),
-            &created.path,
-        ) {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::info!(
-                    removed = removed.len(),
-                    "old backups removed by the retention"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot apply the backup retention")
-            }
-        }
-    }
-    let _ = now;
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ pub struct S3Settings {
     /// Put before each object's name, e.g. `rampart/`.
     #[serde(default)]
     pub prefix: String,
-    pub access_key_id: String,
+    pub access_key_id: SecretString,
     pub secret_access_key: Option<SecretString>,
     pub secret_access_key_file: Option<PathBuf>,
     /// Days each backup is locked (S3 Object Lock, compliance mode: not

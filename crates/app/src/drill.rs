@@ -192,10 +192,13 @@ impl Run<'_> {
             req = req.header(*k, *v);
         }
         let at_ms = self.now_ms();
-        let res = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {} from {}", self.base, src.ip))?;
+        let res = req.send().await.with_context(|| {
+            format!(
+                "cannot reach {} from {}: is `rampart serve` running there? (one started with \
+                     --listen elsewhere: give the drill the same --listen)",
+                self.base, src.ip
+            )
+        })?;
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         Ok(Answer {
@@ -539,7 +542,7 @@ impl Run<'_> {
             }
         }
         for a in &self.accounts {
-            if let Err(e) = self.svc.auth.delete_drill_account(a).await {
+            if let Err(e) = self.svc.auth.delete_drill_account(a, &self.meta()).await {
                 problems.push(format!("the drill account {}: {e}", a.email.as_str()));
             }
         }
@@ -603,6 +606,7 @@ impl Run<'_> {
                             .auth
                             .record_security(
                                 Event::new(now, "alert.resolved", Category::Process, SUCCESS)
+                                    .severity(rampart_core::audit::Severity::Low)
                                     .meta(&self.meta())
                                     .object(&a.id)
                                     .rule(&a.rule_id)
@@ -647,15 +651,17 @@ impl Run<'_> {
     }
 }
 
-/// The state of each scenario's rules in the settings.
-fn rule_states(settings: &Settings, s: Scenario) -> Vec<RuleState> {
-    let set = crate::detect::load_rules(&settings.detect, &settings.data_dir).ok();
+/// The state of each scenario's rules in the settings (`set`: the rules
+/// loaded once for the drill).
+fn rule_states(
+    settings: &Settings,
+    set: Option<&rampart_detect::RuleSet>,
+    s: Scenario,
+) -> Vec<RuleState> {
     s.rules()
         .iter()
         .map(|id| {
-            let rule = set
-                .as_ref()
-                .and_then(|set| set.rules().iter().find(|r| r.id == *id));
+            let rule = set.and_then(|set| set.rules().iter().find(|r| r.id == *id));
             let off = if !settings.detect.enabled {
                 Some("[detect] enabled = false".to_owned())
             } else {
@@ -677,7 +683,7 @@ pub async fn run(
     svc: &Services,
     opts: &Options,
     progress: &dyn Fn(&str),
-) -> Result<Report> {
+) -> Result<Ran> {
     let base = allowed_target(settings, opts.target.as_deref())?;
     let cert_path = crate::layout(settings).tls_cert;
     let cert = std::fs::read(&cert_path).with_context(|| {
@@ -737,13 +743,14 @@ pub async fn run(
     // the first attack.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    let rules = crate::detect::load_rules(&settings.detect, &settings.data_dir).ok();
     let mut scored: Vec<Scored> = Vec::new();
     let mut failure = None;
     for (i, s) in scenarios.iter().enumerate() {
         progress(&format!("{} ({})", s.name(), s.describe()));
         let mut o = Observed {
             started_ms: run.now_ms(),
-            rules: rule_states(settings, *s),
+            rules: rule_states(settings, rules.as_ref(), *s),
             ..Default::default()
         };
         if let Err(e) = run.attack(i, *s, &mut o).await {
@@ -798,11 +805,14 @@ pub async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    if !problems.is_empty() {
-        bail!(
-            "the drill ran, but its clean-up left: {}",
-            problems.join("; ")
-        );
-    }
-    Ok(report)
+    Ok(Ran {
+        report,
+        left: problems,
+    })
+}
+
+/// A drill that ran: its report, and what its clean-up could not remove.
+pub struct Ran {
+    pub report: Report,
+    pub left: Vec<String>,
 }

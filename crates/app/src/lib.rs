@@ -292,12 +292,10 @@ pub async fn master_key(
 }
 
 /// The most a backup's manifest may ask of Argon2id to stretch the
-/// master passphrase (what Rampart writes is far less).
-const MAX_KDF: rampart_crypto::Argon2Params = rampart_crypto::Argon2Params {
-    memory_kib: 1024 * 1024,
-    iterations: 16,
-    parallelism: 8,
-};
+/// master passphrase: what Rampart writes. The manifest is read before
+/// its MAC can be checked, so anyone holding a public recipient can
+/// write one; it may ask for no more work than a genuine one.
+const MAX_KDF: rampart_crypto::Argon2Params = rampart_crypto::PASSPHRASE_PARAMS;
 
 /// The master key without reading a database (a backup is checked
 /// against it before its snapshot is opened): from `RAMPART_MASTER_KEY`
@@ -826,6 +824,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         .refresh_blocks()
         .await
         .map_err(|e| anyhow::anyhow!("cannot read address blocks: {e}"))?;
+    guard.refresh_incidents().await;
     let (shutdown, rx) = watch::channel(false);
     let http_metrics = Arc::new(rampart_http::metrics::HttpMetrics::default());
     let verification = Arc::new(std::sync::Mutex::new(audit::Verification::default()));
@@ -857,7 +856,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             allowed_origins: origins,
             session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
             backup_schedule: backup::scheduled(settings).then(|| settings.backup.schedule.clone()),
-            incident_plan: Some(incident::plan_path(settings)),
+            incident_plan: incident::plan_path(settings),
         }),
         entropy: deps.entropy.clone(),
         guard: guard.clone(),

@@ -88,8 +88,8 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Encrypted backups, each one restored and checked: create, verify,
-    /// restore (create and verify are safe while the server runs).
+    /// Encrypted backups, each one restored and checked: keygen, create,
+    /// verify, restore (create and verify are safe while the server runs).
     #[command(after_help = BACKUP_HELP)]
     Backup {
         #[command(subcommand)]
@@ -112,15 +112,19 @@ const BACKUP_HELP: &str = "A backup is sealed with age to the [backup] recipient
 check key, kept in the database under the master key, so the server can restore and check every backup \
 without your identity), or to [backup] passphrase_file. The master key is never inside a backup: keep \
 the age identity, the master key and the backups in three different places.\n\
-Exit status: 0 when the backup is good, 3 when it is not, 1 when the command could not run.";
+Exit status: 0 when the backup is good; 3 when one made by `create` or checked by `verify` did not pass \
+its check; 1 when the command could not run (a `restore` refused a backup that did not pass, changing \
+nothing).";
 
 #[derive(Subcommand)]
 enum BackupCommand {
     /// Print a new age identity (keep it off this server) and its
     /// recipient (put it in [backup] recipients).
     Keygen(BackupKeygenArgs),
-    /// Take a consistent snapshot while the server serves, seal it, and
-    /// write it to --to or [backup] dir (never into the data directory).
+    /// Take a consistent snapshot while the server serves, seal it, write
+    /// it to --to or [backup] dir (never into the data directory), restore
+    /// it into scratch space and check it, and only then upload it to
+    /// [backup.s3]; exit status 3 when it did not pass.
     Create(BackupCreateArgs),
     /// Decrypt a backup into private scratch space, restore it there, and
     /// check it whole (nothing touches the live data); exit status 3 when
@@ -792,17 +796,8 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
         AuditCommand::Export(args) => {
             let settings = load(config, &common_overrides(&args.common))?;
             let _logs = rampart::logging::init("warn");
-            let time = |name: &str,
-                        v: &Option<String>|
-             -> Result<Option<rampart_core::Timestamp>> {
-                v.as_deref()
-                    .map(|s| {
-                        rampart_core::Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                            anyhow::anyhow!("--{name} {s:?} is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)")
-                        })
-                    })
-                    .transpose()
-            };
+            let time =
+                |name: &str, v: &Option<String>| v.as_deref().map(|s| rfc3339(name, s)).transpose();
             let (since, until) = (time("since", &args.since)?, time("until", &args.until)?);
             let format = if args.format == "syslog" {
                 rampart::audit::ExportFormat::Syslog
@@ -874,14 +869,7 @@ async fn audit(config: Option<PathBuf>, command: AuditCommand) -> Result<ExitCod
             };
             let proof: rampart_core::audit::proof::Proof = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("not a proof from `rampart audit proof`: {e}"))?;
-            let key = match args.key {
-                Some(k) if k.starts_with("rampart-audit+") => k,
-                Some(f) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("cannot read the key file {f}"))?,
-                None => std::fs::read_to_string("rampart-data/audit.pub").context(
-                    "give the public key with --key (a file, or the key printed by `rampart audit key`)",
-                )?,
-            };
+            let key = public_key(args.key.as_deref())?;
             match rampart_core::audit::proof::check(&proof, key.trim()) {
                 Ok(p) => {
                     println!(
@@ -955,7 +943,7 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
             let _logs = rampart::logging::init("warn");
             let started = std::time::Instant::now();
             let svc = rampart::cli_services(&settings).await?;
-            let created = rampart::backup::create(
+            let taken = rampart::backup::take(
                 &settings,
                 &svc,
                 args.to.as_deref(),
@@ -964,15 +952,12 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
             )
             .await;
             end_bar();
-            let uploaded = match &created {
-                Ok(c) => {
-                    let now = svc.auth.clock().now();
-                    rampart::backup::upload(&settings, &svc.audit, &c.path, now).await
-                }
-                Err(_) => Ok(None),
-            };
             svc.close().await;
-            let c = created?;
+            let rampart::backup::Taken {
+                created: c,
+                checked,
+                uploaded,
+            } = taken?;
             println!(
                 "backup written: {} ({} bytes, {} rows in {} tables, taken {})",
                 c.path.display(),
@@ -981,23 +966,34 @@ async fn backup(config: Option<PathBuf>, command: BackupCommand) -> Result<ExitC
                 c.manifest.tables.len(),
                 c.manifest.created_at
             );
+            match checked {
+                Ok(k) => println!(
+                    "restored into scratch space and checked: {} audit events verified",
+                    k.events
+                ),
+                Err(e) => {
+                    eprintln!(
+                        "error: the backup did not pass its check, and was not uploaded: {e:#}"
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+            }
             match uploaded {
-                Ok(Some(u)) => println!(
+                Some(Ok(Some(u))) => println!(
                     "uploaded to the bucket as {}{}",
                     u.key,
                     u.locked_until
                         .map(|t| format!(", locked until {}", t.to_rfc3339()))
                         .unwrap_or_default()
                 ),
-                Ok(None) => {}
-                Err(e) => {
+                Some(Err(e)) => {
                     return Err(e.context(format!(
-                        "the backup is written ({}) but was not uploaded",
+                        "the backup is written and checked ({}) but was not uploaded",
                         c.path.display()
                     )))
                 }
+                Some(Ok(None)) | None => {}
             }
-            println!("check it: rampart backup verify {}", c.path.display());
             eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
@@ -1198,10 +1194,7 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
     let svc = rampart::cli_services(&settings).await?;
     let rampart::Services { store, auth, .. } = svc.clone();
     let clock = auth.clock().clone();
-    let meta = rampart_core::RequestMeta {
-        user_agent: Some("rampart-cli".to_owned()),
-        ..Default::default()
-    };
+    let meta = cli_meta();
     let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     let result = async {
         match command {
@@ -1280,6 +1273,36 @@ async fn block(settings: Settings, command: BlockCommand) -> Result<()> {
     result
 }
 
+/// Where a command's own events say they come from.
+fn cli_meta() -> rampart_core::RequestMeta {
+    rampart_core::RequestMeta {
+        user_agent: Some("rampart-cli".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// `--name`'s RFC 3339 time.
+fn rfc3339(name: &str, s: &str) -> Result<rampart_core::Timestamp> {
+    rampart_core::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+        anyhow::anyhow!("--{name} {s:?} is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)")
+    })
+}
+
+/// The audit public key from `--key`: the key itself (`rampart-audit+…`),
+/// or a file holding it [default: ./rampart-data/audit.pub].
+fn public_key(arg: Option<&str>) -> Result<String> {
+    let text = match arg {
+        Some(k) if k.starts_with("rampart-audit+") => k.to_owned(),
+        Some(f) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read the key file {f}"))?
+        }
+        None => std::fs::read_to_string("rampart-data/audit.pub").context(
+            "give the public key with --key (a file, or the key printed by `rampart audit key`)",
+        )?,
+    };
+    Ok(text.trim().to_owned())
+}
+
 /// The schema file of `rampart collections apply`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1354,10 +1377,7 @@ async fn collections_apply(settings: Settings, args: CollectionsApplyArgs) -> Re
     }
     let svc = rampart::cli_services(&settings).await?;
     let rampart::Services { data, .. } = svc.clone();
-    let meta = rampart_core::RequestMeta {
-        user_agent: Some("rampart-cli".to_owned()),
-        ..Default::default()
-    };
+    let meta = cli_meta();
     // Collections that others reference go first.
     let mut pending: Vec<_> = file.collections.into_iter().collect();
     let mut failed = 0;
@@ -1713,10 +1733,7 @@ async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
 async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
     let svc = rampart::cli_services(&settings).await?;
     let rampart::Services { auth, .. } = svc.clone();
-    let meta = rampart_core::RequestMeta {
-        user_agent: Some("rampart-cli".to_owned()),
-        ..Default::default()
-    };
+    let meta = cli_meta();
     let result = async {
         let account = auth.account_by_email(&args.email).await?;
         auth.reset_mfa(&account.id, "cli", &meta).await?;

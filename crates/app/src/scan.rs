@@ -102,8 +102,13 @@ pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) 
     if let Ok(Some(e)) = rampart_core::audit::backup_actions::last_verified(store).await {
         facts.last_verified_backup_ms = Some(e.at.millis());
     }
-    match (store.incidents_in_force().await, store.last_drill().await) {
-        (Ok(in_force), Ok(last)) => {
+    let every = facts.incident.as_ref().map_or(0, |i| i.drill_every_days);
+    match (
+        store.incidents_in_force().await,
+        store.last_drill().await,
+        crate::incident::drill_overdue(store, every, now).await,
+    ) {
+        (Ok(in_force), Ok(last), Ok(overdue)) => {
             if let Some(i) = facts.incident.as_mut() {
                 i.lockdown = in_force
                     .iter()
@@ -111,6 +116,7 @@ pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) 
                     .map(|i| (i.id.clone(), i.started_at.millis()));
                 i.accounts_locked = in_force.iter().map(|i| i.accounts.len() as u64).sum();
                 i.last_drill_ms = last.map(|(_, at, _)| at.millis());
+                i.drill_overdue_days = overdue;
             }
         }
         _ => facts.incident = None,

@@ -64,6 +64,8 @@ pub const RESET_TTL: std::time::Duration = std::time::Duration::from_secs(72 * 3
 
 /// Longest reason kept, in characters.
 const MAX_REASON: usize = 500;
+/// Most accounts one order names.
+const MAX_ACCOUNTS: usize = 10_000;
 
 /// Who an incident reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,18 +146,21 @@ pub trait IncidentStore: Send + Sync + 'static {
         until: Timestamp,
     ) -> Result<Vec<Incident>, StoreError>;
     async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
-    /// Lifts an incident in force; false when it is not.
+    /// The deployment lockdown in force, if any (one indexed row).
+    async fn deployment_lockdown(&self) -> Result<Option<Incident>, StoreError>;
+    /// Lifts an incident in force, and ends what it kept out and was made
+    /// while it held; false when it is not in force.
     async fn lift_incident(
         &self,
-        id: &str,
+        incident: &Incident,
         at: Timestamp,
         by: &str,
         record: &str,
     ) -> Result<bool, StoreError>;
     /// Whether an incident in force refuses `account` a new session.
     async fn sign_in_suspended(&self, account: &AccountId, role: Role) -> Result<bool, StoreError>;
-    /// Every account (id, email, role), for resets of all.
-    async fn all_accounts(&self) -> Result<Vec<(AccountId, String, Role)>, StoreError>;
+    /// Every account, for resets of all.
+    async fn all_accounts(&self) -> Result<Vec<Account>, StoreError>;
     /// In one transaction: the account's password hash becomes
     /// `unusable_hash`, its sessions and pending sign-ins end, earlier
     /// reset codes go, and the code `token_hash` is stored.
@@ -292,11 +297,7 @@ impl Incidents {
 
     /// The deployment lockdown in force, if any.
     pub async fn lockdown(&self) -> Result<Option<Incident>, Error> {
-        Ok(self
-            .in_force()
-            .await?
-            .into_iter()
-            .find(|i| i.scope == Scope::Deployment))
+        self.auth.deployment_lockdown().await
     }
 
     async fn account(&self, email: &str) -> Result<Account, Error> {
@@ -318,15 +319,7 @@ impl Incidents {
         let mut out = match selection {
             Selection::None => Vec::new(),
             Selection::All if scope == Scope::Accounts => in_scope.to_vec(),
-            Selection::All => {
-                let mut all = Vec::new();
-                for (id, _, _) in self.auth.store().all_accounts().await? {
-                    if let Some(a) = self.auth.store().account_by_id(&id).await? {
-                        all.push(a);
-                    }
-                }
-                all
-            }
+            Selection::All => self.auth.store().all_accounts().await?,
             Selection::Only(emails) => {
                 let mut v = Vec::new();
                 for e in emails {
@@ -345,12 +338,45 @@ impl Incidents {
     /// administrator's account id, or `cli`. The data keys are rotated
     /// for a deployment lockdown; re-encrypting the records under the new
     /// keys is the caller's (`DataService::reseal`), as for `keys rotate`.
+    /// A refused order (not a dry run) is recorded in the trail, with a
+    /// stable reason.
     pub async fn begin(
         &self,
         order: &LockdownOrder,
         by: &str,
         meta: &RequestMeta,
     ) -> Result<LockdownReport, Error> {
+        let result = self.carry_out(order, by, meta).await;
+        if let (Err(e), false) = (&result, order.dry_run) {
+            let why = match e {
+                Error::InvalidIncident(_) => "invalid_incident",
+                Error::LockdownInForce => "lockdown_in_force",
+                _ => "error",
+            };
+            self.auth
+                .record_security(
+                    self.event(actions::LOCKDOWN, FAILURE, "-", meta)
+                        .user(Some(by))
+                        .reason(Some(why)),
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn carry_out(
+        &self,
+        order: &LockdownOrder,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<LockdownReport, Error> {
+        let too_many = |s: &Selection| matches!(s, Selection::Only(v) if v.len() > MAX_ACCOUNTS);
+        if order.accounts.len() > MAX_ACCOUNTS
+            || too_many(&order.reset_passwords)
+            || too_many(&order.reenrol_mfa)
+        {
+            return Err(invalid("at most 10000 accounts in one order"));
+        }
         let reason: String = order.reason.trim().chars().take(MAX_REASON).collect();
         if reason.is_empty() || reason.chars().any(char::is_control) {
             return Err(invalid(
@@ -416,15 +442,22 @@ impl Incidents {
                 }
             }
         }
-        let keys_rotated = if scope == Scope::Deployment {
-            self.data
-                .collections()
-                .await?
-                .into_iter()
-                .map(|c| c.name)
-                .collect()
+        // What a dry run reports is counted; a real lockdown reports what
+        // its transaction and the rotation did.
+        let (ended, keys_rotated) = if order.dry_run {
+            let keys = if scope == Scope::Deployment {
+                self.data
+                    .collections()
+                    .await?
+                    .into_iter()
+                    .map(|c| c.name)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (store.lockdown_reach(scope, &ids, bg).await?, keys)
         } else {
-            Vec::new()
+            (Ended::default(), Vec::new())
         };
         let emails = |v: &[Account]| -> Vec<String> {
             v.iter().map(|a| a.email.as_str().to_owned()).collect()
@@ -435,7 +468,7 @@ impl Incidents {
             dry_run: order.dry_run,
             accounts: emails(&accounts),
             break_glass: break_glass.as_ref().map(|a| a.email.as_str().to_owned()),
-            ended: store.lockdown_reach(scope, &ids, bg).await?,
+            ended,
             password_resets: emails(&password_resets),
             mfa_resets: emails(&mfa_resets),
             keys_rotated,
@@ -503,43 +536,52 @@ impl Incidents {
             .await;
         // The lockdown holds from here on: what follows is done as far as
         // it can be, and what failed is reported, not taken for a refusal.
-        if !password_resets.is_empty() {
+        // Problems name what was not done; the detail goes to the log only.
+        let mut failed = |what: String, e: &Error| {
+            tracing::warn!(error = %e, incident = %id, "{what} failed");
+            report
+                .problems
+                .push(format!("{what} failed (see the server log)"));
+        };
+        if !password_resets.is_empty() && !self.auth.can_email() {
+            failed(
+                "password resets (no email delivery is configured, so no owner could get a code: \
+                 configure [smtp], or use notifier = \"log\" and read outbox.log, then order them again)"
+                    .into(),
+                &Error::DeliveryFailed,
+            );
+        } else if !password_resets.is_empty() {
             match self.unusable_hash().await {
                 Ok(unusable) => {
                     for a in &password_resets {
                         if let Err(e) = self.force_reset(a, &id, &unusable).await {
-                            report
-                                .problems
-                                .push(format!("password reset of {}: {e}", a.email.as_str()));
+                            failed(format!("password reset of {}", a.email.as_str()), &e);
                         }
                     }
                 }
-                Err(e) => report.problems.push(format!("password resets: {e}")),
+                Err(e) => failed("password resets".into(), &e),
             }
         }
+        let mut factors_reset = Vec::new();
         for a in &mfa_resets {
             match self
                 .auth
                 .reset_mfa(&a.id, &format!("incident {id}"), meta)
                 .await
             {
-                Ok(()) | Err(Error::SelfReset) => {}
-                Err(e) => report
-                    .problems
-                    .push(format!("second-factor reset of {}: {e}", a.email.as_str())),
+                Ok(()) => factors_reset.push(a.email.as_str().to_owned()),
+                // The caller's own factors: `reset_mfa` refuses, by design.
+                Err(Error::SelfReset) => {}
+                Err(e) => failed(format!("second-factor reset of {}", a.email.as_str()), &e),
             }
         }
         if scope == Scope::Deployment {
             match self.data.rotate_data_keys().await {
                 Ok(rotated) => report.keys_rotated = rotated.into_iter().map(|(c, _)| c).collect(),
-                Err(e) => {
-                    report.keys_rotated.clear();
-                    report
-                        .problems
-                        .push(format!("data key rotation: {e}; run `rampart keys rotate`"))
-                }
+                Err(e) => failed("data key rotation (run `rampart keys rotate`)".into(), &e),
             }
         }
+        report.mfa_resets = factors_reset;
         Ok(report)
     }
 
@@ -551,14 +593,11 @@ impl Incidents {
         meta: &RequestMeta,
     ) -> Result<Incident, Error> {
         let incident = match id {
-            Some(id) => self
-                .in_force()
-                .await?
-                .into_iter()
-                .find(|i| i.id == id)
-                .ok_or(Error::NotFound)?,
-            None => self.lockdown().await?.ok_or(Error::NotFound)?,
-        };
+            Some(id) => self.auth.store().incident(id).await?,
+            None => self.lockdown().await?,
+        }
+        .filter(|i| i.lifted_at.is_none())
+        .ok_or(Error::NotFound)?;
         let now = self.auth.clock().now();
         let signed = self.sign(&LiftRecord {
             incident: incident.id.clone(),
@@ -568,7 +607,7 @@ impl Incidents {
         if !self
             .auth
             .store()
-            .lift_incident(&incident.id, now, by, &signed)
+            .lift_incident(&incident, now, by, &signed)
             .await?
         {
             return Err(Error::NotFound);
@@ -586,17 +625,6 @@ impl Incidents {
             lift_record: Some(signed),
             ..incident
         })
-    }
-
-    /// A refused lockdown, for the trail.
-    pub async fn refused(&self, by: &str, why: &str, meta: &RequestMeta) {
-        self.auth
-            .record_security(
-                self.event(actions::LOCKDOWN, FAILURE, "-", meta)
-                    .user(Some(by))
-                    .reason(Some(why)),
-            )
-            .await;
     }
 
     fn event(&self, action: &str, outcome: &'static str, id: &str, meta: &RequestMeta) -> Event {
@@ -683,7 +711,11 @@ impl AuthService {
 
     /// Removes a drill's account, and only one: its address must be under
     /// [`DRILL_DOMAIN`].
-    pub async fn delete_drill_account(&self, account: &Account) -> Result<(), Error> {
+    pub async fn delete_drill_account(
+        &self,
+        account: &Account,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
         if !account
             .email
             .as_str()
@@ -691,9 +723,10 @@ impl AuthService {
         {
             return Err(Error::Forbidden);
         }
-        self.unlock(&account.id, "drill clean-up", &RequestMeta::default())
-            .await?;
-        self.store().delete_drill_account(&account.id).await?;
+        self.unlock(&account.id, "drill clean-up", meta).await?;
+        if !self.store().delete_drill_account(&account.id).await? {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
@@ -725,12 +758,7 @@ impl AuthService {
 
     /// The deployment lockdown in force, if any.
     pub async fn deployment_lockdown(&self) -> Result<Option<Incident>, Error> {
-        Ok(self
-            .store()
-            .incidents_in_force()
-            .await?
-            .into_iter()
-            .find(|i| i.scope == Scope::Deployment))
+        Ok(self.store().deployment_lockdown().await?)
     }
 
     /// Refuses an administrative write while a deployment lockdown is in

@@ -470,6 +470,12 @@ impl AuthService {
         }
     }
 
+    /// Whether messages can reach an email address (SMTP, or the
+    /// development outbox).
+    pub(crate) fn can_email(&self) -> bool {
+        self.mfa().notifier.supports(Channel::Email)
+    }
+
     /// Emails every administrator and waits for each send: the alert
     /// deliveries, which retry what failed. No administrator, or no email
     /// delivery, is an error.

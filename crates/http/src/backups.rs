@@ -18,8 +18,8 @@ const RECENT: u32 = 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackupRun {
-    /// `backup.created`, `backup.verified`, `backup.restored` or
-    /// `backup.missing`.
+    /// `backup.created`, `backup.verified`, `backup.restored`,
+    /// `backup.uploaded` or `backup.missing`.
     pub action: String,
     /// `success` or `failure`.
     pub outcome: String,

@@ -178,7 +178,7 @@ impl From<CoreError> for ApiError {
                 S::LOCKED,
                 "lockdown_frozen",
                 "Frozen by the lockdown",
-                "Administrative changes are frozen while the deployment is locked down. The incident's own actions still work: account lockdowns, adding blocks, working alerts, and lifting the lockdown (POST /api/v1/admin/incident/lift).",
+                "Administrative changes are frozen while the deployment is locked down. The incident's own actions (lockdowns, lifting it, blocks, alerts, revoking API keys, resetting factors) are its break-glass administrator's, or the server command line's.",
             ),
             CoreError::InvalidResetToken => ApiError::forbidden(
                 "invalid_reset_token",

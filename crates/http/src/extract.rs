@@ -281,10 +281,7 @@ impl FromRequestParts<AppState> for AdminWrite {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Admin(authed) = Admin::from_request_parts(parts, state).await?;
-        if !state.auth.step_up_fresh(&authed.session) {
-            return Err(rampart_core::Error::StepUpRequired.into());
-        }
+        let authed = stepped_up_admin(parts, state).await?;
         state.auth.refuse_frozen().await?;
         Ok(AdminWrite(authed))
     }
@@ -301,16 +298,22 @@ impl FromRequestParts<AppState> for IncidentWrite {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Admin(authed) = Admin::from_request_parts(parts, state).await?;
-        if !state.auth.step_up_fresh(&authed.session) {
-            return Err(rampart_core::Error::StepUpRequired.into());
-        }
+        let authed = stepped_up_admin(parts, state).await?;
         state
             .auth
             .refuse_unless_break_glass(&authed.account)
             .await?;
         Ok(IncidentWrite(authed))
     }
+}
+
+/// An [`Admin`] whose session proved its owner recently.
+async fn stepped_up_admin(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+    let Admin(authed) = Admin::from_request_parts(parts, state).await?;
+    if !state.auth.step_up_fresh(&authed.session) {
+        return Err(rampart_core::Error::StepUpRequired.into());
+    }
+    Ok(authed)
 }
 
 /// Who calls a data route: an API key (`Authorization: Bearer rk_…`), or

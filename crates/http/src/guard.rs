@@ -510,7 +510,7 @@ impl Guard {
         self.clock.now()
     }
 
-    /// Keeps the block snapshot fresh (every second, in a loop of its own
+    /// Keeps the block and incident snapshots fresh (every second, in a loop of its own
     /// so nothing delays it), and, every ten seconds, writes folded event
     /// counts and forgets idle buckets, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -528,6 +528,7 @@ impl Guard {
                     if let Err(e) = guard.refresh_blocks().await {
                         tracing::warn!(error = %e, "cannot re-read address blocks; keeping the last ones");
                     }
+                    guard.refresh_incidents().await;
                 }
             }
         };
@@ -627,24 +628,25 @@ impl Guard {
         }
     }
 
-    /// Re-reads the blocks, the lockdown and the drills in force.
-    pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        // Read apart from the blocks: a failure here keeps the last
-        // snapshot and never holds the blocks back.
-        let incidents = self.store.incidents_in_force().await;
-        let drills = self.store.drills_in_force(now).await;
-        match (incidents, drills) {
-            (Ok(incidents), Ok(drills)) => self.incidents.store(Arc::new(IncidentSnapshot {
-                locked_down: incidents
-                    .iter()
-                    .any(|i| i.scope == rampart_core::incident::Scope::Deployment),
+    /// Re-reads whether the deployment is locked down and the drills under
+    /// way; a failure keeps the last snapshot.
+    pub async fn refresh_incidents(&self) {
+        let lockdown = self.store.deployment_lockdown().await;
+        let drills = self.store.drills_in_force(self.clock.now()).await;
+        match (lockdown, drills) {
+            (Ok(lockdown), Ok(drills)) => self.incidents.store(Arc::new(IncidentSnapshot {
+                locked_down: lockdown.is_some(),
                 drills: drills.into_iter().map(|(id, hash)| (hash, id)).collect(),
             })),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "cannot re-read incidents and drills; keeping the last");
             }
         }
+    }
+
+    /// Re-reads the blocks in force.
+    pub async fn refresh_blocks(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
         let blocks = self.store.active_blocks(now, MAX_BLOCKS).await?;
         if blocks.len() >= MAX_BLOCKS as usize {
             tracing::warn!(

@@ -21,27 +21,22 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ResetSelection {
-    Word(String),
+    Word(ResetWord),
     Emails(Vec<String>),
 }
 
-impl ResetSelection {
-    fn parse(v: Option<ResetSelection>) -> Result<Selection, ApiError> {
-        match v {
-            None => Ok(Selection::None),
-            Some(ResetSelection::Word(w)) if w == "all" => Ok(Selection::All),
-            Some(ResetSelection::Word(w)) if w == "none" => Ok(Selection::None),
-            Some(ResetSelection::Word(_)) => Err(rampart_core::Error::InvalidIncident(
-                "reset_passwords and reenrol_mfa take \"all\", \"none\" or a list of email addresses"
-                    .into(),
-            )
-            .into()),
-            Some(ResetSelection::Emails(v)) if v.len() > 10_000 => Err(
-                rampart_core::Error::InvalidIncident("at most 10000 accounts at once".into())
-                    .into(),
-            ),
-            Some(ResetSelection::Emails(v)) => Ok(Selection::Only(v)),
-        }
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetWord {
+    All,
+    None,
+}
+
+fn selection(v: Option<ResetSelection>) -> Selection {
+    match v {
+        None | Some(ResetSelection::Word(ResetWord::None)) => Selection::None,
+        Some(ResetSelection::Word(ResetWord::All)) => Selection::All,
+        Some(ResetSelection::Emails(v)) => Selection::Only(v),
     }
 }
 
@@ -64,10 +59,9 @@ pub struct LockdownRequest {
     /// deployment lockdown. Default: you.
     pub break_glass: Option<String>,
     /// Passwords that stop working now (owners get a code by email).
-    #[schema(value_type = Option<Object>)]
     pub reset_passwords: Option<ResetSelection>,
-    /// Accounts whose second factors are removed, to be set up again.
-    #[schema(value_type = Option<Object>)]
+    /// Accounts whose second factors are removed, to be set up again (an
+    /// administrator's password is reset with them).
     pub reenrol_mfa: Option<ResetSelection>,
     /// Only say what would happen.
     #[serde(default)]
@@ -199,11 +193,6 @@ pub async fn lockdown(
     Meta(meta): Meta,
     JsonBody(body): JsonBody<LockdownRequest>,
 ) -> Result<Response, ApiError> {
-    if body.accounts.len() > 10_000 {
-        return Err(
-            rampart_core::Error::InvalidIncident("at most 10000 accounts at once".into()).into(),
-        );
-    }
     let deployment = body.accounts.is_empty();
     let order = LockdownOrder {
         break_glass: match body.break_glass {
@@ -213,20 +202,12 @@ pub async fn lockdown(
         },
         accounts: body.accounts,
         reason: body.reason,
-        reset_passwords: ResetSelection::parse(body.reset_passwords)?,
-        reenrol_mfa: ResetSelection::parse(body.reenrol_mfa)?,
+        reset_passwords: selection(body.reset_passwords),
+        reenrol_mfa: selection(body.reenrol_mfa),
         dry_run: body.dry_run,
     };
     let by = admin.account.id.as_str();
-    let report = match state.incidents.begin(&order, by, &meta).await {
-        Ok(r) => r,
-        Err(e) => {
-            if !order.dry_run {
-                state.incidents.refused(by, &e.to_string(), &meta).await;
-            }
-            return Err(e.into());
-        }
-    };
+    let report = state.incidents.begin(&order, by, &meta).await?;
     let dry = report.dry_run;
     if !dry && !report.keys_rotated.is_empty() {
         // Re-encrypting every record under the new keys takes a while;
@@ -278,10 +259,7 @@ pub async fn plan(State(state): State<AppState>, Admin(_): Admin) -> Result<Resp
             "There is no response plan yet: run `rampart incident plan init` on the server and fill it in.",
         )
     };
-    let Some(path) = &state.settings.incident_plan else {
-        return Err(no_plan());
-    };
-    let text = match tokio::fs::read(path).await {
+    let text = match tokio::fs::read(&state.settings.incident_plan).await {
         Ok(b) if b.len() <= 1 << 20 => String::from_utf8(b)
             .map_err(|_| ApiError::internal("the response plan is not UTF-8"))?,
         Ok(_) => return Err(ApiError::internal("the response plan is larger than 1 MiB")),

@@ -68,7 +68,7 @@ pub struct HttpSettings {
     /// `[backup] schedule`, when `serve` takes backups on a schedule.
     pub backup_schedule: Option<String>,
     /// The response plan (`rampart incident plan init` writes it).
-    pub incident_plan: Option<std::path::PathBuf>,
+    pub incident_plan: std::path::PathBuf,
 }
 
 #[derive(Clone)]

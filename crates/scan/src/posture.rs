@@ -99,6 +99,10 @@ pub struct IncidentFacts {
     pub last_drill_ms: Option<i64>,
     /// `[incident] drill_every_days` (0: no reminder).
     pub drill_every_days: u32,
+    /// Days since the last drill (or, before the first, since the trail
+    /// began) when that is the period or more: what `serve`'s reminder
+    /// decides (`rampart::incident::drill_overdue`), not recomputed here.
+    pub drill_overdue_days: Option<i64>,
     /// Whether the response plan file exists.
     pub plan_present: bool,
 }
@@ -480,9 +484,19 @@ fn incident(
         ));
     }
     if i.drill_every_days > 0 {
-        let period = i64::from(i.drill_every_days);
-        match i.last_drill_ms {
-            None => out.push(Finding::new(
+        match (i.drill_overdue_days, i.last_drill_ms) {
+            (Some(days), _) => out.push(Finding::new(
+                "ops.drill",
+                Severity::Warning,
+                "incident",
+                format!("No attack drill for {days} days"),
+                format!(
+                    "Drills are due every {} days ([incident] drill_every_days): a rule turned off or a setting changed since may have opened a gap.",
+                    i.drill_every_days
+                ),
+                "Run `rampart drill`.",
+            )),
+            (None, None) => out.push(Finding::new(
                 "ops.drill",
                 Severity::Info,
                 "incident",
@@ -490,15 +504,7 @@ fn incident(
                 "Nobody knows yet whether this deployment blocks, alerts on or misses a brute force, stuffing, spraying, injection or a stolen session.",
                 "Run `rampart drill`: it attacks this deployment safely and scores what it did about each attack.",
             )),
-            Some(at) if (now_ms - at) / 86_400_000 >= period => out.push(Finding::new(
-                "ops.drill",
-                Severity::Warning,
-                "incident",
-                format!("The last attack drill is {} days old", (now_ms - at) / 86_400_000),
-                format!("Drills are due every {period} days ([incident] drill_every_days): a rule turned off or a setting changed since may have opened a gap."),
-                "Run `rampart drill`.",
-            )),
-            Some(at) => passed.push(format!(
+            (None, Some(at)) => passed.push(format!(
                 "the last attack drill ran {} days ago",
                 (now_ms - at).max(0) / 86_400_000
             )),

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use rampart_core::incident::{Ended, Incident, IncidentStore, Scope};
-use rampart_core::{AccountId, Role, StoreError, Timestamp};
+use rampart_core::{Account, AccountId, Role, StoreError, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -229,6 +229,21 @@ impl IncidentStore for SqlStore {
         self.incidents_of(rows).await
     }
 
+    async fn deployment_lockdown(&self) -> Result<Option<Incident>, StoreError> {
+        // The partial unique index `incidents_one_lockdown` serves it.
+        sqlx::query(concat!(
+            "SELECT ",
+            cols!(),
+            " FROM incidents WHERE lifted_at IS NULL AND scope = 'deployment'"
+        ))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(Self::incident_from)
+        .transpose()
+    }
+
     async fn incidents_between(
         &self,
         since: Timestamp,
@@ -259,11 +274,12 @@ impl IncidentStore for SqlStore {
 
     async fn lift_incident(
         &self,
-        id: &str,
+        incident: &Incident,
         at: Timestamp,
         by: &str,
         record: &str,
     ) -> Result<bool, StoreError> {
+        let (id, started) = (incident.id.as_str(), incident.started_at.millis());
         let mut tx = self.pool().begin().await.map_err(backend)?;
         let lifted = sqlx::query(
             "UPDATE incidents SET lifted_at = $2, lifted_by = $3, lift_record = $4 \
@@ -284,14 +300,7 @@ impl IncidentStore for SqlStore {
         // Whatever the incident kept out and that was made while it held
         // (only a sign-in racing its start can have made any) ends with
         // it, instead of coming back to life.
-        let row = sqlx::query("SELECT scope, started_at FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let scope: String = row.try_get(0).map_err(get)?;
-        let started: i64 = row.try_get(1).map_err(get)?;
-        if scope == Scope::Deployment.as_str() {
+        if incident.scope == Scope::Deployment {
             sqlx::query(
                 "DELETE FROM sessions WHERE created_at >= $1 AND account_id IN \
                  (SELECT id FROM accounts WHERE role <> 'admin')",
@@ -345,21 +354,18 @@ impl IncidentStore for SqlStore {
         Ok(count(&r)? > 0)
     }
 
-    async fn all_accounts(&self) -> Result<Vec<(AccountId, String, Role)>, StoreError> {
-        sqlx::query("SELECT id, email, role FROM accounts ORDER BY email")
-            .fetch_all(self.pool())
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(|r| {
-                let role: String = r.try_get("role").map_err(get)?;
-                Ok((
-                    AccountId(r.try_get("id").map_err(get)?),
-                    r.try_get("email").map_err(get)?,
-                    Role::parse(&role).ok_or(StoreError::Corrupt("account role"))?,
-                ))
-            })
-            .collect()
+    async fn all_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            crate::sql::account_cols!(),
+            " FROM accounts a ORDER BY a.email"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(crate::sql::account_from)
+        .collect()
     }
 
     async fn force_password_reset(

@@ -156,6 +156,7 @@ macro_rules! kept_out_by_incident {
         )
     };
 }
+pub(crate) use account_cols;
 pub(crate) use kept_out_by_incident;
 
 /// The session and its account by token hash, unless an incident keeps
@@ -169,7 +170,7 @@ pub(crate) const SESSION_BY_TOKEN: &str = concat!(
     kept_out_by_incident!("s.account_id", "s.created_at", "a.role")
 );
 
-fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
+pub(crate) fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
     let get = |e: sqlx::Error| StoreError::Backend(e.to_string());
     let email: String = row.try_get("a_email").map_err(get)?;
     let role: String = row.try_get("a_role").map_err(get)?;

@@ -764,3 +764,43 @@ both!(
         assert!(what.contains("address index"), "{what}");
     }
 );
+
+both!(
+    no_input_can_pass_for_a_drill_mark,
+    |s: SqlStore, _url: String| async move {
+        let (audit, task) = writer(&s, CHAIN, WriterMode::Command, None).await;
+        let forged = [
+            r#""labels.drill":"drill_x""#,
+            r#"{"labels.drill":"drill_x"}"#,
+            "labels.drill",
+            r#""LABELS.DRILL":"#,
+        ];
+        for (n, value) in forged.iter().enumerate() {
+            // Attacker text in a field value and in the user agent.
+            let e = event(n as u64)
+                .field("session.previous_user_agent", *value)
+                .meta(&RequestMeta {
+                    user_agent: Some((*value).to_owned()),
+                    ..Default::default()
+                });
+            audit.record_durable(e).await.unwrap();
+        }
+        audit
+            .record_durable(event(99).drill(Some("drill_real")))
+            .await
+            .unwrap();
+        audit.stop().await;
+        task.await.unwrap();
+        let q = |drills| EventQuery {
+            drills,
+            limit: 100,
+            ..Default::default()
+        };
+        let only = s.search_events(&q(Some(true))).await.unwrap();
+        assert_eq!(only.len(), 1, "only the real drill event: {only:?}");
+        assert_eq!(only[0].seq, forged.len() as u64);
+        let none = s.search_events(&q(Some(false))).await.unwrap();
+        assert!(none.len() >= forged.len(), "{none:?}");
+        assert!(none.iter().all(|e| e.seq != forged.len() as u64));
+    }
+);

@@ -100,7 +100,7 @@ impl Target {
         if s.lock_days > 36_500 {
             return Err("lock_days is more than 100 years".into());
         }
-        if s.access_key_id.trim().is_empty() {
+        if s.access_key_id.expose_secret().trim().is_empty() {
             return Err("access_key_id is empty".into());
         }
         let style = if s.path_style {
@@ -113,7 +113,7 @@ impl Target {
         Ok(Target {
             bucket,
             credentials: rusty_s3::Credentials::new(
-                s.access_key_id.clone(),
+                s.access_key_id.expose_secret().to_owned(),
                 secret.expose_secret().to_owned(),
             ),
             prefix: s.prefix.clone(),
@@ -267,7 +267,7 @@ mod tests {
             bucket: "acme-backups".into(),
             region: "eu-west-1".into(),
             prefix: "rampart/".into(),
-            access_key_id: "AKIAEXAMPLE".into(),
+            access_key_id: SecretString::new("AKIAEXAMPLE".into()),
             secret_access_key: Some(SecretString::new("wJalrXUtnFEMI-secret".into())),
             secret_access_key_file: None,
             lock_days: 30,
@@ -293,7 +293,10 @@ mod tests {
             (Box::new(|s| s.bucket = "Not_A_Bucket".into()), "bucket"),
             (Box::new(|s| s.prefix = "../up".into()), "prefix"),
             (Box::new(|s| s.lock_days = 100_000), "100 years"),
-            (Box::new(|s| s.access_key_id = " ".into()), "access_key_id"),
+            (
+                Box::new(|s| s.access_key_id = SecretString::new(" ".into())),
+                "access_key_id",
+            ),
         ];
         for (edit, want) in cases {
             let mut s = settings();

@@ -14,10 +14,12 @@ pub const HELP: &str = "Scenarios: brute-force, credential-stuffing, password-sp
 session-reuse, bulk-read (default: all). Each is scored BLOCKED (stopped), ALERTED (an alert was raised), \
 LOGGED (in the trail, nobody told) or MISSED, with the time to detection and to the alert.\n\
 Safe: it aims only at this deployment or a loopback address in [incident] drill_targets, attacks only accounts \
-and a collection it creates under drill.rampart.invalid, and removes them, its blocks and its alerts afterwards. \
+and a collection it creates under drill.rampart.invalid, and afterwards removes them and the blocks on its \
+addresses, and resolves the open alerts that are wholly its own. \
 Its requests and events are marked as the drill's, so statistics leave them out.\n\
 Run it on the server while `rampart serve` runs. Exit status: 0 when every scenario was blocked or alerted, \
-3 when one was only logged or missed, 1 when the drill could not run.";
+3 when one was only logged or missed, 1 when the drill could not run or its clean-up left something (the report \
+is printed first).";
 
 fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
     Scenario::parse(s).ok_or_else(|| {
@@ -32,14 +34,21 @@ fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
 pub struct DrillArgs {
     #[command(flatten)]
     common: CommonFlags,
-    /// The Rampart to attack [default: this deployment's listen address]
+    /// Where this deployment's `serve` listens, when it was started with
+    /// --listen [default: `listen` from the settings]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Another Rampart on this machine to attack: an https:// loopback
+    /// address listed in [incident] drill_targets [default: this
+    /// deployment]
     #[arg(long)]
     target: Option<String>,
     /// Only these scenarios (repeat, or separate with commas)
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
-    /// Longest wait for detection after each scenario, in seconds
-    #[arg(long, default_value_t = 20)]
+    /// Longest wait for detection after each scenario, 1 to 600 seconds
+    /// (a whole drill can take about seven times as long)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     wait_secs: u64,
     /// Print the report as JSON instead of a table
     #[arg(long)]
@@ -50,7 +59,11 @@ pub struct DrillArgs {
 }
 
 pub async fn run(config: Option<PathBuf>, args: DrillArgs) -> Result<ExitCode> {
-    let settings = load(config, &common_overrides(&args.common))?;
+    let overrides = rampart::Overrides {
+        listen: args.listen,
+        ..common_overrides(&args.common)
+    };
+    let settings = load(config, &overrides)?;
     let _logs = rampart::logging::init("warn");
     // Refused before anything is created.
     rampart::drill::allowed_target(&settings, args.target.as_deref())?;
@@ -58,7 +71,7 @@ pub async fn run(config: Option<PathBuf>, args: DrillArgs) -> Result<ExitCode> {
     let opts = rampart::drill::Options {
         target: args.target.clone(),
         scenarios: args.scenario.clone(),
-        wait: Duration::from_secs(args.wait_secs.clamp(1, 600)),
+        wait: Duration::from_secs(args.wait_secs),
     };
     let quiet = args.json;
     let result = rampart::drill::run(&settings, &svc, &opts, &|what| {
@@ -68,7 +81,7 @@ pub async fn run(config: Option<PathBuf>, args: DrillArgs) -> Result<ExitCode> {
     })
     .await;
     svc.close().await;
-    let report = result?;
+    let rampart::drill::Ran { report, left } = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -80,6 +93,9 @@ pub async fn run(config: Option<PathBuf>, args: DrillArgs) -> Result<ExitCode> {
         if !args.json {
             println!("HTML report: {}", path.display());
         }
+    }
+    if !left.is_empty() {
+        anyhow::bail!("the drill ran, but its clean-up left: {}", left.join("; "));
     }
     Ok(if report.worst() >= Outcome::Alerted {
         ExitCode::SUCCESS

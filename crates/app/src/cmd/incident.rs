@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use rampart::Settings;
 use rampart_core::incident::{Incidents, LockdownOrder, LockdownReport, Selection};
 
-use crate::{common_overrides, load, CommonFlags, TermProgress};
+use crate::{cli_meta, common_overrides, load, public_key, rfc3339, CommonFlags, TermProgress};
 
 pub const HELP: &str = "What to do in the first hour is in the README (\"When you are attacked\") and in \
 your response plan (`rampart incident plan init`).\n\
@@ -88,15 +88,20 @@ pub struct LockdownArgs {
     #[arg(long, value_delimiter = ',')]
     accounts: Vec<String>,
     /// The administrator (email) whose sessions and API keys survive a
-    /// deployment lockdown
+    /// deployment lockdown, and who alone may act on the incident through
+    /// the API (lift it, block, work alerts) [default: none: every session
+    /// ends, and only this command line acts]
     #[arg(long)]
     break_glass: Option<String>,
-    /// Turn off passwords now and mail each owner a code to choose a new
-    /// one: `all` (in the scope, but the break-glass administrator) or
-    /// emails separated by commas
+    /// Turn off passwords now and mail each owner a code (72 hours) to
+    /// choose a new one: `all` (every account in the scope, administrators
+    /// too, but the break-glass one), `none`, or emails separated by
+    /// commas. Needs email delivery ([smtp]; with notifier = "log" the
+    /// codes land in outbox.log)
     #[arg(long, value_parser = parse_selection)]
     reset_passwords: Option<Selection>,
-    /// Remove second factors, to be set up again: `all` or emails
+    /// Remove second factors, to be set up again: `all`, `none` or emails
+    /// (an administrator's password is reset with them)
     #[arg(long, value_parser = parse_selection)]
     reenrol_mfa: Option<Selection>,
     /// Only show what would happen; change nothing
@@ -119,6 +124,7 @@ pub struct LiftArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     common: CommonFlags,
+    /// Print the incidents as JSON
     #[arg(long)]
     json: bool,
 }
@@ -133,7 +139,8 @@ pub struct ExportArgs {
     /// RFC 3339: the period's end [default: now]
     #[arg(long)]
     until: Option<String>,
-    /// The directory the bundle's own directory is made in [default: .]
+    /// The directory the bundle's own directory is made in (a disk to
+    /// take away from the server)
     #[arg(long, short, default_value = ".")]
     out: PathBuf,
 }
@@ -143,22 +150,11 @@ pub struct VerifyBundleArgs {
     /// The bundle's directory
     bundle: PathBuf,
     /// The audit public key: a file holding it, or the key itself
-    /// (`rampart-audit+…`), from a copy kept away from the server
-    /// [default: ./rampart-data/audit.pub]
+    /// (`rampart-audit+…`). Use a copy kept away from the server (e.g.
+    /// printed by `rampart audit key` when it was set up) [default:
+    /// ./rampart-data/audit.pub, the server's own]
     #[arg(long)]
     key: Option<String>,
-}
-
-fn cli_meta() -> rampart_core::RequestMeta {
-    rampart_core::RequestMeta {
-        user_agent: Some("rampart-cli".to_owned()),
-        ..Default::default()
-    }
-}
-
-fn time(s: &str, flag: &str) -> Result<rampart_core::Timestamp> {
-    rampart_core::Timestamp::parse_rfc3339(s)
-        .with_context(|| format!("{flag} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"))
 }
 
 fn print_report(r: &LockdownReport) {
@@ -204,10 +200,9 @@ fn print_report(r: &LockdownReport) {
 }
 
 pub async fn run(config: Option<PathBuf>, command: IncidentCommand) -> Result<ExitCode> {
-    if let IncidentCommand::VerifyBundle(args) = &command {
-        return verify_bundle(args);
-    }
     let common = match &command {
+        // Offline: the public key and the bundle, nothing of a deployment.
+        IncidentCommand::VerifyBundle(args) => return verify_bundle(args),
         IncidentCommand::Lockdown(a) => &a.common,
         IncidentCommand::Lift(a) => &a.common,
         IncidentCommand::Status(a) => &a.common,
@@ -218,7 +213,6 @@ pub async fn run(config: Option<PathBuf>, command: IncidentCommand) -> Result<Ex
         IncidentCommand::Plan {
             command: PlanCommand::Show(a),
         } => &a.common,
-        IncidentCommand::VerifyBundle(_) => unreachable!("answered above"),
     };
     let settings = load(config, &common_overrides(common))?;
     let _logs = rampart::logging::init("warn");
@@ -264,15 +258,10 @@ async fn with_services(settings: &Settings, command: IncidentCommand) -> Result<
                     reenrol_mfa: a.reenrol_mfa.unwrap_or_default(),
                     dry_run: a.dry_run,
                 };
-                let report = match incidents.begin(&order, "cli", &cli_meta()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if !order.dry_run {
-                            incidents.refused("cli", &e.to_string(), &cli_meta()).await;
-                        }
-                        bail!("{e}")
-                    }
-                };
+                let report = incidents
+                    .begin(&order, "cli", &cli_meta())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if !report.dry_run && !report.keys_rotated.is_empty() {
                     eprintln!("re-encrypting sensitive values under the new keys…");
                     let n = svc
@@ -304,9 +293,14 @@ async fn with_services(settings: &Settings, command: IncidentCommand) -> Result<
                         ),
                         e => anyhow::anyhow!("{e}"),
                     })?;
+                let back = match lifted.scope {
+                    rampart_core::incident::Scope::Deployment => {
+                        "sign-in, registration and administrative changes are back"
+                    }
+                    rampart_core::incident::Scope::Accounts => "those accounts can sign in again",
+                };
                 println!(
-                    "Lifted {} ({}, began {}): sign-in and administrative changes are back. \
-                     Sessions and keys it ended stay ended.",
+                    "Lifted {} ({}, began {}): {back}. Sessions and keys it ended stay ended.",
                     lifted.id,
                     lifted.scope.as_str(),
                     lifted.started_at.to_rfc3339()
@@ -349,9 +343,9 @@ async fn with_services(settings: &Settings, command: IncidentCommand) -> Result<
                 }
             }
             IncidentCommand::Export(a) => {
-                let since = time(&a.since, "--since")?;
+                let since = rfc3339("since", &a.since)?;
                 let until = match &a.until {
-                    Some(u) => time(u, "--until")?,
+                    Some(u) => rfc3339("until", u)?,
                     None => svc.auth.clock().now(),
                 };
                 let bar = TermProgress {
@@ -395,27 +389,21 @@ async fn with_services(settings: &Settings, command: IncidentCommand) -> Result<
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     }
     .await;
+    // Reset codes and notices go out before the process ends.
+    svc.auth.flush_notices().await;
     svc.close().await;
     result
 }
 
 fn verify_bundle(args: &VerifyBundleArgs) -> Result<ExitCode> {
-    let key = match &args.key {
-        Some(k) if k.starts_with("rampart-audit+") => k.clone(),
-        Some(f) => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read the key file {f}"))?
-        }
-        None => std::fs::read_to_string("rampart-data/audit.pub").context(
-            "give the public key with --key (a file, or the key printed by `rampart audit key`)",
-        )?,
-    };
+    let key = public_key(args.key.as_deref())?;
     if !args.bundle.is_dir() {
         bail!("{} is not a bundle directory", args.bundle.display());
     }
     let bar = TermProgress {
         on: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    match rampart::incident::bundle::verify(&args.bundle, key.trim(), &bar) {
+    match rampart::incident::bundle::verify(&args.bundle, &key, &bar) {
         Ok(c) => {
             if bar.on {
                 eprintln!();
@@ -427,7 +415,7 @@ fn verify_bundle(args: &VerifyBundleArgs) -> Result<ExitCode> {
                 c.manifest.until,
                 c.manifest.files.len(),
                 c.manifest.events,
-                c.proofs,
+                c.manifest.proven,
                 c.records
             );
             if c.unproven > 0 {

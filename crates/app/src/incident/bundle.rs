@@ -229,24 +229,15 @@ pub async fn export(
     })
 }
 
-/// The settings in force for an investigator: their `Debug` (every secret
-/// is a `SecretString`, printed redacted), with every URL cut to its
-/// scheme, host and port (a webhook's path or a URL's user part can be a
-/// secret of its own) and the S3 access key id left out.
+/// The settings in force for an investigator: their `Debug` (every secret,
+/// the S3 access key id among them, is a `SecretString`, printed
+/// redacted), with every URL cut to its scheme, host and port (a
+/// webhook's path or a URL's user part can be a secret of its own).
 pub fn redacted_settings(settings: &Settings) -> String {
-    let text = format!("{settings:#?}\n");
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        if line.trim_start().starts_with("access_key_id:") {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            out.push_str(indent);
-            out.push_str("access_key_id: \"(redacted)\",\n");
-            continue;
-        }
-        out.push_str(&redact_urls(line));
-        out.push('\n');
-    }
-    out
+    format!("{settings:#?}\n")
+        .lines()
+        .map(|l| redact_urls(l) + "\n")
+        .collect()
 }
 
 /// `line` with every `scheme://…` cut to `scheme://host:port/…`.
@@ -286,7 +277,44 @@ fn redact_urls(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_urls;
+    use super::{redact_urls, redacted_settings};
+    use rampart_crypto::SecretString;
+
+    #[test]
+    fn the_settings_in_a_bundle_hold_no_secret() {
+        let mut settings = crate::Settings {
+            database_url: Some(SecretString::new(
+                "postgres://rampart:db-canary-pw@db.internal/rampart".into(),
+            )),
+            ..Default::default()
+        };
+        settings.detect.webhook_url =
+            Some("https://hooks.example.com/services/T0/B1/hook-canary-token".into());
+        settings.backup.s3 = Some(crate::config::S3Settings {
+            endpoint: "https://s3.example.com".into(),
+            bucket: "b".into(),
+            region: "r".into(),
+            prefix: String::new(),
+            access_key_id: SecretString::new("AKIAKEYIDCANARY".into()),
+            secret_access_key: Some(SecretString::new("s3-secret-canary".into())),
+            secret_access_key_file: None,
+            lock_days: 1,
+            path_style: true,
+        });
+        let text = redacted_settings(&settings);
+        for canary in [
+            "db-canary-pw",
+            "hook-canary-token",
+            "AKIAKEYIDCANARY",
+            "s3-secret-canary",
+        ] {
+            assert!(!text.contains(canary), "{canary} in:\n{text}");
+        }
+        assert!(
+            text.contains("https://hooks.example.com/(redacted)"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn urls_keep_only_their_scheme_host_and_port() {
@@ -312,7 +340,6 @@ mod tests {
 #[derive(Debug)]
 pub struct Checked {
     pub manifest: Manifest,
-    pub proofs: u64,
     /// The newest events of their chains, after its last checkpoint: their
     /// integrity rests on the manifest's signature alone.
     pub unproven: u64,
@@ -396,7 +423,7 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
             manifest.proven
         );
     }
-    let mut proven: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut proven: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         let p: proof::Proof = serde_json::from_str(line)
             .with_context(|| format!("proof {} is not a proof", i + 1))?;
@@ -426,15 +453,16 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
                 p.node
             );
         }
-        proven.entry(p.node.clone()).or_default().push(p.seq);
+        proven.entry(p.node.clone()).or_default().insert(p.seq);
         progress.step("proofs checked", i as u64 + 1, lines.len() as u64);
     }
     // Only the newest events of a chain may lack a proof (they came after
     // its last checkpoint): a proof stripped from an older one is found.
     let mut unproven = 0u64;
     for (node, seqs) in &by_chain {
-        let have = proven.get(node).map(Vec::as_slice).unwrap_or(&[]);
-        let newest_proven = have.iter().max().copied();
+        let empty = std::collections::BTreeSet::new();
+        let have = proven.get(node).unwrap_or(&empty);
+        let newest_proven = have.last().copied();
         for seq in seqs.keys() {
             if !have.contains(seq) {
                 unproven += 1;
@@ -478,7 +506,6 @@ pub fn verify(dir: &Path, public_key: &str, progress: &dyn Progress) -> Result<C
     }
     Ok(Checked {
         manifest,
-        proofs: lines.len() as u64,
         unproven,
         records,
     })

@@ -316,6 +316,7 @@ fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
         accounts_locked: 2,
         last_drill_ms: Some(800 * DAY),
         drill_every_days: 90,
+        drill_overdue_days: Some(200),
         plan_present: false,
     });
     let (out, _, _) = run(&f, 1_000 * DAY);
@@ -332,12 +333,19 @@ fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
     assert_eq!(find("ops.drill", Severity::Warning), 1);
     assert!(out.iter().any(|o| o.title.contains("200 days")));
     assert_eq!(find("ops.incident_plan", Severity::Info), 1);
-    // Never drilled: advice; no reminder configured: nothing.
-    f.incident.as_mut().unwrap().last_drill_ms = None;
+    // Never drilled: advice, until the trail is older than the period.
+    let i = f.incident.as_mut().unwrap();
+    (i.last_drill_ms, i.drill_overdue_days) = (None, None);
     let (out, _, _) = run(&f, 1_000 * DAY);
     assert!(out
         .iter()
         .any(|o| o.check == "ops.drill" && o.severity == Severity::Info));
+    f.incident.as_mut().unwrap().drill_overdue_days = Some(95);
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert!(out
+        .iter()
+        .any(|o| o.check == "ops.drill" && o.severity == Severity::Warning));
+    // No reminder configured: nothing.
     f.incident.as_mut().unwrap().drill_every_days = 0;
     let (out, _, _) = run(&f, 1_000 * DAY);
     assert!(!out.iter().any(|o| o.check == "ops.drill"));
