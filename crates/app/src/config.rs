@@ -61,6 +61,8 @@ pub struct Settings {
     /// CSRF header. Default: the HTTPS address itself.
     pub public_origins: Vec<String>,
     pub registration: RegistrationMode,
+    /// `[accounts]`: verification, resets, deletion (ADR 0015).
+    pub accounts: AccountsSettings,
     pub password: PasswordSettings,
     pub argon2: Argon2Settings,
     pub hashing: HashingSettings,
@@ -346,6 +348,7 @@ impl Default for Settings {
             strict: false,
             public_origins: Vec::new(),
             registration: RegistrationMode::Open,
+            accounts: AccountsSettings::default(),
             password: PasswordSettings::default(),
             argon2: Argon2Settings::default(),
             hashing: HashingSettings::default(),
@@ -508,6 +511,32 @@ impl MfaSettings {
             failure_window: Duration::from_secs(self.failure_window_secs),
             issuer: self.issuer.clone(),
             sms_enrolments_per_hour: self.sms_enrolments_per_hour,
+        }
+    }
+}
+
+/// `[accounts]`: the account lifecycle (ADR 0015).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsSettings {
+    /// `required` (an unverified account cannot sign in), `before_data`
+    /// (it can, but the data routes refuse it) or `optional`. Default:
+    /// `required` when messages are delivered (`notifier = "deliver"`),
+    /// `optional` with the development outbox.
+    pub email_verification: Option<rampart_core::lifecycle::VerificationMode>,
+    /// Days between `DELETE /api/v1/me` and the deletion, during which
+    /// signing in cancels it; 0 deletes at once.
+    pub deletion_grace_days: u64,
+    /// Minutes a forgotten-password link lasts (5 to 1440).
+    pub reset_link_minutes: u64,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        Self {
+            email_verification: None,
+            deletion_grace_days: 7,
+            reset_link_minutes: 30,
         }
     }
 }
@@ -821,6 +850,29 @@ impl Settings {
         self.notifier.unwrap_or(NotifierMode::Log)
     }
 
+    /// The lifecycle's policy; links point at the first public origin (or
+    /// the HTTPS address on localhost).
+    pub fn accounts_policy(&self) -> rampart_core::lifecycle::AccountsPolicy {
+        use rampart_core::lifecycle::VerificationMode;
+        let a = &self.accounts;
+        rampart_core::lifecycle::AccountsPolicy {
+            email_verification: a.email_verification.unwrap_or(
+                if self.notifier_mode() == NotifierMode::Deliver {
+                    VerificationMode::Required
+                } else {
+                    VerificationMode::Optional
+                },
+            ),
+            deletion_grace: Duration::from_secs(a.deletion_grace_days.saturating_mul(86_400)),
+            reset_ttl: Duration::from_secs(a.reset_link_minutes.saturating_mul(60)),
+            link_origin: self
+                .public_origins
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("https://localhost:{}", self.listen.port())),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.guard.validate().map_err(|e| anyhow!(e))?;
         self.incident.validate()?;
@@ -936,6 +988,18 @@ impl Settings {
                  (development only)",
                 self.listen,
                 self.data_dir.join("outbox.log").display()
+            );
+        }
+        if !(5..=1440).contains(&self.accounts.reset_link_minutes) {
+            bail!(
+                "[accounts] reset_link_minutes = {} is outside 5 to 1440 (a day): a reset link is best short-lived",
+                self.accounts.reset_link_minutes
+            );
+        }
+        if self.accounts.deletion_grace_days > 365 {
+            bail!(
+                "[accounts] deletion_grace_days = {} is more than 365",
+                self.accounts.deletion_grace_days
             );
         }
         if self.notifier_mode() == NotifierMode::Deliver && self.smtp.is_none() {

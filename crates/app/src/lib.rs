@@ -636,6 +636,7 @@ pub fn auth_service(
         absolute_lifetime: Duration::from_secs(settings.session.absolute_lifetime_secs),
         brute_force: settings.brute_force.policy(),
         mfa: settings.mfa.policy(),
+        accounts: settings.accounts_policy(),
     };
     Ok(Arc::new(
         AuthService::new(
@@ -1034,7 +1035,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         tasks.push(detect::start(ctx.clone(), rx.clone())?);
         tasks.push(tokio::spawn(detect::deliver(ctx, webhook, rx.clone())));
     }
-    tasks.push(tokio::spawn(sweep_sessions(auth.clone(), rx)));
+    tasks.push(tokio::spawn(sweep_sessions(auth.clone(), data.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();
     tokio::spawn(async move {
@@ -1113,9 +1114,13 @@ async fn watch_certificate(
     }
 }
 
-/// Deletes expired sessions, and brute-force counts that are quiet, every
-/// five minutes.
-async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>) {
+/// Deletes expired sessions, brute-force counts that are quiet, and the
+/// accounts whose deletion's grace period is over, every five minutes.
+async fn sweep_sessions(
+    auth: Arc<AuthService>,
+    data: Arc<DataService>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tokio::select! {
@@ -1132,6 +1137,18 @@ async fn sweep_sessions(auth: Arc<AuthService>, mut stop: watch::Receiver<bool>)
         }
         if let Err(e) = auth.purge_quiet_login_failures().await {
             tracing::warn!(error = %e, "login failure sweep failed");
+        }
+        let deleted = match data.owner_deleting_collections().await {
+            Ok(owner_deletes) => auth.delete_due_accounts(&owner_deletes).await,
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                count = n,
+                "accounts deleted at the end of their grace period"
+            ),
+            Err(e) => tracing::warn!(error = %e, "account deletion sweep failed"),
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct AuthConfig {
     pub absolute_lifetime: Duration,
     pub brute_force: BruteForcePolicy,
     pub mfa: crate::mfa::MfaPolicy,
+    pub accounts: crate::lifecycle::AccountsPolicy,
 }
 
 /// How long an emailed unlock code is good for.
@@ -162,11 +163,14 @@ pub struct RequestMeta {
     pub drill: Option<String>,
 }
 
-/// A session just created, with the only copy of its bearer token.
+/// A session just created, with the only copy of its bearer token, and a
+/// device token for the client to keep (ADR 0015): signing in with it
+/// counts failures apart from everyone else's.
 #[derive(Debug)]
 pub struct NewSession {
     pub token: SecretString,
     pub session: Session,
+    pub device: SecretString,
 }
 
 /// Sessions are touched at most this often, so idle tracking does not turn
@@ -185,7 +189,7 @@ pub const MAX_PASSWORD_BYTES: usize = 4096;
 /// normalised address (or of the raw text when it is not an address), so
 /// spelling variants share one count and the table holds no address in
 /// clear.
-fn login_key(email: Option<&Email>, raw: &str) -> String {
+pub(crate) fn login_key(email: Option<&Email>, raw: &str) -> String {
     match email {
         Some(e) => sha256_hex(format!("rampart-login-v1:{}", e.as_str()).as_bytes()),
         None => {
@@ -420,7 +424,8 @@ impl AuthService {
             )
             .field("user.roles", vec![account.role.as_str()])
             .field("login.key", self.login_id(account.email.as_str()));
-        self.record_security(event).await
+        self.record_security(event).await;
+        self.signed_in(account, meta).await;
     }
 
     /// Settles a reserved login attempt (see [`Store::settle_login_attempt`]);
@@ -605,6 +610,7 @@ impl AuthService {
         password: &SecretString,
         display_name: Option<String>,
         role: Role,
+        verified: bool,
     ) -> Result<Account, Error> {
         let email = Email::parse(email).map_err(|_| Error::InvalidEmail)?;
         Self::check_display_name(display_name.as_deref())?;
@@ -619,6 +625,7 @@ impl AuthService {
             role,
             created_at: self.clock.now(),
             has_mfa: false,
+            lifecycle: crate::model::Lifecycle::new(verified.then(|| self.clock.now())),
         })
     }
 
@@ -635,6 +642,8 @@ impl AuthService {
             .await?)
     }
 
+    /// An account the operator makes (an administrator from the command
+    /// line, a drill's): its address counts as verified.
     pub(crate) async fn create_account(
         &self,
         email: &str,
@@ -643,7 +652,7 @@ impl AuthService {
         role: Role,
     ) -> Result<Account, Error> {
         let account = self
-            .prepare_account(email, password, display_name, role)
+            .prepare_account(email, password, display_name, role, true)
             .await?;
         self.store.insert_account(&account).await?;
         Ok(account)
@@ -663,7 +672,10 @@ impl AuthService {
         match &result {
             Ok(account) => {
                 self.succeeded(EventKind::Registration, Some(&account.id), meta)
-                    .await
+                    .await;
+                if let Err(e) = self.send_verification(account, "registration", meta).await {
+                    tracing::warn!(error = %e, "verification message not sent");
+                }
             }
             Err(e) => {
                 let reason = match e {
@@ -703,7 +715,7 @@ impl AuthService {
         // Everything is checked before an invite is spent, so a weak
         // password does not burn it.
         let account = self
-            .prepare_account(email, password, display_name, Role::Member)
+            .prepare_account(email, password, display_name, Role::Member, false)
             .await?;
         if self.config.registration == RegistrationMode::Invite {
             // Spending the invite and creating the account are one
@@ -730,7 +742,8 @@ impl AuthService {
         password: &SecretString,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, Error> {
-        self.login_with_unlock(email, password, None, meta).await
+        self.login_with_unlock(email, password, None, None, meta)
+            .await
     }
 
     /// Signs in; with the unlock code emailed to the owner when the account
@@ -738,11 +751,18 @@ impl AuthService {
     /// still checked, and a code allows [`UNLOCK_USES`] tries). A code that
     /// is wrong, spent or for another account changes nothing: the attempt
     /// is counted and blocked like any other.
+    ///
+    /// With a device token this account's client was given at an earlier
+    /// sign-in, the attempt is counted under the token instead of the
+    /// address (ADR 0015): a stranger's guesses, counted under the
+    /// address, neither delay nor lock the owner's known device, and
+    /// guesses made with a stolen token are limited under the token.
     pub async fn login_with_unlock(
         &self,
         email: &str,
         password: &SecretString,
         unlock: Option<&SecretString>,
+        device: Option<&SecretString>,
         meta: &RequestMeta,
     ) -> Result<LoginOutcome, Error> {
         if let Some(code) = unlock {
@@ -758,10 +778,20 @@ impl AuthService {
         }
         let normalized = normalize(password);
         let parsed = Email::parse(email).ok();
+        let account = match &parsed {
+            Some(e) => self.store.account_by_email(e).await?,
+            None => None,
+        };
+        let device_key = device
+            .and_then(|t| self.device_key(t))
+            .filter(|(owner, _)| account.as_ref().is_some_and(|a| &a.id == owner))
+            .map(|(_, key)| key);
         // Counted before the password is checked, for known and unknown
         // addresses alike: the same work on every path, and no burst of
         // concurrent guesses gets more checks than the policy allows.
-        let key = login_key(parsed.as_ref(), email);
+        let key = device_key
+            .clone()
+            .unwrap_or_else(|| login_key(parsed.as_ref(), email));
         let policy = self.config.brute_force;
         let now = self.clock.now();
         let attempt = self
@@ -770,10 +800,6 @@ impl AuthService {
                 policy.block_after(n)
             })
             .await?;
-        let account = match &parsed {
-            Some(e) => self.store.account_by_email(e).await?,
-            None => None,
-        };
         let failures = match attempt {
             LoginAttempt::Blocked => {
                 // The password is not checked, but the answer costs and
@@ -818,7 +844,7 @@ impl AuthService {
             Verification::Mismatch => {
                 self.login_failed("wrong_password", Some(&account.id), email, meta)
                     .await;
-                if failures == policy.lock_after {
+                if failures == policy.lock_after && device_key.is_none() {
                     self.record(
                         EventKind::AccountLocked,
                         Outcome::Success,
@@ -840,6 +866,7 @@ impl AuthService {
                 // and the failures before it, unless guesses were counted
                 // meanwhile: those stay.
                 self.settle(&key, failures, now, Settle::Forget).await;
+                self.refuse_by_lifecycle(&account, meta).await?;
                 let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
                     // Upgrade to the current parameters, unless the password
@@ -955,6 +982,9 @@ impl AuthService {
                 if let Err(e) = self.refuse_suspended(&account, meta).await {
                     return Ok(Some(Err(e)));
                 }
+                if let Err(e) = self.refuse_by_lifecycle(&account, meta).await {
+                    return Ok(Some(Err(e)));
+                }
                 let key = login_key(Some(&parsed), email);
                 self.store.clear_login_failures(&key).await?;
                 self.store.delete_unlock_tokens(&account.id).await?;
@@ -1006,7 +1036,12 @@ impl AuthService {
         if !self.store.insert_session(&session, verified_hash).await? {
             return Ok(None);
         }
-        Ok(Some(NewSession { token, session }))
+        let device = self.new_device_token(&account.id);
+        Ok(Some(NewSession {
+            token,
+            session,
+            device,
+        }))
     }
 
     /// Resolves a bearer token to its live session and account.
@@ -1284,8 +1319,9 @@ impl AuthService {
         // Everything is checked and hashed before the token is spent, and
         // spending it and creating the account are one transaction: no
         // failure (weak password, taken email, busy pool, timeout) burns it.
+        // The first administrator: the operator, holding the setup token.
         let account = self
-            .prepare_account(email, password, display_name, Role::Admin)
+            .prepare_account(email, password, display_name, Role::Admin, true)
             .await?;
         let created = self
             .insert_with_token(&account, OneTimeKind::Setup, token)

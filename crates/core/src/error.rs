@@ -108,6 +108,22 @@ pub enum Error {
     BreakGlassOnly,
     #[error("reset code invalid, used or expired")]
     InvalidResetToken,
+    #[error("verification link or code invalid, used or expired")]
+    InvalidVerification,
+    #[error("email link invalid, used or expired")]
+    InvalidEmailLink,
+    #[error("an administrator's reset needs the second factor")]
+    ResetNeedsFactor,
+    #[error("the address is the account's already")]
+    EmailUnchanged,
+    #[error("it would leave no administrator")]
+    LastAdmin,
+    #[error("the account is disabled")]
+    AccountDisabled,
+    #[error("the address is not verified")]
+    EmailUnverified,
+    #[error("no email delivery is configured")]
+    NoEmailDelivery,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -169,14 +169,16 @@ pub trait IncidentStore: Send + Sync + 'static {
         account: &AccountId,
         unusable_hash: &str,
         token_hash: &str,
+        reason: &str,
         expires: Timestamp,
     ) -> Result<(), StoreError>;
-    /// The owner of an unexpired reset code, without spending it.
+    /// The owner of an unexpired reset code and why it was sent, without
+    /// spending it.
     async fn password_reset_owner(
         &self,
         token_hash: &str,
         now: Timestamp,
-    ) -> Result<Option<AccountId>, StoreError>;
+    ) -> Result<Option<(AccountId, String)>, StoreError>;
     /// In one transaction: spends the code (only if unexpired and still
     /// the account's), sets the new hash, ends every session and pending
     /// sign-in. False when the code was spent meanwhile.
@@ -551,7 +553,7 @@ impl Incidents {
                 &Error::DeliveryFailed,
             );
         } else if !password_resets.is_empty() {
-            match self.unusable_hash().await {
+            match self.auth.unusable_hash().await {
                 Ok(unusable) => {
                     for a in &password_resets {
                         if let Err(e) = self.force_reset(a, &id, &unusable).await {
@@ -659,7 +661,13 @@ impl Incidents {
         let expires = self.auth.clock().now().plus(RESET_TTL);
         self.auth
             .store()
-            .force_password_reset(&account.id, unusable, &TokenHash::of(&code).0, expires)
+            .force_password_reset(
+                &account.id,
+                unusable,
+                &TokenHash::of(&code).0,
+                "incident",
+                expires,
+            )
             .await?;
         self.auth.send_notice(
             account,
@@ -675,17 +683,6 @@ impl Incidents {
             ),
         );
         Ok(())
-    }
-
-    /// The Argon2id hash of a random password nobody knows: a sign-in
-    /// with it costs what any other does and always fails.
-    async fn unusable_hash(&self) -> Result<String, Error> {
-        let random = rampart_crypto::random_token(self.auth.entropy().as_ref(), 32);
-        Ok(self
-            .auth
-            .pool()
-            .hash(SecretString::new(random.expose_secret().to_owned()))
-            .await?)
     }
 }
 
@@ -781,63 +778,6 @@ impl AuthService {
             Some(i) if i.break_glass.as_ref() != Some(&account.id) => Err(Error::BreakGlassOnly),
             _ => Ok(()),
         }
-    }
-
-    /// Finishes a password reset an incident forced: the code is spent,
-    /// the new password (which must meet the policy) set, every session
-    /// ended, and the owner told.
-    pub async fn confirm_password_reset(
-        &self,
-        token: &SecretString,
-        new_password: &SecretString,
-        meta: &RequestMeta,
-    ) -> Result<(), Error> {
-        let hash = TokenHash::of(token).0;
-        let now = self.clock().now();
-        let refused = |why: &'static str| async move {
-            self.record_security(
-                Event::new(now, actions::PASSWORD_RESET, Category::Iam, FAILURE)
-                    .reason(Some(why))
-                    .meta(meta),
-            )
-            .await;
-            Err(Error::InvalidResetToken)
-        };
-        if token.expose_secret().len() > 128 {
-            return refused("malformed_code").await;
-        }
-        let Some(owner) = self.store().password_reset_owner(&hash, now).await? else {
-            return refused("unknown_code").await;
-        };
-        let Some(account) = self.store().account_by_id(&owner).await? else {
-            return refused("unknown_code").await;
-        };
-        let phc = self
-            .new_password_hash(
-                new_password,
-                &account.email,
-                account.display_name.as_deref(),
-            )
-            .await?;
-        if !self
-            .store()
-            .finish_password_reset(&hash, &account.id, &phc, now)
-            .await?
-        {
-            return refused("spent_code").await;
-        }
-        self.record_security(
-            Event::new(now, actions::PASSWORD_RESET, Category::Iam, SUCCESS)
-                .user(Some(account.id.as_str()))
-                .meta(meta),
-        )
-        .await;
-        self.notify_owner(
-            &account,
-            "Your password was changed",
-            "A new password was chosen for your account with the code sent after a security incident; every session was signed out.".to_owned(),
-        );
-        Ok(())
     }
 }
 

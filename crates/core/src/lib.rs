@@ -13,6 +13,7 @@ pub mod events;
 pub mod hashing;
 pub mod ids;
 pub mod incident;
+pub mod lifecycle;
 pub mod mfa;
 pub mod model;
 pub mod notify;

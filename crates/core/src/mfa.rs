@@ -271,25 +271,29 @@ enum Context<'a> {
     Login(&'a str),
     /// A step-up in a session; `bound` is the session id.
     StepUp(&'a str),
+    /// An administrator's password reset; `bound` is the code's hash. Only
+    /// proofs that need no challenge (TOTP, recovery codes) are taken, and
+    /// they are counted with the account's sign-in proofs.
+    Reset(&'a str),
 }
 
 impl Context<'_> {
     fn bound(&self) -> &str {
         match self {
-            Context::Login(b) | Context::StepUp(b) => b,
+            Context::Login(b) | Context::StepUp(b) | Context::Reset(b) => b,
         }
     }
 
     fn code_purpose(&self) -> ChallengePurpose {
         match self {
-            Context::Login(_) => ChallengePurpose::LoginCode,
+            Context::Login(_) | Context::Reset(_) => ChallengePurpose::LoginCode,
             Context::StepUp(_) => ChallengePurpose::StepUpCode,
         }
     }
 
     fn passkey_purpose(&self) -> ChallengePurpose {
         match self {
-            Context::Login(_) => ChallengePurpose::LoginPasskey,
+            Context::Login(_) | Context::Reset(_) => ChallengePurpose::LoginPasskey,
             Context::StepUp(_) => ChallengePurpose::StepUpPasskey,
         }
     }
@@ -298,6 +302,7 @@ impl Context<'_> {
         match self {
             Context::Login(_) => "login",
             Context::StepUp(_) => "step_up",
+            Context::Reset(_) => "password_reset",
         }
     }
 }
@@ -313,7 +318,9 @@ struct PasskeyEnrolState {
 /// step-ups, pause or cancel the owner's sign-ins).
 fn mfa_key(account: &crate::AccountId, ctx: Context<'_>) -> String {
     match ctx {
-        Context::Login(_) => sha256_hex(format!("rampart-mfa-v1:{}", account.as_str()).as_bytes()),
+        Context::Login(_) | Context::Reset(_) => {
+            sha256_hex(format!("rampart-mfa-v1:{}", account.as_str()).as_bytes())
+        }
         Context::StepUp(session) => sha256_hex(format!("rampart-step-up-v1:{session}").as_bytes()),
     }
 }
@@ -503,7 +510,7 @@ impl AuthService {
         Ok(())
     }
 
-    fn send_email(&self, to: String, subject: &str, body: String) {
+    pub(crate) fn send_email(&self, to: String, subject: &str, body: String) {
         let notifier = self.mfa().notifier.clone();
         if !notifier.supports(Channel::Email) {
             return;
@@ -1043,6 +1050,7 @@ impl AuthService {
                 "failed_second_factor"
             }
             Context::StepUp(_) => "failed_step_up",
+            Context::Reset(_) => "failed_reset_factor",
         };
         self.noted(EventKind::MfaLocked, Some(reason), &account.id, meta)
             .await;
@@ -1106,6 +1114,23 @@ impl AuthService {
             );
         }
         Ok(method)
+    }
+
+    /// Checks an administrator's second factor at a password reset: a TOTP
+    /// code or a recovery code, counted with the account's sign-in proofs.
+    pub(crate) async fn verify_for_reset(
+        &self,
+        account: &Account,
+        proof: &Proof,
+        code_hash: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        if !matches!(proof, Proof::Code(Method::Totp | Method::RecoveryCode, _)) {
+            return Err(Error::MethodUnavailable);
+        }
+        self.verify(account, proof, Context::Reset(code_hash), meta)
+            .await
+            .map(|_| ())
     }
 
     /// The second step of a login: a right proof turns the pending login

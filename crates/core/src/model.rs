@@ -40,6 +40,30 @@ pub struct Account {
     /// True when the account has at least one confirmed second factor.
     /// Read with the account, never stored on it.
     pub has_mfa: bool,
+    pub lifecycle: Lifecycle,
+}
+
+/// Where an account is in its life (ADR 0015).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// When the owner proved the address; `None` while unverified.
+    pub email_verified_at: Option<Timestamp>,
+    /// When an administrator disabled it: no sign-in, no session, no key.
+    pub disabled_at: Option<Timestamp>,
+    /// A deletion the owner asked for happens at this time, unless they
+    /// sign in before.
+    pub delete_after: Option<Timestamp>,
+    pub last_sign_in_at: Option<Timestamp>,
+}
+
+impl Lifecycle {
+    /// A new account, verified or not.
+    pub fn new(verified_at: Option<Timestamp>) -> Self {
+        Self {
+            email_verified_at: verified_at,
+            ..Self::default()
+        }
+    }
 }
 
 /// A login session. The bearer token itself is never stored, only its hash.

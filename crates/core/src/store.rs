@@ -61,6 +61,7 @@ pub trait Store:
     crate::audit::AuditStore
     + crate::alerts::AlertStore
     + crate::incident::IncidentStore
+    + crate::lifecycle::LifecycleStore
     + Send
     + Sync
     + 'static

@@ -27,7 +27,9 @@ impl Failure {
             "invalid_credentials"
             | "invalid_mfa_code"
             | "api_key_invalid"
-            | "invalid_reset_token" => Some(Failure::SignIn),
+            | "invalid_reset_token"
+            | "invalid_verification"
+            | "invalid_email_link" => Some(Failure::SignIn),
             _ => None,
         }
     }

@@ -629,7 +629,7 @@ const MAX_LOOKUP_DEPTH: usize = 64;
 /// Cookies whose values are secrets (the session token), skipped like
 /// `SECRET_KEYS`; a test in the HTTP crate keeps this in step with its
 /// `SESSION_COOKIE`.
-pub const SECRET_COOKIES: &[&str] = &["__Host-rampart_session"];
+pub const SECRET_COOKIES: &[&str] = &["__Host-rampart_session", "__Host-rampart_device"];
 
 pub(crate) const SECRET_KEYS: &[&str] = &[
     "password",

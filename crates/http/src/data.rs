@@ -39,6 +39,10 @@ pub struct CollectionBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub access: Option<AccessRules>,
+    /// True: when an account is deleted, its records here are deleted
+    /// too. False (the default): they stay, with no owner.
+    #[serde(default)]
+    pub owner_deletes: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +52,8 @@ pub struct CollectionView {
     pub fields: BTreeMap<String, FieldDef>,
     #[schema(value_type = Object)]
     pub access: AccessRules,
+    /// Whether an account's records here are deleted with it.
+    pub owner_deletes: bool,
     /// Counts schema changes.
     pub revision: i64,
     /// The data key sealing new sensitive values.
@@ -64,6 +70,7 @@ fn collection_view(c: Collection, resealing: Option<u64>) -> CollectionView {
         name: c.name,
         fields: c.schema.fields,
         access: c.schema.access,
+        owner_deletes: c.schema.owner_deletes,
         revision: c.rev,
         key_id: c.key_id,
         created_at: c.created_at.to_rfc3339(),
@@ -216,6 +223,7 @@ pub async fn create_collection(
     let schema = CollectionSchema {
         fields: body.fields,
         access: body.access.unwrap_or_default(),
+        owner_deletes: body.owner_deletes,
     };
     let c = state
         .data
@@ -262,6 +270,7 @@ pub async fn update_collection(
     let schema = CollectionSchema {
         fields: body.fields,
         access: body.access.unwrap_or_default(),
+        owner_deletes: body.owner_deletes,
     };
     let change = state
         .data

@@ -184,6 +184,44 @@ impl From<CoreError> for ApiError {
                 "invalid_reset_token",
                 "The reset code is unknown, used or expired. Ask your administrator for a new one.",
             ),
+            CoreError::InvalidVerification => ApiError::forbidden(
+                "invalid_verification",
+                "The verification link or code is unknown, used or expired. Ask for a new message with POST /api/v1/auth/verify-email/resend.",
+            ),
+            CoreError::InvalidEmailLink => ApiError::forbidden(
+                "invalid_email_link",
+                "The link is unknown, used or expired.",
+            ),
+            CoreError::ResetNeedsFactor => ApiError::forbidden(
+                "second_factor_required",
+                "This account is an administrator's with a second factor: send a TOTP code or a recovery code as `second_factor` with the reset.",
+            ),
+            CoreError::EmailUnchanged => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "email_unchanged",
+                "Same address",
+                "That is the account's address already.",
+            ),
+            CoreError::LastAdmin => ApiError::new(
+                S::CONFLICT,
+                "last_admin",
+                "The last administrator",
+                "This would leave no administrator able to sign in. Make another administrator first.",
+            ),
+            CoreError::AccountDisabled => ApiError::forbidden(
+                "account_disabled",
+                "This account is disabled. Ask your administrator.",
+            ),
+            CoreError::NoEmailDelivery => ApiError::new(
+                S::CONFLICT,
+                "no_email_delivery",
+                "No email delivery",
+                "This needs a message to reach an address, and the server has no email delivery configured (`notifier = \"deliver\"` with `[smtp]`). Ask its operator.",
+            ),
+            CoreError::EmailUnverified => ApiError::forbidden(
+                "email_unverified",
+                "Confirm your email address first: open the link or enter the code we mailed you. Ask for a new message with POST /api/v1/auth/verify-email/resend.",
+            ),
             CoreError::Forbidden => {
                 ApiError::forbidden("forbidden", "You may not perform this action.")
             }

@@ -16,6 +16,8 @@ use crate::middleware::{too_large, RequestContext};
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "__Host-rampart_session";
+/// The device token's cookie (ADR 0015).
+pub const DEVICE_COOKIE: &str = "__Host-rampart_device";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// A JSON request body, strictly checked.
@@ -133,11 +135,16 @@ fn bearer(parts: &Parts) -> Option<SecretString> {
 }
 
 fn session_cookie(parts: &Parts) -> Option<SecretString> {
-    for value in parts.headers.get_all(header::COOKIE) {
+    cookie(&parts.headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if the request sent one.
+pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<SecretString> {
+    for value in headers.get_all(header::COOKIE) {
         let Ok(v) = value.to_str() else { continue };
         for pair in v.split(';') {
             if let Some((k, val)) = pair.trim().split_once('=') {
-                if k == SESSION_COOKIE {
+                if k == name {
                     return Some(SecretString::from(val));
                 }
             }
@@ -359,6 +366,9 @@ impl FromRequestParts<AppState> for Caller {
         if state.auth.mfa_enrollment_required(&authed.account) {
             return Err(rampart_core::Error::MfaEnrollmentRequired.into());
         }
+        if state.auth.unverified_blocks_data(&authed.account) {
+            return Err(rampart_core::Error::EmailUnverified.into());
+        }
         Ok(Caller(Principal::Account(authed.account)))
     }
 }
@@ -370,5 +380,6 @@ mod tests {
     #[test]
     fn the_guard_knows_the_session_cookie() {
         assert!(rampart_guard::inspect::SECRET_COOKIES.contains(&super::SESSION_COOKIE));
+        assert!(rampart_guard::inspect::SECRET_COOKIES.contains(&super::DEVICE_COOKIE));
     }
 }

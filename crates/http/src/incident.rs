@@ -1,13 +1,12 @@
 //! Incident response for administrators (ADR 0014): the lockdown and its
-//! lift, what is in force, and the response plan; and the one public
-//! route an incident adds, finishing a forced password reset.
+//! lift, what is in force, and the response plan. A forced password reset
+//! is finished like any other (`accounts::confirm_password_reset`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_core::incident::{Incident, LockdownOrder, LockdownReport, Selection};
-use rampart_crypto::SecretString;
 use rampart_proto::Problem;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -275,31 +274,4 @@ pub async fn plan(State(state): State<AppState>, Admin(_): Admin) -> Result<Resp
         text,
     )
         .into_response())
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordResetConfirm {
-    /// The code from the email.
-    #[schema(value_type = String, format = Password)]
-    pub token: SecretString,
-    #[schema(value_type = String, format = Password)]
-    pub new_password: SecretString,
-}
-
-#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth",
-    request_body = PasswordResetConfirm,
-    responses((status = 204, description = "New password set; every session ended"),
-        (status = 403, description = "Code unknown, used or expired (`invalid_reset_token`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "New password refused by the policy", body = Problem, content_type = "application/problem+json")))]
-pub async fn confirm_password_reset(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
-    JsonBody(body): JsonBody<PasswordResetConfirm>,
-) -> Result<StatusCode, ApiError> {
-    state
-        .auth
-        .confirm_password_reset(&body.token, &body.new_password, &meta)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

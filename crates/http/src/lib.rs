@@ -2,6 +2,7 @@
 //! around every request, the extractors that enforce authentication, and
 //! the one error-to-response mapping. No SQL here.
 
+pub mod accounts;
 pub mod alerts;
 pub mod backups;
 pub mod blocks;
@@ -43,9 +44,23 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/mfa", post(mfa::complete_login))
         .route("/auth/mfa/challenge", post(mfa::login_challenge))
         .route(
-            "/auth/password-reset/confirm",
-            post(incident::confirm_password_reset),
+            "/auth/password-reset",
+            post(accounts::request_password_reset),
         )
+        .route(
+            "/auth/password-reset/confirm",
+            post(accounts::confirm_password_reset),
+        )
+        .route("/auth/verify-email", post(accounts::verify_email))
+        .route(
+            "/auth/verify-email/resend",
+            post(accounts::resend_verification),
+        )
+        .route(
+            "/auth/email-change/confirm",
+            post(accounts::confirm_email_change),
+        )
+        .route("/auth/email-change/undo", post(accounts::undo_email_change))
         .route("/auth/step-up", post(mfa::step_up))
         .route("/auth/step-up/challenge", post(mfa::step_up_challenge))
         .route("/me/mfa", get(mfa::status))
@@ -62,7 +77,9 @@ pub fn router(state: AppState) -> Router {
             post(mfa::regenerate_recovery_codes),
         )
         .route("/me/mfa/{id}", delete(mfa::remove))
-        .route("/me", get(routes::me))
+        .route("/me", get(routes::me).delete(accounts::delete_me))
+        .route("/me/email", post(accounts::request_email_change))
+        .route("/me/export", get(accounts::export_me))
         .route("/me/password", post(routes::change_password))
         .route("/me/sessions", get(routes::my_sessions))
         .route("/me/sessions/{id}", delete(routes::revoke_session))
@@ -70,6 +87,27 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/events", get(events::admin_events))
         .route("/admin/events/counts", get(events::event_counts))
         .route("/admin/invites", post(routes::create_invite))
+        .route("/admin/accounts", get(accounts::list_accounts))
+        .route(
+            "/admin/accounts/{id}",
+            get(accounts::get_account).delete(accounts::delete_account),
+        )
+        .route(
+            "/admin/accounts/{id}/disable",
+            post(accounts::disable_account),
+        )
+        .route(
+            "/admin/accounts/{id}/enable",
+            post(accounts::enable_account),
+        )
+        .route(
+            "/admin/accounts/{id}/sessions",
+            delete(accounts::end_sessions),
+        )
+        .route(
+            "/admin/accounts/{id}/password-reset",
+            post(accounts::require_password_reset),
+        )
         .route("/admin/accounts/{id}/unlock", post(routes::unlock_account))
         .route("/admin/accounts/{id}/mfa/reset", post(mfa::admin_reset))
         .route(

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, backups, blocks, data, events, incident, mfa, routes, scans};
+use crate::{accounts, alerts, backups, blocks, data, events, incident, mfa, routes, scans};
 
 struct BearerAuth;
 
@@ -144,7 +144,12 @@ impl Modify for StandardResponses {
         alerts::list_alerts, alerts::get_alert, alerts::acknowledge, alerts::resolve,
         alerts::confirm, alerts::undo,
         incident::status, incident::lockdown, incident::lift, incident::plan,
-        incident::confirm_password_reset,
+        accounts::request_password_reset, accounts::confirm_password_reset,
+        accounts::verify_email, accounts::resend_verification, accounts::confirm_email_change,
+        accounts::undo_email_change, accounts::request_email_change, accounts::delete_me,
+        accounts::export_me, accounts::list_accounts, accounts::get_account,
+        accounts::disable_account, accounts::enable_account, accounts::delete_account,
+        accounts::end_sessions, accounts::require_password_reset,
     ),
     modifiers(&BearerAuth, &StandardResponses),
     tags((name = "auth"), (name = "me"), (name = "mfa"), (name = "admin"), (name = "collections"), (name = "records"), (name = "api-keys"), (name = "setup"), (name = "guard"), (name = "scans"), (name = "alerts"), (name = "incident"), (name = "health"))

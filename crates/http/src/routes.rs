@@ -11,7 +11,9 @@ use rampart_core::{AccountId, SessionId};
 use rampart_proto::*;
 
 use crate::error::ApiError;
-use crate::extract::{AdminWrite, Authed, JsonBody, Meta, SteppedUp, SESSION_COOKIE};
+use crate::extract::{
+    AdminWrite, Authed, JsonBody, Meta, SteppedUp, DEVICE_COOKIE, SESSION_COOKIE,
+};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/api/v1/healthz", tag = "health",
@@ -86,11 +88,23 @@ pub async fn register(
 pub async fn login(
     State(state): State<AppState>,
     Meta(meta): Meta,
+    headers: axum::http::HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    // The client's device token: from the body (apps), or the cookie
+    // (browsers).
+    let device = req
+        .device_token
+        .or_else(|| crate::extract::cookie(&headers, DEVICE_COOKIE));
     let outcome = state
         .auth
-        .login_with_unlock(&req.email, &req.password, req.unlock_code.as_ref(), &meta)
+        .login_with_unlock(
+            &req.email,
+            &req.password,
+            req.unlock_code.as_ref(),
+            device.as_ref(),
+            &meta,
+        )
         .await;
     match outcome? {
         LoginOutcome::Session(new) => session_response(&state, new),
@@ -120,10 +134,18 @@ pub(crate) fn session_response(state: &AppState, new: NewSession) -> Result<Resp
         csrf_token: rampart_core::AuthService::csrf_token_for(&new.token),
         token: new.token.expose_secret().to_owned(),
         expires_at: new.session.expires_at.to_rfc3339(),
+        device_token: new.device.expose_secret().to_owned(),
     });
     let mut res = Json(body).into_response();
     let cookie = HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal("cookie"))?;
-    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    res.headers_mut().append(header::SET_COOKIE, cookie);
+    // The device cookie outlives sessions: a year.
+    let device = format!(
+        "{DEVICE_COOKIE}={}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=31536000",
+        new.device.expose_secret()
+    );
+    let device = HeaderValue::from_str(&device).map_err(|_| ApiError::internal("cookie"))?;
+    res.headers_mut().append(header::SET_COOKIE, device);
     Ok(res)
 }
 
@@ -155,6 +177,7 @@ pub async fn me(State(state): State<AppState>, authed: Authed) -> Json<Me> {
     Json(Me {
         mfa_enrollment_required: state.auth.mfa_enrollment_required(&a),
         mfa_enabled: a.has_mfa,
+        email_verified: a.lifecycle.email_verified_at.is_some(),
         id: a.id.0,
         email: a.email.as_str().to_owned(),
         display_name: a.display_name,

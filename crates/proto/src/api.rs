@@ -35,6 +35,13 @@ pub struct LoginRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     pub unlock_code: Option<SecretString>,
+    /// The `device_token` an earlier sign-in from this client returned
+    /// (browsers send the `__Host-rampart_device` cookie instead): wrong
+    /// passwords are then counted for this device alone, so guesses from
+    /// anyone else never delay or lock it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub device_token: Option<SecretString>,
 }
 
 /// A new session. The token is also set as the `__Host-rampart_session`
@@ -48,6 +55,9 @@ pub struct LoginResponse {
     pub csrf_token: String,
     /// RFC 3339; the absolute end of the session.
     pub expires_at: String,
+    /// Keep it and send it with the next sign-in from this client (also
+    /// set as the `__Host-rampart_device` cookie).
+    pub device_token: String,
 }
 
 impl std::fmt::Debug for LoginResponse {
@@ -71,6 +81,9 @@ pub struct Me {
     /// True when this account's role requires a second factor and it has
     /// none yet: enrol one under `/api/v1/me/mfa`.
     pub mfa_enrollment_required: bool,
+    /// True once the owner opened the link (or entered the code) mailed
+    /// to the address.
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -385,4 +398,113 @@ impl std::fmt::Debug for RecoveryCodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RecoveryCodes(<redacted>)")
     }
+}
+
+/// Asks for a mail to an address (a reset link, a new verification).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+/// Accepted: what happens next does not depend on the address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub status: String,
+    pub detail: String,
+}
+
+/// Proves an address: the mailed link's `token`, or the `email` and the
+/// mailed `code`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<SecretString>,
+}
+
+/// A second factor given with a password reset: a TOTP code or a
+/// recovery code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetFactor {
+    /// `totp` or `recovery_code`.
+    pub method: MfaMethod,
+    #[schema(value_type = String, format = Password)]
+    pub code: SecretString,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    /// The code from the emailed link.
+    #[schema(value_type = String, format = Password)]
+    pub token: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+    /// Required for an administrator with a second factor.
+    #[serde(default)]
+    pub second_factor: Option<ResetFactor>,
+}
+
+/// Moves the account to another address (confirmed from it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChangeRequest {
+    pub new_email: String,
+}
+
+/// A mailed link's token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailLinkRequest {
+    #[schema(value_type = String, format = Password)]
+    pub token: SecretString,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionScheduled {
+    /// RFC 3339: when the account goes, unless its owner signs in before.
+    pub delete_after: String,
+    /// True when it is gone already (no grace period is configured).
+    pub deleted: bool,
+}
+
+/// One account as an administrator sees it in a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSummary {
+    pub id: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: String,
+    pub created_at: String,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
+    pub disabled_at: Option<String>,
+    pub delete_after: Option<String>,
+    pub last_sign_in_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountSummary>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDetailView {
+    pub account: AccountSummary,
+    /// Custom roles, beside `role`.
+    pub roles: Vec<String>,
+    pub factors: Vec<FactorView>,
+    pub sessions: Vec<SessionView>,
+    /// The newest sign-ins and failed ones.
+    pub sign_ins: Vec<EventView>,
 }

@@ -58,6 +58,7 @@ pub const TABLES: &[&str] = &[
     "incident_accounts",
     "password_resets",
     "drills",
+    "email_tokens",
 ];
 
 /// Sentinels kept.

@@ -1268,7 +1268,7 @@ impl DataStore for SqlStore {
 concat!(
             "SELECT k.id, k.prefix, k.name, k.token_hash, k.scopes, k.allowed_ips, k.expires_at, k.created_at, \
              k.created_by, k.revoked_at FROM api_keys k LEFT JOIN accounts a ON a.id = k.created_by \
-             WHERE k.token_hash = $1 AND NOT ",
+             WHERE k.token_hash = $1 AND a.disabled_at IS NULL AND NOT ",
             crate::sql::kept_out_by_incident!("k.created_by", "k.created_at", "COALESCE(a.role, '')")
         ))
         .bind(hash)

@@ -169,11 +169,17 @@ impl FastRead {
                             r.get::<_, i64>(16)?,
                             r.get::<_, i64>(17)?,
                         ),
+                        rampart_core::model::Lifecycle {
+                            email_verified_at: r.get::<_, Option<i64>>(18)?.map(Timestamp),
+                            disabled_at: r.get::<_, Option<i64>>(19)?.map(Timestamp),
+                            delete_after: r.get::<_, Option<i64>>(20)?.map(Timestamp),
+                            last_sign_in_at: r.get::<_, Option<i64>>(21)?.map(Timestamp),
+                        },
                     ))
                 })
                 .optional()
                 .map_err(err)?;
-            let Some((session, (id, email, display_name, hash, role, created, has_mfa))) = row
+            let Some((session, (id, email, display_name, hash, role, created, has_mfa), lifecycle)) = row
             else {
                 return Ok(None);
             };
@@ -186,6 +192,7 @@ impl FastRead {
                     .ok_or(StoreError::Corrupt("account role"))?,
                 created_at: Timestamp(created),
                 has_mfa: has_mfa != 0,
+                lifecycle,
             };
             Ok(Some((session, account)))
         })

@@ -26,7 +26,7 @@ fn count(r: &AnyRow) -> Result<u64, StoreError> {
 }
 
 /// Ends an account's sessions, pending sign-ins and reset codes, in `tx`.
-async fn end_sign_ins(
+pub(crate) async fn end_sign_ins(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     account: &AccountId,
 ) -> Result<(), StoreError> {
@@ -373,6 +373,7 @@ impl IncidentStore for SqlStore {
         account: &AccountId,
         unusable_hash: &str,
         token_hash: &str,
+        reason: &str,
         expires: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
@@ -384,11 +385,12 @@ impl IncidentStore for SqlStore {
             .map_err(backend)?;
         end_sign_ins(&mut tx, account).await?;
         sqlx::query(
-            "INSERT INTO password_resets (token_hash, account_id, expires_at) VALUES ($1, $2, $3)",
+            "INSERT INTO password_resets (token_hash, account_id, expires_at, reason) VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash)
         .bind(account.as_str())
         .bind(expires.millis())
+        .bind(reason)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -399,16 +401,21 @@ impl IncidentStore for SqlStore {
         &self,
         token_hash: &str,
         now: Timestamp,
-    ) -> Result<Option<AccountId>, StoreError> {
+    ) -> Result<Option<(AccountId, String)>, StoreError> {
         sqlx::query(
-            "SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT account_id, reason FROM password_resets WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)
         .bind(now.millis())
         .fetch_optional(self.pool())
         .await
         .map_err(backend)?
-        .map(|r| r.try_get::<String, _>(0).map(AccountId).map_err(get))
+        .map(|r| {
+            Ok((
+                AccountId(r.try_get::<String, _>(0).map_err(get)?),
+                r.try_get::<String, _>(1).map_err(get)?,
+            ))
+        })
         .transpose()
     }
 
@@ -434,10 +441,14 @@ impl IncidentStore for SqlStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
-        sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
-            .bind(account.as_str())
-            .bind(new_hash)
-            .execute(&mut *tx)
+        // The code came to the address: it is proven too.
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, email_verified_at = COALESCE(email_verified_at, $3) WHERE id = $1",
+        )
+        .bind(account.as_str())
+        .bind(new_hash)
+        .bind(now.millis())
+        .execute(&mut *tx)
             .await
             .map_err(backend)?;
         end_sign_ins(&mut tx, account).await?;

@@ -13,6 +13,7 @@ mod data;
 mod dialect;
 mod fast_read;
 mod incident;
+mod lifecycle;
 mod scan;
 mod sql;
 

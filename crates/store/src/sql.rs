@@ -123,7 +123,9 @@ macro_rules! account_cols {
         "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
          a.password_hash AS a_password_hash, a.role AS a_role, a.created_at AS a_created_at, \
          CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_factors f \
-              WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS a_has_mfa"
+              WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS a_has_mfa, \
+         a.email_verified_at AS a_email_verified_at, a.disabled_at AS a_disabled_at, \
+         a.delete_after AS a_delete_after, a.last_sign_in_at AS a_last_sign_in_at"
     };
 }
 
@@ -166,7 +168,7 @@ pub(crate) const SESSION_BY_TOKEN: &str = concat!(
     session_cols!(),
     ", ",
     account_cols!(),
-    " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1 AND NOT ",
+    " FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1 AND a.disabled_at IS NULL AND NOT ",
     kept_out_by_incident!("s.account_id", "s.created_at", "a.role")
 );
 
@@ -182,7 +184,20 @@ pub(crate) fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
         role: Role::parse(&role).ok_or(StoreError::Corrupt("account role"))?,
         created_at: Timestamp(row.try_get("a_created_at").map_err(get)?),
         has_mfa: row.try_get::<i64, _>("a_has_mfa").map_err(get)? != 0,
+        lifecycle: rampart_core::model::Lifecycle {
+            email_verified_at: opt_time(row, "a_email_verified_at")?,
+            disabled_at: opt_time(row, "a_disabled_at")?,
+            delete_after: opt_time(row, "a_delete_after")?,
+            last_sign_in_at: opt_time(row, "a_last_sign_in_at")?,
+        },
     })
+}
+
+fn opt_time(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map(Timestamp))
 }
 
 fn session_from(row: &AnyRow) -> Result<Session, StoreError> {
@@ -296,8 +311,8 @@ fn insert_account_query(
     a: &Account,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
     sqlx::query(
-        "INSERT INTO accounts (id, email, display_name, password_hash, role, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO accounts (id, email, display_name, password_hash, role, created_at, email_verified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(a.id.as_str())
     .bind(a.email.as_str())
@@ -305,6 +320,7 @@ fn insert_account_query(
     .bind(a.password_hash.expose_secret())
     .bind(a.role.as_str())
     .bind(a.created_at.millis())
+    .bind(a.lifecycle.email_verified_at.map(|t| t.millis()))
 }
 
 #[async_trait]

@@ -32,6 +32,7 @@ async fn populate(s: &SqlStore) {
             role: if i == 0 { Role::Admin } else { Role::Member },
             created_at: Timestamp(1_000 + i),
             has_mfa: false,
+            lifecycle: Default::default(),
         })
         .await
         .unwrap();

@@ -25,6 +25,7 @@ fn account(email: &str, role: Role) -> Account {
         role,
         created_at: Timestamp(1000),
         has_mfa: false,
+        lifecycle: Default::default(),
     }
 }
 

@@ -1387,6 +1387,7 @@ async fn a_database_sealed_by_the_master_key_upgrades_in_place() {
         role: rampart_core::Role::Admin,
         created_at: now,
         has_mfa: false,
+        lifecycle: Default::default(),
     };
     store.insert_account(&account).await.unwrap();
     let secret = rampart_crypto::totp_secret(&OsEntropy);

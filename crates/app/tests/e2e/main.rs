@@ -15,6 +15,7 @@ mod guard;
 mod incident;
 mod keys;
 mod layers;
+mod lifecycle;
 mod limits;
 mod mfa;
 mod openapi;

@@ -700,3 +700,50 @@ pub fn second_node_dir(first: &std::path::Path, second: &std::path::Path) {
     std::fs::copy(first.join("master.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// The body of the newest message in the development outbox `outbox`
+/// to `to` that holds `needle`, once there is one.
+pub async fn mail_to(outbox: &std::path::Path, to: &str, needle: &str) -> String {
+    for _ in 0..250 {
+        let text = std::fs::read_to_string(outbox).unwrap_or_default();
+        let found = text
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["to"] == to && m["body"].as_str().unwrap_or("").contains(needle))
+            .map(|m| m["body"].as_str().unwrap().to_owned());
+        if let Some(body) = found {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no message to {to} holding {needle:?}");
+}
+
+/// How many messages in the outbox went to `to` holding `needle`.
+pub fn mails_to(outbox: &std::path::Path, to: &str, needle: &str) -> usize {
+    std::fs::read_to_string(outbox)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["to"] == to && m["body"].as_str().unwrap_or("").contains(needle))
+        .count()
+}
+
+/// The token of the newest `/{page}#token=…` link mailed to `to`.
+pub async fn mailed_token(outbox: &std::path::Path, to: &str, page: &str) -> String {
+    let marker = format!("/{page}#token=");
+    let body = mail_to(outbox, to, &marker).await;
+    let start = body.rfind(&marker).unwrap() + marker.len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+impl TestServer {
+    /// The development outbox of this server.
+    pub fn outbox(&self) -> PathBuf {
+        self.data_dir().join("outbox.log")
+    }
+}

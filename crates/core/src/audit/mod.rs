@@ -603,6 +603,11 @@ pub fn known_actions() -> Vec<String> {
             .iter()
             .map(|a| (*a).to_owned()),
     );
+    all.extend(
+        crate::lifecycle::actions::ALL
+            .iter()
+            .map(|a| (*a).to_owned()),
+    );
     all
 }
 

@@ -220,6 +220,10 @@ pub struct CollectionSchema {
     pub fields: BTreeMap<String, FieldDef>,
     #[serde(default)]
     pub access: AccessRules,
+    /// When an account is deleted, its records here go with it; otherwise
+    /// they stay, without an owner (ADR 0015).
+    #[serde(default)]
+    pub owner_deletes: bool,
 }
 
 /// One thing wrong with a schema or a record: the field (or `""` for the

@@ -1251,6 +1251,86 @@ impl DataService {
         })
     }
 
+    // ----- the account lifecycle (ADR 0015) ------------------------------
+
+    /// The collections whose records are deleted with their owner.
+    pub async fn owner_deleting_collections(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .store
+            .collections()
+            .await?
+            .into_iter()
+            .filter(|c| c.schema.owner_deletes)
+            .map(|c| c.name)
+            .collect())
+    }
+
+    /// Every record the account owns, every field decrypted, by collection
+    /// (for the owner's export); each collection read is a data event.
+    pub async fn owned_records(
+        &self,
+        account: &crate::Account,
+        meta: &RequestMeta,
+    ) -> Result<std::collections::BTreeMap<String, Vec<Value>>, Error> {
+        const PAGE: u32 = 500;
+        let p = Principal::Account(account.clone());
+        let mut out = std::collections::BTreeMap::new();
+        for c in self.store.collections().await? {
+            let mut rings = Rings::default();
+            let mut records = Vec::new();
+            let mut ids = Vec::new();
+            let mut sensitive = false;
+            let mut offset = 0;
+            loop {
+                let rows = self
+                    .store
+                    .list_records(&ListQuery {
+                        collection: c.name.clone(),
+                        owner: Some(account.id.clone()),
+                        filter: None,
+                        sort: Target::CreatedAt,
+                        descending: false,
+                        limit: PAGE,
+                        offset,
+                    })
+                    .await?;
+                for r in &rows {
+                    let values = self.values(&c, &mut rings, r).await?;
+                    sensitive |= r.sealed.keys().next().is_some();
+                    ids.push(r.id.clone());
+                    records.push(serde_json::json!({
+                        "id": r.id,
+                        "created_at": r.created_at.to_rfc3339(),
+                        "updated_at": r.updated_at.to_rfc3339(),
+                        "version": r.version,
+                        "data": Value::Object(values),
+                    }));
+                }
+                if rows.len() < PAGE as usize {
+                    break;
+                }
+                offset += u64::from(PAGE);
+            }
+            if records.is_empty() {
+                continue;
+            }
+            let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
+            self.event(
+                &p,
+                &c.name,
+                Action::List,
+                ids,
+                n,
+                "allowed",
+                sensitive,
+                meta,
+            )
+            .await;
+            out.insert(c.name, records);
+        }
+        Ok(out)
+    }
+
     // ----- keys ----------------------------------------------------------
 
     /// Gives every collection a new data key. Values are re-encrypted by

@@ -1,0 +1,1166 @@
+//! The account lifecycle (ADR 0015): verified addresses, forgotten
+//! passwords, address changes and their undo, deletion and export,
+//! administrators' management, and device tokens.
+
+use std::time::Duration;
+
+use rampart_core::Clock;
+use reqwest::Response;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const NEW_PASSWORD: &str = "Harbor-Violet-58-Anchor";
+
+async fn delete_auth(s: &TestServer, path: &str, token: &str) -> Response {
+    s.client
+        .delete(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The body of a 202 answer, with the request id (which differs) removed.
+async fn accepted(r: Response) -> Value {
+    assert_eq!(r.status(), 202);
+    r.json().await.unwrap()
+}
+
+async fn me(s: &TestServer, token: &str) -> Value {
+    let r = s.get_auth("/api/v1/me", token).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The trail's events of `action` about `account`, oldest first.
+async fn trail(s: &TestServer, admin: &str, action: &str, account: Option<&str>) -> Vec<Value> {
+    let mut path = format!("/api/v1/admin/events?type={action}&limit=500");
+    if let Some(a) = account {
+        path.push_str(&format!("&account={a}"));
+    }
+    let r = s.get_auth(&path, admin).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let mut e = v["events"].as_array().unwrap().clone();
+    e.reverse();
+    e
+}
+
+fn login_body(email: &str, password: &str) -> Value {
+    json!({"email": email, "password": password})
+}
+
+#[tokio::test]
+async fn verification_is_optional_with_the_outbox_and_a_link_proves_the_address_once() {
+    let s = TestServer::start().await;
+    s.register("v@example.com").await;
+    let token = s.login("v@example.com", STRONG).await;
+    assert_eq!(me(&s, &token).await["email_verified"], false);
+    let link = mailed_token(&s.outbox(), "v@example.com", "verify-email").await;
+    let r = s
+        .post("/api/v1/auth/verify-email", json!({"token": link}))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(me(&s, &token).await["email_verified"], true);
+    // Single use.
+    let r = s
+        .post("/api/v1/auth/verify-email", json!({"token": link}))
+        .await;
+    problem(r, 403, "invalid_verification").await;
+    // A verified account asks for nothing more.
+    accepted(
+        s.post(
+            "/api/v1/auth/verify-email/resend",
+            json!({"email": "v@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        mails_to(&s.outbox(), "v@example.com", "verify-email#token="),
+        1
+    );
+}
+
+#[tokio::test]
+async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_address() {
+    let s = TestServer::with(
+        Options::default().env("RAMPART_ACCOUNTS__EMAIL_VERIFICATION", "required"),
+    )
+    .await;
+    s.register("r@example.com").await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("r@example.com", STRONG))
+        .await;
+    problem(r, 403, "email_unverified").await;
+    // A wrong password still reads as one: nothing about the account.
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            login_body("r@example.com", "Wrong-Password-77!"),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    // The code, with the address: wrong codes are refused alike for a
+    // known and an unknown address, and a code allows five tries.
+    let body = mail_to(&s.outbox(), "r@example.com", "entering this code").await;
+    let code: String = body
+        .split("entering this code where you signed up: ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(8)
+        .collect();
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let a = s
+        .post(
+            "/api/v1/auth/verify-email",
+            json!({"email": "r@example.com", "code": wrong}),
+        )
+        .await;
+    let b = s
+        .post(
+            "/api/v1/auth/verify-email",
+            json!({"email": "nobody@example.com", "code": wrong}),
+        )
+        .await;
+    let mut a = problem(a, 403, "invalid_verification").await;
+    let mut b = problem(b, 403, "invalid_verification").await;
+    a.as_object_mut().unwrap().remove("request_id");
+    b.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(a, b);
+    let r = s
+        .post(
+            "/api/v1/auth/verify-email",
+            json!({"email": "r@example.com", "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login("r@example.com", STRONG).await;
+
+    // Tries run out: after five wrong codes the right one is refused, and
+    // a new message (asked for with the same answer as any address) works.
+    s.register("t@example.com").await;
+    let body = mail_to(&s.outbox(), "t@example.com", "entering this code").await;
+    let code: String = body
+        .split("entering this code where you signed up: ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(8)
+        .collect();
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for _ in 0..5 {
+        let r = s
+            .post(
+                "/api/v1/auth/verify-email",
+                json!({"email": "t@example.com", "code": wrong}),
+            )
+            .await;
+        problem(r, 403, "invalid_verification").await;
+    }
+    let r = s
+        .post(
+            "/api/v1/auth/verify-email",
+            json!({"email": "t@example.com", "code": code}),
+        )
+        .await;
+    problem(r, 403, "invalid_verification").await;
+    let known = accepted(
+        s.post(
+            "/api/v1/auth/verify-email/resend",
+            json!({"email": "t@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    let unknown = accepted(
+        s.post(
+            "/api/v1/auth/verify-email/resend",
+            json!({"email": "nobody@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(known, unknown);
+    for _ in 0..250 {
+        if mails_to(&s.outbox(), "t@example.com", "verify-email#token=") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let link = mailed_token(&s.outbox(), "t@example.com", "verify-email").await;
+    let r = s
+        .post("/api/v1/auth/verify-email", json!({"token": link}))
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login("t@example.com", STRONG).await;
+    // At most three messages an hour to one account.
+    for _ in 0..5 {
+        s.post(
+            "/api/v1/auth/verify-email/resend",
+            json!({"email": "u@example.com"}),
+        )
+        .await;
+    }
+    s.register("u@example.com").await;
+    for _ in 0..5 {
+        accepted(
+            s.post(
+                "/api/v1/auth/verify-email/resend",
+                json!({"email": "u@example.com"}),
+            )
+            .await,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The registration's message and three resends.
+    assert_eq!(
+        mails_to(&s.outbox(), "u@example.com", "verify-email#token="),
+        4
+    );
+}
+
+#[tokio::test]
+async fn before_data_verification_lets_sign_in_but_not_the_data_routes() {
+    let s = TestServer::with(
+        Options::default().env("RAMPART_ACCOUNTS__EMAIL_VERIFICATION", "before_data"),
+    )
+    .await;
+    let admin = s.admin().await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/collections",
+            &admin,
+            json!({"name": "notes", "fields": {"text": {"type": "text"}}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let user = s.user("d@example.com").await;
+    let r = s
+        .post_auth(
+            "/api/v1/collections/notes/records",
+            &user,
+            json!({"text": "hi"}),
+        )
+        .await;
+    problem(r, 403, "email_unverified").await;
+    let link = mailed_token(&s.outbox(), "d@example.com", "verify-email").await;
+    let r = s
+        .post("/api/v1/auth/verify-email", json!({"token": link}))
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post_auth(
+            "/api/v1/collections/notes/records",
+            &user,
+            json!({"text": "hi"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_by_a_single_use_link_without_enumeration() {
+    let s = TestServer::start().await;
+    s.admin().await;
+    let acc = s.register("f@example.com").await;
+    let old_session = s.login("f@example.com", STRONG).await;
+    let pool = s.running().auth.pool().clone();
+    // Known and unknown addresses: the same status and body, no hashing.
+    let mut answers = Vec::new();
+    for email in ["f@example.com", "nobody@example.com", "not an address"] {
+        let before = pool.completed();
+        let r = s
+            .post("/api/v1/auth/password-reset", json!({"email": email}))
+            .await;
+        answers.push(accepted(r).await);
+        assert_eq!(pool.completed(), before, "{email}: no hashing");
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    let link = mailed_token(&s.outbox(), "f@example.com", "reset-password").await;
+    assert_eq!(
+        mails_to(&s.outbox(), "nobody@example.com", "reset-password"),
+        0
+    );
+    // A weak password is refused without spending the link.
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": "password1"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    // Every session ended; the old password is gone; the owner was told.
+    assert_eq!(s.get_auth("/api/v1/me", &old_session).await.status(), 401);
+    let r = s
+        .post("/api/v1/auth/login", login_body("f@example.com", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    let token = s.login("f@example.com", NEW_PASSWORD).await;
+    // The link came to the address: it is proven.
+    assert_eq!(me(&s, &token).await["email_verified"], true);
+    mail_to(&s.outbox(), "f@example.com", "with a mailed reset code").await;
+    // Used twice: refused.
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": "Another-Harbor-71-Owl"}),
+        )
+        .await;
+    problem(r, 403, "invalid_reset_token").await;
+    // Late: refused after 30 minutes.
+    s.post(
+        "/api/v1/auth/password-reset",
+        json!({"email": "f@example.com"}),
+    )
+    .await;
+    for _ in 0..250 {
+        if mails_to(&s.outbox(), "f@example.com", "reset-password#token=") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late = mailed_token(&s.outbox(), "f@example.com", "reset-password").await;
+    assert_ne!(late, link);
+    s.clock.advance(Duration::from_secs(31 * 60));
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": late, "new_password": "Another-Harbor-71-Owl"}),
+        )
+        .await;
+    problem(r, 403, "invalid_reset_token").await;
+    let admin = s.login_mfa("owner@example.com").await;
+    let id = acc["id"].as_str().unwrap();
+    // The success is the account's; the refused codes name nobody.
+    let resets = trail(&s, &admin, "account.password_reset", None).await;
+    let outcomes: Vec<(&str, &str)> = resets
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["account_id"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("success", id), ("failure", "-"), ("failure", "-")],
+        "{resets:?}"
+    );
+    let requests = trail(&s, &admin, "account.password_reset_requested", None).await;
+    assert!(requests
+        .iter()
+        .any(|e| e["reason"] == "unknown_account" && e["account_id"].is_null()));
+}
+
+#[tokio::test]
+async fn a_reset_never_replaces_the_second_factor() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    // A member with TOTP: the reset creates no session, and the next
+    // sign-in asks for the factor.
+    let member = s.user("m@example.com").await;
+    s.enrol_totp("m@example.com", &member).await;
+    s.post(
+        "/api/v1/auth/password-reset",
+        json!({"email": "m@example.com"}),
+    )
+    .await;
+    let link = mailed_token(&s.outbox(), "m@example.com", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            login_body("m@example.com", NEW_PASSWORD),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["mfa_required"], true, "{v}");
+    assert!(v.get("token").is_none());
+
+    // An administrator with TOTP cannot finish a reset without it.
+    s.post(
+        "/api/v1/auth/password-reset",
+        json!({"email": "owner@example.com"}),
+    )
+    .await;
+    let link = mailed_token(&s.outbox(), "owner@example.com", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    problem(r, 403, "second_factor_required").await;
+    let right = s.next_totp("owner@example.com");
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD,
+                   "second_factor": {"method": "totp", "code": wrong}}),
+        )
+        .await;
+    problem(r, 401, "invalid_mfa_code").await;
+    // Neither attempt spent the link or changed the password.
+    assert_eq!(s.get_auth("/api/v1/me", &admin).await.status(), 200);
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD,
+                   "second_factor": {"method": "totp", "code": right}}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.get_auth("/api/v1/me", &admin).await.status(), 401);
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            login_body("owner@example.com", NEW_PASSWORD),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["mfa_required"], true, "{v}");
+}
+
+#[tokio::test]
+async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_old() {
+    let s = TestServer::start().await;
+    s.admin().await;
+    let acc = s.register("old@example.com").await;
+    let token = s.login("old@example.com", STRONG).await;
+    // A step-up is needed: ten minutes after sign-in it is stale.
+    s.clock.advance(Duration::from_secs(11 * 60));
+    let r = s
+        .post_auth(
+            "/api/v1/me/email",
+            &token,
+            json!({"new_email": "new@example.com"}),
+        )
+        .await;
+    problem(r, 403, "step_up_required").await;
+    let r = s
+        .post_auth("/api/v1/auth/step-up", &token, json!({"password": STRONG}))
+        .await;
+    assert_eq!(r.status(), 200);
+    for bad in ["not an address", "OLD@example.com"] {
+        let r = s
+            .post_auth("/api/v1/me/email", &token, json!({"new_email": bad}))
+            .await;
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+    accepted(
+        s.post_auth(
+            "/api/v1/me/email",
+            &token,
+            json!({"new_email": "New@Example.com"}),
+        )
+        .await,
+    )
+    .await;
+    // Nothing changes until the new address confirms.
+    assert_eq!(me(&s, &token).await["email"], "old@example.com");
+    let confirm = mailed_token(&s.outbox(), "new@example.com", "confirm-email").await;
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let v = me(&s, &token).await;
+    assert_eq!(v["email"], "new@example.com");
+    assert_eq!(v["email_verified"], true);
+    s.login("new@example.com", STRONG).await;
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    // The old address was told, with an undo link: it restores the
+    // address, ends every session and mails a reset link there.
+    let undo = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
+    let r = s
+        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
+    let token = s.login("old@example.com", STRONG).await;
+    assert_eq!(me(&s, &token).await["email"], "old@example.com");
+    mailed_token(&s.outbox(), "old@example.com", "reset-password").await;
+    let r = s
+        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    // Past 72 hours an undo link is refused.
+    s.clock.advance(Duration::from_secs(11 * 60));
+    s.post_auth("/api/v1/auth/step-up", &token, json!({"password": STRONG}))
+        .await;
+    s.post_auth(
+        "/api/v1/me/email",
+        &token,
+        json!({"new_email": "third@example.com"}),
+    )
+    .await;
+    let confirm = mailed_token(&s.outbox(), "third@example.com", "confirm-email").await;
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    for _ in 0..250 {
+        if mails_to(&s.outbox(), "old@example.com", "undo-email-change#token=") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
+    assert_ne!(late, undo);
+    s.clock.advance(Duration::from_secs(73 * 3600));
+    let r = s
+        .post("/api/v1/auth/email-change/undo", json!({"token": late}))
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    // An address another account holds: the same answer, nothing sent to
+    // confirm, and its owner is told.
+    s.register("taken@example.com").await;
+    let token = s.login("third@example.com", STRONG).await;
+    accepted(
+        s.post_auth(
+            "/api/v1/me/email",
+            &token,
+            json!({"new_email": "taken@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    mail_to(&s.outbox(), "taken@example.com", "already has an account").await;
+    assert_eq!(
+        mails_to(&s.outbox(), "taken@example.com", "confirm-email#token="),
+        0
+    );
+    let admin = s.login_mfa("owner@example.com").await;
+    let id = acc["id"].as_str().unwrap();
+    assert_eq!(
+        trail(&s, &admin, "account.email_changed", Some(id))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        trail(&s, &admin, "account.email_change_undone", Some(id))
+            .await
+            .len(),
+        1
+    );
+}
+
+/// A collection whose records go with their owner, and one whose stay.
+async fn two_collections(s: &TestServer, admin: &str) {
+    for (name, owner_deletes) in [("diary", true), ("orders", false)] {
+        let r = s
+            .post_auth(
+                "/api/v1/admin/collections",
+                admin,
+                json!({"name": name, "owner_deletes": owner_deletes, "fields": {
+                    "text": {"type": "text"},
+                    "secret": {"type": "text", "sensitive": true, "required": false}}}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{name}");
+    }
+}
+
+async fn record(s: &TestServer, token: &str, collection: &str, body: Value) -> String {
+    let r = s
+        .post_auth(
+            &format!("/api/v1/collections/{collection}/records"),
+            token,
+            body,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn deletion_waits_for_its_grace_period_which_a_sign_in_cancels() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    two_collections(&s, &admin).await;
+    let acc = s.register("gone@example.com").await;
+    let id = acc["id"].as_str().unwrap().to_owned();
+    let token = s.login("gone@example.com", STRONG).await;
+    let diary = record(&s, &token, "diary", json!({"text": "mine"})).await;
+    let order = record(&s, &token, "orders", json!({"text": "order"})).await;
+    let r = delete_auth(&s, "/api/v1/me", &token).await;
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["deleted"], false);
+    // Signed out at once.
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
+    mail_to(&s.outbox(), "gone@example.com", "will be deleted").await;
+    // Signing in during the grace period keeps the account.
+    s.clock.advance(Duration::from_secs(24 * 3600));
+    let token = s.login("gone@example.com", STRONG).await;
+    let admin = s.login_mfa("owner@example.com").await;
+    assert_eq!(
+        trail(&s, &admin, "account.deletion_cancelled", Some(&id))
+            .await
+            .len(),
+        1
+    );
+    drop(token);
+    s.clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let owner_deletes = s.running().data.owner_deleting_collections().await.unwrap();
+    assert_eq!(owner_deletes, ["diary"]);
+    assert_eq!(
+        s.running()
+            .auth
+            .delete_due_accounts(&owner_deletes)
+            .await
+            .unwrap(),
+        0
+    );
+    // Asked again, and left alone: it goes after seven days.
+    let token = s.login("gone@example.com", STRONG).await;
+    let r = delete_auth(&s, "/api/v1/me", &token).await;
+    assert_eq!(r.status(), 202);
+    s.clock.advance(Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(
+        s.running()
+            .auth
+            .delete_due_accounts(&owner_deletes)
+            .await
+            .unwrap(),
+        0
+    );
+    s.clock.advance(Duration::from_secs(24 * 3600 + 60));
+    assert_eq!(
+        s.running()
+            .auth
+            .delete_due_accounts(&owner_deletes)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
+    let r = s
+        .post("/api/v1/auth/login", login_body("gone@example.com", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    // The diary entry went with it; the order stays, without an owner.
+    let admin = s.login_mfa("owner@example.com").await;
+    let r = s
+        .get_auth(
+            &format!("/api/v1/collections/diary/records/{diary}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = s
+        .get_auth(
+            &format!("/api/v1/collections/orders/records/{order}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("owner").is_none(), "{v}");
+    // The trail keeps that it happened, under the id alone.
+    let deleted = trail(&s, &admin, "account.deleted", Some(&id)).await;
+    assert_eq!(deleted.len(), 1);
+    assert!(!deleted[0].to_string().contains("gone@example.com"));
+    // The address is free again.
+    s.register("gone@example.com").await;
+}
+
+#[tokio::test]
+async fn the_last_administrator_cannot_delete_or_disable_themselves() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let r = delete_auth(&s, "/api/v1/me", &admin).await;
+    problem(r, 409, "last_admin").await;
+    let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
+    for path in [format!("/api/v1/admin/accounts/{me_id}/disable")] {
+        let r = s.post_auth(&path, &admin, json!({})).await;
+        problem(r, 409, "last_admin").await;
+    }
+    let r = delete_auth(&s, &format!("/api/v1/admin/accounts/{me_id}"), &admin).await;
+    problem(r, 409, "last_admin").await;
+    assert_eq!(me(&s, &admin).await["id"], me_id.as_str());
+}
+
+#[tokio::test]
+async fn zero_grace_deletes_at_once() {
+    let s = TestServer::with(Options::default().env("RAMPART_ACCOUNTS__DELETION_GRACE_DAYS", "0"))
+        .await;
+    let token = s.user("now@example.com").await;
+    let r = delete_auth(&s, "/api/v1/me", &token).await;
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["deleted"], true);
+    s.register("now@example.com").await;
+}
+
+#[tokio::test]
+async fn the_export_holds_exactly_the_account_s_own_data() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    two_collections(&s, &admin).await;
+    let acc = s.register("x@example.com").await;
+    let token = s.login("x@example.com", STRONG).await;
+    let other = s.user("y@example.com").await;
+    let mine = record(
+        &s,
+        &token,
+        "diary",
+        json!({"text": "my entry", "secret": "my-sealed-value-31"}),
+    )
+    .await;
+    record(
+        &s,
+        &other,
+        "diary",
+        json!({"text": "their entry", "secret": "their-sealed-value"}),
+    )
+    .await;
+    record(&s, &token, "orders", json!({"text": "my order"})).await;
+    s.clock.advance(Duration::from_secs(11 * 60));
+    let r = s.get_auth("/api/v1/me/export", &token).await;
+    problem(r, 403, "step_up_required").await;
+    s.post_auth("/api/v1/auth/step-up", &token, json!({"password": STRONG}))
+        .await;
+    let r = s.get_auth("/api/v1/me/export", &token).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let v: Value = r.json().await.unwrap();
+    let text = v.to_string();
+    assert_eq!(v["account"]["id"], acc["id"]);
+    assert_eq!(v["account"]["email"], "x@example.com");
+    let diary = v["records"]["diary"].as_array().unwrap();
+    assert_eq!(diary.len(), 1);
+    assert_eq!(diary[0]["id"], mine.as_str());
+    // Sensitive fields decrypted for the owner.
+    assert_eq!(diary[0]["data"]["secret"], "my-sealed-value-31");
+    assert_eq!(v["records"]["orders"].as_array().unwrap().len(), 1);
+    assert!(!text.contains("their"), "another account's data: {text}");
+    assert!(!text.contains("y@example.com"));
+    assert!(!text.contains("password_hash") && !text.contains("argon2"));
+    // Its own security events only.
+    let events = v["security_events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["action"] == "login_success"));
+    assert!(!events.is_empty());
+    let sessions = v["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions[0].get("token_hash").is_none());
+    // The export itself is in the trail.
+    let id = acc["id"].as_str().unwrap();
+    assert_eq!(
+        trail(&s, &admin, "account.exported", Some(id)).await.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_export_lists_factors_without_their_secrets() {
+    let s = TestServer::start().await;
+    let token = s.user("f2@example.com").await;
+    let enrol = s.enrol_totp("f2@example.com", &token).await;
+    let codes: Vec<String> = enrol["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let secret = s.totp.lock().unwrap()["f2@example.com"].clone();
+    let r = s.get_auth("/api/v1/me/export", &token).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["factors"][0]["kind"], "totp");
+    assert_eq!(v["recovery_codes_left"], 10);
+    assert!(!text.contains(&secret), "the TOTP secret");
+    for c in &codes {
+        assert!(!text.contains(c.as_str()), "a recovery code");
+    }
+}
+
+#[tokio::test]
+async fn administrators_search_and_manage_accounts() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let mut ids = Vec::new();
+    for e in ["ann@shop.example", "bob@shop.example", "cat@other.example"] {
+        // Apart in time, so creation order is the order of the names.
+        s.clock.advance(Duration::from_secs(1));
+        ids.push(s.register(e).await["id"].as_str().unwrap().to_owned());
+    }
+    let bob = s.login("bob@shop.example", STRONG).await;
+    let list = |q: &'static str| listed(&s, &admin, q);
+    assert_eq!(
+        list("?email=SHOP").await.0,
+        Vec::<String>::new(),
+        "a prefix of the address"
+    );
+    assert_eq!(list("?email=b").await.0, ["bob@shop.example"]);
+    assert_eq!(list("?role=admin").await.0, ["owner@example.com"]);
+    assert_eq!(list("?mfa=true").await.0, ["owner@example.com"]);
+    assert_eq!(
+        list("?mfa=false&sort=-email").await.0,
+        ["cat@other.example", "bob@shop.example", "ann@shop.example"]
+    );
+    assert_eq!(
+        list("?status=unverified").await.0,
+        ["ann@shop.example", "bob@shop.example", "cat@other.example"]
+    );
+    // Sign-ins: owner and bob signed in.
+    let since = s.clock.now().plus(Duration::from_secs(1)).to_rfc3339();
+    s.clock.advance(Duration::from_secs(60));
+    s.login("cat@other.example", STRONG).await;
+    let q = format!("?signed_in_after={}", urlencode(&since));
+    assert_eq!(listed(&s, &admin, &q).await.0, ["cat@other.example"]);
+    let q = format!("?signed_in_before={}&sort=email", urlencode(&since));
+    assert_eq!(
+        listed(&s, &admin, &q).await.0,
+        ["bob@shop.example", "owner@example.com"]
+    );
+    // Paging: one at a time, in order, every account once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/admin/accounts?sort=created_at&limit=1&cursor={c}"),
+            None => "/api/v1/admin/accounts?sort=created_at&limit=1".to_owned(),
+        };
+        let r = s.get_auth(&path, &admin).await;
+        let v: Value = r.json().await.unwrap();
+        seen.extend(
+            v["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["email"].as_str().unwrap().to_owned()),
+        );
+        cursor = v["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "owner@example.com",
+            "ann@shop.example",
+            "bob@shop.example",
+            "cat@other.example"
+        ]
+    );
+    for bad in [
+        "?sort=password",
+        "?limit=0",
+        "?status=gone",
+        "?cursor=zz",
+        "?nope=1",
+        "?signed_in_before=yesterday",
+    ] {
+        let r = s
+            .get_auth(&format!("/api/v1/admin/accounts{bad}"), &admin)
+            .await;
+        problem(r, 400, "invalid_query").await;
+    }
+    // One account in detail: sessions, no secrets.
+    let r = s
+        .get_auth(&format!("/api/v1/admin/accounts/{}", ids[1]), &admin)
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["account"]["email"], "bob@shop.example");
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["sign_ins"][0]["type"], "login_success");
+    assert!(!v.to_string().contains("argon2"));
+    let r = s.get_auth("/api/v1/admin/accounts/acc_nope", &admin).await;
+    problem(r, 404, "not_found").await;
+    // A member may not look.
+    let r = s.get_auth("/api/v1/admin/accounts", &bob).await;
+    assert_eq!(r.status(), 403);
+
+    // Disable: the session stops at once, sign-in is refused with a clear
+    // code, the listing says so; enable undoes it.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{}/disable", ids[1]),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.get_auth("/api/v1/me", &bob).await.status(), 401);
+    let r = s
+        .post("/api/v1/auth/login", login_body("bob@shop.example", STRONG))
+        .await;
+    problem(r, 403, "account_disabled").await;
+    assert_eq!(list("?status=disabled").await.0, ["bob@shop.example"]);
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{}/enable", ids[1]),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let bob = s.login("bob@shop.example", STRONG).await;
+    // End every session.
+    let r = delete_auth(
+        &s,
+        &format!("/api/v1/admin/accounts/{}/sessions", ids[1]),
+        &admin,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.get_auth("/api/v1/me", &bob).await.status(), 401);
+    // Require a reset: the password stops working and a link is mailed.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{}/password-reset", ids[0]),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post("/api/v1/auth/login", login_body("ann@shop.example", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    let link = mailed_token(&s.outbox(), "ann@shop.example", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login("ann@shop.example", NEW_PASSWORD).await;
+    // Delete.
+    let r = delete_auth(&s, &format!("/api/v1/admin/accounts/{}", ids[2]), &admin).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(list("?email=cat").await.0, Vec::<String>::new());
+    // Every write needs a step-up, and is in the trail.
+    s.clock.advance(Duration::from_secs(11 * 60));
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{}/disable", ids[0]),
+            &admin,
+            json!({}),
+        )
+        .await;
+    problem(r, 403, "step_up_required").await;
+    for action in [
+        "account.disabled",
+        "account.enabled",
+        "account.password_reset_required",
+        "account.deleted",
+    ] {
+        assert_eq!(trail(&s, &admin, action, None).await.len(), 1, "{action}");
+    }
+}
+
+/// The addresses an administrator's search finds.
+async fn listed(s: &TestServer, admin: &str, q: &str) -> (Vec<String>, Option<String>) {
+    let r = s
+        .get_auth(&format!("/api/v1/admin/accounts{q}"), admin)
+        .await;
+    assert_eq!(r.status(), 200, "{q}");
+    let v: Value = r.json().await.unwrap();
+    let emails: Vec<String> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["email"].as_str().unwrap().to_owned())
+        .collect();
+    (emails, v["next_cursor"].as_str().map(str::to_owned))
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn a_known_device_signs_in_while_a_stranger_s_guesses_lock_everyone_else() {
+    let s = TestServer::start().await;
+    s.register("own@example.com").await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("own@example.com", STRONG))
+        .await;
+    assert_eq!(r.status(), 200);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let v: Value = r.json().await.unwrap();
+    let device = v["device_token"].as_str().unwrap().to_owned();
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-rampart_device="))
+        .expect("a device cookie");
+    assert!(cookie.starts_with(&format!("__Host-rampart_device={device};")));
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+    }
+    // A stranger guesses until the address is locked (20 failures).
+    for _ in 0..25 {
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                login_body("own@example.com", "Wrong-Guess-12!x"),
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // Without the device token, even the right password is refused.
+    let r = s
+        .post("/api/v1/auth/login", login_body("own@example.com", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    // The owner's device gets in: by the body (apps) and by the cookie.
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "own@example.com", "password": STRONG, "device_token": device}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .header("cookie", format!("__Host-rampart_device={device}"))
+        .json(&login_body("own@example.com", STRONG))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A token signed for another account, or tampered with, is nobody's.
+    s.register("else@example.com").await;
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "else@example.com", "password": STRONG}),
+        )
+        .await;
+    let other: Value = r.json().await.unwrap();
+    let other = other["device_token"].as_str().unwrap();
+    let mut tampered = device.clone();
+    tampered.pop();
+    tampered.push(if device.ends_with('0') { '1' } else { '0' });
+    for t in [other, tampered.as_str()] {
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": "own@example.com", "password": STRONG, "device_token": t}),
+            )
+            .await;
+        problem(r, 401, "invalid_credentials").await;
+    }
+    // A stolen device token is limited on its own: 20 wrong passwords
+    // with it lock it too.
+    for _ in 0..20 {
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": "own@example.com", "password": "Wrong-Guess-12!x", "device_token": device}),
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "own@example.com", "password": STRONG, "device_token": device}),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn a_disabled_account_s_session_is_refused_on_a_second_postgres_node_at_once() {
+    let Some(url) = fresh_pg_schema().await else {
+        eprintln!("skipped: no PostgreSQL");
+        return;
+    };
+    let a = TestServer::with(Options {
+        db: Db::Postgres(url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let admin = a.admin().await;
+    let key = a.data_dir().join("master.key");
+    let b = TestServer::with(Options {
+        db: Db::Postgres(url),
+        env: vec![(
+            "RAMPART_MASTER_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let acc = b.register("two@example.com").await;
+    let token = b.login("two@example.com", STRONG).await;
+    assert_eq!(b.get_auth("/api/v1/me", &token).await.status(), 200);
+    let r = a
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/disable",
+                acc["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(b.get_auth("/api/v1/me", &token).await.status(), 401);
+    let r = b
+        .post("/api/v1/auth/login", login_body("two@example.com", STRONG))
+        .await;
+    problem(r, 403, "account_disabled").await;
+}
