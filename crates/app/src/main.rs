@@ -44,6 +44,13 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// List and look at accounts; disable and enable them (safe while the
+    /// server runs).
+    #[command(after_help = cmd::accounts::HELP)]
+    Accounts {
+        #[command(subcommand)]
+        command: cmd::accounts::AccountsCommand,
+    },
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -664,6 +671,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Backup { .. }
         | Command::Incident { .. }
         | Command::Drill(_) => Ok(()),
+        Command::Accounts { command } => cmd::accounts::run(cli.config, command).await,
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

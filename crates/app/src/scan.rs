@@ -70,6 +70,11 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         danger: settings.danger_on.clone(),
         protections_off: g.protections_off(),
         registration_open: settings.registration == rampart_core::RegistrationMode::Open,
+        email_verification: settings
+            .accounts_policy()
+            .email_verification
+            .as_str()
+            .to_owned(),
         mfa_required_for_admins: !settings.mfa.required_for.is_empty(),
         password_preset: format!("{:?}", settings.password.preset).to_ascii_lowercase(),
         password_preset_weaker: PasswordPolicy::preset(settings.password.preset)

@@ -641,6 +641,7 @@ pub(crate) const SECRET_KEYS: &[&str] = &[
     "token",
     "code",
     "recovery_code",
+    "device_token",
 ];
 
 pub struct Inspector {

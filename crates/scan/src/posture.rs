@@ -58,6 +58,9 @@ pub struct SelfFacts {
     /// a rate of 0, …), each as the setting that does it.
     pub protections_off: Vec<String>,
     pub registration_open: bool,
+    /// `[accounts] email_verification` in force: `required`,
+    /// `before_data` or `optional`.
+    pub email_verification: String,
     pub mfa_required_for_admins: bool,
     /// The password preset, and whether it is weaker than `default`.
     pub password_preset: String,
@@ -144,17 +147,24 @@ pub fn check(
     if f.protections_off.is_empty() {
         passed.push("the guard's inspection and rate limits are on".to_owned());
     }
-    if f.registration_open {
+    let verification = f.email_verification.as_str();
+    if f.registration_open && verification == "optional" {
         out.push(Finding::new(
             "config.registration_open",
             exposed(Severity::Warning, Severity::Info),
             "registration",
-            "Anyone can register, and email addresses are not verified",
+            "Anyone can register, and email addresses are not verified (email_verification = \"optional\")",
             "Anyone who reaches the server can create accounts under any address: spam sign-ups, and accounts in other people's names.",
-            "Set registration = \"invite\" (administrators send invitations) or \"closed\" unless the public must sign up.",
+            "Set [accounts] email_verification = \"required\" (needs notifier = \"deliver\"), or registration = \"invite\" (administrators send invitations) or \"closed\" unless the public must sign up.",
+        ));
+    } else if f.registration_open {
+        passed.push(format!(
+            "registration is open, and addresses are verified (email_verification = \"{verification}\")"
         ));
     } else {
-        passed.push("registration is by invitation or closed".to_owned());
+        passed.push(format!(
+            "registration is by invitation or closed (email_verification = \"{verification}\")"
+        ));
     }
     if f.mfa_required_for_admins {
         passed.push("administrators must use a second factor".to_owned());
@@ -353,7 +363,7 @@ pub fn check(
                         format!("administrator {}", a.email),
                         format!("Administrator {} has no second factor", a.email),
                         "A phished or guessed password is enough to take over the whole deployment.",
-                        "Sign in as this administrator and enrol a passkey or authenticator app (POST /api/v1/mfa/totp or /mfa/passkeys).",
+                        "Sign in as this administrator and enrol a passkey or authenticator app (POST /api/v1/me/mfa/webauthn or POST /api/v1/me/mfa/totp).",
                     ));
                 }
                 if unused(a.last_sign_in_ms, a.created_at_ms) {

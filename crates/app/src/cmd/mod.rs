@@ -1,5 +1,6 @@
 //! The commands of the `rampart` binary that have a module of their own
 //! (the older ones are still in `main.rs`).
 
+pub mod accounts;
 pub mod drill;
 pub mod incident;

@@ -1164,3 +1164,61 @@ async fn a_disabled_account_s_session_is_refused_on_a_second_postgres_node_at_on
         .await;
     problem(r, 403, "account_disabled").await;
 }
+
+/// `rampart accounts …` on the server's data directory, off the test's
+/// one thread (the server answers meanwhile).
+async fn accounts_cli(s: &TestServer, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all: Vec<String> = vec!["accounts".into()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    all.extend(["--data-dir".into(), s.data_dir().display().to_string()]);
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        rampart_run(&args, None)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_command_line_lists_shows_disables_and_enables_accounts() {
+    let s = TestServer::start().await;
+    s.admin().await;
+    s.register("cli@example.com").await;
+    let token = s.login("cli@example.com", STRONG).await;
+    let (code, out, err) = accounts_cli(&s, &["list"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("owner@example.com  admin"), "{out}");
+    assert!(out.contains("cli@example.com  member"), "{out}");
+    assert!(out.contains("(unverified)"), "{out}");
+    let (_, out, _) = accounts_cli(&s, &["list", "--email", "cli", "--status", "unverified"]).await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, out, err) = accounts_cli(&s, &["show", "--email", "cli@example.com"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sessions:      1"), "{out}");
+    assert!(out.contains("login_success"), "{out}");
+    assert!(!out.contains("argon2"), "{out}");
+    let (code, out, err) = accounts_cli(&s, &["disable", "--email", "cli@example.com"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("is disabled"), "{out}");
+    assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
+    let r = s
+        .post("/api/v1/auth/login", login_body("cli@example.com", STRONG))
+        .await;
+    problem(r, 403, "account_disabled").await;
+    let (code, _, err) = accounts_cli(&s, &["disable", "--email", "owner@example.com"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("last administrator"), "{err}");
+    let (code, _, err) = accounts_cli(&s, &["enable", "--email", "cli@example.com"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    s.login("cli@example.com", STRONG).await;
+    let (code, _, err) = accounts_cli(&s, &["show", "--email", "nobody@example.com"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no account has the email address"), "{err}");
+    let (code, out, _) = tokio::task::spawn_blocking(|| rampart_run(&["accounts", "--help"], None))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    for sub in ["list", "show", "disable", "enable"] {
+        assert!(out.contains(sub), "{out}");
+    }
+}

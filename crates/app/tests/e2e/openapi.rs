@@ -120,3 +120,133 @@ async fn every_error_status_answered_is_documented() {
     }
     assert!(checked > 20, "only {checked} error answers checked");
 }
+
+/// Every `/api/v1/…` path the docs, fix texts, error details and notices
+/// name, with `{a,b}` alternatives expanded; placeholders and `…` as they
+/// are. Test sources are left out (they name made-up paths on purpose).
+fn named_paths() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("ARCHITECTURE.md"),
+        root.join("security/README.md"),
+        root.join("bench/README.md"),
+    ];
+    let mut dirs = vec![root.join("docs/adr"), root.join("crates")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            if p.is_dir() {
+                if !["tests", "target", "benches", "examples"].contains(&name.as_str()) {
+                    dirs.push(p);
+                }
+            } else if (name.ends_with(".md") || name.ends_with(".rs")) && name != "tests.rs" {
+                files.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Unit tests at the end of a source file name made-up paths.
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        for (i, _) in text.match_indices("/api/v1/") {
+            let path: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "_{}/,.-…".contains(*c))
+                .collect();
+            let path = path.trim_end_matches(['.', ',', '/']);
+            if path.contains('…') || path.contains("..") {
+                continue;
+            }
+            let alternatives: Vec<String> = match (path.find('{'), path.find('}')) {
+                (Some(a), Some(b)) if a < b && path[a..b].contains(',') => path[a + 1..b]
+                    .split(',')
+                    .map(|alt| format!("{}{alt}{}", &path[..a], &path[b + 1..]))
+                    .collect(),
+                _ => vec![path.to_owned()],
+            };
+            for p in alternatives {
+                out.push((p, f.display().to_string()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `{id}` and `{name}` as one shape, for comparing paths.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_route_the_docs_and_messages_name_exists_and_is_documented() {
+    let doc: serde_json::Value = serde_json::from_str(rampart_http::openapi::document()).unwrap();
+    let documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| shape(p))
+        .collect();
+    let s = TestServer::start().await;
+    let named = named_paths();
+    assert!(named.len() > 50, "the docs name routes: {}", named.len());
+    let mut missing = Vec::new();
+    for (path, file) in &named {
+        let shaped = shape(path);
+        // A group of routes (`/api/v1/admin`), named as a prefix.
+        if documented
+            .iter()
+            .any(|d| d.starts_with(&format!("{shaped}/")))
+        {
+            continue;
+        }
+        // Placeholders filled in; the router answers anything but its
+        // fallback's 404 and 405 for a route that exists.
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut routed = false;
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let r = s
+                .client
+                .request(method.parse().unwrap(), s.url(&concrete))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            let fallback = (status == 404 && body.contains("\"not_found\"")) || status == 405;
+            if !fallback {
+                routed = true;
+                break;
+            }
+        }
+        let in_doc = documented.iter().any(|d| {
+            d == &shaped
+                || (d.split('/').count() == shaped.split('/').count()
+                    && d.split('/')
+                        .zip(shaped.split('/'))
+                        .all(|(a, b)| a == b || a == "{}"))
+        }) || path == "/api/v1/openapi.json";
+        if !routed || !in_doc {
+            missing.push(format!(
+                "{path} (in {file}): {}",
+                if routed {
+                    "not in the OpenAPI document"
+                } else {
+                    "no such route"
+                }
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

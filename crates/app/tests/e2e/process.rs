@@ -599,6 +599,127 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
         events.contains("recovery_code_used") && events.contains(r#""reason":"email""#),
         "the second-factor path was not exercised"
     );
+    // The account lifecycle (ADR 0015): verification link and code, a
+    // reset link and the new password, an address change and its undo,
+    // device tokens, the export.
+    let outbox = data.join("outbox.log");
+    bodies.push(
+        call(
+            "/api/v1/auth/register".into(),
+            Some(json!({"email": "l@example.com", "password": pw1})),
+            Auth::None,
+        )
+        .await,
+    );
+    for path in [
+        "/api/v1/auth/verify-email/resend",
+        "/api/v1/auth/password-reset",
+    ] {
+        bodies.push(
+            call(
+                path.into(),
+                Some(json!({"email": "l@example.com"})),
+                Auth::None,
+            )
+            .await,
+        );
+    }
+    let verify = mailed_token(&outbox, "l@example.com", "verify-email").await;
+    let mail = mail_to(&outbox, "l@example.com", "entering this code").await;
+    let code: String = mail
+        .split("entering this code where you signed up: ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(8)
+        .collect();
+    let reset = mailed_token(&outbox, "l@example.com", "reset-password").await;
+    let pw3 = "Canary-Pw3-Hn42$wQz";
+    secrets.extend([verify.clone(), code.clone(), reset.clone(), pw3.to_owned()]);
+    for (path, body) in [
+        (
+            "/api/v1/auth/verify-email",
+            json!({"email": "l@example.com", "code": code}),
+        ),
+        ("/api/v1/auth/verify-email", json!({"token": verify})),
+        (
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": reset, "new_password": weak}),
+        ),
+        (
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": reset, "new_password": pw3}),
+        ),
+        (
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": reset, "new_password": pw3}),
+        ),
+    ] {
+        bodies.push(call(path.into(), Some(body), Auth::None).await);
+    }
+    let signed_in: Value = serde_json::from_str(
+        &call(
+            "/api/v1/auth/login".into(),
+            Some(json!({"email": "l@example.com", "password": pw3})),
+            Auth::None,
+        )
+        .await,
+    )
+    .unwrap();
+    let lifecycle_token = signed_in["token"].as_str().unwrap().to_owned();
+    let device = signed_in["device_token"].as_str().unwrap().to_owned();
+    secrets.extend([lifecycle_token.clone(), device.clone()]);
+    bodies.push(
+        call(
+            "/api/v1/auth/login".into(),
+            Some(json!({"email": "l@example.com", "password": wrong, "device_token": device})),
+            Auth::None,
+        )
+        .await,
+    );
+    bodies.push(
+        call(
+            "/api/v1/me/email".into(),
+            Some(json!({"new_email": "l2@example.com"})),
+            Auth::Bearer(&lifecycle_token),
+        )
+        .await,
+    );
+    let confirm = mailed_token(&outbox, "l2@example.com", "confirm-email").await;
+    secrets.push(confirm.clone());
+    bodies.push(
+        call(
+            "/api/v1/auth/email-change/confirm".into(),
+            Some(json!({"token": confirm})),
+            Auth::None,
+        )
+        .await,
+    );
+    let undo = mailed_token(&outbox, "l@example.com", "undo-email-change").await;
+    secrets.push(undo.clone());
+    bodies.push(
+        call(
+            "/api/v1/me/export".into(),
+            None,
+            Auth::Bearer(&lifecycle_token),
+        )
+        .await,
+    );
+    assert!(
+        bodies.last().unwrap().contains("security_events"),
+        "the export was not exercised"
+    );
+    for _ in 0..2 {
+        bodies.push(
+            call(
+                "/api/v1/auth/email-change/undo".into(),
+                Some(json!({"token": undo})),
+                Auth::None,
+            )
+            .await,
+        );
+    }
+    secrets.push(mailed_token(&outbox, "l@example.com", "reset-password").await);
     bodies.push(
         call(
             "/api/v1/auth/logout".into(),

@@ -20,6 +20,7 @@ fn run(f: &SelfFacts, now_ms: i64) -> (Vec<Finding>, Vec<String>, Vec<Skipped>) 
 fn sound() -> SelfFacts {
     SelfFacts {
         mfa_required_for_admins: true,
+        email_verification: "required".to_owned(),
         password_preset: "default".to_owned(),
         log_level: "info".to_owned(),
         admins: Some(Vec::new()),
@@ -72,6 +73,18 @@ fn an_unread_database_is_shown_with_its_reason() {
 fn risky_settings_are_findings_whose_severity_follows_exposure() {
     let mut f = sound();
     f.registration_open = true;
+    // Open registration is a finding only while addresses go unverified.
+    let (out, passed, _) = run(&f, DAY);
+    assert!(!checks(&out)
+        .iter()
+        .any(|x| x.0 == "config.registration_open"));
+    assert!(
+        passed
+            .iter()
+            .any(|p| p.contains("email_verification = \"required\"")),
+        "{passed:?}"
+    );
+    f.email_verification = "optional".to_owned();
     f.notifier_log = true;
     f.mfa_required_for_admins = false;
     f.password_preset_weaker = true;
