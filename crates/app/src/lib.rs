@@ -1138,6 +1138,9 @@ async fn sweep_sessions(
         if let Err(e) = auth.purge_quiet_login_failures().await {
             tracing::warn!(error = %e, "login failure sweep failed");
         }
+        if let Err(e) = auth.purge_expired_links().await {
+            tracing::warn!(error = %e, "expired link sweep failed");
+        }
         let deleted = match data.owner_deleting_collections().await {
             Ok(owner_deletes) => auth.delete_due_accounts(&owner_deletes).await,
             Err(e) => Err(e),

@@ -355,6 +355,8 @@ pub trait LifecycleStore {
         at: Option<Timestamp>,
     ) -> Result<Guarded, StoreError>;
     async fn note_sign_in(&self, account: &AccountId, at: Timestamp) -> Result<(), StoreError>;
+    /// Deletes links and reset codes that expired before `now`.
+    async fn purge_expired_links(&self, now: Timestamp) -> Result<u64, StoreError>;
     async fn search_accounts(&self, q: &AccountQuery) -> Result<Vec<Account>, StoreError>;
 }
 
@@ -658,12 +660,17 @@ impl AuthService {
             let event = this
                 .lifecycle_event(actions::RESET_REQUESTED, SUCCESS)
                 .meta(&meta);
-            let Some(account) = account.filter(|a| a.lifecycle.disabled_at.is_none()) else {
+            let Some(account) = account else {
                 this.record_security(event.reason(Some("unknown_account")))
                     .await;
                 return;
             };
             let event = event.user(Some(account.id.as_str()));
+            if account.lifecycle.disabled_at.is_some() {
+                this.record_security(event.reason(Some("account_disabled")))
+                    .await;
+                return;
+            }
             if !this.may_send(&account, "reset").await {
                 this.record_security(event.reason(Some("limited"))).await;
                 return;
@@ -871,6 +878,12 @@ impl AuthService {
         }
         if !self.can_email() {
             return Err(Error::NoEmailDelivery);
+        }
+        // Each request mails an address the caller chose: a few an hour.
+        if !self.may_send(account, "change").await {
+            return Err(Error::TooManyCodes {
+                retry_after: SEND_WINDOW.as_secs(),
+            });
         }
         let holder = self.store().account_by_email(&to).await?;
         let event = self
@@ -1139,6 +1152,11 @@ impl AuthService {
         )
         .await;
         Ok(())
+    }
+
+    /// Deletes expired links and reset codes; how many.
+    pub async fn purge_expired_links(&self) -> Result<u64, Error> {
+        Ok(self.store().purge_expired_links(self.clock().now()).await?)
     }
 
     /// Deletes the accounts whose grace period is over; how many went.

@@ -34,7 +34,7 @@ fn accepted(detail: &str) -> Response {
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth",
     request_body = EmailRequest,
     responses((status = 202, description = "Answered the same whether or not the address has an account; if it has, a reset link (30 minutes, single use) is mailed to it", body = Accepted),
-        (status = 429, description = "Too many such requests from this address (`too_many_codes`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "Too many such requests from this address (`code_rate_limited`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn request_password_reset(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -98,7 +98,7 @@ pub async fn verify_email(
 #[utoipa::path(post, path = "/api/v1/auth/verify-email/resend", tag = "auth",
     request_body = EmailRequest,
     responses((status = 202, description = "Answered the same for every address; an unverified account's owner gets a new link and code (at most 3 an hour)", body = Accepted),
-        (status = 429, description = "Too many such requests from this address (`too_many_codes`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "Too many such requests from this address (`code_rate_limited`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn resend_verification(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -144,6 +144,7 @@ pub async fn undo_email_change(
     responses((status = 202, description = "A link went to the new address; nothing changes until it is opened", body = Accepted),
         (status = 403, description = "No recent step-up (`step_up_required`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an address (`invalid_email`), or the current one (`email_unchanged`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "More than three changes asked for in an hour (`code_rate_limited`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No email delivery is configured (`no_email_delivery`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn request_email_change(
     State(state): State<AppState>,

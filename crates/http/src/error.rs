@@ -259,8 +259,8 @@ impl From<CoreError> for ApiError {
             CoreError::TooManyCodes { retry_after } => ApiError::new(
                 S::TOO_MANY_REQUESTS,
                 "code_rate_limited",
-                "Too many codes sent",
-                "A code was sent recently; wait before asking for another.",
+                "Too many messages asked for",
+                "A code or link was sent recently, or too many were asked for; wait the Retry-After seconds before asking again.",
             )
             .with_retry_after(retry_after),
             CoreError::DeliveryFailed => ApiError::new(

@@ -472,6 +472,22 @@ impl LifecycleStore for SqlStore {
         Ok(())
     }
 
+    async fn purge_expired_links(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for q in [
+            "DELETE FROM email_tokens WHERE expires_at <= $1",
+            "DELETE FROM password_resets WHERE expires_at <= $1",
+        ] {
+            n += sqlx::query(q)
+                .bind(now.millis())
+                .execute(self.pool())
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
     async fn search_accounts(&self, q: &AccountQuery) -> Result<Vec<Account>, StoreError> {
         let mut sql = String::from(concat!(
             "SELECT ",

@@ -574,6 +574,20 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
         mails_to(&s.outbox(), "taken@example.com", "confirm-email#token="),
         0
     );
+    // Each request mails an address of the caller's choosing: three an hour.
+    for (i, to) in ["a1@example.com", "a2@example.com", "a3@example.com"]
+        .into_iter()
+        .enumerate()
+    {
+        let r = s
+            .post_auth("/api/v1/me/email", &token, json!({"new_email": to}))
+            .await;
+        if i < 2 {
+            assert_eq!(r.status(), 202, "{to}");
+        } else {
+            problem(r, 429, "code_rate_limited").await;
+        }
+    }
     let admin = s.login_mfa("owner@example.com").await;
     let id = acc["id"].as_str().unwrap();
     assert_eq!(
