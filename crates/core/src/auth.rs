@@ -513,6 +513,8 @@ impl AuthService {
                 n += 1;
             }
         }
+        // A sign-in waiting for its second factor would become a session.
+        self.store.void_pending_logins(account).await?;
         self.record(
             EventKind::SessionRevoked,
             Outcome::Success,
@@ -717,6 +719,15 @@ impl AuthService {
         let account = self
             .prepare_account(email, password, display_name, Role::Member, false)
             .await?;
+        // An address another account moved away from is held while that
+        // move may be undone.
+        if self
+            .store
+            .email_reserved(account.email.as_str(), self.clock.now())
+            .await?
+        {
+            return Err(Error::EmailTaken);
+        }
         if self.config.registration == RegistrationMode::Invite {
             // Spending the invite and creating the account are one
             // transaction: a taken email does not burn the invite.
@@ -782,10 +793,10 @@ impl AuthService {
             Some(e) => self.store.account_by_email(e).await?,
             None => None,
         };
-        let device_key = device
-            .and_then(|t| self.device_key(t))
-            .filter(|(owner, _)| account.as_ref().is_some_and(|a| &a.id == owner))
-            .map(|(_, key)| key);
+        let device_key = match (device, &account) {
+            (Some(token), Some(a)) => self.device_key(token, a),
+            _ => None,
+        };
         // Counted before the password is checked, for known and unknown
         // addresses alike: the same work on every path, and no burst of
         // concurrent guesses gets more checks than the policy allows.
@@ -844,7 +855,19 @@ impl AuthService {
             Verification::Mismatch => {
                 self.login_failed("wrong_password", Some(&account.id), email, meta)
                     .await;
-                if failures == policy.lock_after && device_key.is_none() {
+                if failures == policy.lock_after && device_key.is_some() {
+                    // A device token used to guess: that device is locked,
+                    // nobody else (no unlock code: the owner's other
+                    // devices, and the address, are not locked).
+                    self.record(
+                        EventKind::AccountLocked,
+                        Outcome::Success,
+                        Some("failed_logins_device"),
+                        Some(&account.id),
+                        meta,
+                    )
+                    .await;
+                } else if failures == policy.lock_after {
                     self.record(
                         EventKind::AccountLocked,
                         Outcome::Success,
@@ -862,11 +885,14 @@ impl AuthService {
                 // like a wrong password, and the attempt stays counted:
                 // a lockdown confirms no password.
                 self.refuse_suspended(&account, meta).await?;
+                // A disabled or (when required) unverified account is told
+                // why, and the attempt stays counted: the answer cannot be
+                // used to try passwords beyond the limits.
+                self.refuse_by_lifecycle(&account, meta).await?;
                 // The attempt was counted in advance; a success forgets it
                 // and the failures before it, unless guesses were counted
                 // meanwhile: those stay.
                 self.settle(&key, failures, now, Settle::Forget).await;
-                self.refuse_by_lifecycle(&account, meta).await?;
                 let mut current_hash = account.password_hash.expose_secret().to_owned();
                 if needs_rehash {
                     // Upgrade to the current parameters, unless the password
@@ -1036,7 +1062,7 @@ impl AuthService {
         if !self.store.insert_session(&session, verified_hash).await? {
             return Ok(None);
         }
-        let device = self.new_device_token(&account.id);
+        let device = self.new_device_token(account);
         Ok(Some(NewSession {
             token,
             session,

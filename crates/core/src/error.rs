@@ -124,6 +124,8 @@ pub enum Error {
     EmailUnverified,
     #[error("no email delivery is configured")]
     NoEmailDelivery,
+    #[error("not on one's own account")]
+    OwnAccount,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

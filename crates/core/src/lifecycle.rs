@@ -7,7 +7,8 @@
 //! Invariants kept here:
 //! - every link and code mailed is single use, short-lived, stored only as
 //!   a SHA-256 (links) or a keyed MAC (codes), and checked in constant
-//!   time; a code allows [`CODE_TRIES`] tries;
+//!   time; codes are tried at most [`CODE_TRIES_PER_HOUR`] times an hour
+//!   per address, counted for known and unknown addresses alike;
 //! - requests that name an address (`password-reset`, `verify-email/resend`)
 //!   are answered before anything about the address is looked up: the
 //!   work runs afterwards, so known and unknown addresses get the same
@@ -73,8 +74,11 @@ pub mod actions {
     ];
 }
 
-/// Tries one emailed code allows.
-pub const CODE_TRIES: u32 = 5;
+/// Verification codes tried per address an hour (any code, known address
+/// or not).
+pub const CODE_TRIES_PER_HOUR: u32 = 10;
+/// How long a device token counts apart.
+pub const DEVICE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a verification link or code lasts.
 pub const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long the link confirming a new address lasts.
@@ -250,7 +254,7 @@ impl AccountQuery {
         }
         let text = String::from_utf8(hex_decode(cursor)?).ok()?;
         let (key, id) = text.rsplit_once('\n')?;
-        if id.is_empty() || id.len() > 64 {
+        if id.is_empty() || id.len() > 64 || text.chars().filter(|c| c.is_control()).count() != 1 {
             return None;
         }
         let key = match self.sort {
@@ -287,15 +291,16 @@ pub trait LifecycleStore {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<Option<EmailToken>, StoreError>;
-    /// Counts a try of the account's unexpired code of `purpose` and
-    /// returns it, unless its tries are used up.
-    async fn try_email_code(
+    /// The account's newest unexpired link of `purpose` that has a code.
+    async fn email_code(
         &self,
         purpose: TokenPurpose,
         account: &AccountId,
         now: Timestamp,
-        max_tries: u32,
     ) -> Result<Option<EmailToken>, StoreError>;
+    /// Whether an unexpired undo link holds the address (nobody else may
+    /// take it meanwhile).
+    async fn email_reserved(&self, email: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Spends the verification link and marks `email` verified, if it is
     /// still the account's address; false when either was not so.
     async fn finish_verification(
@@ -317,11 +322,19 @@ pub trait LifecycleStore {
         at: Timestamp,
         undo: &EmailToken,
     ) -> Result<bool, StoreError>;
-    /// Spends the undo link, restores its address and ends every sign-in
-    /// of the account, in one transaction.
-    async fn finish_email_undo(&self, token_hash: &str, at: Timestamp) -> Result<bool, StoreError>;
-    /// Stores a reset code for the account (replacing its earlier ones);
-    /// `reason` is why it was sent.
+    /// Spends the undo link and, in one transaction, restores its address,
+    /// sets the password hash to `unusable_hash`, voids the account's other
+    /// undo and change links, deletes the factors enrolled since the change
+    /// was asked for (the link's `created_at`) and ends every sign-in. The
+    /// spent link, or `None` when it was not there to spend.
+    async fn finish_email_undo(
+        &self,
+        token_hash: &str,
+        unusable_hash: &str,
+        at: Timestamp,
+    ) -> Result<Option<EmailToken>, StoreError>;
+    /// Stores a reset code for the account, replacing its earlier ones sent
+    /// for the same `reason` (why it was sent).
     async fn insert_password_reset(
         &self,
         account: &AccountId,
@@ -340,12 +353,15 @@ pub trait LifecycleStore {
     async fn deletions_due(&self, now: Timestamp) -> Result<Vec<AccountId>, StoreError>;
     /// Deletes the account with its sessions, factors and codes, the
     /// records it owns in `owner_deletes` collections (its other records
-    /// lose their owner), and revokes the API keys it made.
+    /// lose their owner), and revokes the API keys it made. With
+    /// `due_only`, only if its scheduled deletion is due at `now`
+    /// (`NotFound` otherwise).
     async fn delete_account(
         &self,
         account: &AccountId,
         owner_deletes: &[String],
         now: Timestamp,
+        due_only: bool,
     ) -> Result<Guarded, StoreError>;
     /// Disables the account (ending its sessions and pending sign-ins), or
     /// (`None`) enables it.
@@ -409,29 +425,44 @@ impl AuthService {
 
     // ----- device tokens --------------------------------------------------
 
-    /// A new device token for the account: `rd1.<account>.<nonce>.<mac>`,
-    /// signed with the keyring, so nothing is stored.
-    pub(crate) fn new_device_token(&self, account: &AccountId) -> SecretString {
+    /// A new device token for the account:
+    /// `rd1.<account>.<epoch>.<issued ms>.<nonce>.<mac>`, signed with the
+    /// keyring, so nothing is stored.
+    pub(crate) fn new_device_token(&self, account: &Account) -> SecretString {
         let nonce = rampart_crypto::random_token(self.entropy().as_ref(), 16);
-        let body = format!("{}.{}", account.as_str(), nonce.expose_secret());
+        let body = format!(
+            "{}.{}.{}.{}",
+            account.id.as_str(),
+            account.lifecycle.device_epoch,
+            self.clock().now().millis(),
+            nonce.expose_secret()
+        );
         let mac = self.mfa.keys.mac(DEVICE_CONTEXT, &body);
         SecretString::new(format!("rd1.{body}.{mac}"))
     }
 
-    /// The account and counting key of a device token, if it is one
-    /// Rampart signed (under any key of the ring).
-    pub(crate) fn device_key(&self, token: &SecretString) -> Option<(AccountId, String)> {
+    /// The counting key of a device token, if it is one Rampart signed
+    /// for `account`, in its current epoch, less than [`DEVICE_TTL`] ago.
+    pub(crate) fn device_key(&self, token: &SecretString, account: &Account) -> Option<String> {
         let t = token.expose_secret();
         if t.len() > 256 {
             return None;
         }
         let rest = t.strip_prefix("rd1.")?;
         let (body, mac) = rest.rsplit_once('.')?;
-        let (account, nonce) = body.split_once('.')?;
         if !self.mfa.keys.mac_matches(DEVICE_CONTEXT, body, mac) {
             return None;
         }
-        Some((AccountId(account.to_owned()), device_count_key(nonce)))
+        let mut parts = body.split('.');
+        let (owner, epoch, issued, nonce) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let issued = Timestamp(issued.parse().ok()?);
+        let fresh = self.clock().now() < issued.plus(DEVICE_TTL);
+        (parts.next().is_none()
+            && owner == account.id.as_str()
+            && epoch.parse::<i64>().ok()? == account.lifecycle.device_epoch
+            && fresh)
+            .then(|| device_count_key(nonce))
     }
 
     // ----- verification ---------------------------------------------------
@@ -545,22 +576,36 @@ impl AuthService {
         Ok(())
     }
 
-    /// The verification row a code proves, after counting the try. An
-    /// unknown address costs the same MAC.
+    /// The verification row a code proves. Every try is counted per
+    /// address first (one write, for known and unknown addresses alike);
+    /// past [`CODE_TRIES_PER_HOUR`] nothing is checked.
     async fn verify_code(
         &self,
         email: &str,
         code: &SecretString,
         now: Timestamp,
     ) -> Result<Option<EmailToken>, Error> {
-        let account = match Email::parse(email) {
-            Ok(e) => self.store().account_by_email(&e).await?,
-            Err(_) => None,
+        let parsed = Email::parse(email).ok();
+        let name = parsed
+            .as_ref()
+            .map_or_else(|| email.trim().to_lowercase(), |e| e.as_str().to_owned());
+        let key = sha256_hex(format!("rampart-verify-code-v1:{name}").as_bytes());
+        if self
+            .store()
+            .count_send(&key, now, SEND_WINDOW, CODE_TRIES_PER_HOUR)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let account = match &parsed {
+            Some(e) => self.store().account_by_email(e).await?,
+            None => None,
         };
         let row = match &account {
             Some(a) => {
                 self.store()
-                    .try_email_code(TokenPurpose::Verify, &a.id, now, CODE_TRIES)
+                    .email_code(TokenPurpose::Verify, &a.id, now)
                     .await?
             }
             None => None,
@@ -710,6 +755,10 @@ impl AuthService {
             "administrator" => {
                 "An administrator asked you to choose a new password; your old one no longer works."
             }
+            "email_change_undone" => {
+                "You undid a change of your account's address. In case whoever changed it knew your \
+                 password, it no longer works: choose a new one."
+            }
             _ => "Someone (we hope you) asked to reset the password of your account.",
         };
         let ttl_text = if ttl.as_secs() >= 3600 {
@@ -825,6 +874,9 @@ impl AuthService {
             .account_by_id(id)
             .await?
             .ok_or(Error::NotFound)?;
+        if account.id == by.id {
+            return Err(Error::OwnAccount);
+        }
         if !self.can_email() {
             return Err(Error::NoEmailDelivery);
         }
@@ -886,6 +938,10 @@ impl AuthService {
             });
         }
         let holder = self.store().account_by_email(&to).await?;
+        let reserved = self
+            .store()
+            .email_reserved(to.as_str(), self.clock().now())
+            .await?;
         let event = self
             .lifecycle_event(actions::EMAIL_CHANGE_REQUESTED, SUCCESS)
             .user(Some(account.id.as_str()))
@@ -900,6 +956,12 @@ impl AuthService {
                     .to_owned(),
             );
             self.record_security(event.reason(Some("address_taken")))
+                .await;
+            return Ok(());
+        }
+        if reserved {
+            // Another account moved away from it and may still undo that.
+            self.record_security(event.reason(Some("address_reserved")))
                 .await;
             return Ok(());
         }
@@ -952,6 +1014,15 @@ impl AuthService {
         let Some(account) = self.store().account_by_id(&row.account).await? else {
             return self.bad_email_link(actions::EMAIL_CHANGED, meta).await;
         };
+        // A disabled account, or one an incident keeps out, changes nothing.
+        if account.lifecycle.disabled_at.is_some()
+            || self
+                .store()
+                .sign_in_suspended(&account.id, account.role)
+                .await?
+        {
+            return self.bad_email_link(actions::EMAIL_CHANGED, meta).await;
+        }
         let undo = rampart_crypto::random_token(self.entropy().as_ref(), 32);
         let undo_row = EmailToken {
             token_hash: TokenHash::of(&undo).0,
@@ -959,7 +1030,9 @@ impl AuthService {
             account: account.id.clone(),
             email: account.email.as_str().to_owned(),
             code_mac: None,
-            created_at: now,
+            // When the change was asked for: the undo removes the factors
+            // enrolled since.
+            created_at: row.created_at,
             expires_at: now.plus(UNDO_TTL),
         };
         match self
@@ -983,8 +1056,10 @@ impl AuthService {
             "Your email address was changed",
             format!(
                 "The address of your account was changed to {}. If that was you, there is nothing to do.\n\n\
-                 If it was not, undo it with this link within {} hours: it restores this address and signs \
-                 every session out.\n\n{}\n",
+                 If it was not, undo it with this link within {} hours: it restores this address, signs \
+                 every session out, turns the password off (a link to choose a new one follows) and removes \
+                 the second factors added since the change was asked for. Until then nobody else can take \
+                 this address.\n\n{}\n",
                 row.email,
                 UNDO_TTL.as_secs() / 3600,
                 self.link("undo-email-change", &undo)
@@ -1021,9 +1096,17 @@ impl AuthService {
                 .bad_email_link(actions::EMAIL_CHANGE_UNDONE, meta)
                 .await;
         };
-        match self.store().finish_email_undo(&row.token_hash, now).await {
-            Ok(true) => {}
-            Ok(false) => {
+        // Whoever changed the address may know the password: it stops
+        // working, and a link to choose a new one goes to the restored
+        // address.
+        let unusable = self.unusable_hash().await?;
+        match self
+            .store()
+            .finish_email_undo(&row.token_hash, &unusable, now)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return self
                     .bad_email_link(actions::EMAIL_CHANGE_UNDONE, meta)
                     .await
@@ -1038,12 +1121,10 @@ impl AuthService {
         )
         .await;
         if let Some(account) = self.store().account_by_id(&row.account).await? {
-            let ttl = self
-                .config()
-                .accounts
-                .reset_ttl
-                .max(Duration::from_secs(3600));
-            if let Err(e) = self.mail_reset_code(&account, "forgotten", ttl).await {
+            if let Err(e) = self
+                .mail_reset_code(&account, "email_change_undone", REQUIRED_RESET_TTL)
+                .await
+            {
                 tracing::warn!(error = %e, "reset link after an undo not sent");
             }
         }
@@ -1135,9 +1216,20 @@ impl AuthService {
         by: &str,
         meta: &RequestMeta,
     ) -> Result<(), Error> {
+        self.delete(id, owner_deletes, by, false, meta).await
+    }
+
+    async fn delete(
+        &self,
+        id: &AccountId,
+        owner_deletes: &[String],
+        by: &str,
+        due_only: bool,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
         match self
             .store()
-            .delete_account(id, owner_deletes, self.clock().now())
+            .delete_account(id, owner_deletes, self.clock().now(), due_only)
             .await?
         {
             Guarded::Done => {}
@@ -1167,8 +1259,9 @@ impl AuthService {
         };
         let mut n = 0;
         for id in self.store().deletions_due(self.clock().now()).await? {
+            // Only if still due: a sign-in since it was listed cancels it.
             match self
-                .delete_account(&id, owner_deletes, "owner_request", &meta)
+                .delete(&id, owner_deletes, "owner_request", true, &meta)
                 .await
             {
                 Ok(()) => n += 1,

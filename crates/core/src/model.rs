@@ -54,6 +54,9 @@ pub struct Lifecycle {
     /// sign in before.
     pub delete_after: Option<Timestamp>,
     pub last_sign_in_at: Option<Timestamp>,
+    /// In every device token the account is given; raised when its
+    /// sign-ins are ended, so older tokens no longer count apart.
+    pub device_epoch: i64,
 }
 
 impl Lifecycle {

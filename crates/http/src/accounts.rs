@@ -52,7 +52,8 @@ pub async fn request_password_reset(
     responses((status = 204, description = "New password set; every session ended. Sign in again (the second factor is still asked)"),
         (status = 401, description = "The second factor was wrong (`invalid_mfa_code`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Code unknown, used or expired (`invalid_reset_token`); or an administrator's reset without its second factor (`second_factor_required`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "New password refused by the policy", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "New password refused by the policy; or a second factor other than TOTP or a recovery code (`mfa_method_unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong second factors for this account (`mfa_attempts_exceeded`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn confirm_password_reset(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -279,8 +280,13 @@ fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
     if limit == 0 || limit > rampart_core::lifecycle::MAX_PAGE {
         return Err(bad_query("`limit` is 1 to 200."));
     }
-    if p.email.as_ref().is_some_and(|e| e.len() > 254) {
-        return Err(bad_query("`email` is at most 254 characters."));
+    if p.email
+        .as_ref()
+        .is_some_and(|e| e.len() > 254 || e.chars().any(char::is_control))
+    {
+        return Err(bad_query(
+            "`email` is at most 254 characters, with no control characters.",
+        ));
     }
     let mut q = AccountQuery {
         email_prefix: p.email.map(|e| e.to_lowercase()),

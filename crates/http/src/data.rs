@@ -331,7 +331,7 @@ pub async fn delete_collection(
         (status = 404, description = "No such collection, or not allowed (the same answer)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A unique field's value is taken (`duplicate_value`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The record does not match the schema (`invalid_record`, every problem listed)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -350,7 +350,7 @@ pub async fn create_record(
     responses((status = 200, body = RecordPage),
         (status = 400, description = "Invalid filter, sort, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_records(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -386,7 +386,7 @@ pub async fn list_records(
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = RecordResponse),
         (status = 404, description = "Missing, or not yours to read (the same answer)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_record(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -408,7 +408,7 @@ pub async fn get_record(
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The record changed since you read it (`version_mismatch`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "If-Match is not a version (`invalid_if_match`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn update_record(
     State(state): State<AppState>,
@@ -434,7 +434,7 @@ pub async fn update_record(
     responses((status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The record changed since you read it", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`), or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "If-Match is not a version (`invalid_if_match`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_record(
     State(state): State<AppState>,

@@ -194,7 +194,7 @@ impl From<CoreError> for ApiError {
             ),
             CoreError::ResetNeedsFactor => ApiError::forbidden(
                 "second_factor_required",
-                "This account is an administrator's with a second factor: send a TOTP code or a recovery code as `second_factor` with the reset.",
+                "This account is an administrator's with a second factor: send a TOTP code or a recovery code as `second_factor` with the reset. With neither, ask another administrator to reset your factors (or run `rampart admin reset-mfa` on the server), then use the link again.",
             ),
             CoreError::EmailUnchanged => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,
@@ -211,6 +211,10 @@ impl From<CoreError> for ApiError {
             CoreError::AccountDisabled => ApiError::forbidden(
                 "account_disabled",
                 "This account is disabled. Ask your administrator.",
+            ),
+            CoreError::OwnAccount => ApiError::forbidden(
+                "own_account",
+                "Not on your own account: change your password at POST /api/v1/me/password.",
             ),
             CoreError::NoEmailDelivery => ApiError::new(
                 S::CONFLICT,

@@ -84,6 +84,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Session created (also set as the `__Host-rampart_session` cookie); or, for an account with a second factor, `mfa_required` and an `mfa_token` for `POST /api/v1/auth/mfa`", body = LoginResult),
         (status = 401, description = "Wrong email or password (one answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The password was right, but the account is disabled (`account_disabled`) or its address is not verified yet while the server requires it (`email_unverified`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing saturated; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
@@ -322,13 +323,14 @@ pub async fn unlock_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An id from the path. One that cannot be decoded, or longer than any id
-/// Rampart makes, is to the caller one that does not exist.
+/// An id from the path. One that cannot be decoded, longer than any id
+/// Rampart makes or holding a control character (NUL, which PostgreSQL
+/// refuses in text), is to the caller one that does not exist.
 pub(crate) fn path_id(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
     match id {
-        Ok(Path(id)) if id.len() <= 64 => Ok(id),
+        Ok(Path(id)) if id.len() <= 64 && !id.chars().any(char::is_control) => Ok(id),
         _ => Err(ApiError::not_found()),
     }
 }

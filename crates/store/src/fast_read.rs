@@ -174,6 +174,7 @@ impl FastRead {
                             disabled_at: r.get::<_, Option<i64>>(19)?.map(Timestamp),
                             delete_after: r.get::<_, Option<i64>>(20)?.map(Timestamp),
                             last_sign_in_at: r.get::<_, Option<i64>>(21)?.map(Timestamp),
+                            device_epoch: r.get::<_, i64>(22)?,
                         },
                     ))
                 })

@@ -25,7 +25,8 @@ fn count(r: &AnyRow) -> Result<u64, StoreError> {
     Ok(r.try_get::<i64, _>(0).map_err(get)?.max(0) as u64)
 }
 
-/// Ends an account's sessions, pending sign-ins and reset codes, in `tx`.
+/// Ends an account's sessions, pending sign-ins, reset codes and pending
+/// address changes, and voids its device tokens (ADR 0015), in `tx`.
 pub(crate) async fn end_sign_ins(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     account: &AccountId,
@@ -34,6 +35,8 @@ pub(crate) async fn end_sign_ins(
         "DELETE FROM sessions WHERE account_id = $1",
         "DELETE FROM mfa_pending_logins WHERE account_id = $1",
         "DELETE FROM password_resets WHERE account_id = $1",
+        "DELETE FROM email_tokens WHERE account_id = $1 AND purpose = 'change'",
+        "UPDATE accounts SET device_epoch = device_epoch + 1 WHERE id = $1",
     ] {
         sqlx::query(q)
             .bind(account.as_str())
@@ -171,13 +174,17 @@ impl IncidentStore for SqlStore {
         }
         // Deployment: everyone but the break-glass administrator ($1);
         // accounts: the incident's ($1). `$2` is the time keys end.
-        let (who, sessions, keys, pending) = match i.scope {
+        let (who, sessions, keys, pending, links) = match i.scope {
             Scope::Deployment => (
                 i.break_glass.as_ref().map(|a| a.0.clone()),
                 "DELETE FROM sessions WHERE account_id <> COALESCE($1, '')",
                 "UPDATE api_keys SET revoked_at = $2 WHERE revoked_at IS NULL \
                  AND created_by <> COALESCE($1, '')",
                 "DELETE FROM mfa_pending_logins WHERE account_id <> COALESCE($1, '')",
+                [
+                    "DELETE FROM email_tokens WHERE purpose = 'change' AND account_id <> COALESCE($1, '')",
+                    "UPDATE accounts SET device_epoch = device_epoch + 1 WHERE id <> COALESCE($1, '')",
+                ],
             ),
             Scope::Accounts => (
                 Some(i.id.clone()),
@@ -187,8 +194,23 @@ impl IncidentStore for SqlStore {
                  (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
                 "DELETE FROM mfa_pending_logins WHERE account_id IN \
                  (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
+                [
+                    "DELETE FROM email_tokens WHERE purpose = 'change' AND account_id IN \
+                     (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
+                    "UPDATE accounts SET device_epoch = device_epoch + 1 WHERE id IN \
+                     (SELECT account_id FROM incident_accounts WHERE incident_id = $1)",
+                ],
             ),
         };
+        // Pending address changes end, and device tokens stop counting
+        // apart (ADR 0015).
+        for q in links {
+            sqlx::query(q)
+                .bind(who.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         let sessions = sqlx::query(sessions)
             .bind(who.clone())
             .execute(&mut *tx)

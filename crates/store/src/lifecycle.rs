@@ -47,12 +47,16 @@ fn token_from(r: &AnyRow) -> Result<EmailToken, StoreError> {
 const TOKEN_COLS: &str = "token_hash, purpose, account_id, email, code_mac, created_at, expires_at";
 
 async fn insert_token(tx: &mut Tx<'_>, t: &EmailToken) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM email_tokens WHERE account_id = $1 AND purpose = $2")
-        .bind(t.account.as_str())
-        .bind(t.purpose.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+    // A new link replaces the account's earlier one of its purpose, but an
+    // undo link never goes: each restores the address it was sent to.
+    if t.purpose != TokenPurpose::Undo {
+        sqlx::query("DELETE FROM email_tokens WHERE account_id = $1 AND purpose = $2")
+            .bind(t.account.as_str())
+            .bind(t.purpose.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
     sqlx::query(
         "INSERT INTO email_tokens (token_hash, purpose, account_id, email, code_mac, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -165,7 +169,25 @@ impl SqlStore {
                 }
                 (role, at.is_some())
             }
-            Change::Delete(owner_deletes, now) => {
+            Change::Delete(owner_deletes, now, due_only) => {
+                if due_only {
+                    // The sweep's deletion: only if it is still due (a
+                    // sign-in may have cancelled it since it was listed).
+                    let due = sqlx::query(
+                        "UPDATE accounts SET delete_after = delete_after WHERE id = $1 \
+                         AND delete_after IS NOT NULL AND delete_after <= $2",
+                    )
+                    .bind(id)
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected();
+                    if due == 0 {
+                        tx.rollback().await.map_err(backend)?;
+                        return Ok(Guarded::NotFound);
+                    }
+                }
                 for c in owner_deletes {
                     sqlx::query("DELETE FROM records WHERE collection = $1 AND owner_id = $2")
                         .bind(c.as_str())
@@ -218,8 +240,9 @@ enum Change<'a> {
     Deletion(Option<Timestamp>),
     /// Disables (or enables).
     Disabled(Option<Timestamp>),
-    /// Deletes now, with the records of these collections.
-    Delete(&'a [String], Timestamp),
+    /// Deletes now, with the records of these collections; with `true`,
+    /// only if its scheduled deletion is due.
+    Delete(&'a [String], Timestamp, bool),
 }
 
 /// A value bound to a search.
@@ -256,41 +279,37 @@ impl LifecycleStore for SqlStore {
         .transpose()
     }
 
-    async fn try_email_code(
+    async fn email_code(
         &self,
         purpose: TokenPurpose,
         account: &AccountId,
         now: Timestamp,
-        max_tries: u32,
     ) -> Result<Option<EmailToken>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(backend)?;
-        let counted = sqlx::query(
-            "UPDATE email_tokens SET tries = tries + 1 WHERE account_id = $1 AND purpose = $2 \
-             AND expires_at > $3 AND tries < $4 AND code_mac IS NOT NULL",
-        )
-        .bind(account.as_str())
-        .bind(purpose.as_str())
-        .bind(now.millis())
-        .bind(i64::from(max_tries))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        if counted == 0 {
-            tx.rollback().await.map_err(backend)?;
-            return Ok(None);
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM email_tokens WHERE account_id = $1 AND purpose = $2 AND expires_at > $3"
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM email_tokens WHERE account_id = $1 AND purpose = $2 \
+             AND expires_at > $3 AND code_mac IS NOT NULL ORDER BY created_at DESC LIMIT 1"
         ))
         .bind(account.as_str())
         .bind(purpose.as_str())
         .bind(now.millis())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        row.as_ref().map(token_from).transpose()
+        .map_err(backend)?
+        .as_ref()
+        .map(token_from)
+        .transpose()
+    }
+
+    async fn email_reserved(&self, email: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM email_tokens WHERE email = $1 AND purpose = 'undo' AND expires_at > $2 LIMIT 1",
+        )
+        .bind(email)
+        .bind(now.millis())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .is_some())
     }
 
     async fn finish_verification(
@@ -351,6 +370,21 @@ impl LifecycleStore for SqlStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
+        // An address another account's undo link holds is not free.
+        let held = sqlx::query(
+            "SELECT 1 FROM email_tokens WHERE email = $1 AND purpose = 'undo' AND expires_at > $2 \
+             AND account_id <> $3 LIMIT 1",
+        )
+        .bind(to)
+        .bind(at.millis())
+        .bind(undo.account.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if held.is_some() {
+            tx.rollback().await.map_err(backend)?;
+            return Err(StoreError::Conflict);
+        }
         // Links for the old address (a pending verification) are void.
         sqlx::query("DELETE FROM email_tokens WHERE account_id = $1 AND purpose = 'verify'")
             .bind(undo.account.as_str())
@@ -362,7 +396,12 @@ impl LifecycleStore for SqlStore {
         Ok(true)
     }
 
-    async fn finish_email_undo(&self, token_hash: &str, at: Timestamp) -> Result<bool, StoreError> {
+    async fn finish_email_undo(
+        &self,
+        token_hash: &str,
+        unusable_hash: &str,
+        at: Timestamp,
+    ) -> Result<Option<EmailToken>, StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
         // Spent and read in one statement (the write first, see `guarded`).
         let Some(row) = sqlx::query(
@@ -376,25 +415,39 @@ impl LifecycleStore for SqlStore {
         .map_err(backend)?
         else {
             tx.rollback().await.map_err(backend)?;
-            return Ok(false);
+            return Ok(None);
         };
         let t = token_from(&row)?;
-        sqlx::query("UPDATE accounts SET email = $2, email_verified_at = $3 WHERE id = $1")
+        // The address comes back; the password stops working (whoever
+        // changed the address may know it).
+        sqlx::query(
+            "UPDATE accounts SET email = $2, email_verified_at = $3, password_hash = $4 WHERE id = $1",
+        )
+        .bind(t.account.as_str())
+        .bind(t.email.as_str())
+        .bind(at.millis())
+        .bind(unusable_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Every other undo and change link of the account is void, and the
+        // second factors enrolled since the change was asked for go.
+        sqlx::query(
+            "DELETE FROM email_tokens WHERE account_id = $1 AND purpose IN ('undo', 'change')",
+        )
+        .bind(t.account.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM mfa_factors WHERE account_id = $1 AND created_at >= $2")
             .bind(t.account.as_str())
-            .bind(t.email.as_str())
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        // A change link still out (from whoever changed it) is void too.
-        sqlx::query("DELETE FROM email_tokens WHERE account_id = $1 AND purpose = 'change'")
-            .bind(t.account.as_str())
+            .bind(t.created_at.millis())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
         end_sign_ins(&mut tx, &t.account).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(Some(t))
     }
 
     async fn insert_password_reset(
@@ -405,8 +458,12 @@ impl LifecycleStore for SqlStore {
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        sqlx::query("DELETE FROM password_resets WHERE account_id = $1")
+        // Only the account's earlier codes sent for the same reason: a
+        // stranger's forgotten-password request must not void the code an
+        // administrator or an incident sent.
+        sqlx::query("DELETE FROM password_resets WHERE account_id = $1 AND reason = $2")
             .bind(account.as_str())
+            .bind(reason)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -449,8 +506,9 @@ impl LifecycleStore for SqlStore {
         account: &AccountId,
         owner_deletes: &[String],
         now: Timestamp,
+        due_only: bool,
     ) -> Result<Guarded, StoreError> {
-        self.guarded(account, Change::Delete(owner_deletes, now))
+        self.guarded(account, Change::Delete(owner_deletes, now, due_only))
             .await
     }
 

@@ -117,7 +117,9 @@ pub(crate) fn backend(e: sqlx::Error) -> StoreError {
 }
 
 // Column lists as macros so that every statement is one `&'static str`
-// assembled at compile time: no SQL text is built at run time.
+// assembled at compile time. (The two searches that pick among optional
+// filters, records in `data.rs` and accounts in `lifecycle.rs`, join fixed
+// fragments at run time; every value is still bound.)
 macro_rules! account_cols {
     () => {
         "a.id AS a_id, a.email AS a_email, a.display_name AS a_display_name, \
@@ -125,7 +127,8 @@ macro_rules! account_cols {
          CAST(CASE WHEN EXISTS (SELECT 1 FROM mfa_factors f \
               WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS a_has_mfa, \
          a.email_verified_at AS a_email_verified_at, a.disabled_at AS a_disabled_at, \
-         a.delete_after AS a_delete_after, a.last_sign_in_at AS a_last_sign_in_at"
+         a.delete_after AS a_delete_after, a.last_sign_in_at AS a_last_sign_in_at, \
+         a.device_epoch AS a_device_epoch"
     };
 }
 
@@ -189,6 +192,7 @@ pub(crate) fn account_from(row: &AnyRow) -> Result<Account, StoreError> {
             disabled_at: opt_time(row, "a_disabled_at")?,
             delete_after: opt_time(row, "a_delete_after")?,
             last_sign_in_at: opt_time(row, "a_last_sign_in_at")?,
+            device_epoch: row.try_get("a_device_epoch").map_err(get)?,
         },
     })
 }

@@ -145,8 +145,9 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     assert_eq!(r.status(), 204);
     s.login("r@example.com", STRONG).await;
 
-    // Tries run out: after five wrong codes the right one is refused, and
-    // a new message (asked for with the same answer as any address) works.
+    // Tries run out: after ten wrong codes in an hour the right one is
+    // refused, and a new message (asked for with the same answer as any
+    // address) works by its link.
     s.register("t@example.com").await;
     let body = mail_to(&s.outbox(), "t@example.com", "entering this code").await;
     let code: String = body
@@ -161,7 +162,7 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     } else {
         "00000000"
     };
-    for _ in 0..5 {
+    for _ in 0..10 {
         let r = s
             .post(
                 "/api/v1/auth/verify-email",
@@ -510,25 +511,42 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
         )
         .await;
     problem(r, 403, "invalid_email_link").await;
+    // While the move may be undone, nobody else may take the old address.
+    let r = s
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "old@example.com", "password": STRONG}),
+        )
+        .await;
+    problem(r, 409, "email_taken").await;
     // The old address was told, with an undo link: it restores the
-    // address, ends every session and mails a reset link there.
+    // address, ends every session, turns the password off and mails a
+    // reset link there.
     let undo = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
     let r = s
         .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
         .await;
     assert_eq!(r.status(), 204);
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
-    let token = s.login("old@example.com", STRONG).await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("old@example.com", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    let reset = mailed_token(&s.outbox(), "old@example.com", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": reset, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let token = s.login("old@example.com", NEW_PASSWORD).await;
     assert_eq!(me(&s, &token).await["email"], "old@example.com");
-    mailed_token(&s.outbox(), "old@example.com", "reset-password").await;
     let r = s
         .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
         .await;
     problem(r, 403, "invalid_email_link").await;
-    // Past 72 hours an undo link is refused.
-    s.clock.advance(Duration::from_secs(11 * 60));
-    s.post_auth("/api/v1/auth/step-up", &token, json!({"password": STRONG}))
-        .await;
+    // Past 72 hours an undo link is refused, and the address is free.
     s.post_auth(
         "/api/v1/me/email",
         &token,
@@ -556,10 +574,11 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
         .post("/api/v1/auth/email-change/undo", json!({"token": late}))
         .await;
     problem(r, 403, "invalid_email_link").await;
+    s.register("old@example.com").await;
     // An address another account holds: the same answer, nothing sent to
     // confirm, and its owner is told.
     s.register("taken@example.com").await;
-    let token = s.login("third@example.com", STRONG).await;
+    let token = s.login("third@example.com", NEW_PASSWORD).await;
     accepted(
         s.post_auth(
             "/api/v1/me/email",
@@ -1235,4 +1254,297 @@ async fn the_command_line_lists_shows_disables_and_enables_accounts() {
     for sub in ["list", "show", "disable", "enable"] {
         assert!(out.contains(sub), "{out}");
     }
+}
+
+/// Asks for and confirms a move of the signed-in account to `to`.
+async fn move_to(s: &TestServer, token: &str, to: &str) {
+    accepted(
+        s.post_auth("/api/v1/me/email", token, json!({"new_email": to}))
+            .await,
+    )
+    .await;
+    let confirm = mailed_token(&s.outbox(), to, "confirm-email").await;
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    assert_eq!(r.status(), 204, "move to {to}");
+}
+
+#[tokio::test]
+async fn a_second_change_cannot_take_the_first_undo_away() {
+    let s = TestServer::start().await;
+    s.register("a@example.com").await;
+    let token = s.login("a@example.com", STRONG).await;
+    // Someone with the password moves the account on, twice.
+    move_to(&s, &token, "b@example.com").await;
+    let first_undo = mailed_token(&s.outbox(), "a@example.com", "undo-email-change").await;
+    // A factor they enrol meanwhile goes with the undo.
+    s.enrol_totp("a@example.com", &token).await;
+    move_to(&s, &token, "c@example.com").await;
+    let second_undo = mailed_token(&s.outbox(), "b@example.com", "undo-email-change").await;
+    // The first undo still works and brings the first address back.
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/undo",
+            json!({"token": first_undo}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    // The undo to the second address is void: it cannot undo the undo.
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/undo",
+            json!({"token": second_undo}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    let reset = mailed_token(&s.outbox(), "a@example.com", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": reset, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    // Signed in without the factor enrolled after the change was asked for.
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            login_body("a@example.com", NEW_PASSWORD),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["mfa_required"], false, "{v}");
+    assert_eq!(
+        me(&s, v["token"].as_str().unwrap()).await["email"],
+        "a@example.com"
+    );
+}
+
+#[tokio::test]
+async fn a_change_link_does_nothing_for_a_disabled_account() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let acc = s.register("d@example.com").await;
+    let token = s.login("d@example.com", STRONG).await;
+    accepted(
+        s.post_auth(
+            "/api/v1/me/email",
+            &token,
+            json!({"new_email": "thief@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    let confirm = mailed_token(&s.outbox(), "thief@example.com", "confirm-email").await;
+    let r = s
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/disable",
+                acc["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    // Enabled again, the link stays void: disabling ended it.
+    let r = s
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/enable",
+                acc["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    let token = s.login("d@example.com", STRONG).await;
+    assert_eq!(me(&s, &token).await["email"], "d@example.com");
+}
+
+#[tokio::test]
+async fn a_stranger_s_reset_request_leaves_an_administrator_s_required_reset_in_force() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let acc = s.register("req@example.com").await;
+    let r = s
+        .post_auth(
+            &format!(
+                "/api/v1/admin/accounts/{}/password-reset",
+                acc["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let required = mailed_token(&s.outbox(), "req@example.com", "reset-password").await;
+    s.post(
+        "/api/v1/auth/password-reset",
+        json!({"email": "req@example.com"}),
+    )
+    .await;
+    for _ in 0..250 {
+        if mails_to(&s.outbox(), "req@example.com", "reset-password#token=") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": required, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    s.login("req@example.com", NEW_PASSWORD).await;
+    // An administrator cannot turn their own password off this way.
+    let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{me_id}/password-reset"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    problem(r, 403, "own_account").await;
+}
+
+#[tokio::test]
+async fn a_reset_voids_the_device_tokens_given_before_it() {
+    let s = TestServer::start().await;
+    s.register("dv@example.com").await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("dv@example.com", STRONG))
+        .await;
+    let old: Value = r.json().await.unwrap();
+    let old = old["device_token"].as_str().unwrap().to_owned();
+    s.post(
+        "/api/v1/auth/password-reset",
+        json!({"email": "dv@example.com"}),
+    )
+    .await;
+    let link = mailed_token(&s.outbox(), "dv@example.com", "reset-password").await;
+    let r = s
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            json!({"token": link, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            login_body("dv@example.com", NEW_PASSWORD),
+        )
+        .await;
+    let new: Value = r.json().await.unwrap();
+    let new = new["device_token"].as_str().unwrap().to_owned();
+    // A stranger blocks the address.
+    for _ in 0..12 {
+        s.post(
+            "/api/v1/auth/login",
+            login_body("dv@example.com", "Wrong-Guess-12!x"),
+        )
+        .await;
+    }
+    let with = |device: &str| json!({"email": "dv@example.com", "password": NEW_PASSWORD, "device_token": device});
+    let r = s.post("/api/v1/auth/login", with(&old)).await;
+    problem(r, 401, "invalid_credentials").await;
+    let r = s.post("/api/v1/auth/login", with(&new)).await;
+    assert_eq!(r.status(), 200);
+    // A year on, the new one has lapsed too.
+    s.clock.advance(Duration::from_secs(366 * 24 * 3600));
+    for _ in 0..12 {
+        s.post(
+            "/api/v1/auth/login",
+            login_body("dv@example.com", "Wrong-Guess-12!x"),
+        )
+        .await;
+    }
+    let r = s.post("/api/v1/auth/login", with(&new)).await;
+    problem(r, 401, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn a_disabled_administrator_does_not_count_as_the_one_left() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = s.data_dir();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        rampart_run(
+            &[
+                "admin",
+                "create",
+                "--email",
+                "second@example.com",
+                "--password-stdin",
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ],
+            Some(&format!("{STRONG}\n")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let second = accounts_id(&s, &admin, "second@example.com").await;
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{second}/disable"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{me_id}/disable"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    problem(r, 409, "last_admin").await;
+    let r = delete_auth(&s, "/api/v1/me", &admin).await;
+    problem(r, 409, "last_admin").await;
+    // Enabled again, the second one counts, and the first may go.
+    let r = s
+        .post_auth(
+            &format!("/api/v1/admin/accounts/{second}/enable"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = delete_auth(&s, "/api/v1/me", &admin).await;
+    assert_eq!(r.status(), 202);
+}
+
+/// The id of the account with this address, from an administrator's search.
+async fn accounts_id(s: &TestServer, admin: &str, email: &str) -> String {
+    let r = s
+        .get_auth(&format!("/api/v1/admin/accounts?email={email}"), admin)
+        .await;
+    let v: Value = r.json().await.unwrap();
+    v["accounts"][0]["id"].as_str().unwrap().to_owned()
 }
