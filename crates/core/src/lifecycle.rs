@@ -226,6 +226,24 @@ pub enum SortKey {
     Time(i64),
 }
 
+impl Default for AccountQuery {
+    /// Every account, by address, 50 a page.
+    fn default() -> Self {
+        Self {
+            email_prefix: None,
+            role: None,
+            status: None,
+            has_mfa: None,
+            signed_in_before: None,
+            signed_in_after: None,
+            sort: AccountSort::Email,
+            descending: false,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
 impl AccountQuery {
     /// The key `a` sorts by.
     pub fn key_of(&self, a: &Account) -> SortKey {
@@ -539,9 +557,8 @@ impl AuthService {
     ) -> Result<(), Error> {
         let now = self.clock().now();
         let found = match (token, code) {
-            (Some(t), None) if t.expose_secret().len() <= 128 => self
-                .store()
-                .email_token(TokenPurpose::Verify, &TokenHash::of(t).0, now)
+            (Some(t), None) => self
+                .email_link(TokenPurpose::Verify, t, now)
                 .await?
                 .map(|row| (row, "link")),
             (None, Some((email, code))) if code.expose_secret().len() <= 32 => self
@@ -1000,15 +1017,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<(), Error> {
         let now = self.clock().now();
-        let row = match token.expose_secret().len() {
-            0..=128 => {
-                self.store()
-                    .email_token(TokenPurpose::Change, &TokenHash::of(token).0, now)
-                    .await?
-            }
-            _ => None,
-        };
-        let Some(row) = row else {
+        let Some(row) = self.email_link(TokenPurpose::Change, token, now).await? else {
             return self.bad_email_link(actions::EMAIL_CHANGED, meta).await;
         };
         let Some(account) = self.store().account_by_id(&row.account).await? else {
@@ -1083,15 +1092,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<(), Error> {
         let now = self.clock().now();
-        let row = match token.expose_secret().len() {
-            0..=128 => {
-                self.store()
-                    .email_token(TokenPurpose::Undo, &TokenHash::of(token).0, now)
-                    .await?
-            }
-            _ => None,
-        };
-        let Some(row) = row else {
+        let Some(row) = self.email_link(TokenPurpose::Undo, token, now).await? else {
             return self
                 .bad_email_link(actions::EMAIL_CHANGE_UNDONE, meta)
                 .await;
@@ -1129,6 +1130,23 @@ impl AuthService {
             }
         }
         Ok(())
+    }
+
+    /// The unexpired link of `purpose` a token opens (nothing for one
+    /// longer than any Rampart makes).
+    async fn email_link(
+        &self,
+        purpose: TokenPurpose,
+        token: &SecretString,
+        now: Timestamp,
+    ) -> Result<Option<EmailToken>, Error> {
+        if token.expose_secret().len() > 128 {
+            return Ok(None);
+        }
+        Ok(self
+            .store()
+            .email_token(purpose, &TokenHash::of(token).0, now)
+            .await?)
     }
 
     async fn bad_email_link(&self, action: &str, meta: &RequestMeta) -> Result<(), Error> {
@@ -1507,16 +1525,8 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_junk() {
         let q = AccountQuery {
-            email_prefix: None,
-            role: None,
-            status: None,
-            has_mfa: None,
-            signed_in_before: None,
-            signed_in_after: None,
             sort: AccountSort::CreatedAt,
-            descending: false,
-            after: None,
-            limit: 10,
+            ..AccountQuery::default()
         };
         let a = Account {
             id: AccountId("acc_1".into()),

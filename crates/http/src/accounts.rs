@@ -240,20 +240,11 @@ pub struct AccountParams {
     pub cursor: Option<String>,
 }
 
-fn bad_query(detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query",
-        detail,
-    )
-}
-
 fn time_param(v: &Option<String>, name: &str) -> Result<Option<Timestamp>, ApiError> {
     v.as_deref()
         .map(|s| {
             Timestamp::parse_rfc3339(s)
-                .ok_or_else(|| bad_query(&format!("`{name}` is an RFC 3339 time.")))
+                .ok_or_else(|| ApiError::invalid_query(&format!("`{name}` is an RFC 3339 time.")))
         })
         .transpose()
 }
@@ -267,24 +258,26 @@ fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
         Some("last_sign_in") => (AccountSort::LastSignIn, false),
         Some("-last_sign_in") => (AccountSort::LastSignIn, true),
         Some(_) => {
-            return Err(bad_query(
+            return Err(ApiError::invalid_query(
                 "`sort` is email, created_at or last_sign_in, with `-` first for descending.",
             ))
         }
     };
     let role = match p.role.as_deref() {
         None => None,
-        Some(r) => Some(Role::parse(r).ok_or_else(|| bad_query("`role` is admin or member."))?),
+        Some(r) => Some(
+            Role::parse(r).ok_or_else(|| ApiError::invalid_query("`role` is admin or member."))?,
+        ),
     };
     let limit = p.limit.unwrap_or(50);
     if limit == 0 || limit > rampart_core::lifecycle::MAX_PAGE {
-        return Err(bad_query("`limit` is 1 to 200."));
+        return Err(ApiError::invalid_query("`limit` is 1 to 200."));
     }
     if p.email
         .as_ref()
         .is_some_and(|e| e.len() > 254 || e.chars().any(char::is_control))
     {
-        return Err(bad_query(
+        return Err(ApiError::invalid_query(
             "`email` is at most 254 characters, with no control characters.",
         ));
     }
@@ -298,7 +291,7 @@ fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
             Some("unverified") => Some(AccountStatus::Unverified),
             Some("deleting") => Some(AccountStatus::Deleting),
             Some(_) => {
-                return Err(bad_query(
+                return Err(ApiError::invalid_query(
                     "`status` is active, disabled, unverified or deleting.",
                 ))
             }
@@ -314,7 +307,7 @@ fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
     if let Some(c) = p.cursor.as_deref().filter(|c| !c.is_empty()) {
         q.after = Some(
             q.parse_cursor(c)
-                .ok_or_else(|| bad_query("`cursor` is not one this sort gave."))?,
+                .ok_or_else(|| ApiError::invalid_query("`cursor` is not one this sort gave."))?,
         );
     }
     Ok(q)
@@ -347,7 +340,7 @@ pub async fn list_accounts(
     query: Result<Query<AccountParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccountList>, ApiError> {
     let Query(params) = query.map_err(|_| {
-        bad_query("Allowed parameters: email, role, status, mfa, signed_in_before, signed_in_after, sort, limit, cursor.")
+        ApiError::invalid_query("Allowed parameters: email, role, status, mfa, signed_in_before, signed_in_after, sort, limit, cursor.")
     })?;
     let q = account_query(params)?;
     let (rows, next) = state.auth.search_accounts(&q).await?;
@@ -376,26 +369,12 @@ pub async fn get_account(
             .factors
             .into_iter()
             .filter(|f| f.is_confirmed())
-            .map(|f| FactorView {
-                id: f.id.0,
-                kind: f.kind.as_str().to_owned(),
-                name: f.name,
-                created_at: f.created_at.to_rfc3339(),
-                last_used_at: f.last_used_at.map(|t| t.to_rfc3339()),
-            })
+            .map(crate::mfa::factor_view)
             .collect(),
         sessions: d
             .sessions
             .into_iter()
-            .map(|s| SessionView {
-                id: s.id.0,
-                created_at: s.created_at.to_rfc3339(),
-                last_seen_at: s.last_seen_at.to_rfc3339(),
-                expires_at: s.expires_at.to_rfc3339(),
-                ip: s.ip,
-                user_agent: s.user_agent,
-                current: false,
-            })
+            .map(|s| crate::routes::session_view(s, false))
             .collect(),
         sign_ins: d.sign_ins.into_iter().map(crate::events::view).collect(),
         account: summary(d.account),
@@ -405,6 +384,7 @@ pub async fn get_account(
 #[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/disable", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Disabled: its sessions end, and no node accepts its sessions or API keys from now on"),
+        (status = 423, description = "A deployment lockdown freezes administrative changes (`lockdown_frozen`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last administrator (`last_admin`)", body = Problem, content_type = "application/problem+json")))]
@@ -425,6 +405,7 @@ pub async fn disable_account(
 #[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/enable", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Enabled: it may sign in again"),
+        (status = 423, description = "A deployment lockdown freezes administrative changes (`lockdown_frozen`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json")))]
 pub async fn enable_account(
@@ -444,6 +425,7 @@ pub async fn enable_account(
 #[utoipa::path(delete, path = "/api/v1/admin/accounts/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Deleted now, with its sessions, factors and the records of collections marked `owner_deletes`; its API keys are revoked"),
+        (status = 423, description = "A deployment lockdown freezes administrative changes (`lockdown_frozen`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last administrator (`last_admin`)", body = Problem, content_type = "application/problem+json")))]
@@ -470,6 +452,7 @@ pub async fn delete_account(
 #[utoipa::path(delete, path = "/api/v1/admin/accounts/{id}/sessions", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "Every session of the account ended"),
+        (status = 423, description = "A deployment lockdown freezes administrative changes (`lockdown_frozen`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json")))]
 pub async fn end_sessions(
@@ -496,6 +479,7 @@ pub async fn end_sessions(
 #[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/password-reset", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 204, description = "The password no longer works, sessions ended, and the owner was mailed a link to choose a new one (72 hours)"),
+        (status = 423, description = "A deployment lockdown freezes administrative changes (`lockdown_frozen`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator, no second factor yet, or no recent step-up", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No email delivery is configured (`no_email_delivery`)", body = Problem, content_type = "application/problem+json")))]

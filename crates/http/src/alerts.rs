@@ -126,15 +126,6 @@ pub struct AlertPage {
     pub next: Option<String>,
 }
 
-fn bad_query(detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query parameter",
-        detail,
-    )
-}
-
 const ALLOWED: &str =
     "Allowed parameters: status, rule, level, since, until (RFC 3339), limit (1-500), cursor.";
 
@@ -154,19 +145,19 @@ fn decode_cursor(c: &str) -> Option<(Timestamp, String)> {
 
 fn query_of(q: &AlertParams) -> Result<AlertQuery, ApiError> {
     let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let status = match given(&q.status) {
-        None => None,
-        Some(s) => Some(
-            AlertStatus::parse(&s)
-                .ok_or_else(|| bad_query("`status`: open, acknowledged or resolved"))?,
-        ),
-    };
+    let status =
+        match given(&q.status) {
+            None => None,
+            Some(s) => Some(AlertStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid_query("`status`: open, acknowledged or resolved")
+            })?),
+        };
     let level = given(&q.level);
     if level
         .as_deref()
         .is_some_and(|l| !rampart_detect::LEVELS.contains(&l))
     {
-        return Err(bad_query(
+        return Err(ApiError::invalid_query(
             "`level`: informational, low, medium, high or critical",
         ));
     }
@@ -175,25 +166,28 @@ fn query_of(q: &AlertParams) -> Result<AlertQuery, ApiError> {
         .as_deref()
         .is_some_and(|r| r.chars().count() > 200 || r.chars().any(char::is_control))
     {
-        return Err(bad_query("`rule`: at most 200 printable characters"));
+        return Err(ApiError::invalid_query(
+            "`rule`: at most 200 printable characters",
+        ));
     }
     let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         match given(v) {
             None => Ok(None),
             Some(s) => Timestamp::parse_rfc3339(&s)
                 .map(Some)
-                .ok_or_else(|| bad_query(&format!("`{name}`: an RFC 3339 time"))),
+                .ok_or_else(|| ApiError::invalid_query(&format!("`{name}`: an RFC 3339 time"))),
         }
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(bad_query("`limit`: 1 to 500"));
+        return Err(ApiError::invalid_query("`limit`: 1 to 500"));
     }
     let cursor = match given(&q.cursor) {
         None => None,
-        Some(c) => {
-            Some(decode_cursor(&c).ok_or_else(|| bad_query("`cursor`: not one this server gave"))?)
-        }
+        Some(c) => Some(
+            decode_cursor(&c)
+                .ok_or_else(|| ApiError::invalid_query("`cursor`: not one this server gave"))?,
+        ),
     };
     Ok(AlertQuery {
         status,
@@ -217,14 +211,9 @@ pub async fn list_alerts(
     Admin(_admin): Admin,
     query: Result<Query<AlertParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let q = query.map(|Query(q)| q).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            ALLOWED,
-        )
-    })?;
+    let q = query
+        .map(|Query(q)| q)
+        .map_err(|_| ApiError::invalid_query(ALLOWED))?;
     let query = query_of(&q)?;
     let alerts = state.auth.store().alerts(&query).await?;
     let next = (alerts.len() as u32 == query.limit)

@@ -146,15 +146,6 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-fn bad_query(detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query",
-        detail.to_owned(),
-    )
-}
-
 /// The version in `If-Match`: `"3"` (as sent in `ETag`) or `3`.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
@@ -313,7 +304,8 @@ pub async fn delete_collection(
     query: Result<Query<DeleteCollectionParams>, QueryRej>,
 ) -> Result<StatusCode, ApiError> {
     let name = name_of(name)?;
-    let Query(q) = query.map_err(|_| bad_query("The only parameter is purge=true|false."))?;
+    let Query(q) =
+        query.map_err(|_| ApiError::invalid_query("The only parameter is purge=true|false."))?;
     state
         .data
         .delete_collection(&name, q.purge.unwrap_or(false), &admin.account.id, &meta)
@@ -359,8 +351,9 @@ pub async fn list_records(
     query: Result<Query<ListParams>, QueryRej>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let name = name_of(name)?;
-    let Query(q) =
-        query.map_err(|_| bad_query("Allowed parameters: filter, sort, limit (1-100), cursor."))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::invalid_query("Allowed parameters: filter, sort, limit (1-100), cursor.")
+    })?;
     let page = state
         .data
         .list(
@@ -641,7 +634,8 @@ pub struct Roles {
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Roles),
-        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "Not an administrator, no second factor yet, or (for changes) no recent step-up", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An id no account can have", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_roles(
     State(state): State<AppState>,
     _admin: Admin,
@@ -729,18 +723,19 @@ pub async fn data_events(
     _admin: Admin,
     query: Result<Query<DataEventParams>, QueryRej>,
 ) -> Result<Json<DataEventPage>, ApiError> {
-    let Query(q) = query
-        .map_err(|_| bad_query("Allowed parameters: collection, actor, since, limit (1-500)."))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::invalid_query("Allowed parameters: collection, actor, since, limit (1-500).")
+    })?;
     let since = match &q.since {
         Some(s) => Some(
             Timestamp::parse_rfc3339(s)
-                .ok_or_else(|| bad_query("since is an RFC 3339 date-time."))?,
+                .ok_or_else(|| ApiError::invalid_query("since is an RFC 3339 date-time."))?,
         ),
         None => None,
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(bad_query("limit must be between 1 and 500."));
+        return Err(ApiError::invalid_query("limit must be between 1 and 500."));
     }
     state.data.flush_events().await;
     let events = state

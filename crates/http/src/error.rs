@@ -45,6 +45,17 @@ impl ApiError {
         )
     }
 
+    /// 400 `invalid_query`: a query parameter this route does not take,
+    /// or one it cannot read.
+    pub fn invalid_query(detail: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query",
+            detail,
+        )
+    }
+
     pub fn forbidden(code: &str, detail: &str) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
     }

@@ -3,7 +3,6 @@
 //! (`rampart_store`'s `audit` module).
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine;
 use rampart_core::audit::{Category, Chained, EventQuery, Severity, MAX_ACTIONS};
@@ -85,12 +84,7 @@ fn event_type_schema() -> utoipa::openapi::Object {
 }
 
 fn bad_query(param: &str, detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query parameter",
-        format!("`{param}`: {detail}"),
-    )
+    ApiError::invalid_query(&format!("`{param}`: {detail}"))
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -231,14 +225,9 @@ const ALLOWED: &str = "Allowed parameters: type, category, outcome, account, ip,
 fn params(
     query: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<EventParams, ApiError> {
-    query.map(|Query(q)| q).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            ALLOWED,
-        )
-    })
+    query
+        .map(|Query(q)| q)
+        .map_err(|_| ApiError::invalid_query(ALLOWED))
 }
 
 pub fn view(e: Chained) -> EventView {

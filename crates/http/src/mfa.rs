@@ -67,7 +67,7 @@ fn challenge_view(sent: ChallengeSent) -> ChallengeResponse {
     }
 }
 
-fn factor_view(f: Factor) -> FactorView {
+pub(crate) fn factor_view(f: Factor) -> FactorView {
     FactorView {
         id: f.id.0,
         kind: f.kind.as_str().to_owned(),

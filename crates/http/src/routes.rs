@@ -223,17 +223,25 @@ pub async fn my_sessions(
     Ok(Json(SessionList {
         sessions: sessions
             .into_iter()
-            .map(|s| SessionView {
-                current: s.id == authed.session.id,
-                id: s.id.0,
-                created_at: s.created_at.to_rfc3339(),
-                last_seen_at: s.last_seen_at.to_rfc3339(),
-                expires_at: s.expires_at.to_rfc3339(),
-                ip: s.ip,
-                user_agent: s.user_agent,
+            .map(|s| {
+                let current = s.id == authed.session.id;
+                session_view(s, current)
             })
             .collect(),
     }))
+}
+
+/// A session as its owner or an administrator sees it.
+pub(crate) fn session_view(s: rampart_core::Session, current: bool) -> SessionView {
+    SessionView {
+        current,
+        id: s.id.0,
+        created_at: s.created_at.to_rfc3339(),
+        last_seen_at: s.last_seen_at.to_rfc3339(),
+        expires_at: s.expires_at.to_rfc3339(),
+        ip: s.ip,
+        user_agent: s.user_agent,
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "me", security(("bearer" = [])),

@@ -30,16 +30,8 @@ fn account(email: &str, role: Role, created: i64) -> Account {
 
 fn query() -> AccountQuery {
     AccountQuery {
-        email_prefix: None,
-        role: None,
-        status: None,
-        has_mfa: None,
-        signed_in_before: None,
-        signed_in_after: None,
-        sort: AccountSort::Email,
-        descending: false,
-        after: None,
         limit: 100,
+        ..AccountQuery::default()
     }
 }
 

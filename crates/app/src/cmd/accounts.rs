@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use rampart_core::lifecycle::{AccountQuery, AccountSort, AccountStatus};
+use rampart_core::lifecycle::{AccountQuery, AccountStatus};
 use rampart_core::{Account, Error};
 
 use crate::{cli_meta, common_overrides, load, CommonFlags};
@@ -133,13 +133,8 @@ async fn one(svc: &rampart::Services, command: AccountsCommand) -> Result<()> {
                     Status::Unverified => AccountStatus::Unverified,
                     Status::Deleting => AccountStatus::Deleting,
                 }),
-                has_mfa: None,
-                signed_in_before: None,
-                signed_in_after: None,
-                sort: AccountSort::Email,
-                descending: false,
-                after: None,
                 limit: a.limit,
+                ..AccountQuery::default()
             };
             let (rows, more) = auth.search_accounts(&q).await?;
             if rows.is_empty() {

@@ -47,6 +47,13 @@ async fn trail(s: &TestServer, admin: &str, action: &str, account: Option<&str>)
     e
 }
 
+/// A code of the same shape that is not `code`.
+fn other_code(code: &str) -> String {
+    code.chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect()
+}
+
 fn login_body(email: &str, password: &str) -> Value {
     json!({"email": email, "password": password})
 }
@@ -105,20 +112,9 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     problem(r, 401, "invalid_credentials").await;
     // The code, with the address: wrong codes are refused alike for a
     // known and an unknown address, and a code allows five tries.
-    let body = mail_to(&s.outbox(), "r@example.com", "entering this code").await;
-    let code: String = body
-        .split("entering this code where you signed up: ")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take(8)
-        .collect();
+    let code = mailed_code(&s.outbox(), "r@example.com").await;
     assert!(code.chars().all(|c| c.is_ascii_digit()), "{code}");
-    let wrong = if code == "00000000" {
-        "11111111"
-    } else {
-        "00000000"
-    };
+    let wrong = other_code(&code);
     let a = s
         .post(
             "/api/v1/auth/verify-email",
@@ -149,19 +145,8 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     // refused, and a new message (asked for with the same answer as any
     // address) works by its link.
     s.register("t@example.com").await;
-    let body = mail_to(&s.outbox(), "t@example.com", "entering this code").await;
-    let code: String = body
-        .split("entering this code where you signed up: ")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take(8)
-        .collect();
-    let wrong = if code == "00000000" {
-        "11111111"
-    } else {
-        "00000000"
-    };
+    let code = mailed_code(&s.outbox(), "t@example.com").await;
+    let wrong = other_code(&code);
     for _ in 0..10 {
         let r = s
             .post(
@@ -195,12 +180,7 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     )
     .await;
     assert_eq!(known, unknown);
-    for _ in 0..250 {
-        if mails_to(&s.outbox(), "t@example.com", "verify-email#token=") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    await_mails(&s.outbox(), "t@example.com", "verify-email#token=", 2).await;
     let link = mailed_token(&s.outbox(), "t@example.com", "verify-email").await;
     let r = s
         .post("/api/v1/auth/verify-email", json!({"token": link}))
@@ -335,12 +315,7 @@ async fn a_forgotten_password_is_reset_by_a_single_use_link_without_enumeration(
         json!({"email": "f@example.com"}),
     )
     .await;
-    for _ in 0..250 {
-        if mails_to(&s.outbox(), "f@example.com", "reset-password#token=") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    await_mails(&s.outbox(), "f@example.com", "reset-password#token=", 2).await;
     let late = mailed_token(&s.outbox(), "f@example.com", "reset-password").await;
     assert_ne!(late, link);
     s.clock.advance(Duration::from_secs(31 * 60));
@@ -561,12 +536,13 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
         )
         .await;
     assert_eq!(r.status(), 204);
-    for _ in 0..250 {
-        if mails_to(&s.outbox(), "old@example.com", "undo-email-change#token=") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    await_mails(
+        &s.outbox(),
+        "old@example.com",
+        "undo-email-change#token=",
+        2,
+    )
+    .await;
     let late = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
     assert_ne!(late, undo);
     s.clock.advance(Duration::from_secs(73 * 3600));
@@ -1403,12 +1379,7 @@ async fn a_stranger_s_reset_request_leaves_an_administrator_s_required_reset_in_
         json!({"email": "req@example.com"}),
     )
     .await;
-    for _ in 0..250 {
-        if mails_to(&s.outbox(), "req@example.com", "reset-password#token=") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    await_mails(&s.outbox(), "req@example.com", "reset-password#token=", 2).await;
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",

@@ -625,14 +625,7 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
         );
     }
     let verify = mailed_token(&outbox, "l@example.com", "verify-email").await;
-    let mail = mail_to(&outbox, "l@example.com", "entering this code").await;
-    let code: String = mail
-        .split("entering this code where you signed up: ")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take(8)
-        .collect();
+    let code = mailed_code(&outbox, "l@example.com").await;
     let reset = mailed_token(&outbox, "l@example.com", "reset-password").await;
     let pw3 = "Canary-Pw3-Hn42$wQz";
     secrets.extend([verify.clone(), code.clone(), reset.clone(), pw3.to_owned()]);

@@ -747,3 +747,22 @@ impl TestServer {
         self.data_dir().join("outbox.log")
     }
 }
+
+/// The 8-digit verification code in the newest verification message to
+/// `to`.
+pub async fn mailed_code(outbox: &std::path::Path, to: &str) -> String {
+    const MARK: &str = "entering this code where you signed up: ";
+    let body = mail_to(outbox, to, MARK).await;
+    body.rsplit(MARK).next().unwrap().chars().take(8).collect()
+}
+
+/// Waits until `count` messages to `to` holding `needle` are in the outbox.
+pub async fn await_mails(outbox: &std::path::Path, to: &str, needle: &str, count: usize) {
+    for _ in 0..250 {
+        if mails_to(outbox, to, needle) >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {count} messages to {to} holding {needle:?}");
+}
