@@ -506,15 +506,9 @@ impl AuthService {
         why: &str,
         meta: &RequestMeta,
     ) -> Result<usize, Error> {
-        let sessions = self.store.sessions_of(account).await?;
-        let mut n = 0;
-        for s in &sessions {
-            if self.store.delete_session(account, &s.id).await? {
-                n += 1;
-            }
-        }
-        // A sign-in waiting for its second factor would become a session.
-        self.store.void_pending_logins(account).await?;
+        // Sessions, sign-ins waiting for their second factor, pending
+        // address changes and device tokens, in one transaction.
+        let n = usize::try_from(self.store.end_sessions(account).await?).unwrap_or(usize::MAX);
         self.record(
             EventKind::SessionRevoked,
             Outcome::Success,
@@ -719,15 +713,7 @@ impl AuthService {
         let account = self
             .prepare_account(email, password, display_name, Role::Member, false)
             .await?;
-        // An address another account moved away from is held while that
-        // move may be undone.
-        if self
-            .store
-            .email_reserved(account.email.as_str(), self.clock.now())
-            .await?
-        {
-            return Err(Error::EmailTaken);
-        }
+
         if self.config.registration == RegistrationMode::Invite {
             // Spending the invite and creating the account are one
             // transaction: a taken email does not burn the invite.

@@ -316,9 +316,14 @@ pub trait LifecycleStore {
         account: &AccountId,
         now: Timestamp,
     ) -> Result<Option<EmailToken>, StoreError>;
-    /// Whether an unexpired undo link holds the address (nobody else may
-    /// take it meanwhile).
-    async fn email_reserved(&self, email: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Whether an unexpired undo link of another account than `except`
+    /// holds the address (nobody else may take it meanwhile).
+    async fn email_reserved(
+        &self,
+        email: &str,
+        except: &AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Spends the verification link and marks `email` verified, if it is
     /// still the account's address; false when either was not so.
     async fn finish_verification(
@@ -341,10 +346,11 @@ pub trait LifecycleStore {
         undo: &EmailToken,
     ) -> Result<bool, StoreError>;
     /// Spends the undo link and, in one transaction, restores its address,
-    /// sets the password hash to `unusable_hash`, voids the account's other
-    /// undo and change links, deletes the factors enrolled since the change
-    /// was asked for (the link's `created_at`) and ends every sign-in. The
-    /// spent link, or `None` when it was not there to spend.
+    /// sets the password hash to `unusable_hash`, voids the account's change
+    /// links and the undo links of changes asked for since this one (the
+    /// links' `created_at`: older undo links stay, so the earliest wins),
+    /// and ends every sign-in. The spent link, or `None` when it was not
+    /// there to spend.
     async fn finish_email_undo(
         &self,
         token_hash: &str,
@@ -389,6 +395,10 @@ pub trait LifecycleStore {
         at: Option<Timestamp>,
     ) -> Result<Guarded, StoreError>;
     async fn note_sign_in(&self, account: &AccountId, at: Timestamp) -> Result<(), StoreError>;
+    /// Ends every session and pending sign-in of the account, its pending
+    /// address changes and its device tokens, in one transaction (reset
+    /// codes stay); how many sessions went.
+    async fn end_sessions(&self, account: &AccountId) -> Result<u64, StoreError>;
     /// Deletes links and reset codes that expired before `now`.
     async fn purge_expired_links(&self, now: Timestamp) -> Result<u64, StoreError>;
     async fn search_accounts(&self, q: &AccountQuery) -> Result<Vec<Account>, StoreError>;
@@ -957,7 +967,7 @@ impl AuthService {
         let holder = self.store().account_by_email(&to).await?;
         let reserved = self
             .store()
-            .email_reserved(to.as_str(), self.clock().now())
+            .email_reserved(to.as_str(), &account.id, self.clock().now())
             .await?;
         let event = self
             .lifecycle_event(actions::EMAIL_CHANGE_REQUESTED, SUCCESS)
@@ -1039,8 +1049,8 @@ impl AuthService {
             account: account.id.clone(),
             email: account.email.as_str().to_owned(),
             code_mac: None,
-            // When the change was asked for: the undo removes the factors
-            // enrolled since.
+            // When the change was asked for: an undo voids the undo links of
+            // changes asked for since, never older ones.
             created_at: row.created_at,
             expires_at: now.plus(UNDO_TTL),
         };
@@ -1066,9 +1076,8 @@ impl AuthService {
             format!(
                 "The address of your account was changed to {}. If that was you, there is nothing to do.\n\n\
                  If it was not, undo it with this link within {} hours: it restores this address, signs \
-                 every session out, turns the password off (a link to choose a new one follows) and removes \
-                 the second factors added since the change was asked for. Until then nobody else can take \
-                 this address.\n\n{}\n",
+                 every session out and turns the password off (a link to choose a new one follows). Until \
+                 then nobody else can take this address.\n\n{}\n",
                 row.email,
                 UNDO_TTL.as_secs() / 3600,
                 self.link("undo-email-change", &undo)

@@ -35,8 +35,6 @@ pub(crate) async fn end_sign_ins(
         "DELETE FROM sessions WHERE account_id = $1",
         "DELETE FROM mfa_pending_logins WHERE account_id = $1",
         "DELETE FROM password_resets WHERE account_id = $1",
-        "DELETE FROM email_tokens WHERE account_id = $1 AND purpose = 'change'",
-        "UPDATE accounts SET device_epoch = device_epoch + 1 WHERE id = $1",
     ] {
         sqlx::query(q)
             .bind(account.as_str())
@@ -44,6 +42,7 @@ pub(crate) async fn end_sign_ins(
             .await
             .map_err(backend)?;
     }
+    crate::lifecycle::end_links(tx, account).await?;
     Ok(())
 }
 
@@ -202,8 +201,17 @@ impl IncidentStore for SqlStore {
                 ],
             ),
         };
+
         // Pending address changes end, and device tokens stop counting
-        // apart (ADR 0015).
+        // apart (ADR 0015). Accounts first, in id order on PostgreSQL, as
+        // the guarded account writes lock them (`lifecycle.rs`), so the
+        // two never wait on each other in a circle.
+        if self.dialect() == crate::Dialect::Postgres {
+            sqlx::query("SELECT id FROM accounts ORDER BY id FOR UPDATE")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         for q in links {
             sqlx::query(q)
                 .bind(who.clone())

@@ -74,6 +74,22 @@ async fn insert_token(tx: &mut Tx<'_>, t: &EmailToken) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Ends the account's pending address changes and voids its device tokens
+/// (raises its epoch), in `tx`.
+pub(crate) async fn end_links(tx: &mut Tx<'_>, account: &AccountId) -> Result<(), StoreError> {
+    for q in [
+        "DELETE FROM email_tokens WHERE account_id = $1 AND purpose = 'change'",
+        "UPDATE accounts SET device_epoch = device_epoch + 1 WHERE id = $1",
+    ] {
+        sqlx::query(q)
+            .bind(account.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// Spends a link: true for the one caller that deletes it.
 async fn spend(
     tx: &mut Tx<'_>,
@@ -96,15 +112,19 @@ async fn spend(
 
 impl SqlStore {
     /// Serialises the writes that could remove the last administrator:
-    /// PostgreSQL locks the administrators' rows (at READ COMMITTED two
-    /// such writes would each see the other's administrator in force);
+    /// PostgreSQL locks the administrators' rows and the account's own (at
+    /// READ COMMITTED two such writes would each see the other's
+    /// administrator in force), in id order, as a lockdown locks accounts;
     /// SQLite has one writer at a time, taken by the first write.
-    async fn lock_admins(&self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    async fn lock_admins(&self, tx: &mut Tx<'_>, account: &AccountId) -> Result<(), StoreError> {
         if self.dialect() == Dialect::Postgres {
-            sqlx::query("SELECT id FROM accounts WHERE role = 'admin' ORDER BY id FOR UPDATE")
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(
+                "SELECT id FROM accounts WHERE role = 'admin' OR id = $1 ORDER BY id FOR UPDATE",
+            )
+            .bind(account.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
         }
         Ok(())
     }
@@ -140,7 +160,7 @@ impl SqlStore {
         change: Change<'_>,
     ) -> Result<Guarded, StoreError> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        self.lock_admins(&mut tx).await?;
+        self.lock_admins(&mut tx, account).await?;
         let id = account.as_str();
         // Writes come first: on SQLite a transaction that read before its
         // first write may find the write lock taken and fail at once
@@ -300,12 +320,19 @@ impl LifecycleStore for SqlStore {
         .transpose()
     }
 
-    async fn email_reserved(&self, email: &str, now: Timestamp) -> Result<bool, StoreError> {
+    async fn email_reserved(
+        &self,
+        email: &str,
+        except: &AccountId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
-            "SELECT 1 FROM email_tokens WHERE email = $1 AND purpose = 'undo' AND expires_at > $2 LIMIT 1",
+            "SELECT 1 FROM email_tokens WHERE email = $1 AND purpose = 'undo' AND expires_at > $2 \
+             AND account_id <> $3 LIMIT 1",
         )
         .bind(email)
         .bind(now.millis())
+        .bind(except.as_str())
         .fetch_optional(self.pool())
         .await
         .map_err(backend)?
@@ -430,21 +457,18 @@ impl LifecycleStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        // Every other undo and change link of the account is void, and the
-        // second factors enrolled since the change was asked for go.
+        // Pending changes are void, and so are the undo links of changes
+        // asked for since this one: whoever made those cannot undo this
+        // undo. Older undo links stay, so the earliest always wins.
         sqlx::query(
-            "DELETE FROM email_tokens WHERE account_id = $1 AND purpose IN ('undo', 'change')",
+            "DELETE FROM email_tokens WHERE account_id = $1 \
+             AND (purpose = 'change' OR (purpose = 'undo' AND created_at >= $2))",
         )
         .bind(t.account.as_str())
+        .bind(t.created_at.millis())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query("DELETE FROM mfa_factors WHERE account_id = $1 AND created_at >= $2")
-            .bind(t.account.as_str())
-            .bind(t.created_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         end_sign_ins(&mut tx, &t.account).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(t))
@@ -518,6 +542,24 @@ impl LifecycleStore for SqlStore {
         at: Option<Timestamp>,
     ) -> Result<Guarded, StoreError> {
         self.guarded(account, Change::Disabled(at)).await
+    }
+
+    async fn end_sessions(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let n = sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        sqlx::query("DELETE FROM mfa_pending_logins WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        end_links(&mut tx, account).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
     }
 
     async fn note_sign_in(&self, account: &AccountId, at: Timestamp) -> Result<(), StoreError> {

@@ -327,6 +327,35 @@ fn insert_account_query(
     .bind(a.lifecycle.email_verified_at.map(|t| t.millis()))
 }
 
+/// Inserts the account in `tx`, unless an unexpired undo link of another
+/// account holds its address (ADR 0015): `Conflict`, as a taken address.
+/// The insert comes first, so the check runs after any move of the address
+/// that the insert had to wait for (SQLite's one writer; PostgreSQL's
+/// unique index) and sees its undo link.
+async fn insert_unheld(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &Account,
+) -> Result<(), StoreError> {
+    insert_account_query(a)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let held = sqlx::query(
+        "SELECT 1 FROM email_tokens WHERE email = $1 AND purpose = 'undo' AND expires_at > $2 \
+         AND account_id <> $3 LIMIT 1",
+    )
+    .bind(a.email.as_str())
+    .bind(a.created_at.millis())
+    .bind(a.id.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if held.is_some() {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -345,11 +374,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        insert_account_query(a)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_unheld(&mut tx, a).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
@@ -434,6 +461,9 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // A pending address change ends, and earlier device tokens stop
+        // counting apart (ADR 0015).
+        crate::lifecycle::end_links(&mut tx, id).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(r.rows_affected()))
     }
@@ -459,10 +489,7 @@ impl Store for SqlStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
-        insert_account_query(a)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        insert_unheld(&mut tx, a).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }

@@ -359,15 +359,28 @@ both!(
             .unwrap());
         let got = s.account_by_id(&a.id).await.unwrap().unwrap();
         assert_eq!(got.email.as_str(), "new@example.com");
-        // The old address is held while the undo may come.
+        // The old address is held while the undo may come: from every
+        // other account, not from its own.
         assert!(s
-            .email_reserved("l@example.com", Timestamp(5))
+            .email_reserved("l@example.com", &other.id, Timestamp(5))
             .await
             .unwrap());
         assert!(!s
-            .email_reserved("new@example.com", Timestamp(5))
+            .email_reserved("l@example.com", &a.id, Timestamp(5))
             .await
             .unwrap());
+        assert!(!s
+            .email_reserved("new@example.com", &other.id, Timestamp(5))
+            .await
+            .unwrap());
+        // Registering it is refused as a taken address, atomically.
+        let mut squatter = account("l@example.com", Role::Member, 5);
+        squatter.id = AccountId("acc_squatter".into());
+        assert!(matches!(
+            s.insert_account(&squatter).await,
+            Err(rampart_core::StoreError::Conflict)
+        ));
+        assert!(s.account_by_id(&squatter.id).await.unwrap().is_none());
         let epoch = s
             .account_by_id(&a.id)
             .await
@@ -392,7 +405,7 @@ both!(
         assert_eq!(got.password_hash.expose_secret(), "unusable-hash");
         assert_eq!(got.lifecycle.device_epoch, epoch + 1, "device tokens void");
         assert!(!s
-            .email_reserved("l@example.com", Timestamp(5))
+            .email_reserved("l@example.com", &other.id, Timestamp(5))
             .await
             .unwrap());
         // Expired links and reset codes are swept; live ones stay.

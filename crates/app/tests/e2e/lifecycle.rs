@@ -181,6 +181,17 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     .await;
     assert_eq!(known, unknown);
     await_mails(&s.outbox(), "t@example.com", "verify-email#token=", 2).await;
+    // The tries are the address's, not the code's: the new code is refused
+    // too within the hour (its link is not).
+    let new_code = mailed_code(&s.outbox(), "t@example.com").await;
+    assert_ne!(new_code, code);
+    let r = s
+        .post(
+            "/api/v1/auth/verify-email",
+            json!({"email": "t@example.com", "code": new_code}),
+        )
+        .await;
+    problem(r, 403, "invalid_verification").await;
     let link = mailed_token(&s.outbox(), "t@example.com", "verify-email").await;
     let r = s
         .post("/api/v1/auth/verify-email", json!({"token": link}))
@@ -1036,6 +1047,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn a_known_device_signs_in_while_a_stranger_s_guesses_lock_everyone_else() {
     let s = TestServer::start().await;
+    s.admin().await;
     s.register("own@example.com").await;
     let r = s
         .post("/api/v1/auth/login", login_body("own@example.com", STRONG))
@@ -1057,7 +1069,7 @@ async fn a_known_device_signs_in_while_a_stranger_s_guesses_lock_everyone_else()
     for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing from {cookie}");
     }
-    // A stranger guesses until the address is locked (20 failures).
+    // A stranger guesses until the address is delayed (from the tenth).
     for _ in 0..25 {
         let r = s
             .post(
@@ -1111,16 +1123,18 @@ async fn a_known_device_signs_in_while_a_stranger_s_guesses_lock_everyone_else()
             .await;
         problem(r, 401, "invalid_credentials").await;
     }
-    // A stolen device token is limited on its own: 20 wrong passwords
-    // with it lock it too.
+    // A stolen device token is limited on its own: its guesses are
+    // delayed, and the twentieth locks it (an event for the
+    // administrator; no unlock code, as the address is not locked).
+    let wrong_with_device =
+        json!({"email": "own@example.com", "password": "Wrong-Guess-12!x", "device_token": device});
     for _ in 0..20 {
         let r = s
-            .post(
-                "/api/v1/auth/login",
-                json!({"email": "own@example.com", "password": "Wrong-Guess-12!x", "device_token": device}),
-            )
+            .post("/api/v1/auth/login", wrong_with_device.clone())
             .await;
         assert_eq!(r.status(), 401);
+        // Past each delay (at most 15 minutes), inside the 30-minute window.
+        s.clock.advance(Duration::from_secs(16 * 60));
     }
     let r = s
         .post(
@@ -1129,6 +1143,18 @@ async fn a_known_device_signs_in_while_a_stranger_s_guesses_lock_everyone_else()
         )
         .await;
     problem(r, 401, "invalid_credentials").await;
+    let admin = s.login_mfa("owner@example.com").await;
+    let locks = trail(&s, &admin, "account_locked", None).await;
+    assert!(
+        locks.iter().any(|e| e["reason"] == "failed_logins_device"),
+        "{locks:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        mails_to(&s.outbox(), "own@example.com", "unlock code"),
+        0,
+        "a device's lock mails no unlock code"
+    );
 }
 
 #[tokio::test]
@@ -1232,8 +1258,10 @@ async fn the_command_line_lists_shows_disables_and_enables_accounts() {
     }
 }
 
-/// Asks for and confirms a move of the signed-in account to `to`.
+/// Asks for and confirms a move of the signed-in account to `to`, a
+/// second after whatever came before (the test clock stands still).
 async fn move_to(s: &TestServer, token: &str, to: &str) {
+    s.clock.advance(Duration::from_secs(1));
     accepted(
         s.post_auth("/api/v1/me/email", token, json!({"new_email": to}))
             .await,
@@ -1250,34 +1278,67 @@ async fn move_to(s: &TestServer, token: &str, to: &str) {
 }
 
 #[tokio::test]
-async fn a_second_change_cannot_take_the_first_undo_away() {
+async fn the_earliest_undo_wins_whichever_is_opened_first() {
     let s = TestServer::start().await;
-    s.register("a@example.com").await;
-    let token = s.login("a@example.com", STRONG).await;
-    // Someone with the password moves the account on, twice.
-    move_to(&s, &token, "b@example.com").await;
-    let first_undo = mailed_token(&s.outbox(), "a@example.com", "undo-email-change").await;
-    // A factor they enrol meanwhile goes with the undo.
-    s.enrol_totp("a@example.com", &token).await;
-    move_to(&s, &token, "c@example.com").await;
-    let second_undo = mailed_token(&s.outbox(), "b@example.com", "undo-email-change").await;
-    // The first undo still works and brings the first address back.
+    // Someone with the password moves each account on twice: the owner's
+    // undo goes to the first address, the thief's to the second.
+    for (first, second, third, thief_first) in [
+        ("a@example.com", "b@example.com", "c@example.com", true),
+        ("d@example.com", "e@example.com", "f@example.com", false),
+    ] {
+        s.register(first).await;
+        let token = s.login(first, STRONG).await;
+        move_to(&s, &token, second).await;
+        let owners = mailed_token(&s.outbox(), first, "undo-email-change").await;
+        move_to(&s, &token, third).await;
+        let thiefs = mailed_token(&s.outbox(), second, "undo-email-change").await;
+        if thief_first {
+            // The thief's undo takes the account back to their address...
+            let r = s
+                .post("/api/v1/auth/email-change/undo", json!({"token": thiefs}))
+                .await;
+            assert_eq!(r.status(), 204);
+        }
+        // ...and the owner's, older, still brings theirs back.
+        let r = s
+            .post("/api/v1/auth/email-change/undo", json!({"token": owners}))
+            .await;
+        assert_eq!(r.status(), 204, "{first}");
+        if !thief_first {
+            // Once the owner's undo is done, the later one is void.
+            let r = s
+                .post("/api/v1/auth/email-change/undo", json!({"token": thiefs}))
+                .await;
+            problem(r, 403, "invalid_email_link").await;
+        }
+        let reset = mailed_token(&s.outbox(), first, "reset-password").await;
+        let r = s
+            .post(
+                "/api/v1/auth/password-reset/confirm",
+                json!({"token": reset, "new_password": NEW_PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        let token = s.login(first, NEW_PASSWORD).await;
+        assert_eq!(me(&s, &token).await["email"], first);
+    }
+}
+
+#[tokio::test]
+async fn an_undo_keeps_the_second_factors() {
+    // Whoever holds the old mailbox gets the undo link: it must not also
+    // take the owner's factor away.
+    let s = TestServer::start().await;
+    s.register("old@example.com").await;
+    let token = s.login("old@example.com", STRONG).await;
+    move_to(&s, &token, "new@example.com").await;
+    let undo = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
+    s.enrol_totp("old@example.com", &token).await;
     let r = s
-        .post(
-            "/api/v1/auth/email-change/undo",
-            json!({"token": first_undo}),
-        )
+        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
         .await;
     assert_eq!(r.status(), 204);
-    // The undo to the second address is void: it cannot undo the undo.
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/undo",
-            json!({"token": second_undo}),
-        )
-        .await;
-    problem(r, 403, "invalid_email_link").await;
-    let reset = mailed_token(&s.outbox(), "a@example.com", "reset-password").await;
+    let reset = mailed_token(&s.outbox(), "old@example.com", "reset-password").await;
     let r = s
         .post(
             "/api/v1/auth/password-reset/confirm",
@@ -1285,19 +1346,42 @@ async fn a_second_change_cannot_take_the_first_undo_away() {
         )
         .await;
     assert_eq!(r.status(), 204);
-    // Signed in without the factor enrolled after the change was asked for.
     let r = s
         .post(
             "/api/v1/auth/login",
-            login_body("a@example.com", NEW_PASSWORD),
+            login_body("old@example.com", NEW_PASSWORD),
         )
         .await;
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["mfa_required"], false, "{v}");
+    assert_eq!(v["mfa_required"], true, "{v}");
+}
+
+#[tokio::test]
+async fn a_held_address_is_no_one_else_s_but_its_own_account_may_move_back() {
+    let s = TestServer::start().await;
+    s.register("held@example.com").await;
+    let token = s.login("held@example.com", STRONG).await;
+    move_to(&s, &token, "moved@example.com").await;
+    // Another account asking to move there gets the usual answer, and no
+    // link is sent.
+    let other = s.user("other@example.com").await;
+    accepted(
+        s.post_auth(
+            "/api/v1/me/email",
+            &other,
+            json!({"new_email": "held@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        me(&s, v["token"].as_str().unwrap()).await["email"],
-        "a@example.com"
+        mails_to(&s.outbox(), "held@example.com", "confirm-email#token="),
+        0
     );
+    // The account that left it may come back.
+    move_to(&s, &token, "held@example.com").await;
+    assert_eq!(me(&s, &token).await["email"], "held@example.com");
 }
 
 #[tokio::test]
@@ -1518,4 +1602,169 @@ async fn accounts_id(s: &TestServer, admin: &str, email: &str) -> String {
         .await;
     let v: Value = r.json().await.unwrap();
     v["accounts"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_lockdown_ends_pending_address_changes_and_device_tokens() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    s.register("lk@example.com").await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("lk@example.com", STRONG))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    let device = v["device_token"].as_str().unwrap().to_owned();
+    let token = v["token"].as_str().unwrap().to_owned();
+    accepted(
+        s.post_auth(
+            "/api/v1/me/email",
+            &token,
+            json!({"new_email": "lk-thief@example.com"}),
+        )
+        .await,
+    )
+    .await;
+    let confirm = mailed_token(&s.outbox(), "lk-thief@example.com", "confirm-email").await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/incident/lockdown",
+            &admin,
+            json!({"reason": "stolen password", "accounts": ["lk@example.com"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let incident: Value = r.json().await.unwrap();
+    // While it holds, and after it is lifted, the link changes nothing.
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/incident/lift",
+            &admin,
+            json!({"id": incident["incident_id"]}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = s
+        .post(
+            "/api/v1/auth/email-change/confirm",
+            json!({"token": confirm}),
+        )
+        .await;
+    problem(r, 403, "invalid_email_link").await;
+    // The device token from before the lockdown no longer counts apart.
+    for _ in 0..12 {
+        s.post(
+            "/api/v1/auth/login",
+            login_body("lk@example.com", "Wrong-Guess-12!x"),
+        )
+        .await;
+    }
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "lk@example.com", "password": STRONG, "device_token": device}),
+        )
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn ending_an_account_s_sessions_also_ends_its_pending_sign_ins() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let acc = s.register("pend@example.com").await;
+    let token = s.login("pend@example.com", STRONG).await;
+    s.enrol_totp("pend@example.com", &token).await;
+    let r = s
+        .post("/api/v1/auth/login", login_body("pend@example.com", STRONG))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    let mfa_token = v["mfa_token"].as_str().unwrap().to_owned();
+    let r = delete_auth(
+        &s,
+        &format!(
+            "/api/v1/admin/accounts/{}/sessions",
+            acc["id"].as_str().unwrap()
+        ),
+        &admin,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let code = s.next_totp("pend@example.com");
+    let r = s
+        .post(
+            "/api/v1/auth/mfa",
+            json!({"mfa_token": mfa_token, "method": "totp", "code": code}),
+        )
+        .await;
+    problem(r, 401, "mfa_token_invalid").await;
+}
+
+#[tokio::test]
+async fn control_characters_in_ids_and_searches_are_refused_not_errors() {
+    for db in [Db::Sqlite, Db::Postgres(String::new())] {
+        let db = match db {
+            Db::Postgres(_) => match fresh_pg_schema().await {
+                Some(url) => Db::Postgres(url),
+                None => continue,
+            },
+            d => d,
+        };
+        let s = TestServer::with(Options {
+            db,
+            ..Options::default()
+        })
+        .await;
+        let admin = s.admin().await;
+        for path in [
+            "/api/v1/admin/accounts/acc%00x",
+            "/api/v1/admin/accounts/acc%01x/roles",
+        ] {
+            let r = s.get_auth(path, &admin).await;
+            problem(r, 404, "not_found").await;
+        }
+        let r = s
+            .get_auth("/api/v1/admin/accounts?email=a%00b", &admin)
+            .await;
+        problem(r, 400, "invalid_query").await;
+        let cursor = "610a00";
+        let r = s
+            .get_auth(&format!("/api/v1/admin/accounts?cursor={cursor}"), &admin)
+            .await;
+        problem(r, 400, "invalid_query").await;
+    }
+}
+
+#[tokio::test]
+async fn a_right_password_refused_for_an_unverified_address_still_counts() {
+    let s = TestServer::with(
+        Options::default().env("RAMPART_ACCOUNTS__EMAIL_VERIFICATION", "required"),
+    )
+    .await;
+    s.register("uv@example.com").await;
+    // Ten right passwords, each refused as unverified, reach the delay...
+    for _ in 0..10 {
+        let r = s
+            .post("/api/v1/auth/login", login_body("uv@example.com", STRONG))
+            .await;
+        problem(r, 403, "email_unverified").await;
+    }
+    let link = mailed_token(&s.outbox(), "uv@example.com", "verify-email").await;
+    let r = s
+        .post("/api/v1/auth/verify-email", json!({"token": link}))
+        .await;
+    assert_eq!(r.status(), 204);
+    // ...so even verified, the next one waits out the delay.
+    let r = s
+        .post("/api/v1/auth/login", login_body("uv@example.com", STRONG))
+        .await;
+    problem(r, 401, "invalid_credentials").await;
+    s.clock.advance(Duration::from_secs(2));
+    s.login("uv@example.com", STRONG).await;
 }

@@ -712,6 +712,8 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
             .await,
         );
     }
+    // The undo's own reset link (the second to this address).
+    await_mails(&outbox, "l@example.com", "reset-password#token=", 2).await;
     secrets.push(mailed_token(&outbox, "l@example.com", "reset-password").await);
     bodies.push(
         call(
