@@ -54,6 +54,18 @@ fn other_code(code: &str) -> String {
         .collect()
 }
 
+/// Asks for a new verification message; the (address-blind) answer.
+async fn resend(s: &TestServer, email: &str) -> Value {
+    accepted(
+        s.post(
+            "/api/v1/auth/verify-email/resend",
+            json!({ "email": email }),
+        )
+        .await,
+    )
+    .await
+}
+
 fn login_body(email: &str, password: &str) -> Value {
     json!({"email": email, "password": password})
 }
@@ -76,14 +88,7 @@ async fn verification_is_optional_with_the_outbox_and_a_link_proves_the_address_
         .await;
     problem(r, 403, "invalid_verification").await;
     // A verified account asks for nothing more.
-    accepted(
-        s.post(
-            "/api/v1/auth/verify-email/resend",
-            json!({"email": "v@example.com"}),
-        )
-        .await,
-    )
-    .await;
+    resend(&s, "v@example.com").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         mails_to(&s.outbox(), "v@example.com", "verify-email#token="),
@@ -163,22 +168,8 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
         )
         .await;
     problem(r, 403, "invalid_verification").await;
-    let known = accepted(
-        s.post(
-            "/api/v1/auth/verify-email/resend",
-            json!({"email": "t@example.com"}),
-        )
-        .await,
-    )
-    .await;
-    let unknown = accepted(
-        s.post(
-            "/api/v1/auth/verify-email/resend",
-            json!({"email": "nobody@example.com"}),
-        )
-        .await,
-    )
-    .await;
+    let known = resend(&s, "t@example.com").await;
+    let unknown = resend(&s, "nobody@example.com").await;
     assert_eq!(known, unknown);
     await_mails(&s.outbox(), "t@example.com", "verify-email#token=", 2).await;
     // The tries are the address's, not the code's: the new code is refused
@@ -200,22 +191,11 @@ async fn required_verification_refuses_sign_in_until_a_link_or_code_proves_the_a
     s.login("t@example.com", STRONG).await;
     // At most three messages an hour to one account.
     for _ in 0..5 {
-        s.post(
-            "/api/v1/auth/verify-email/resend",
-            json!({"email": "u@example.com"}),
-        )
-        .await;
+        resend(&s, "u@example.com").await;
     }
     s.register("u@example.com").await;
     for _ in 0..5 {
-        accepted(
-            s.post(
-                "/api/v1/auth/verify-email/resend",
-                json!({"email": "u@example.com"}),
-            )
-            .await,
-        )
-        .await;
+        resend(&s, "u@example.com").await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The registration's message and three resends.
