@@ -1035,7 +1035,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         tasks.push(detect::start(ctx.clone(), rx.clone())?);
         tasks.push(tokio::spawn(detect::deliver(ctx, webhook, rx.clone())));
     }
-    tasks.push(tokio::spawn(sweep_sessions(auth.clone(), data.clone(), rx)));
+    tasks.push(tokio::spawn(sweep(auth.clone(), data.clone(), rx)));
     // A rotation or schema change interrupted by a stop resumes here.
     let resume = data.clone();
     tokio::spawn(async move {
@@ -1114,13 +1114,10 @@ async fn watch_certificate(
     }
 }
 
-/// Deletes expired sessions, brute-force counts that are quiet, and the
-/// accounts whose deletion's grace period is over, every five minutes.
-async fn sweep_sessions(
-    auth: Arc<AuthService>,
-    data: Arc<DataService>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Every five minutes: deletes expired sessions, brute-force counts that
+/// are quiet, expired second-factor state and mailed links, and the
+/// accounts whose deletion's grace period is over.
+async fn sweep(auth: Arc<AuthService>, data: Arc<DataService>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
         tokio::select! {
@@ -1141,11 +1138,7 @@ async fn sweep_sessions(
         if let Err(e) = auth.purge_expired_links().await {
             tracing::warn!(error = %e, "expired link sweep failed");
         }
-        let deleted = match data.owner_deleting_collections().await {
-            Ok(owner_deletes) => auth.delete_due_accounts(&owner_deletes).await,
-            Err(e) => Err(e),
-        };
-        match deleted {
+        match data.delete_due_accounts().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 count = n,

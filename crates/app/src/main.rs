@@ -1712,30 +1712,37 @@ async fn admin_create(settings: Settings, args: AdminCreateArgs) -> Result<()> {
     }
 }
 
-async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
-    let svc = rampart::cli_services(&settings).await?;
-    let rampart::Services { auth, .. } = svc.clone();
-    let result = async {
-        let account = auth.account_by_email(&args.email).await?;
-        auth.unlock(&account.id, "command line", &Default::default())
-            .await?;
-        Ok::<_, rampart_core::Error>(account)
-    }
-    .await;
-    svc.close().await;
-    match result {
-        Ok(account) => {
-            println!(
-                "Account {} unlocked: its failed-login count and any delay or lock are cleared.",
-                account.email
-            );
-            Ok(())
-        }
+/// The account with this address, for the command line: a missing one is
+/// said in words.
+async fn account_for_email(
+    auth: &rampart_core::AuthService,
+    email: &str,
+) -> Result<rampart_core::Account> {
+    match auth.account_by_email(email).await {
+        Ok(a) => Ok(a),
         Err(rampart_core::Error::NotFound | rampart_core::Error::InvalidEmail) => {
-            bail!("no account has the email address {:?}", args.email)
+            bail!("no account has the email address {email:?}")
         }
         Err(e) => bail!("{e}"),
     }
+}
+
+async fn admin_unlock(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
+    let svc = rampart::cli_services(&settings).await?;
+    let result = async {
+        let account = account_for_email(&svc.auth, &args.email).await?;
+        svc.auth
+            .unlock(&account.id, "command line", &Default::default())
+            .await?;
+        anyhow::Ok(account)
+    }
+    .await;
+    svc.close().await;
+    println!(
+        "Account {} unlocked: its failed-login count and any delay or lock are cleared.",
+        result?.email
+    );
+    Ok(())
 }
 
 async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()> {
@@ -1743,27 +1750,19 @@ async fn admin_reset_mfa(settings: Settings, args: AdminUnlockArgs) -> Result<()
     let rampart::Services { auth, .. } = svc.clone();
     let meta = cli_meta();
     let result = async {
-        let account = auth.account_by_email(&args.email).await?;
+        let account = account_for_email(&auth, &args.email).await?;
         auth.reset_mfa(&account.id, "cli", &meta).await?;
-        Ok::<_, rampart_core::Error>(account)
+        anyhow::Ok(account)
     }
     .await;
     auth.flush_notices().await;
     svc.close().await;
-    match result {
-        Ok(account) => {
-            println!(
-                "Second factors of {} reset: every factor and recovery code removed, every session ended. \
-                 The owner was notified by email; they sign in with their password and set up a factor again.",
-                account.email
-            );
-            Ok(())
-        }
-        Err(rampart_core::Error::NotFound | rampart_core::Error::InvalidEmail) => {
-            bail!("no account has the email address {:?}", args.email)
-        }
-        Err(e) => bail!("{e}"),
-    }
+    println!(
+        "Second factors of {} reset: every factor and recovery code removed, every session ended. \
+         The owner was notified by email; they sign in with their password and set up a factor again.",
+        result?.email
+    );
+    Ok(())
 }
 
 fn config_check(settings: &Settings) -> Result<()> {

@@ -182,8 +182,7 @@ pub enum Guarded {
 }
 
 /// How an administrator's search is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountSort {
     Email,
     CreatedAt,
@@ -191,8 +190,7 @@ pub enum AccountSort {
 }
 
 /// An account's state, as searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {
     /// Neither disabled nor being deleted.
     Active,
@@ -262,7 +260,7 @@ impl AccountQuery {
             SortKey::Text(t) => t,
             SortKey::Time(n) => n.to_string(),
         };
-        hex_encode(format!("{key}\n{}", a.id.as_str()).as_bytes())
+        hex::encode(format!("{key}\n{}", a.id.as_str()))
     }
 
     /// Reads a cursor made by [`Self::cursor_after`] for the same sort.
@@ -270,7 +268,7 @@ impl AccountQuery {
         if cursor.len() > 1024 {
             return None;
         }
-        let text = String::from_utf8(hex_decode(cursor)?).ok()?;
+        let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
         let (key, id) = text.rsplit_once('\n')?;
         if id.is_empty() || id.len() > 64 || text.chars().filter(|c| c.is_control()).count() != 1 {
             return None;
@@ -281,20 +279,6 @@ impl AccountQuery {
         };
         Some((key, AccountId(id.to_owned())))
     }
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// What the lifecycle needs from the database.
@@ -653,8 +637,14 @@ impl AuthService {
     }
 
     /// Asks for a new verification message. Answered at once, the same
-    /// for every address: the work is done afterwards.
-    pub fn resend_verification(self: &Arc<Self>, email: &str, meta: &RequestMeta) {
+    /// for every address: past the client address's limit a refusal,
+    /// otherwise the work is done afterwards.
+    pub async fn resend_verification(
+        self: &Arc<Self>,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        self.count_mail_request(meta).await?;
         let (this, email, meta) = (self.clone(), email.to_owned(), meta.clone());
         self.in_background(async move {
             let Ok(parsed) = Email::parse(&email) else {
@@ -673,6 +663,7 @@ impl AuthService {
                 tracing::warn!(error = %e, "verification message not sent");
             }
         });
+        Ok(())
     }
 
     /// Whether another message may go to this account (at most
@@ -690,7 +681,7 @@ impl AuthService {
     /// Counts a request that may mail someone, per client address: past
     /// [`SENDS_PER_ADDRESS`] an hour it is refused, whatever the address
     /// asked about (so the refusal tells nothing about it).
-    pub async fn count_mail_request(&self, meta: &RequestMeta) -> Result<(), Error> {
+    async fn count_mail_request(&self, meta: &RequestMeta) -> Result<(), Error> {
         let Some(ip) = meta.ip.as_deref() else {
             return Ok(());
         };
@@ -702,27 +693,23 @@ impl AuthService {
             .await?
         {
             return Err(Error::TooManyCodes {
-                retry_after: u64::try_from((next.millis() - now.millis()) / 1000)
-                    .unwrap_or(1)
-                    .max(1),
+                retry_after: crate::mfa::secs_until(now, next).max(1),
             });
         }
         Ok(())
     }
 
-    fn in_background(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Ok(mut set) = self.notices.lock() else {
-            return;
-        };
-        while set.try_join_next().is_some() {}
-        set.spawn(work);
-    }
-
     // ----- forgotten password ----------------------------------------------
 
     /// Mails a reset link to the address's owner, if it has an account.
-    /// Answered at once, the same for every address.
-    pub fn request_password_reset(self: &Arc<Self>, email: &str, meta: &RequestMeta) {
+    /// Answered at once, the same for every address (past the client
+    /// address's limit, a refusal whatever the address).
+    pub async fn request_password_reset(
+        self: &Arc<Self>,
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        self.count_mail_request(meta).await?;
         let (this, email, meta) = (self.clone(), email.to_owned(), meta.clone());
         self.in_background(async move {
             let account = match Email::parse(&email) {
@@ -753,6 +740,7 @@ impl AuthService {
                 Err(e) => tracing::warn!(error = %e, "reset link not sent"),
             }
         });
+        Ok(())
     }
 
     /// Stores a reset code for the account and mails its link.
@@ -1172,9 +1160,9 @@ impl AuthService {
 
     /// The owner asks for the account's deletion: every session ends now,
     /// and the account goes when the grace period is over unless they sign
-    /// in before. With no grace period it goes at once (the caller then
-    /// deletes it with [`Self::delete_account`]). Returns when.
-    pub async fn schedule_deletion(
+    /// in before (with none, [`crate::data::DataService::close_account`]
+    /// deletes it at once). Returns when.
+    pub(crate) async fn schedule_deletion(
         &self,
         account: &Account,
         meta: &RequestMeta,
@@ -1236,7 +1224,7 @@ impl AuthService {
     /// Deletes an account now (see [`LifecycleStore::delete_account`]);
     /// `owner_deletes` are the collections whose records go with it. The
     /// trail keeps the event with the account's id, not its data.
-    pub async fn delete_account(
+    pub(crate) async fn delete_account(
         &self,
         id: &AccountId,
         owner_deletes: &[String],
@@ -1278,8 +1266,9 @@ impl AuthService {
         Ok(self.store().purge_expired_links(self.clock().now()).await?)
     }
 
-    /// Deletes the accounts whose grace period is over; how many went.
-    pub async fn delete_due_accounts(&self, owner_deletes: &[String]) -> Result<u64, Error> {
+    /// Deletes the accounts whose grace period is over; how many went
+    /// (through [`crate::data::DataService::delete_due_accounts`]).
+    pub(crate) async fn delete_due_accounts(&self, owner_deletes: &[String]) -> Result<u64, Error> {
         let meta = RequestMeta {
             user_agent: Some("rampart-maintenance".to_owned()),
             ..RequestMeta::default()
@@ -1305,10 +1294,10 @@ impl AuthService {
 
     // ----- export ---------------------------------------------------------
 
-    /// Everything held about the account but its records (the caller adds
-    /// them, decrypted for the owner): profile, factors without secrets,
-    /// sessions, roles and its security events.
-    pub async fn export_account(
+    /// Everything held about the account but its records
+    /// ([`crate::data::DataService::export_account`] adds them): profile,
+    /// factors without secrets, sessions, roles and its security events.
+    pub(crate) async fn export_account(
         &self,
         account: &Account,
         roles: Vec<String>,
@@ -1389,7 +1378,7 @@ impl AuthService {
     }
 
     /// Records that an export was made.
-    pub async fn exported(&self, account: &Account, meta: &RequestMeta) {
+    pub(crate) async fn exported(&self, account: &Account, meta: &RequestMeta) {
         self.record_security(
             self.lifecycle_event(actions::EXPORTED, SUCCESS)
                 .user(Some(account.id.as_str()))
@@ -1564,7 +1553,7 @@ mod tests {
                 AccountId("acc_1".into())
             ))
         );
-        for junk in ["", "zz", "0", &"00".repeat(600), &hex_encode(b"nokey")] {
+        for junk in ["", "zz", "0", &"00".repeat(600), &hex::encode(b"nokey")] {
             assert_eq!(q.parse_cursor(junk), None, "{junk}");
         }
         // A text key read as a time is refused.

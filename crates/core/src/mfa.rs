@@ -381,7 +381,7 @@ fn check_factor_name(name: &str) -> Result<(), Error> {
 }
 
 /// Whole seconds from `now` until `then`, rounded up.
-fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
+pub(crate) fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
     u64::try_from((then.millis() - now.millis()).max(0))
         .unwrap_or(0)
         .div_ceil(1000)
@@ -521,16 +521,25 @@ impl AuthService {
             subject: subject.to_owned(),
             body: SecretString::new(body),
         };
-        let Ok(mut set) = self.notices.lock() else {
-            return;
-        };
-        // Reap the ones already sent, so the set stays small.
-        while set.try_join_next().is_some() {}
-        set.spawn(async move {
+        self.in_background(async move {
             if let Err(e) = notifier.send(&message).await {
                 tracing::warn!(error = %e, "security notice not delivered");
             }
         });
+    }
+
+    /// Runs `work` after the answer, on the set [`Self::flush_notices`]
+    /// awaits: notices, and the lifecycle's address-blind requests.
+    pub(crate) fn in_background(
+        &self,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let Ok(mut set) = self.notices.lock() else {
+            return;
+        };
+        // Reap the ones already done, so the set stays small.
+        while set.try_join_next().is_some() {}
+        set.spawn(work);
     }
 
     /// Waits for the security notices still being sent (at shutdown, and

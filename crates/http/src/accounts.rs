@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_core::lifecycle::{AccountQuery, AccountSort, AccountStatus};
 use rampart_core::mfa::{Method, Proof};
-use rampart_core::{Account, AccountId, Role, Timestamp};
+use rampart_core::{Account, AccountId, Role};
 use rampart_proto::*;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -40,8 +40,10 @@ pub async fn request_password_reset(
     Meta(meta): Meta,
     JsonBody(body): JsonBody<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    state.auth.count_mail_request(&meta).await?;
-    state.auth.request_password_reset(&body.email, &meta);
+    state
+        .auth
+        .request_password_reset(&body.email, &meta)
+        .await?;
     Ok(accepted(
         "If an account has this address, a link to choose a new password is on its way.",
     ))
@@ -105,8 +107,7 @@ pub async fn resend_verification(
     Meta(meta): Meta,
     JsonBody(body): JsonBody<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    state.auth.count_mail_request(&meta).await?;
-    state.auth.resend_verification(&body.email, &meta);
+    state.auth.resend_verification(&body.email, &meta).await?;
     Ok(accepted(
         "If an unverified account has this address, a new link and code are on their way.",
     ))
@@ -171,16 +172,7 @@ pub async fn delete_me(
     Meta(meta): Meta,
     SteppedUp(authed): SteppedUp,
 ) -> Result<Response, ApiError> {
-    let at = state.auth.schedule_deletion(&authed.account, &meta).await?;
-    let mut deleted = false;
-    if state.auth.config().accounts.deletion_grace.is_zero() {
-        let owner_deletes = state.data.owner_deleting_collections().await?;
-        state
-            .auth
-            .delete_account(&authed.account.id, &owner_deletes, "owner_request", &meta)
-            .await?;
-        deleted = true;
-    }
+    let (at, deleted) = state.data.close_account(&authed.account, &meta).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(DeletionScheduled {
@@ -199,11 +191,7 @@ pub async fn export_me(
     Meta(meta): Meta,
     SteppedUp(authed): SteppedUp,
 ) -> Result<Response, ApiError> {
-    let account = &authed.account;
-    let roles = state.data.roles_of(&account.id).await?;
-    let mut export = state.auth.export_account(account, roles).await?;
-    export.records = state.data.owned_records(account, &meta).await?;
-    state.auth.exported(account, &meta).await;
+    let export = state.data.export_account(&authed.account, &meta).await?;
     let mut res = Json(export).into_response();
     res.headers_mut().insert(
         header::CONTENT_DISPOSITION,
@@ -238,15 +226,6 @@ pub struct AccountParams {
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-fn time_param(v: &Option<String>, name: &str) -> Result<Option<Timestamp>, ApiError> {
-    v.as_deref()
-        .map(|s| {
-            Timestamp::parse_rfc3339(s)
-                .ok_or_else(|| ApiError::invalid_query(&format!("`{name}` is an RFC 3339 time.")))
-        })
-        .transpose()
 }
 
 fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
@@ -297,8 +276,8 @@ fn account_query(p: AccountParams) -> Result<AccountQuery, ApiError> {
             }
         },
         has_mfa: p.mfa,
-        signed_in_before: time_param(&p.signed_in_before, "signed_in_before")?,
-        signed_in_after: time_param(&p.signed_in_after, "signed_in_after")?,
+        signed_in_before: ApiError::query_time("signed_in_before", p.signed_in_before.as_deref())?,
+        signed_in_after: ApiError::query_time("signed_in_after", p.signed_in_after.as_deref())?,
         sort,
         descending,
         after: None,
@@ -436,15 +415,9 @@ pub async fn delete_account(
     id: Result<Path<String>, PathRej>,
 ) -> Result<StatusCode, ApiError> {
     let id = AccountId(path_id(id)?);
-    let owner_deletes = state.data.owner_deleting_collections().await?;
     state
-        .auth
-        .delete_account(
-            &id,
-            &owner_deletes,
-            &format!("by {}", admin.account.id.as_str()),
-            &meta,
-        )
+        .data
+        .delete_account(&id, &format!("by {}", admin.account.id.as_str()), &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -170,14 +170,7 @@ fn query_of(q: &AlertParams) -> Result<AlertQuery, ApiError> {
             "`rule`: at most 200 printable characters",
         ));
     }
-    let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
-        match given(v) {
-            None => Ok(None),
-            Some(s) => Timestamp::parse_rfc3339(&s)
-                .map(Some)
-                .ok_or_else(|| ApiError::invalid_query(&format!("`{name}`: an RFC 3339 time"))),
-        }
-    };
+    let ts = |name: &str, v: &Option<String>| ApiError::query_time(name, given(v).as_deref());
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid_query("`limit`: 1 to 500"));

@@ -45,6 +45,20 @@ impl ApiError {
         )
     }
 
+    /// An optional RFC 3339 time from the query string, or 400
+    /// `invalid_query` naming the parameter.
+    pub fn query_time(
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<Option<rampart_core::Timestamp>, Self> {
+        value
+            .map(|s| {
+                rampart_core::Timestamp::parse_rfc3339(s)
+                    .ok_or_else(|| Self::invalid_query(&format!("`{name}`: an RFC 3339 time")))
+            })
+            .transpose()
+    }
+
     /// 400 `invalid_query`: a query parameter this route does not take,
     /// or one it cannot read.
     pub fn invalid_query(detail: &str) -> Self {

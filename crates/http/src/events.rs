@@ -192,14 +192,7 @@ fn query_of(q: &EventParams, counting: bool) -> Result<EventQuery, ApiError> {
         Some("only") => Some(true),
         Some(_) => return Err(bad_query("drills", "include, exclude or only")),
     };
-    let ts = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
-        match v.as_deref() {
-            None => Ok(None),
-            Some(s) => Timestamp::parse_rfc3339(s)
-                .map(Some)
-                .ok_or_else(|| bad_query(name, "expected an RFC 3339 time")),
-        }
-    };
+    let ts = |name: &str, v: &Option<String>| ApiError::query_time(name, v.as_deref());
     Ok(EventQuery {
         actions,
         category,

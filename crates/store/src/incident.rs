@@ -414,16 +414,7 @@ impl IncidentStore for SqlStore {
             .await
             .map_err(backend)?;
         end_sign_ins(&mut tx, account).await?;
-        sqlx::query(
-            "INSERT INTO password_resets (token_hash, account_id, expires_at, reason) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(account.as_str())
-        .bind(expires.millis())
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        crate::lifecycle::insert_reset_code(&mut tx, account, token_hash, reason, expires).await?;
         tx.commit().await.map_err(backend)
     }
 

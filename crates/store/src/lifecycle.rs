@@ -90,6 +90,27 @@ pub(crate) async fn end_links(tx: &mut Tx<'_>, account: &AccountId) -> Result<()
     Ok(())
 }
 
+/// Stores a reset code (its SHA-256) for the account, in `tx`.
+pub(crate) async fn insert_reset_code(
+    tx: &mut Tx<'_>,
+    account: &AccountId,
+    token_hash: &str,
+    reason: &str,
+    expires_at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO password_resets (token_hash, account_id, expires_at, reason) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(account.as_str())
+    .bind(expires_at.millis())
+    .bind(reason)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 /// Spends a link: true for the one caller that deletes it.
 async fn spend(
     tx: &mut Tx<'_>,
@@ -491,16 +512,7 @@ impl LifecycleStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO password_resets (token_hash, account_id, expires_at, reason) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(account.as_str())
-        .bind(expires_at.millis())
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        insert_reset_code(&mut tx, account, token_hash, reason, expires_at).await?;
         tx.commit().await.map_err(backend)
     }
 

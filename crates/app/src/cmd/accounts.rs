@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use rampart_core::lifecycle::{AccountQuery, AccountStatus};
 use rampart_core::{Account, Error};
 
-use crate::{cli_meta, common_overrides, load, CommonFlags};
+use crate::{account_for_email, cli_meta, common_overrides, load, CommonFlags};
 
 pub const HELP: &str =
     "Safe while the server runs: a disabled account's sessions and API keys stop \
@@ -21,7 +21,7 @@ pub enum AccountsCommand {
     List(ListArgs),
     /// One account: state, second factors, sessions and recent sign-ins.
     Show(OneArgs),
-    /// Stop an account: no sign-in, and its sessions and API keys end now.
+    /// Stop an account: no sign-in, and its sessions and API keys stop now.
     /// The last administrator in force cannot be disabled.
     Disable(OneArgs),
     /// Let a disabled account sign in again.
@@ -100,18 +100,6 @@ pub async fn run(config: Option<PathBuf>, command: AccountsCommand) -> Result<()
 
 async fn one(svc: &rampart::Services, command: AccountsCommand) -> Result<()> {
     let auth = &svc.auth;
-    let by_email = |email: &str| {
-        let email = email.to_owned();
-        async move {
-            match auth.account_by_email(&email).await {
-                Ok(a) => Ok(a),
-                Err(Error::NotFound | Error::InvalidEmail) => {
-                    bail!("no account has the email address {email:?}")
-                }
-                Err(e) => bail!("{e}"),
-            }
-        }
-    };
     match command {
         AccountsCommand::List(a) => {
             if a.limit == 0 || a.limit > rampart_core::lifecycle::MAX_PAGE {
@@ -159,7 +147,7 @@ async fn one(svc: &rampart::Services, command: AccountsCommand) -> Result<()> {
             Ok(())
         }
         AccountsCommand::Show(a) => {
-            let account = by_email(&a.email).await?;
+            let account = account_for_email(auth, &a.email).await?;
             let roles = svc.data.roles_of(&account.id).await?;
             let d = auth.account_detail(&account.id, roles).await?;
             let a = &d.account;
@@ -208,8 +196,12 @@ async fn one(svc: &rampart::Services, command: AccountsCommand) -> Result<()> {
             }
             Ok(())
         }
-        AccountsCommand::Disable(a) => set_disabled(svc, &by_email(&a.email).await?, true).await,
-        AccountsCommand::Enable(a) => set_disabled(svc, &by_email(&a.email).await?, false).await,
+        AccountsCommand::Disable(a) => {
+            set_disabled(svc, &account_for_email(auth, &a.email).await?, true).await
+        }
+        AccountsCommand::Enable(a) => {
+            set_disabled(svc, &account_for_email(auth, &a.email).await?, false).await
+        }
     }
 }
 

@@ -54,6 +54,31 @@ fn other_code(code: &str) -> String {
         .collect()
 }
 
+/// Opens a mailed address-change link.
+async fn confirm_change(s: &TestServer, token: &str) -> Response {
+    s.post(
+        "/api/v1/auth/email-change/confirm",
+        json!({ "token": token }),
+    )
+    .await
+}
+
+/// Opens a mailed undo link.
+async fn undo_change(s: &TestServer, token: &str) -> Response {
+    s.post("/api/v1/auth/email-change/undo", json!({ "token": token }))
+        .await
+}
+
+/// An administrator's `POST /api/v1/admin/accounts/{id}/{verb}`.
+async fn admin_act(s: &TestServer, admin: &str, id: &str, verb: &str) -> Response {
+    s.post_auth(
+        &format!("/api/v1/admin/accounts/{id}/{verb}"),
+        admin,
+        json!({}),
+    )
+    .await
+}
+
 /// Asks for a new verification message; the (address-blind) answer.
 async fn resend(s: &TestServer, email: &str) -> Value {
     accepted(
@@ -459,23 +484,13 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     // Nothing changes until the new address confirms.
     assert_eq!(me(&s, &token).await["email"], "old@example.com");
     let confirm = mailed_token(&s.outbox(), "new@example.com", "confirm-email").await;
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     assert_eq!(r.status(), 204);
     let v = me(&s, &token).await;
     assert_eq!(v["email"], "new@example.com");
     assert_eq!(v["email_verified"], true);
     s.login("new@example.com", STRONG).await;
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     problem(r, 403, "invalid_email_link").await;
     // While the move may be undone, nobody else may take the old address.
     let r = s
@@ -489,9 +504,7 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     // address, ends every session, turns the password off and mails a
     // reset link there.
     let undo = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
-    let r = s
-        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
-        .await;
+    let r = undo_change(&s, &undo).await;
     assert_eq!(r.status(), 204);
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
     let r = s
@@ -508,9 +521,7 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     assert_eq!(r.status(), 204);
     let token = s.login("old@example.com", NEW_PASSWORD).await;
     assert_eq!(me(&s, &token).await["email"], "old@example.com");
-    let r = s
-        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
-        .await;
+    let r = undo_change(&s, &undo).await;
     problem(r, 403, "invalid_email_link").await;
     // Past 72 hours an undo link is refused, and the address is free.
     s.post_auth(
@@ -520,12 +531,7 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     )
     .await;
     let confirm = mailed_token(&s.outbox(), "third@example.com", "confirm-email").await;
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     assert_eq!(r.status(), 204);
     await_mails(
         &s.outbox(),
@@ -537,9 +543,7 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     let late = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
     assert_ne!(late, undo);
     s.clock.advance(Duration::from_secs(73 * 3600));
-    let r = s
-        .post("/api/v1/auth/email-change/undo", json!({"token": late}))
-        .await;
+    let r = undo_change(&s, &late).await;
     problem(r, 403, "invalid_email_link").await;
     s.register("old@example.com").await;
     // An address another account holds: the same answer, nothing sent to
@@ -648,38 +652,19 @@ async fn deletion_waits_for_its_grace_period_which_a_sign_in_cancels() {
     );
     drop(token);
     s.clock.advance(Duration::from_secs(8 * 24 * 3600));
-    let owner_deletes = s.running().data.owner_deleting_collections().await.unwrap();
-    assert_eq!(owner_deletes, ["diary"]);
     assert_eq!(
-        s.running()
-            .auth
-            .delete_due_accounts(&owner_deletes)
-            .await
-            .unwrap(),
-        0
+        s.running().data.owner_deleting_collections().await.unwrap(),
+        ["diary"]
     );
+    assert_eq!(s.running().data.delete_due_accounts().await.unwrap(), 0);
     // Asked again, and left alone: it goes after seven days.
     let token = s.login("gone@example.com", STRONG).await;
     let r = delete_auth(&s, "/api/v1/me", &token).await;
     assert_eq!(r.status(), 202);
     s.clock.advance(Duration::from_secs(6 * 24 * 3600));
-    assert_eq!(
-        s.running()
-            .auth
-            .delete_due_accounts(&owner_deletes)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.running().data.delete_due_accounts().await.unwrap(), 0);
     s.clock.advance(Duration::from_secs(24 * 3600 + 60));
-    assert_eq!(
-        s.running()
-            .auth
-            .delete_due_accounts(&owner_deletes)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(s.running().data.delete_due_accounts().await.unwrap(), 1);
     assert_eq!(s.get_auth("/api/v1/me", &token).await.status(), 401);
     let r = s
         .post("/api/v1/auth/login", login_body("gone@example.com", STRONG))
@@ -718,10 +703,8 @@ async fn the_last_administrator_cannot_delete_or_disable_themselves() {
     let r = delete_auth(&s, "/api/v1/me", &admin).await;
     problem(r, 409, "last_admin").await;
     let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
-    for path in [format!("/api/v1/admin/accounts/{me_id}/disable")] {
-        let r = s.post_auth(&path, &admin, json!({})).await;
-        problem(r, 409, "last_admin").await;
-    }
+    let r = admin_act(&s, &admin, &me_id, "disable").await;
+    problem(r, 409, "last_admin").await;
     let r = delete_auth(&s, &format!("/api/v1/admin/accounts/{me_id}"), &admin).await;
     problem(r, 409, "last_admin").await;
     assert_eq!(me(&s, &admin).await["id"], me_id.as_str());
@@ -1248,12 +1231,7 @@ async fn move_to(s: &TestServer, token: &str, to: &str) {
     )
     .await;
     let confirm = mailed_token(&s.outbox(), to, "confirm-email").await;
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(s, &confirm).await;
     assert_eq!(r.status(), 204, "move to {to}");
 }
 
@@ -1274,21 +1252,15 @@ async fn the_earliest_undo_wins_whichever_is_opened_first() {
         let thiefs = mailed_token(&s.outbox(), second, "undo-email-change").await;
         if thief_first {
             // The thief's undo takes the account back to their address...
-            let r = s
-                .post("/api/v1/auth/email-change/undo", json!({"token": thiefs}))
-                .await;
+            let r = undo_change(&s, &thiefs).await;
             assert_eq!(r.status(), 204);
         }
         // ...and the owner's, older, still brings theirs back.
-        let r = s
-            .post("/api/v1/auth/email-change/undo", json!({"token": owners}))
-            .await;
+        let r = undo_change(&s, &owners).await;
         assert_eq!(r.status(), 204, "{first}");
         if !thief_first {
             // Once the owner's undo is done, the later one is void.
-            let r = s
-                .post("/api/v1/auth/email-change/undo", json!({"token": thiefs}))
-                .await;
+            let r = undo_change(&s, &thiefs).await;
             problem(r, 403, "invalid_email_link").await;
         }
         let reset = mailed_token(&s.outbox(), first, "reset-password").await;
@@ -1314,9 +1286,7 @@ async fn an_undo_keeps_the_second_factors() {
     move_to(&s, &token, "new@example.com").await;
     let undo = mailed_token(&s.outbox(), "old@example.com", "undo-email-change").await;
     s.enrol_totp("old@example.com", &token).await;
-    let r = s
-        .post("/api/v1/auth/email-change/undo", json!({"token": undo}))
-        .await;
+    let r = undo_change(&s, &undo).await;
     assert_eq!(r.status(), 204);
     let reset = mailed_token(&s.outbox(), "old@example.com", "reset-password").await;
     let r = s
@@ -1380,42 +1350,14 @@ async fn a_change_link_does_nothing_for_a_disabled_account() {
     )
     .await;
     let confirm = mailed_token(&s.outbox(), "thief@example.com", "confirm-email").await;
-    let r = s
-        .post_auth(
-            &format!(
-                "/api/v1/admin/accounts/{}/disable",
-                acc["id"].as_str().unwrap()
-            ),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, acc["id"].as_str().unwrap(), "disable").await;
     assert_eq!(r.status(), 204);
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     problem(r, 403, "invalid_email_link").await;
     // Enabled again, the link stays void: disabling ended it.
-    let r = s
-        .post_auth(
-            &format!(
-                "/api/v1/admin/accounts/{}/enable",
-                acc["id"].as_str().unwrap()
-            ),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, acc["id"].as_str().unwrap(), "enable").await;
     assert_eq!(r.status(), 204);
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     problem(r, 403, "invalid_email_link").await;
     let token = s.login("d@example.com", STRONG).await;
     assert_eq!(me(&s, &token).await["email"], "d@example.com");
@@ -1426,16 +1368,7 @@ async fn a_stranger_s_reset_request_leaves_an_administrator_s_required_reset_in_
     let s = TestServer::start().await;
     let admin = s.admin().await;
     let acc = s.register("req@example.com").await;
-    let r = s
-        .post_auth(
-            &format!(
-                "/api/v1/admin/accounts/{}/password-reset",
-                acc["id"].as_str().unwrap()
-            ),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, acc["id"].as_str().unwrap(), "password-reset").await;
     assert_eq!(r.status(), 204);
     let required = mailed_token(&s.outbox(), "req@example.com", "reset-password").await;
     s.post(
@@ -1454,13 +1387,7 @@ async fn a_stranger_s_reset_request_leaves_an_administrator_s_required_reset_in_
     s.login("req@example.com", NEW_PASSWORD).await;
     // An administrator cannot turn their own password off this way.
     let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
-    let r = s
-        .post_auth(
-            &format!("/api/v1/admin/accounts/{me_id}/password-reset"),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, &me_id, "password-reset").await;
     problem(r, 403, "own_account").await;
 }
 
@@ -1543,33 +1470,15 @@ async fn a_disabled_administrator_does_not_count_as_the_one_left() {
     .unwrap();
     assert_eq!(code, Some(0), "{err}");
     let second = accounts_id(&s, &admin, "second@example.com").await;
-    let r = s
-        .post_auth(
-            &format!("/api/v1/admin/accounts/{second}/disable"),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, &second, "disable").await;
     assert_eq!(r.status(), 204);
     let me_id = me(&s, &admin).await["id"].as_str().unwrap().to_owned();
-    let r = s
-        .post_auth(
-            &format!("/api/v1/admin/accounts/{me_id}/disable"),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, &me_id, "disable").await;
     problem(r, 409, "last_admin").await;
     let r = delete_auth(&s, "/api/v1/me", &admin).await;
     problem(r, 409, "last_admin").await;
     // Enabled again, the second one counts, and the first may go.
-    let r = s
-        .post_auth(
-            &format!("/api/v1/admin/accounts/{second}/enable"),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let r = admin_act(&s, &admin, &second, "enable").await;
     assert_eq!(r.status(), 204);
     let r = delete_auth(&s, "/api/v1/me", &admin).await;
     assert_eq!(r.status(), 202);
@@ -1615,12 +1524,7 @@ async fn a_lockdown_ends_pending_address_changes_and_device_tokens() {
     assert_eq!(r.status(), 201);
     let incident: Value = r.json().await.unwrap();
     // While it holds, and after it is lifted, the link changes nothing.
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     problem(r, 403, "invalid_email_link").await;
     let r = s
         .post_auth(
@@ -1630,12 +1534,7 @@ async fn a_lockdown_ends_pending_address_changes_and_device_tokens() {
         )
         .await;
     assert!(r.status().is_success(), "{}", r.status());
-    let r = s
-        .post(
-            "/api/v1/auth/email-change/confirm",
-            json!({"token": confirm}),
-        )
-        .await;
+    let r = confirm_change(&s, &confirm).await;
     problem(r, 403, "invalid_email_link").await;
     // The device token from before the lockdown no longer counts apart.
     for _ in 0..12 {

@@ -1252,6 +1252,58 @@ impl DataService {
     }
 
     // ----- the account lifecycle (ADR 0015) ------------------------------
+    //
+    // Here rather than in `AuthService` because an account's records, and
+    // which collections delete them with it, are this service's.
+
+    /// Deletes an account now, with its records in the collections marked
+    /// `owner_deletes` (the others lose their owner); `by` is for the trail.
+    pub async fn delete_account(
+        &self,
+        id: &AccountId,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), Error> {
+        let owner_deletes = self.owner_deleting_collections().await?;
+        self.auth.delete_account(id, &owner_deletes, by, meta).await
+    }
+
+    /// The owner closes their account: every session ends, and the account
+    /// goes after the grace period (a sign-in meanwhile keeps it), or at
+    /// once when there is none. When it goes, and whether it is gone.
+    pub async fn close_account(
+        &self,
+        account: &crate::Account,
+        meta: &RequestMeta,
+    ) -> Result<(crate::Timestamp, bool), Error> {
+        let at = self.auth.schedule_deletion(account, meta).await?;
+        if !self.auth.config().accounts.deletion_grace.is_zero() {
+            return Ok((at, false));
+        }
+        self.delete_account(&account.id, "owner_request", meta)
+            .await?;
+        Ok((at, true))
+    }
+
+    /// Deletes the accounts whose grace period is over; how many went.
+    pub async fn delete_due_accounts(&self) -> Result<u64, Error> {
+        let owner_deletes = self.owner_deleting_collections().await?;
+        self.auth.delete_due_accounts(&owner_deletes).await
+    }
+
+    /// Everything held about the account, its records decrypted for it
+    /// (GDPR articles 15 and 20); recorded as `account.exported`.
+    pub async fn export_account(
+        &self,
+        account: &crate::Account,
+        meta: &RequestMeta,
+    ) -> Result<crate::lifecycle::AccountExport, Error> {
+        let roles = self.roles_of(&account.id).await?;
+        let mut export = self.auth.export_account(account, roles).await?;
+        export.records = self.owned_records(account, meta).await?;
+        self.auth.exported(account, meta).await;
+        Ok(export)
+    }
 
     /// The collections whose records are deleted with their owner.
     pub async fn owner_deleting_collections(&self) -> Result<Vec<String>, Error> {
@@ -1267,7 +1319,7 @@ impl DataService {
 
     /// Every record the account owns, every field decrypted, by collection
     /// (for the owner's export); each collection read is a data event.
-    pub async fn owned_records(
+    async fn owned_records(
         &self,
         account: &crate::Account,
         meta: &RequestMeta,
