@@ -1407,7 +1407,7 @@ impl AuthService {
     }
 
     /// One account with its factors, sessions, roles and recent sign-ins.
-    pub async fn account_detail(
+    pub(crate) async fn account_detail(
         &self,
         id: &AccountId,
         roles: Vec<String>,

@@ -340,8 +340,7 @@ pub async fn get_account(
     id: Result<Path<String>, PathRej>,
 ) -> Result<Json<AccountDetailView>, ApiError> {
     let id = AccountId(path_id(id)?);
-    let roles = state.data.roles_of(&id).await?;
-    let d = state.auth.account_detail(&id, roles).await?;
+    let d = state.data.account_detail(&id).await?;
     Ok(Json(AccountDetailView {
         roles: d.roles,
         factors: d

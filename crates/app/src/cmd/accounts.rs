@@ -148,8 +148,7 @@ async fn one(svc: &rampart::Services, command: AccountsCommand) -> Result<()> {
         }
         AccountsCommand::Show(a) => {
             let account = account_for_email(auth, &a.email).await?;
-            let roles = svc.data.roles_of(&account.id).await?;
-            let d = auth.account_detail(&account.id, roles).await?;
+            let d = svc.data.account_detail(&account.id).await?;
             let a = &d.account;
             println!("{} ({})", a.email, a.id.as_str());
             println!("  role:          {}", a.role.as_str());

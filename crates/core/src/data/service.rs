@@ -1285,6 +1285,15 @@ impl DataService {
         Ok((at, true))
     }
 
+    /// One account as an administrator sees it, with its custom roles.
+    pub async fn account_detail(
+        &self,
+        id: &AccountId,
+    ) -> Result<crate::lifecycle::AccountDetail, Error> {
+        let roles = self.roles_of(id).await?;
+        self.auth.account_detail(id, roles).await
+    }
+
     /// Deletes the accounts whose grace period is over; how many went.
     pub async fn delete_due_accounts(&self) -> Result<u64, Error> {
         let owner_deletes = self.owner_deleting_collections().await?;
