@@ -55,6 +55,8 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Oldest TLS version accepted: "1.3" (default) or "1.2".
     pub tls_min_version: TlsMinVersion,
+    /// `[tls]`: certificates obtained by ACME (ADR 0016).
+    pub tls: TlsSettings,
     /// Turn permission warnings into errors.
     pub strict: bool,
     /// Origins allowed to make cookie-authenticated writes without the
@@ -94,6 +96,146 @@ pub struct Settings {
     /// Settings named `danger_*` that are on, from the merged layers.
     #[serde(skip)]
     pub danger_on: Vec<String>,
+}
+
+/// `[tls]`: where the certificate comes from when it is not `tls_cert`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Obtain and renew the certificate from an ACME CA (Let's Encrypt).
+    pub acme: Option<AcmeSettings>,
+}
+
+/// Let's Encrypt's production directory, the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (`staging = true`): certificates no
+/// browser trusts, and limits generous enough for trying a setup.
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// `[tls] acme = { domains = [...], contact = "mailto:...", ... }`. Using
+/// it accepts the CA's subscriber agreement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSettings {
+    /// The DNS names of the certificate (no IP addresses, no wildcards),
+    /// each resolving to this server.
+    pub domains: Vec<String>,
+    /// `mailto:` address the CA may write to about the account.
+    pub contact: Option<String>,
+    /// The CA's directory URL (https). Default: Let's Encrypt production.
+    pub directory: Option<String>,
+    /// Let's Encrypt's staging CA instead of production.
+    pub staging: bool,
+    /// `tls-alpn-01` (answered on the HTTPS port; the CA connects to port
+    /// 443) or `http-01` (answered by the redirect listener; the CA
+    /// connects to port 80). Default: `http-01` when `http_listen` is on
+    /// port 80 and `listen` is not on 443, `tls-alpn-01` otherwise.
+    pub challenge: Option<ChallengeKind>,
+    /// A CA certificate (PEM) to trust for the directory's own HTTPS (a
+    /// private CA, or a test CA such as pebble's) besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChallengeKind {
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+impl AcmeSettings {
+    /// The directory in use.
+    pub fn directory_url(&self) -> &str {
+        match (&self.directory, self.staging) {
+            (Some(d), _) => d,
+            (None, true) => LETS_ENCRYPT_STAGING,
+            (None, false) => LETS_ENCRYPT,
+        }
+    }
+
+    /// The challenge in use (see [`AcmeSettings::challenge`]).
+    pub fn challenge_kind(&self, listen: SocketAddr, http: Option<SocketAddr>) -> ChallengeKind {
+        self.challenge.unwrap_or(match http {
+            Some(h) if h.port() == 80 && listen.port() != 443 => ChallengeKind::Http01,
+            _ => ChallengeKind::TlsAlpn01,
+        })
+    }
+
+    fn validate(&self, settings: &Settings) -> Result<()> {
+        if self.domains.is_empty() {
+            bail!("[tls] acme needs the names to certify: domains = [\"api.example.com\"]");
+        }
+        for d in &self.domains {
+            check_domain(d)?;
+        }
+        if let Some(c) = &self.contact {
+            let addr = c.strip_prefix("mailto:").unwrap_or("");
+            if rampart_core::Email::parse(addr).is_err() {
+                bail!("[tls] acme contact must look like \"mailto:ops@example.com\", not {c:?}");
+            }
+        }
+        if self.staging && self.directory.is_some() {
+            bail!("[tls] acme: give `directory` or `staging = true`, not both");
+        }
+        let dir = self.directory_url();
+        match url::Url::parse(dir) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+            _ => bail!("[tls] acme directory must be an https:// URL, not {dir:?}"),
+        }
+        if settings.tls_cert.is_some() {
+            bail!("[tls] acme obtains the certificate: remove tls_cert and tls_key, or remove [tls] acme");
+        }
+        let http = settings.http_listen_addr()?;
+        if self.challenge_kind(settings.listen, http) == ChallengeKind::Http01 && http.is_none() {
+            bail!("[tls] acme challenge = \"http-01\" needs the redirect listener: set http_listen (port 80)");
+        }
+        if let Some(f) = &self.ca_file {
+            let pem = std::fs::read(f)
+                .with_context(|| format!("[tls] acme ca_file {} cannot be read", f.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("BEGIN CERTIFICATE") {
+                bail!(
+                    "[tls] acme ca_file {} holds no PEM certificate",
+                    f.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name Let's Encrypt certifies: a DNS name of at least two labels, not
+/// an IP address, not a wildcard (that needs DNS-01, which Rampart cannot
+/// answer).
+fn check_domain(d: &str) -> Result<()> {
+    if d.parse::<std::net::IpAddr>().is_ok()
+        || d.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
+        bail!("[tls] acme domains: {d:?} is an IP address; certificates are for DNS names (point a name at this server)");
+    }
+    if d.starts_with("*.") {
+        bail!("[tls] acme domains: {d:?} is a wildcard, which needs a DNS-01 challenge; list each name instead");
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if d.len() > 253
+        || labels.len() < 2
+        || !labels.iter().all(label_ok)
+        || labels
+            .last()
+            .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+    {
+        bail!("[tls] acme domains: {d:?} is not a DNS name like api.example.com (letters, digits and hyphens; internationalised names in their xn-- form)");
+    }
+    Ok(())
 }
 
 /// `[scan]`: the scans `serve` runs itself. Reports are stored and served
@@ -345,6 +487,7 @@ impl Default for Settings {
             tls_key: None,
             master_key_file: None,
             tls_min_version: TlsMinVersion::default(),
+            tls: TlsSettings::default(),
             strict: false,
             public_origins: Vec::new(),
             registration: RegistrationMode::Open,
@@ -842,6 +985,18 @@ impl Settings {
         }
         settings.danger_on = danger_on;
         settings.validate()?;
+        if let (true, Some(acme)) = (settings.public_origins.is_empty(), &settings.tls.acme) {
+            // The names being certified are the addresses people use.
+            let port = match settings.listen.port() {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            settings.public_origins = acme
+                .domains
+                .iter()
+                .map(|d| format!("https://{}{port}", d.to_ascii_lowercase()))
+                .collect();
+        }
         Ok(settings)
     }
 
@@ -1068,6 +1223,9 @@ impl Settings {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("give both tls_cert and tls_key, or neither");
+        }
+        if let Some(acme) = &self.tls.acme {
+            acme.validate(self)?;
         }
         for o in &self.public_origins {
             if !o.starts_with("https://") || o.ends_with('/') {

@@ -2,6 +2,7 @@
 //! directory, and the wiring that turns settings into a running server.
 //! Tests start servers in-process through [`start`].
 
+pub mod acme;
 pub mod audit;
 pub mod backup;
 pub mod config;
@@ -864,6 +865,27 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         metrics: http_metrics.clone(),
     };
     let router = rampart_http::router(state);
+    // A certificate obtained by ACME earlier is in service from the first
+    // request on; until there is one, the generated certificate is.
+    let acme = match &settings.tls.acme {
+        Some(a) => {
+            let acme = acme::Acme {
+                settings: a.clone(),
+                challenge: a.challenge_kind(settings.listen, settings.http_listen_addr()?),
+                store: auth.store().clone(),
+                keys: auth.system_keys().clone(),
+                audit: audit.clone(),
+                clock: deps.clock.clone(),
+                entropy: deps.entropy.clone(),
+                certs: certs.clone(),
+            };
+            if let Err(e) = acme.load().await {
+                tracing::error!(error = %format!("{e:#}"), "the stored ACME certificate cannot be served; ordering a new one");
+            }
+            Some(acme)
+        }
+        None => None,
+    };
     let mut tasks = vec![tokio::spawn(rampart_http::server::serve_https(
         https,
         router,
@@ -890,8 +912,12 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             https_addr.port(),
             limits,
             guard.clone(),
+            certs.clone(),
             rx.clone(),
         )));
+    }
+    if let Some(acme) = acme {
+        tasks.push(tokio::spawn(acme::run(acme, rx.clone())));
     }
     tasks.push(tokio::spawn(watch_certificate(
         certs.clone(),

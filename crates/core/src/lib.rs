@@ -2,6 +2,7 @@
 //! events, and the traits the outside world is reached through (storage,
 //! clock, randomness). No SQL and no HTTP here.
 
+pub mod acme;
 pub mod alerts;
 pub mod audit;
 pub mod auth;

@@ -392,6 +392,13 @@ impl AuthService {
         &self.mfa
     }
 
+    /// The keyring of the system key: what seals the server's own secrets
+    /// (second factors, ACME keys). Open and seal each value under a
+    /// context of its own.
+    pub fn system_keys(&self) -> &Arc<Keyring> {
+        &self.mfa.keys
+    }
+
     /// Forgets the account's failed second factors at login (an
     /// administrator's unlock or reset).
     pub(crate) async fn clear_mfa_failures(&self, account: &crate::AccountId) -> Result<(), Error> {

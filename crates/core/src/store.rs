@@ -59,6 +59,7 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store:
     crate::audit::AuditStore
+    + crate::acme::AcmeStore
     + crate::alerts::AlertStore
     + crate::incident::IncidentStore
     + crate::lifecycle::LifecycleStore

@@ -54,6 +54,57 @@ pub fn generate_self_signed(
     })
 }
 
+/// A TLS-ALPN-01 challenge certificate for `name` (RFC 8737): self-signed,
+/// with a fresh key, carrying the critical acmeIdentifier extension that
+/// holds `digest` (the SHA-256 of the key authorization).
+pub fn acme_challenge_certificate(name: &str, digest: &[u8]) -> Result<SelfSigned, CryptoError> {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .map_err(|_| CryptoError::Certificate)?;
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|_| CryptoError::Certificate)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|_| CryptoError::Certificate)?;
+    Ok(SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: SecretString::new(key.serialize_pem()),
+    })
+}
+
+/// A certificate signing request for an ACME order, and its new key.
+pub struct CertificateRequest {
+    /// The request (DER), naming every name as a subject alternative name.
+    pub csr_der: Vec<u8>,
+    /// The certificate's private key (PEM, PKCS#8).
+    pub key_pem: SecretString,
+}
+
+/// A new ECDSA P-256 key and a request for a certificate naming `names`.
+pub fn certificate_request(names: &[String]) -> Result<CertificateRequest, CryptoError> {
+    let mut params =
+        rcgen::CertificateParams::new(names.to_vec()).map_err(|_| CryptoError::Certificate)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|_| CryptoError::Certificate)?;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|_| CryptoError::Certificate)?;
+    Ok(CertificateRequest {
+        csr_der: csr.der().to_vec(),
+        key_pem: SecretString::new(key.serialize_pem()),
+    })
+}
+
+/// When the first certificate in `cert_pem` starts and stops being valid.
+pub fn certificate_validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), CryptoError> {
+    let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem)
+        .map_err(|_| CryptoError::Certificate)?;
+    Ok((params.not_before.into(), params.not_after.into()))
+}
+
 /// When the first certificate in `cert_pem` stops being valid.
 pub fn certificate_not_after(cert_pem: &str) -> Result<SystemTime, CryptoError> {
     let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem)
@@ -94,6 +145,54 @@ mod tests {
         let serial = params.serial_number.unwrap();
         let bytes = serial.as_ref();
         assert!(!bytes.is_empty() && bytes[0] & 0x80 == 0 && bytes[0] != 0);
+    }
+
+    #[test]
+    fn a_challenge_certificate_carries_the_digest_in_a_critical_acme_identifier() {
+        let digest = [7u8; 32];
+        let c = acme_challenge_certificate("a.example.test", &digest).unwrap();
+        let der =
+            <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+                c.cert_pem.as_bytes(),
+            )
+            .unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
+        // id-pe-acmeIdentifier, 1.3.6.1.5.5.7.1.31: an OCTET STRING of the digest.
+        let ext = x509
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier");
+        assert!(ext.critical);
+        assert_eq!(&ext.value[..2], &[0x04, 32]);
+        assert_eq!(&ext.value[2..], &digest);
+        let names: Vec<String> = x509
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, vec!["DNSName(a.example.test)"]);
+    }
+
+    #[test]
+    fn a_request_names_every_name_and_its_key_stays_secret() {
+        let names = vec!["a.example.test".to_owned(), "b.example.test".to_owned()];
+        let r = certificate_request(&names).unwrap();
+        use x509_parser::prelude::FromDer;
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&r.csr_der)
+                .unwrap();
+        csr.verify_signature().unwrap();
+        let text = format!(
+            "{:?}",
+            csr.requested_extensions().map(|e| e.collect::<Vec<_>>())
+        );
+        assert!(text.contains("a.example.test") && text.contains("b.example.test"));
+        assert!(!format!("{:?}", r.key_pem).contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The plain-HTTP listener. It only ever answers with a redirect to HTTPS;
-//! nothing else is served without TLS.
+//! The plain-HTTP listener. It only ever answers with a redirect to HTTPS,
+//! or with the key authorization of an ACME HTTP-01 challenge being
+//! validated (public by design, RFC 8555 section 8.3); nothing else is
+//! served without TLS.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use crate::idle::{Activity, Clocks, Counted};
 use crate::middleware::add_security_headers;
 use crate::server::connection_builder;
 use crate::state::Limits;
+use crate::tls::CertStore;
 use crate::wire::Voice;
 
 /// A host name or address safe to put in a Location header.
@@ -36,6 +39,28 @@ fn clean_host(host: &str) -> Option<&str> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
     ok.then_some(host)
+}
+
+/// Where ACME's HTTP-01 validations ask (RFC 8555 section 8.3).
+const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
+/// The answer to an HTTP-01 validation of a token this server offers.
+fn challenge_answer(
+    req: &http::Request<hyper::body::Incoming>,
+    certs: &CertStore,
+) -> Option<Response> {
+    if req.method() != http::Method::GET {
+        return None;
+    }
+    let token = req.uri().path().strip_prefix(CHALLENGE_PATH)?;
+    let key_authorization = certs.http_challenge(token)?;
+    let mut res = Response::new(axum::body::Body::from(key_authorization));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    add_security_headers(&mut res);
+    Some(res)
 }
 
 fn redirect_for(
@@ -83,6 +108,7 @@ pub async fn serve_redirect(
     https_port: u16,
     limits: Limits,
     guard: Arc<Guard>,
+    certs: Arc<CertStore>,
     shutdown: watch::Receiver<bool>,
 ) {
     // The same connection table as the HTTPS side: a cap per peer address,
@@ -111,12 +137,14 @@ pub async fn serve_redirect(
         };
         let limits = limits.clone();
         let hosts = hosts.clone();
+        let certs = certs.clone();
         let shutdown = shutdown.clone();
         activity.ready();
         tokio::spawn(async move {
             let act = activity.clone();
             let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let res = redirect_for(&req, &hosts, https_port);
+                let res = challenge_answer(&req, &certs)
+                    .unwrap_or_else(|| redirect_for(&req, &hosts, https_port));
                 act.track(async move { Ok::<_, Infallible>(res) })
             });
             let builder = connection_builder(&limits);

@@ -158,6 +158,12 @@ pub async fn serve_https(
                 _ = closed => return,
             };
             drop(closer);
+            if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer.
+                let mut tls = tls;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                return;
+            }
             activity.ready();
             // The protocol is the one ALPN agreed, not one guessed from the
             // first bytes: a client that negotiates h2 and then speaks

@@ -59,6 +59,9 @@ pub const TABLES: &[&str] = &[
     "password_resets",
     "drills",
     "email_tokens",
+    "acme_accounts",
+    "acme_certificates",
+    "acme_challenges",
 ];
 
 /// Sentinels kept.

@@ -6,6 +6,7 @@
 //! differ (connection set-up, pragmas, migrations) lives in [`dialect`].
 //! Every statement binds its inputs; none is built from input strings.
 
+mod acme;
 mod alerts;
 mod audit;
 mod backup;

@@ -626,40 +626,6 @@ async fn a_passphrase_seals_and_opens_and_a_wrong_one_does_not() {
     assert!(!events.contains("horse battery") && !events.contains("too short"));
 }
 
-/// Events of `kind` on `s`, as JSON text each.
-async fn events_of(s: &TestServer, admin: &str, kind: &str) -> Vec<String> {
-    let r = s
-        .get_auth(
-            &format!("/api/v1/admin/events?type={kind}&limit=100"),
-            admin,
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
-}
-
-/// Waits (up to 60 s) until `s` has an event of `kind` whose text holds
-/// `with`.
-async fn wait_for_event(s: &TestServer, admin: &str, kind: &str, with: &str) -> String {
-    for _ in 0..600 {
-        if let Some(e) = events_of(s, admin, kind)
-            .await
-            .into_iter()
-            .find(|e| e.contains(with))
-        {
-            return e;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no {kind} event with {with:?}");
-}
-
 fn backups_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|r| {

@@ -2,6 +2,7 @@
 //! HTTPS, on its own database. One test binary for link-time's sake.
 
 mod accounts;
+mod acme;
 mod audit;
 mod backup;
 mod brute_force;

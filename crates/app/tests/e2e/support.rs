@@ -766,3 +766,37 @@ pub async fn await_mails(outbox: &std::path::Path, to: &str, needle: &str, count
     }
     panic!("fewer than {count} messages to {to} holding {needle:?}");
 }
+
+/// Events of `kind` on `s`, as JSON text each.
+pub async fn events_of(s: &TestServer, admin: &str, kind: &str) -> Vec<String> {
+    let r = s
+        .get_auth(
+            &format!("/api/v1/admin/events?type={kind}&limit=100"),
+            admin,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+/// Waits (up to 60 s) until `s` has an event of `kind` whose text holds
+/// `with`.
+pub async fn wait_for_event(s: &TestServer, admin: &str, kind: &str, with: &str) -> String {
+    for _ in 0..600 {
+        if let Some(e) = events_of(s, admin, kind)
+            .await
+            .into_iter()
+            .find(|e| e.contains(with))
+        {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {kind} event with {with:?}");
+}

@@ -603,6 +603,7 @@ pub fn known_actions() -> Vec<String> {
             .iter()
             .map(|a| (*a).to_owned()),
     );
+    all.extend(crate::acme::actions::ALL.iter().map(|a| (*a).to_owned()));
     all.extend(
         crate::lifecycle::actions::ALL
             .iter()

@@ -1,0 +1,596 @@
+//! Certificates from an ACME CA (RFC 8555; ADR 0016): obtained, renewed and
+//! shared by every node on one database.
+//!
+//! Each node runs [`run`]: every [`TICK`] it puts the stored certificate in
+//! service when another node (or an earlier run) stored a newer one, and
+//! orders one when none is stored or the stored one is due for renewal.
+//! One node orders at a time (a claim in the database's shared token
+//! bucket); the others keep serving and pick the result up from the
+//! database. A failed order leaves the certificate in service untouched,
+//! is recorded (`tls.certificate_issued`, outcome failure) and retried
+//! with backoff; while the certificate in service ends within 14 days,
+//! `tls.certificate_expiring` is recorded daily and raises an alert.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rampart_core::acme::{
+    actions, names_key, renew_at, retry_after, PendingChallenge, SealedAccount, StoredCertificate,
+    EXPIRY_ALERT,
+};
+use rampart_core::audit::{Audit, Category, Event, Severity, FAILURE, SUCCESS};
+use rampart_core::{Clock, Store, StoreError, Timestamp};
+use rampart_crypto::{Entropy, Keyring, SecretString};
+use rampart_http::tls::{certified_key, challenge_key, CertStore};
+use tokio::sync::watch;
+
+use crate::config::{AcmeSettings, ChallengeKind};
+
+/// How often each node looks at the stored certificate.
+pub const TICK: Duration = Duration::from_secs(2);
+/// One order per this long across all nodes (the claim's window). An
+/// order that has not ended by then is abandoned.
+pub const ORDER_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Largest response read from the CA.
+const MAX_RESPONSE: usize = 1 << 20;
+
+const ACCOUNT_CONTEXT: &str = "acme_account";
+const TLS_ALPN: &str = "tls-alpn-01";
+const HTTP: &str = "http-01";
+
+fn challenge_context(token: &str) -> String {
+    format!("acme_challenge:{token}")
+}
+
+fn key_context(directory: &str, names: &str) -> String {
+    format!("acme_certificate:{directory}:{names}")
+}
+
+/// What one node needs to obtain, renew and serve the certificate.
+#[derive(Clone)]
+pub struct Acme {
+    pub settings: AcmeSettings,
+    pub challenge: ChallengeKind,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keyring>,
+    pub audit: Audit,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub certs: Arc<CertStore>,
+}
+
+/// What [`run`] remembers between ticks.
+#[derive(Default)]
+struct State {
+    /// The stored certificate in service (its end and issue time).
+    in_service: Option<(Timestamp, Timestamp)>,
+    failures: u32,
+    next_try: Option<Timestamp>,
+    expiry_recorded: Option<Timestamp>,
+}
+
+impl Acme {
+    fn directory(&self) -> &str {
+        self.settings.directory_url()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let key = names_key(&self.settings.domains);
+        key.split(',').map(str::to_owned).collect()
+    }
+
+    async fn stored(&self) -> Result<Option<StoredCertificate>, StoreError> {
+        self.store
+            .acme_certificate(self.directory(), &names_key(&self.settings.domains))
+            .await
+    }
+
+    /// Puts `c` in service. The key is opened here, never written out.
+    fn install(&self, c: &StoredCertificate) -> Result<()> {
+        let key = self
+            .keys
+            .open(&key_context(&c.directory, &c.names), &c.key_sealed)
+            .map_err(|_| {
+                anyhow!("the stored certificate's key does not open with this master key")
+            })?;
+        let ck = certified_key(c.chain_pem.as_bytes(), key.expose_secret())
+            .map_err(|e| anyhow!("the stored certificate cannot be used: {e}"))?;
+        self.certs.install(ck);
+        Ok(())
+    }
+
+    /// Puts the stored certificate in service at start, before the first
+    /// request: a restarted node serves what it had.
+    pub async fn load(&self) -> Result<Option<StoredCertificate>> {
+        let stored = self.stored().await.map_err(|e| anyhow!("{e}"))?;
+        if let Some(c) = &stored {
+            self.install(c)?;
+        }
+        Ok(stored)
+    }
+
+    async fn record(&self, e: Event) {
+        if let Err(err) = self.audit.record_durable(e).await {
+            tracing::error!(error = %err, "cannot record a certificate event");
+        }
+    }
+
+    /// The CA account: the stored one, or a new one (the first node's wins).
+    async fn account(&self, http: &Client) -> Result<Account> {
+        let dir = self.directory().to_owned();
+        if let Some(a) = self
+            .store
+            .acme_account(&dir)
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+        {
+            return self.restore(http, &a).await;
+        }
+        let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
+        let (account, credentials) = Account::builder_with_http(Box::new(http.clone()))
+            .create(
+                &NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                dir.clone(),
+                None,
+            )
+            .await
+            .context("cannot create an account with the CA")?;
+        let json = SecretString::new(
+            serde_json::to_string(&credentials).context("cannot serialise the ACME account")?,
+        );
+        drop(credentials);
+        let sealed = SealedAccount {
+            directory: dir.clone(),
+            credentials_sealed: self.keys.seal(
+                self.entropy.as_ref(),
+                ACCOUNT_CONTEXT,
+                json.expose_secret().as_bytes(),
+            ),
+            created_at: self.clock.now(),
+        };
+        match self.store.insert_acme_account(&sealed).await {
+            Ok(()) => Ok(account),
+            Err(StoreError::Conflict) => {
+                let theirs = self
+                    .store
+                    .acme_account(&dir)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?
+                    .ok_or_else(|| anyhow!("the ACME account vanished"))?;
+                self.restore(http, &theirs).await
+            }
+            Err(e) => Err(anyhow!("cannot store the ACME account: {e}")),
+        }
+    }
+
+    async fn restore(&self, http: &Client, a: &SealedAccount) -> Result<Account> {
+        let json = self
+            .keys
+            .open(ACCOUNT_CONTEXT, &a.credentials_sealed)
+            .map_err(|_| anyhow!("the stored ACME account does not open with this master key"))?;
+        let credentials: AccountCredentials = serde_json::from_slice(json.expose_secret())
+            .map_err(|_| anyhow!("the stored ACME account is unreadable"))?;
+        Account::builder_with_http(Box::new(http.clone()))
+            .from_credentials(credentials)
+            .await
+            .context("cannot reach the CA with the stored account")
+    }
+
+    /// One order, start to finish: the certificate stored and in service.
+    async fn order(&self) -> Result<StoredCertificate> {
+        let http = Client::new(self.settings.ca_file.as_deref())?;
+        let account = self.account(&http).await?;
+        let names = self.names();
+        let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .context("the CA refused the order")?;
+        let wanted = match self.challenge {
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            ChallengeKind::Http01 => ChallengeType::Http01,
+        };
+        let offered = self.offer(&mut order, wanted.clone()).await;
+        let ready = match offered {
+            Ok(tokens) => {
+                // Every node reads the challenges on its next tick: wait
+                // for that before the CA may knock on any of them.
+                tokio::time::sleep(TICK + Duration::from_secs(1)).await;
+                let r = async {
+                    let mut authorizations = order.authorizations();
+                    while let Some(authz) = authorizations.next().await {
+                        let mut authz = authz.context("cannot read an authorization")?;
+                        if authz.status != AuthorizationStatus::Pending {
+                            continue;
+                        }
+                        let mut challenge = authz
+                            .challenge(wanted.clone())
+                            .ok_or_else(|| anyhow!("the CA no longer offers the challenge"))?;
+                        let name = challenge.identifier().to_string();
+                        challenge
+                            .set_ready()
+                            .await
+                            .with_context(|| format!("the CA refused the challenge for {name}"))?;
+                    }
+                    order
+                        .poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(90)))
+                        .await
+                        .context("the challenges were not validated")
+                }
+                .await;
+                for t in &tokens {
+                    let _ = self.store.delete_acme_challenge(t).await;
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.certs.end_challenges();
+        match ready? {
+            OrderStatus::Ready => {}
+            s => bail!("the order is {s:?}: the CA could not validate the challenges"),
+        }
+        let request = rampart_crypto::certificate_request(&names)?;
+        order
+            .finalize_csr(&request.csr_der)
+            .await
+            .context("the CA refused the certificate request")?;
+        let chain = order
+            .poll_certificate(&RetryPolicy::new().timeout(Duration::from_secs(90)))
+            .await
+            .context("the CA did not issue the certificate")?;
+        let (not_before, not_after) = rampart_crypto::certificate_validity(&chain)?;
+        let (not_before, not_after) = (millis(not_before), millis(not_after));
+        let names = names.join(",");
+        let stored = StoredCertificate {
+            directory: self.directory().to_owned(),
+            key_sealed: self.keys.seal(
+                self.entropy.as_ref(),
+                &key_context(self.directory(), &names),
+                request.key_pem.expose_secret().as_bytes(),
+            ),
+            names,
+            chain_pem: chain,
+            not_before,
+            not_after,
+            renew_at: renew_at(not_before, not_after, jitter(self.entropy.as_ref())),
+            issued_at: self.clock.now(),
+        };
+        // Checked before it is stored: a chain that does not go with its
+        // key never reaches the database.
+        certified_key(
+            stored.chain_pem.as_bytes(),
+            request.key_pem.expose_secret().as_bytes(),
+        )?;
+        self.store
+            .put_acme_certificate(&stored)
+            .await
+            .map_err(|e| anyhow!("cannot store the certificate: {e}"))?;
+        Ok(stored)
+    }
+
+    /// Prepares the answer to each pending authorization's challenge,
+    /// here and in the database (for the other nodes). Returns the tokens.
+    async fn offer(
+        &self,
+        order: &mut instant_acme::Order,
+        wanted: ChallengeType,
+    ) -> Result<Vec<String>> {
+        let mut tokens = Vec::new();
+        let expires_at = self.clock.now().plus(ORDER_WINDOW);
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.context("cannot read an authorization")?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                s => bail!("an authorization is {s:?}"),
+            }
+            let challenge = authz
+                .challenge(wanted.clone())
+                .ok_or_else(|| anyhow!("the CA does not offer the {wanted:?} challenge"))?;
+            let name = challenge.identifier().to_string().to_ascii_lowercase();
+            let key_authorization = challenge.key_authorization();
+            let (kind, response) = match self.challenge {
+                ChallengeKind::TlsAlpn01 => {
+                    let c = rampart_crypto::acme_challenge_certificate(
+                        &name,
+                        key_authorization.digest().as_ref(),
+                    )?;
+                    let both =
+                        SecretString::new(format!("{}{}", c.cert_pem, c.key_pem.expose_secret()));
+                    let pem = both.expose_secret().as_bytes();
+                    self.certs
+                        .offer_alpn_challenge(&name, challenge_key(pem, pem)?);
+                    (TLS_ALPN, both)
+                }
+                ChallengeKind::Http01 => {
+                    self.certs
+                        .offer_http_challenge(&challenge.token, key_authorization.as_str());
+                    (
+                        HTTP,
+                        SecretString::new(key_authorization.as_str().to_owned()),
+                    )
+                }
+            };
+            let pending = PendingChallenge {
+                token: challenge.token.clone(),
+                kind: kind.to_owned(),
+                response_sealed: self.keys.seal(
+                    self.entropy.as_ref(),
+                    &challenge_context(&challenge.token),
+                    response.expose_secret().as_bytes(),
+                ),
+                name,
+                expires_at,
+            };
+            self.store
+                .put_acme_challenge(&pending)
+                .await
+                .map_err(|e| anyhow!("cannot share the challenge: {e}"))?;
+            tokens.push(pending.token);
+        }
+        Ok(tokens)
+    }
+
+    /// Answers the challenges of an order any node is making.
+    async fn share_challenges(&self, now: Timestamp) {
+        let Ok(pending) = self.store.acme_challenges(now).await else {
+            return;
+        };
+        let mut alpn = HashMap::new();
+        let mut tokens = HashMap::new();
+        for p in pending {
+            let Ok(response) = self
+                .keys
+                .open(&challenge_context(&p.token), &p.response_sealed)
+            else {
+                continue;
+            };
+            match p.kind.as_str() {
+                TLS_ALPN => {
+                    if let Ok(ck) =
+                        challenge_key(response.expose_secret(), response.expose_secret())
+                    {
+                        alpn.insert(p.name, ck);
+                    }
+                }
+                HTTP => {
+                    if let Ok(text) = std::str::from_utf8(response.expose_secret()) {
+                        tokens.insert(p.token, text.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.certs.replace_challenges(alpn, tokens);
+    }
+
+    /// One look: the stored certificate into service, an order when one is
+    /// due and this node holds the claim, the expiry warning.
+    async fn tick(&self, state: &mut State) {
+        let now = self.clock.now();
+        self.share_challenges(now).await;
+        let stored = match self.stored().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored certificate");
+                return;
+            }
+        };
+        if let Some(c) = &stored {
+            if state.in_service != Some((c.not_after, c.issued_at)) {
+                match self.install(c) {
+                    Ok(()) => {
+                        state.in_service = Some((c.not_after, c.issued_at));
+                        tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), "ACME certificate in service");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot serve the stored certificate")
+                    }
+                }
+            }
+        }
+        let due = stored.as_ref().is_none_or(|c| now >= c.renew_at);
+        let waiting = state.next_try.is_some_and(|t| now < t);
+        if due && !waiting && self.claim("acme-order", now, ORDER_WINDOW).await {
+            match self.order().await {
+                Ok(c) => {
+                    state.failures = 0;
+                    state.next_try = None;
+                    state.expiry_recorded = None;
+                    if let Err(e) = self.install(&c) {
+                        tracing::error!(error = %format!("{e:#}"), "cannot serve the new certificate");
+                    }
+                    state.in_service = Some((c.not_after, c.issued_at));
+                    tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), renew_at = %c.renew_at.to_rfc3339(), "ACME certificate obtained");
+                    self.record(
+                        Event::new(now, actions::ISSUED, Category::Configuration, SUCCESS)
+                            .object(&c.names)
+                            .field("tls.server.not_after", c.not_after.to_rfc3339())
+                            .field("tls.server.renew_at", c.renew_at.to_rfc3339())
+                            .field("url.original", c.directory.as_str()),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let wait = retry_after(state.failures, jitter(self.entropy.as_ref()));
+                    state.next_try = Some(now.plus(wait));
+                    let reason = format!("{e:#}");
+                    tracing::error!(error = %reason, retry_in_secs = wait.as_secs(), "cannot obtain the certificate; the one in service stays");
+                    self.record(
+                        Event::new(now, actions::ISSUED, Category::Configuration, FAILURE)
+                            .severity(Severity::Medium)
+                            .object(&names_key(&self.settings.domains))
+                            .reason(Some(&reason))
+                            .field("event.sequence", i64::from(state.failures))
+                            .field("url.original", self.directory()),
+                    )
+                    .await;
+                }
+            }
+        }
+        // A stored certificate this close to its end was due for renewal
+        // weeks ago: renewals are failing (here or on the node that holds
+        // the claim). Recorded once a day by one node.
+        let Some(end) = self.stored().await.ok().flatten().map(|c| c.not_after) else {
+            return;
+        };
+        let expiring = end.millis() - now.millis() < EXPIRY_ALERT.as_millis() as i64;
+        let again = state
+            .expiry_recorded
+            .is_none_or(|t| now.millis() - t.millis() >= DAY.as_millis() as i64);
+        if expiring && again {
+            state.expiry_recorded = Some(now);
+            if self.claim("acme-expiring", now, DAY).await {
+                let reason = if end <= now {
+                    format!(
+                        "the certificate ended at {} and could not be renewed",
+                        end.to_rfc3339()
+                    )
+                } else {
+                    format!(
+                        "the certificate ends at {} and could not be renewed yet",
+                        end.to_rfc3339()
+                    )
+                };
+                self.record(
+                    Event::new(now, actions::EXPIRING, Category::Configuration, FAILURE)
+                        .severity(Severity::High)
+                        .object(&names_key(&self.settings.domains))
+                        .reason(Some(&reason))
+                        .field("tls.server.not_after", end.to_rfc3339()),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// One node per `window` does `what` (the database's shared bucket).
+    async fn claim(&self, what: &str, now: Timestamp, window: Duration) -> bool {
+        let key = format!(
+            "{what}:{}:{}",
+            self.directory(),
+            names_key(&self.settings.domains)
+        );
+        matches!(
+            self.store.take_rate_token(&key, now, window, 1).await,
+            Ok(None)
+        )
+    }
+}
+
+fn millis(t: std::time::SystemTime) -> Timestamp {
+    Timestamp(match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    })
+}
+
+fn jitter(entropy: &dyn Entropy) -> f64 {
+    let mut b = [0u8; 4];
+    entropy.fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// Obtains, renews and shares the certificate until shutdown.
+pub async fn run(acme: Acme, mut stop: watch::Receiver<bool>) {
+    let mut state = State::default();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let pass = acme.tick(&mut state);
+        tokio::select! {
+            _ = tokio::time::timeout(ORDER_WINDOW, pass) => {}
+            _ = stop.wait_for(|s| *s) => {
+                acme.certs.end_challenges();
+                return;
+            }
+        }
+    }
+}
+
+/// The CA's HTTP client: reqwest with the public roots (and `ca_file`),
+/// no redirects, bounded time and response size.
+#[derive(Clone)]
+struct Client(reqwest::Client);
+
+impl Client {
+    fn new(ca_file: Option<&std::path::Path>) -> Result<Self> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rampart/", env!("CARGO_PKG_VERSION")));
+        if let Some(f) = ca_file {
+            let pem =
+                std::fs::read(f).with_context(|| format!("[tls] acme ca_file {}", f.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("[tls] acme ca_file {}", f.display()))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        Ok(Self(b.build().context("cannot set up the ACME client")?))
+    }
+}
+
+impl instant_acme::HttpClient for Client {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>
+    {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let other = |e: Box<dyn std::error::Error + Send + Sync>| instant_acme::Error::Other(e);
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(never) => match never {},
+            };
+            let mut rsp = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| other(Box::new(e)))?;
+            let mut out = http::Response::builder().status(rsp.status());
+            for (k, v) in rsp.headers() {
+                out = out.header(k, v);
+            }
+            let mut buf = Vec::new();
+            while let Some(chunk) = rsp.chunk().await.map_err(|e| other(Box::new(e)))? {
+                if buf.len() + chunk.len() > MAX_RESPONSE {
+                    return Err(instant_acme::Error::Str("the CA's response is too large"));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            let (parts, ()) = out.body(()).map_err(|e| other(Box::new(e)))?.into_parts();
+            Ok(BytesResponse {
+                parts,
+                body: Box::new(Bytes::from(buf)),
+            })
+        })
+    }
+}

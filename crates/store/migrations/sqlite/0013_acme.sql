@@ -1,0 +1,35 @@
+-- Certificates obtained by ACME (ADR 0016). In the database, not in
+-- files, so that every node on one PostgreSQL database serves the
+-- certificate one of them ordered. `credentials` (the ACME account's URL
+-- and private key) and `key_sealed` (the certificate's private key) are
+-- sealed with the system key; the chain is public.
+CREATE TABLE acme_accounts (
+    directory    TEXT PRIMARY KEY,
+    credentials  TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+
+CREATE TABLE acme_certificates (
+    directory    TEXT NOT NULL,
+    names        TEXT NOT NULL,
+    chain_pem    TEXT NOT NULL,
+    key_sealed   TEXT NOT NULL,
+    not_before   BIGINT NOT NULL,
+    not_after    BIGINT NOT NULL,
+    renew_at     BIGINT NOT NULL,
+    issued_at    BIGINT NOT NULL,
+    PRIMARY KEY (directory, names)
+);
+
+-- The challenges of an order in progress, so that every node answers the
+-- CA's validation (it may reach any of them): `response` is the HTTP-01
+-- key authorization, or the TLS-ALPN-01 certificate and its throwaway
+-- key (PEM), sealed. Deleted when the order ends; never kept past
+-- `expires_at`.
+CREATE TABLE acme_challenges (
+    token        TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    response     TEXT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
