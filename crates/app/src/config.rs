@@ -1348,6 +1348,118 @@ mod tests {
     }
 
     #[test]
+    fn acme_settings_that_cannot_work_are_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        let load = |acme: &str, top: &str| {
+            std::fs::write(
+                &file,
+                format!("notifier = \"log\"\n{top}\n[tls]\nacme = {{ {acme} }}\n"),
+            )
+            .unwrap();
+            Settings::load(Some(&file), env(&[]), &Overrides::default())
+        };
+        let refused = |acme: &str, top: &str, why: &str| {
+            let e = format!("{:#}", load(acme, top).unwrap_err());
+            assert!(e.contains(why), "{acme}: {e}");
+        };
+        let ok = r#"domains = ["api.example.com"]"#;
+        refused("domains = []", "", "needs the names to certify");
+        refused(r#"domains = ["203.0.113.7"]"#, "", "is an IP address");
+        refused(r#"domains = ["[2001:db8::1]"]"#, "", "is an IP address");
+        refused(r#"domains = ["*.example.com"]"#, "", "wildcard");
+        refused(r#"domains = ["localhost"]"#, "", "is not a DNS name");
+        refused(
+            r#"domains = ["bad_name.example.com"]"#,
+            "",
+            "is not a DNS name",
+        );
+        refused(r#"domains = ["-x.example.com"]"#, "", "is not a DNS name");
+        refused(
+            &format!(r#"{ok}, contact = "ops@example.com""#),
+            "",
+            "must look like \"mailto:",
+        );
+        refused(
+            &format!(r#"{ok}, contact = "https://example.com""#),
+            "",
+            "must look like \"mailto:",
+        );
+        refused(
+            &format!(r#"{ok}, directory = "http://ca.example.com/dir""#),
+            "",
+            "must be an https:// URL",
+        );
+        refused(
+            &format!(r#"{ok}, directory = "not a url""#),
+            "",
+            "must be an https:// URL",
+        );
+        refused(
+            &format!(r#"{ok}, staging = true, directory = "https://ca.example.com/dir""#),
+            "",
+            "not both",
+        );
+        refused(
+            &format!(r#"{ok}, challenge = "http-01""#),
+            r#"http_listen = "off""#,
+            "needs the redirect listener",
+        );
+        refused(&format!(r#"{ok}, challenge = "dns-01""#), "", "dns-01");
+        refused(
+            ok,
+            r#"tls_cert = "/etc/c.pem"
+tls_key = "/etc/k.pem""#,
+            "remove tls_cert and tls_key",
+        );
+        refused(
+            &format!(r#"{ok}, ca_file = "/nonexistent/ca.pem""#),
+            "",
+            "cannot be read",
+        );
+        refused(r#"domain = ["api.example.com"]"#, "", "unknown field");
+
+        // What works: Let's Encrypt by default, staging one setting away,
+        // the names become the public origins.
+        let s = load(
+            r#"domains = ["API.example.com", "www.example.com"], contact = "mailto:ops@example.com""#,
+            r#"listen = "0.0.0.0:443"
+http_listen = "0.0.0.0:80""#,
+        )
+        .unwrap();
+        let acme = s.tls.acme.as_ref().unwrap();
+        assert_eq!(acme.directory_url(), LETS_ENCRYPT);
+        assert_eq!(
+            acme.challenge_kind(s.listen, s.http_listen_addr().unwrap()),
+            ChallengeKind::TlsAlpn01
+        );
+        assert_eq!(
+            s.public_origins,
+            vec!["https://api.example.com", "https://www.example.com"]
+        );
+        let s = load(
+            &format!("{ok}, staging = true"),
+            r#"listen = "0.0.0.0:8443""#,
+        )
+        .unwrap();
+        assert_eq!(s.tls.acme.unwrap().directory_url(), LETS_ENCRYPT_STAGING);
+        assert_eq!(s.public_origins, vec!["https://api.example.com:8443"]);
+        // Behind a port forward of 443 the CA still reaches TLS-ALPN-01;
+        // with 80 on this machine and 443 elsewhere, HTTP-01 is chosen.
+        let s = load(
+            ok,
+            r#"listen = "0.0.0.0:8443"
+http_listen = "0.0.0.0:80""#,
+        )
+        .unwrap();
+        let acme = s.tls.acme.as_ref().unwrap();
+        assert_eq!(
+            acme.challenge_kind(s.listen, s.http_listen_addr().unwrap()),
+            ChallengeKind::Http01
+        );
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rampart.toml");

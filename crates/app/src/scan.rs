@@ -87,6 +87,15 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
         data_dir: layout.dir.clone(),
         master_key,
         tls_cert: layout.tls_cert.exists().then(|| layout.tls_cert.clone()),
+        acme: settings
+            .tls
+            .acme
+            .as_ref()
+            .map(|a| rampart_scan::posture::AcmeFacts {
+                directory: a.directory_url().to_owned(),
+                names: rampart_core::acme::names_key(&a.domains),
+                ..Default::default()
+            }),
         unread_because: None,
         admins: None,
         api_keys: None,
@@ -104,6 +113,20 @@ pub fn config_facts(settings: &Settings) -> SelfFacts {
 
 /// Adds what the database says: administrators and API keys.
 pub async fn db_facts(facts: &mut SelfFacts, store: &dyn Store, now: Timestamp) {
+    if let Some(acme) = facts.acme.as_mut() {
+        if let Ok(stored) = store.acme_certificate(&acme.directory, &acme.names).await {
+            acme.read = true;
+            if let Some(c) = stored {
+                use rustls_pki_types::pem::PemObject;
+                acme.chain =
+                    rustls_pki_types::CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
+                        .map(|c| c.map(|c| c.to_vec()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .ok();
+                acme.renew_at_ms = Some(c.renew_at.millis());
+            }
+        }
+    }
     if let Ok(Some(e)) = rampart_core::audit::backup_actions::last_verified(store).await {
         facts.last_verified_backup_ms = Some(e.at.millis());
     }

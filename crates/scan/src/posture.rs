@@ -74,6 +74,8 @@ pub struct SelfFacts {
     pub data_dir: PathBuf,
     pub master_key: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
+    /// `[tls] acme` is set: the certificate comes from a CA, not the file.
+    pub acme: Option<AcmeFacts>,
     /// Why the database was not read, when it was not (`admins` and
     /// `api_keys` are then `None`).
     pub unread_because: Option<String>,
@@ -89,6 +91,21 @@ pub struct SelfFacts {
     pub last_verified_backup_ms: Option<i64>,
     /// Incident response: `None` when the database was not read.
     pub incident: Option<IncidentFacts>,
+}
+
+/// What `scan self` knows of the certificate obtained by ACME (ADR 0016).
+#[derive(Debug, Clone, Default)]
+pub struct AcmeFacts {
+    pub directory: String,
+    /// The names, comma-separated.
+    pub names: String,
+    /// The stored certificate (DER, leaf first); `None` when none was
+    /// obtained yet, or the database was not read.
+    pub chain: Option<Vec<Vec<u8>>>,
+    /// When the stored certificate is renewed (ms).
+    pub renew_at_ms: Option<i64>,
+    /// Whether the database was read.
+    pub read: bool,
 }
 
 /// What `scan self` knows of incident response (ADR 0014).
@@ -108,6 +125,12 @@ pub struct IncidentFacts {
     pub drill_overdue_days: Option<i64>,
     /// Whether the response plan file exists.
     pub plan_present: bool,
+}
+
+fn unread_because(f: &SelfFacts) -> String {
+    f.unread_because
+        .clone()
+        .unwrap_or_else(|| "the database could not be read".to_owned())
 }
 
 /// Runs every posture check.
@@ -309,8 +332,63 @@ pub fn check(
         }
     }
 
-    // The certificate.
-    if let Some(path) = &f.tls_cert {
+    // The certificate: obtained by ACME, or the file's.
+    if let Some(acme) = &f.acme {
+        let target = format!("ACME certificate for {}", acme.names);
+        match (&acme.chain, acme.read) {
+            (Some(chain), _) => {
+                let roots = cert::roots(&[]);
+                if let Some(info) = cert::analyse(chain, None, &roots, now) {
+                    cert::findings(
+                        &info,
+                        &target,
+                        cert::Context::Own {
+                            production: f.production,
+                        },
+                        out,
+                    );
+                    passed.push(format!(
+                        "certificate obtained by ACME from {}, valid for {} more days",
+                        acme.directory, info.days_left
+                    ));
+                }
+                if let Some(at) = acme.renew_at_ms {
+                    let when = OffsetDateTime::from_unix_timestamp(at / 1000)
+                        .ok()
+                        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                        .unwrap_or_default();
+                    if at <= now.unix_timestamp() * 1000 {
+                        out.push(Finding::new(
+                            "tls.acme_renewal_overdue",
+                            Severity::Warning,
+                            &target,
+                            format!("The certificate was due for renewal at {when} and is not renewed yet"),
+                            "Renewals are failing; the certificate keeps working until it expires, then every client refuses the connection.",
+                            "Read the tls.certificate_issued events (rampart events --type tls.certificate_issued): check that every name resolves to this server and that port 443 (TLS-ALPN-01) or 80 (HTTP-01) reaches it.",
+                        ));
+                    } else {
+                        passed.push(format!("next certificate renewal at {when}"));
+                    }
+                }
+            }
+            (None, true) => out.push(Finding::new(
+                "tls.acme_pending",
+                if f.production {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                &target,
+                "No certificate was obtained by ACME yet; the generated self-signed one is served",
+                "Clients cannot verify the server until the CA issues the certificate.",
+                "Read the tls.certificate_issued events (rampart events --type tls.certificate_issued): check that every name resolves to this server and that port 443 (TLS-ALPN-01) or 80 (HTTP-01) reaches it.",
+            )),
+            (None, false) => skipped.push(Skipped {
+                check: "the ACME certificate".to_owned(),
+                reason: unread_because(f),
+            }),
+        }
+    } else if let Some(path) = &f.tls_cert {
         match read_chain(path) {
             Some(chain) => {
                 let roots = cert::roots(&[]);
@@ -344,10 +422,7 @@ pub fn check(
     }
 
     // Operations.
-    let unread = f
-        .unread_because
-        .clone()
-        .unwrap_or_else(|| "the database could not be read".to_owned());
+    let unread = unread_because(f);
     let now_ms = now.unix_timestamp() * 1000;
     let unused = |last: Option<i64>, created: i64| {
         let since = last.unwrap_or(created);

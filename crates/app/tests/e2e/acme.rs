@@ -301,6 +301,38 @@ async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_i
         );
     }
 
+    // `scan self` says where the certificate comes from and when it is
+    // renewed, and judges the ACME certificate, not the generated file.
+    let mut env: Vec<(String, String)> = acme_options(&pebble, "tls-alpn-01", https, None).env;
+    env.push(("RAMPART_NOTIFIER".into(), "log".into()));
+    let data = s.data_dir().display().to_string();
+    let (_, out, err) = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        rampart_run_env(
+            &["scan", "self", "--data-dir", &data, "--format", "json"],
+            None,
+            &env,
+        )
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let passed = report["passed"].to_string();
+    assert!(
+        passed.contains(&format!(
+            "certificate obtained by ACME from {}",
+            pebble.directory
+        )),
+        "{passed}"
+    );
+    assert!(passed.contains("next certificate renewal at"), "{passed}");
+    assert!(
+        !report["findings"]
+            .to_string()
+            .contains("tls.cert_self_signed"),
+        "{report}"
+    );
+
     // Not due yet: nothing happens.
     s.clock.advance(50 * DAY);
     tokio::time::sleep(rampart::acme::TICK * 3).await;

@@ -363,3 +363,68 @@ fn a_lockdown_an_old_drill_and_no_plan_are_findings() {
     let (out, _, _) = run(&f, 1_000 * DAY);
     assert!(!out.iter().any(|o| o.check == "ops.drill"));
 }
+
+#[test]
+fn an_acme_certificate_is_judged_with_its_renewal_and_a_missing_one_is_a_finding() {
+    // A certificate from a CA (a test one: issuer differs from subject).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec!["api.example.com".to_owned()]).unwrap();
+    leaf.not_before = at(1_000 * DAY - 10 * DAY);
+    leaf.not_after = at(1_000 * DAY + 80 * DAY);
+    let leaf = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let mut f = sound();
+    f.production = true;
+    f.acme = Some(AcmeFacts {
+        directory: "https://ca.example.com/dir".to_owned(),
+        names: "api.example.com".to_owned(),
+        chain: Some(vec![leaf.der().to_vec()]),
+        renew_at_ms: Some(1_000 * DAY + 50 * DAY),
+        read: true,
+    });
+    // The generated file is not judged while ACME provides the certificate.
+    f.tls_cert = Some(PathBuf::from("/nonexistent/tls.crt"));
+    let (out, passed, _) = run(&f, 1_000 * DAY);
+    assert!(out.is_empty(), "{out:#?}");
+    assert!(passed
+        .iter()
+        .any(|p| p.starts_with("certificate obtained by ACME from https://ca.example.com/dir")));
+    assert!(passed
+        .iter()
+        .any(|p| p.starts_with("next certificate renewal at 1972-")));
+
+    // Past its renewal time: renewals are failing.
+    let later = 1_000 * DAY + 51 * DAY;
+    f.last_verified_backup_ms = Some(later - 3_600_000);
+    let (out, _, _) = run(&f, later);
+    assert_eq!(
+        checks(&out),
+        vec![
+            ("tls.cert_expiring", Severity::Warning),
+            ("tls.acme_renewal_overdue", Severity::Warning)
+        ]
+    );
+    f.last_verified_backup_ms = sound().last_verified_backup_ms;
+
+    // None obtained yet: the generated certificate is what clients see.
+    f.acme.as_mut().unwrap().chain = None;
+    f.acme.as_mut().unwrap().renew_at_ms = None;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(checks(&out), vec![("tls.acme_pending", Severity::Error)]);
+    f.production = false;
+    let (out, _, _) = run(&f, 1_000 * DAY);
+    assert_eq!(checks(&out), vec![("tls.acme_pending", Severity::Warning)]);
+    // The database not read: not checked, with the reason.
+    f.acme.as_mut().unwrap().read = false;
+    f.unread_because = Some("no database yet".to_owned());
+    let (out, _, skipped) = run(&f, 1_000 * DAY);
+    assert!(!checks(&out).iter().any(|c| c.0.starts_with("tls.")));
+    assert!(skipped
+        .iter()
+        .any(|s| s.check == "the ACME certificate" && s.reason == "no database yet"));
+}

@@ -238,7 +238,7 @@ pub enum Context {
 /// The findings for one certificate.
 pub fn findings(c: &CertInfo, target: &str, ctx: Context, out: &mut Vec<Finding>) {
     let renew = match ctx {
-        Context::Own { .. } => "Renew it: with the generated certificate, restart or wait for the automatic renewal; with your own (tls_cert/tls_key), replace the files (Rampart reloads them within 2 s or on SIGHUP).",
+        Context::Own { .. } => "Renew it: with the generated certificate, restart or wait for the automatic renewal; with your own (tls_cert/tls_key), replace the files (Rampart reloads them within 2 s or on SIGHUP); with [tls] acme, the tls.certificate_issued events say why renewals fail (names not resolving here, port 443 or 80 not reaching this server, the CA unreachable).",
         Context::Remote => "Renew the certificate (with ACME/Let's Encrypt, check that renewal runs: certbot renew --dry-run) and reload the server.",
     };
     if c.days_left < 0 {
@@ -287,7 +287,7 @@ pub fn findings(c: &CertInfo, target: &str, ctx: Context, out: &mut Vec<Finding>
             } else {
                 "Fine for a local set-up (clients use --cacert with this file); a server others reach needs a certificate from a public CA."
             },
-            "Set tls_cert and tls_key to a certificate from a public CA (e.g. Let's Encrypt via certbot or your proxy) for production.",
+            "Let Rampart obtain and renew a certificate from Let's Encrypt: [tls] acme = { domains = [\"api.example.com\"], contact = \"mailto:you@example.com\" } (README, \"Going to production\"); or set tls_cert and tls_key to a certificate from a public CA.",
         )),
         Context::Remote if !c.trusted => out.push(Finding::new(
             "tls.cert_untrusted",
