@@ -113,6 +113,12 @@ enum Command {
     /// it did about each: blocked, alerted, logged or missed.
     #[command(after_help = cmd::drill::HELP)]
     Drill(cmd::drill::DrillArgs),
+    /// Install Rampart as a service: a hardened systemd unit.
+    #[command(after_help = cmd::install::HELP)]
+    Install {
+        #[command(subcommand)]
+        command: cmd::install::InstallCommand,
+    },
 }
 
 const BACKUP_HELP: &str = "A backup is sealed with age to the [backup] recipients (and to Rampart's own \
@@ -672,6 +678,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Incident { .. }
         | Command::Drill(_) => Ok(()),
         Command::Accounts { command } => cmd::accounts::run(cli.config, command).await,
+        Command::Install { command } => cmd::install::run(cli.config, command).await,
         Command::Serve(args) => {
             if args.master_passphrase_stdin {
                 if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

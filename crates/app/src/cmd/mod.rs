@@ -4,3 +4,4 @@
 pub mod accounts;
 pub mod drill;
 pub mod incident;
+pub mod install;

@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod guard;
 mod incident;
+mod install;
 mod keys;
 mod layers;
 mod lifecycle;
