@@ -1,15 +1,16 @@
 //! Certificates from an ACME CA (RFC 8555; ADR 0016): obtained, renewed and
 //! shared by every node on one database.
 //!
-//! Each node runs [`run`]: every [`TICK`] it puts the stored certificate in
-//! service when another node (or an earlier run) stored a newer one, and
-//! orders one when none is stored or the stored one is due for renewal.
-//! One node orders at a time (a claim in the database's shared token
-//! bucket); the others keep serving and pick the result up from the
-//! database. A failed order leaves the certificate in service untouched,
-//! is recorded (`tls.certificate_issued`, outcome failure) and retried
-//! with backoff; while the certificate in service ends within 14 days,
-//! `tls.certificate_expiring` is recorded daily and raises an alert.
+//! Each node runs [`run`]: every [`TICK`] it answers the challenges of the
+//! deployment's order in progress, puts the stored certificate in service
+//! when it is newer than its own, and orders one when none is stored, the
+//! stored one is due for renewal or cannot be used, and it wins the claim
+//! (`acme_orders`: one node at a time, and a failure backs off every node).
+//! The others keep serving and pick the result up from the database. A
+//! failed order leaves the certificate in service untouched, is recorded
+//! (`tls.certificate_issued`, outcome failure) and retried with backoff;
+//! near the end of the stored certificate, or after several failures with
+//! none stored, an event raises an alert.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -24,8 +25,8 @@ use instant_acme::{
     Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rampart_core::acme::{
-    actions, names_key, renew_at, retry_after, PendingChallenge, SealedAccount, StoredCertificate,
-    EXPIRY_ALERT,
+    actions, expiring, names_key, renew_at, retry_after, PendingChallenge, SealedAccount,
+    StoredCertificate, MISSING_AFTER_FAILURES,
 };
 use rampart_core::audit::{Audit, Category, Event, Severity, FAILURE, SUCCESS};
 use rampart_core::{Clock, Store, StoreError, Timestamp};
@@ -37,12 +38,16 @@ use crate::config::{AcmeSettings, ChallengeKind};
 
 /// How often each node looks at the stored certificate.
 pub const TICK: Duration = Duration::from_secs(2);
-/// One order per this long across all nodes (the claim's window). An
-/// order that has not ended by then is abandoned.
+/// How long a claimed order may take: it is then abandoned (a failure),
+/// and another node may claim the next.
 pub const ORDER_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// An order's own limit, well inside the claim.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 const DAY: Duration = Duration::from_secs(86_400);
 /// Largest response read from the CA.
 const MAX_RESPONSE: usize = 1 << 20;
+/// Longest reason kept in a log line (the CA's problem text is the CA's).
+const MAX_REASON: usize = 1000;
 
 const ACCOUNT_CONTEXT: &str = "acme_account";
 const TLS_ALPN: &str = "tls-alpn-01";
@@ -72,11 +77,16 @@ pub struct Acme {
 /// What [`run`] remembers between ticks.
 #[derive(Default)]
 struct State {
-    /// The stored certificate in service (its end and issue time).
-    in_service: Option<(Timestamp, Timestamp)>,
-    failures: u32,
-    next_try: Option<Timestamp>,
-    expiry_recorded: Option<Timestamp>,
+    /// The stored certificate in service (names, end and issue time).
+    in_service: Option<(String, Timestamp, Timestamp)>,
+    /// The stored certificate that could not be put in service (the same
+    /// identity): ordered anew, and not tried again every tick.
+    unusable: Option<(String, Timestamp, Timestamp)>,
+    warned: Option<Timestamp>,
+}
+
+fn identity(c: &StoredCertificate) -> (String, Timestamp, Timestamp) {
+    (c.names.clone(), c.not_after, c.issued_at)
 }
 
 impl Acme {
@@ -84,15 +94,30 @@ impl Acme {
         self.settings.directory_url()
     }
 
-    fn names(&self) -> Vec<String> {
-        let key = names_key(&self.settings.domains);
-        key.split(',').map(str::to_owned).collect()
+    fn names(&self) -> String {
+        names_key(&self.settings.domains)
     }
 
-    async fn stored(&self) -> Result<Option<StoredCertificate>, StoreError> {
-        self.store
-            .acme_certificate(self.directory(), &names_key(&self.settings.domains))
-            .await
+    /// The certificate for the configured names, and otherwise (the names
+    /// were changed, the first order for them runs) the newest one of the
+    /// same CA for other names: better than the self-signed one meanwhile.
+    async fn stored(
+        &self,
+    ) -> Result<(Option<StoredCertificate>, Option<StoredCertificate>), StoreError> {
+        let names = self.names();
+        let ours = self
+            .store
+            .acme_certificate(self.directory(), &names)
+            .await?;
+        let other = match ours {
+            Some(_) => None,
+            None => {
+                self.store
+                    .other_acme_certificate(self.directory(), &names)
+                    .await?
+            }
+        };
+        Ok((ours, other))
     }
 
     /// Puts `c` in service. The key is opened here, never written out.
@@ -111,12 +136,12 @@ impl Acme {
 
     /// Puts the stored certificate in service at start, before the first
     /// request: a restarted node serves what it had.
-    pub async fn load(&self) -> Result<Option<StoredCertificate>> {
-        let stored = self.stored().await.map_err(|e| anyhow!("{e}"))?;
-        if let Some(c) = &stored {
+    pub async fn load(&self) -> Result<()> {
+        let (ours, other) = self.stored().await.map_err(|e| anyhow!("{e}"))?;
+        if let Some(c) = ours.as_ref().or(other.as_ref()) {
             self.install(c)?;
         }
-        Ok(stored)
+        Ok(())
     }
 
     async fn record(&self, e: Event) {
@@ -149,17 +174,18 @@ impl Acme {
             )
             .await
             .context("cannot create an account with the CA")?;
-        let json = SecretString::new(
-            serde_json::to_string(&credentials).context("cannot serialise the ACME account")?,
-        );
+        // Written into room reserved up front (no reallocation leaves a
+        // copy behind) and zeroized on drop. `AccountCredentials` itself is
+        // the crate's and does not zeroize; it is dropped here.
+        let mut json = zeroize::Zeroizing::new(Vec::with_capacity(16 * 1024));
+        serde_json::to_writer(&mut *json, &credentials)
+            .context("cannot serialise the ACME account")?;
         drop(credentials);
         let sealed = SealedAccount {
             directory: dir.clone(),
-            credentials_sealed: self.keys.seal(
-                self.entropy.as_ref(),
-                ACCOUNT_CONTEXT,
-                json.expose_secret().as_bytes(),
-            ),
+            credentials_sealed: self
+                .keys
+                .seal(self.entropy.as_ref(), ACCOUNT_CONTEXT, &json),
             created_at: self.clock.now(),
         };
         match self.store.insert_acme_account(&sealed).await {
@@ -190,61 +216,37 @@ impl Acme {
             .context("cannot reach the CA with the stored account")
     }
 
-    /// One order, start to finish: the certificate stored and in service.
+    /// One order, start to finish: the certificate checked and stored
+    /// (not yet in service).
     async fn order(&self) -> Result<StoredCertificate> {
         let http = Client::new(self.settings.ca_file.as_deref())?;
         let account = self.account(&http).await?;
         let names = self.names();
-        let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
+        let identifiers: Vec<Identifier> = names
+            .split(',')
+            .map(|n| Identifier::Dns(n.to_owned()))
+            .collect();
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await
             .context("the CA refused the order")?;
-        let wanted = match self.challenge {
-            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-            ChallengeKind::Http01 => ChallengeType::Http01,
-        };
-        let offered = self.offer(&mut order, wanted.clone()).await;
-        let ready = match offered {
-            Ok(tokens) => {
-                // Every node reads the challenges on its next tick: wait
-                // for that before the CA may knock on any of them.
-                tokio::time::sleep(TICK + Duration::from_secs(1)).await;
-                let r = async {
-                    let mut authorizations = order.authorizations();
-                    while let Some(authz) = authorizations.next().await {
-                        let mut authz = authz.context("cannot read an authorization")?;
-                        if authz.status != AuthorizationStatus::Pending {
-                            continue;
-                        }
-                        let mut challenge = authz
-                            .challenge(wanted.clone())
-                            .ok_or_else(|| anyhow!("the CA no longer offers the challenge"))?;
-                        let name = challenge.identifier().to_string();
-                        challenge
-                            .set_ready()
-                            .await
-                            .with_context(|| format!("the CA refused the challenge for {name}"))?;
-                    }
-                    order
-                        .poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(90)))
-                        .await
-                        .context("the challenges were not validated")
-                }
-                .await;
-                for t in &tokens {
-                    let _ = self.store.delete_acme_challenge(t).await;
-                }
-                r
-            }
-            Err(e) => Err(e),
-        };
+        // The challenges' answers are withdrawn whatever happens, here and
+        // in the database, once the CA has looked or the order failed.
+        let mut tokens = Vec::new();
+        let validated = self.validate(&mut order, &mut tokens).await;
         self.certs.end_challenges();
-        match ready? {
+        for t in &tokens {
+            if let Err(e) = self.store.delete_acme_challenge(t).await {
+                tracing::warn!(error = %e, "cannot withdraw an ACME challenge; it expires within five minutes");
+            }
+        }
+        match validated? {
             OrderStatus::Ready => {}
             s => bail!("the order is {s:?}: the CA could not validate the challenges"),
         }
-        let request = rampart_crypto::certificate_request(&names)?;
+        let request = rampart_crypto::certificate_request(
+            &names.split(',').map(str::to_owned).collect::<Vec<_>>(),
+        )?;
         order
             .finalize_csr(&request.csr_der)
             .await
@@ -253,9 +255,11 @@ impl Acme {
             .poll_certificate(&RetryPolicy::new().timeout(Duration::from_secs(90)))
             .await
             .context("the CA did not issue the certificate")?;
+        // Checked before it is stored: a chain that does not go with its
+        // key never reaches the database.
+        certified_key(chain.as_bytes(), request.key_pem.expose_secret().as_bytes())?;
         let (not_before, not_after) = rampart_crypto::certificate_validity(&chain)?;
         let (not_before, not_after) = (millis(not_before), millis(not_after));
-        let names = names.join(",");
         let stored = StoredCertificate {
             directory: self.directory().to_owned(),
             key_sealed: self.keys.seal(
@@ -270,12 +274,6 @@ impl Acme {
             renew_at: renew_at(not_before, not_after, jitter(self.entropy.as_ref())),
             issued_at: self.clock.now(),
         };
-        // Checked before it is stored: a chain that does not go with its
-        // key never reaches the database.
-        certified_key(
-            stored.chain_pem.as_bytes(),
-            request.key_pem.expose_secret().as_bytes(),
-        )?;
         self.store
             .put_acme_certificate(&stored)
             .await
@@ -283,14 +281,51 @@ impl Acme {
         Ok(stored)
     }
 
+    /// Offers every challenge, lets the other nodes pick them up, tells
+    /// the CA and waits for its verdict. `tokens` collects what was
+    /// offered, even when this fails half-way.
+    async fn validate(
+        &self,
+        order: &mut instant_acme::Order,
+        tokens: &mut Vec<String>,
+    ) -> Result<OrderStatus> {
+        let wanted = match self.challenge {
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            ChallengeKind::Http01 => ChallengeType::Http01,
+        };
+        self.offer(order, wanted.clone(), tokens).await?;
+        // Every node reads the challenges on its next tick: wait for that
+        // before the CA may knock on any of them.
+        tokio::time::sleep(TICK + Duration::from_secs(1)).await;
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.context("cannot read an authorization")?;
+            if authz.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            let mut challenge = authz
+                .challenge(wanted.clone())
+                .ok_or_else(|| anyhow!("the CA no longer offers the challenge"))?;
+            let name = challenge.identifier().to_string();
+            challenge
+                .set_ready()
+                .await
+                .with_context(|| format!("the CA refused the challenge for {name}"))?;
+        }
+        order
+            .poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(90)))
+            .await
+            .context("the challenges were not validated")
+    }
+
     /// Prepares the answer to each pending authorization's challenge,
-    /// here and in the database (for the other nodes). Returns the tokens.
+    /// here and in the database (for the other nodes).
     async fn offer(
         &self,
         order: &mut instant_acme::Order,
         wanted: ChallengeType,
-    ) -> Result<Vec<String>> {
-        let mut tokens = Vec::new();
+        tokens: &mut Vec<String>,
+    ) -> Result<()> {
         let expires_at = self.clock.now().plus(ORDER_WINDOW);
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
@@ -311,6 +346,7 @@ impl Acme {
                         &name,
                         key_authorization.digest().as_ref(),
                     )?;
+                    // One PEM text holds both: the certificate, then its key.
                     let both =
                         SecretString::new(format!("{}{}", c.cert_pem, c.key_pem.expose_secret()));
                     let pem = both.expose_secret().as_bytes();
@@ -327,6 +363,7 @@ impl Acme {
                     )
                 }
             };
+            tokens.push(challenge.token.clone());
             let pending = PendingChallenge {
                 token: challenge.token.clone(),
                 kind: kind.to_owned(),
@@ -342,9 +379,8 @@ impl Acme {
                 .put_acme_challenge(&pending)
                 .await
                 .map_err(|e| anyhow!("cannot share the challenge: {e}"))?;
-            tokens.push(pending.token);
         }
-        Ok(tokens)
+        Ok(())
     }
 
     /// Answers the challenges of an order any node is making.
@@ -363,9 +399,9 @@ impl Acme {
             };
             match p.kind.as_str() {
                 TLS_ALPN => {
-                    if let Ok(ck) =
-                        challenge_key(response.expose_secret(), response.expose_secret())
-                    {
+                    // The certificate and its key, in one PEM text.
+                    let pem = response.expose_secret();
+                    if let Ok(ck) = challenge_key(pem, pem) {
                         alpn.insert(p.name, ck);
                     }
                 }
@@ -381,117 +417,172 @@ impl Acme {
     }
 
     /// One look: the stored certificate into service, an order when one is
-    /// due and this node holds the claim, the expiry warning.
+    /// due and this node wins the claim, the warnings.
     async fn tick(&self, state: &mut State) {
         let now = self.clock.now();
         self.share_challenges(now).await;
-        let stored = match self.stored().await {
+        let (ours, other) = match self.stored().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the stored certificate");
                 return;
             }
         };
-        if let Some(c) = &stored {
-            if state.in_service != Some((c.not_after, c.issued_at)) {
+        for c in ours.iter().chain(other.iter()).take(1) {
+            let id = identity(c);
+            if state.in_service.as_ref() != Some(&id) && state.unusable.as_ref() != Some(&id) {
                 match self.install(c) {
                     Ok(()) => {
-                        state.in_service = Some((c.not_after, c.issued_at));
                         tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), "ACME certificate in service");
+                        state.in_service = Some(id);
                     }
                     Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "cannot serve the stored certificate")
+                        tracing::error!(error = %format!("{e:#}"), "cannot serve the stored certificate; ordering a new one");
+                        state.unusable = Some(id);
                     }
                 }
             }
         }
-        let due = stored.as_ref().is_none_or(|c| now >= c.renew_at);
-        let waiting = state.next_try.is_some_and(|t| now < t);
-        if due && !waiting && self.claim("acme-order", now, ORDER_WINDOW).await {
-            match self.order().await {
-                Ok(c) => {
-                    state.failures = 0;
-                    state.next_try = None;
-                    state.expiry_recorded = None;
-                    if let Err(e) = self.install(&c) {
-                        tracing::error!(error = %format!("{e:#}"), "cannot serve the new certificate");
-                    }
-                    state.in_service = Some((c.not_after, c.issued_at));
-                    tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), renew_at = %c.renew_at.to_rfc3339(), "ACME certificate obtained");
-                    self.record(
-                        Event::new(now, actions::ISSUED, Category::Configuration, SUCCESS)
-                            .object(&c.names)
-                            .field("tls.server.not_after", c.not_after.to_rfc3339())
-                            .field("tls.server.renew_at", c.renew_at.to_rfc3339())
-                            .field("url.original", c.directory.as_str()),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    state.failures = state.failures.saturating_add(1);
-                    let wait = retry_after(state.failures, jitter(self.entropy.as_ref()));
-                    state.next_try = Some(now.plus(wait));
-                    let reason = format!("{e:#}");
-                    tracing::error!(error = %reason, retry_in_secs = wait.as_secs(), "cannot obtain the certificate; the one in service stays");
-                    self.record(
-                        Event::new(now, actions::ISSUED, Category::Configuration, FAILURE)
-                            .severity(Severity::Medium)
-                            .object(&names_key(&self.settings.domains))
-                            .reason(Some(&reason))
-                            .field("event.sequence", i64::from(state.failures))
-                            .field("url.original", self.directory()),
-                    )
-                    .await;
-                }
-            }
+        let usable = ours
+            .as_ref()
+            .filter(|c| state.unusable.as_ref() != Some(&identity(c)));
+        let due = usable.is_none_or(|c| now >= c.renew_at);
+        if due {
+            self.order_if_claimed(now, state).await;
         }
-        // A stored certificate this close to its end was due for renewal
-        // weeks ago: renewals are failing (here or on the node that holds
-        // the claim). Recorded once a day by one node.
-        let Some(end) = self.stored().await.ok().flatten().map(|c| c.not_after) else {
-            return;
+        self.warn(now, ours.as_ref(), state).await;
+    }
+
+    async fn order_if_claimed(&self, now: Timestamp, state: &mut State) {
+        let (dir, names) = (self.directory(), self.names());
+        let failures = match self
+            .store
+            .claim_acme_order(dir, &names, now, ORDER_WINDOW)
+            .await
+        {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim the ACME order");
+                return;
+            }
         };
-        let expiring = end.millis() - now.millis() < EXPIRY_ALERT.as_millis() as i64;
-        let again = state
-            .expiry_recorded
-            .is_none_or(|t| now.millis() - t.millis() >= DAY.as_millis() as i64);
-        if expiring && again {
-            state.expiry_recorded = Some(now);
-            if self.claim("acme-expiring", now, DAY).await {
-                let reason = if end <= now {
-                    format!(
-                        "the certificate ended at {} and could not be renewed",
-                        end.to_rfc3339()
-                    )
-                } else {
-                    format!(
-                        "the certificate ends at {} and could not be renewed yet",
-                        end.to_rfc3339()
-                    )
-                };
+        let outcome = match tokio::time::timeout(ORDER_TIMEOUT, self.order()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.certs.end_challenges();
+                Err(anyhow!(
+                    "the order did not finish within {} seconds",
+                    ORDER_TIMEOUT.as_secs()
+                ))
+            }
+        };
+        match outcome {
+            Ok(c) => {
+                let _ = self
+                    .store
+                    .end_acme_order(dir, &names, 0, self.clock.now())
+                    .await;
+                let _ = self.store.delete_other_acme_certificates(dir, &names).await;
+                tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), renew_at = %c.renew_at.to_rfc3339(), "ACME certificate obtained");
                 self.record(
-                    Event::new(now, actions::EXPIRING, Category::Configuration, FAILURE)
-                        .severity(Severity::High)
-                        .object(&names_key(&self.settings.domains))
+                    Event::new(now, actions::ISSUED, Category::Configuration, SUCCESS)
+                        .object(&c.names)
+                        .field("tls.server.not_after", c.not_after.to_rfc3339())
+                        .field("tls.server.renew_at", c.renew_at.to_rfc3339())
+                        .field("url.original", c.directory.as_str()),
+                )
+                .await;
+                // In service on the next tick, like on every other node,
+                // unless a newer one was stored meanwhile.
+                state.unusable = None;
+                state.warned = None;
+            }
+            Err(e) => {
+                let failures = failures.saturating_add(1);
+                let wait = retry_after(failures, jitter(self.entropy.as_ref()));
+                let retry = self.clock.now().plus(wait);
+                if let Err(e) = self
+                    .store
+                    .end_acme_order(dir, &names, failures, retry)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot record the failed ACME order");
+                }
+                let reason = format!("{e:#}");
+                let logged: String = reason.chars().take(MAX_REASON).collect();
+                tracing::error!(error = %logged, failures, retry_in_secs = wait.as_secs(), "cannot obtain the certificate; the one in service stays");
+                self.record(
+                    Event::new(now, actions::ISSUED, Category::Configuration, FAILURE)
+                        .severity(Severity::Medium)
+                        .object(&names)
                         .reason(Some(&reason))
-                        .field("tls.server.not_after", end.to_rfc3339()),
+                        .field("event.sequence", i64::from(failures))
+                        .field("url.original", dir),
                 )
                 .await;
             }
         }
     }
 
-    /// One node per `window` does `what` (the database's shared bucket).
-    async fn claim(&self, what: &str, now: Timestamp, window: Duration) -> bool {
-        let key = format!(
-            "{what}:{}:{}",
-            self.directory(),
-            names_key(&self.settings.domains)
-        );
-        matches!(
-            self.store.take_rate_token(&key, now, window, 1).await,
+    /// A stored certificate near its end was due for renewal long ago, and
+    /// none stored after several orders means clients see the self-signed
+    /// one: either is recorded once a day by one node, and alerts.
+    async fn warn(&self, now: Timestamp, ours: Option<&StoredCertificate>, state: &mut State) {
+        let again = state
+            .warned
+            .is_none_or(|t| now.millis() - t.millis() >= DAY.as_millis() as i64);
+        if !again {
+            return;
+        }
+        let (action, reason, end) = match ours {
+            Some(c) if expiring(c.not_before, c.not_after, now) => {
+                let reason = if c.not_after <= now {
+                    format!(
+                        "the certificate ended at {} and could not be renewed",
+                        c.not_after.to_rfc3339()
+                    )
+                } else {
+                    format!(
+                        "the certificate ends at {} and could not be renewed yet",
+                        c.not_after.to_rfc3339()
+                    )
+                };
+                (actions::EXPIRING, reason, Some(c.not_after))
+            }
+            Some(_) => return,
+            None => {
+                let failures = self
+                    .store
+                    .acme_order_failures(self.directory(), &self.names())
+                    .await
+                    .unwrap_or(0);
+                if failures < MISSING_AFTER_FAILURES {
+                    return;
+                }
+                (
+                    actions::MISSING,
+                    format!("no certificate could be obtained after {failures} orders; the self-signed certificate is served"),
+                    None,
+                )
+            }
+        };
+        state.warned = Some(now);
+        let key = format!("{action}:{}:{}", self.directory(), self.names());
+        let first = matches!(
+            self.store.take_rate_token(&key, now, DAY, 1).await,
             Ok(None)
-        )
+        );
+        if first {
+            let mut e = Event::new(now, action, Category::Configuration, FAILURE)
+                .severity(Severity::High)
+                .object(&self.names())
+                .reason(Some(&reason));
+            if let Some(end) = end {
+                e = e.field("tls.server.not_after", end.to_rfc3339());
+            }
+            self.record(e).await;
+        }
     }
 }
 
@@ -512,14 +603,15 @@ fn jitter(entropy: &dyn Entropy) -> f64 {
 pub async fn run(acme: Acme, mut stop: watch::Receiver<bool>) {
     let mut state = State::default();
     let mut tick = tokio::time::interval(TICK);
+    // After a long order, one tick, not a burst of the missed ones.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let pass = acme.tick(&mut state);
         tokio::select! {
-            _ = tokio::time::timeout(ORDER_WINDOW, pass) => {}
+            _ = acme.tick(&mut state) => {}
             _ = stop.wait_for(|s| *s) => {
                 acme.certs.end_challenges();
                 return;

@@ -986,15 +986,13 @@ impl Settings {
         settings.danger_on = danger_on;
         settings.validate()?;
         if let (true, Some(acme)) = (settings.public_origins.is_empty(), &settings.tls.acme) {
-            // The names being certified are the addresses people use.
-            let port = match settings.listen.port() {
-                443 => String::new(),
-                p => format!(":{p}"),
-            };
+            // The names being certified are the addresses people use, on
+            // port 443: the CA validates there (TLS-ALPN-01) or redirects
+            // lead there, whatever port 443 is forwarded to on this machine.
             settings.public_origins = acme
                 .domains
                 .iter()
-                .map(|d| format!("https://{}{port}", d.to_ascii_lowercase()))
+                .map(|d| format!("https://{}", d.to_ascii_lowercase()))
                 .collect();
         }
         Ok(settings)
@@ -1443,7 +1441,7 @@ http_listen = "0.0.0.0:80""#,
         )
         .unwrap();
         assert_eq!(s.tls.acme.unwrap().directory_url(), LETS_ENCRYPT_STAGING);
-        assert_eq!(s.public_origins, vec!["https://api.example.com:8443"]);
+        assert_eq!(s.public_origins, vec!["https://api.example.com"]);
         // Behind a port forward of 443 the CA still reaches TLS-ALPN-01;
         // with 80 on this machine and 443 elsewhere, HTTP-01 is chosen.
         let s = load(

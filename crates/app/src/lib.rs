@@ -757,7 +757,11 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
     backup::sweep_scratch(&settings.data_dir, deps.clock.now().to_system_time());
     let certs = CertStore::open(&layout.tls_cert, &layout.tls_key)
         .context("cannot load the TLS certificate")?;
-    let tls = rampart_http::tls::server_config(certs.clone(), settings.tls_min_version)?;
+    let tls = rampart_http::tls::server_config(
+        certs.clone(),
+        settings.tls_min_version,
+        settings.tls.acme.is_some(),
+    )?;
 
     let https =
         listen(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -880,7 +884,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
                 certs: certs.clone(),
             };
             if let Err(e) = acme.load().await {
-                tracing::error!(error = %format!("{e:#}"), "the stored ACME certificate cannot be served; ordering a new one");
+                tracing::error!(error = %format!("{e:#}"), "the stored ACME certificate cannot be served; the generated one is, until a new one is obtained");
             }
             Some(acme)
         }

@@ -15,11 +15,20 @@ use crate::{StoreError, Timestamp};
 
 /// The ACME account of one certificate authority: its credentials
 /// (account URL and private key, as JSON), sealed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SealedAccount {
     pub directory: String,
     pub credentials_sealed: String,
     pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for SealedAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedAccount")
+            .field("directory", &self.directory)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A certificate obtained from `directory` for `names`.
@@ -90,6 +99,41 @@ pub trait AcmeStore {
     /// names, unless the stored one is newer (a slower node's order never
     /// replaces a fresher certificate). Returns whether it was stored.
     async fn put_acme_certificate(&self, cert: &StoredCertificate) -> Result<bool, StoreError>;
+    /// Claims the next order of `directory` and `names` for `hold` when
+    /// no other node holds it and its backoff has passed: one conditional
+    /// update. Returns the failures in a row so far, or `None`.
+    async fn claim_acme_order(
+        &self,
+        directory: &str,
+        names: &str,
+        now: Timestamp,
+        hold: Duration,
+    ) -> Result<Option<u32>, StoreError>;
+    /// Ends the claimed order: `failures` in a row (0 after a success) and
+    /// when the next may start.
+    async fn end_acme_order(
+        &self,
+        directory: &str,
+        names: &str,
+        failures: u32,
+        next_try_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The failures in a row of the orders of `directory` and `names`.
+    async fn acme_order_failures(&self, directory: &str, names: &str) -> Result<u32, StoreError>;
+    /// The newest-ending certificate of `directory` for other names than
+    /// `names`: served while the first order for changed names runs.
+    async fn other_acme_certificate(
+        &self,
+        directory: &str,
+        names: &str,
+    ) -> Result<Option<StoredCertificate>, StoreError>;
+    /// Deletes the certificates of `directory` for other names than
+    /// `names` (after one for `names` was obtained).
+    async fn delete_other_acme_certificates(
+        &self,
+        directory: &str,
+        names: &str,
+    ) -> Result<(), StoreError>;
     async fn put_acme_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError>;
     /// The challenges not yet expired at `now` (expired ones are deleted).
     async fn acme_challenges(&self, now: Timestamp) -> Result<Vec<PendingChallenge>, StoreError>;
@@ -120,8 +164,21 @@ pub fn renew_at(not_before: Timestamp, not_after: Timestamp, jitter: f64) -> Tim
 pub const FIRST_RETRY: Duration = Duration::from_secs(5 * 60);
 /// Retries are never further apart than this.
 pub const LONGEST_RETRY: Duration = Duration::from_secs(6 * 3600);
-/// An alert is raised while the certificate in service ends within this.
+/// An alert is raised while the certificate in service ends within this,
+/// or within a sixth of its lifetime when that is shorter (half of what
+/// is left when its renewal was due).
 pub const EXPIRY_ALERT: Duration = Duration::from_secs(14 * 86_400);
+/// With no certificate stored, an alert is raised after this many failed
+/// orders in a row (about 35 minutes of trying).
+pub const MISSING_AFTER_FAILURES: u32 = 3;
+
+/// Whether a certificate valid from `not_before` to `not_after` is close
+/// enough to its end at `now` to alert (see [`EXPIRY_ALERT`]).
+pub fn expiring(not_before: Timestamp, not_after: Timestamp, now: Timestamp) -> bool {
+    let life = (not_after.millis() - not_before.millis()).max(0);
+    let window = (EXPIRY_ALERT.as_millis() as i64).min(life / 6);
+    not_after.millis() - now.millis() < window
+}
 
 /// How long to wait after the `failures`-th failure in a row (1-based):
 /// five minutes, doubling, at most six hours; `jitter` in `[0, 1)` adds
@@ -141,7 +198,10 @@ pub mod actions {
     /// The certificate in service ends within 14 days (outcome failure,
     /// high severity): renewals have been failing.
     pub const EXPIRING: &str = "tls.certificate_expiring";
-    pub const ALL: [&str; 2] = [ISSUED, EXPIRING];
+    /// No certificate could be obtained yet after several orders (outcome
+    /// failure, high severity): the generated self-signed one is served.
+    pub const MISSING: &str = "tls.certificate_missing";
+    pub const ALL: [&str; 3] = [ISSUED, EXPIRING, MISSING];
 }
 
 #[cfg(test)]
@@ -163,6 +223,20 @@ mod tests {
         assert!(renew_at(born, end, 7.0).millis() >= born.millis() + 55 * DAY);
         // A certificate whose end precedes its start: renewed at once.
         assert_eq!(renew_at(end, born, 0.0), end);
+    }
+
+    #[test]
+    fn the_expiry_alert_comes_14_days_before_or_at_a_sixth_of_a_short_lifetime() {
+        let born = Timestamp(1_800_000_000_000);
+        let end = Timestamp(born.millis() + 90 * DAY);
+        assert!(!expiring(born, end, Timestamp(end.millis() - 14 * DAY)));
+        assert!(expiring(born, end, Timestamp(end.millis() - 14 * DAY + 1)));
+        assert!(expiring(born, end, Timestamp(end.millis() + DAY)));
+        // A six-day certificate is not "expiring" the moment it is issued.
+        let short = Timestamp(born.millis() + 6 * DAY);
+        assert!(!expiring(born, short, born));
+        assert!(!expiring(born, short, Timestamp(short.millis() - DAY)));
+        assert!(expiring(born, short, Timestamp(short.millis() - DAY + 1)));
     }
 
     #[test]

@@ -237,9 +237,12 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A validation offers acme-tls/1 alone (RFC 8737 section 3); a
+        // client offering it among others gets the ordinary certificate and
+        // the protocol the server prefers.
         let acme = hello
             .alpn()
-            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+            .is_some_and(|offered| offered.eq([ACME_TLS_ALPN]));
         if acme {
             // Only the challenge certificate of a name being validated;
             // otherwise no certificate, and the handshake fails.
@@ -264,9 +267,11 @@ pub enum TlsMinVersion {
 }
 
 /// The server's TLS configuration.
+/// `acme`: also agree on acme-tls/1 (TLS-ALPN-01 validations).
 pub fn server_config(
     certs: Arc<CertStore>,
     min: TlsMinVersion,
+    acme: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut provider = ring::default_provider();
     provider.cipher_suites = vec![
@@ -291,8 +296,11 @@ pub fn server_config(
         .with_cert_resolver(certs);
     // The order above wins over the client's: strongest suite first.
     config.ignore_client_order = true;
-    // acme-tls/1 last: only an ACME server validating a challenge offers
-    // it, and such a connection is closed after the handshake.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        // Last: only an ACME server validating a challenge offers it, and
+        // such a connection is closed after the handshake.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }

@@ -1,5 +1,7 @@
 //! Certificates obtained by ACME (ADR 0016): fixed statements, bound values.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rampart_core::acme::{AcmeStore, PendingChallenge, SealedAccount, StoredCertificate};
 use rampart_core::{StoreError, Timestamp};
@@ -99,6 +101,108 @@ impl AcmeStore for SqlStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_acme_order(
+        &self,
+        directory: &str,
+        names: &str,
+        now: Timestamp,
+        hold: Duration,
+    ) -> Result<Option<u32>, StoreError> {
+        sqlx::query(
+            "INSERT INTO acme_orders (directory, names, failures, next_try_at) VALUES ($1, $2, 0, 0) \
+             ON CONFLICT (directory, names) DO NOTHING",
+        )
+        .bind(directory)
+        .bind(names)
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
+        let until = now.plus(hold).millis();
+        let row = sqlx::query(
+            "UPDATE acme_orders SET next_try_at = $3 \
+             WHERE directory = $1 AND names = $2 AND next_try_at <= $4 RETURNING failures",
+        )
+        .bind(directory)
+        .bind(names)
+        .bind(until)
+        .bind(now.millis())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            let n: i64 = r
+                .try_get("failures")
+                .map_err(|_| StoreError::Corrupt("acme_orders"))?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .transpose()
+    }
+
+    async fn end_acme_order(
+        &self,
+        directory: &str,
+        names: &str,
+        failures: u32,
+        next_try_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE acme_orders SET failures = $3, next_try_at = $4 WHERE directory = $1 AND names = $2",
+        )
+        .bind(directory)
+        .bind(names)
+        .bind(i64::from(failures))
+        .bind(next_try_at.millis())
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn acme_order_failures(&self, directory: &str, names: &str) -> Result<u32, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT failures FROM acme_orders WHERE directory = $1 AND names = $2",
+        )
+        .bind(directory)
+        .bind(names)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    async fn other_acme_certificate(
+        &self,
+        directory: &str,
+        names: &str,
+    ) -> Result<Option<StoredCertificate>, StoreError> {
+        sqlx::query(
+            "SELECT directory, names, chain_pem, key_sealed, not_before, not_after, renew_at, issued_at \
+             FROM acme_certificates WHERE directory = $1 AND names <> $2 \
+             ORDER BY not_after DESC, names LIMIT 1",
+        )
+        .bind(directory)
+        .bind(names)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend)?
+        .map(|r| cert_from(&r))
+        .transpose()
+    }
+
+    async fn delete_other_acme_certificates(
+        &self,
+        directory: &str,
+        names: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM acme_certificates WHERE directory = $1 AND names <> $2")
+            .bind(directory)
+            .bind(names)
+            .execute(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn put_acme_challenge(&self, c: &PendingChallenge) -> Result<(), StoreError> {

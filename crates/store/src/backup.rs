@@ -62,6 +62,7 @@ pub const TABLES: &[&str] = &[
     "acme_accounts",
     "acme_certificates",
     "acme_challenges",
+    "acme_orders",
 ];
 
 /// Sentinels kept.

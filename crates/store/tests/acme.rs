@@ -119,3 +119,81 @@ both!(
         assert_eq!(s.acme_challenges(Timestamp(0)).await.unwrap(), vec![]);
     }
 );
+
+both!(
+    one_node_claims_an_order_and_a_failure_backs_off_every_node,
+    |s: SqlStore, _url: String| async move {
+        use std::time::Duration;
+        let names = "a.test";
+        let hold = Duration::from_secs(300);
+        assert_eq!(s.acme_order_failures(DIR, names).await.unwrap(), 0);
+        assert_eq!(
+            s.claim_acme_order(DIR, names, Timestamp(1_000), hold)
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        // Held: nobody else, not even later within the hold.
+        assert_eq!(
+            s.claim_acme_order(DIR, names, Timestamp(2_000), hold)
+                .await
+                .unwrap(),
+            None
+        );
+        // It failed: the next may start only after the backoff.
+        s.end_acme_order(DIR, names, 1, Timestamp(600_000))
+            .await
+            .unwrap();
+        assert_eq!(s.acme_order_failures(DIR, names).await.unwrap(), 1);
+        assert_eq!(
+            s.claim_acme_order(DIR, names, Timestamp(599_999), hold)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.claim_acme_order(DIR, names, Timestamp(600_000), hold)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        // Another set of names is another order.
+        assert_eq!(
+            s.claim_acme_order(DIR, "b.test", Timestamp(600_000), hold)
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        s.end_acme_order(DIR, names, 0, Timestamp(600_000))
+            .await
+            .unwrap();
+        assert_eq!(s.acme_order_failures(DIR, names).await.unwrap(), 0);
+    }
+);
+
+both!(
+    a_certificate_for_other_names_is_served_until_the_new_one_exists,
+    |s: SqlStore, _url: String| async move {
+        let mut old = cert(1000, 10, "old");
+        old.names = "a.test".into();
+        s.put_acme_certificate(&old).await.unwrap();
+        let names = "a.test,b.test";
+        assert_eq!(
+            s.other_acme_certificate(DIR, names).await.unwrap(),
+            Some(old.clone())
+        );
+        assert_eq!(s.other_acme_certificate(DIR, "a.test").await.unwrap(), None);
+        assert_eq!(
+            s.other_acme_certificate("https://other.test/dir", names)
+                .await
+                .unwrap(),
+            None
+        );
+        s.put_acme_certificate(&cert(2000, 20, "new"))
+            .await
+            .unwrap();
+        s.delete_other_acme_certificates(DIR, names).await.unwrap();
+        assert_eq!(s.acme_certificate(DIR, "a.test").await.unwrap(), None);
+        assert!(s.acme_certificate(DIR, names).await.unwrap().is_some());
+    }
+);

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::load;
-
 pub const HELP: &str = "The unit runs `rampart serve` as a dedicated user with the one capability \
 needed to bind ports 443 and 80, no new privileges, a read-only system (ProtectSystem=strict) with \
 the data, witness, backup and key directories as the only writable paths, private /tmp and devices, \
@@ -54,16 +52,27 @@ fn user_name(s: &str) -> std::result::Result<String, String> {
 }
 
 /// A path that can go into a unit file as it is: absolute, no spaces,
-/// quotes, specifiers or control characters.
+/// quotes, specifiers, control characters or `..`, and not where the
+/// service cannot see it (home directories, a /tmp of its own).
 fn unit_path(p: &Path, what: &str) -> Result<String> {
     let s = p
         .to_str()
         .with_context(|| format!("{what} {} is not UTF-8", p.display()))?;
     let ok = p.is_absolute()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ','));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ','))
+        && !p.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        });
     if !ok {
-        bail!("{what} must be an absolute path of letters, digits and / . _ - + , (got {s:?})");
+        bail!("{what} must be an absolute path of letters, digits and / . _ - + , without `..` (got {s:?})");
+    }
+    const HIDDEN: [&str; 5] = ["/home", "/root", "/run/user", "/tmp", "/var/tmp"];
+    if let Some(h) = HIDDEN.iter().find(|h| p.starts_with(h)) {
+        bail!("{what} {s} is under {h}, which the service does not see (ProtectHome, PrivateTmp): choose a path elsewhere");
     }
     Ok(s.to_owned())
 }
@@ -90,6 +99,13 @@ fn writable(settings: &crate::Settings, data_dir: &Path) -> Vec<PathBuf> {
     }
     if let Some(b) = &settings.backup.dir {
         dirs.push(abs(b));
+    }
+    // A SQLite database elsewhere: its directory (the WAL lives beside it).
+    let url = settings.database_url();
+    if let Some(parent) = rampart_store::sqlite_path(url.expose_secret())
+        .and_then(|f| abs(&f).parent().map(Path::to_owned))
+    {
+        dirs.push(parent);
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for d in dirs {
@@ -158,7 +174,6 @@ ProtectKernelModules=yes\n\
 ProtectKernelLogs=yes\n\
 ProtectControlGroups=yes\n\
 ProtectProc=invisible\n\
-ProcSubset=pid\n\
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
 RestrictNamespaces=yes\n\
 RestrictRealtime=yes\n\
@@ -186,18 +201,28 @@ pub async fn run(config: Option<PathBuf>, command: InstallCommand) -> Result<()>
     let binary = unit_path(&args.binary, "--binary")?;
     // The service's settings, as it will read them: --config, or the
     // usual file when it is there already.
+    let explicit = config.is_some();
     let config_path = match config {
         Some(c) => std::path::absolute(&c).with_context(|| format!("--config {}", c.display()))?,
         None => PathBuf::from(SERVICE_CONFIG),
     };
     let service_config = unit_path(&config_path, "--config")?;
     let data_dir = unit_path(&args.data_dir, "--data-dir")?;
-    let file = config_path.exists().then(|| config_path.clone());
+    // Only that file: not this shell's RAMPART_* variables or a
+    // rampart.toml in this directory, which the service will not read.
+    let file = match (config_path.exists(), explicit) {
+        (true, _) => Some(config_path.clone()),
+        (false, true) => bail!(
+            "--config {} does not exist: write the settings first, or leave --config out",
+            config_path.display()
+        ),
+        (false, false) => None,
+    };
     let overrides = rampart::Overrides {
         data_dir: Some(args.data_dir.clone()),
         ..rampart::Overrides::default()
     };
-    let settings = load(file, &overrides)?;
+    let settings = rampart::Settings::load(file.as_deref(), std::iter::empty(), &overrides)?;
     let dirs = writable(&settings, &args.data_dir)
         .iter()
         .map(|d| unit_path(d, "a directory the service writes"))
@@ -224,6 +249,13 @@ pub async fn run(config: Option<PathBuf>, command: InstallCommand) -> Result<()>
         .filter(|d| !d.starts_with("/var/lib/"))
         .collect();
     println!("Wrote {}.", args.output.display());
+    if file.is_none() {
+        println!(
+            "{} does not exist yet: the unit follows the default settings. Run this again once it \
+             names other directories (master_key_file, [backup] dir, a SQLite database_url).",
+            config_path.display()
+        );
+    }
     println!("\nTo run Rampart with it:");
     println!(
         "  useradd --system --user-group --home-dir {data_dir} --shell /usr/sbin/nologin {user}"
@@ -264,7 +296,19 @@ mod tests {
             assert!(user_name(bad).is_err(), "{bad:?}");
         }
         assert!(unit_path(Path::new("/usr/local/bin/rampart"), "x").is_ok());
-        for bad in ["relative/path", "/a b", "/a\nX=1", "/%h/x", "/a;b", "/a\"b"] {
+        for bad in [
+            "relative/path",
+            "/a b",
+            "/a\nX=1",
+            "/%h/x",
+            "/a;b",
+            "/a\"b",
+            "/var/lib/../etc",
+            "/var/./lib",
+            "/home/me/rampart",
+            "/root/rampart",
+            "/tmp/rampart",
+        ] {
             assert!(unit_path(Path::new(bad), "x").is_err(), "{bad:?}");
         }
     }

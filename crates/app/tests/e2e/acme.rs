@@ -260,6 +260,75 @@ async fn get_as(root: &[u8], name: &str, port: u16) -> reqwest::StatusCode {
         .status()
 }
 
+/// The ACME account key and the certificate's key, opened from what the
+/// server stored: each must appear nowhere in the database in plaintext
+/// (the SQLite file and its WAL, or PostgreSQL's rows).
+async fn assert_keys_sealed(s: &TestServer, pebble: &Pebble, pg: Option<&str>) {
+    let run = s.running();
+    let keys = run.auth.system_keys();
+    let names = NAMES.join(",");
+    let account = run
+        .auth
+        .store()
+        .acme_account(&pebble.directory)
+        .await
+        .unwrap()
+        .expect("the ACME account is stored");
+    let json = keys
+        .open("acme_account", &account.credentials_sealed)
+        .unwrap();
+    let v: Value = serde_json::from_slice(json.expose_secret()).unwrap();
+    let account_key = v["key_pkcs8"].as_str().unwrap().to_owned();
+    let cert = run
+        .auth
+        .store()
+        .acme_certificate(&pebble.directory, &names)
+        .await
+        .unwrap()
+        .expect("the certificate is stored");
+    let pem = keys
+        .open(
+            &format!("acme_certificate:{}:{names}", pebble.directory),
+            &cert.key_sealed,
+        )
+        .unwrap();
+    let pem = String::from_utf8(pem.expose_secret().to_vec()).unwrap();
+    let cert_key_line = pem.lines().nth(1).unwrap().to_owned();
+    assert!(account_key.len() > 40 && cert_key_line.len() > 40);
+    let stored: Vec<u8> = match pg {
+        None => ["rampart.db", "rampart.db-wal"]
+            .iter()
+            .flat_map(|f| std::fs::read(s.data_dir().join(f)).unwrap_or_default())
+            .collect(),
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let mut out = Vec::new();
+            for table in [
+                "acme_accounts",
+                "acme_certificates",
+                "acme_challenges",
+                "audit_events",
+            ] {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                out.extend(rows.into_iter().flat_map(|(r,)| r.into_bytes()));
+            }
+            pool.close().await;
+            out
+        }
+    };
+    assert!(!stored.is_empty());
+    for needle in [&account_key[..48], &cert_key_line[..48], "PRIVATE KEY"] {
+        assert!(
+            !stored.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} stored in plaintext"
+        );
+    }
+}
+
 #[tokio::test]
 async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_it_across_restarts()
 {
@@ -287,6 +356,7 @@ async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_i
         "{issued}"
     );
     // The keys are in the database sealed, never in plaintext.
+    assert_keys_sealed(&s, &pebble, None).await;
     // Only the generated certificate's key is a file (0600); no other
     // file of the data directory (the database, its WAL) holds a key.
     for f in std::fs::read_dir(s.data_dir()).unwrap().flatten() {
@@ -353,10 +423,137 @@ async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_i
     s.stop().await;
     let kept = tempfile::TempDir::new_in(dir.parent().unwrap()).unwrap();
     std::fs::rename(dir.join("data"), kept.path().join("data")).unwrap();
-    let s = TestServer::with(opts(kept)).await;
+    let mut s = TestServer::with(opts(kept)).await;
     assert_eq!(s.running().certs.leaf_der(), second);
     tokio::time::sleep(rampart::acme::TICK * 2).await;
     assert_eq!(pebble.issued(), 2);
+
+    // A name added: the old certificate is served from the first request
+    // on while the first order for the new set runs, then replaced.
+    let dir = s.dir.path().to_owned();
+    s.stop().await;
+    let kept = tempfile::TempDir::new_in(dir.parent().unwrap()).unwrap();
+    std::fs::rename(dir.join("data"), kept.path().join("data")).unwrap();
+    let more = Options {
+        dir: Some(kept),
+        ..acme_options(&pebble, "tls-alpn-01", https, None)
+    }
+    .env(
+        "RAMPART_TLS__ACME__DOMAINS",
+        &format!("[\"{}\", \"{}\", \"new.rampart.test\"]", NAMES[0], NAMES[1]),
+    );
+    let s = TestServer::with(more).await;
+    assert_eq!(s.running().certs.leaf_der(), second);
+    served_other_than(&s, &second, &pebble).await;
+    assert_eq!(pebble.issued(), 3);
+    assert_eq!(get_as(&root, "new.rampart.test", https).await, 200);
+}
+
+#[tokio::test]
+async fn a_stored_certificate_that_cannot_be_used_is_ordered_anew() {
+    let https = free_port();
+    let Some(pebble) = Pebble::start(free_port(), https).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |dir| Options {
+        dir: Some(dir),
+        ..acme_options(&pebble, "tls-alpn-01", https, None)
+    };
+    let mut s = TestServer::with(opts(dir)).await;
+    let first = served_other_than(&s, &self_signed(&s), &pebble).await;
+    let data = s.data_dir();
+    s.stop().await;
+    // The sealed key damaged (a restore with another master key would do
+    // the same): it cannot be opened.
+    let db = format!("sqlite://{}", data.join("rampart.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE acme_certificates SET key_sealed = 'v1.x.AAAA'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let kept = tempfile::TempDir::new_in(data.parent().unwrap().parent().unwrap()).unwrap();
+    std::fs::rename(&data, kept.path().join("data")).unwrap();
+    let s = TestServer::with(opts(kept)).await;
+    let generated = self_signed(&s);
+    assert_eq!(
+        s.running().certs.leaf_der(),
+        generated,
+        "the generated one meanwhile"
+    );
+    let renewed = served_other_than(&s, &generated, &pebble).await;
+    assert_ne!(renewed, first);
+    assert_eq!(pebble.issued(), 2);
+    assert_eq!(get_as(&pebble.root().await, NAMES[0], https).await, 200);
+}
+
+#[tokio::test]
+async fn only_a_handshake_offering_acme_tls_1_alone_gets_a_challenge_path() {
+    // A CA that cannot be reached: the server keeps its generated
+    // certificate, and agrees on acme-tls/1 only with [tls] acme.
+    let https = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        rcgen::generate_simple_self_signed(vec!["x".to_owned()])
+            .unwrap()
+            .cert
+            .pem(),
+    )
+    .unwrap();
+    let s = TestServer::with(
+        Options::default()
+            .env("RAMPART_LISTEN", &format!("127.0.0.1:{https}"))
+            .env("RAMPART_TLS__ACME__DOMAINS", "[\"api.rampart.test\"]")
+            .env("RAMPART_TLS__ACME__DIRECTORY", "https://127.0.0.1:1/dir")
+            .env(
+                "RAMPART_TLS__ACME__CA_FILE",
+                dir.path().join("ca.pem").to_str().unwrap(),
+            ),
+    )
+    .await;
+    let handshake = |alpn: Vec<Vec<u8>>, name: &'static str| {
+        let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&cert) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let mut config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = alpn;
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", https))
+                .await
+                .unwrap();
+            let name = rustls_pki_types::ServerName::try_from(name).unwrap();
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map(|t| t.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
+        }
+    };
+    // A validation with no challenge pending for the name: no certificate.
+    assert!(handshake(vec![b"acme-tls/1".to_vec()], "localhost")
+        .await
+        .is_err());
+    assert!(handshake(vec![b"acme-tls/1".to_vec()], "api.rampart.test")
+        .await
+        .is_err());
+    // Offered among others: the ordinary certificate and HTTP/2.
+    assert_eq!(
+        handshake(vec![b"acme-tls/1".to_vec(), b"h2".to_vec()], "localhost")
+            .await
+            .unwrap(),
+        Some(b"h2".to_vec())
+    );
+    assert_eq!(
+        handshake(vec![b"http/1.1".to_vec()], "localhost")
+            .await
+            .unwrap(),
+        Some(b"http/1.1".to_vec())
+    );
 }
 
 #[tokio::test]
@@ -413,15 +610,30 @@ async fn a_failed_renewal_keeps_the_certificate_records_it_and_alerts_before_exp
         first,
         "the old certificate stays"
     );
-    // Retried with backoff: not at every tick.
+    // Retried with backoff: 5 minutes (and up to a fifth more), then 10.
+    let failures =
+        |events: Vec<String>| events.iter().filter(|e| e.contains("\"failure\"")).count();
     tokio::time::sleep(rampart::acme::TICK * 3).await;
     assert_eq!(
-        events_of(&s, &admin, "tls.certificate_issued")
-            .await
-            .iter()
-            .filter(|e| e.contains("\"failure\""))
-            .count(),
+        failures(events_of(&s, &admin, "tls.certificate_issued").await),
         1
+    );
+    s.clock.advance(Duration::from_secs(6 * 60 + 1));
+    for _ in 0..100 {
+        if failures(events_of(&s, &admin, "tls.certificate_issued").await) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        failures(events_of(&s, &admin, "tls.certificate_issued").await),
+        2
+    );
+    s.clock.advance(Duration::from_secs(6 * 60));
+    tokio::time::sleep(rampart::acme::TICK * 3).await;
+    assert_eq!(
+        failures(events_of(&s, &admin, "tls.certificate_issued").await),
+        2
     );
     // 14 days before the end: a high-severity event, and an alert.
     s.clock.advance(16 * DAY);
@@ -452,10 +664,11 @@ async fn two_postgres_nodes_serve_one_certificate_ordered_once() {
     let Some(url) = fresh_pg_schema().await else {
         return;
     };
+    let url_a = url.clone();
     let (https_a, https_b) = (free_port(), free_port());
-    // The CA validates at node A's port, whichever node orders: every node
-    // answers the challenges of the deployment's order.
-    let Some(pebble) = Pebble::start(free_port(), https_a).await else {
+    // Node A starts first and orders; the CA validates at node B's port:
+    // B answers the challenges A stored.
+    let Some(pebble) = Pebble::start(free_port(), https_b).await else {
         return;
     };
     let a = TestServer::with(Options {
@@ -474,6 +687,7 @@ async fn two_postgres_nodes_serve_one_certificate_ordered_once() {
     let on_a = served_other_than(&a, &self_signed(&a), &pebble).await;
     let on_b = served_other_than(&b, &self_signed(&b), &pebble).await;
     assert_eq!(on_a, on_b, "one certificate on both nodes");
+    assert_keys_sealed(&a, &pebble, Some(&url_a)).await;
     // Several ticks later, still one order.
     tokio::time::sleep(rampart::acme::TICK * 3).await;
     assert_eq!(pebble.issued(), 1, "{}", pebble.log());

@@ -33,7 +33,8 @@ async fn the_unit_is_hardened_to_the_score_the_readme_states() {
         eprintln!("\n!!! SKIPPING the unit test: systemd-analyze is not installed !!!\n");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp, which the unit refuses (the service has its own).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let unit = dir.path().join("rampart.service");
     let config = dir.path().join("rampart.toml");
     std::fs::write(

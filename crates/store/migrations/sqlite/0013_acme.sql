@@ -33,3 +33,15 @@ CREATE TABLE acme_challenges (
     response     TEXT NOT NULL,
     expires_at   BIGINT NOT NULL
 );
+
+-- The deployment's orders, one row per CA directory and set of names: the
+-- failures in a row and when the next order may start. An order is
+-- claimed by moving `next_try_at` forward in one conditional update, so
+-- one node orders at a time and a failure backs off every node alike.
+CREATE TABLE acme_orders (
+    directory    TEXT NOT NULL,
+    names        TEXT NOT NULL,
+    failures     BIGINT NOT NULL,
+    next_try_at  BIGINT NOT NULL,
+    PRIMARY KEY (directory, names)
+);
