@@ -61,6 +61,9 @@ fn unit_path(p: &Path, what: &str) -> Result<String> {
     let ok = p.is_absolute()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ','))
+        && !s.contains("/./")
+        && !s.contains("//")
+        && !s.ends_with("/.")
         && !p.components().any(|c| {
             matches!(
                 c,
@@ -305,6 +308,7 @@ mod tests {
             "/a\"b",
             "/var/lib/../etc",
             "/var/./lib",
+            "/var//lib",
             "/home/me/rampart",
             "/root/rampart",
             "/tmp/rampart",
