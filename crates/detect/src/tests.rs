@@ -683,10 +683,13 @@ fn an_audit_verification_failure() {
 
 #[test]
 fn a_certificate_about_to_expire() {
+    for action in ["tls.certificate_expiring", "tls.certificate_missing"] {
+        let mut d = detector();
+        let f = run(&mut d, &[ev(T0, action).fail()]);
+        assert_eq!(fired(&f), vec!["rampart-certificate-expiring"], "{action}");
+        assert_eq!(f[0].level, "high");
+    }
     let mut d = detector();
-    let f = run(&mut d, &[ev(T0, "tls.certificate_expiring").fail()]);
-    assert_eq!(fired(&f), vec!["rampart-certificate-expiring"]);
-    assert_eq!(f[0].level, "high");
     // Near miss: one failed order is an event to read, not an alert (the
     // next try may work; the certificate in service has weeks left).
     assert!(run(&mut d, &[ev(T0, "tls.certificate_issued").fail()]).is_empty());

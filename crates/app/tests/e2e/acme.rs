@@ -488,31 +488,75 @@ async fn a_stored_certificate_that_cannot_be_used_is_ordered_anew() {
     assert_eq!(get_as(&pebble.root().await, NAMES[0], https).await, 200);
 }
 
+/// ACME settings for a CA that cannot be reached (nothing listens on
+/// port 1): every order fails at once. `dir` holds the CA file.
+fn unreachable_ca(dir: &std::path::Path, https: u16) -> Options {
+    let ca = rcgen::generate_simple_self_signed(vec!["x".to_owned()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    Options::default()
+        .env("RAMPART_LISTEN", &format!("127.0.0.1:{https}"))
+        .env("RAMPART_TLS__ACME__DOMAINS", "[\"api.rampart.test\"]")
+        .env("RAMPART_TLS__ACME__DIRECTORY", "https://127.0.0.1:1/dir")
+        .env(
+            "RAMPART_TLS__ACME__CA_FILE",
+            dir.join("ca.pem").to_str().unwrap(),
+        )
+}
+
+#[tokio::test]
+async fn with_no_certificate_after_three_failed_orders_an_alert_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::with(unreachable_ca(dir.path(), free_port())).await;
+    let mut admin = s.admin().await;
+    let failures = |all: Vec<String>| all.iter().filter(|e| e.contains("\"failure\"")).count();
+    for (n, wait) in [(1, 0), (2, 6 * 60 + 1), (3, 12 * 60 + 1)] {
+        s.clock.advance(Duration::from_secs(wait));
+        admin = s.login_mfa("owner@example.com").await;
+        for _ in 0..100 {
+            if failures(events_of(&s, &admin, "tls.certificate_issued").await) >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            failures(events_of(&s, &admin, "tls.certificate_issued").await),
+            n
+        );
+        if n < 3 {
+            assert!(events_of(&s, &admin, "tls.certificate_missing")
+                .await
+                .is_empty());
+        }
+    }
+    let missing = wait_for_event(&s, &admin, "tls.certificate_missing", "\"failure\"").await;
+    assert!(missing.contains("self-signed"), "{missing}");
+    // The generated certificate is still served, and an alert is up.
+    assert_eq!(s.running().certs.leaf_der(), self_signed(&s));
+    let mut alerted = false;
+    for _ in 0..100 {
+        let r = s
+            .get_auth(
+                "/api/v1/admin/alerts?rule=rampart-certificate-expiring",
+                &admin,
+            )
+            .await;
+        let v: Value = r.json().await.unwrap();
+        if v["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            alerted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(alerted, "no alert");
+}
+
 #[tokio::test]
 async fn only_a_handshake_offering_acme_tls_1_alone_gets_a_challenge_path() {
     // A CA that cannot be reached: the server keeps its generated
     // certificate, and agrees on acme-tls/1 only with [tls] acme.
     let https = free_port();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("ca.pem"),
-        rcgen::generate_simple_self_signed(vec!["x".to_owned()])
-            .unwrap()
-            .cert
-            .pem(),
-    )
-    .unwrap();
-    let s = TestServer::with(
-        Options::default()
-            .env("RAMPART_LISTEN", &format!("127.0.0.1:{https}"))
-            .env("RAMPART_TLS__ACME__DOMAINS", "[\"api.rampart.test\"]")
-            .env("RAMPART_TLS__ACME__DIRECTORY", "https://127.0.0.1:1/dir")
-            .env(
-                "RAMPART_TLS__ACME__CA_FILE",
-                dir.path().join("ca.pem").to_str().unwrap(),
-            ),
-    )
-    .await;
+    let s = TestServer::with(unreachable_ca(dir.path(), https)).await;
     let handshake = |alpn: Vec<Vec<u8>>, name: &'static str| {
         let cert = std::fs::read(&s.running().layout.tls_cert).unwrap();
         async move {
