@@ -46,7 +46,8 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(4 * 60);
 const DAY: Duration = Duration::from_secs(86_400);
 /// Largest response read from the CA.
 const MAX_RESPONSE: usize = 1 << 20;
-/// Longest reason kept in a log line (the CA's problem text is the CA's).
+/// Longest reason kept in a log line (the CA's problem text is the CA's;
+/// an event keeps less).
 const MAX_REASON: usize = 1000;
 
 const ACCOUNT_CONTEXT: &str = "acme_account";
@@ -83,6 +84,11 @@ struct State {
     /// identity): ordered anew, and not tried again every tick.
     unusable: Option<(String, Timestamp, Timestamp)>,
     warned: Option<Timestamp>,
+    /// The tokens of the challenges this node offered and has not yet
+    /// withdrawn (an order cut short by a shutdown leaves some).
+    offered: Vec<String>,
+    /// The failures so far of the order this node claimed, while it runs.
+    claimed: Option<u32>,
 }
 
 fn identity(c: &StoredCertificate) -> (String, Timestamp, Timestamp) {
@@ -218,7 +224,7 @@ impl Acme {
 
     /// One order, start to finish: the certificate checked and stored
     /// (not yet in service).
-    async fn order(&self) -> Result<StoredCertificate> {
+    async fn order(&self, offered: &mut Vec<String>) -> Result<StoredCertificate> {
         let http = Client::new(self.settings.ca_file.as_deref())?;
         let account = self.account(&http).await?;
         let names = self.names();
@@ -230,16 +236,8 @@ impl Acme {
             .new_order(&NewOrder::new(&identifiers))
             .await
             .context("the CA refused the order")?;
-        // The challenges' answers are withdrawn whatever happens, here and
-        // in the database, once the CA has looked or the order failed.
-        let mut tokens = Vec::new();
-        let validated = self.validate(&mut order, &mut tokens).await;
-        self.certs.end_challenges();
-        for t in &tokens {
-            if let Err(e) = self.store.delete_acme_challenge(t).await {
-                tracing::warn!(error = %e, "cannot withdraw an ACME challenge; it expires within five minutes");
-            }
-        }
+        let validated = self.validate(&mut order, offered).await;
+        self.withdraw(offered).await;
         match validated? {
             OrderStatus::Ready => {}
             s => bail!("the order is {s:?}: the CA could not validate the challenges"),
@@ -274,11 +272,24 @@ impl Acme {
             renew_at: renew_at(not_before, not_after, jitter(self.entropy.as_ref())),
             issued_at: self.clock.now(),
         };
+        // Not stored when a certificate ending later is (another node's):
+        // that one is served from the next tick on.
         self.store
             .put_acme_certificate(&stored)
             .await
             .map_err(|e| anyhow!("cannot store the certificate: {e}"))?;
         Ok(stored)
+    }
+
+    /// Withdraws the challenges this node offered, here and in the
+    /// database: once the CA has looked, the order failed or was cut short.
+    async fn withdraw(&self, offered: &mut Vec<String>) {
+        self.certs.end_challenges();
+        for t in offered.drain(..) {
+            if let Err(e) = self.store.delete_acme_challenge(&t).await {
+                tracing::warn!(error = %e, "cannot withdraw an ACME challenge; it expires within five minutes");
+            }
+        }
     }
 
     /// Offers every challenge, lets the other nodes pick them up, tells
@@ -294,9 +305,10 @@ impl Acme {
             ChallengeKind::Http01 => ChallengeType::Http01,
         };
         self.offer(order, wanted.clone(), tokens).await?;
-        // Every node reads the challenges on its next tick: wait for that
-        // before the CA may knock on any of them.
-        tokio::time::sleep(TICK + Duration::from_secs(1)).await;
+        // Every node reads the challenges on its next tick: wait two, so a
+        // node busy for one still has them before the CA may knock on it.
+        // One that is slower fails this validation; the retry follows.
+        tokio::time::sleep(TICK * 2 + Duration::from_secs(1)).await;
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz.context("cannot read an authorization")?;
@@ -446,11 +458,15 @@ impl Acme {
         let usable = ours
             .as_ref()
             .filter(|c| state.unusable.as_ref() != Some(&identity(c)));
-        let due = usable.is_none_or(|c| now >= c.renew_at);
-        if due {
+        if usable.is_none_or(|c| now >= c.renew_at) {
             self.order_if_claimed(now, state).await;
         }
-        self.warn(now, ours.as_ref(), state).await;
+        // What clients see: our certificate, or the one for other names
+        // while ours is missing, or (neither) the generated one.
+        let serving = usable.or(other
+            .as_ref()
+            .filter(|c| state.in_service.as_ref() == Some(&identity(c))));
+        self.warn(now, serving, state).await;
     }
 
     async fn order_if_claimed(&self, now: Timestamp, state: &mut State) {
@@ -467,23 +483,44 @@ impl Acme {
                 return;
             }
         };
-        let outcome = match tokio::time::timeout(ORDER_TIMEOUT, self.order()).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.certs.end_challenges();
-                Err(anyhow!(
+        state.claimed = Some(failures);
+        // Another node may have stored a certificate since this tick read
+        // the database: then there is nothing to order.
+        match self.store.acme_certificate(dir, &names).await {
+            Ok(Some(c)) if state.unusable.as_ref() != Some(&identity(&c)) && now < c.renew_at => {
+                self.release(state).await;
+                return;
+            }
+            // One that cannot be used goes first: a fresh certificate must
+            // not lose to it for ending earlier.
+            Ok(Some(c)) if state.unusable.as_ref() == Some(&identity(&c)) => {
+                let _ = self
+                    .store
+                    .delete_acme_certificate(dir, &names, c.issued_at)
+                    .await;
+            }
+            _ => {}
+        }
+        let outcome =
+            match tokio::time::timeout(ORDER_TIMEOUT, self.order(&mut state.offered)).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow!(
                     "the order did not finish within {} seconds",
                     ORDER_TIMEOUT.as_secs()
-                ))
-            }
-        };
+                )),
+            };
+        self.withdraw(&mut state.offered).await;
+        state.claimed = None;
         match outcome {
             Ok(c) => {
                 let _ = self
                     .store
                     .end_acme_order(dir, &names, 0, self.clock.now())
                     .await;
-                let _ = self.store.delete_other_acme_certificates(dir, &names).await;
+                let _ = self
+                    .store
+                    .delete_other_acme_certificates(dir, &names, self.clock.now())
+                    .await;
                 tracing::info!(names = %c.names, not_after = %c.not_after.to_rfc3339(), renew_at = %c.renew_at.to_rfc3339(), "ACME certificate obtained");
                 self.record(
                     Event::new(now, actions::ISSUED, Category::Configuration, SUCCESS)
@@ -510,8 +547,8 @@ impl Acme {
                     tracing::warn!(error = %e, "cannot record the failed ACME order");
                 }
                 let reason = format!("{e:#}");
-                let logged: String = reason.chars().take(MAX_REASON).collect();
-                tracing::error!(error = %logged, failures, retry_in_secs = wait.as_secs(), "cannot obtain the certificate; the one in service stays");
+                let reason: String = reason.chars().take(MAX_REASON).collect();
+                tracing::error!(error = %reason, failures, retry_in_secs = wait.as_secs(), "cannot obtain the certificate; the one in service stays");
                 self.record(
                     Event::new(now, actions::ISSUED, Category::Configuration, FAILURE)
                         .severity(Severity::Medium)
@@ -525,26 +562,39 @@ impl Acme {
         }
     }
 
-    /// A stored certificate near its end was due for renewal long ago, and
-    /// none stored after several orders means clients see the self-signed
+    /// Gives the claim back without an order (or at a shutdown during
+    /// one): the failures stay as they were, the next may start now.
+    async fn release(&self, state: &mut State) {
+        if let Some(failures) = state.claimed.take() {
+            let _ = self
+                .store
+                .end_acme_order(self.directory(), &self.names(), failures, self.clock.now())
+                .await;
+        }
+    }
+
+    /// The certificate clients see near its end was due for renewal long
+    /// ago, and none after several orders means they see the self-signed
     /// one: either is recorded once a day by one node, and alerts.
-    async fn warn(&self, now: Timestamp, ours: Option<&StoredCertificate>, state: &mut State) {
+    async fn warn(&self, now: Timestamp, serving: Option<&StoredCertificate>, state: &mut State) {
         let again = state
             .warned
             .is_none_or(|t| now.millis() - t.millis() >= DAY.as_millis() as i64);
         if !again {
             return;
         }
-        let (action, reason, end) = match ours {
+        let (action, reason, end) = match serving {
             Some(c) if expiring(c.not_before, c.not_after, now) => {
                 let reason = if c.not_after <= now {
                     format!(
-                        "the certificate ended at {} and could not be renewed",
+                        "the certificate for {} ended at {} and could not be renewed",
+                        c.names,
                         c.not_after.to_rfc3339()
                     )
                 } else {
                     format!(
-                        "the certificate ends at {} and could not be renewed yet",
+                        "the certificate for {} ends at {} and could not be renewed yet",
+                        c.names,
                         c.not_after.to_rfc3339()
                     )
                 };
@@ -562,7 +612,7 @@ impl Acme {
                 }
                 (
                     actions::MISSING,
-                    format!("no certificate could be obtained after {failures} orders; the self-signed certificate is served"),
+                    format!("no certificate for {} could be obtained after {failures} orders in a row; the self-signed certificate is served", self.names()),
                     None,
                 )
             }
@@ -610,12 +660,16 @@ pub async fn run(acme: Acme, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        tokio::select! {
-            _ = acme.tick(&mut state) => {}
-            _ = stop.wait_for(|s| *s) => {
-                acme.certs.end_challenges();
-                return;
-            }
+        let stopped = tokio::select! {
+            _ = acme.tick(&mut state) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            // An order cut short: its challenges withdrawn, its claim
+            // given back for another node.
+            acme.withdraw(&mut state.offered).await;
+            acme.release(&mut state).await;
+            return;
         }
     }
 }

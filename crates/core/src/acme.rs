@@ -128,11 +128,21 @@ pub trait AcmeStore {
         names: &str,
     ) -> Result<Option<StoredCertificate>, StoreError>;
     /// Deletes the certificates of `directory` for other names than
-    /// `names` (after one for `names` was obtained).
+    /// `names` that ended before `before` (a node not yet restarted with
+    /// the new names may still serve one that has not).
     async fn delete_other_acme_certificates(
         &self,
         directory: &str,
         names: &str,
+        before: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Deletes the certificate of `directory` and `names` issued at
+    /// `issued_at`, if it is still that one (one that cannot be used).
+    async fn delete_acme_certificate(
+        &self,
+        directory: &str,
+        names: &str,
+        issued_at: Timestamp,
     ) -> Result<(), StoreError>;
     async fn put_acme_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError>;
     /// The challenges not yet expired at `now` (expired ones are deleted).

@@ -195,13 +195,35 @@ impl AcmeStore for SqlStore {
         &self,
         directory: &str,
         names: &str,
+        before: Timestamp,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM acme_certificates WHERE directory = $1 AND names <> $2")
-            .bind(directory)
-            .bind(names)
-            .execute(self.pool())
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "DELETE FROM acme_certificates WHERE directory = $1 AND names <> $2 AND not_after < $3",
+        )
+        .bind(directory)
+        .bind(names)
+        .bind(before.millis())
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_acme_certificate(
+        &self,
+        directory: &str,
+        names: &str,
+        issued_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM acme_certificates WHERE directory = $1 AND names = $2 AND issued_at = $3",
+        )
+        .bind(directory)
+        .bind(names)
+        .bind(issued_at.millis())
+        .execute(self.pool())
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 

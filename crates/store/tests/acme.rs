@@ -192,8 +192,24 @@ both!(
         s.put_acme_certificate(&cert(2000, 20, "new"))
             .await
             .unwrap();
-        s.delete_other_acme_certificates(DIR, names).await.unwrap();
+        // Kept while it is valid: a node not yet restarted serves it.
+        s.delete_other_acme_certificates(DIR, names, Timestamp(1000))
+            .await
+            .unwrap();
+        assert!(s.acme_certificate(DIR, "a.test").await.unwrap().is_some());
+        s.delete_other_acme_certificates(DIR, names, Timestamp(1001))
+            .await
+            .unwrap();
         assert_eq!(s.acme_certificate(DIR, "a.test").await.unwrap(), None);
         assert!(s.acme_certificate(DIR, names).await.unwrap().is_some());
+        // An unusable one goes only if it is still the same row.
+        s.delete_acme_certificate(DIR, names, Timestamp(19))
+            .await
+            .unwrap();
+        assert!(s.acme_certificate(DIR, names).await.unwrap().is_some());
+        s.delete_acme_certificate(DIR, names, Timestamp(20))
+            .await
+            .unwrap();
+        assert_eq!(s.acme_certificate(DIR, names).await.unwrap(), None);
     }
 );

@@ -17,14 +17,6 @@ use crate::support::*;
 const NAMES: [&str; 2] = ["api.rampart.test", "www.rampart.test"];
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A port free for both UDP and TCP (the DNS server binds both).
 fn free_dns_port() -> u16 {
     loop {
@@ -464,8 +456,7 @@ async fn a_stored_certificate_that_cannot_be_used_is_ordered_anew() {
     let first = served_other_than(&s, &self_signed(&s), &pebble).await;
     let data = s.data_dir();
     s.stop().await;
-    // The sealed key damaged (a restore with another master key would do
-    // the same): it cannot be opened.
+    // The sealed key damaged: it cannot be opened.
     let db = format!("sqlite://{}", data.join("rampart.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     sqlx::query("UPDATE acme_certificates SET key_sealed = 'v1.x.AAAA'")
@@ -523,6 +514,8 @@ async fn with_no_certificate_after_three_failed_orders_an_alert_is_raised() {
             n
         );
         if n < 3 {
+            // The warning comes on the same tick as the failure, or not.
+            tokio::time::sleep(rampart::acme::TICK * 2).await;
             assert!(events_of(&s, &admin, "tls.certificate_missing")
                 .await
                 .is_empty());
@@ -532,22 +525,7 @@ async fn with_no_certificate_after_three_failed_orders_an_alert_is_raised() {
     assert!(missing.contains("self-signed"), "{missing}");
     // The generated certificate is still served, and an alert is up.
     assert_eq!(s.running().certs.leaf_der(), self_signed(&s));
-    let mut alerted = false;
-    for _ in 0..100 {
-        let r = s
-            .get_auth(
-                "/api/v1/admin/alerts?rule=rampart-certificate-expiring",
-                &admin,
-            )
-            .await;
-        let v: Value = r.json().await.unwrap();
-        if v["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-            alerted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(alerted, "no alert");
+    wait_for_alert(&s, &admin, "rampart-certificate-expiring").await;
 }
 
 #[tokio::test]
@@ -639,45 +617,62 @@ async fn a_failed_renewal_keeps_the_certificate_records_it_and_alerts_before_exp
     let admin = s.admin().await;
     wait_for_event(&s, &admin, "tls.certificate_issued", "\"success\"").await;
 
-    // The CA is gone when the renewal is due.
+    // The CA is gone when the renewal is due. The failed orders are
+    // counted where every node reads them (signing in moves the test
+    // clock, so it waits until the end).
     pebble.stop();
+    let failed_orders = || async {
+        s.running()
+            .auth
+            .store()
+            .acme_order_failures(&pebble.directory, &NAMES.join(","))
+            .await
+            .unwrap()
+    };
+    let until_failed = |n: u32| async move {
+        for _ in 0..100 {
+            if failed_orders().await >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(failed_orders().await, n);
+    };
     s.clock.advance(61 * DAY);
-    // Sessions do not live that long.
-    let admin = s.login_mfa("owner@example.com").await;
-    let failed = wait_for_event(&s, &admin, "tls.certificate_issued", "\"failure\"").await;
-    assert!(
-        failed.contains("cannot"),
-        "the reason is recorded: {failed}"
-    );
+    until_failed(1).await;
     assert_eq!(
         s.running().certs.leaf_der(),
         first,
         "the old certificate stays"
     );
-    // Retried with backoff: 5 minutes (and up to a fifth more), then 10.
-    let failures =
-        |events: Vec<String>| events.iter().filter(|e| e.contains("\"failure\"")).count();
-    tokio::time::sleep(rampart::acme::TICK * 3).await;
-    assert_eq!(
-        failures(events_of(&s, &admin, "tls.certificate_issued").await),
-        1
-    );
-    s.clock.advance(Duration::from_secs(6 * 60 + 1));
-    for _ in 0..100 {
-        if failures(events_of(&s, &admin, "tls.certificate_issued").await) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Retried with backoff: after 5 minutes (and up to a fifth more),
+    // then after 10 (up to 12).
+    for (wait, n) in [
+        (Duration::from_secs(4 * 60 + 59), 1),
+        (Duration::from_secs(62), 2),
+        (Duration::from_secs(9 * 60 + 59), 2),
+        (Duration::from_secs(2 * 60 + 2), 3),
+    ] {
+        s.clock.advance(wait);
+        tokio::time::sleep(rampart::acme::TICK * 3).await;
+        until_failed(n).await;
     }
-    assert_eq!(
-        failures(events_of(&s, &admin, "tls.certificate_issued").await),
-        2
+    let admin = s.login_mfa("owner@example.com").await;
+    let failed = events_of(&s, &admin, "tls.certificate_issued").await;
+    let failed: Vec<&String> = failed
+        .iter()
+        .filter(|e| e.contains("\"failure\""))
+        .collect();
+    assert_eq!(failed.len(), 3, "each failed order is recorded");
+    assert!(
+        failed[0].contains("cannot"),
+        "with its reason: {}",
+        failed[0]
     );
-    s.clock.advance(Duration::from_secs(6 * 60));
-    tokio::time::sleep(rampart::acme::TICK * 3).await;
     assert_eq!(
-        failures(events_of(&s, &admin, "tls.certificate_issued").await),
-        2
+        s.running().certs.leaf_der(),
+        first,
+        "the old certificate stays"
     );
     // 14 days before the end: a high-severity event, and an alert.
     s.clock.advance(16 * DAY);
@@ -685,22 +680,7 @@ async fn a_failed_renewal_keeps_the_certificate_records_it_and_alerts_before_exp
     let expiring = wait_for_event(&s, &admin, "tls.certificate_expiring", "\"failure\"").await;
     assert!(expiring.contains("\"high\""), "{expiring}");
     assert_eq!(s.running().certs.leaf_der(), first);
-    let mut alerted = false;
-    for _ in 0..300 {
-        let r = s
-            .get_auth(
-                "/api/v1/admin/alerts?rule=rampart-certificate-expiring",
-                &admin,
-            )
-            .await;
-        let v: Value = r.json().await.unwrap();
-        if v["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-            alerted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(alerted, "no certificate_expiring alert");
+    wait_for_alert(&s, &admin, "rampart-certificate-expiring").await;
 }
 
 #[tokio::test]
@@ -710,11 +690,24 @@ async fn two_postgres_nodes_serve_one_certificate_ordered_once() {
     };
     let url_a = url.clone();
     let (https_a, https_b) = (free_port(), free_port());
-    // Node A starts first and orders; the CA validates at node B's port:
-    // B answers the challenges A stored.
+    // Only node A may order (its clock alone passes the order's next try)
+    // and the CA validates at node B's port: B answers the challenges A
+    // stored in the database.
     let Some(pebble) = Pebble::start(free_port(), https_b).await else {
         return;
     };
+    let store = rampart_store::open(&url).await.unwrap();
+    let in_an_hour = rampart_core::Clock::now(&rampart_core::SystemClock).millis() + 3_600_000;
+    sqlx::query(
+        "INSERT INTO acme_orders (directory, names, failures, next_try_at) VALUES ($1, $2, 0, $3)",
+    )
+    .bind(&pebble.directory)
+    .bind(NAMES.join(","))
+    .bind(in_an_hour)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    rampart_core::Store::close(&store).await;
     let a = TestServer::with(Options {
         db: Db::Postgres(url.clone()),
         ..acme_options(&pebble, "tls-alpn-01", https_a, None)
@@ -728,6 +721,9 @@ async fn two_postgres_nodes_serve_one_certificate_ordered_once() {
         ..acme_options(&pebble, "tls-alpn-01", https_b, None)
     })
     .await;
+    tokio::time::sleep(rampart::acme::TICK * 2).await;
+    assert_eq!(pebble.issued(), 0, "no node may order before the next try");
+    a.clock.advance(Duration::from_secs(2 * 3600));
     let on_a = served_other_than(&a, &self_signed(&a), &pebble).await;
     let on_b = served_other_than(&b, &self_signed(&b), &pebble).await;
     assert_eq!(on_a, on_b, "one certificate on both nodes");

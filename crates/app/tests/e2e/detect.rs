@@ -59,26 +59,6 @@ async fn stuff(s: &TestServer, ip: &str, tag: &str) {
     }
 }
 
-async fn alerts(s: &TestServer, admin: &str, query: &str) -> Vec<Value> {
-    let r = s
-        .get_auth(&format!("/api/v1/admin/alerts{query}"), admin)
-        .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    v["alerts"].as_array().unwrap().clone()
-}
-
-async fn wait_for_alert(s: &TestServer, admin: &str, rule: &str) -> Value {
-    for _ in 0..200 {
-        let found = alerts(s, admin, &format!("?rule={rule}")).await;
-        if let Some(a) = found.into_iter().next() {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no alert of {rule} within 10 s");
-}
-
 fn signature_holds(post: &crate::sinks::Post) -> bool {
     let Some(sig) = &post.signature else {
         return false;

@@ -74,14 +74,6 @@ fn offered(report: &Value) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_listening(port: u16) {
     for _ in 0..250 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

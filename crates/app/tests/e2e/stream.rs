@@ -13,14 +13,6 @@ use tokio::net::TcpListener;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A server whose events stream to `url`, in `dir` (kept across restarts).
 /// `extra`: more of the stream's settings, as TOML (`, ca_file = "…"`).
 async fn streaming(dir: tempfile::TempDir, url: &str, extra: &str) -> TestServer {

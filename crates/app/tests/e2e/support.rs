@@ -800,3 +800,34 @@ pub async fn wait_for_event(s: &TestServer, admin: &str, kind: &str, with: &str)
     }
     panic!("no {kind} event with {with:?}");
 }
+
+/// A port nothing listens on now (for settings that need one up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The alerts `query` (`?rule=…`, …) selects.
+pub async fn alerts(s: &TestServer, admin: &str, query: &str) -> Vec<Value> {
+    let r = s
+        .get_auth(&format!("/api/v1/admin/alerts{query}"), admin)
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["alerts"].as_array().unwrap().clone()
+}
+
+/// The first alert of `rule`, once there is one.
+pub async fn wait_for_alert(s: &TestServer, admin: &str, rule: &str) -> Value {
+    for _ in 0..200 {
+        let found = alerts(s, admin, &format!("?rule={rule}")).await;
+        if let Some(a) = found.into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no alert of {rule} within 10 s");
+}
