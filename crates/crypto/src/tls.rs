@@ -43,6 +43,11 @@ pub fn generate_self_signed(
     entropy.fill(&mut serial);
     serial[0] = (serial[0] & 0x7f) | 0x40;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    signed_by_itself(params)
+}
+
+/// `params` self-signed with a fresh ECDSA P-256 key.
+fn signed_by_itself(params: rcgen::CertificateParams) -> Result<SelfSigned, CryptoError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|_| CryptoError::Certificate)?;
     let cert = params
@@ -63,15 +68,7 @@ pub fn acme_challenge_certificate(name: &str, digest: &[u8]) -> Result<SelfSigne
     params
         .custom_extensions
         .push(rcgen::CustomExtension::new_acme_identifier(digest));
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|_| CryptoError::Certificate)?;
-    let cert = params
-        .self_signed(&key)
-        .map_err(|_| CryptoError::Certificate)?;
-    Ok(SelfSigned {
-        cert_pem: cert.pem(),
-        key_pem: SecretString::new(key.serialize_pem()),
-    })
+    signed_by_itself(params)
 }
 
 /// A certificate signing request for an ACME order, and its new key.

@@ -200,6 +200,23 @@ fn acme_options(pebble: &Pebble, challenge: &str, https: u16, http: Option<u16>)
         .env("RAMPART_TLS__ACME__CHALLENGE", challenge)
 }
 
+/// A server of `NAMES` in `dir`, validated with TLS-ALPN-01 on `https`.
+fn alpn_options(pebble: &Pebble, https: u16, dir: tempfile::TempDir) -> Options {
+    Options {
+        dir: Some(dir),
+        ..acme_options(pebble, "tls-alpn-01", https, None)
+    }
+}
+
+/// Stops `s` and hands over its data directory, for a restart.
+async fn stopped(mut s: TestServer) -> tempfile::TempDir {
+    let data = s.data_dir();
+    s.stop().await;
+    let kept = tempfile::TempDir::new_in(data.parent().unwrap().parent().unwrap()).unwrap();
+    std::fs::rename(&data, kept.path().join("data")).unwrap();
+    kept
+}
+
 /// Waits (up to 60 s) until `s` serves a certificate other than `than`.
 async fn served_other_than(s: &TestServer, than: &[u8], pebble: &Pebble) -> Vec<u8> {
     for _ in 0..600 {
@@ -328,12 +345,7 @@ async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_i
     let Some(pebble) = Pebble::start(free_port(), https).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let opts = |dir| Options {
-        dir: Some(dir),
-        ..acme_options(&pebble, "tls-alpn-01", https, None)
-    };
-    let mut s = TestServer::with(opts(dir)).await;
+    let mut s = TestServer::with(alpn_options(&pebble, https, tempfile::tempdir().unwrap())).await;
     let first = served_other_than(&s, &self_signed(&s), &pebble).await;
     let root = pebble.root().await;
     for name in NAMES {
@@ -411,26 +423,14 @@ async fn tls_alpn_01_obtains_a_certificate_renews_it_under_the_clock_and_keeps_i
 
     // A restart serves the stored certificate from the first request on,
     // without ordering again.
-    let dir = s.dir.path().to_owned();
-    s.stop().await;
-    let kept = tempfile::TempDir::new_in(dir.parent().unwrap()).unwrap();
-    std::fs::rename(dir.join("data"), kept.path().join("data")).unwrap();
-    let mut s = TestServer::with(opts(kept)).await;
+    let s = TestServer::with(alpn_options(&pebble, https, stopped(s).await)).await;
     assert_eq!(s.running().certs.leaf_der(), second);
     tokio::time::sleep(rampart::acme::TICK * 2).await;
     assert_eq!(pebble.issued(), 2);
 
     // A name added: the old certificate is served from the first request
     // on while the first order for the new set runs, then replaced.
-    let dir = s.dir.path().to_owned();
-    s.stop().await;
-    let kept = tempfile::TempDir::new_in(dir.parent().unwrap()).unwrap();
-    std::fs::rename(dir.join("data"), kept.path().join("data")).unwrap();
-    let more = Options {
-        dir: Some(kept),
-        ..acme_options(&pebble, "tls-alpn-01", https, None)
-    }
-    .env(
+    let more = alpn_options(&pebble, https, stopped(s).await).env(
         "RAMPART_TLS__ACME__DOMAINS",
         &format!("[\"{}\", \"{}\", \"new.rampart.test\"]", NAMES[0], NAMES[1]),
     );
@@ -447,15 +447,10 @@ async fn a_stored_certificate_that_cannot_be_used_is_ordered_anew() {
     let Some(pebble) = Pebble::start(free_port(), https).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let opts = |dir| Options {
-        dir: Some(dir),
-        ..acme_options(&pebble, "tls-alpn-01", https, None)
-    };
-    let mut s = TestServer::with(opts(dir)).await;
+    let s = TestServer::with(alpn_options(&pebble, https, tempfile::tempdir().unwrap())).await;
     let first = served_other_than(&s, &self_signed(&s), &pebble).await;
-    let data = s.data_dir();
-    s.stop().await;
+    let kept = stopped(s).await;
+    let data = kept.path().join("data");
     // The sealed key damaged: it cannot be opened.
     let db = format!("sqlite://{}", data.join("rampart.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
@@ -464,9 +459,7 @@ async fn a_stored_certificate_that_cannot_be_used_is_ordered_anew() {
         .await
         .unwrap();
     pool.close().await;
-    let kept = tempfile::TempDir::new_in(data.parent().unwrap().parent().unwrap()).unwrap();
-    std::fs::rename(&data, kept.path().join("data")).unwrap();
-    let s = TestServer::with(opts(kept)).await;
+    let s = TestServer::with(alpn_options(&pebble, https, kept)).await;
     let generated = self_signed(&s);
     assert_eq!(
         s.running().certs.leaf_der(),
