@@ -734,6 +734,11 @@ impl Running {
     pub fn reload_tls(&self) {
         match self.certs.reload() {
             Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(rampart_http::tls::TlsError::Managed) => {
+                tracing::info!(
+                    "the certificate is obtained by ACME ([tls] acme): nothing to reload"
+                )
+            }
             Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
         }
     }
