@@ -285,7 +285,7 @@ const RULES: &[Rule] = &[
         category: Category::Traversal,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:^|[\\/])(?:etc[\\/](?:passwd|shadow|group|gshadow|hosts|hostname|issue|crontab|cron\.d|sudoers|subuid|subgid|ssh|mysql|nginx|apache2|httpd|php\d?|resolv\.conf|fstab|profile|motd|environment|security|ld\.so)|proc[\\/](?:self|\d+|net|version|cpuinfo|meminfo|mounts|sched_debug)(?:[\\/]|$)|windows[\\/](?:win\.ini|system32|system\.ini)|boot\.ini|winnt[\\/]|\.ssh[\\/]|\.(?:bash_history|bashrc|zsh_history|mysql_history|psql_history|netrc|pgpass|git-credentials)\b|\.aws[\\/]credentials|\.kube[\\/]config|\.docker[\\/]config|root[\\/]\.|var[\\/]log[\\/]|var[\\/]run[\\/]secrets)|\bc:[\\/]+(?:windows|inetpub|boot\.ini)\b",
+        pattern: r"(?:^|[\\/])(?:etc[\\/](?:passwd|shadow|group|gshadow|hosts|hostname|issue|crontab|cron\.d|sudoers|subuid|subgid|ssh|mysql|nginx|apache2|httpd|php\d?|resolv\.conf|fstab|profile|motd|environment|security|ld\.so)|proc[\\/](?:self|\d+|net|version|cpuinfo|meminfo|mounts|sched_debug)(?:[\\/]|$)|windows[\\/](?:win\.ini|system32|system\.ini)|boot\.ini|ntuser\.dat\b|winnt[\\/]|\.ssh[\\/]|\.(?:bash_history|bashrc|zsh_history|mysql_history|psql_history|netrc|pgpass|git-credentials)\b|\.aws[\\/]credentials|\.kube[\\/]config|\.docker[\\/]config|root[\\/]\.|var[\\/]log[\\/]|var[\\/]run[\\/]secrets)|\bc:[\\/]+(?:windows|inetpub|boot\.ini)\b",
     },
     Rule {
         name: "traversal.wrapper",
@@ -293,6 +293,15 @@ const RULES: &[Rule] = &[
         score: CRITICAL,
         scope: Scope::Any,
         pattern: r"\b(?:file|php|phar|zip|expect|glob|data|jar|netdoc|compress\.zlib)://",
+    },
+    Rule {
+        // A UNC path as the whole value (`\\host\share\…`): a file read
+        // that reaches another machine (and hands it Windows credentials).
+        name: "traversal.unc_path",
+        category: Category::Traversal,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"^\s*\\\\(?:[a-z0-9][\w.-]*|\[?[0-9a-f:.]*:[0-9a-f:.]*\]?)\\[\w.$-]+(?:\\|$)",
     },
     Rule {
         name: "traversal.null_byte",
@@ -310,11 +319,32 @@ const RULES: &[Rule] = &[
         pattern: r"(?:[;|`\n]|&&|\|\||\$\(|\$\{ifs\})\s*(?:/(?:usr/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|python[23]?|perl|ruby|php|ping|nslookup|powershell|pwsh|cmd(?:\.exe)?|chmod|chown|ifconfig|ipconfig|telnet|nmap|printenv|sudo|crontab|tftp|busybox|xterm|base64|awk|sed|uptime|netstat|ps)(?:\s|$|[;|&<>`)'\x22])|(?:[;|`\n]|&&|\|\||\$\()\s*(?:echo|rm|more|less|head|tail|find|type|dir|net|env|kill|timeout|sleep|reboot|shutdown|su|dig|id|cat|ls|ps)\s+(?:-{1,2}[a-z]|[/~$%]|['\x22]/|\w+\s*[|>])|(?:[;|`\n]|&&|\|\||\$\()\s*/(?:usr/)?s?bin/\w+",
     },
     Rule {
+        // A value that starts by ending a command (`;`, `|`, `&&`, `$(`)
+        // and goes on as a command line: a word, then an option, a path,
+        // a dotted host name or arithmetic. Whatever the program is
+        // called, not a list of names.
+        name: "command.leading_separator",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"^\s*(?:[;|&]{1,2}|\$\(|`)\s*[a-z][a-z0-9_.-]{1,24}(?:\s+|\++|\$\{?ifs\}?(?:\$\d)?)(?:-{1,2}[a-z]|/[a-z]|~/|[a-z0-9-]+(?:\.[a-z0-9-]+){2,}|\d+\s*[*+/%-]\s*\d+|[a-z]+(?:\s+|\++)[a-z0-9-]+(?:\.[a-z0-9-]+){2,})",
+    },
+    Rule {
         name: "command.substitution",
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
         pattern: r"\$\(\s*[a-z/][^)]*\)|`\s*[a-z/][^`]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
+    },
+    Rule {
+        // Shellshock (CVE-2014-6271 and kin): a value that bash imports as
+        // a function definition, which is only ever one starting `() {`,
+        // or the exploits' empty bodies (`{ :; }`, `{ _; }`) anywhere.
+        name: "command.shellshock",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"^\s*\(\s*\)\s*\{|\(\s*\)\s*\{\s*[:_]\s*;?\s*\}",
     },
     Rule {
         name: "command.reverse_shell",
@@ -982,8 +1012,16 @@ fn plain(s: &str) -> bool {
     s.len() <= 10 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Percent-decoded, overlong UTF-8 included (see [`overlong_percent`]).
 fn percent(s: &str) -> Cow<'_, str> {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
+    match overlong_percent(s) {
+        Some(d) => Cow::Owned(
+            percent_encoding::percent_decode_str(&d)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ),
+        None => percent_encoding::percent_decode_str(s).decode_utf8_lossy(),
+    }
 }
 
 fn plus_percent(s: &str) -> String {
@@ -1036,6 +1074,61 @@ fn compatibility_form(s: &str) -> String {
     out
 }
 
+/// Slashes and dots that NFKC keeps but path code may take for the ASCII
+/// ones (`..∕etc∕passwd`, from `%u2215`).
+fn lookalike_separators(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{2215}' | '\u{2044}' | '\u{29F8}' | '\u{2571}' => '/',
+            '\u{2216}' | '\u{29F5}' | '\u{29F9}' | '\u{2572}' => '\\',
+            '\u{2024}' | '\u{FF61}' | '\u{3002}' => '.',
+            c => c,
+        })
+        .collect()
+}
+
+/// Overlong UTF-8 in percent-encoding (`%c0%ae` for `.`, `%c0%af` and
+/// `%e0%80%af` for `/`), which strict decoders refuse and some old ones
+/// turn into the ASCII character: those turned into it (other escapes are
+/// left for the percent-decoding that follows).
+fn overlong_percent(s: &str) -> Option<String> {
+    // A quick look first: this runs on every percent-encoded value.
+    let lead = |w: &[u8]| {
+        w[0] == b'%' && matches!(w[1], b'c' | b'C' | b'e' | b'E') && matches!(w[2], b'0' | b'1')
+    };
+    if !s.as_bytes().windows(3).any(lead) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    let b = lower.as_bytes();
+    let hex = |i: usize| -> Option<u8> {
+        (b.get(i) == Some(&b'%'))
+            .then(|| std::str::from_utf8(b.get(i + 1..i + 3)?).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (hex(i), hex(i + 3), hex(i + 6)) {
+            (Some(lead @ (0xc0 | 0xc1)), Some(cont), _) if cont & 0xc0 == 0x80 || cont < 0x80 => {
+                out.push(char::from(((lead & 0x1f) << 6) | (cont & 0x3f)));
+                i += 6;
+            }
+            (Some(0xe0), Some(0x80), Some(cont)) if cont & 0xc0 == 0x80 => {
+                out.push(char::from(cont & 0x3f));
+                i += 9;
+            }
+            _ => {
+                let c = s[i..].chars().next()?;
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Some(out)
+}
+
 fn decodings(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.contains('%') {
@@ -1065,7 +1158,7 @@ fn decodings(s: &str) -> Vec<String> {
     // Fullwidth and other compatibility forms (`＜script＞`, `①②⑦`) as the
     // ASCII they stand for.
     if !s.is_ascii() {
-        let d = compatibility_form(s);
+        let d = lookalike_separators(&compatibility_form(s));
         if d != s {
             out.push(d);
         }

@@ -453,3 +453,64 @@ fn compatibility_forms_are_read_without_letting_a_value_balloon() {
         assert!(category(&v).contains(&"xss"), "{v}");
     }
 }
+
+#[test]
+fn shellshock_unc_paths_and_overlong_or_lookalike_separators_are_caught() {
+    for attack in [
+        "() { :; }; /bin/cat /etc/passwd",
+        "() { _; } >_[$($())] { touch /tmp/x; }",
+        "() { :;}; echo vulnerable",
+        " () {  :;  } ; ping -c1 10.0.0.1",
+        "x=1 () { :; }; id",
+        "\\\\attacker.example\\share\\x",
+        "\\\\10.0.0.9\\c$",
+        "\\\\::1\\c$\\users\\default\\ntuser.dat",
+        // Whatever the program: a value that ends a command and runs one.
+        "|getent+hosts+somehost.example.net.&",
+        "| set /a 3482*7301",
+        "; frobnicate --all",
+        "&& somebin /etc/x",
+        "`tool ~/x`",
+    ] {
+        let v = query(&format!("x={}", enc(attack)));
+        assert!(v.is_attack(), "{attack}: {v}");
+    }
+    for encoded in [
+        "..%c0%af..%c0%afetc%c0%afpasswd",
+        "%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afwindows%c0%afwin.ini",
+        "..%e0%80%af..%e0%80%afetc%e0%80%afpasswd",
+        "%u002e%u002e%u2215%u002e%u002e%u2215etc%u2215passwd",
+        "..%u2216..%u2216windows%u2216win.ini",
+    ] {
+        let v = query(&format!("file={encoded}"));
+        assert!(category(&v).contains(&"traversal"), "{encoded}: {v}");
+    }
+    // The same in a JSON value.
+    assert!(json(r#"{"name": "() { :; }; /bin/id"}"#).is_attack());
+    assert!(json(r#"{"file": "..\u2215..\u2215etc\u2215passwd"}"#).is_attack());
+}
+
+#[test]
+fn code_paths_and_maths_that_look_alike_pass() {
+    for benign in [
+        "function f() { return 1; };",
+        "const f = () => { return 1 };",
+        "Declare it as f() {} in the header.",
+        "the share is at \\\\fileserver\\finance in the office",
+        "//cdn.example.com/img/logo.png",
+        "add 1∕2 cup of flour and ⅓ of the sugar",
+        "A ∖ B is the set difference",
+        "Wait… what? ․ is a one-dot leader",
+        "%C0 is not a valid UTF-8 lead byte",
+        "50% off, 100% cotton",
+        "| name | age |",
+        "; see above for the details",
+        "& co. will ship on monday",
+        "|| fallback value",
+    ] {
+        let v = json(&serde_json::json!({ "note": benign }).to_string());
+        assert!(!v.is_attack(), "{benign}: {v}");
+        let v = query(&format!("q={}", enc(benign)));
+        assert!(!v.is_attack(), "{benign}: {v}");
+    }
+}
