@@ -54,6 +54,8 @@ pub enum Category {
     Log4Shell,
     Xxe,
     Crlf,
+    Nosql,
+    Ldap,
     Scanner,
     Probe,
 }
@@ -70,6 +72,8 @@ impl Category {
             Category::Log4Shell => "log4shell",
             Category::Xxe => "xxe",
             Category::Crlf => "crlf",
+            Category::Nosql => "nosql",
+            Category::Ldap => "ldap",
             Category::Scanner => "scanner",
             Category::Probe => "probe",
         }
@@ -388,7 +392,10 @@ const RULES: &[Rule] = &[
         category: Category::Template,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"__(?:class|mro|subclasses|globals|builtins|import|init|base|bases|dict|getattribute)__",
+        // The names a sandbox escape walks, in use: the ones only such
+        // code says anywhere, the common ones (`__init__`, `__class__`)
+        // only as an attribute or a subscript, not named in prose.
+        pattern: r"__(?:mro|subclasses|globals|builtins|import|getattribute)__|(?:\.\s*|\[\s*['\x22])__(?:class|init|base|bases|dict)__",
     },
     // Log4Shell and other lookups (checked after the lookups are undone).
     Rule {
@@ -597,6 +604,70 @@ const RULES: &[Rule] = &[
         pattern: r"^[a-z][a-z0-9+.-]*://[^/?#\s]*@",
     },
     // Scanners and probes.
+    // Query languages the API does not speak, spoken to it anyway.
+    Rule {
+        // MongoDB's operators as a key or in a JSON-ish fragment (`$ne`,
+        // `{"$where": …}`, `', $or: [`): Rampart's API has none.
+        name: "nosql.operator",
+        category: Category::Nosql,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:^|[{,\s'\x22\[])\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr|type|mod|all|size|text|function|accumulator|lookup|jsonschema)\b\s*['\x22]?\s*:|^\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr)$",
+    },
+    Rule {
+        name: "nosql.shell_call",
+        category: Category::Nosql,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\bdb\.[\w$]+\.(?:insert\w*|find\w*|update\w*|remove|delete\w*|drop|aggregate|count\w*|save|mapreduce|rename\w*)\s*\(|\bdb\.(?:eval|getcollection\w*|dropdatabase|runcommand|getsiblingdb)\s*\(",
+    },
+    Rule {
+        // A value that ends a statement and declares a variable: script
+        // injected into a query a server evaluates (`0;var d = new Date()…`).
+        name: "js.statement",
+        category: Category::Command,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"^[\w'\x22]{0,16}\s*;\s*(?:var|let|const)\s+[a-z_$][\w$]*\s*=",
+    },
+    Rule {
+        // LDAP filter syntax: a composition (`(|(`, `)(&(`), a filter that
+        // opens onto `objectclass`, or an extensible match (`cn:2.5.13.2:=`).
+        name: "ldap.filter",
+        category: Category::Ldap,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\(\s*[|&!]\s*\(\s*[\w.-]+\s*[~<>]?=|\)\s*\(\s*[|&!]\s*\(|\(\s*[|&]\s*\(\s*objectclass\s*=|\b[\w-]+:(?:dn:)?\d+(?:\.\d+)+:=",
+    },
+    Rule {
+        // Mail commands in a value that may become a mail's envelope or a
+        // mail server's input: SMTP's `RCPT TO:`/`MAIL FROM:<`, IMAP's
+        // tagged commands on a new line, or a value that starts a new line
+        // with a bare SMTP or POP3 command.
+        name: "crlf.mail_command",
+        category: Category::Crlf,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:^|[\r\n])\s*(?:rcpt\s+to\s*:\s*<?[^\s@<>]+@|mail\s+from\s*:\s*<)|[\r\n]\s*[a-z]{0,4}\d{1,5}\s+(?:capability|fetch|login|select|examine|logout|lsub|status|append|store|copy|uid|search|authenticate|starttls|noop|list)\b|^[\r\n]+\s*(?:quit|rset|data|noop|starttls|(?:helo|ehlo)\s+\S+)\s*(?:[\r\n]|$)",
+    },
+    Rule {
+        // GraphQL introspection: the schema asked for, from an API that
+        // serves no GraphQL (a scanner mapping what it could attack).
+        name: "probe.graphql_introspection",
+        category: Category::Probe,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b__schema\b\s*\{|\b__type\s*\(\s*name\s*:|\bintrospectionquery\b",
+    },
+    Rule {
+        // A script sink called without its name and a bracket side by
+        // side: `alert.call(…)`, `(confirm)(1)`, `'-prompt(1)//`.
+        name: "xss.sink_call",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\b(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript)\s*\)?\s*\.\s*(?:call|apply|bind)\s*\(|\(\s*(?:alert|confirm|prompt|eval)\s*\)\s*\(|['\x22`]\s*[-+*/%|&^]\s*(?:alert|confirm|prompt|eval)\s*\(",
+    },
     Rule {
         name: "scanner.user_agent",
         category: Category::Scanner,
@@ -1174,6 +1245,11 @@ fn decodings(s: &str) -> Vec<String> {
     if s.contains("/*") {
         out.push(strip_sql_comments(s));
     }
+    if s.contains('<') {
+        if let Some(d) = split_by_tags(s) {
+            out.push(d);
+        }
+    }
     if s.bytes().any(|b| matches!(b, b'\'' | b'"' | b'\\')) {
         let squeezed: String = s
             .chars()
@@ -1246,15 +1322,53 @@ fn strip_sql_comments(s: &str) -> String {
     while let Some(i) = rest.find("/*") {
         out.push_str(&rest[..i]);
         out.push(' ');
-        match rest[i + 2..].find("*/") {
-            Some(j) => rest = &rest[i + 2 + j + 2..],
-            None => {
-                rest = "";
-            }
+        let inner = &rest[i + 2..];
+        let end = inner.find("*/");
+        // MySQL runs what a `/*!` (or `/*!50000`) comment holds: kept.
+        if let Some(code) = inner.strip_prefix('!') {
+            let code = code.trim_start_matches(|c: char| c.is_ascii_digit());
+            let until = end.map_or(code.len(), |j| j - (inner.len() - code.len()));
+            out.push_str(&code[..until]);
+            out.push(' ');
+        }
+        match end {
+            Some(j) => rest = &inner[j + 2..],
+            None => rest = "",
         }
     }
     out.push_str(rest);
     out
+}
+
+/// `autof<x>ocus o<x>nfocus` → `autofocus onfocus`: short empty tags
+/// inside words, which a browser's parser removes and a filter does not.
+fn split_by_tags(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        if b[i] == b'<' && i > 0 && b[i - 1].is_ascii_alphanumeric() {
+            let tag = b[i + 1..]
+                .iter()
+                .take(9)
+                .position(|&c| c == b'>')
+                .filter(|&n| n > 0 && b[i + 1..i + 1 + n].iter().all(u8::is_ascii_alphabetic));
+            if let Some(n) = tag {
+                if b.get(i + 2 + n)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'(')
+                {
+                    i += n + 2;
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        let c = s[i..].chars().next()?;
+        out.push(c);
+        i += c.len_utf8();
+    }
+    changed.then_some(out)
 }
 
 /// Decodes `\uXXXX` and `\xXX` (marker `\u`), or `%uXXXX` (marker `%u`),

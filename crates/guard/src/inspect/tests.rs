@@ -514,3 +514,78 @@ fn code_paths_and_maths_that_look_alike_pass() {
         assert!(!v.is_attack(), "{benign}: {v}");
     }
 }
+
+#[test]
+fn query_languages_the_api_does_not_speak_are_refused() {
+    for (cat, attack) in [
+        (
+            "nosql",
+            r#"{"email": {"$ne": null}, "password": {"$ne": ""}}"#,
+        ),
+        ("nosql", r#"{"q": "true, $where: '99 == 88'"}"#),
+        ("nosql", r#"{"q": "', $or: [ {}, { 'a':'a"}"#),
+        ("nosql", r#"{"q": "db.users.insert({admin:1});"}"#),
+        (
+            "command",
+            r#"{"q": "0;var d=new Date(); do{c = new Date();}while(c-d<10000)"}"#,
+        ),
+        ("ldap", r#"{"user": "*(|(objectclass=*))"}"#),
+        ("ldap", r#"{"user": "admin)(!(&(1=0)(userPassword=q)))"}"#),
+        ("ldap", r#"{"user": "userPassword:2.5.13.18:=123"}"#),
+        (
+            "crlf",
+            r#"{"to": "a@example.com\nRCPT TO: victim@example.net\n"}"#,
+        ),
+        (
+            "crlf",
+            r#"{"subject": "\r\nV100 CAPABILITY\r\nV101 FETCH 4791"}"#,
+        ),
+        ("crlf", r#"{"name": "\r\nQUIT\r\n"}"#),
+        (
+            "probe",
+            r#"{"query": "query IntrospectionQuery { __schema { types { name } } }"}"#,
+        ),
+        (
+            "probe",
+            r#"{"query": "{ __type(name: \"User\") { fields { name } } }"}"#,
+        ),
+        ("xss", r#"{"q": "confirm.call(null,1)"}"#),
+        ("xss", r#"{"q": "(alert)(1)"}"#),
+        ("xss", r#"{"q": "'-alert(1)//"}"#),
+        ("xss", r#"{"q": "\"autof<x>ocus o<x>nfocus=alert<x>(1)//"}"#),
+        (
+            "sqli",
+            r#"{"q": "-1 /*!UNION*/ /*!50000SELECT*/ 1,2,3-- -"}"#,
+        ),
+    ] {
+        let v = json(attack);
+        assert!(v.is_attack(), "{attack}: {v}");
+        assert!(category(&v).contains(&cat), "{attack}: {v}");
+    }
+    // A JSON key that is an operator, at any depth.
+    assert!(json(r#"{"filter": {"age": {"$gt": 0}}}"#).is_attack());
+}
+
+#[test]
+fn prose_that_mentions_these_languages_passes() {
+    for benign in [
+        "The price went up by $5: that is 10% more.",
+        "Set the variable $where to the office name.",
+        "We store data in MongoDB and query it with the driver.",
+        "Call me (or text me) at 555-0100; I'm free after 5.",
+        "(a) first option (b) second option",
+        "Meeting notes:\nQuit smoking by March\nRun a 10k",
+        "Please forward mail from Bob to the team",
+        "A1 is the first cell; A2 login sheet is next",
+        "The __init__ method and the __schema folder",
+        "Press OK to confirm, then call the office.",
+        "alert: the server is down (prompt response needed)",
+        "x = 1; var names are lowercase in our style guide",
+        "Use /*! only for MySQL-specific hints */ carefully",
+        "Email <b>bold</b> text and a<b>c",
+        "LDAP uses filters; see RFC 4515 for the syntax",
+    ] {
+        let v = json(&serde_json::json!({ "note": benign }).to_string());
+        assert!(!v.is_attack(), "{benign}: {v}");
+    }
+}
