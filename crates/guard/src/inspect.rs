@@ -217,7 +217,7 @@ const RULES: &[Rule] = &[
         category: Category::Sqli,
         score: WARNING,
         scope: Scope::Values,
-        pattern: r"['\x22]\s*(?:--|#|/\*)|\*/\s*(?:and|or|union|select)\b",
+        pattern: r"['\x22]\s*(?:--[ \t-]*|#[^\n]{0,20})$|['\x22]\s*/\*|\*/\s*(?:and|or|union|select)\b",
     },
     Rule {
         name: "nosqli.operator",
@@ -338,7 +338,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\$\(\s*[a-z/][^)]*\)|`\s*[a-z/][^`]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
+        pattern: r"\$\(\s*[a-z/][^)]*\)|`\s*[a-z/][\w./~-]*(?:[ \t]+[\w./~=$|&<>'\x22:-]+){0,8}[ \t]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
     },
     Rule {
         // Shellshock (CVE-2014-6271 and kin): a value that bash imports as
@@ -548,7 +548,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*\x22|%\S+%|\(\S+\)|\S+)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:?\w+|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
+        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*\x22|%\S+%|\(\S+\)|\S+)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:\w+|(?:^|[\r\n&|])\s*goto\s+\w+\s*(?:$|[\r\n&|])|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
     },
     Rule {
         name: "command.glob_path",
@@ -580,7 +580,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"(?:^|[\s;|&])(?:vi|vim|ex|gdb|less|more|man|ftp|awk|find|nmap|perl|python\d?|ruby|lua|tar|zip|git|env|flock|nohup|nice|timeout|xargs|strace|busybox)\s+[^\n]*(?:\\?!\s*[a-z/]|-exec\b|--interactive|-c\s*['\x22]?(?:import|system|exec|os\.|:!))",
+        pattern: r"(?:^|[\s;|&])(?:vi|vim|ex|gdb|less|more|man|ftp|awk|find|nmap|perl|python\d?|ruby|lua|tar|zip|git|env|flock|nohup|nice|timeout|xargs|strace|busybox)\s+[^\n]*(?:(?:^|[\s:'\x22\\])!\s*/?(?:(?:usr/)?bin/)?(?:sh|bash|zsh|dash|ksh|csh|tcsh|cmd|python\d?|perl|ruby)\b|-exec\b|--interactive|-c\s*['\x22]?(?:import|system|exec|os\.|:!))",
     },
     Rule {
         name: "xss.utf7",
