@@ -605,3 +605,107 @@ fn every_false_positive_found_stays_fixed() {
     }
     assert!(n >= 20, "the set is read");
 }
+
+/// A small deterministic generator (xorshift): the property test below
+/// needs varied input, not a dependency.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn the_decoders_never_panic_grow_without_bound_or_lose_linearity() {
+    // Pieces every decoder reacts to, glued at random: percent and
+    // overlong escapes, `%u`, entities, tags inside words, comments,
+    // MySQL's `/*!`, shell expansions, base64-looking runs, non-ASCII.
+    const PIECES: &[&str] = &[
+        "%",
+        "%2",
+        "%25",
+        "%c0",
+        "%c0%",
+        "%c0%af",
+        "%c1%9c",
+        "%e0%80%",
+        "%e0%80%ae",
+        "%u",
+        "%u2215",
+        "%uff0e",
+        "&",
+        "&#",
+        "&#x2f;",
+        "&lt;",
+        "<",
+        "<x>",
+        "a<b>c",
+        ">",
+        "/*",
+        "/*!",
+        "/*!5000",
+        "*/",
+        "\\u",
+        "\\x2f",
+        "$",
+        "${",
+        "${ifs}",
+        "$@",
+        "'",
+        "\"",
+        "`",
+        "\\",
+        "..",
+        "/",
+        "∕",
+        "∖",
+        "．",
+        "ａ",
+        "ﷺ",
+        "QUJD",
+        "REVG",
+        "==",
+        "\r\n",
+        "\n",
+        " ",
+        "a",
+        "select",
+        "() {",
+        ":;",
+    ];
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..3000 {
+        let n = 1 + (g.next() % 40) as usize;
+        let s: String = (0..n).map(|_| g.pick(PIECES)).collect();
+        for d in decodings(&s) {
+            // NFKC may grow a character (bounded to twice), each other
+            // decoding only shrinks or keeps the length.
+            assert!(d.len() <= 3 * s.len() + 8, "{s:?} grew to {d:?}");
+        }
+        assert!(percent(&s).len() <= s.len() * 3 + 3);
+        let _ = overlong_percent(&s);
+        let _ = split_by_tags(&s);
+        let _ = strip_sql_comments(&s);
+        // And the whole inspector, on every part, answers.
+        let _ = query(&format!("q={}", enc(&s)));
+        let _ = json(&serde_json::json!({ "k": s }).to_string());
+    }
+    // Linear: a long run of the pieces costs about as many steps as it is
+    // long (checked by counting work, never by timing).
+    for piece in ["%c0", "<x>", "/*!", "%e0%80%", "a<b"] {
+        let long = piece.repeat(20_000);
+        let d = overlong_percent(&long).unwrap_or_default();
+        assert!(d.len() <= long.len());
+        let t = split_by_tags(&long).unwrap_or_default();
+        assert!(t.len() <= long.len());
+        assert!(strip_sql_comments(&long).len() <= long.len() + 1);
+    }
+}
