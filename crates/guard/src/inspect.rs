@@ -54,6 +54,10 @@ pub enum Category {
     Log4Shell,
     Xxe,
     Crlf,
+    /// Requests shaped so that what is inspected is not what the
+    /// application reads: a multipart charset, transfer encoding or
+    /// ambiguous parameter, a pile of byte ranges (CRS's 920 and 922).
+    Protocol,
     Nosql,
     Ldap,
     Scanner,
@@ -72,6 +76,7 @@ impl Category {
             Category::Log4Shell => "log4shell",
             Category::Xxe => "xxe",
             Category::Crlf => "crlf",
+            Category::Protocol => "protocol",
             Category::Nosql => "nosql",
             Category::Ldap => "ldap",
             Category::Scanner => "scanner",
@@ -827,6 +832,12 @@ impl Inspector {
                         }
                     }
                     "user-agent" => self.value(&value, Part::UserAgent, false, &mut v, &mut budget),
+                    // Many byte ranges (overlapping, out of order) make a
+                    // server send a body many times over; this API serves
+                    // none, and no browser asks for more than a few.
+                    "range" if value.matches(',').count() >= 5 => {
+                        v.add("protocol.range", Category::Protocol, Part::Header, CRITICAL);
+                    }
                     n if n.contains("filename")
                         || n.contains("file-name")
                         || n.contains("file_name")
@@ -888,38 +899,24 @@ impl Inspector {
             return;
         }
         if ct.starts_with("multipart/form-data") {
-            if let Some(boundary) = ct.split("boundary=").nth(1) {
-                let boundary = boundary.split(';').next().unwrap_or("").trim_matches('"');
-                // Use the boundary as sent (case matters).
-                let raw_ct = content_type.unwrap_or("");
-                let b = raw_ct
-                    .find("boundary=")
-                    .map(|i| {
-                        raw_ct[i + 9..]
-                            .split(';')
-                            .next()
-                            .unwrap_or("")
-                            .trim_matches('"')
-                    })
-                    .unwrap_or(boundary);
-                let delim = format!("--{b}");
-                for part in text.split(delim.as_str()) {
-                    let (head, content) = part.split_once("\r\n\r\n").unwrap_or(("", part));
-                    // Part headers (names, filenames) are attacker-chosen too.
-                    self.value(head, Part::Body, false, v, budget);
-                    if let Some(name) = head.split("filename=").nth(1) {
-                        let name = name
-                            .split(['\r', '\n', ';'])
-                            .next()
-                            .unwrap_or("")
-                            .trim_matches('"');
-                        self.value(name, Part::Filename, false, v, budget);
-                    }
-                    let content = content.strip_suffix("\r\n").unwrap_or(content);
-                    self.value(content, Part::Body, false, v, budget);
-                }
+            // The boundary as sent (case matters).
+            let raw_ct = content_type.unwrap_or("");
+            if let Some(i) = raw_ct.to_ascii_lowercase().find("boundary=") {
+                let b = raw_ct[i + 9..]
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"');
+                self.multipart(&text, b, v, budget);
                 return;
             }
+        }
+        // A multipart body sent under another type (or none) is still
+        // read as one: its first line names the boundary.
+        if let Some(b) = multipart_shape(&text) {
+            self.multipart(&text, b, v, budget);
+            return;
         }
         // XML, plain text, or anything else: the text as one value, and,
         // when it reads like a form, as its fields too.
@@ -927,6 +924,95 @@ impl Inspector {
             self.form(&text, Part::Body, v, budget);
         }
         self.value(&text, Part::Body, false, v, budget);
+    }
+
+    /// Each part: the values in its headers (the field's name, its file
+    /// name, each parameter), then its content. The part headers are not
+    /// one value: their line breaks and names are the format, not an
+    /// injection.
+    fn multipart(&self, text: &str, boundary: &str, v: &mut Verdict, budget: &mut usize) {
+        let delim = format!("--{boundary}");
+        for part in text.split(delim.as_str()) {
+            let part = part.trim_start_matches(['\r', '\n']);
+            if part.is_empty() || part.starts_with("--") && part[2..].trim().is_empty() {
+                continue;
+            }
+            let (head, content) = part
+                .split_once("\r\n\r\n")
+                .or_else(|| part.split_once("\n\n"))
+                .unwrap_or(("", part));
+            let mut charset_field = false;
+            for line in head.lines() {
+                let (name, params) = line.split_once(':').unwrap_or(("", line));
+                self.value(name.trim(), Part::Body, false, v, budget);
+                let header = name.trim().to_ascii_lowercase();
+                if header == "content-disposition" && ambiguous_params(params) {
+                    v.add(
+                        "multipart.ambiguous_name",
+                        Category::Protocol,
+                        Part::Body,
+                        CRITICAL,
+                    );
+                }
+                // What is inspected is read as UTF-8: a part in another
+                // charset (UTF-7, UTF-16, Shift-JIS…) or a transfer
+                // encoding (RFC 7578 forbids them) hides its content.
+                if header == "content-transfer-encoding"
+                    && !matches!(
+                        params.trim().to_ascii_lowercase().as_str(),
+                        "7bit" | "8bit" | "binary"
+                    )
+                {
+                    v.add(
+                        "multipart.transfer_encoding",
+                        Category::Protocol,
+                        Part::Body,
+                        CRITICAL,
+                    );
+                }
+                if header == "content-type" {
+                    let charset = params.to_ascii_lowercase();
+                    if let Some(cs) = charset.split("charset=").nth(1) {
+                        if !plain_charset(cs.split(';').next().unwrap_or("")) {
+                            v.add(
+                                "multipart.charset",
+                                Category::Protocol,
+                                Part::Body,
+                                CRITICAL,
+                            );
+                        }
+                    }
+                }
+                if header == "content-disposition" && params.contains("name=\"_charset_\"") {
+                    charset_field = true;
+                }
+                for param in params.split(';') {
+                    let (key, val) = param.split_once('=').unwrap_or(("", param));
+                    let val = val.trim().trim_matches('"');
+                    let key = key.trim().to_ascii_lowercase();
+                    let part = if key.starts_with("filename") {
+                        Part::Filename
+                    } else {
+                        Part::Body
+                    };
+                    self.value(val, part, false, v, budget);
+                }
+            }
+            let content = content
+                .strip_suffix("\r\n")
+                .or_else(|| content.strip_suffix('\n'))
+                .unwrap_or(content);
+            // The form's own charset field (HTML's `_charset_`).
+            if charset_field && !plain_charset(&content.to_ascii_lowercase()) {
+                v.add(
+                    "multipart.charset",
+                    Category::Protocol,
+                    Part::Body,
+                    CRITICAL,
+                );
+            }
+            self.value(content, Part::Body, false, v, budget);
+        }
     }
 
     fn json(
@@ -1040,6 +1126,7 @@ impl Inspector {
                 }
             }
         }
+        let bytes = without_xml_declaration(bytes);
         let quoted = bytes.iter().any(|b| matches!(b, b'"' | b'\'' | b'`'));
         let markup = bytes.contains(&b'<') || (quoted && bytes.contains(&b'='));
         if markup && libinjectionrs::detect_xss(bytes).is_injection() {
@@ -1075,6 +1162,127 @@ impl Inspector {
             }
         }
     }
+}
+
+/// A `Content-Disposition` whose `name` or `filename` parsers would read
+/// differently: a quoted value holding `;`, `=` or an escaped quote, or a
+/// field name with a quote or a backslash. (A file name may hold an
+/// apostrophe: people's names do.)
+fn ambiguous_params(params: &str) -> bool {
+    let mut rest = params;
+    while let Some(i) = rest.find('=') {
+        let key = rest[..i]
+            .rsplit([';', ' '])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let after = &rest[i + 1..];
+        let (value, next) = match after.strip_prefix('"') {
+            Some(q) => {
+                // Up to the closing quote, an escaped one included.
+                let mut end = None;
+                let mut escaped = false;
+                for (j, c) in q.char_indices() {
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => {
+                            end = Some(j);
+                            break;
+                        }
+                        _ => escaped = false,
+                    }
+                }
+                match end {
+                    Some(j) => (&q[..j], &q[j + 1..]),
+                    None => return true,
+                }
+            }
+            None => {
+                let j = after.find(';').unwrap_or(after.len());
+                (&after[..j], &after[j..])
+            }
+        };
+        // HTML forms write what the charset lacks as character references
+        // (`&auml;`, `&#228;`): their `;` is not a separator.
+        let value = without_char_refs(value);
+        let odd = match key.as_str() {
+            "name" => value.contains([';', '=', '"', '\'', '\\']),
+            "filename" => value.contains([';', '=', '"', '\\']),
+            _ => false,
+        };
+        if odd {
+            return true;
+        }
+        rest = next;
+    }
+    false
+}
+
+/// `s` without its HTML character references (`&amp;`, `&#228;`, `&#xe4;`).
+fn without_char_refs(s: &str) -> Cow<'_, str> {
+    if !s.contains('&') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let body = after.find(';').map(|j| &after[..j]);
+        let reference = body.is_some_and(|b| {
+            (2..=10).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric())
+                || b.strip_prefix('#').is_some_and(|n| {
+                    let n = n.strip_prefix(['x', 'X']).unwrap_or(n);
+                    (1..=6).contains(&n.len()) && n.bytes().all(|c| c.is_ascii_hexdigit())
+                })
+        });
+        match body {
+            Some(b) if reference => rest = &after[b.len() + 1..],
+            _ => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// The charsets inspection reads as they are: UTF-8 and its subsets.
+fn plain_charset(cs: &str) -> bool {
+    matches!(
+        cs.trim().trim_matches('"'),
+        "utf-8" | "utf8" | "us-ascii" | "ascii" | "iso-8859-1" | "latin1" | "windows-1252"
+    )
+}
+
+/// The boundary of a body shaped like multipart form data: a first line
+/// `--<boundary>` and a part's `Content-Disposition`.
+fn multipart_shape(text: &str) -> Option<&str> {
+    let first = text.lines().next()?.trim_end_matches('\r');
+    let b = first.strip_prefix("--")?;
+    let ok = (1..=70).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&c));
+    let disposition = text
+        .get(..text.len().min(4096))
+        .unwrap_or(text)
+        .to_ascii_lowercase()
+        .contains("content-disposition:");
+    (ok && disposition).then_some(b)
+}
+
+/// Markup without a leading XML declaration (`<?xml version="1.0"?>`),
+/// which the HTML tokeniser would take for a processing instruction.
+fn without_xml_declaration(b: &[u8]) -> &[u8] {
+    let t = b.trim_ascii_start();
+    if t.len() > 6 && t[..5].eq_ignore_ascii_case(b"<?xml") && t[5].is_ascii_whitespace() {
+        if let Some(end) = t.windows(2).position(|w| w == b"?>") {
+            return &t[end + 2..];
+        }
+    }
+    b
 }
 
 /// Nothing an attack can be made of: a short run of letters and digits

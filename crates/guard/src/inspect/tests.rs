@@ -709,3 +709,97 @@ fn the_decoders_never_panic_grow_without_bound_or_lose_linearity() {
         assert!(strip_sql_comments(&long).len() <= long.len() + 1);
     }
 }
+
+fn body(content_type: Option<&str>, body: &str) -> Verdict {
+    inspector().inspect(
+        &Request {
+            path: "/api/v1/upload",
+            content_type,
+            body: Some(body.as_bytes()),
+            ..Default::default()
+        },
+        false,
+        true,
+    )
+}
+
+#[test]
+fn multipart_parts_are_read_as_the_application_would_and_evasions_refused() {
+    let part = |disposition: &str, headers: &str, content: &str| {
+        format!("--b0undary\nContent-Disposition: form-data; {disposition}\n{headers}\n{content}\n--b0undary--\n")
+    };
+    let typed = Some("multipart/form-data; boundary=b0undary");
+    // Ordinary parts pass: line breaks and header names are the format,
+    // and HTML forms' character references in names are not separators.
+    for ok in [
+        part(
+            "name=\"file\"; filename=\"report.pdf\"",
+            "Content-Type: application/pdf\n",
+            "%PDF-1.7",
+        ),
+        part(
+            "name=\"note\"",
+            "Content-Type: text/plain; charset=utf-8\n",
+            "hello",
+        ),
+        part(
+            "name=\"zzz&auml;&ouml;&#228;zzz\"; filename=\"test\"",
+            "",
+            "helloworld",
+        ),
+        part("name=\"cv\"; filename=\"O'Brien resume.pdf\"", "", "%PDF"),
+    ] {
+        assert!(!body(typed, &ok).is_attack(), "{ok}: {}", body(typed, &ok));
+        // The same body with no multipart type is recognised by its shape.
+        assert!(!body(None, &ok).is_attack(), "{ok}");
+    }
+    // Content in a charset inspection does not read, a transfer encoding,
+    // or parameters parsers split differently: refused.
+    for evasion in [
+        part(
+            "name=\"a\"",
+            "Content-Type: text/plain; charset=utf-7\n",
+            "+ADw-script+AD4-",
+        ),
+        part(
+            "name=\"a\"",
+            "Content-Type: text/plain; charset=utf-16\n",
+            "x",
+        ),
+        part("name=\"_charset_\"", "", "shift_jis"),
+        part(
+            "name=\"a\"",
+            "Content-Transfer-Encoding: base64\n",
+            "PHNjcmlwdD4=",
+        ),
+        part("name=\"fi;le\"; filename=\"test\"", "", "x"),
+        part("name=\"f\"; filename=\"te\\\"st.txt\"", "", "x"),
+        part("name=\"f\"; filename=\"a=b.txt\"", "", "x"),
+    ] {
+        let v = body(typed, &evasion);
+        assert!(category(&v).contains(&"protocol"), "{evasion}: {v}");
+        // Shape alone is enough to read it as multipart.
+        assert!(body(Some("text/plain"), &evasion).is_attack(), "{evasion}");
+    }
+    // An attack in a part of a body sent without its type is still seen.
+    let hidden = part("name=\"q\"", "", "1' UNION SELECT password FROM accounts--");
+    assert!(category(&body(None, &hidden)).contains(&"sqli"));
+}
+
+#[test]
+fn a_pile_of_byte_ranges_is_refused_and_a_few_pass() {
+    let with_range = |r: &str| {
+        inspector().inspect(
+            &Request {
+                path: "/api/v1/things",
+                headers: vec![("range", r.as_bytes())],
+                ..Default::default()
+            },
+            true,
+            false,
+        )
+    };
+    assert!(!with_range("bytes=0-1023").is_attack());
+    assert!(!with_range("bytes=0-99, 200-299").is_attack());
+    assert!(with_range("bytes=0-,5-0,5-1,5-2,5-3,5-4,5-5,5-6").is_attack());
+}
