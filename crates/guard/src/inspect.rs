@@ -472,6 +472,16 @@ const RULES: &[Rule] = &[
         pattern: r"\b(?:create|alter|drop|truncate|rename)\s+(?:table|database|schema|user|view|procedure|function|index|trigger)\b|\bexec(?:ute)?\s+(?:master\.|xp_|sp_|immediate\b)|\bhaving\s+\d+\s*[=<>]|\bselect\b[^\n]{0,80}\bfrom\b[^\n]{0,80}\bwhere\b|\binsert\s+into\b[^\n]{0,80}\bvalues\b|\bdelete\s+from\b|\bupdate\s+\w+\s+set\b|\border\s+by\s+\d+\s*(?:--|#|/\*)",
     },
     Rule {
+        // A quote closed, then a condition on a column or a function call
+        // (`x' or email~all(…)`, `1"and json_search(…)`): SQL syntax after
+        // a string, not an English "and".
+        name: "sqli.quote_condition",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"(?:\\?['\x22`])\s*(?:and|or|xor|&&|\|\|)\s+\(?\s*(?:[a-z_][\w.$]*\s*\)?\s*(?:=|<>|!=|<=|>=|<|>|~|\blike\b|\brlike\b|\bregexp\b|\bbetween\b|\bis\s+(?:not\s+)?null\b|\bin\s*\()|[a-z_][\w.$]*\s*\()",
+    },
+    Rule {
         name: "sqli.quote_logic",
         category: Category::Sqli,
         score: ERROR,
