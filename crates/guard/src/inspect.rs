@@ -336,7 +336,9 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"^\s*(?:[;|&]{1,2}|\$\(|`)\s*[a-z][a-z0-9_.-]{1,24}(?:\s+|\++|\$\{?ifs\}?(?:\$\d)?)(?:-{1,2}[a-z]|/[a-z]|~/|[a-z0-9-]+(?:\.[a-z0-9-]+){2,}|\d+\s*[*+/%-]\s*\d+|[a-z]+(?:\s+|\++)[a-z0-9-]+(?:\.[a-z0-9-]+){2,})",
+        // (A single `|` only glued to the word: a markdown table row
+        // starts `| cell |`.)
+        pattern: r"^\s*(?:(?:;{1,2}|&{1,2}|\|\||\$\(|`)\s*|\|)[a-z][a-z0-9_.-]{1,24}(?:\s+|\++|\$\{?ifs\}?(?:\$\d)?)(?:-{1,2}[a-z]|/[a-z]|~/|[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*|\d+\s*[*+/%]\s*\d+|[a-z]+(?:\s+|\++)[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*)",
     },
     Rule {
         name: "command.substitution",
@@ -477,9 +479,11 @@ const RULES: &[Rule] = &[
         // a string, not an English "and".
         name: "sqli.quote_condition",
         category: Category::Sqli,
-        score: CRITICAL,
-        scope: Scope::Any,
-        pattern: r"(?:\\?['\x22`])\s*(?:and|or|xor|&&|\|\|)\s+\(?\s*(?:[a-z_][\w.$]*\s*\)?\s*(?:=|<>|!=|<=|>=|<|>|~|\blike\b|\brlike\b|\bregexp\b|\bbetween\b|\bis\s+(?:not\s+)?null\b|\bin\s*\()|[a-z_][\w.$]*\s*\()",
+        // Code in a note says `"open" and count > 0` too: it takes a
+        // second finding to block.
+        score: ERROR,
+        scope: Scope::Values,
+        pattern: r"(?:\\?['\x22`])\s*(?:and|or|xor|&&|\|\|)\s+\(?\s*(?:[a-z_][\w.$]*\s*\)?\s*(?:=|<>|!=|<=|>=|<|>|~|\blike\b|\brlike\b|\bregexp\b|\bbetween\b|\bis\s+(?:not\s+)?null\b|\bin\s*\()|[a-z_][\w.$]*\()",
     },
     Rule {
         name: "sqli.quote_logic",
@@ -563,7 +567,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*\x22|%\S+%|\(\S+\)|\S+)\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:\w+|(?:^|[\r\n&|])\s*goto\s+\w+\s*(?:$|[\r\n&|])|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
+        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*%[^\x22]*\x22|%\S+%|\(\S+\))\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:\w+|(?:^|[\r\n&|])\s*goto\s+\w+\s*(?:$|[\r\n&|])|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
     },
     Rule {
         name: "command.glob_path",
@@ -627,14 +631,17 @@ const RULES: &[Rule] = &[
         category: Category::Nosql,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:^|[{,\s'\x22\[])\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr|type|mod|all|size|text|function|accumulator|lookup|jsonschema)\b\s*['\x22]?\s*:|^\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr)$",
+        // (In an object or after a quote: SCSS's `$size: 14px` and PHP's
+        // `$a ? $b : 0` are not.)
+        pattern: r"(?:[{,\[]\s*['\x22]?|['\x22])\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr|mod|all|size|text|function|accumulator|lookup|jsonschema)\b\s*['\x22]?\s*:|^\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|or|and|not|nor|regex|exists|elemmatch|expr)$",
     },
     Rule {
         name: "nosql.shell_call",
         category: Category::Nosql,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\bdb\.[\w$]+\.(?:insert\w*|find\w*|update\w*|remove|delete\w*|drop|aggregate|count\w*|save|mapreduce|rename\w*)\s*\(|\bdb\.(?:eval|getcollection\w*|dropdatabase|runcommand|getsiblingdb)\s*\(",
+        // (Mongo's own methods: an ORM's `db.session.delete(x)` is not one.)
+        pattern: r"\bdb\.[\w$]+\.(?:insert(?:one|many)?|find(?:one|andmodify|oneand\w+)?|update(?:one|many)?|deleteone|deletemany|drop|aggregate|countdocuments|mapreduce|renamecollection)\s*\(|\bdb\.(?:eval|getcollection\w*|dropdatabase|runcommand|getsiblingdb)\s*\(",
     },
     Rule {
         // A value that ends a statement and declares a variable: script
@@ -643,7 +650,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"^[\w'\x22]{0,16}\s*;\s*(?:var|let|const)\s+[a-z_$][\w$]*\s*=",
+        pattern: r"^[\w'\x22)]{0,16}\s*;(?:var|let|const)\s+[a-z_$][\w$]*\s*=",
     },
     Rule {
         // LDAP filter syntax: a composition (`(|(`, `)(&(`), a filter that
@@ -652,18 +659,19 @@ const RULES: &[Rule] = &[
         category: Category::Ldap,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\(\s*[|&!]\s*\(\s*[\w.-]+\s*[~<>]?=|\)\s*\(\s*[|&!]\s*\(|\(\s*[|&]\s*\(\s*objectclass\s*=|\b[\w-]+:(?:dn:)?\d+(?:\.\d+)+:=",
+        pattern: r"\([|&!]\([\w.-]+[~<>]?=[^=]|\)\([|&!]\(|\([|&]\(objectclass=|\b[\w-]+:(?:dn:)?\d+(?:\.\d+)+:=",
     },
     Rule {
         // Mail commands in a value that may become a mail's envelope or a
-        // mail server's input: SMTP's `RCPT TO:`/`MAIL FROM:<`, IMAP's
-        // tagged commands on a new line, or a value that starts a new line
+        // mail server's input: a line that is only SMTP's `RCPT TO:` or
+        // `MAIL FROM:`, an IMAP tagged command in its exact form (`a1
+        // capability`, `a2 fetch 1:*`), or a value that starts a new line
         // with a bare SMTP or POP3 command.
         name: "crlf.mail_command",
         category: Category::Crlf,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:^|[\r\n])\s*(?:rcpt\s+to\s*:\s*<?[^\s@<>]+@|mail\s+from\s*:\s*<)|[\r\n]\s*[a-z]{0,4}\d{1,5}\s+(?:capability|fetch|login|select|examine|logout|lsub|status|append|store|copy|uid|search|authenticate|starttls|noop|list)\b|^[\r\n]+\s*(?:quit|rset|data|noop|starttls|(?:helo|ehlo)\s+\S+)\s*(?:[\r\n]|$)",
+        pattern: r"(?:^|[\r\n])[ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:[ \t]*<?[^\s@<>]+@[^\s<>]+>?[ \t]*(?:[\r\n]|$)|[\r\n][ \t]*[a-z]{0,4}\d{1,5}[ \t]+(?:(?:capability|noop|logout|starttls|check|close|expunge)[ \t]*(?:[\r\n]|$)|(?:fetch|store|copy|uid[ \t]+[a-z]+)[ \t]+[\d:*,]+(?:\s|$))|^[\r\n]+[ \t]*(?:quit|rset|data|noop|starttls|(?:helo|ehlo)[ \t]+\S+)[ \t]*(?:[\r\n]|$)",
     },
     Rule {
         // GraphQL introspection: the schema asked for, from an API that
@@ -681,7 +689,7 @@ const RULES: &[Rule] = &[
         category: Category::Xss,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\b(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript)\s*\)?\s*\.\s*(?:call|apply|bind)\s*\(|\(\s*(?:alert|confirm|prompt|eval)\s*\)\s*\(|['\x22`]\s*[-+*/%|&^]\s*(?:alert|confirm|prompt|eval)\s*\(",
+        pattern: r"\b(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript)\)?\.(?:call|apply|bind)\(|\((?:0\s*,\s*)?(?:alert|confirm|prompt|eval)\)\(|['\x22`][-+*/%|&^](?:alert|confirm|prompt|eval)(?:\(|`)",
     },
     Rule {
         name: "scanner.user_agent",
@@ -910,14 +918,7 @@ impl Inspector {
         }
         if ct.starts_with("multipart/form-data") {
             // The boundary as sent (case matters).
-            let raw_ct = content_type.unwrap_or("");
-            if let Some(i) = raw_ct.to_ascii_lowercase().find("boundary=") {
-                let b = raw_ct[i + 9..]
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches('"');
+            if let Some(b) = parameter(content_type.unwrap_or(""), "boundary") {
                 self.multipart(&text, b, v, budget);
                 return;
             }
@@ -981,9 +982,8 @@ impl Inspector {
                     );
                 }
                 if header == "content-type" {
-                    let charset = params.to_ascii_lowercase();
-                    if let Some(cs) = charset.split("charset=").nth(1) {
-                        if !plain_charset(cs.split(';').next().unwrap_or("")) {
+                    if let Some(cs) = parameter(params, "charset") {
+                        if !plain_charset(&cs.to_ascii_lowercase()) {
                             v.add(
                                 "multipart.charset",
                                 Category::Protocol,
@@ -1218,7 +1218,8 @@ fn ambiguous_params(params: &str) -> bool {
         let value = without_char_refs(value);
         let odd = match key.as_str() {
             "name" => value.contains([';', '=', '"', '\'', '\\']),
-            "filename" => value.contains([';', '=', '"', '\\']),
+            // People name files `Smith; John.pdf`; old browsers send `C:\…`.
+            "filename" => value.contains('"'),
             _ => false,
         };
         if odd {
@@ -1239,7 +1240,10 @@ fn without_char_refs(s: &str) -> Cow<'_, str> {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
-        let body = after.find(';').map(|j| &after[..j]);
+        // A reference is short: look no further than its longest form, so
+        // a run of `&` costs one pass, not one per `&`.
+        let window = &after.as_bytes()[..after.len().min(12)];
+        let body = window.iter().position(|&c| c == b';').map(|j| &after[..j]);
         let reference = body.is_some_and(|b| {
             (2..=10).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric())
                 || b.strip_prefix('#').is_some_and(|n| {
@@ -1257,6 +1261,17 @@ fn without_char_refs(s: &str) -> Cow<'_, str> {
     }
     out.push_str(rest);
     Cow::Owned(out)
+}
+
+/// The value of parameter `name` in a header value (`type; a=1; b="2"`),
+/// matched whole (`xcharset=` is not `charset=`), unquoted.
+fn parameter<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
 }
 
 /// The charsets inspection reads as they are: UTF-8 and its subsets.
@@ -1288,8 +1303,12 @@ fn multipart_shape(text: &str) -> Option<&str> {
 fn without_xml_declaration(b: &[u8]) -> &[u8] {
     let t = b.trim_ascii_start();
     if t.len() > 6 && t[..5].eq_ignore_ascii_case(b"<?xml") && t[5].is_ascii_whitespace() {
-        if let Some(end) = t.windows(2).position(|w| w == b"?>") {
-            return &t[end + 2..];
+        // A browser ends it at the first `>`: only a declaration that
+        // closes there, with `?>` and nothing markup-like inside, goes.
+        if let Some(end) = t.iter().position(|&c| c == b'>') {
+            if end > 0 && t[end - 1] == b'?' && !t[1..end].contains(&b'<') {
+                return &t[end + 1..];
+            }
         }
     }
     b

@@ -467,7 +467,7 @@ fn shellshock_unc_paths_and_overlong_or_lookalike_separators_are_caught() {
         "\\\\::1\\c$\\users\\default\\ntuser.dat",
         // Whatever the program: a value that ends a command and runs one.
         "|getent+hosts+somehost.example.net.&",
-        "| set /a 3482*7301",
+        "|set /a 3482*7301",
         "; frobnicate --all",
         "&& somebin /etc/x",
         "`tool ~/x`",
@@ -577,9 +577,27 @@ fn prose_that_mentions_these_languages_passes() {
         "Meeting notes:\nQuit smoking by March\nRun a 10k",
         "Please forward mail from Bob to the team",
         "A1 is the first cell; A2 login sheet is next",
+        "Roadmap:\nQ3 status review\nv2 login redesign",
+        "Address:\n10 Store Street\nLondon",
+        "RCPT TO:<john@example.com> was rejected by the server",
+        "Mail from: <noreply@bank.com> went to spam",
         "The __init__ method and the __schema folder",
         "Press OK to confirm, then call the office.",
         "alert: the server is down (prompt response needed)",
+        "Please confirm. Call (212) 555-0100",
+        "(confirm) (yes/no)",
+        "Click \"Save\" - confirm (the dialog)",
+        "I said \"no\" and left (angry).",
+        "Le cours de l'or atteint (encore) un record",
+        "if status == \"open\" and count > 0:",
+        "if (!(count >= limit)) return;",
+        "$size: 14px;\n$text: #333;",
+        "$a ? $size : 0",
+        "db.session.delete(user); db.session.remove()",
+        "done; let x = 5",
+        "| GET /api/users | list |",
+        "| Version 1.2.3 | 2024-01-05 |",
+        ";Order 2024-05-01;paid",
         "x = 1; var names are lowercase in our style guide",
         "Use /*! only for MySQL-specific hints */ carefully",
         "Email <b>bold</b> text and a<b>c",
@@ -748,6 +766,12 @@ fn multipart_parts_are_read_as_the_application_would_and_evasions_refused() {
             "helloworld",
         ),
         part("name=\"cv\"; filename=\"O'Brien resume.pdf\"", "", "%PDF"),
+        part("name=\"cv\"; filename=\"Smith; John=cv.pdf\"", "", "%PDF"),
+        part(
+            "name=\"cv\"; filename=\"C:\\Users\\me\\cv.pdf\"",
+            "",
+            "%PDF",
+        ),
     ] {
         assert!(!body(typed, &ok).is_attack(), "{ok}: {}", body(typed, &ok));
         // The same body with no multipart type is recognised by its shape.
@@ -774,7 +798,6 @@ fn multipart_parts_are_read_as_the_application_would_and_evasions_refused() {
         ),
         part("name=\"fi;le\"; filename=\"test\"", "", "x"),
         part("name=\"f\"; filename=\"te\\\"st.txt\"", "", "x"),
-        part("name=\"f\"; filename=\"a=b.txt\"", "", "x"),
     ] {
         let v = body(typed, &evasion);
         assert!(category(&v).contains(&"protocol"), "{evasion}: {v}");
@@ -802,4 +825,19 @@ fn a_pile_of_byte_ranges_is_refused_and_a_few_pass() {
     assert!(!with_range("bytes=0-1023").is_attack());
     assert!(!with_range("bytes=0-99, 200-299").is_attack());
     assert!(with_range("bytes=0-,5-0,5-1,5-2,5-3,5-4,5-5,5-6").is_attack());
+}
+
+#[test]
+fn a_flood_of_ampersands_in_a_part_name_is_one_pass() {
+    // Character references are looked for within a few bytes of each `&`
+    // (a search to the end for each would be quadratic in the body).
+    let name = "&".repeat(200_000);
+    let text =
+        format!("--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\nx\r\n--b--\r\n");
+    let v = body(Some("multipart/form-data; boundary=b"), &text);
+    assert!(
+        !v.findings.iter().any(|f| f.rule.starts_with("multipart.")),
+        "{v}"
+    );
+    assert_eq!(without_char_refs("a&amp;b&#228;c&x;&&;d"), "abc&x;&&;d");
 }
