@@ -336,9 +336,9 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        // (A single `|` only glued to the word: a markdown table row
-        // starts `| cell |`.)
-        pattern: r"^\s*(?:(?:;{1,2}|&{1,2}|\|\||\$\(|`)\s*|\|)[a-z][a-z0-9_.-]{1,24}(?:\s+|\++|\$\{?ifs\}?(?:\$\d)?)(?:-{1,2}[a-z]|/[a-z]|~/|[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*|\d+\s*[*+/%]\s*\d+|[a-z]+(?:\s+|\++)[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*)",
+        // (A single `|` only glued to the word, or before a Windows
+        // switch: a markdown table row starts `| cell |`.)
+        pattern: r"^\s*\|\s+[a-z][a-z0-9_.-]{1,24}\s+/[a-z](?:\s|$)|^\s*(?:(?:;{1,2}|&{1,2}|\|\||\$\(|`)\s*|\|)[a-z][a-z0-9_.-]{1,24}(?:\s+|\++|\$\{?ifs\}?(?:\$\d)?)(?:-{1,2}[a-z]|/[a-z]|~/|[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*|\d+\s*[*+/%]\s*\d+|[a-z]+(?:\s+|\++)[a-z0-9-]+(?:\.[a-z0-9-]+)+\.[a-z][a-z0-9-]*)",
     },
     Rule {
         name: "command.substitution",
@@ -567,7 +567,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+(?:/i\s+)?(?:not\s+)?(?:\x22[^\x22]*%[^\x22]*\x22|%\S+%|\(\S+\))\s*(?:==|\s(?:equ|neq|lss|leq|gtr|geq)\s)|\bgoto\s+:\w+|(?:^|[\r\n&|])\s*goto\s+\w+\s*(?:$|[\r\n&|])|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
+        pattern: r"\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+|[a-z]:\\\S*\s+)?)?%%?\S\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|errorlevel|cmdextversion|defined)\b|\bif\s+/i\s|\bif\s+(?:not\s+)?(?:\x22[^\x22]*%[^\x22]*\x22|%\S+%)\s*==|\bif\s+(?:not\s+)?(?:\x22[^\x22]*\x22|\S+)\s*==\s*\S+\s+(?:@?echo|goto|call|set|cmd|exit|start|del|copy|move|type|dir|rem|pause|\()|\bif\s+(?:not\s+)?(?:\x22[^\x22]*\x22|\(?\S+)\s+(?:equ|neq|lss|leq|gtr|geq)\s|\bgoto\s+:\w+|(?:^|[\r\n&|])\s*goto\s+\w+\s*(?:$|[\r\n&|])|\b(?:cmd|command)(?:\.exe)?\s+/[ck]\b|%(?:comspec|systemroot|windir|temp|userprofile|programfiles)%|\bcertutil\b|\bbitsadmin\b|\bregsvr32\b|\bwmic\b|\bmshta\b|\brundll32\b",
     },
     Rule {
         name: "command.glob_path",
@@ -665,13 +665,13 @@ const RULES: &[Rule] = &[
         // Mail commands in a value that may become a mail's envelope or a
         // mail server's input: a line that is only SMTP's `RCPT TO:` or
         // `MAIL FROM:`, an IMAP tagged command in its exact form (`a1
-        // capability`, `a2 fetch 1:*`), or a value that starts a new line
-        // with a bare SMTP or POP3 command.
+        // capability`, `a2 fetch 1:*`), or a value that starts with a line
+        // break and then a bare SMTP or POP3 command or any IMAP command.
         name: "crlf.mail_command",
         category: Category::Crlf,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"(?:^|[\r\n])[ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:[ \t]*<?[^\s@<>]+@[^\s<>]+>?[ \t]*(?:[\r\n]|$)|[\r\n][ \t]*[a-z]{0,4}\d{1,5}[ \t]+(?:(?:capability|noop|logout|starttls|check|close|expunge)[ \t]*(?:[\r\n]|$)|(?:fetch|store|copy|uid[ \t]+[a-z]+)[ \t]+[\d:*,]+(?:\s|$))|^[\r\n]+[ \t]*(?:quit|rset|data|noop|starttls|(?:helo|ehlo)[ \t]+\S+)[ \t]*(?:[\r\n]|$)",
+        pattern: r"(?:^|[\r\n])[ \t]*(?:rcpt[ \t]+to|mail[ \t]+from)[ \t]*:[ \t]*<?[^\s@<>]+@[^\s<>]+>?[ \t]*(?:[\r\n]|$)|[\r\n][ \t]*[a-z]{0,4}\d{1,5}[ \t]+(?:(?:capability|noop|logout|starttls|check|close|expunge)[ \t]*(?:[\r\n]|$)|(?:fetch|store|copy|uid[ \t]+[a-z]+)[ \t]+[\d:*,]+(?:\s|$))|^[\r\n]+[ \t]*(?:quit|rset|data|noop|starttls|(?:helo|ehlo)[ \t]+\S+)[ \t]*(?:[\r\n]|$)|^[\r\n]+[ \t]*[a-z]{0,4}\d{1,5}[ \t]+(?:capability|fetch|login|select|examine|logout|lsub|status|append|store|copy|uid|search|authenticate|starttls|noop|list|delete|create|rename|subscribe|expunge)\b",
     },
     Rule {
         // GraphQL introspection: the schema asked for, from an API that

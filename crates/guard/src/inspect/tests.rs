@@ -468,6 +468,7 @@ fn shellshock_unc_paths_and_overlong_or_lookalike_separators_are_caught() {
         // Whatever the program: a value that ends a command and runs one.
         "|getent+hosts+somehost.example.net.&",
         "|set /a 3482*7301",
+        "| set /a 3482*7301",
         "; frobnicate --all",
         "&& somebin /etc/x",
         "`tool ~/x`",
