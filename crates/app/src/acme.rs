@@ -440,7 +440,7 @@ impl Acme {
                 return;
             }
         };
-        for c in ours.iter().chain(other.iter()).take(1) {
+        if let Some(c) = ours.as_ref().or(other.as_ref()) {
             let id = identity(c);
             if state.in_service.as_ref() != Some(&id) && state.unusable.as_ref() != Some(&id) {
                 match self.install(c) {

@@ -16,6 +16,7 @@ Writing to /etc/systemd/system needs root; --output - prints the unit instead.";
 #[derive(Subcommand)]
 pub enum InstallCommand {
     /// Write a hardened systemd service unit and print how to enable it.
+    #[command(after_help = HELP)]
     Systemd(SystemdArgs),
 }
 

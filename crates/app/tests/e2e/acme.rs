@@ -304,31 +304,13 @@ async fn assert_keys_sealed(s: &TestServer, pebble: &Pebble, pg: Option<&str>) {
     let pem = String::from_utf8(pem.expose_secret().to_vec()).unwrap();
     let cert_key_line = pem.lines().nth(1).unwrap().to_owned();
     assert!(account_key.len() > 40 && cert_key_line.len() > 40);
-    let stored: Vec<u8> = match pg {
-        None => ["rampart.db", "rampart.db-wal"]
-            .iter()
-            .flat_map(|f| std::fs::read(s.data_dir().join(f)).unwrap_or_default())
-            .collect(),
-        Some(url) => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            let mut out = Vec::new();
-            for table in [
-                "acme_accounts",
-                "acme_certificates",
-                "acme_challenges",
-                "audit_events",
-            ] {
-                let rows: Vec<(String,)> =
-                    sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                out.extend(rows.into_iter().flat_map(|(r,)| r.into_bytes()));
-            }
-            pool.close().await;
-            out
-        }
-    };
+    let tables = [
+        "acme_accounts",
+        "acme_certificates",
+        "acme_challenges",
+        "audit_events",
+    ];
+    let stored = stored_bytes(s, pg, &tables).await;
     assert!(!stored.is_empty());
     for needle in [&account_key[..48], &cert_key_line[..48], "PRIVATE KEY"] {
         assert!(

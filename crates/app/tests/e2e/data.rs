@@ -913,45 +913,16 @@ both!(filters_sqlite, filters_postgres, filters);
 
 const CANARY: &str = "CANARY-7d1f3a9e-never-in-plaintext";
 
-/// Every byte of the SQLite file and its WAL, or every row of the data
-/// tables as PostgreSQL stores them.
-async fn stored_bytes(s: &TestServer, pg: Option<&str>) -> Vec<u8> {
-    match pg {
-        None => {
-            let mut out = Vec::new();
-            for f in ["rampart.db", "rampart.db-wal"] {
-                if let Ok(b) = std::fs::read(s.data_dir().join(f)) {
-                    out.extend(b);
-                }
-            }
-            out
-        }
-        Some(url) => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            let mut out = Vec::new();
-            for table in [
-                "records",
-                "record_unique",
-                "audit_events",
-                "audit_pending",
-                "audit_checkpoints",
-                "collections",
-                "data_keys",
-            ] {
-                let rows: Vec<(String,)> =
-                    sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                for (r,) in rows {
-                    out.extend(r.into_bytes());
-                }
-            }
-            pool.close().await;
-            out
-        }
-    }
-}
+/// The data tables whose PostgreSQL rows the canary searches.
+const DATA_TABLES: &[&str] = &[
+    "records",
+    "record_unique",
+    "audit_events",
+    "audit_pending",
+    "audit_checkpoints",
+    "collections",
+    "data_keys",
+];
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -986,7 +957,7 @@ async fn encrypted_at_rest(s: TestServer, pg: Option<String>) {
     .await;
     let _ = plain;
     s.running().data.flush_events().await;
-    let bytes = stored_bytes(&s, pg.as_deref()).await;
+    let bytes = stored_bytes(&s, pg.as_deref(), DATA_TABLES).await;
     assert!(
         contains(&bytes, "PLAIN-MARKER-4411"),
         "the search sees stored data"

@@ -524,13 +524,7 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_undone_from_the_o
     let r = undo_change(&s, &undo).await;
     problem(r, 403, "invalid_email_link").await;
     // Past 72 hours an undo link is refused, and the address is free.
-    s.post_auth(
-        "/api/v1/me/email",
-        &token,
-        json!({"new_email": "third@example.com"}),
-    )
-    .await;
-    let confirm = mailed_token(&s.outbox(), "third@example.com", "confirm-email").await;
+    let confirm = ask_move(&s, &token, "third@example.com").await;
     let r = confirm_change(&s, &confirm).await;
     assert_eq!(r.status(), 204);
     await_mails(
@@ -1221,16 +1215,21 @@ async fn the_command_line_lists_shows_disables_and_enables_accounts() {
     }
 }
 
-/// Asks for and confirms a move of the signed-in account to `to`, a
-/// second after whatever came before (the test clock stands still).
-async fn move_to(s: &TestServer, token: &str, to: &str) {
-    s.clock.advance(Duration::from_secs(1));
+/// Asks to move the signed-in account to `to` (202): the link mailed there.
+async fn ask_move(s: &TestServer, token: &str, to: &str) -> String {
     accepted(
         s.post_auth("/api/v1/me/email", token, json!({"new_email": to}))
             .await,
     )
     .await;
-    let confirm = mailed_token(&s.outbox(), to, "confirm-email").await;
+    mailed_token(&s.outbox(), to, "confirm-email").await
+}
+
+/// Asks for and confirms a move of the signed-in account to `to`, a
+/// second after whatever came before (the test clock stands still).
+async fn move_to(s: &TestServer, token: &str, to: &str) {
+    s.clock.advance(Duration::from_secs(1));
+    let confirm = ask_move(s, token, to).await;
     let r = confirm_change(s, &confirm).await;
     assert_eq!(r.status(), 204, "move to {to}");
 }
@@ -1340,16 +1339,7 @@ async fn a_change_link_does_nothing_for_a_disabled_account() {
     let admin = s.admin().await;
     let acc = s.register("d@example.com").await;
     let token = s.login("d@example.com", STRONG).await;
-    accepted(
-        s.post_auth(
-            "/api/v1/me/email",
-            &token,
-            json!({"new_email": "thief@example.com"}),
-        )
-        .await,
-    )
-    .await;
-    let confirm = mailed_token(&s.outbox(), "thief@example.com", "confirm-email").await;
+    let confirm = ask_move(&s, &token, "thief@example.com").await;
     let r = admin_act(&s, &admin, acc["id"].as_str().unwrap(), "disable").await;
     assert_eq!(r.status(), 204);
     let r = confirm_change(&s, &confirm).await;
@@ -1504,16 +1494,7 @@ async fn a_lockdown_ends_pending_address_changes_and_device_tokens() {
     let v: Value = r.json().await.unwrap();
     let device = v["device_token"].as_str().unwrap().to_owned();
     let token = v["token"].as_str().unwrap().to_owned();
-    accepted(
-        s.post_auth(
-            "/api/v1/me/email",
-            &token,
-            json!({"new_email": "lk-thief@example.com"}),
-        )
-        .await,
-    )
-    .await;
-    let confirm = mailed_token(&s.outbox(), "lk-thief@example.com", "confirm-email").await;
+    let confirm = ask_move(&s, &token, "lk-thief@example.com").await;
     let r = s
         .post_auth(
             "/api/v1/admin/incident/lockdown",

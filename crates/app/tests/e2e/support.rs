@@ -831,3 +831,32 @@ pub async fn wait_for_alert(s: &TestServer, admin: &str, rule: &str) -> Value {
     }
     panic!("no alert of {rule} within 10 s");
 }
+
+/// Every byte of the SQLite file and its WAL, or (`pg`) every row of
+/// `tables` as PostgreSQL stores them: where a canary must not be found.
+pub async fn stored_bytes(s: &TestServer, pg: Option<&str>, tables: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match pg {
+        None => {
+            for f in ["rampart.db", "rampart.db-wal"] {
+                if let Ok(b) = std::fs::read(s.data_dir().join(f)) {
+                    out.extend(b);
+                }
+            }
+        }
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            for table in tables {
+                // Table names from the test's own list, never from input.
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                out.extend(rows.into_iter().flat_map(|(r,)| r.into_bytes()));
+            }
+            pool.close().await;
+        }
+    }
+    out
+}
