@@ -1,6 +1,7 @@
 //! Runs the inspector in-process over cases exported by
 //! `bench/inspection --export FILE` and prints rates per category; with
-//! `--misses CATEGORY`, prints the requests it got wrong there. A study
+//! `--misses CATEGORY`, prints the requests it got wrong there. Rates
+//! are per category, then per placement (`@query`, `@xml`…). A study
 //! aid: the figures that count come from `bench/inspection`, over HTTPS.
 //!
 //! Usage: corpus_eval FILE [--misses CATEGORY]
@@ -72,6 +73,17 @@ fn main() {
             .or_default();
         e.0 += u32::from(right);
         e.1 += 1;
+        // The same request again under its placement (`@query`, `@xml`…).
+        let placement = format!("@{}", c["placement"].as_str().unwrap_or("?"));
+        let p = stats
+            .entry((
+                c["corpus"].as_str().unwrap_or("").to_owned(),
+                attack,
+                placement,
+            ))
+            .or_default();
+        p.0 += u32::from(right);
+        p.1 += 1;
         if !right && misses.is_some_and(|m| category.contains(m.as_str())) {
             let shown: Vec<String> = headers
                 .iter()
@@ -109,6 +121,9 @@ fn main() {
                 if *attack { "TP" } else { "TN" },
                 100.0 * f64::from(*r) / f64::from(*n)
             );
+        }
+        if cat.starts_with('@') {
+            continue;
         }
         let t = totals.entry((corpus.clone(), *attack)).or_default();
         t.0 += r;

@@ -148,7 +148,8 @@ impl fmt::Display for Verdict {
 enum Scope {
     /// Every part.
     Any,
-    /// Values, not the path (a `..` in a path is normalised by the router).
+    /// Values (path segments included), not the whole path (a `..` there
+    /// is normalised by the router) nor a User-Agent.
     Values,
     Path,
     UserAgent,
@@ -210,6 +211,43 @@ const RULES: &[Rule] = &[
         scope: Scope::Values,
         pattern: r#"['")]\s*(?:or|and|\|\||&&)\s*\(?\s*['"]?(\w+)['"]?\s*(?:=|<>|!=|like)\s*['"]?\w+|['"]\s*(?:or|and)\s+\d+\s*(?:=|<|>)|\bor\s+\d+\s*=\s*\d+\s*(?:--|#|/\*)"#,
     },
+    // A value that begins by continuing a condition: a connective, an
+    // operand and a comparison (`' AND 6698=(`, `or 1='`, `|| c == '`).
+    // Text does not open with "or x ="; an injected suffix does.
+    Rule {
+        name: "sqli.condition_suffix",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r#"^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s*(?:[=<>!]=*|<>|<=>|\b(?:like|rlike|regexp|glob)\b)\s*(?:['"`(\d@-]|$)|^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s+is\s+(?:not\s+)?null\b"#,
+    },
+    // A subquery where a value belongs (`in (select`, `= (select`,
+    // `exists(select`).
+    Rule {
+        name: "sqli.subquery",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"(?:\b(?:in|exists|any|all|some)|[=<>,])\s*\(\s*select\b",
+    },
+    // The end of a select list: `count(*) AS n FROM`, or a value that
+    // starts there (`) AS alias FROM`).
+    Rule {
+        name: "sqli.select_list",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r#"(?:^\s*|\w\([^()]{0,100})\)\s*as\s+['"`]?\w+['"`]?\s+from\b"#,
+    },
+    // An inline comment used as the space beside a keyword
+    // (`SELECT/**/password/**/FROM`): only evasion writes SQL so.
+    Rule {
+        name: "sqli.comment_space",
+        category: Category::Sqli,
+        score: CRITICAL,
+        scope: Scope::Values,
+        pattern: r"\b(?:select|union|from|where|insert|into|update|delete|drop|table|values|declare|exec|execute|replace|truncate|alter|and|or|having|order|group|limit)/\*.*?\*/|\*/(?:select|union|from|where|table|values|and|or|having|limit|null)\b",
+    },
     Rule {
         name: "sqli.functions",
         category: Category::Sqli,
@@ -244,7 +282,7 @@ const RULES: &[Rule] = &[
         category: Category::Xss,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xss|template|isindex|portal)\b",
+        pattern: r"<\s*/?\s*(?:[a-z][\w-]*\s*:\s*)?(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xss|template|isindex|portal)\b",
     },
     Rule {
         name: "xss.event_handler",
@@ -252,6 +290,32 @@ const RULES: &[Rule] = &[
         score: CRITICAL,
         scope: Scope::Any,
         pattern: r"<[^>]*[\s/\x22'](?:on[a-z]{3,30})\s*=|\bon(?:error|load|mouseover|focus|click|toggle|animationstart|begin|pageshow|start|finish)\s*=\s*[\x22'`]?\s*[\w$]+\s*[(=`]",
+    },
+    // Script written in six characters (JSFuck): no text is only
+    // brackets, parentheses, `!` and `+`.
+    Rule {
+        name: "xss.bracket_script",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"[\[\]()!+]{24,}",
+    },
+    // A function called as a tagged template (`[].sort.call`${alert}``),
+    // by optional chaining (`alert?.(1)`), or `eval` of decoded text,
+    // and script in CSS (`url(javascript:`, `-moz-binding`, `expression(`).
+    Rule {
+        name: "xss.indirect_call",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"\.\s*(?:call|apply|bind)\s*`|\b(?:alert|confirm|prompt|eval|settimeout|setinterval|function)\s*\?\.\s*\(|\beval\s*\(\s*(?:atob|unescape|decodeuricomponent|string\.fromcharcode|window|this|top|self|location|document|name)\b|`\s*\$\{\s*(?:alert|eval|confirm|prompt|function|settimeout|setinterval|navigation|location|document|window|top|self|parent|frames)\b",
+    },
+    Rule {
+        name: "xss.css_script",
+        category: Category::Xss,
+        score: CRITICAL,
+        scope: Scope::Any,
+        pattern: r"-moz-binding\s*:|\burl\s*\(\s*['\x22]?\s*(?:javascript|vbscript|livescript)\b|[:=]\s*expression\s*\(|\bbehavior\s*:\s*url\s*\(",
     },
     Rule {
         name: "xss.javascript_uri",
@@ -345,7 +409,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\$\(\s*[a-z/][^)]*\)|`\s*[a-z/][\w./~-]*(?:[ \t]+[\w./~=$|&<>'\x22:-]+){0,8}[ \t]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
+        pattern: r"\$\(\s*[a-z/][^)]*\)|(?:^|[;|&=<>'\x22]\s*|\w)`\s*[a-z/][\w./~-]*(?:[ \t]+[\w./~=$|&<>'\x22:-]+){0,8}[ \t]*`|\$\{ifs\}|\$ifs\b|;\s*\w+\s*\$\{|\b(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert|runtime\.getruntime\(\)\.exec)\s*\(\s*['\x22$]",
     },
     Rule {
         // Shellshock (CVE-2014-6271 and kin): a value that bash imports as
@@ -425,7 +489,7 @@ const RULES: &[Rule] = &[
         category: Category::Xxe,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"<!\s*(?:doctype|entity)\b[^>]*(?:\bsystem\b|\bpublic\b|\[|%)|<\s*xi:include\b|\bxmlns:xi\s*=",
+        pattern: r"<!\s*(?:doctype|entity)\b[^>]*(?:\bsystem\b|\bpublic\b|\[|%)|<\s*xi:include\b|\bxmlns:xi\s*=|\b(?:no_?namespace)?schemalocation\s*=\s*['\x22]?\s*(?:https?|ftp|file|jar|netdoc)\s*:|<\s*[\w-]+:(?:include|import|redefine)\b[^>]*\b(?:namespace|schemalocation|href)\s*=",
     },
     // CRLF and header injection.
     Rule {
@@ -504,14 +568,14 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\$\$?\{?[@$]?[a-z_]\w*(?:->\w+)?\}?\s*\(\s*[\w'\x22$]*\s*\)|\$\{\s*[@$][^}]{0,40}\}\s*\(",
+        pattern: r"\$\$?\{?[@$]?[a-z_]\w*(?:->\w+)?\}?\s*\(\s*[\w'\x22$]*\s*\)|\$\{\s*[@$][^}]{0,40}\}\s*\(|\$+[a-z_]\w*(?:\s*(?:\[(?:[^\[\]\n]|\[[^\[\]\n]*\]){1,40}\]|\{[^}\n]{1,40}\}|/\*[^*\n]{0,40}\*/|#[^\n]{0,40}\n|//[^\n]{0,40}\n))+\s*\(|\[\s*['\x22]?[a-z_]\w*['\x22]?\s*\]\s*\[\s*\d+\s*\]\s*\(",
     },
     Rule {
         name: "java.class_reference",
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"\b(?:java\.(?:lang|io|net|nio|util|beans|rmi|security)\.[a-z]|javax\.(?:script|naming|management|xml)\.|com\.sun\.|sun\.misc\.|org\.apache\.(?:commons|xalan|xbean|tomcat|catalina|struts|velocity)|org\.springframework\.|org\.omg\.|org\.codehaus\.groovy|org\.mozilla\.javascript|bsh\.interpreter|(?:invoker|instantiate|clone|constant|chained|map)transformer|(?:prototype(?:clone|serialization)|instantiate)factory|(?:while|for)closure|processbuilder|getruntime\s*\(|classloader|ognlcontext|#_memberaccess|@java\.|system\.diagnostics\.process|system\.runtime\.serialization)",
+        pattern: r"\b(?:java\.(?:lang|io|net|nio|util|beans|rmi|security)\.[a-z]|javax\.(?:script|naming|management|xml)\.|com\.sun\.|sun\.misc\.|org\.apache\.(?:commons|xalan|xbean|tomcat|catalina|struts|velocity)|org\.springframework\.|com\.opensymphony\.|org\.omg\.|org\.codehaus\.groovy|org\.mozilla\.javascript|bsh\.interpreter|(?:invoker|instantiate|clone|constant|chained|map)transformer|(?:prototype(?:clone|serialization)|instantiate)factory|(?:while|for)closure|processbuilder|getruntime\s*\(|classloader|ognlcontext|#_memberaccess|@java\.|system\.diagnostics\.process|system\.runtime\.serialization)",
     },
     Rule {
         name: "java.serialized_object",
@@ -532,7 +596,7 @@ const RULES: &[Rule] = &[
         category: Category::Command,
         score: CRITICAL,
         scope: Scope::Filename,
-        pattern: r"\.(?:php\d?|phtml|pht|phar|phps|jsp|jspx|jsw|jsv|asp|aspx|asmx|ashx|cer|asa|cgi|pl|py|rb|sh|bash|exe|dll|bat|cmd|com|scr|vbs|ps1|htaccess|shtml?)(?:[.\s;:/\x00]|$)",
+        pattern: r"\.\s*(?:php\d?|phtml|pht|phar|phps|jsp|jspx|jsw|jsv|asp|aspx|asmx|ashx|cer|asa|cgi|pl|py|rb|sh|bash|exe|dll|bat|cmd|com|scr|vbs|ps1|htaccess|shtml?)(?:[.\s;:/\x00]|$)",
     },
     Rule {
         name: "js.injection",
@@ -742,6 +806,12 @@ const SKIPPED_HEADERS: &[&str] = &[
 const MAX_VALUES: usize = 10_000;
 const MAX_DECODE_LAYERS: usize = 3;
 const MAX_JSON_DEPTH: usize = 64;
+/// GraphQL: operations in one batch, aliases in one document, and nesting
+/// of selections, each beyond what an application's own queries need.
+const MAX_GRAPHQL_OPERATIONS: usize = 10;
+const MAX_GRAPHQL_ALIASES: usize = 30;
+const MAX_GRAPHQL_DEPTH: usize = 15;
+
 /// Nested `${` lookups undone at most this deep.
 const MAX_LOOKUP_DEPTH: usize = 64;
 
@@ -837,9 +907,30 @@ impl Inspector {
                 if SKIPPED_HEADERS.contains(name) {
                     continue;
                 }
+                if value.iter().any(|&b| is_control(b)) {
+                    v.add(
+                        "protocol.control_char",
+                        Category::Protocol,
+                        Part::Header,
+                        CRITICAL,
+                    );
+                }
                 let value = String::from_utf8_lossy(value);
                 match *name {
+                    // This API never takes a method from anywhere but the
+                    // request line; a proxy or framework in front might.
+                    "x-http-method-override" | "x-http-method" | "x-method-override"
+                        if overriding_method(&value) =>
+                    {
+                        v.add(
+                            "protocol.method_override",
+                            Category::Protocol,
+                            Part::Header,
+                            CRITICAL,
+                        );
+                    }
                     "cookie" => {
+                        encoding_checks(&value, Part::Cookie, &mut v);
                         for pair in value.split(';') {
                             let (k, val) = pair.split_once('=').unwrap_or(("", pair));
                             let k = k.trim();
@@ -849,7 +940,16 @@ impl Inspector {
                             }
                         }
                     }
-                    "user-agent" => self.value(&value, Part::UserAgent, false, &mut v, &mut budget),
+                    // A User-Agent shaped as RFC 9110 says (products and
+                    // comments) gets the rules written for agents; anything
+                    // else in it is a value like any other header's.
+                    "user-agent" if user_agent_shaped(&value) => {
+                        self.value(&value, Part::UserAgent, false, &mut v, &mut budget)
+                    }
+                    "user-agent" => {
+                        self.value(&value, Part::Header, false, &mut v, &mut budget);
+                        self.value(&value, Part::UserAgent, false, &mut v, &mut budget);
+                    }
                     // Many byte ranges (overlapping, out of order) make a
                     // server send a body many times over; this API serves
                     // none, and no browser asks for more than a few.
@@ -877,29 +977,51 @@ impl Inspector {
     }
 
     fn path(&self, path: &str, v: &mut Verdict, budget: &mut usize) {
+        encoding_checks(path, Part::Path, v);
         // The whole path for probes, then each segment as a value.
         let decoded = percent(path);
         let lower = decoded.to_lowercase();
         // RFC 8615 names live under `/.well-known/`; other dot-segments are
         // probes for files no API serves.
         let probe = lower.strip_prefix("/.well-known/").unwrap_or(&lower);
-        self.rules_on(probe, Part::Path, false, v);
+        self.rules_on(probe, Part::Path, false, true, v);
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             self.value(seg, Part::Path, false, v, budget);
+            // Some frameworks read `+` in a path as a space, as in a query.
+            if seg.contains('+') {
+                self.value(&seg.replace('+', " "), Part::Path, false, v, budget);
+            }
         }
     }
 
     fn form(&self, s: &str, part: Part, v: &mut Verdict, budget: &mut usize) {
+        if matches!(part, Part::Query) {
+            encoding_checks(s, part, v);
+        }
         for pair in s.split('&') {
             let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            if k.eq_ignore_ascii_case("_method") && overriding_method(val) {
+                v.add(
+                    "protocol.method_override",
+                    Category::Protocol,
+                    part,
+                    CRITICAL,
+                );
+            }
             let k = plus_percent(k);
             self.value(&k, part, false, v, budget);
-            if SECRET_KEYS.contains(&k.as_str()) {
+            // The API takes its secrets as JSON (`SECRET_KEYS`); a form or
+            // query may carry a typed password, but a field called `code`
+            // or `token` there is anyone's, and is inspected.
+            if k.to_ascii_lowercase().contains("password") {
                 continue;
             }
             let val = plus_percent(val);
             let url_like = looks_url_named(&k);
             self.value(&val, part, url_like, v, budget);
+            if k == "query" {
+                self.graphql(&val, part, v, budget);
+            }
         }
     }
 
@@ -929,9 +1051,27 @@ impl Inspector {
             self.multipart(&text, b, v, budget);
             return;
         }
-        // XML, plain text, or anything else: the text as one value, and,
-        // when it reads like a form, as its fields too.
-        if !ct.contains("xml") && text.contains('=') && !text.trim_start().starts_with('<') {
+        // XML (SOAP included): each text, attribute value and CDATA
+        // section as a value, as the application's parser will read them;
+        // the whole text is still one value below, for what lives in the
+        // markup itself (entities, DOCTYPE, processing instructions).
+        let start = text.trim_start();
+        if ct.contains("xml") || start.starts_with("<?xml") {
+            for x in xml_values(&text) {
+                self.value(x, Part::Body, false, v, budget);
+            }
+            self.value_as(&text, Part::Body, false, false, v, budget);
+            return;
+        }
+        // Untyped markup may be HTML: its values, and the whole tokenised.
+        if start.starts_with('<') {
+            for x in xml_values(&text) {
+                self.value(x, Part::Body, false, v, budget);
+            }
+        } else if ct.is_empty() || ct.starts_with("text/plain") || text.contains('=') {
+            // Plain text, an untyped body, or anything that reads like a
+            // form: its fields too, decoded as a form would be (many
+            // frameworks read an untyped body as one).
             self.form(&text, Part::Body, v, budget);
         }
         self.value(&text, Part::Body, false, v, budget);
@@ -1049,8 +1189,21 @@ impl Inspector {
                 }
                 let url_like = key.is_some_and(looks_url_named);
                 self.value(s, Part::Body, url_like, v, budget);
+                if key == Some("query") {
+                    self.graphql(s, Part::Body, v, budget);
+                }
             }
             serde_json::Value::Array(a) => {
+                // Many operations in one request (GraphQL batching): one
+                // request's limits, a rate limit's included, spent many
+                // times over.
+                let operations = a
+                    .iter()
+                    .filter(|x| x.get("query").is_some_and(|q| q.is_string()))
+                    .count();
+                if operations > MAX_GRAPHQL_OPERATIONS {
+                    v.add("graphql.batching", Category::Probe, Part::Body, CRITICAL);
+                }
                 for x in a {
                     self.json(x, key, depth + 1, v, budget);
                 }
@@ -1066,8 +1219,42 @@ impl Inspector {
         }
     }
 
+    /// A GraphQL document (a `query` field that reads as one): each string
+    /// argument as a value of its own, and the shapes that turn one
+    /// request into thousands of operations: many aliases (one login tried
+    /// under a hundred names) and deep nesting.
+    fn graphql(&self, doc: &str, part: Part, v: &mut Verdict, budget: &mut usize) {
+        let Some(g) = graphql_shape(doc) else {
+            return;
+        };
+        if g.aliases > MAX_GRAPHQL_ALIASES {
+            v.add("graphql.aliasing", Category::Probe, part, CRITICAL);
+        }
+        if g.depth > MAX_GRAPHQL_DEPTH {
+            v.add("graphql.depth", Category::Probe, part, CRITICAL);
+        }
+        for s in g.strings {
+            self.value(s, part, false, v, budget);
+        }
+    }
+
     /// Inspects one value and its decodings.
     fn value(&self, raw: &str, part: Part, url_named: bool, v: &mut Verdict, budget: &mut usize) {
+        self.value_as(raw, part, url_named, true, v, budget);
+    }
+
+    /// [`Self::value`], with the tokenisers only when `tokenise`: a whole
+    /// XML document is markup by its nature, and its values are read one
+    /// by one.
+    fn value_as(
+        &self,
+        raw: &str,
+        part: Part,
+        url_named: bool,
+        tokenise: bool,
+        v: &mut Verdict,
+        budget: &mut usize,
+    ) {
         if raw.is_empty() {
             return;
         }
@@ -1081,7 +1268,17 @@ impl Inspector {
             return;
         }
         *budget -= 1;
+        // A short word is nothing to decode; as an agent it may still
+        // name a scanner (`nikto`), and nothing else.
         if plain(raw) {
+            if part == Part::UserAgent {
+                let lower = raw.to_ascii_lowercase();
+                for i in self.set.matches(lower.as_bytes()).iter() {
+                    if matches!(RULES[i].scope, Scope::UserAgent) {
+                        v.add(RULES[i].name, RULES[i].category, part, RULES[i].score);
+                    }
+                }
+            }
             return;
         }
         let mut seen: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
@@ -1098,8 +1295,10 @@ impl Inspector {
             let lowered = s.to_lowercase();
             let lower = undo_lookups(&lowered);
             let url_like = url_named || looks_url(&lower);
-            self.rules_on(&lower, part, url_like, v);
-            self.tokenisers(s, part, v);
+            self.rules_on(&lower, part, url_like, false, v);
+            if tokenise {
+                self.tokenisers(s, part, v);
+            }
         }
     }
 
@@ -1144,7 +1343,10 @@ impl Inspector {
         }
     }
 
-    fn rules_on(&self, lower: &str, part: Part, url_like: bool, v: &mut Verdict) {
+    /// Runs the rules on one lower-cased text. `whole_path` is the path as
+    /// one string, where the router has already undone dot segments; each
+    /// path segment is a value (`/items/{id}`) like any other.
+    fn rules_on(&self, lower: &str, part: Part, url_like: bool, whole_path: bool, v: &mut Verdict) {
         for i in self.set.matches(lower.as_bytes()).iter() {
             let rule = &RULES[i];
             let applies = match rule.scope {
@@ -1159,7 +1361,7 @@ impl Inspector {
                                 | Category::Template
                         )
                 }
-                Scope::Values => !matches!(part, Part::Path | Part::UserAgent),
+                Scope::Values => !whole_path && !matches!(part, Part::UserAgent),
                 Scope::Path => matches!(part, Part::Path),
                 Scope::UserAgent => matches!(part, Part::UserAgent),
                 // Only values the server might fetch: not headers such as
@@ -1172,6 +1374,209 @@ impl Inspector {
             }
         }
     }
+}
+
+/// A method a `_method` field or an override header would turn a request
+/// into: any but the safe pair a form can send anyway.
+fn overriding_method(value: &str) -> bool {
+    const METHODS: &[&str] = &[
+        "put",
+        "patch",
+        "delete",
+        "connect",
+        "trace",
+        "track",
+        "options",
+        "propfind",
+        "proppatch",
+        "mkcol",
+        "copy",
+        "move",
+        "lock",
+        "unlock",
+        "search",
+    ];
+    let m = percent(value).trim().to_ascii_lowercase();
+    METHODS.contains(&m.as_str())
+}
+
+/// What [`Inspector::graphql`] needs of a document.
+struct GraphqlShape<'a> {
+    strings: Vec<&'a str>,
+    aliases: usize,
+    depth: usize,
+}
+
+/// Reads `doc` as a GraphQL document, when it starts like one (`{`, or an
+/// operation or fragment keyword): its string literals (block strings
+/// included, escapes left to the value decoders), its aliases (`name:`
+/// at selection level, not in arguments) and its deepest selection.
+/// One linear pass; anything malformed ends it.
+fn graphql_shape(doc: &str) -> Option<GraphqlShape<'_>> {
+    let t = doc.trim_start();
+    let keyword = ["query", "mutation", "subscription", "fragment"]
+        .iter()
+        .any(|k| {
+            t.len() > k.len()
+                && t[..k.len()].eq_ignore_ascii_case(k)
+                && !t.as_bytes()[k.len()].is_ascii_alphanumeric()
+        });
+    if !(t.starts_with('{') || keyword) {
+        return None;
+    }
+    let b = doc.as_bytes();
+    let mut g = GraphqlShape {
+        strings: Vec::new(),
+        aliases: 0,
+        depth: 0,
+    };
+    let (mut braces, mut parens, mut i) = (0usize, 0usize, 0);
+    let mut last_name_end = None;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let block = b[i..].starts_with(b"\"\"\"");
+                let start = i + if block { 3 } else { 1 };
+                let mut j = start;
+                let end = loop {
+                    if j >= b.len() {
+                        break None;
+                    }
+                    if block {
+                        if b[j..].starts_with(b"\"\"\"") {
+                            break Some(j);
+                        }
+                    } else if b[j] == b'\\' {
+                        j += 1;
+                    } else if b[j] == b'"' || b[j] == b'\n' {
+                        break Some(j);
+                    }
+                    j += 1;
+                };
+                let end = end.unwrap_or(b.len());
+                if let Some(s) = doc.get(start..end) {
+                    if !s.is_empty() {
+                        g.strings.push(s);
+                    }
+                }
+                i = end + if block { 3 } else { 1 };
+                last_name_end = None;
+                continue;
+            }
+            // Selections only: braces inside arguments are input objects.
+            b'{' if parens == 0 => {
+                braces += 1;
+                g.depth = g.depth.max(braces);
+            }
+            b'}' if parens == 0 => braces = braces.saturating_sub(1),
+            b'(' => parens += 1,
+            b')' => parens = parens.saturating_sub(1),
+            b':' if parens == 0 && braces > 0 && last_name_end.is_some() => g.aliases += 1,
+            c if c.is_ascii_alphanumeric() || c == b'_' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                last_name_end = Some(i);
+                continue;
+            }
+            c if c.is_ascii_whitespace() || c == b',' => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        last_name_end = None;
+        i += 1;
+    }
+    Some(g)
+}
+
+/// A control character other than tab and line breaks (those have rules
+/// of their own, as has NUL).
+fn is_control(b: u8) -> bool {
+    matches!(b, 0x01..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f | 0x7f)
+}
+
+/// What a URL or cookie decodes to must be text: control characters
+/// (outside a query), and bytes that are not UTF-8 (overlong forms such as `%c0%af` included),
+/// are read differently by each decoder behind, so what is inspected
+/// would not be what the application reads.
+fn encoding_checks(raw: &str, part: Part, v: &mut Verdict) {
+    if !raw.contains('%') && !raw.bytes().any(is_control) {
+        return;
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    // (A query may carry pasted text, terminal overstrikes and chat
+    // colour codes included.)
+    if part != Part::Query && decoded.iter().any(|&b| is_control(b)) {
+        v.add("protocol.control_char", Category::Protocol, part, CRITICAL);
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        v.add("protocol.invalid_utf8", Category::Protocol, part, CRITICAL);
+    }
+}
+
+/// Whether a User-Agent has the shape RFC 9110 section 10.1.5 gives it:
+/// products (`name/version`) and comments (`(…)`, nested at most a few
+/// deep), separated by spaces. Real agents do; a command, a query or a
+/// path sent as the agent does not.
+fn user_agent_shaped(ua: &str) -> bool {
+    // RFC 9110's token characters, less the quotes no agent puts in its
+    // name (and every injection does).
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&*+-.^_|~".contains(&b);
+    let b = ua.trim().as_bytes();
+    let mut i = 0;
+    let mut products = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' => i += 1,
+            b'(' => {
+                let mut depth = 0usize;
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(b'(') => depth += 1,
+                        Some(b')') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        Some(b'\\') => i += 1,
+                        Some(_) => {}
+                    }
+                    if depth > 4 {
+                        return false;
+                    }
+                    i += 1;
+                }
+            }
+            c if tchar(c) => {
+                while i < b.len() && tchar(b[i]) {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'/') {
+                    i += 1;
+                    let start = i;
+                    while i < b.len() && tchar(b[i]) {
+                        i += 1;
+                    }
+                    if i == start {
+                        return false;
+                    }
+                }
+                products += 1;
+            }
+            _ => return false,
+        }
+    }
+    products > 0
 }
 
 /// A `Content-Disposition` whose `name` or `filename` parsers would read
@@ -1296,6 +1701,83 @@ fn multipart_shape(text: &str) -> Option<&str> {
         .to_ascii_lowercase()
         .contains("content-disposition:");
     (ok && disposition).then_some(b)
+}
+
+/// The values an XML parser hands an application: each text node,
+/// attribute value, CDATA section and comment, borrowed from the body.
+/// Lenient and linear: malformed markup ends the scan with the rest as
+/// one value, never an error (a request must not hide its content by
+/// being badly formed). Entities are left to the value decoders.
+fn xml_values(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    fn push<'a>(s: &'a str, out: &mut Vec<&'a str>) {
+        let s = s.trim();
+        if !s.is_empty() {
+            out.push(s);
+        }
+    }
+    while let Some(open) = rest.find('<') {
+        push(&rest[..open], &mut out);
+        rest = &rest[open..];
+        // (opening, closing, whether the inside is a value)
+        let (close, inner) = if rest.starts_with("<!--") {
+            ("-->", 4)
+        } else if rest.starts_with("<![CDATA[") {
+            ("]]>", 9)
+        } else if rest.starts_with("<?") {
+            ("?>", 0)
+        } else if rest.starts_with("<!") {
+            (">", 0)
+        } else {
+            ("", 0)
+        };
+        if !close.is_empty() {
+            match rest[inner.max(2)..].find(close) {
+                Some(end) => {
+                    let end = inner.max(2) + end;
+                    if inner > 0 {
+                        push(&rest[inner..end], &mut out);
+                    }
+                    rest = &rest[end + close.len()..];
+                }
+                None => {
+                    push(&rest[inner..], &mut out);
+                    return out;
+                }
+            }
+            continue;
+        }
+        // A tag: its name, then `name="value"` or `name='value'` pairs.
+        let b = rest.as_bytes();
+        let mut i = 1;
+        loop {
+            match b.get(i) {
+                None => {
+                    push(&rest[1..], &mut out);
+                    return out;
+                }
+                Some(b'>') => {
+                    i += 1;
+                    break;
+                }
+                Some(&q @ (b'"' | b'\'')) => match rest[i + 1..].find(q as char) {
+                    Some(len) => {
+                        push(&rest[i + 1..i + 1 + len], &mut out);
+                        i += len + 2;
+                    }
+                    None => {
+                        push(&rest[i + 1..], &mut out);
+                        return out;
+                    }
+                },
+                Some(_) => i += 1,
+            }
+        }
+        rest = &rest[i..];
+    }
+    push(rest, &mut out);
+    out
 }
 
 /// Markup without a leading XML declaration (`<?xml version="1.0"?>`),
@@ -1460,9 +1942,7 @@ fn decodings(s: &str) -> Vec<String> {
             out.push(d);
         }
     }
-    if let Some(d) = base64ish(s) {
-        out.push(d);
-    }
+    out.extend(base64ish(s));
     // Fullwidth and other compatibility forms (`＜script＞`, `①②⑦`) as the
     // ASCII they stand for.
     if !s.is_ascii() {
@@ -1481,6 +1961,10 @@ fn decodings(s: &str) -> Vec<String> {
     // (`c'a't`, `w\ho\am\i`), and SQL comments as spaces.
     if s.contains("/*") {
         out.push(strip_sql_comments(s));
+    }
+    // URL parsers drop tabs and line breaks (`ja&tab;vascript:`).
+    if s.contains(':') && s.contains(['\t', '\n', '\r']) {
+        out.push(s.replace(['\t', '\n', '\r'], ""));
     }
     if s.contains('<') {
         if let Some(d) = split_by_tags(s) {
@@ -1697,30 +2181,43 @@ fn html_entities(s: &str) -> Option<String> {
     changed.then_some(out)
 }
 
-/// A value that is all base64 and decodes to mostly printable text.
-fn base64ish(s: &str) -> Option<String> {
-    let t = s.trim();
-    if t.len() < 12 || t.len() % 4 == 1 {
-        return None;
-    }
-    if !t
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+/// A value that is all base64 and decodes to mostly printable text, at
+/// any alignment.
+fn base64ish(s: &str) -> Vec<String> {
+    let t = s.trim().trim_end_matches('=');
+    if t.len() < 8
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
     {
-        return None;
+        return Vec::new();
     }
-    let unpadded = t.trim_end_matches('=');
     let engines = [
         base64::engine::general_purpose::STANDARD_NO_PAD,
         base64::engine::general_purpose::URL_SAFE_NO_PAD,
     ];
-    let bytes = engines.iter().find_map(|e| e.decode(unpadded).ok())?;
-    let text = String::from_utf8(bytes).ok()?;
-    let printable = text
-        .chars()
-        .filter(|c| !c.is_control() || c.is_whitespace())
-        .count();
-    (printable * 10 >= text.chars().count() * 9).then_some(text)
+    // A piece cut from a longer encoding (a serialized object's class
+    // names, say) starts anywhere in a 4-character group: each of the four
+    // alignments is decoded, and a partial group at the end dropped.
+    let mut out = Vec::new();
+    for skip in 0..4 {
+        let rest = &t[skip..];
+        let rest = &rest[..rest.len() - usize::from(rest.len() % 4 == 1)];
+        let Some(bytes) = engines.iter().find_map(|e| e.decode(rest).ok()) else {
+            continue;
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let printable = text
+            .chars()
+            .filter(|c| !c.is_control() || c.is_whitespace())
+            .count();
+        if text.len() >= 8 && printable * 10 >= text.chars().count() * 9 {
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// Undoes Log4j lookups that only hide letters: `${lower:j}`, `${::-n}`,

@@ -395,6 +395,14 @@ fn secrets_are_not_run_through_the_detectors() {
         true,
     );
     assert!(!form.is_attack(), "{form}");
+    // In a form or a query only a password is a secret: the API's other
+    // secret names (`code`, `token`) are too common there to go unread.
+    for q in [
+        "code=%3C%3Fphp%20system%28%22ls%22%29",
+        "token=%27%20or%201%3D1--",
+    ] {
+        assert!(query(q).is_attack(), "{q}");
+    }
     // The same value under another name is inspected.
     assert!(json(r#"{"comment":"<svg/onload=x>"}"#).is_attack());
 }
@@ -841,4 +849,276 @@ fn a_flood_of_ampersands_in_a_part_name_is_one_pass() {
         "{v}"
     );
     assert_eq!(without_char_refs("a&amp;b&#228;c&x;&&;d"), "abc&x;&&;d");
+}
+
+fn with_header(name: &str, value: &str) -> Verdict {
+    inspector().inspect(
+        &Request {
+            path: "/api/v1/things",
+            headers: vec![(name, value.as_bytes())],
+            ..Default::default()
+        },
+        true,
+        false,
+    )
+}
+
+#[test]
+fn a_user_agent_not_shaped_as_one_is_read_as_any_header() {
+    // Real agents: products and comments, passed.
+    for ua in [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        "curl/8.5.0",
+        "python-requests/2.31.0",
+        "okhttp/4.12.0",
+        "Dalvik/2.1.0 (Linux; U; Android 11; SM-G991B Build/RP1A.200720.012)",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Instagram 219.0.0.12.117 Android (30/11; 420dpi; 1080x2340; samsung; SM-G991B; o1s; exynos2100; en_US; 346138365)",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 16_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBDV/iPhone13,2;FBMD/iPhone;FBSN/iOS;FBSV/16.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5]",
+        "Wget/1.21.4",
+        "wget",
+        "MyApp/1.0 (support@example.com)",
+    ] {
+        let v = with_header("user-agent", ua);
+        assert!(!v.is_attack(), "{ua}: {v}");
+    }
+    // Commands, queries and paths sent as the agent.
+    for ua in [
+        "cat /etc/passwd",
+        "x' AND SLEEP(5)-- -",
+        "encode(lo_get(16400),'base64')::int",
+        "/proc/self/environ",
+    ] {
+        let v = with_header("user-agent", ua);
+        assert!(v.is_attack(), "{ua}: {v}");
+    }
+    // A scanner's bare name is still a scanner.
+    assert!(with_header("user-agent", "nikto").is_attack());
+    assert!(user_agent_shaped("a/1 (b (c) d) e"));
+    assert!(!user_agent_shaped("a/1 (unclosed"));
+    assert!(!user_agent_shaped(""));
+}
+
+#[test]
+fn xml_and_soap_bodies_are_read_value_by_value() {
+    for attack in [
+        r#"<?xml version="1.0"?><root><a probe="1234' OR '1'='1"></a></root>"#,
+        "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><login><user>admin' --</user></login></soap:Body></soap:Envelope>",
+        "<r><![CDATA[<script>alert(1)</script>]]></r>",
+        "<r><q>1 UNION SELECT password FROM users</q></r>",
+    ] {
+        for ct in [Some("application/xml"), Some("text/xml"), None] {
+            let v = body(ct, attack);
+            assert!(v.is_attack(), "{ct:?} {attack}: {v}");
+        }
+    }
+    for ok in [
+        "<?xml version=\"1.0\"?><order id=\"17\"><item sku=\"A-1\" qty=\"2\">Blue mug, 350 ml</item><note>Leave at the door, please.</note></order>",
+        "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><GetPrice><Item>Apples &amp; pears</Item></GetPrice></soap:Body></soap:Envelope>",
+        "<feed><entry><title>It's 5 o'clock</title></entry></feed>",
+    ] {
+        let v = body(Some("application/xml"), ok);
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+    assert_eq!(
+        xml_values("<a b=\"1\" c='2'>t<!--k--><![CDATA[d]]><?pi x?></a>e"),
+        ["1", "2", "t", "k", "d", "e"]
+    );
+    // Malformed markup ends the scan with the rest as a value.
+    assert_eq!(xml_values("<a b=\"open"), ["open"]);
+    assert_eq!(xml_values("x<a"), ["x", "a"]);
+}
+
+#[test]
+fn untyped_bodies_and_plus_in_paths_are_read_as_a_form_would_be() {
+    let v = body(None, "UnIon+seleCt+password+from+users");
+    assert!(v.is_attack(), "{v}");
+    let v = inspector().inspect(
+        &Request {
+            path: "/api/v1/items/24'union+all+select+1,2,3+from+aa",
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(v.is_attack(), "{v}");
+    // Near misses: ordinary text, a path with a plus in it.
+    assert!(!body(None, "Hello+there, see you at 5").is_attack());
+    let v = inspector().inspect(
+        &Request {
+            path: "/api/v1/items/c++-primer",
+            ..Default::default()
+        },
+        true,
+        false,
+    );
+    assert!(!v.is_attack(), "{v}");
+}
+
+#[test]
+fn sql_fragments_are_known_by_their_syntax() {
+    for attack in [
+        "AND 6698=(",
+        "' or 1='",
+        "|| c == '",
+        ") AND uid!=(",
+        "1 in ( select * from users",
+        "id=(select min(id) from t)",
+        ") AS alias FROM",
+        "SELECT/*avoid-spaces*/password/**/FROM/**/Members",
+    ] {
+        let v = query(&format!("q={}", enc(attack)));
+        assert!(category(&v).contains(&"sqli"), "{attack}: {v}");
+        assert!(v.is_attack(), "{attack}: {v}");
+    }
+    for ok in [
+        "or else we go home",
+        "And then = happened",
+        "orderby=date",
+        "order_id=ORD-2026-01-25",
+        "Alice (left) as usual from 9 to 5",
+        "Select the one you like",
+        "/* a C comment */ int x;",
+        "more or less = the same",
+    ] {
+        let v = query(&format!("q={}", enc(ok)));
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+}
+
+#[test]
+fn script_in_brackets_templates_and_css_is_caught() {
+    for attack in [
+        "[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]]",
+        "[].sort.call`${alert}1337`",
+        "Reflect.apply.call`${navigation.navigate}${navigation}`",
+        "style=-moz-binding:url(http://example.com/xss.xml#xss)",
+        "x:url(javascript:alert(1))",
+        "width: expression(alert(1))",
+        "ja\tvascript:alert(1)",
+        "<x:script>alert(1)</x:script>",
+    ] {
+        let v = query(&format!("q={}", enc(attack)));
+        assert!(category(&v).contains(&"xss"), "{attack}: {v}");
+    }
+    for ok in [
+        "I [really] (truly) like it!!",
+        "a regular expression (regex) matches text",
+        "call `make` in the repo",
+        "background: url(/img/bg.png)",
+        "time: 10:30",
+    ] {
+        let v = query(&format!("q={}", enc(ok)));
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+}
+
+#[test]
+fn php_calls_through_variables_and_spaced_extensions_are_caught() {
+    for attack in [
+        "$__[$_[1]](7)",
+        "$_aB_4c[5]['d'] (17)",
+        "[system][0](ls);",
+        "$GLOBALS['cf908275'](14)",
+    ] {
+        let v = query(&format!("q={}", enc(attack)));
+        assert!(v.is_attack(), "{attack}: {v}");
+    }
+    for ok in ["$a[]()", "${}()", "costs $5 [approx] (each)"] {
+        let v = query(&format!("q={}", enc(ok)));
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+    let v = with_header("x-filename", "photo. php");
+    assert!(v.is_attack(), "{v}");
+    assert!(!with_header("x-filename", "photo.png").is_attack());
+}
+
+#[test]
+fn base64_is_read_at_any_alignment() {
+    // " invokertransformer" cut out of a longer encoding, two characters in.
+    let d = base64ish("BpbnZva2VydHJhbnNmb3JtZXI");
+    assert!(d.iter().any(|s| s.contains("nvokertransformer")), "{d:?}");
+    // Random identifiers decode to nothing printable.
+    assert!(base64ish("Zx81qP0LmN2vT7wK").is_empty());
+    assert!(!query("id=Zx81qP0LmN2vT7wK9aQ").is_attack());
+}
+
+#[test]
+fn protocol_evasions_in_urls_and_overrides_are_refused() {
+    // Bytes that are not UTF-8, control characters in a path or cookie.
+    assert!(query("q=%c0%af").is_attack());
+    assert!(query("q=caf%E9").is_attack());
+    let path = |p: &str| {
+        inspector().inspect(
+            &Request {
+                path: p,
+                ..Default::default()
+            },
+            true,
+            false,
+        )
+    };
+    assert!(path("/api/v1/items/a%01b").is_attack());
+    assert!(with_header("cookie", "hi%13=bye").is_attack());
+    // A method override to a method a form cannot send.
+    assert!(query("_method=DELETE").is_attack());
+    assert!(with_header("x-http-method-override", "PUT").is_attack());
+    // Near misses: UTF-8 text, the overrides a form may send anyway, and
+    // text pasted with terminal control codes in a query.
+    assert!(!query("q=caf%C3%A9").is_attack());
+    assert!(!query("_method=post").is_attack());
+    assert!(!query("_method=X-DELETE").is_attack());
+    assert!(!with_header("x-http-method-override", "GET").is_attack());
+    assert!(!query("q=under%08%08lined").is_attack());
+    assert!(!path("/api/v1/items/caf%C3%A9").is_attack());
+}
+
+#[test]
+fn graphql_arguments_aliases_depth_and_batches_are_inspected() {
+    let gql = |q: &str| json(&serde_json::json!({ "query": q }).to_string());
+    // Injection in an argument.
+    let v = gql(r#"{ user(name: "x' OR '1'='1") { id } }"#);
+    assert!(category(&v).contains(&"sqli"), "{v}");
+    let v = gql("query { search(text: \"\"\"<script>alert(1)</script>\"\"\") { id } }");
+    assert!(v.is_attack(), "{v}");
+    // One login tried under many names.
+    let aliased: String = (0..40)
+        .map(|i| format!("a{i}: login(user: \"admin\", password: \"p{i}\") {{ token }} "))
+        .collect();
+    let v = gql(&format!("mutation {{ {aliased} }}"));
+    assert!(
+        v.findings.iter().any(|f| f.rule == "graphql.aliasing"),
+        "{v}"
+    );
+    // Deep nesting.
+    let deep = "{ a ".repeat(20) + &"}".repeat(20);
+    let v = gql(&deep);
+    assert!(v.findings.iter().any(|f| f.rule == "graphql.depth"), "{v}");
+    // A batch of many operations.
+    let batch: Vec<_> = (0..20)
+        .map(|i| serde_json::json!({ "query": format!("{{ item(id: {i}) {{ name }} }}") }))
+        .collect();
+    let v = json(&serde_json::Value::Array(batch).to_string());
+    assert!(
+        v.findings.iter().any(|f| f.rule == "graphql.batching"),
+        "{v}"
+    );
+    // Near misses: an ordinary query with arguments, variables, a few
+    // aliases and fragments; a small batch; prose under `query`.
+    for ok in [
+        "query Orders($first: Int = 10, $after: String) { me { name orders(first: $first, after: $after, filter: {status: OPEN}) { edges { node { id total small: image(size: 64) large: image(size: 512) } } } } }",
+        "{ hero { name friends { name ... on Droid { primaryFunction } } } }",
+        "fragment F on User { id name }",
+        "where can I buy a blue mug?",
+    ] {
+        let v = gql(ok);
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+    let batch: Vec<_> = (0..3)
+        .map(|i| serde_json::json!({ "query": format!("{{ item(id: {i}) {{ name }} }}") }))
+        .collect();
+    assert!(!json(&serde_json::Value::Array(batch).to_string()).is_attack());
+    let s = graphql_shape("{ a: b(c: 1, d: {e: 2}) # x: y\n f: g }").unwrap();
+    assert_eq!((s.aliases, s.depth), (2, 1));
 }
