@@ -2185,10 +2185,14 @@ fn html_entities(s: &str) -> Option<String> {
 /// any alignment.
 fn base64ish(s: &str) -> Vec<String> {
     let t = s.trim().trim_end_matches('=');
+    // Base64 of text mixes cases; words, hex and numbers do not, and are
+    // not worth four decodings each.
     if t.len() < 8
         || !t
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'))
+        || !t.bytes().any(|b| b.is_ascii_uppercase())
+        || !t.bytes().any(|b| b.is_ascii_lowercase())
     {
         return Vec::new();
     }
