@@ -869,6 +869,9 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             backup_schedule: backup::scheduled(settings).then(|| settings.backup.schedule.clone()),
             incident_plan: incident::plan_path(settings),
         }),
+        request_ids: Arc::new(rampart_http::middleware::RequestIds::new(
+            deps.entropy.as_ref(),
+        )),
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
         metrics: http_metrics.clone(),

@@ -83,4 +83,5 @@ pub struct AppState {
     pub guard: Arc<crate::guard::Guard>,
     /// What `/metrics` reports of requests.
     pub metrics: Arc<crate::metrics::HttpMetrics>,
+    pub request_ids: Arc<crate::middleware::RequestIds>,
 }
