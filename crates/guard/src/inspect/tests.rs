@@ -374,6 +374,23 @@ fn pathological_values_take_linear_work() {
     let _ = query(&format!("q={}", enc(&entities)));
     let mixed = "é${".repeat(50_000) + "jndi:ldap://x}";
     assert!(query(&format!("q={}", enc(&mixed))).is_attack());
+    // The XML, GraphQL and User-Agent readers: unclosed markup, quotes,
+    // braces and comments by the hundred thousand.
+    for xml in [
+        "<".repeat(200_000),
+        "<a b=\"".repeat(100_000),
+        "<!--".repeat(100_000),
+        "<![CDATA[".repeat(50_000),
+    ] {
+        let _ = body(Some("application/xml"), &xml);
+    }
+    let braces = "{".repeat(200_000);
+    let v = json(&serde_json::json!({ "query": braces }).to_string());
+    assert!(v.findings.iter().any(|f| f.rule == "graphql.depth"), "{v}");
+    let strings = "{ \"".repeat(100_000);
+    let _ = json(&serde_json::json!({ "query": strings }).to_string());
+    let _ = with_header("user-agent", &"(".repeat(200_000));
+    let _ = with_header("user-agent", &"a/1 ".repeat(100_000));
 }
 
 #[test]
