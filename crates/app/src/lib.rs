@@ -854,7 +854,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         origins.push(format!("https://127.0.0.1:{port}"));
         origins.push(format!("https://[::1]:{port}"));
     }
-    let state = AppState {
+    let state = AppState::new(rampart_http::state::Shared {
         auth: auth.clone(),
         data: data.clone(),
         incidents: Arc::new(rampart_core::incident::Incidents::new(
@@ -875,7 +875,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
         metrics: http_metrics.clone(),
-    };
+    });
     let router = rampart_http::router(state);
     // A certificate obtained by ACME earlier is in service from the first
     // request on; until there is one, the generated certificate is.

@@ -219,7 +219,7 @@ const RULES: &[Rule] = &[
         category: Category::Sqli,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r#"^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s*(?:[=<>!]=*|<>|<=>|\b(?:like|rlike|regexp|glob)\b)\s*(?:['"`(\d@-]|$)|^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s+is\s+(?:not\s+)?null\b"#,
+        pattern: r#"^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s*(?:==?|[<>!]=|<>|<=>|\b(?:like|rlike|regexp|glob)\b)\s*(?:['"`(\d@-]|$)|^[\s'"`)]*(?:(?:and|or|xor)\b|&&|\|\|)\s*\(*\s*[\w@.$'"`]+\s+is\s+(?:not\s+)?null\b"#,
     },
     // A subquery where a value belongs (`in (select`, `= (select`,
     // `exists(select`).
@@ -246,7 +246,7 @@ const RULES: &[Rule] = &[
         category: Category::Sqli,
         score: CRITICAL,
         scope: Scope::Values,
-        pattern: r"\b(?:select|union|from|where|insert|into|update|delete|drop|table|values|declare|exec|execute|replace|truncate|alter|and|or|having|order|group|limit)/\*.*?\*/|\*/(?:select|union|from|where|table|values|and|or|having|limit|null)\b",
+        pattern: r"\b(?:select|union|from|where|insert|into|update|delete|drop|table|values|declare|exec|execute|replace|truncate|alter|and|or|having|order|group|limit)/\*[^*]{0,40}\*/(?:[\w@.]+/\*[^*]{0,40}\*/)?(?:select|union|from|where|table|values|and|or|having|limit|null|all|distinct|into|set|by)\b",
     },
     Rule {
         name: "sqli.functions",
@@ -282,7 +282,7 @@ const RULES: &[Rule] = &[
         category: Category::Xss,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"<\s*/?\s*(?:[a-z][\w-]*\s*:\s*)?(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xss|template|isindex|portal)\b",
+        pattern: r"<\s*/?\s*[a-z][\w-]*:(?:script|iframe|object|embed|frame|frameset|applet|meta|base|svg|isindex)\b|<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xss|template|isindex|portal)\b",
     },
     Rule {
         name: "xss.event_handler",
@@ -298,7 +298,7 @@ const RULES: &[Rule] = &[
         category: Category::Xss,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"[\[\]()!+]{24,}",
+        pattern: r"(?:[\[()!+\]]{0,12}\[\]){4,}",
     },
     // A function called as a tagged template (`[].sort.call`${alert}``),
     // by optional chaining (`alert?.(1)`), or `eval` of decoded text,
@@ -489,7 +489,17 @@ const RULES: &[Rule] = &[
         category: Category::Xxe,
         score: CRITICAL,
         scope: Scope::Any,
-        pattern: r"<!\s*(?:doctype|entity)\b[^>]*(?:\bsystem\b|\bpublic\b|\[|%)|<\s*xi:include\b|\bxmlns:xi\s*=|\b(?:no_?namespace)?schemalocation\s*=\s*['\x22]?\s*(?:https?|ftp|file|jar|netdoc)\s*:|<\s*[\w-]+:(?:include|import|redefine)\b[^>]*\b(?:namespace|schemalocation|href)\s*=",
+        pattern: r"<!\s*(?:doctype|entity)\b[^>]*(?:\bsystem\b|\bpublic\b|\[|%)|<\s*xi:include\b|\bxmlns:xi\s*=",
+    },
+    // Schemas named for fetching (`schemaLocation`, `xs:include`): routine
+    // in GPX, sitemaps and WSDL, dangerous only to a validating parser, so
+    // a hint that needs another finding to block.
+    Rule {
+        name: "xxe.remote_schema",
+        category: Category::Xxe,
+        score: WARNING,
+        scope: Scope::Any,
+        pattern: r"\b(?:no_?namespace)?schemalocation\s*=\s*['\x22]?\s*(?:https?|ftp|file|jar|netdoc)\s*:|<\s*[\w-]+:(?:include|import|redefine)\b[^>]*\b(?:namespace|schemalocation|href)\s*=",
     },
     // CRLF and header injection.
     Rule {
@@ -815,16 +825,17 @@ const MAX_GRAPHQL_DEPTH: usize = 15;
 /// Nested `${` lookups undone at most this deep.
 const MAX_LOOKUP_DEPTH: usize = 64;
 
-/// Keys whose values are secrets: they are never run through the
-/// detectors (a password may contain anything, and must not be copied into
-/// a detector's working memory more than needed). Every `SecretString`
-/// field of the API's bodies is here (a test reads them from the proto
-/// crate's source).
 /// Cookies whose values are secrets (the session token), skipped like
 /// `SECRET_KEYS`; a test in the HTTP crate keeps this in step with its
 /// `SESSION_COOKIE`.
 pub const SECRET_COOKIES: &[&str] = &["__Host-rampart_session", "__Host-rampart_device"];
 
+/// JSON keys whose values are secrets: in a JSON body they are never run
+/// through the detectors (a password may contain anything, and must not be
+/// copied into a detector's working memory more than needed). Every
+/// `SecretString` field of the API's bodies is here (a test reads them
+/// from the proto crate's source). Forms and queries skip only a typed
+/// password (`typed_password`).
 pub(crate) const SECRET_KEYS: &[&str] = &[
     "password",
     "invite_token",
@@ -930,7 +941,16 @@ impl Inspector {
                         );
                     }
                     "cookie" => {
-                        encoding_checks(&value, Part::Cookie, &mut v);
+                        // Control characters only: another site's script may
+                        // set a Latin-1 cookie on a parent domain.
+                        if percent_encoding::percent_decode_str(&value).any(is_control) {
+                            v.add(
+                                "protocol.control_char",
+                                Category::Protocol,
+                                Part::Cookie,
+                                CRITICAL,
+                            );
+                        }
                         for pair in value.split(';') {
                             let (k, val) = pair.split_once('=').unwrap_or(("", pair));
                             let k = k.trim();
@@ -1000,6 +1020,7 @@ impl Inspector {
         }
         for pair in s.split('&') {
             let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = plus_percent(k);
             if k.eq_ignore_ascii_case("_method") && overriding_method(val) {
                 v.add(
                     "protocol.method_override",
@@ -1008,12 +1029,11 @@ impl Inspector {
                     CRITICAL,
                 );
             }
-            let k = plus_percent(k);
             self.value(&k, part, false, v, budget);
             // The API takes its secrets as JSON (`SECRET_KEYS`); a form or
             // query may carry a typed password, but a field called `code`
             // or `token` there is anyone's, and is inspected.
-            if k.to_ascii_lowercase().contains("password") {
+            if typed_password(&k) {
                 continue;
             }
             let val = plus_percent(val);
@@ -1056,10 +1076,19 @@ impl Inspector {
         // the whole text is still one value below, for what lives in the
         // markup itself (entities, DOCTYPE, processing instructions).
         let start = text.trim_start();
-        if ct.contains("xml") || start.starts_with("<?xml") {
+        let bom16 = body.starts_with(&[0xfe, 0xff]) || body.starts_with(&[0xff, 0xfe]);
+        if ct.contains("xml") || start.starts_with("<?xml") || bom16 {
+            // What is inspected is read as UTF-8: a document in another
+            // encoding (UTF-16, EBCDIC…) hides its content.
+            if !xml_readable(body, &ct) {
+                v.add("xml.encoding", Category::Protocol, Part::Body, CRITICAL);
+            }
             for x in xml_values(&text) {
                 self.value(x, Part::Body, false, v, budget);
             }
+            // The text as a DOM reads it: nodes, CDATA sections and what
+            // comments split, joined (`x'<![CDATA[]]> OR '1'='1`).
+            self.value(&xml_text(&text), Part::Body, false, v, budget);
             self.value_as(&text, Part::Body, false, false, v, budget);
             return;
         }
@@ -1285,6 +1314,9 @@ impl Inspector {
         let mut i = 0;
         while i < seen.len() && seen.len() <= MAX_DECODE_LAYERS * 3 {
             for next in decodings(&seen[i]) {
+                if seen.len() > MAX_DECODE_LAYERS * 3 {
+                    break;
+                }
                 if !seen.iter().any(|s| *s == next) {
                     seen.push(Cow::Owned(next));
                 }
@@ -1376,6 +1408,21 @@ impl Inspector {
     }
 }
 
+/// A form field that holds a typed password: one of the usual names, as
+/// the field itself or its last bracketed part (`user[password]`).
+fn typed_password(key: &str) -> bool {
+    let last = key
+        .rsplit('[')
+        .next()
+        .unwrap_or(key)
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    matches!(
+        last.as_str(),
+        "password" | "current_password" | "new_password" | "password_confirmation"
+    )
+}
+
 /// A method a `_method` field or an override header would turn a request
 /// into: any but the safe pair a form can send anyway.
 fn overriding_method(value: &str) -> bool {
@@ -1414,12 +1461,13 @@ struct GraphqlShape<'a> {
 /// One linear pass; anything malformed ends it.
 fn graphql_shape(doc: &str) -> Option<GraphqlShape<'_>> {
     let t = doc.trim_start();
+    let tb = t.as_bytes();
     let keyword = ["query", "mutation", "subscription", "fragment"]
         .iter()
         .any(|k| {
-            t.len() > k.len()
-                && t[..k.len()].eq_ignore_ascii_case(k)
-                && !t.as_bytes()[k.len()].is_ascii_alphanumeric()
+            tb.get(..k.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(k.as_bytes()))
+                && tb.get(k.len()).is_some_and(|c| !c.is_ascii_alphanumeric())
         });
     if !(t.starts_with('{') || keyword) {
         return None;
@@ -1434,10 +1482,12 @@ fn graphql_shape(doc: &str) -> Option<GraphqlShape<'_>> {
     let mut last_name_end = None;
     while i < b.len() {
         match b[i] {
+            // Comments are ignored tokens: they end nothing.
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
+                continue;
             }
             b'"' => {
                 let block = b[i..].starts_with(b"\"\"\"");
@@ -1526,9 +1576,15 @@ fn encoding_checks(raw: &str, part: Part, v: &mut Verdict) {
 /// deep), separated by spaces. Real agents do; a command, a query or a
 /// path sent as the agent does not.
 fn user_agent_shaped(ua: &str) -> bool {
-    // RFC 9110's token characters, less the quotes no agent puts in its
-    // name (and every injection does).
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&*+-.^_|~".contains(&b);
+    // What real agents put in a product (`Chrome/126.0.0.0`) and in a
+    // comment (`Windows NT 10.0; Win64; x64`, `+http://…/bot.html`, an
+    // e-mail address): anything else (quotes, `$`, `%`, `|`, `&`, `*`,
+    // `..`) is not an agent, and is read as a header value.
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!+-._~".contains(&b);
+    let ctext = |b: u8| b.is_ascii_alphanumeric() || b" ;:,./_+-~@=#?[]".contains(&b);
+    if ua.contains("..") {
+        return false;
+    }
     let b = ua.trim().as_bytes();
     let mut i = 0;
     let mut products = 0;
@@ -1548,8 +1604,8 @@ fn user_agent_shaped(ua: &str) -> bool {
                                 break;
                             }
                         }
-                        Some(b'\\') => i += 1,
-                        Some(_) => {}
+                        Some(&c) if ctext(c) => {}
+                        Some(_) => return false,
                     }
                     if depth > 4 {
                         return false;
@@ -1720,7 +1776,7 @@ fn xml_values(text: &str) -> Vec<&str> {
     while let Some(open) = rest.find('<') {
         push(&rest[..open], &mut out);
         rest = &rest[open..];
-        // (opening, closing, whether the inside is a value)
+        // (closing, where the inside starts: 0 when it is not a value)
         let (close, inner) = if rest.starts_with("<!--") {
             ("-->", 4)
         } else if rest.starts_with("<![CDATA[") {
@@ -1777,6 +1833,85 @@ fn xml_values(text: &str) -> Vec<&str> {
         rest = &rest[i..];
     }
     push(rest, &mut out);
+    out
+}
+
+/// An XML body in UTF-8 (or ASCII, or ISO-8859-1, which reading as UTF-8
+/// does not hide): no byte-order mark of UTF-16 or UTF-32, no other
+/// `encoding=` in the declaration, no other `charset=` in the type.
+fn xml_readable(body: &[u8], content_type: &str) -> bool {
+    let plain = |e: &str| {
+        matches!(
+            e.trim()
+                .trim_matches(['"', '\''])
+                .to_ascii_lowercase()
+                .as_str(),
+            "utf-8" | "utf8" | "us-ascii" | "ascii" | "iso-8859-1" | "latin1"
+        )
+    };
+    if body.starts_with(&[0xfe, 0xff])
+        || body.starts_with(&[0xff, 0xfe])
+        || body.starts_with(&[0, 0])
+    {
+        return false;
+    }
+    if let Some(cs) = parameter(content_type, "charset") {
+        if !plain(cs) {
+            return false;
+        }
+    }
+    let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_ascii_lowercase();
+    let head = head.trim_start_matches('\u{feff}').trim_start();
+    if let Some(decl) = head.strip_prefix("<?xml") {
+        let decl = decl.split("?>").next().unwrap_or("");
+        if let Some(enc) = decl.split("encoding").nth(1) {
+            let value: String = enc
+                .trim_start()
+                .trim_start_matches('=')
+                .trim_start()
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '?')
+                .collect();
+            if !plain(&value) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The text of an XML document as a DOM's `textContent` reads it: text
+/// and CDATA joined where only comments or processing instructions stand
+/// between them, a line break where a tag does. Linear; an unclosed
+/// construct ends it.
+fn xml_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(1 << 16));
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let (skip, close, keep) = if rest.starts_with("<![CDATA[") {
+            (9, "]]>", true)
+        } else if rest.starts_with("<!--") {
+            (4, "-->", false)
+        } else if rest.starts_with("<?") {
+            (2, "?>", false)
+        } else {
+            (1, ">", false)
+        };
+        match rest[skip..].find(close) {
+            Some(end) => {
+                if keep {
+                    out.push_str(&rest[skip..skip + end]);
+                } else if close == ">" {
+                    out.push('\n');
+                }
+                rest = &rest[skip + end + close.len()..];
+            }
+            None => return out,
+        }
+    }
+    out.push_str(rest);
     out
 }
 

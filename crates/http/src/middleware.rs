@@ -24,35 +24,35 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// Request ids, unique within a process without a system call each: a
-/// random start drawn once from the injected entropy, a counter, and a
-/// fixed bijection (SplitMix64's finaliser) so that neighbouring requests
-/// do not get neighbouring ids. An id names a request for support and in
-/// the trail; it is not a secret and grants nothing.
+/// Request ids without a system call each: a ChaCha12 generator
+/// (`rand`'s `StdRng`, a CSPRNG) seeded once from the injected entropy.
+/// Ids are unpredictable, so one id tells nothing of the next, nor how
+/// many requests came between. An id names a request for support and in
+/// the trail; it grants nothing.
 #[derive(Debug)]
 pub struct RequestIds {
-    start: u64,
-    next: std::sync::atomic::AtomicU64,
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
 }
 
 impl RequestIds {
     pub fn new(entropy: &dyn rampart_crypto::Entropy) -> Self {
-        let mut b = [0u8; 8];
-        entropy.fill(&mut b);
+        use rand::SeedableRng;
+        let mut seed = [0u8; 32];
+        entropy.fill(&mut seed);
         Self {
-            start: u64::from_le_bytes(b),
-            next: std::sync::atomic::AtomicU64::new(0),
+            rng: std::sync::Mutex::new(rand::rngs::StdRng::from_seed(seed)),
         }
     }
 
     /// The next id: 16 lowercase hex digits.
     pub fn next(&self) -> String {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut z = self.start.wrapping_add(n);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        format!("{z:016x}")
+        use rand::RngCore;
+        let n = self
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u64();
+        format!("{n:016x}")
     }
 }
 
@@ -288,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_distinct_hex_and_not_neighbours() {
+    fn request_ids_are_distinct_hex_and_unpredictable_neighbours() {
         let ids = RequestIds::new(&Fixed);
         let all: Vec<String> = (0..10_000).map(|_| ids.next()).collect();
         let mut sorted = all.clone();

@@ -71,8 +71,28 @@ pub struct HttpSettings {
     pub incident_plan: std::path::PathBuf,
 }
 
+/// What every handler reaches. axum clones the state for each extractor
+/// and middleware of every request, so it is one `Arc` (one count to
+/// move) rather than a struct of them (profiled: about 3% of a `GET /me`
+/// went to cloning and dropping seven).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub auth: Arc<AuthService>,
     pub data: Arc<rampart_core::data::DataService>,
     /// Lockdowns (ADR 0014).

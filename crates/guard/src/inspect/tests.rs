@@ -868,6 +868,14 @@ fn a_flood_of_ampersands_in_a_part_name_is_one_pass() {
     assert_eq!(without_char_refs("a&amp;b&#228;c&x;&&;d"), "abc&x;&&;d");
 }
 
+/// Each value, sent as a query value, passes.
+fn passes_as_query(values: &[&str]) {
+    for ok in values {
+        let v = query(&format!("q={}", enc(ok)));
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+}
+
 fn with_header(name: &str, value: &str) -> Verdict {
     inspector().inspect(
         &Request {
@@ -989,7 +997,7 @@ fn sql_fragments_are_known_by_their_syntax() {
         assert!(category(&v).contains(&"sqli"), "{attack}: {v}");
         assert!(v.is_attack(), "{attack}: {v}");
     }
-    for ok in [
+    passes_as_query(&[
         "or else we go home",
         "And then = happened",
         "orderby=date",
@@ -998,10 +1006,7 @@ fn sql_fragments_are_known_by_their_syntax() {
         "Select the one you like",
         "/* a C comment */ int x;",
         "more or less = the same",
-    ] {
-        let v = query(&format!("q={}", enc(ok)));
-        assert!(!v.is_attack(), "{ok}: {v}");
-    }
+    ]);
 }
 
 #[test]
@@ -1019,16 +1024,13 @@ fn script_in_brackets_templates_and_css_is_caught() {
         let v = query(&format!("q={}", enc(attack)));
         assert!(category(&v).contains(&"xss"), "{attack}: {v}");
     }
-    for ok in [
+    passes_as_query(&[
         "I [really] (truly) like it!!",
         "a regular expression (regex) matches text",
         "call `make` in the repo",
         "background: url(/img/bg.png)",
         "time: 10:30",
-    ] {
-        let v = query(&format!("q={}", enc(ok)));
-        assert!(!v.is_attack(), "{ok}: {v}");
-    }
+    ]);
 }
 
 #[test]
@@ -1138,4 +1140,88 @@ fn graphql_arguments_aliases_depth_and_batches_are_inspected() {
     assert!(!json(&serde_json::Value::Array(batch).to_string()).is_attack());
     let s = graphql_shape("{ a: b(c: 1, d: {e: 2}) # x: y\n f: g }").unwrap();
     assert_eq!((s.aliases, s.depth), (2, 1));
+}
+
+#[test]
+fn the_review_s_cases_hold() {
+    // Non-ASCII text under `query` is a search, not a panic.
+    for q in ["поиск", "検索", "fragmenté", "mutatioñ", "querý"] {
+        let v = json(&serde_json::json!({ "query": q }).to_string());
+        assert!(!v.is_attack(), "{q}: {v}");
+        assert!(!query(&format!("query={}", enc(q))).is_attack());
+    }
+    // A payload inside an agent's comment is not an agent.
+    for ua in [
+        "Mozilla/5.0 (x' AND SLEEP(5)-- -)",
+        "Mozilla/5.0 (../../../../etc/passwd)",
+    ] {
+        assert!(with_header("user-agent", ua).is_attack(), "{ua}");
+    }
+    // Only a password field skips inspection, by its exact name.
+    assert!(query(&format!("passwords_list={}", enc("' OR 1=1--"))).is_attack());
+    assert!(query(&format!(
+        "password_reset_url={}",
+        enc("http://169.254.169.254/latest")
+    ))
+    .is_attack());
+    assert!(!query(&format!("user[password]={}", enc("' OR 1=1--"))).is_attack());
+    // An encoded `_method` is still a method override.
+    assert!(query("%5Fmethod=DELETE").is_attack());
+    // XML text split by CDATA or comments is read joined, as a DOM does.
+    let split = "<r><q>x'<![CDATA[]]> OR '1'='1</q></r>";
+    assert!(body(Some("application/xml"), split).is_attack());
+    assert_eq!(
+        xml_text("<a>x<!-- c -->y<![CDATA[z]]></a><b>w</b>"),
+        "\nxyz\n\nw\n"
+    );
+    // A document in an encoding inspection does not read is refused.
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend("<r>x</r>".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let v = inspector().inspect(
+        &Request {
+            path: "/api/v1/upload",
+            content_type: Some("application/xml"),
+            body: Some(&utf16),
+            ..Default::default()
+        },
+        false,
+        true,
+    );
+    assert!(v.is_attack(), "{v}");
+    assert!(body(
+        Some("application/xml"),
+        "<?xml version=\"1.0\" encoding=\"IBM037\"?><r/>"
+    )
+    .is_attack());
+    assert!(!body(
+        Some("application/xml; charset=utf-8"),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><r>ok</r>"
+    )
+    .is_attack());
+    // Routine XML: a GPX schemaLocation, Atom links in RSS, an XSLT template.
+    for ok in [
+        "<?xml version=\"1.0\"?><gpx xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"http://www.topografix.com/GPX/1/1 http://www.topografix.com/GPX/1/1/gpx.xsd\"><trk><name>Run</name></trk></gpx>",
+        "<rss version=\"2.0\" xmlns:atom=\"http://www.w3.org/2005/Atom\"><channel><atom:link href=\"https://example.com/feed\" rel=\"self\"/><title>News</title></channel></rss>",
+        "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\"><xsl:template match=\"/\"><p>hi</p></xsl:template></xsl:stylesheet>",
+    ] {
+        let v = body(Some("application/xml"), ok);
+        assert!(!v.is_attack(), "{ok}: {v}");
+    }
+    // Prose, smileys, separators and globs.
+    passes_as_query(&[
+        "And you!",
+        "Or me!",
+        "and more!",
+        "And I <3 you",
+        "спасибо))))))))))))))))))))))))))",
+        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        "++++++++++++++++++++++++++++++++",
+        "charts/**/values.yaml",
+        "src/**/table.tsx",
+        "group/**/x",
+        "if a < b: object",
+    ]);
+    // A Latin-1 cookie set by another site's script passes.
+    assert!(!with_header("cookie", "pref=caf%E9").is_attack());
+    assert!(with_header("cookie", "pref=a%01b").is_attack());
 }
