@@ -1083,18 +1083,19 @@ impl Inspector {
             if !xml_readable(body, &ct) {
                 v.add("xml.encoding", Category::Protocol, Part::Body, CRITICAL);
             }
-            for x in xml_values(&text) {
+            let pieces = xml_pieces(&text);
+            for x in xml_values(&pieces) {
                 self.value(x, Part::Body, false, v, budget);
             }
             // The text as a DOM reads it: nodes, CDATA sections and what
             // comments split, joined (`x'<![CDATA[]]> OR '1'='1`).
-            self.value(&xml_text(&text), Part::Body, false, v, budget);
+            self.value(&xml_text(&pieces), Part::Body, false, v, budget);
             self.value_as(&text, Part::Body, false, false, v, budget);
             return;
         }
         // Untyped markup may be HTML: its values, and the whole tokenised.
         if start.starts_with('<') {
-            for x in xml_values(&text) {
+            for x in xml_values(&xml_pieces(&text)) {
                 self.value(x, Part::Body, false, v, budget);
             }
         } else if ct.is_empty() || ct.starts_with("text/plain") || text.contains('=') {
@@ -1411,16 +1412,15 @@ impl Inspector {
 /// A form field that holds a typed password: one of the usual names, as
 /// the field itself or its last bracketed part (`user[password]`).
 fn typed_password(key: &str) -> bool {
-    let last = key
-        .rsplit('[')
-        .next()
-        .unwrap_or(key)
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    matches!(
-        last.as_str(),
-        "password" | "current_password" | "new_password" | "password_confirmation"
-    )
+    let last = key.rsplit('[').next().unwrap_or(key).trim_end_matches(']');
+    [
+        "password",
+        "current_password",
+        "new_password",
+        "password_confirmation",
+    ]
+    .iter()
+    .any(|p| last.eq_ignore_ascii_case(p))
 }
 
 /// A method a `_method` field or an override header would turn a request
@@ -1759,48 +1759,60 @@ fn multipart_shape(text: &str) -> Option<&str> {
     (ok && disposition).then_some(b)
 }
 
-/// The values an XML parser hands an application: each text node,
-/// attribute value, CDATA section and comment, borrowed from the body.
-/// Lenient and linear: malformed markup ends the scan with the rest as
-/// one value, never an error (a request must not hide its content by
-/// being badly formed). Entities are left to the value decoders.
-fn xml_values(text: &str) -> Vec<&str> {
+/// One piece of an XML document, as [`xml_pieces`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XmlPiece<'a> {
+    /// Text between tags, untrimmed; also the rest of an unclosed tag.
+    Text(&'a str),
+    Cdata(&'a str),
+    Comment(&'a str),
+    /// An attribute's value, quoted with `"` or `'`.
+    Attribute(&'a str),
+    /// The end of a tag (or of a DOCTYPE or other `<!…>`); a processing
+    /// instruction ends nothing.
+    TagEnd,
+}
+
+/// Reads XML into its pieces, borrowed from the body. Lenient and
+/// linear: malformed markup ends the scan with the rest as one piece,
+/// never an error (a request must not hide its content by being badly
+/// formed). Entities are left to the value decoders. Both readings the
+/// guard makes of a document come from here: its values
+/// ([`xml_values`]) and its text ([`xml_text`]).
+fn xml_pieces(text: &str) -> Vec<XmlPiece<'_>> {
     let mut out = Vec::new();
     let mut rest = text;
-    fn push<'a>(s: &'a str, out: &mut Vec<&'a str>) {
-        let s = s.trim();
-        if !s.is_empty() {
-            out.push(s);
-        }
-    }
     while let Some(open) = rest.find('<') {
-        push(&rest[..open], &mut out);
+        if open > 0 {
+            out.push(XmlPiece::Text(&rest[..open]));
+        }
         rest = &rest[open..];
-        // (closing, where the inside starts: 0 when it is not a value)
-        let (close, inner) = if rest.starts_with("<!--") {
-            ("-->", 4)
+        // (opening length, closing, what the inside is: a comment's and a
+        // CDATA section's are values; a processing instruction is nothing,
+        // a declaration ends like a tag)
+        let special = if rest.starts_with("<!--") {
+            Some((4, "-->", b'c'))
         } else if rest.starts_with("<![CDATA[") {
-            ("]]>", 9)
+            Some((9, "]]>", b'd'))
         } else if rest.starts_with("<?") {
-            ("?>", 0)
+            Some((2, "?>", b'?'))
         } else if rest.starts_with("<!") {
-            (">", 0)
+            Some((2, ">", b'!'))
         } else {
-            ("", 0)
+            None
         };
-        if !close.is_empty() {
-            match rest[inner.max(2)..].find(close) {
-                Some(end) => {
-                    let end = inner.max(2) + end;
-                    if inner > 0 {
-                        push(&rest[inner..end], &mut out);
-                    }
-                    rest = &rest[end + close.len()..];
-                }
-                None => {
-                    push(&rest[inner..], &mut out);
-                    return out;
-                }
+        if let Some((inner, close, kind)) = special {
+            let end = rest[inner..].find(close);
+            let inside = &rest[inner..inner + end.unwrap_or(rest.len() - inner)];
+            match kind {
+                b'c' => out.push(XmlPiece::Comment(inside)),
+                b'd' => out.push(XmlPiece::Cdata(inside)),
+                b'!' => out.push(XmlPiece::TagEnd),
+                _ => {}
+            }
+            match end {
+                Some(end) => rest = &rest[inner + end + close.len()..],
+                None => return out,
             }
             continue;
         }
@@ -1810,20 +1822,21 @@ fn xml_values(text: &str) -> Vec<&str> {
         loop {
             match b.get(i) {
                 None => {
-                    push(&rest[1..], &mut out);
+                    out.push(XmlPiece::Text(&rest[1..]));
                     return out;
                 }
                 Some(b'>') => {
+                    out.push(XmlPiece::TagEnd);
                     i += 1;
                     break;
                 }
                 Some(&q @ (b'"' | b'\'')) => match rest[i + 1..].find(q as char) {
                     Some(len) => {
-                        push(&rest[i + 1..i + 1 + len], &mut out);
+                        out.push(XmlPiece::Attribute(&rest[i + 1..i + 1 + len]));
                         i += len + 2;
                     }
                     None => {
-                        push(&rest[i + 1..], &mut out);
+                        out.push(XmlPiece::Attribute(&rest[i + 1..]));
                         return out;
                     }
                 },
@@ -1832,7 +1845,41 @@ fn xml_values(text: &str) -> Vec<&str> {
         }
         rest = &rest[i..];
     }
-    push(rest, &mut out);
+    if !rest.is_empty() {
+        out.push(XmlPiece::Text(rest));
+    }
+    out
+}
+
+/// The values an XML parser hands an application: each text node,
+/// attribute value, CDATA section and comment, trimmed, empty ones left
+/// out.
+fn xml_values<'a>(pieces: &[XmlPiece<'a>]) -> Vec<&'a str> {
+    pieces
+        .iter()
+        .filter_map(|p| match *p {
+            XmlPiece::Text(s)
+            | XmlPiece::Cdata(s)
+            | XmlPiece::Comment(s)
+            | XmlPiece::Attribute(s) => Some(s.trim()),
+            XmlPiece::TagEnd => None,
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The text of an XML document as a DOM's `textContent` reads it: text
+/// and CDATA joined where only comments or processing instructions stand
+/// between them, a line break where a tag does.
+fn xml_text(pieces: &[XmlPiece<'_>]) -> String {
+    let mut out = String::new();
+    for p in pieces {
+        match *p {
+            XmlPiece::Text(s) | XmlPiece::Cdata(s) => out.push_str(s),
+            XmlPiece::TagEnd => out.push('\n'),
+            XmlPiece::Comment(_) | XmlPiece::Attribute(_) => {}
+        }
+    }
     out
 }
 
@@ -1878,41 +1925,6 @@ fn xml_readable(body: &[u8], content_type: &str) -> bool {
         }
     }
     true
-}
-
-/// The text of an XML document as a DOM's `textContent` reads it: text
-/// and CDATA joined where only comments or processing instructions stand
-/// between them, a line break where a tag does. Linear; an unclosed
-/// construct ends it.
-fn xml_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(1 << 16));
-    let mut rest = text;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        rest = &rest[open..];
-        let (skip, close, keep) = if rest.starts_with("<![CDATA[") {
-            (9, "]]>", true)
-        } else if rest.starts_with("<!--") {
-            (4, "-->", false)
-        } else if rest.starts_with("<?") {
-            (2, "?>", false)
-        } else {
-            (1, ">", false)
-        };
-        match rest[skip..].find(close) {
-            Some(end) => {
-                if keep {
-                    out.push_str(&rest[skip..skip + end]);
-                } else if close == ">" {
-                    out.push('\n');
-                }
-                rest = &rest[skip + end + close.len()..];
-            }
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Markup without a leading XML declaration (`<?xml version="1.0"?>`),

@@ -738,6 +738,19 @@ fn the_decoders_never_panic_grow_without_bound_or_lose_linearity() {
         let _ = overlong_percent(&s);
         let _ = split_by_tags(&s);
         let _ = strip_sql_comments(&s);
+        // The readers added since (a non-ASCII `query` once panicked in
+        // the GraphQL one): on the pieces alone and behind each keyword
+        // and markup opening they look for.
+        for t in [s.clone(), format!("query{s}"), format!("<a b='{s}'>{s}")] {
+            let pieces = xml_pieces(&t);
+            assert!(xml_values(&pieces).iter().all(|v| v.len() <= t.len()));
+            assert!(xml_text(&pieces).len() <= 2 * t.len());
+            let _ = graphql_shape(&t);
+            let _ = user_agent_shaped(&t);
+            let _ = base64ish(&t);
+            let mut v = Verdict::default();
+            encoding_checks(&t, Part::Path, &mut v);
+        }
         // And the whole inspector, on every part, answers.
         let _ = query(&format!("q={}", enc(&s)));
         let _ = json(&serde_json::json!({ "k": s }).to_string());
@@ -868,6 +881,18 @@ fn a_flood_of_ampersands_in_a_part_name_is_one_pass() {
     assert_eq!(without_char_refs("a&amp;b&#228;c&x;&&;d"), "abc&x;&&;d");
 }
 
+/// A request that is only its path.
+fn at_path(path: &str) -> Verdict {
+    inspector().inspect(
+        &Request {
+            path,
+            ..Default::default()
+        },
+        true,
+        false,
+    )
+}
+
 /// Each value, sent as a query value, passes.
 fn passes_as_query(values: &[&str]) {
     for ok in values {
@@ -947,37 +972,25 @@ fn xml_and_soap_bodies_are_read_value_by_value() {
         assert!(!v.is_attack(), "{ok}: {v}");
     }
     assert_eq!(
-        xml_values("<a b=\"1\" c='2'>t<!--k--><![CDATA[d]]><?pi x?></a>e"),
+        xml_values(&xml_pieces(
+            "<a b=\"1\" c='2'>t<!--k--><![CDATA[d]]><?pi x?></a>e"
+        )),
         ["1", "2", "t", "k", "d", "e"]
     );
     // Malformed markup ends the scan with the rest as a value.
-    assert_eq!(xml_values("<a b=\"open"), ["open"]);
-    assert_eq!(xml_values("x<a"), ["x", "a"]);
+    assert_eq!(xml_values(&xml_pieces("<a b=\"open")), ["open"]);
+    assert_eq!(xml_values(&xml_pieces("x<a")), ["x", "a"]);
 }
 
 #[test]
 fn untyped_bodies_and_plus_in_paths_are_read_as_a_form_would_be() {
     let v = body(None, "UnIon+seleCt+password+from+users");
     assert!(v.is_attack(), "{v}");
-    let v = inspector().inspect(
-        &Request {
-            path: "/api/v1/items/24'union+all+select+1,2,3+from+aa",
-            ..Default::default()
-        },
-        true,
-        false,
-    );
+    let v = at_path("/api/v1/items/24'union+all+select+1,2,3+from+aa");
     assert!(v.is_attack(), "{v}");
     // Near misses: ordinary text, a path with a plus in it.
     assert!(!body(None, "Hello+there, see you at 5").is_attack());
-    let v = inspector().inspect(
-        &Request {
-            path: "/api/v1/items/c++-primer",
-            ..Default::default()
-        },
-        true,
-        false,
-    );
+    let v = at_path("/api/v1/items/c++-primer");
     assert!(!v.is_attack(), "{v}");
 }
 
@@ -1068,17 +1081,7 @@ fn protocol_evasions_in_urls_and_overrides_are_refused() {
     // Bytes that are not UTF-8, control characters in a path or cookie.
     assert!(query("q=%c0%af").is_attack());
     assert!(query("q=caf%E9").is_attack());
-    let path = |p: &str| {
-        inspector().inspect(
-            &Request {
-                path: p,
-                ..Default::default()
-            },
-            true,
-            false,
-        )
-    };
-    assert!(path("/api/v1/items/a%01b").is_attack());
+    assert!(at_path("/api/v1/items/a%01b").is_attack());
     assert!(with_header("cookie", "hi%13=bye").is_attack());
     // A method override to a method a form cannot send.
     assert!(query("_method=DELETE").is_attack());
@@ -1090,7 +1093,7 @@ fn protocol_evasions_in_urls_and_overrides_are_refused() {
     assert!(!query("_method=X-DELETE").is_attack());
     assert!(!with_header("x-http-method-override", "GET").is_attack());
     assert!(!query("q=under%08%08lined").is_attack());
-    assert!(!path("/api/v1/items/caf%C3%A9").is_attack());
+    assert!(!at_path("/api/v1/items/caf%C3%A9").is_attack());
 }
 
 #[test]
@@ -1171,7 +1174,7 @@ fn the_review_s_cases_hold() {
     let split = "<r><q>x'<![CDATA[]]> OR '1'='1</q></r>";
     assert!(body(Some("application/xml"), split).is_attack());
     assert_eq!(
-        xml_text("<a>x<!-- c -->y<![CDATA[z]]></a><b>w</b>"),
+        xml_text(&xml_pieces("<a>x<!-- c -->y<![CDATA[z]]></a><b>w</b>")),
         "\nxyz\n\nw\n"
     );
     // A document in an encoding inspection does not read is refused.
