@@ -733,6 +733,33 @@ pub struct WebauthnSettings {
     pub origins: Vec<String>,
 }
 
+/// The settings in force as text for administrators (`GET
+/// /api/v1/admin/settings`): secrets are `[REDACTED]` by their type, and
+/// every URL keeps only its scheme and host, since a webhook's path or a
+/// userinfo part may be a credential.
+pub fn effective(settings: &Settings) -> String {
+    let text = format!("{settings:#?}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        let after = &rest[i + 3..];
+        let end = after
+            .find(|c: char| c == '"' || c.is_whitespace() || c == ',')
+            .unwrap_or(after.len());
+        let url = &after[..end];
+        let authority = url.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        out.push_str(host);
+        if host.len() < url.len() {
+            out.push_str("/…");
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Reads a secret given inline or as a file, never both.
 fn secret_or_file(
     inline: &mut Option<SecretString>,
@@ -1512,6 +1539,27 @@ http_listen = "0.0.0.0:80""#,
             "postgres://u:canary@127.0.0.1/db"
         );
         assert!(!format!("{s:?}").contains("canary"), "Debug must redact");
+    }
+
+    /// The console's Settings page: no secret, and of a URL only its
+    /// scheme and host (a webhook's path or a userinfo part may be the
+    /// credential).
+    #[test]
+    fn the_effective_settings_hold_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"postgres://u:canary-db@127.0.0.1/db\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@example.com\"\nusername = \"u\"\npassword = \"canary-smtp\"\n\
+             [sms_webhook]\nurl = \"https://hooks.example.com/services/canary-path?k=canary-query\"\nsecret = \"canary-hook\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        let text = effective(&s);
+        assert!(!text.contains("canary"), "{text}");
+        assert!(text.contains("https://hooks.example.com/…"), "{text}");
+        assert!(text.contains("smtp"), "the settings are there: {text}");
     }
 
     #[test]

@@ -868,6 +868,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             session_cookie_max_age: Duration::from_secs(settings.session.absolute_lifetime_secs),
             backup_schedule: backup::scheduled(settings).then(|| settings.backup.schedule.clone()),
             incident_plan: incident::plan_path(settings),
+            effective: config::effective(settings),
         }),
         request_ids: Arc::new(rampart_http::middleware::RequestIds::new(
             deps.entropy.as_ref(),

@@ -1611,12 +1611,13 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     if let Some(token) = &running.setup_token {
         eprintln!();
-        eprintln!("No administrator exists yet. Create the first one within 1 hour with this one-time token:");
+        eprintln!("No administrator exists yet. Create the first one within 1 hour: open this link in a browser");
         eprintln!(
-            "  https://{}/api/v1/setup#token={}",
+            "  https://{}/setup#token={}",
             running.https_addr,
             token.expose_secret()
         );
+        eprintln!("  or with curl:");
         eprintln!(
             "  curl --cacert {} -X POST https://{}/api/v1/setup -H 'content-type: application/json' \\",
             abs(&l.tls_cert).display(),

@@ -573,6 +573,35 @@ impl AuthService {
         Ok(())
     }
 
+    /// How a password would fare as `email`'s new password: the strength
+    /// estimate (0 to 4) and every rule it fails. Nothing is stored or
+    /// recorded; the password is only read.
+    pub fn assess_password(
+        &self,
+        password: &SecretString,
+        email: Option<&str>,
+    ) -> (u8, Result<(), crate::password_policy::Rejection>) {
+        if oversized(password) {
+            return (0, Err(self.too_long()));
+        }
+        let local = email
+            .and_then(|e| e.split_once('@').map(|(l, _)| l))
+            .unwrap_or("");
+        self.config.policy.assess(&normalize(password), local, None)
+    }
+
+    /// A password past `MAX_PASSWORD_BYTES`, refused before any work.
+    fn too_long(&self) -> crate::password_policy::Rejection {
+        crate::password_policy::Rejection {
+            violations: vec![rampart_proto::Violation {
+                code: "too_long".to_owned(),
+                message: format!("Use at most {} characters.", self.config.policy.max_chars),
+                field: None,
+            }],
+            suggestions: vec!["Use a shorter passphrase.".to_owned()],
+        }
+    }
+
     /// Validates and hashes a new password for an account.
     pub(crate) async fn new_password_hash(
         &self,
@@ -581,14 +610,7 @@ impl AuthService {
         display_name: Option<&str>,
     ) -> Result<String, Error> {
         if oversized(password) {
-            return Err(Error::WeakPassword(crate::password_policy::Rejection {
-                violations: vec![rampart_proto::Violation {
-                    code: "too_long".to_owned(),
-                    message: format!("Use at most {} characters.", self.config.policy.max_chars),
-                    field: None,
-                }],
-                suggestions: vec!["Use a shorter passphrase.".to_owned()],
-            }));
+            return Err(Error::WeakPassword(self.too_long()));
         }
         let normalized = normalize(password);
         self.config

@@ -92,6 +92,18 @@ impl PasswordPolicy {
         email_local: &str,
         display_name: Option<&str>,
     ) -> Result<(), Rejection> {
+        self.assess(normalized, email_local, display_name).1
+    }
+
+    /// [`check`](Self::check), with the strength estimate (0 to 4) beside
+    /// the verdict: what a strength meter shows while a password is typed.
+    pub fn assess(
+        &self,
+        normalized: &SecretString,
+        email_local: &str,
+        display_name: Option<&str>,
+    ) -> (u8, Result<(), Rejection>) {
+        let mut score = 0;
         let pw = normalized.expose_secret();
         let chars = pw.chars().count();
         let mut violations = Vec::new();
@@ -171,7 +183,8 @@ impl PasswordPolicy {
         if chars <= self.max_chars && !pw.is_empty() {
             let inputs: Vec<&str> = personal.iter().map(String::as_str).collect();
             let estimate = zxcvbn::zxcvbn(pw, &inputs);
-            if u8::from(estimate.score()) < self.min_strength {
+            score = u8::from(estimate.score());
+            if score < self.min_strength {
                 violations.push(v(
                     "too_guessable",
                     format!(
@@ -189,7 +202,7 @@ impl PasswordPolicy {
             }
         }
         if violations.is_empty() {
-            Ok(())
+            (score, Ok(()))
         } else {
             if suggestions.is_empty() {
                 suggestions.push(
@@ -197,10 +210,13 @@ impl PasswordPolicy {
                         .to_owned(),
                 );
             }
-            Err(Rejection {
-                violations,
-                suggestions,
-            })
+            (
+                score,
+                Err(Rejection {
+                    violations,
+                    suggestions,
+                }),
+            )
         }
     }
 }

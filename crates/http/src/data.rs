@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_core::data::schema::{AccessRules, FieldDef};
 use rampart_core::data::{
-    Action, ApiKey, Collection, CollectionSchema, DataEventFilter, ListRequest, RecordView, Scope,
+    Action, ApiKey, Collection, CollectionSchema, DataEventFilter, ListRequest, Mask, Principal,
+    RecordView, Scope,
 };
 use rampart_core::{AccountId, Timestamp};
 use rampart_proto::Problem;
@@ -19,7 +20,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{Admin, AdminWrite, Caller, IncidentWrite, JsonBody, Meta};
+use crate::extract::{Admin, AdminWrite, Caller, IncidentWrite, JsonBody, Meta, SteppedUp};
 use crate::routes::path_id;
 use crate::state::AppState;
 
@@ -144,6 +145,9 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// `true`: leave sensitive fields out (a screen that shows them only
+    /// on demand: see `…/reveal`).
+    pub masked: Option<bool>,
 }
 
 /// The version in `If-Match`: `"3"` (as sent in `ETag`) or `3`.
@@ -352,7 +356,9 @@ pub async fn list_records(
 ) -> Result<Json<RecordPage>, ApiError> {
     let name = name_of(name)?;
     let Query(q) = query.map_err(|_| {
-        ApiError::invalid_query("Allowed parameters: filter, sort, limit (1-100), cursor.")
+        ApiError::invalid_query(
+            "Allowed parameters: filter, sort, limit (1-100), cursor, masked (true or false).",
+        )
     })?;
     let page = state
         .data
@@ -364,6 +370,7 @@ pub async fn list_records(
                 sort: q.sort,
                 limit: q.limit,
                 cursor: q.cursor,
+                masked: q.masked.unwrap_or(false),
             },
             &meta,
         )
@@ -376,7 +383,7 @@ pub async fn list_records(
 
 #[utoipa::path(get, path = "/api/v1/collections/{name}/records/{id}", tag = "records",
     security(("bearer" = [])),
-    params(("name" = String, Path), ("id" = String, Path)),
+    params(("name" = String, Path), ("id" = String, Path), ReadParams),
     responses((status = 200, body = RecordResponse),
         (status = 404, description = "Missing, or not yours to read (the same answer)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The account needs a second factor first (`mfa_enrollment_required`) or, with `[accounts] email_verification = \"before_data\"`, a verified address (`email_unverified`); or the API key is not allowed from this address (`api_key_ip_refused`)", body = Problem, content_type = "application/problem+json")))]
@@ -385,9 +392,69 @@ pub async fn get_record(
     Caller(p): Caller,
     Meta(meta): Meta,
     path: Result<Path<(String, String)>, PathRej>,
+    query: Result<Query<ReadParams>, QueryRej>,
 ) -> Result<Response, ApiError> {
     let (name, id) = two_of(path)?;
-    let r = state.data.read(&p, &name, &id, &meta).await?;
+    let Query(q) =
+        query.map_err(|_| ApiError::invalid_query("Allowed parameter: masked (true or false)."))?;
+    let mask = if q.masked == Some(true) {
+        Mask::Sensitive
+    } else {
+        Mask::None
+    };
+    let r = state.data.read_masked(&p, &name, &id, &mask, &meta).await?;
+    Ok(with_etag(StatusCode::OK, r))
+}
+
+/// Query of `GET /api/v1/collections/{name}/records/{id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// `true`: leave sensitive fields out.
+    pub masked: Option<bool>,
+}
+
+/// Query of `GET /api/v1/collections/{name}/records/{id}/reveal`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevealParams {
+    /// The sensitive field to show.
+    pub field: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/collections/{name}/records/{id}/reveal", tag = "records",
+    security(("bearer" = [])),
+    params(("name" = String, Path), ("id" = String, Path), RevealParams),
+    responses((status = 200, description = "The record with every sensitive field left out but `field`; the read is recorded with the field's name", body = RecordResponse),
+        (status = 400, description = "`field` is not a sensitive field of the collection (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in (an API key cannot reveal: it cannot step up)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No proof of identity in the last 10 minutes (`step_up_required`), or the account needs a second factor first", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Missing, or not yours to read (the same answer)", body = Problem, content_type = "application/problem+json")))]
+/// One sensitive value, shown on demand to a person who proved it is them
+/// moments ago (the console's record browser masks them until then).
+pub async fn reveal_field(
+    State(state): State<AppState>,
+    SteppedUp(authed): SteppedUp,
+    Meta(meta): Meta,
+    path: Result<Path<(String, String)>, PathRej>,
+    query: Result<Query<RevealParams>, QueryRej>,
+) -> Result<Response, ApiError> {
+    let (name, id) = two_of(path)?;
+    let Query(q) =
+        query.map_err(|_| ApiError::invalid_query("Send `field`: the sensitive field to show."))?;
+    if state.auth.mfa_enrollment_required(&authed.account) {
+        return Err(rampart_core::Error::MfaEnrollmentRequired.into());
+    }
+    if state.auth.unverified_blocks_data(&authed.account) {
+        return Err(rampart_core::Error::EmailUnverified.into());
+    }
+    let p = Principal::Account(authed.account);
+    let r = state
+        .data
+        .read_masked(&p, &name, &id, &Mask::Reveal(q.field), &meta)
+        .await?;
     Ok(with_etag(StatusCode::OK, r))
 }
 

@@ -50,7 +50,7 @@ pub enum Mode {
 /// The route groups rules and limits are set for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
-    /// `/api/v1/admin/…`
+    /// `/api/v1/admin/…` and the console's pages (`/console/…`).
     Admin,
     /// `/api/v1/auth/…` and `/api/v1/setup`: logins, second factors.
     Auth,
@@ -62,7 +62,8 @@ pub enum Group {
 
 impl Group {
     pub fn of(path: &str) -> Group {
-        if path.starts_with("/api/v1/admin/") {
+        if path.starts_with("/api/v1/admin/") || path == "/console" || path.starts_with("/console/")
+        {
             Group::Admin
         } else if path.starts_with("/api/v1/auth/") || path == "/api/v1/setup" {
             Group::Auth

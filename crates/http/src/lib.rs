@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod backups;
 pub mod blocks;
 pub mod conns;
+pub mod console;
 pub mod data;
 pub mod error;
 pub mod events;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/register", post(routes::register))
         .route("/auth/login", post(routes::login))
         .route("/auth/logout", post(routes::logout))
+        .route("/password-check", post(routes::password_check))
         .route("/auth/mfa", post(mfa::complete_login))
         .route("/auth/mfa/challenge", post(mfa::login_challenge))
         .route(
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sessions/{id}", delete(routes::revoke_session))
         .route("/setup", post(routes::setup))
         .route("/admin/events", get(events::admin_events))
+        .route("/admin/settings", get(routes::admin_settings))
         .route("/admin/events/counts", get(events::event_counts))
         .route("/admin/invites", post(routes::create_invite))
         .route("/admin/accounts", get(accounts::list_accounts))
@@ -158,9 +161,14 @@ pub fn router(state: AppState) -> Router {
             get(data::get_record)
                 .patch(data::update_record)
                 .delete(data::delete_record),
+        )
+        .route(
+            "/collections/{name}/records/{id}/reveal",
+            get(data::reveal_field),
         );
     Router::new()
         .nest("/api/v1", api)
+        .merge(console::routes())
         .route("/", get(routes::index))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

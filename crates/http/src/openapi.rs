@@ -127,7 +127,7 @@ impl Modify for StandardResponses {
 #[openapi(
     info(title = "Rampart API", description = "Accounts, sessions, second factors, protected data collections and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
     paths(
-        routes::healthz, routes::readyz, routes::register, routes::login, routes::logout,
+        routes::healthz, routes::readyz, routes::register, routes::login, routes::logout, routes::password_check, routes::admin_settings,
         routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
         routes::setup, events::admin_events, events::event_counts, routes::create_invite, routes::unlock_account,
         mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,
@@ -136,7 +136,7 @@ impl Modify for StandardResponses {
         mfa::regenerate_recovery_codes, mfa::admin_reset,
         data::list_collections, data::create_collection, data::get_collection,
         data::update_collection, data::delete_collection, data::create_record, data::list_records,
-        data::get_record, data::update_record, data::delete_record, data::create_api_key,
+        data::get_record, data::reveal_field, data::update_record, data::delete_record, data::create_api_key,
         data::list_api_keys, data::revoke_api_key, data::get_roles, data::set_roles,
         data::data_events, data::key_status,
         blocks::create_block, blocks::list_blocks, blocks::remove_block,

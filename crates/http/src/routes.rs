@@ -12,7 +12,7 @@ use rampart_proto::*;
 
 use crate::error::ApiError;
 use crate::extract::{
-    AdminWrite, Authed, JsonBody, Meta, SteppedUp, DEVICE_COOKIE, SESSION_COOKIE,
+    Admin, AdminWrite, Authed, JsonBody, Meta, SteppedUp, DEVICE_COOKIE, SESSION_COOKIE,
 };
 use crate::state::AppState;
 
@@ -154,6 +154,42 @@ fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static(
         "__Host-rampart_session=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
     )
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/settings", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = SettingsView),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+/// The settings in force, secrets redacted.
+pub async fn admin_settings(State(state): State<AppState>, _admin: Admin) -> Json<SettingsView> {
+    Json(SettingsView {
+        settings: state.settings.effective.clone(),
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/password-check", tag = "auth",
+    request_body = PasswordCheckRequest,
+    responses(
+        (status = 200, description = "The verdict: strength 0 to 4 and every rule the password fails. Nothing is stored or recorded.", body = PasswordCheck),
+        (status = 422, description = "Malformed request", body = Problem, content_type = "application/problem+json")))]
+/// Rates a password against the server's policy, for a strength meter
+/// shown while it is typed (the hosted pages and the account page use it).
+pub async fn password_check(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<PasswordCheckRequest>,
+) -> Json<PasswordCheck> {
+    let (score, verdict) = state
+        .auth
+        .assess_password(&req.password, req.email.as_deref());
+    let (violations, suggestions) = match verdict {
+        Ok(()) => (Vec::new(), Vec::new()),
+        Err(r) => (r.violations, r.suggestions),
+    };
+    Json(PasswordCheck {
+        acceptable: violations.is_empty(),
+        score,
+        violations,
+        suggestions,
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),

@@ -69,6 +69,9 @@ pub struct HttpSettings {
     pub backup_schedule: Option<String>,
     /// The response plan (`rampart incident plan init` writes it).
     pub incident_plan: std::path::PathBuf,
+    /// The settings in force, as text, with every secret redacted
+    /// (`GET /api/v1/admin/settings`; the console's Settings page).
+    pub effective: String,
 }
 
 /// What every handler reaches. axum clones the state for each extractor

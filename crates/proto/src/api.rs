@@ -1,6 +1,8 @@
 //! Request and response bodies of `/api/v1`. Requests reject unknown fields.
 
 use rampart_crypto::SecretString;
+
+use crate::problem::Violation;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -84,6 +86,38 @@ pub struct Me {
     /// True once the owner opened the link (or entered the code) mailed
     /// to the address.
     pub email_verified: bool,
+}
+
+/// The settings in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// Every setting, as text; secrets show as `[REDACTED]` and URLs keep
+    /// only their scheme and host.
+    pub settings: String,
+}
+
+/// A password to rate against the policy, before it is chosen.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordCheckRequest {
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// The account's address, if known: a password may not contain its
+    /// name part.
+    pub email: Option<String>,
+}
+
+/// How a password fares against the policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordCheck {
+    /// Whether the policy accepts it.
+    pub acceptable: bool,
+    /// The strength estimate, 0 (very weak) to 4 (very strong).
+    pub score: u8,
+    /// Every rule it fails.
+    pub violations: Vec<Violation>,
+    /// How to do better.
+    pub suggestions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

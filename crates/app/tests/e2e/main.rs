@@ -5,6 +5,7 @@ mod accounts;
 mod acme;
 mod audit;
 mod backup;
+mod browser;
 mod brute_force;
 mod connections;
 mod data;

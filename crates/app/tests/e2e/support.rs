@@ -479,6 +479,11 @@ pub fn guard_off() -> Vec<(String, String)> {
 
 impl Proc {
     pub fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Proc {
+        Proc::spawn_env(data_dir, extra, &[])
+    }
+
+    /// [`spawn`](Self::spawn), with `env` set after the tests' defaults.
+    pub fn spawn_env(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args([
             "serve",
@@ -500,6 +505,7 @@ impl Proc {
         }
         cmd.envs(guard_off());
         cmd.env("RAMPART_METRICS_LISTEN", "127.0.0.1:0");
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn rampart");
         let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -15,7 +15,7 @@ use crate::{AccountId, Timestamp};
 pub use filter::Op;
 pub use schema::{Action, CollectionSchema, FieldDef, FieldType};
 pub use service::{
-    AccessCheck, DataService, ListRequest, Page, Principal, RecordView, SchemaChange,
+    AccessCheck, DataService, ListRequest, Mask, Page, Principal, RecordView, SchemaChange,
 };
 
 /// A collection as stored.

@@ -78,6 +78,8 @@ pub struct ListRequest {
     pub sort: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// Leave sensitive fields out (the console's record browser).
+    pub masked: bool,
 }
 
 #[derive(Debug)]
@@ -943,6 +945,20 @@ impl DataService {
         id: &str,
         meta: &RequestMeta,
     ) -> Result<RecordView, Error> {
+        self.read_masked(p, collection, id, &Mask::None, meta).await
+    }
+
+    /// [`read`](Self::read), with sensitive fields left out as `mask`
+    /// says. Revealing a field is always recorded, with the field's name,
+    /// even where ordinary reads are not.
+    pub async fn read_masked(
+        &self,
+        p: &Principal,
+        collection: &str,
+        id: &str,
+        mask: &Mask,
+        meta: &RequestMeta,
+    ) -> Result<RecordView, Error> {
         if !schema::valid_name(collection) || !valid_record_id(id) {
             return Err(Error::NotFound);
         }
@@ -974,21 +990,44 @@ impl DataService {
                 .await;
             return Err(Error::NotFound);
         }
+        if let Mask::Reveal(field) = mask {
+            if !c.schema.fields.get(field).is_some_and(|d| d.sensitive) {
+                return Err(Error::InvalidQuery(
+                    "`field` must name a sensitive field of the collection".to_owned(),
+                ));
+            }
+        }
         let mut rings = Rings::default();
         let values = self.values(c, &mut rings, &r).await?;
-        let vis = Self::visible_fields(p, c, &roles);
+        let vis = mask.apply(Self::visible_fields(p, c, &roles), c);
         let (view, sensitive) = Self::view(c, &r, values, &vis, owns);
-        self.event(
-            p,
-            collection,
-            Action::Read,
-            vec![id.to_owned()],
-            1,
-            "allowed",
-            sensitive,
-            meta,
-        )
-        .await;
+        if let Mask::Reveal(field) = mask {
+            let event = self
+                .data_event(
+                    p,
+                    collection,
+                    Action::Read,
+                    vec![id.to_owned()],
+                    1,
+                    "allowed",
+                    sensitive,
+                    meta,
+                )
+                .field("data.revealed", field.as_str());
+            self.auth.audit().record(event).await;
+        } else {
+            self.event(
+                p,
+                collection,
+                Action::Read,
+                vec![id.to_owned()],
+                1,
+                "allowed",
+                sensitive,
+                meta,
+            )
+            .await;
+        }
         Ok(view)
     }
 
@@ -1227,6 +1266,11 @@ impl DataService {
         let mut rings = Rings::default();
         let mut records = Vec::with_capacity(rows.len());
         let mut sensitive = false;
+        let vis = if req.masked {
+            Mask::Sensitive.apply(vis, c)
+        } else {
+            vis
+        };
         for r in &rows {
             let owns = Self::owns(p, r);
             let values = self.values(c, &mut rings, r).await?;
@@ -1692,6 +1736,33 @@ impl DataService {
 
     pub async fn data_events(&self, f: &DataEventFilter) -> Result<Vec<StoredDataEvent>, Error> {
         Ok(self.store.data_events(f).await?)
+    }
+}
+
+/// Which sensitive fields a read leaves out (the console masks them until
+/// a person reveals one, after a step-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mask {
+    /// Every field the caller may read.
+    None,
+    /// No sensitive field.
+    Sensitive,
+    /// No sensitive field but this one.
+    Reveal(String),
+}
+
+impl Mask {
+    fn apply(&self, mut vis: Visibility, c: &Collection) -> Visibility {
+        if *self == Mask::None {
+            return vis;
+        }
+        let keep = |f: &String| {
+            !c.schema.fields.get(f).is_some_and(|d| d.sensitive)
+                || matches!(self, Mask::Reveal(r) if r == f)
+        };
+        vis.always.retain(keep);
+        vis.owner_only.retain(keep);
+        vis
     }
 }
 
