@@ -1559,6 +1559,10 @@ async fn serve(settings: Settings) -> Result<()> {
     let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     eprintln!("Rampart {} is serving.", env!("CARGO_PKG_VERSION"));
     eprintln!("  HTTPS:        https://{}/api/v1/", running.https_addr);
+    eprintln!(
+        "  Console:      https://{}/console/ (administrators), /account/ (everyone)",
+        running.https_addr
+    );
     if let Some(a) = running.http_addr {
         eprintln!("  HTTP:         http://{a}/ (redirects to HTTPS only)");
     }

@@ -841,7 +841,7 @@
     const load = async () => {
       const r = await get(`/admin/accounts${query({ email: $('#q-email').value.trim(), status: $('#q-status').value, limit: 100 })}`);
       clear(list).append(h('table', {},
-        h('thead', {}, h('tr', {}, ['Email', 'Role', 'Second factor', 'Status', 'Last sign-in', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Email', 'Role', 'Second factor', 'Status', 'Last sign-in', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, r.accounts.map((a) => h('tr', {},
           h('td', {}, a.email), h('td', {}, a.role), h('td', {}, a.mfa_enabled ? 'yes' : 'no'),
           h('td', {}, a.disabled_at ? 'disabled' : 'active'), h('td', {}, when(a.last_sign_in_at)),
@@ -901,7 +901,7 @@
       ]);
       clear(chart).append(timeChart('Events per hour, last 24 h', [{ name: 'events', cls: 'bar', counts: counts.counts }], since, 'hour'));
       clear(list).append(h('table', {},
-        h('thead', {}, h('tr', {}, ['When', 'Type', 'Outcome', 'Address', 'Account', 'Rule', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['When', 'Type', 'Outcome', 'Address', 'Account', 'Rule', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, page.events.map((e) => h('tr', {},
           h('td', {}, when(e.at)), h('td', {}, e.type), h('td', {}, h('span', { class: `pill ${e.outcome}` }, e.outcome)),
           h('td', {}, e.ip || ''), h('td', {}, e.account_id || ''), h('td', {}, e.rule || e.reason || ''),
@@ -959,7 +959,7 @@
         eventsSince('rate_limited', new Date(Date.now() - 24 * 3600e3).toISOString()),
       ]);
       clear(list).append(r.blocks.length ? h('table', {},
-        h('thead', {}, h('tr', {}, ['Network', 'Reason', 'Source', 'Until', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Network', 'Reason', 'Source', 'Until', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, r.blocks.map((b) => h('tr', {},
           h('td', {}, b.network), h('td', {}, b.reason), h('td', {}, b.source), h('td', {}, when(b.expires_at)),
           h('td', {}, button(`Unblock ${b.network}`, async () => { await write('DELETE', `/admin/blocks/${encodeURIComponent(b.id)}`); await load(); }, 'secondary'))))))
@@ -1126,7 +1126,7 @@
     const load = async () => {
       const r = await get('/admin/api-keys');
       clear(list).append(h('table', {},
-        h('thead', {}, h('tr', {}, ['Name', 'Prefix', 'Scopes', 'Created', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Prefix', 'Scopes', 'Created', 'Status', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, r.api_keys.map((k) => h('tr', {},
           h('td', {}, k.name), h('td', {}, k.prefix), h('td', {}, k.scopes.map((s) => `${s.collection}: ${s.actions.join(', ')}`).join('; ')),
           h('td', {}, when(k.created_at)), h('td', {}, k.revoked_at ? `revoked ${when(k.revoked_at)}` : 'active'),

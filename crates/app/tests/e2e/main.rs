@@ -8,6 +8,7 @@ mod backup;
 mod browser;
 mod brute_force;
 mod connections;
+mod console;
 mod data;
 mod detect;
 mod drill;

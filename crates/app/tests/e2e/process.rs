@@ -340,6 +340,13 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
             "/api/v1/auth/login",
             json!({"email": "nobody@example.com", "password": wrong}),
         ),
+        // The strength meter of the hosted pages: a password typed, rated,
+        // and nowhere kept.
+        (
+            "/api/v1/password-check",
+            json!({"password": pw2, "email": "u@example.com"}),
+        ),
+        ("/api/v1/password-check", json!({"password": weak})),
     ] {
         bodies.push(call(path.to_owned(), Some(body), Auth::None).await);
     }
