@@ -742,22 +742,39 @@ pub fn effective(settings: &Settings) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        let after = &rest[i + 3..];
-        let end = after
-            .find(|c: char| c == '"' || c.is_whitespace() || c == ',')
-            .unwrap_or(after.len());
-        let url = &after[..end];
-        let authority = url.split(['/', '?', '#']).next().unwrap_or("");
-        let host = authority.rsplit('@').next().unwrap_or("");
-        out.push_str(host);
-        if host.len() < url.len() {
-            out.push_str("/…");
-        }
-        rest = &after[end..];
+        // A `Debug` string ends at its closing quote (quotes inside are
+        // escaped); a URL's text is everything up to it.
+        let start = rest[..i].rfind('"').map_or(0, |q| q + 1);
+        let end = rest[i..].find('"').map_or(rest.len(), |e| i + e);
+        out.push_str(&rest[..start]);
+        out.push_str(&redacted_url(&rest[start..end]));
+        rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// A URL as `scheme://host[:port]`, with `/…` when anything followed; text
+/// that does not parse as a URL is withheld whole.
+fn redacted_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(u) if u.host_str().is_some() => {
+            let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
+            if let Some(port) = u.port() {
+                s.push_str(&format!(":{port}"));
+            }
+            let bare = u.username().is_empty()
+                && u.password().is_none()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none()
+                && u.fragment().is_none();
+            if !bare {
+                s.push_str("/…");
+            }
+            s
+        }
+        _ => "[REDACTED URL]".to_owned(),
+    }
 }
 
 /// Reads a secret given inline or as a file, never both.
@@ -1560,6 +1577,23 @@ http_listen = "0.0.0.0:80""#,
         assert!(!text.contains("canary"), "{text}");
         assert!(text.contains("https://hooks.example.com/…"), "{text}");
         assert!(text.contains("smtp"), "the settings are there: {text}");
+        // Userinfo, commas, slashes in a password, and what is no URL.
+        for (url, shown) in [
+            (
+                "https://u:pa,ss@host.example/x?k=1",
+                "https://host.example/…",
+            ),
+            ("https://u:p/ss@host.example/", "[REDACTED URL]"),
+            ("https://host.example:8443", "https://host.example:8443"),
+            (
+                "syslog+tls://logs.example:6514",
+                "syslog+tls://logs.example:6514",
+            ),
+            ("not a url ://canary", "[REDACTED URL]"),
+        ] {
+            let got = redacted_url(url);
+            assert_eq!(got, shown, "{url}");
+        }
     }
 
     #[test]

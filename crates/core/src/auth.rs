@@ -573,13 +573,15 @@ impl AuthService {
         Ok(())
     }
 
-    /// How a password would fare as `email`'s new password: the strength
+    /// How a password would fare as the new password of the account with
+    /// this address and display name: the strength
     /// estimate (0 to 4) and every rule it fails. Nothing is stored or
     /// recorded; the password is only read.
     pub fn assess_password(
         &self,
         password: &SecretString,
         email: Option<&str>,
+        display_name: Option<&str>,
     ) -> (u8, Result<(), crate::password_policy::Rejection>) {
         if oversized(password) {
             return (0, Err(self.too_long()));
@@ -587,7 +589,9 @@ impl AuthService {
         let local = email
             .and_then(|e| e.split_once('@').map(|(l, _)| l))
             .unwrap_or("");
-        self.config.policy.assess(&normalize(password), local, None)
+        self.config
+            .policy
+            .assess(&normalize(password), local, display_name)
     }
 
     /// A password past `MAX_PASSWORD_BYTES`, refused before any work.

@@ -1407,6 +1407,22 @@ impl AuthService {
     }
 
     /// One account with its factors, sessions, roles and recent sign-ins.
+    /// The account's last 20 sign-ins and failed sign-ins, newest first.
+    pub async fn sign_ins(&self, id: &AccountId) -> Result<Vec<crate::audit::Chained>, Error> {
+        Ok(self
+            .store()
+            .search_events(&crate::audit::EventQuery {
+                actions: vec![
+                    crate::events::EventKind::LoginSuccess.as_str().to_owned(),
+                    crate::events::EventKind::LoginFailure.as_str().to_owned(),
+                ],
+                user_id: Some(id.as_str().to_owned()),
+                limit: 20,
+                ..Default::default()
+            })
+            .await?)
+    }
+
     pub(crate) async fn account_detail(
         &self,
         id: &AccountId,
@@ -1419,18 +1435,7 @@ impl AuthService {
             .ok_or(Error::NotFound)?;
         let factors = self.store().factors_of(id).await?;
         let sessions = self.sessions(id).await?;
-        let sign_ins = self
-            .store()
-            .search_events(&crate::audit::EventQuery {
-                actions: vec![
-                    crate::events::EventKind::LoginSuccess.as_str().to_owned(),
-                    crate::events::EventKind::LoginFailure.as_str().to_owned(),
-                ],
-                user_id: Some(id.as_str().to_owned()),
-                limit: 20,
-                ..Default::default()
-            })
-            .await?;
+        let sign_ins = self.sign_ins(id).await?;
         Ok(AccountDetail {
             account,
             factors,

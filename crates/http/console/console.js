@@ -26,7 +26,11 @@
       if (v === null || v === undefined || v === false) continue;
       if (k === 'class') e.setAttribute('class', v);
       else if (k === 'text') e.textContent = v;
-      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (k.startsWith('on')) {
+        // Handlers are this script's functions, never text.
+        if (typeof v !== 'function') throw new TypeError(`${k} must be a function`);
+        e.addEventListener(k.slice(2), v);
+      }
       else e.setAttribute(k, v === true ? '' : String(v));
     }
   }
@@ -127,13 +131,16 @@
     }
     if (res.status === 204) return null;
     const text = await res.text();
-    let data = null;
+    const json = /json/.test(res.headers.get('content-type') || '');
+    let data = json ? null : text;
     try {
-      data = text ? JSON.parse(text) : null;
+      if (json && text) data = JSON.parse(text);
     } catch (_) {
       data = null;
     }
-    if (!res.ok) throw new Problem(res.status, data || {}, res.headers.get('retry-after'));
+    if (!res.ok) {
+      throw new Problem(res.status, data && typeof data === 'object' ? data : {}, res.headers.get('retry-after'));
+    }
     return data;
   }
 
@@ -160,15 +167,106 @@
     return s ? `?${s}` : '';
   }
 
-  /** The step-up dialog: password or authenticator code. */
-  function stepUp() {
+  // ----- passkeys (WebAuthn) ----------------------------------------------
+
+  function fromB64u(s) {
+    const b64 = s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4);
+    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer;
+  }
+
+  function toB64u(buf) {
+    let bin = '';
+    new Uint8Array(buf).forEach((b) => { bin += String.fromCharCode(b); });
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  const passkeysHere = () => Boolean(window.PublicKeyCredential && navigator.credentials);
+
+  /** A new passkey from the API's creation options, as the API takes it back. */
+  async function createPasskey(options) {
+    const pk = { ...options.publicKey };
+    pk.challenge = fromB64u(pk.challenge);
+    pk.user = { ...pk.user, id: fromB64u(pk.user.id) };
+    pk.excludeCredentials = (pk.excludeCredentials || []).map((c) => ({ ...c, id: fromB64u(c.id) }));
+    const cred = await navigator.credentials.create({ publicKey: pk });
+    return {
+      id: cred.id,
+      rawId: toB64u(cred.rawId),
+      type: cred.type,
+      response: {
+        attestationObject: toB64u(cred.response.attestationObject),
+        clientDataJSON: toB64u(cred.response.clientDataJSON),
+      },
+      extensions: cred.getClientExtensionResults(),
+    };
+  }
+
+  /** A passkey's signature over the API's request options. */
+  async function usePasskey(options) {
+    const pk = { ...options.publicKey };
+    pk.challenge = fromB64u(pk.challenge);
+    pk.allowCredentials = (pk.allowCredentials || []).map((c) => ({ ...c, id: fromB64u(c.id) }));
+    const cred = await navigator.credentials.get({ publicKey: pk });
+    return {
+      id: cred.id,
+      rawId: toB64u(cred.rawId),
+      type: cred.type,
+      response: {
+        authenticatorData: toB64u(cred.response.authenticatorData),
+        clientDataJSON: toB64u(cred.response.clientDataJSON),
+        signature: toB64u(cred.response.signature),
+        userHandle: cred.response.userHandle ? toB64u(cred.response.userHandle) : null,
+      },
+      extensions: cred.getClientExtensionResults(),
+    };
+  }
+
+  function passkeyProblem(e) {
+    if (e instanceof Problem) return e;
+    // The browser's own refusals: cancelled, timed out, no such key here.
+    return new Problem(0, {
+      code: 'passkey_failed',
+      detail: 'The passkey was not used (cancelled, timed out, or not on this device). Try again, or choose another method.',
+    });
+  }
+
+  /**
+   * The step-up dialog: the password (for an account with no second
+   * factor), or a code from the authenticator, by email or SMS, a
+   * recovery code, or a passkey, as the account's factors allow.
+   */
+  async function stepUp() {
     const dialog = $('#step-up');
-    if (!dialog) return Promise.resolve(false);
+    if (!dialog) return false;
     const form = $('#step-up-form');
     const message = $('#step-up-message');
     message.hidden = true;
     $('#step-up-password').value = '';
     $('#step-up-code').value = '';
+    let kinds = [];
+    try {
+      kinds = (await get('/me/mfa')).factors.map((f) => f.kind);
+    } catch (_) {
+      kinds = [];
+    }
+    let sent = null;
+    for (const m of ['email', 'sms']) {
+      const b = $(`#step-up-${m}`);
+      b.hidden = !kinds.includes(m);
+      b.onclick = async () => {
+        try {
+          await api('POST', '/auth/step-up/challenge', { method: m });
+          sent = m;
+          message.textContent = 'A code is on its way.';
+          message.hidden = false;
+          $('#step-up-code').focus();
+        } catch (e) {
+          message.textContent = problemText(passkeyProblem(e));
+          message.hidden = false;
+        }
+      };
+    }
+    $('#step-up-passkey').hidden = !(kinds.includes('webauthn') && passkeysHere());
     return new Promise((resolve) => {
       const done = (ok) => {
         form.removeEventListener('submit', submit);
@@ -181,12 +279,29 @@
         ev.preventDefault();
         done(false);
       };
+      const passkey = async () => {
+        try {
+          const c = await api('POST', '/auth/step-up/challenge', { method: 'webauthn' });
+          const assertion = await usePasskey(c.options);
+          await api('POST', '/auth/step-up', { method: 'webauthn', assertion });
+          done(true);
+        } catch (e) {
+          message.textContent = problemText(passkeyProblem(e));
+          message.hidden = false;
+        }
+      };
       const submit = async (ev) => {
         ev.preventDefault();
+        if (ev.submitter && ev.submitter.value === 'passkey') {
+          await passkey();
+          return;
+        }
         const password = $('#step-up-password').value;
         const code = $('#step-up-code').value.trim();
-        // Six digits are the authenticator's; anything else a recovery code.
-        const body = !code ? { password } : { method: /^\d{6}$/.test(code) ? 'totp' : 'recovery_code', code };
+        // A code sent just now; else six digits are the authenticator's,
+        // anything else a recovery code.
+        const method = sent || (/^\d{6}$/.test(code) ? 'totp' : 'recovery_code');
+        const body = !code ? { password } : { method, code };
         try {
           await api('POST', '/auth/step-up', body);
           done(true);
@@ -245,7 +360,7 @@
   }
 
   /** The live password meter: the server's own policy, as you type. */
-  function strengthMeter(input, emailOf) {
+  function strengthMeter(input, emailOf, nameOf = () => '') {
     const out = $('#strength');
     if (!out) return;
     let timer = null;
@@ -260,7 +375,11 @@
           return;
         }
         try {
-          const r = await api('POST', '/password-check', { password, email: emailOf() || undefined });
+          const r = await api('POST', '/auth/password-check', {
+            password,
+            email: emailOf() || undefined,
+            display_name: nameOf() || undefined,
+          });
           if (mine !== asked) return;
           const words = ['very weak', 'weak', 'fair', 'strong', 'very strong'];
           clear(out).append(
@@ -288,7 +407,11 @@
   /** Who is signed in, or off to the sign-in page. */
   async function whoAmI() {
     try {
-      return await get('/me');
+      const me = await get('/me');
+      // A page opened after the sign-in (a bookmark, a new tab) learns
+      // the session's CSRF token here.
+      sessionStorage.setItem(CSRF_KEY, me.csrf_token);
+      return me;
     } catch (e) {
       if (e instanceof Problem && e.status === 401) {
         location.assign(`/sign-in${query({ next: location.pathname })}`);
@@ -335,11 +458,15 @@
       }
       pending = r;
       const select = clear($('#method'));
-      for (const m of r.methods.filter((m) => m !== 'webauthn')) {
+      for (const m of r.methods.filter((m) => m !== 'webauthn' || passkeysHere())) {
         select.append(h('option', { value: m }, METHOD_NAMES[m] || m));
       }
       const sync = () => {
         $('#send-code').hidden = !['email', 'sms'].includes(select.value);
+        const key = select.value === 'webauthn';
+        $('#code').required = !key;
+        $('#code').hidden = key;
+        $('label[for=code]').hidden = key;
       };
       select.addEventListener('change', sync);
       sync();
@@ -358,11 +485,19 @@
     onSubmit(factor, async () => {
       hush();
       try {
-        const r = await api('POST', '/auth/mfa', {
-          mfa_token: pending.mfa_token,
-          method: $('#method').value,
-          code: $('#code').value.trim(),
-        });
+        const method = $('#method').value;
+        let body = { mfa_token: pending.mfa_token, method, code: $('#code').value.trim() };
+        if (method === 'webauthn') {
+          const c = await api('POST', '/auth/mfa/challenge', { mfa_token: pending.mfa_token, method });
+          let assertion;
+          try {
+            assertion = await usePasskey(c.options);
+          } catch (e) {
+            throw passkeyProblem(e);
+          }
+          body = { mfa_token: pending.mfa_token, method, assertion };
+        }
+        const r = await api('POST', '/auth/mfa', body);
         await afterSignIn(r);
       } catch (e) {
         $('#code').value = '';
@@ -386,7 +521,7 @@
       say('This page needs the one-time link that `rampart serve` printed. Open that link, or run `rampart admin create`.', 'error');
       return;
     }
-    strengthMeter($('#password'), () => $('#email').value.trim());
+    strengthMeter($('#password'), () => $('#email').value.trim(), () => $('#display-name').value.trim());
     onSubmit(form, async () => {
       hush();
       const email = $('#email').value.trim();
@@ -493,7 +628,7 @@
       h('dt', {}, 'Address verified'), h('dd', {}, me.email_verified ? 'yes' : 'no'),
       h('dt', {}, 'Member since'), h('dd', {}, when(me.created_at)),
     );
-    strengthMeter($('#new-password'), () => me.email);
+    strengthMeter($('#new-password'), () => me.email, () => me.display_name);
     onSubmit($('#password-form'), async () => {
       hush();
       await write('POST', '/me/password', {
@@ -528,6 +663,28 @@
       if (r.recovery_codes) showRecovery(r.recovery_codes);
       await listFactors();
     });
+    if (passkeysHere()) {
+      $('#enrol-passkey').hidden = false;
+      $('#enrol-passkey').addEventListener('click', async () => {
+        try {
+          hush();
+          const name = `Passkey ${new Date().toLocaleDateString()}`;
+          const c = await write('POST', '/me/mfa/webauthn', { name });
+          let credential;
+          try {
+            credential = await createPasskey(c.options);
+          } catch (e) {
+            throw passkeyProblem(e);
+          }
+          const r = await write('POST', '/me/mfa/webauthn/confirm', { credential });
+          say('The passkey is added.', 'ok');
+          if (r.recovery_codes) showRecovery(r.recovery_codes);
+          await listFactors();
+        } catch (e) {
+          sayProblem(e);
+        }
+      });
+    }
     $('#new-recovery').addEventListener('click', async () => {
       try {
         const r = await write('POST', '/me/mfa/recovery-codes');
@@ -539,7 +696,7 @@
     });
     $('#export').addEventListener('click', async () => {
       try {
-        const data = await get('/me/export');
+        const data = await write('GET', '/me/export');
         const blob = new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' });
         const a = h('a', { href: URL.createObjectURL(blob), download: 'rampart-account-export.json' });
         document.body.append(a);
@@ -600,8 +757,7 @@
 
   async function listSignIns() {
     const ul = clear($('#sign-ins'));
-    const data = await get('/me/export');
-    const events = (data.sign_ins || data.events || []).slice(0, 10);
+    const events = (await get('/me/sign-ins')).events.slice(0, 10);
     if (!events.length) ul.append(h('li', {}, 'None recorded.'));
     for (const e of events) {
       ul.append(h('li', {},
@@ -734,10 +890,14 @@
     $('#title').textContent = SECTION_TITLES[name] || 'Console';
     document.title = `${$('#title').textContent} · Rampart`;
     refreshLockdown();
+    const content = clear($('#content'));
     try {
-      await SECTIONS[name](clear($('#content')), me);
+      await SECTIONS[name](content, me);
     } catch (e) {
       sayProblem(e);
+    } finally {
+      // Drawn (or failed, and said so): what tests and judges wait for.
+      content.dataset.ready = 'true';
     }
   }
 
@@ -860,6 +1020,16 @@
       await showAccount(root, id, reload);
       await reload();
     }, cls);
+    const rolesInput = h('input', { id: 'roles-input', value: d.roles.join(', ') });
+    const roles = h('form', {},
+      h('label', { for: 'roles-input' }, 'Data roles (comma-separated; used by collections\' access rules)'), rolesInput,
+      h('button', { type: 'submit', class: 'secondary' }, 'Save roles'));
+    onSubmit(roles, async () => {
+      await write('PUT', `/admin/accounts/${encodeURIComponent(id)}/roles`, {
+        roles: rolesInput.value.split(',').map((x) => x.trim()).filter(Boolean),
+      });
+      say(`The roles of ${a.email} are saved.`, 'ok');
+    });
     clear(root).append(h('section', { class: 'card', 'aria-labelledby': 'account-title' },
       h('h2', { id: 'account-title' }, a.email),
       h('dl', { class: 'facts' },
@@ -874,6 +1044,11 @@
         act('Reset second factors', 'POST', '/mfa/reset', 'The second factors are removed; the owner sets one up at the next sign-in.', 'secondary'),
         act('Require a new password', 'POST', '/password-reset', 'The password no longer works; the owner gets a reset link.', 'secondary'),
         act('Unlock', 'POST', '/unlock', 'The account is unlocked.', 'secondary')),
+      roles,
+      h('h3', {}, 'Sessions'),
+      h('ul', { class: 'rows' }, d.sessions.length ? d.sessions.map((x) => h('li', {},
+        h('span', { class: 'grow' }, `${x.user_agent || 'Unknown device'} · ${x.ip || 'unknown address'}`),
+        h('span', {}, `last seen ${when(x.last_seen_at)}`))) : h('li', {}, 'None.')),
       h('h3', {}, 'Recent sign-ins'),
       h('ul', { class: 'rows' }, d.sign_ins.slice(0, 10).map((e) => h('li', {},
         h('span', { class: `pill ${e.outcome}` }, e.outcome), h('span', { class: 'grow' }, `${e.ip || ''} ${e.reason || ''}`), h('span', {}, when(e.at)))))));
@@ -1030,7 +1205,7 @@
     await load();
     try {
       const p = await get('/admin/incident/plan');
-      plan.append(h('pre', {}, typeof p === 'string' ? p : (p.plan || JSON.stringify(p, null, 2))));
+      plan.append(h('pre', {}, typeof p === 'string' ? p : JSON.stringify(p, null, 2)));
     } catch (e) {
       plan.append(h('p', {}, e instanceof Problem ? problemText(e) : 'No plan.'));
     }
@@ -1044,16 +1219,41 @@
   // Collections ----------------------------------------------------------
 
   async function collections(root) {
-    const r = await get('/admin/collections');
     const list = h('ul', { class: 'rows card' });
     const detail = h('div', {});
-    root.append(list, detail);
-    if (!r.collections.length) list.append(h('li', {}, 'No collection yet.'));
-    for (const c of r.collections) {
-      list.append(h('li', {},
-        h('span', { class: 'grow' }, `${c.name} · ${plural(Object.keys(c.fields).length, 'field', 'fields')}`),
-        button(`Open ${c.name}`, () => showCollection(detail, c), 'secondary')));
-    }
+    const fresh = h('textarea', { id: 'new-schema', spellcheck: 'false' });
+    fresh.value = JSON.stringify({
+      name: 'customers',
+      fields: { name: { type: 'text', required: true }, email: { type: 'email', sensitive: true } },
+    }, null, 2);
+    const create = h('form', { class: 'card' },
+      h('h2', {}, 'New collection'),
+      h('label', { for: 'new-schema' }, 'Name and schema'), fresh,
+      h('button', { type: 'submit' }, 'Create collection'));
+    const load = async () => {
+      const r = await get('/admin/collections');
+      clear(list);
+      if (!r.collections.length) list.append(h('li', {}, 'No collection yet.'));
+      for (const c of r.collections) {
+        list.append(h('li', {},
+          h('span', { class: 'grow' }, `${c.name} · ${plural(Object.keys(c.fields).length, 'field', 'fields')}`),
+          button(`Open ${c.name}`, () => showCollection(detail, c), 'secondary')));
+      }
+    };
+    onSubmit(create, async () => {
+      let body;
+      try {
+        body = JSON.parse(fresh.value);
+      } catch (e) {
+        say(`The schema is not valid JSON: ${e.message}`, 'error');
+        return;
+      }
+      const c = await write('POST', '/admin/collections', body);
+      say(`The collection ${c.name} is created.`, 'ok');
+      await load();
+    });
+    root.append(list, detail, create);
+    await load();
   }
 
   async function showCollection(root, c) {

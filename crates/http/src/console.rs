@@ -75,12 +75,14 @@ async fn section(Path(name): Path<String>) -> Response {
     }
 }
 
+/// Marks an answer as a console page: the frame gives it [`PAGE_POLICY`]
+/// instead of the API's policy (`middleware::add_security_headers`).
+#[derive(Debug, Clone, Copy)]
+pub struct Page;
+
 fn page(body: &'static [u8]) -> Response {
     let mut res = asset(body, "text/html; charset=utf-8");
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_POLICY),
-    );
+    res.extensions_mut().insert(Page);
     res
 }
 

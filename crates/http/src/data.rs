@@ -406,9 +406,9 @@ pub async fn get_record(
     Ok(with_etag(StatusCode::OK, r))
 }
 
-/// Query of `GET /api/v1/collections/{name}/records/{id}`.
+/// Query of `GET /api/v1/collections/{name}/records/{id}` (other
+/// parameters are ignored, as before there were any).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// `true`: leave sensitive fields out.

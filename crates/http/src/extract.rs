@@ -124,6 +124,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 pub struct Authed {
     pub session: Session,
     pub account: Account,
+    /// The session token the request carried.
+    pub token: SecretString,
 }
 
 fn bearer(parts: &Parts) -> Option<SecretString> {
@@ -219,7 +221,11 @@ impl FromRequestParts<AppState> for Authed {
                 state.auth.follow_session(&session, &ctx.meta()).await;
             }
         }
-        Ok(Authed { session, account })
+        Ok(Authed {
+            session,
+            account,
+            token,
+        })
     }
 }
 

@@ -42,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/register", post(routes::register))
         .route("/auth/login", post(routes::login))
         .route("/auth/logout", post(routes::logout))
-        .route("/password-check", post(routes::password_check))
+        .route("/auth/password-check", post(routes::password_check))
         .route("/auth/mfa", post(mfa::complete_login))
         .route("/auth/mfa/challenge", post(mfa::login_challenge))
         .route(
@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me/export", get(accounts::export_me))
         .route("/me/password", post(routes::change_password))
         .route("/me/sessions", get(routes::my_sessions))
+        .route("/me/sign-ins", get(routes::my_sign_ins))
         .route("/me/sessions/{id}", delete(routes::revoke_session))
         .route("/setup", post(routes::setup))
         .route("/admin/events", get(events::admin_events))

@@ -110,15 +110,20 @@ pub const LOCKDOWN_HEADER: &str = "rampart-lockdown";
 /// Adds the headers every response carries. `no-store` goes on every
 /// response: the API has nothing worth caching and much worth not caching.
 pub fn add_security_headers(res: &mut Response) {
+    // A console page (marked by `http::console`) gets the pages' policy;
+    // every other answer the API's, whatever a handler set.
+    let page = res.extensions().get::<crate::console::Page>().is_some();
     let h = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        let name = HeaderName::from_static(name);
-        // A console page brings its own, stricter-than-nothing policy
-        // (`http::console`); everything else gets the API's.
-        if name == header::CONTENT_SECURITY_POLICY && h.contains_key(&name) {
-            continue;
-        }
-        h.insert(name, HeaderValue::from_static(value));
+        let value = if page && name == "content-security-policy" {
+            crate::console::PAGE_POLICY
+        } else {
+            value
+        };
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     h.remove(header::SERVER);
 }

@@ -128,7 +128,7 @@ impl Modify for StandardResponses {
     info(title = "Rampart API", description = "Accounts, sessions, second factors, protected data collections and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout, routes::password_check, routes::admin_settings,
-        routes::me, routes::change_password, routes::my_sessions, routes::revoke_session,
+        routes::me, routes::change_password, routes::my_sessions, routes::my_sign_ins, routes::revoke_session,
         routes::setup, events::admin_events, events::event_counts, routes::create_invite, routes::unlock_account,
         mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,
         mfa::status, mfa::enrol_totp, mfa::confirm_totp, mfa::enrol_email, mfa::confirm_email,

@@ -166,7 +166,7 @@ pub async fn admin_settings(State(state): State<AppState>, _admin: Admin) -> Jso
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/password-check", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/password-check", tag = "auth",
     request_body = PasswordCheckRequest,
     responses(
         (status = 200, description = "The verdict: strength 0 to 4 and every rule the password fails. Nothing is stored or recorded.", body = PasswordCheck),
@@ -176,20 +176,26 @@ pub async fn admin_settings(State(state): State<AppState>, _admin: Admin) -> Jso
 pub async fn password_check(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PasswordCheckRequest>,
-) -> Json<PasswordCheck> {
-    let (score, verdict) = state
-        .auth
-        .assess_password(&req.password, req.email.as_deref());
+) -> Result<Json<PasswordCheck>, ApiError> {
+    // The estimate is the costly part of a sign-up: off the async workers.
+    let auth = state.auth.clone();
+    let (score, verdict) = tokio::task::spawn_blocking(move || {
+        let email = req.email.as_deref().filter(|e| e.len() <= 254);
+        let name = req.display_name.as_deref().filter(|n| n.len() <= 200);
+        auth.assess_password(&req.password, email, name)
+    })
+    .await
+    .map_err(|_| ApiError::internal("password check"))?;
     let (violations, suggestions) = match verdict {
         Ok(()) => (Vec::new(), Vec::new()),
         Err(r) => (r.violations, r.suggestions),
     };
-    Json(PasswordCheck {
+    Ok(Json(PasswordCheck {
         acceptable: violations.is_empty(),
         score,
         violations,
         suggestions,
-    })
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
@@ -212,6 +218,7 @@ pub async fn logout(
 pub async fn me(State(state): State<AppState>, authed: Authed) -> Json<Me> {
     let a = authed.account;
     Json(Me {
+        csrf_token: rampart_core::AuthService::csrf_token_for(&authed.token),
         mfa_enrollment_required: state.auth.mfa_enrollment_required(&a),
         mfa_enabled: a.has_mfa,
         email_verified: a.lifecycle.email_verified_at.is_some(),
@@ -264,6 +271,20 @@ pub async fn my_sessions(
                 session_view(s, current)
             })
             .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/me/sign-ins", tag = "me", security(("bearer" = [])),
+    responses((status = 200, description = "Your last 20 sign-ins and failed sign-ins, newest first", body = EventPage),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn my_sign_ins(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<Json<EventPage>, ApiError> {
+    let events = state.auth.sign_ins(&authed.account.id).await?;
+    Ok(Json(EventPage {
+        events: events.into_iter().map(crate::events::view).collect(),
+        next_cursor: None,
     }))
 }
 

@@ -70,8 +70,12 @@ impl std::fmt::Debug for LoginResponse {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct Me {
+    /// The session's CSRF token, for cookie-authenticated writes
+    /// (`X-CSRF-Token`): a page opened later than the sign-in reads it
+    /// here. Derived from the session token; useless without it.
+    pub csrf_token: String,
     pub id: String,
     pub email: String,
     pub display_name: Option<String>,
@@ -86,6 +90,15 @@ pub struct Me {
     /// True once the owner opened the link (or entered the code) mailed
     /// to the address.
     pub email_verified: bool,
+}
+
+impl std::fmt::Debug for Me {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Me")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The settings in force.
@@ -105,6 +118,8 @@ pub struct PasswordCheckRequest {
     /// The account's address, if known: a password may not contain its
     /// name part.
     pub email: Option<String>,
+    /// The account's display name, if known: nor may it contain that.
+    pub display_name: Option<String>,
 }
 
 /// How a password fares against the policy.

@@ -46,6 +46,30 @@ impl WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
+/// chromedriver's virtual authenticator (WebDriver's WebAuthn extension):
+/// a platform passkey that verifies its user without asking.
+#[derive(Debug)]
+struct VirtualAuthenticator;
+
+impl WebDriverCompatibleCommand for VirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or("")
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                          "hasUserVerification": true, "isUserVerified": true});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
 /// The tests' authenticator app: each code from a later time step than
 /// the last (Rampart refuses a step used before; it takes the next one
 /// too, for a clock a little ahead).
@@ -450,7 +474,9 @@ fn printed_setup_link(p: &Proc) -> String {
 /// The first administrator, from the printed link to a second factor, in
 /// the browser: returns the authenticator and the recovery codes.
 async fn first_admin(b: &mut Browser, p: &Proc) -> (Authenticator, Vec<String>) {
-    b.goto(&printed_setup_link(p)).await;
+    // The link as printed, on the host the browser uses (the same server).
+    let link = printed_setup_link(p).replacen(&format!("https://127.0.0.1:{}", p.port), &b.base, 1);
+    b.goto(&link).await;
     let url = b.client.current_url().await.unwrap();
     assert!(
         url.fragment().is_none(),
@@ -529,6 +555,10 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     b.press("Verify").await;
     b.wait_path("/console/").await;
     b.wait_text("Sign-ins, last 24 h").await;
+    // The account page lists the sign-ins, the failed one too.
+    b.goto("/account/").await;
+    b.wait_for("#sign-ins .pill.failure").await;
+    b.wait_for("#sign-ins .pill.success").await;
 
     // Carol has an account; someone attacks.
     let c = &p.client;
@@ -657,6 +687,8 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     // Nobody else signs in; the answer is a wrong password's, so a
     // lockdown confirms no password.
     problem(r, 401, "invalid_credentials").await;
+    b.wait_for("#content[data-ready]").await;
+    b.wait_text("rampart incident plan init").await;
     b.accessible("incident").await;
     b.shot("incident").await;
     let lift = b.wait_for("input[id^='lift-']").await;
@@ -676,7 +708,7 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
         "settings",
     ] {
         b.goto(&format!("/console/{section}")).await;
-        b.wait_for("#content").await;
+        b.wait_for("#content[data-ready]").await;
         let msg = b
             .client
             .execute("const m = document.querySelector('#message'); return m.hidden ? '' : m.textContent", vec![])
@@ -811,5 +843,41 @@ async fn a_sensitive_value_is_revealed_only_after_a_step_up() {
         !events.to_string().contains("078-05-1120"),
         "the value is in no event"
     );
+    b.finish().await;
+}
+
+/// Passkeys from the browser itself (chromedriver's virtual
+/// authenticator): added on the account page, then used to sign in. A
+/// passkey needs a host name, so this browser uses `localhost`.
+#[tokio::test]
+async fn a_passkey_is_added_and_signs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = Proc::spawn(&data, &[]);
+    let base = format!("https://localhost:{}", p.port);
+    let Some(mut b) = Browser::start(&base).await else {
+        return;
+    };
+    b.client.issue_cmd(VirtualAuthenticator).await.unwrap();
+    first_admin(&mut b, &p).await;
+    b.press("Add a passkey").await;
+    b.wait_text("The passkey is added").await;
+    b.wait_text("Passkey: Passkey").await;
+    b.press("Sign out").await;
+    b.wait_path("/sign-in").await;
+    b.fill("#email", ADMIN).await;
+    b.fill("#password", ADMIN_PW).await;
+    b.press("Sign in").await;
+    let method = b.wait_for("#method").await;
+    method
+        .find(Locator::Css("option[value='webauthn']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.press("Verify").await;
+    b.wait_path("/console/").await;
+    b.wait_text("Sign-ins, last 24 h").await;
     b.finish().await;
 }

@@ -109,7 +109,7 @@ async fn the_password_meter_rates_with_the_servers_policy_and_keeps_nothing() {
     let check = |body: Value| {
         let s = &s;
         async move {
-            let r = s.post("/api/v1/password-check", body).await;
+            let r = s.post("/api/v1/auth/password-check", body).await;
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap()
         }
@@ -149,28 +149,92 @@ async fn the_password_meter_rates_with_the_servers_policy_and_keeps_nothing() {
 
     // Malformed: a 4xx problem.
     let r = s
-        .post("/api/v1/password-check", json!({"password": 5}))
+        .post("/api/v1/auth/password-check", json!({"password": 5}))
         .await;
     assert!(r.status().is_client_error());
     let r = s
         .post(
-            "/api/v1/password-check",
+            "/api/v1/auth/password-check",
             json!({"password": "x", "other": 1}),
         )
         .await;
     assert!(r.status().is_client_error());
-    // Nothing is stored or recorded: no event at all came of it.
-    let admin = s.admin().await;
-    let events: Value = s
-        .get_auth("/api/v1/admin/events?q=password&limit=500", &admin)
+    // The display name counts too.
+    let named = check(
+        json!({"password": "Wolfgang-Lantern-41-Vessel", "display_name": "Wolfgang Amadeus"}),
+    )
+    .await;
+    assert_eq!(codes(&named), ["contains_personal_info"]);
+}
+
+/// The meter is in the sign-in group: its per-address limit is the one of
+/// logins, so it cannot be used to burn the server's time.
+#[tokio::test]
+async fn the_password_meter_has_the_sign_in_limits() {
+    let s = TestServer::with(Options::default().guard_defaults()).await;
+    let mut limited = 0;
+    for _ in 0..40 {
+        let r = s
+            .post(
+                "/api/v1/auth/password-check",
+                json!({"password": "Lantern-Quarry-Oak-41"}),
+            )
+            .await;
+        if r.status() == 429 {
+            problem(r, 429, "rate_limited").await;
+            limited += 1;
+        } else {
+            assert_eq!(r.status(), 200);
+        }
+    }
+    assert!(
+        limited > 0,
+        "40 checks at once from one address are limited"
+    );
+}
+
+/// A page opened after the sign-in (a bookmark, a new tab) learns the
+/// session's CSRF token from `GET /me`, and writes with it.
+#[tokio::test]
+async fn me_says_the_sessions_csrf_token() {
+    let s = TestServer::start().await;
+    s.register("tab@example.com").await;
+    let r = s
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "tab@example.com", "password": STRONG}),
+        )
+        .await;
+    let login: Value = r.json().await.unwrap();
+    let token = login["token"].as_str().unwrap();
+    let cookie = format!("__Host-rampart_session={token}");
+    let me: Value = s
+        .client
+        .get(s.url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
-    assert!(
-        !events.to_string().contains("password_check") && !events.to_string().contains("Lantern"),
-        "{events}"
-    );
+    assert_eq!(me["csrf_token"], login["csrf_token"]);
+    // Without it (and with no Origin), a cookie write is refused; with it,
+    // allowed.
+    let sessions = |csrf: Option<&str>| {
+        let mut r = s
+            .client
+            .post(s.url("/api/v1/auth/step-up"))
+            .header("cookie", &cookie)
+            .json(&json!({"password": STRONG}));
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.send()
+    };
+    problem(sessions(None).await.unwrap(), 403, "csrf_failed").await;
+    let r = sessions(me["csrf_token"].as_str()).await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
@@ -309,7 +373,7 @@ async fn a_sensitive_value_is_revealed_one_at_a_time_after_a_step_up() {
     // Not someone else's record, not a missing one: the usual 404.
     let other = s.user("other@example.com").await;
     let r = s.get_auth(&reveal("ssn"), &other).await;
-    assert!(matches!(r.status().as_u16(), 403 | 404), "{}", r.status());
+    problem(r, 404, "not_found").await;
     let r = s
         .get_auth(
             &format!(
@@ -358,4 +422,78 @@ async fn a_sensitive_value_is_revealed_one_at_a_time_after_a_step_up() {
     assert_eq!(revealed[0]["fields"]["data.revealed"], "ssn");
     assert_eq!(revealed[0]["outcome"], "success");
     assert!(!v.to_string().contains("078-05-1120"));
+}
+
+/// A reveal shows only what its caller may read: a sensitive field kept
+/// from the caller by the schema's read rule is refused like a field that
+/// is not there, and nothing is recorded as revealed.
+#[tokio::test]
+async fn a_reveal_never_shows_a_field_hidden_from_its_caller() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let r = s
+        .post_auth(
+            "/api/v1/admin/collections",
+            &admin,
+            json!({"name": "vault", "fields": {
+                "name": {"type": "text", "required": true},
+                "note": {"type": "text", "sensitive": true},
+                "pin": {"type": "text", "sensitive": true, "read": ["admin"]}}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let member = s.user("m@example.com").await;
+    let r = s
+        .post_auth(
+            "/api/v1/collections/vault/records",
+            &member,
+            json!({"name": "mine", "note": "my note", "pin": "4321"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reveal =
+        |field: &str| format!("/api/v1/collections/vault/records/{id}/reveal?field={field}");
+    let v: Value = s
+        .get_auth(&reveal("note"), &member)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["note"], "my note");
+    assert!(v["data"].get("pin").is_none(), "{v}");
+    let r = s.get_auth(&reveal("pin"), &member).await;
+    let p = problem(r, 400, "invalid_query").await;
+    assert!(!p.to_string().contains("4321"));
+    // The administrator, whom the rule names, may.
+    let v: Value = s
+        .get_auth(&reveal("pin"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["pin"], "4321");
+    assert!(v["data"].get("note").is_none(), "one at a time: {v}");
+    s.running().audit.flush().await;
+    let v: Value = s
+        .get_auth(
+            "/api/v1/admin/events?type=data.read&data=include&limit=50",
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revealed: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["fields"]["data.revealed"].as_str())
+        .collect();
+    // Newest first: the administrator's pin, the member's note; the
+    // refused reveal is not among them.
+    assert_eq!(revealed, ["pin", "note"], "{v}");
 }

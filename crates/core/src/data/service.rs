@@ -990,16 +990,20 @@ impl DataService {
                 .await;
             return Err(Error::NotFound);
         }
+        let vis = Self::visible_fields(p, c, &roles);
         if let Mask::Reveal(field) = mask {
-            if !c.schema.fields.get(field).is_some_and(|d| d.sensitive) {
+            // One answer for a field that is not sensitive, not there, or
+            // not the caller's to read.
+            if !c.schema.fields.get(field).is_some_and(|d| d.sensitive) || !vis.shows(field, owns) {
                 return Err(Error::InvalidQuery(
-                    "`field` must name a sensitive field of the collection".to_owned(),
+                    "`field` must name a sensitive field of the collection that you may read"
+                        .to_owned(),
                 ));
             }
         }
         let mut rings = Rings::default();
         let values = self.values(c, &mut rings, &r).await?;
-        let vis = mask.apply(Self::visible_fields(p, c, &roles), c);
+        let vis = mask.apply(vis, c);
         let (view, sensitive) = Self::view(c, &r, values, &vis, owns);
         if let Mask::Reveal(field) = mask {
             let event = self
