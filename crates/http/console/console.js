@@ -1081,10 +1081,18 @@
           h('td', {}, when(e.at)), h('td', {}, e.type), h('td', {}, h('span', { class: `pill ${e.outcome}` }, e.outcome)),
           h('td', {}, e.ip || ''), h('td', {}, e.account_id || ''), h('td', {}, e.rule || e.reason || ''),
           h('td', {}, button(`Details of ${e.id}`, () => {
+            const proof = h('div', {});
             clear(detail).append(h('section', { class: 'card' },
               h('h2', {}, `Event ${e.id}`),
               h('p', {}, `Position ${e.seq} in the chain of node ${e.node}.`),
-              h('pre', {}, JSON.stringify(e, null, 2))));
+              h('pre', {}, JSON.stringify(e, null, 2)),
+              button('Show its inclusion proof', async () => {
+                const p = await get(`/admin/events/${encodeURIComponent(e.id)}/proof`);
+                clear(proof).append(
+                  h('p', {}, `In the signed checkpoint of ${plural(p.size, 'event', 'events')} of its chain. Check it anywhere with \`rampart audit check-proof\` and the audit public key.`),
+                  h('pre', { 'aria-label': 'Inclusion proof' }, JSON.stringify(p, null, 2)));
+              }, 'secondary'),
+              proof));
             detail.scrollIntoView();
           }, 'secondary')))))));
     };
@@ -1172,6 +1180,8 @@
       const s = await refreshLockdown();
       clear(status);
       if (!s) return;
+      // One deployment lockdown at a time: lift it before another.
+      form.hidden = s.locked_down;
       if (!s.in_force.length) status.append(h('p', { class: 'card' }, 'No incident in force.'));
       for (const i of s.in_force) {
         const lift = h('form', { class: 'card' },

@@ -2,7 +2,8 @@
 //! time bucket. Every filter is a bound value of one fixed query
 //! (`rampart_store`'s `audit` module).
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine;
 use rampart_core::audit::{Category, Chained, EventQuery, Severity, MAX_ACTIONS};
@@ -341,4 +342,45 @@ pub async fn event_counts(
             })
             .collect(),
     }))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/events/{id}/proof", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The event's `id`: `node:seq`")),
+    responses((status = 200, description = "The event's inclusion proof against the newest signed checkpoint of its chain, as `rampart audit proof` writes it: check it anywhere with `rampart audit check-proof` and the audit public key", body = Object),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event (`not_found`), or no checkpoint covers it yet (`no_proof_yet`: a checkpoint is signed every `verify_every_secs`)", body = Problem, content_type = "application/problem+json")))]
+/// An event's inclusion proof: where it sits in its chain's Merkle tree,
+/// under a signed checkpoint.
+pub async fn event_proof(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<rampart_core::audit::proof::Proof>, ApiError> {
+    let Some((node, seq)) = id
+        .rsplit_once(':')
+        .filter(|(node, _)| !node.is_empty() && node.len() <= 100)
+        .and_then(|(node, seq)| Some((node, seq.parse::<u64>().ok()?)))
+    else {
+        return Err(ApiError::not_found());
+    };
+    let store = state.auth.store().clone();
+    let exists = store
+        .audit_range(node, seq, 1)
+        .await
+        .map_err(|e| ApiError::internal(format!("audit trail: {e}")))?
+        .iter()
+        .any(|e| e.seq == seq);
+    if !exists {
+        return Err(ApiError::not_found());
+    }
+    match rampart_core::audit::proof::prove(store.as_ref(), node, seq).await {
+        Ok(Some(p)) => Ok(Json(p)),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_proof_yet",
+            "No proof yet",
+            "No signed checkpoint covers this event yet; one is signed every minute or so (`[audit] verify_every_secs`). Try again shortly.",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/events", get(events::admin_events))
         .route("/admin/settings", get(routes::admin_settings))
         .route("/admin/events/counts", get(events::event_counts))
+        .route("/admin/events/{id}/proof", get(events::event_proof))
         .route("/admin/invites", post(routes::create_invite))
         .route("/admin/accounts", get(accounts::list_accounts))
         .route(

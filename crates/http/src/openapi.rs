@@ -129,7 +129,7 @@ impl Modify for StandardResponses {
     paths(
         routes::healthz, routes::readyz, routes::register, routes::login, routes::logout, routes::password_check, routes::admin_settings,
         routes::me, routes::change_password, routes::my_sessions, routes::my_sign_ins, routes::revoke_session,
-        routes::setup, events::admin_events, events::event_counts, routes::create_invite, routes::unlock_account,
+        routes::setup, events::admin_events, events::event_counts, events::event_proof, routes::create_invite, routes::unlock_account,
         mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,
         mfa::status, mfa::enrol_totp, mfa::confirm_totp, mfa::enrol_email, mfa::confirm_email,
         mfa::enrol_sms, mfa::confirm_sms, mfa::enrol_passkey, mfa::confirm_passkey, mfa::remove,

@@ -368,6 +368,20 @@ impl Browser {
     /// Saves the page as `target/console-screenshots/<name>.png`, at
     /// desktop size and at phone width.
     async fn shot(&mut self, name: &str) {
+        // The whole page, up to 2,000 px tall, at desktop width.
+        let height = self
+            .count("return document.documentElement.scrollHeight")
+            .await
+            .clamp(800, 2000) as u32;
+        self.client
+            .set_window_size(1280, height + 90)
+            .await
+            .unwrap();
+        self.client
+            .execute("window.scrollTo(0, 0)", vec![])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
         self.client.set_window_size(390, 844).await.unwrap();
@@ -658,6 +672,20 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
         .unwrap();
     details.click().await.unwrap();
     b.wait_text("in the chain of node").await;
+    // Its inclusion proof (a checkpoint is signed within seconds).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.press("Show its inclusion proof").await;
+        if b.page_text().await.contains("rampart audit check-proof") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no proof: {}",
+            b.page_text().await
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     b.accessible("events").await;
     b.shot("events").await;
 

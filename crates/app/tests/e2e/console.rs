@@ -497,3 +497,67 @@ async fn a_reveal_never_shows_a_field_hidden_from_its_caller() {
     // refused reveal is not among them.
     assert_eq!(revealed, ["pin", "note"], "{v}");
 }
+
+/// An event's detail in the console shows its inclusion proof: the same
+/// proof `rampart audit proof` writes, which checks offline with only the
+/// public key.
+#[tokio::test]
+async fn an_events_inclusion_proof_checks_offline() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let v: Value = s
+        .get_auth("/api/v1/admin/events?type=setup_used", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = v["events"][0]["id"].as_str().unwrap().to_owned();
+    // A checkpoint is signed within seconds of new events.
+    let mut proof = Value::Null;
+    for _ in 0..300 {
+        let r = s
+            .get_auth(&format!("/api/v1/admin/events/{id}/proof"), &admin)
+            .await;
+        if r.status() == 200 {
+            proof = r.json().await.unwrap();
+            break;
+        }
+        problem(r, 404, "no_proof_yet").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        format!("{}:{}", proof["node"].as_str().unwrap(), proof["seq"]),
+        id
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("proof.json");
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let key = s.data_dir().join("audit.pub");
+    let (code, out, err) = rampart_run(
+        &[
+            "audit",
+            "check-proof",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for bad in ["nonsense", "node:abc", ":1"] {
+        let r = s
+            .get_auth(&format!("/api/v1/admin/events/{bad}/proof"), &admin)
+            .await;
+        problem(r, 404, "not_found").await;
+    }
+    let node = proof["node"].as_str().unwrap();
+    let r = s
+        .get_auth(&format!("/api/v1/admin/events/{node}:999999/proof"), &admin)
+        .await;
+    problem(r, 404, "not_found").await;
+    let user = s.user("nosy@example.com").await;
+    let r = s
+        .get_auth(&format!("/api/v1/admin/events/{id}/proof"), &user)
+        .await;
+    problem(r, 403, "admin_required").await;
+}
