@@ -876,6 +876,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
         entropy: deps.entropy.clone(),
         guard: guard.clone(),
         metrics: http_metrics.clone(),
+        certs: certs.clone(),
     });
     let router = rampart_http::router(state);
     // A certificate obtained by ACME earlier is in service from the first

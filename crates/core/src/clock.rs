@@ -16,6 +16,14 @@ impl Timestamp {
         self.0
     }
 
+    /// A `SystemTime` in milliseconds (before the epoch: negative).
+    pub fn from_system_time(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(d.as_millis().min(i64::MAX as u128) as i64),
+            Err(e) => Timestamp(-(e.duration().as_millis().min(i64::MAX as u128) as i64)),
+        }
+    }
+
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0.max(0) as u64)
     }

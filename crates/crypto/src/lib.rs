@@ -28,8 +28,8 @@ pub use seal::{Keyring, SealError};
 pub use secret::{SecretBytes, SecretString};
 pub use tls::{
     acme_challenge_certificate, certificate_not_after, certificate_request, certificate_validity,
-    generate_self_signed, self_signed_due, CertificateRequest, SelfSigned, RENEW_BEFORE,
-    SELF_SIGNED_LIFETIME,
+    certificate_validity_der, generate_self_signed, self_signed_due, CertificateRequest,
+    SelfSigned, RENEW_BEFORE, SELF_SIGNED_LIFETIME,
 };
 pub use token::{constant_time_eq, random_token, sha256_hex, TokenHash};
 

@@ -102,6 +102,14 @@ pub fn certificate_validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), 
     Ok((params.not_before.into(), params.not_after.into()))
 }
 
+/// [`certificate_validity`] of a DER certificate (the one in service).
+pub fn certificate_validity_der(der: &[u8]) -> Result<(SystemTime, SystemTime), CryptoError> {
+    let der = rustls_pki_types::CertificateDer::from(der);
+    let params =
+        rcgen::CertificateParams::from_ca_cert_der(&der).map_err(|_| CryptoError::Certificate)?;
+    Ok((params.not_before.into(), params.not_after.into()))
+}
+
 /// When the first certificate in `cert_pem` stops being valid.
 pub fn certificate_not_after(cert_pem: &str) -> Result<SystemTime, CryptoError> {
     let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem)

@@ -961,27 +961,27 @@
         await draw();
       }, 'secondary'));
     }
-    const [incident, scans, backups, admins, verified, drills, certs] = await Promise.all([
+    const [incident, scans, backups, admins, verified, drills, cert] = await Promise.all([
       get('/admin/incident'),
       get('/admin/scans'),
       get('/admin/backups'),
       get('/admin/accounts?role=admin&limit=200'),
       get('/admin/events?type=audit.verified&limit=1'),
       get('/admin/events?type=drill.completed&limit=1&drills=include'),
-      get('/admin/events?type=tls.certificate_issued,tls.certificate_expiring,tls.certificate_missing&limit=1'),
+      get('/admin/certificate'),
     ]);
     const scan = scans.reports[0];
     const noMfa = admins.accounts.filter((a) => !a.mfa_enabled && !a.disabled_at).length;
     const lastVerified = verified.events[0];
     const drill = drills.events[0];
-    const cert = certs.events[0];
     tiles.append(
       tile('Lockdown', incident.locked_down ? 'Locked down' : 'Not locked down', incident.locked_down ? 'bad' : 'good'),
       tile('Scanner', scan ? `${scan.worst || 'no findings'} · ${when(scan.started_at)}` : 'No scan yet', !scan ? 'warn' : ['critical', 'error'].includes(scan.worst) ? 'bad' : 'good'),
       tile('Last verified backup', backups.last_verified ? when(backups.last_verified.at) : 'None yet', backups.last_verified ? 'good' : 'warn'),
       tile('Last drill', drill ? `${drillScore(drill)} · ${when(drill.at)}` : 'None yet', !drill ? 'warn' : drill.outcome === 'success' ? 'good' : 'bad'),
       tile('Audit chain verified', lastVerified ? `${lastVerified.outcome} · ${when(lastVerified.at)}` : 'Not yet', lastVerified && lastVerified.outcome === 'success' ? 'good' : 'warn'),
-      tile('Certificate', cert ? `${cert.type.replace('tls.certificate_', '')} · ${when(cert.at)}` : 'Self-managed', cert && cert.type !== 'tls.certificate_issued' ? 'bad' : ''),
+      tile('Certificate expires', `${new Date(cert.not_after).toLocaleDateString()} · in ${plural(cert.days_left, 'day', 'days')}`,
+        cert.days_left < 7 ? 'bad' : cert.days_left < 21 ? 'warn' : 'good'),
       tile('Administrators without a second factor', String(noMfa), noMfa ? 'bad' : 'good'),
     );
     await draw();
@@ -1137,9 +1137,11 @@
     const limited = h('div', {});
     root.append(form, h('h2', {}, 'Blocked now'), list, limited);
     const load = async () => {
-      const [r, hits] = await Promise.all([
+      const since = new Date(Date.now() - 24 * 3600e3).toISOString();
+      const [r, hits, blocked] = await Promise.all([
         get('/admin/blocks'),
-        eventsSince('rate_limited', new Date(Date.now() - 24 * 3600e3).toISOString()),
+        eventsSince('rate_limited', since),
+        eventsSince('request_blocked,inspection_match', since),
       ]);
       clear(list).append(r.blocks.length ? h('table', {},
         h('thead', {}, h('tr', {}, ['Network', 'Reason', 'Source', 'Until', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -1147,7 +1149,9 @@
           h('td', {}, b.network), h('td', {}, b.reason), h('td', {}, b.source), h('td', {}, when(b.expires_at)),
           h('td', {}, button(`Unblock ${b.network}`, async () => { await write('DELETE', `/admin/blocks/${encodeURIComponent(b.id)}`); await load(); }, 'secondary'))))))
         : h('p', {}, 'No address is blocked.'));
-      clear(limited).append(barChart('Rate-limit hits by address, last 24 h', tally(hits, (e) => e.ip), sampleNote(hits)));
+      clear(limited).append(h('div', { class: 'charts' },
+        barChart('Requests refused by rule, last 24 h', tally(blocked, (e) => e.rule || e.reason), sampleNote(blocked)),
+        barChart('Rate-limit hits by address, last 24 h', tally(hits, (e) => e.ip), sampleNote(hits))));
     };
     onSubmit(form, async () => {
       const hours = Number($('#b-hours').value) || 24;

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", post(routes::setup))
         .route("/admin/events", get(events::admin_events))
         .route("/admin/settings", get(routes::admin_settings))
+        .route("/admin/certificate", get(routes::admin_certificate))
         .route("/admin/events/counts", get(events::event_counts))
         .route("/admin/events/{id}/proof", get(events::event_proof))
         .route("/admin/invites", post(routes::create_invite))

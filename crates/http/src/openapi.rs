@@ -127,7 +127,7 @@ impl Modify for StandardResponses {
 #[openapi(
     info(title = "Rampart API", description = "Accounts, sessions, second factors, protected data collections and security events over HTTPS. Every error is application/problem+json with a stable `code`."),
     paths(
-        routes::healthz, routes::readyz, routes::register, routes::login, routes::logout, routes::password_check, routes::admin_settings,
+        routes::healthz, routes::readyz, routes::register, routes::login, routes::logout, routes::password_check, routes::admin_settings, routes::admin_certificate,
         routes::me, routes::change_password, routes::my_sessions, routes::my_sign_ins, routes::revoke_session,
         routes::setup, events::admin_events, events::event_counts, events::event_proof, routes::create_invite, routes::unlock_account,
         mfa::login_challenge, mfa::complete_login, mfa::step_up_challenge, mfa::step_up,

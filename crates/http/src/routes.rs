@@ -166,6 +166,27 @@ pub async fn admin_settings(State(state): State<AppState>, _admin: Admin) -> Jso
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/certificate", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = CertificateView),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json")))]
+/// The validity of the certificate in service (self-signed, given, or
+/// from ACME), for the console's expiry tile.
+pub async fn admin_certificate(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<CertificateView>, ApiError> {
+    let (from, until) = rampart_crypto::certificate_validity_der(&state.certs.leaf_der())
+        .map_err(|_| ApiError::internal("the certificate in service does not parse"))?;
+    let from = rampart_core::Timestamp::from_system_time(from);
+    let until = rampart_core::Timestamp::from_system_time(until);
+    let now = state.auth.clock().now();
+    Ok(Json(CertificateView {
+        not_before: from.to_rfc3339(),
+        not_after: until.to_rfc3339(),
+        days_left: (until.millis() - now.millis()).div_euclid(86_400_000),
+    }))
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/password-check", tag = "auth",
     request_body = PasswordCheckRequest,
     responses(

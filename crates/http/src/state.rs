@@ -107,4 +107,6 @@ pub struct Shared {
     /// What `/metrics` reports of requests.
     pub metrics: Arc<crate::metrics::HttpMetrics>,
     pub request_ids: Arc<crate::middleware::RequestIds>,
+    /// The certificate in service (reloaded on change, renewed by ACME).
+    pub certs: Arc<crate::tls::CertStore>,
 }

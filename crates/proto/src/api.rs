@@ -101,6 +101,15 @@ impl std::fmt::Debug for Me {
     }
 }
 
+/// The certificate in service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateView {
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until it expires (negative once it has).
+    pub days_left: i64,
+}
+
 /// The settings in force.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SettingsView {

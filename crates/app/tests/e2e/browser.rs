@@ -748,6 +748,18 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     b.wait_text("step_up_secs: 600").await;
     b.shot("settings").await;
 
+    // Carol's address: the link in her welcome mail, in the browser.
+    let token = mailed_token(&data.join("outbox.log"), CAROL, "verify-email").await;
+    b.goto(&format!("/verify-email#token={token}")).await;
+    b.accessible("verify-email").await;
+    b.press("Verify my address").await;
+    b.wait_text("Your address is verified").await;
+    // A link works once.
+    b.goto(&format!("/verify-email#token={token}")).await;
+    b.press("Verify my address").await;
+    b.wait_error("used or expired").await;
+    b.goto("/console/").await;
+
     // Carol forgot her password: the emailed link, in the browser.
     b.press("Sign out").await;
     b.goto("/reset-password").await;
@@ -770,6 +782,7 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     b.press("Sign in").await;
     b.wait_path("/account/").await;
     b.wait_text(CAROL).await;
+    b.wait_text("Address verified\nyes").await;
     // Carol is no administrator: the console says so.
     b.goto("/console/").await;
     b.wait_text("The console is for administrators").await;

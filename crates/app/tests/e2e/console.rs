@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use rampart_core::Clock;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -559,5 +560,29 @@ async fn an_events_inclusion_proof_checks_offline() {
     let r = s
         .get_auth(&format!("/api/v1/admin/events/{id}/proof"), &user)
         .await;
+    problem(r, 403, "admin_required").await;
+}
+
+/// The dashboard's certificate tile: the validity of the certificate in
+/// service, here the self-signed one `serve` made.
+#[tokio::test]
+async fn the_certificate_in_service_says_when_it_expires() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let v: Value = s
+        .get_auth("/api/v1/admin/certificate", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pem = std::fs::read_to_string(s.data_dir().join("tls/cert.pem")).unwrap();
+    let (_, until) = rampart_crypto::certificate_validity(&pem).unwrap();
+    let until = rampart_core::Timestamp::from_system_time(until);
+    assert_eq!(v["not_after"], until.to_rfc3339(), "{v}");
+    let days = (until.millis() - s.clock.now().millis()).div_euclid(86_400_000);
+    assert_eq!(v["days_left"], days, "{v}");
+    assert!(days > 0, "{v}");
+    let user = s.user("u2@example.com").await;
+    let r = s.get_auth("/api/v1/admin/certificate", &user).await;
     problem(r, 403, "admin_required").await;
 }
