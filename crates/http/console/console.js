@@ -235,9 +235,31 @@
    * factor), or a code from the authenticator, by email or SMS, a
    * recovery code, or a passkey, as the account's factors allow.
    */
+  /** The dialog, made once, the same on every page that needs it. */
+  function stepUpDialog() {
+    let dialog = $('#step-up');
+    if (dialog) return dialog;
+    dialog = h('dialog', { id: 'step-up', 'aria-labelledby': 'step-up-title' },
+      h('form', { id: 'step-up-form', method: 'dialog' },
+        h('h2', { id: 'step-up-title' }, 'Confirm it is you'),
+        h('p', {}, 'This needs a fresh proof of identity.'),
+        h('label', { for: 'step-up-password' }, 'Password'),
+        h('input', { id: 'step-up-password', type: 'password', autocomplete: 'current-password' }),
+        h('label', { for: 'step-up-code' }, 'Or a code: from your authenticator app, sent to you, or a recovery code'),
+        h('input', { id: 'step-up-code', autocomplete: 'one-time-code' }),
+        h('p', { id: 'step-up-message', class: 'message', role: 'alert', hidden: true }),
+        h('div', { class: 'actions' },
+          h('button', { type: 'submit', value: 'confirm' }, 'Confirm'),
+          h('button', { type: 'submit', value: 'passkey', id: 'step-up-passkey', class: 'secondary', hidden: true }, 'Use a passkey'),
+          h('button', { type: 'button', id: 'step-up-email', class: 'secondary', hidden: true }, 'Email me a code'),
+          h('button', { type: 'button', id: 'step-up-sms', class: 'secondary', hidden: true }, 'Text me a code'),
+          h('button', { type: 'button', id: 'step-up-cancel', class: 'secondary' }, 'Cancel'))));
+    document.body.append(dialog);
+    return dialog;
+  }
+
   async function stepUp() {
-    const dialog = $('#step-up');
-    if (!dialog) return false;
+    const dialog = stepUpDialog();
     const form = $('#step-up-form');
     const message = $('#step-up-message');
     message.hidden = true;

@@ -107,6 +107,10 @@ struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// One browser at a time: Chromium is heavy, and the other tests of the
+/// run share the machine's cores with it.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ci() -> bool {
     std::env::var_os("CI").is_some()
 }
@@ -125,7 +129,7 @@ impl Browser {
             eprintln!("SKIPPED: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)");
             return None;
         }
-        let axe_path = std::env::var("RAMPART_AXE_JS")
+        let axe_path = std::env::var("AXE_CORE_JS")
             .map(PathBuf::from)
             .unwrap_or_else(|_| {
                 PathBuf::from(std::env::var("HOME").unwrap_or_default())
@@ -470,6 +474,16 @@ fn xpath_literal(s: &str) -> String {
     }
 }
 
+/// A sign-in through the API, from outside the browser.
+async fn sign_in(p: &Proc, email: &str, password: &str) -> reqwest::Response {
+    p.client
+        .post(p.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The setup link `serve` printed, as printed.
 fn printed_setup_link(p: &Proc) -> String {
     let text = p.stderr_text();
@@ -540,6 +554,7 @@ async fn first_admin(b: &mut Browser, p: &Proc) -> (Authenticator, Vec<String>) 
 
 #[tokio::test]
 async fn the_console_from_the_printed_link_to_a_lockdown() {
+    let _one = ONE_BROWSER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let p = Proc::spawn(&data, &[]);
@@ -584,12 +599,12 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
         .unwrap();
     assert_eq!(r.status(), 201);
     for i in 0..4 {
-        let r = c
-            .post(p.url("/api/v1/auth/login"))
-            .json(&json!({"email": format!("nobody{i}@console.example"), "password": "Guess-Guess-12-Wrong"}))
-            .send()
-            .await
-            .unwrap();
+        let r = sign_in(
+            &p,
+            &format!("nobody{i}@console.example"),
+            "Guess-Guess-12-Wrong",
+        )
+        .await;
         assert_eq!(r.status(), 401);
     }
     for probe in ["1' OR '1'='1' -- ", "<script>alert(1)</script>"] {
@@ -627,13 +642,7 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     b.press(&format!("Open {CAROL}")).await;
     b.press("Disable").await;
     b.wait_text(&format!("{CAROL} is disabled")).await;
-    let r = c
-        .post(p.url("/api/v1/auth/login"))
-        .json(&json!({"email": CAROL, "password": CAROL_PW}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403, "account_disabled").await;
+    problem(sign_in(&p, CAROL, CAROL_PW).await, 403, "account_disabled").await;
     b.accessible("accounts").await;
     b.shot("accounts").await;
     b.press("Enable").await;
@@ -706,12 +715,7 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
     b.wait_for("#lockdown-banner").await;
     let (_, s) = b.api("GET", "/admin/incident", Value::Null).await;
     assert_eq!(s["locked_down"], true, "{s}");
-    let r = c
-        .post(p.url("/api/v1/auth/login"))
-        .json(&json!({"email": CAROL, "password": CAROL_PW}))
-        .send()
-        .await
-        .unwrap();
+    let r = sign_in(&p, CAROL, CAROL_PW).await;
     // Nobody else signs in; the answer is a wrong password's, so a
     // lockdown confirms no password.
     problem(r, 401, "invalid_credentials").await;
@@ -796,6 +800,7 @@ async fn the_console_from_the_printed_link_to_a_lockdown() {
 /// at a time, after a step-up; the reveal is recorded with the field.
 #[tokio::test]
 async fn a_sensitive_value_is_revealed_only_after_a_step_up() {
+    let _one = ONE_BROWSER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // A step-up lasts 2 seconds here, so the test can outlive one.
@@ -892,6 +897,7 @@ async fn a_sensitive_value_is_revealed_only_after_a_step_up() {
 /// passkey needs a host name, so this browser uses `localhost`.
 #[tokio::test]
 async fn a_passkey_is_added_and_signs_in() {
+    let _one = ONE_BROWSER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let p = Proc::spawn(&data, &[]);

@@ -632,7 +632,11 @@ async fn repeated_events_are_folded_into_counts_not_dropped() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the commands below block this thread while they write
+// to the database, and the in-process server must keep running meanwhile
+// (on one thread, a server task caught inside a write transaction held the
+// lock until the command gave up: "database is locked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_block_command_reaches_a_running_server() {
     let s = TestServer::start().await;
     let dir = s.data_dir();
