@@ -404,25 +404,33 @@ async fn a_sensitive_value_is_revealed_one_at_a_time_after_a_step_up() {
 
     // The reveal is recorded with its field, reads being off; the value
     // is in no event.
+    let (revealed, all) = reveals(&s, &admin).await;
+    assert_eq!(revealed.len(), 1, "{all}");
+    assert_eq!(revealed[0]["fields"]["data.revealed"], "ssn");
+    assert_eq!(revealed[0]["outcome"], "success");
+    assert!(!all.to_string().contains("078-05-1120"));
+}
+
+/// The recorded reveals, newest first, and every data read recorded.
+async fn reveals(s: &TestServer, admin: &str) -> (Vec<Value>, Value) {
     s.running().audit.flush().await;
     let v: Value = s
         .get_auth(
             "/api/v1/admin/events?type=data.read&data=include&limit=50",
-            &admin,
+            admin,
         )
         .await
         .json()
         .await
         .unwrap();
-    let events = v["events"].as_array().unwrap();
-    let revealed: Vec<&Value> = events
+    let revealed = v["events"]
+        .as_array()
+        .unwrap()
         .iter()
         .filter(|e| e["fields"]["data.revealed"].is_string())
+        .cloned()
         .collect();
-    assert_eq!(revealed.len(), 1, "{v}");
-    assert_eq!(revealed[0]["fields"]["data.revealed"], "ssn");
-    assert_eq!(revealed[0]["outcome"], "success");
-    assert!(!v.to_string().contains("078-05-1120"));
+    (revealed, v)
 }
 
 /// A reveal shows only what its caller may read: a sensitive field kept
@@ -478,25 +486,14 @@ async fn a_reveal_never_shows_a_field_hidden_from_its_caller() {
         .unwrap();
     assert_eq!(v["data"]["pin"], "4321");
     assert!(v["data"].get("note").is_none(), "one at a time: {v}");
-    s.running().audit.flush().await;
-    let v: Value = s
-        .get_auth(
-            "/api/v1/admin/events?type=data.read&data=include&limit=50",
-            &admin,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let revealed: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
+    let (revealed, all) = reveals(&s, &admin).await;
+    let fields: Vec<&str> = revealed
         .iter()
         .filter_map(|e| e["fields"]["data.revealed"].as_str())
         .collect();
     // Newest first: the administrator's pin, the member's note; the
     // refused reveal is not among them.
-    assert_eq!(revealed, ["pin", "note"], "{v}");
+    assert_eq!(fields, ["pin", "note"], "{all}");
 }
 
 /// An event's detail in the console shows its inclusion proof: the same
