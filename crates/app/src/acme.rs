@@ -257,7 +257,10 @@ impl Acme {
         // key never reaches the database.
         certified_key(chain.as_bytes(), request.key_pem.expose_secret().as_bytes())?;
         let (not_before, not_after) = rampart_crypto::certificate_validity(&chain)?;
-        let (not_before, not_after) = (millis(not_before), millis(not_after));
+        let (not_before, not_after) = (
+            Timestamp::from_system_time(not_before),
+            Timestamp::from_system_time(not_after),
+        );
         let stored = StoredCertificate {
             directory: self.directory().to_owned(),
             key_sealed: self.keys.seal(
@@ -634,13 +637,6 @@ impl Acme {
             self.record(e).await;
         }
     }
-}
-
-fn millis(t: std::time::SystemTime) -> Timestamp {
-    Timestamp(match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    })
 }
 
 fn jitter(entropy: &dyn Entropy) -> f64 {

@@ -733,19 +733,33 @@ pub struct WebauthnSettings {
     pub origins: Vec<String>,
 }
 
-/// The settings in force as text for administrators (`GET
-/// /api/v1/admin/settings`): secrets are `[REDACTED]` by their type, and
-/// every URL keeps only its scheme and host, since a webhook's path or a
-/// userinfo part may be a credential.
+/// The settings in force as text, for administrators (`GET
+/// /api/v1/admin/settings`) and investigators (the forensic bundle's
+/// `settings.txt`): their `Debug`, where every secret is a `SecretString`
+/// printed `[REDACTED]`, with every URL cut by [`redact_urls`].
 pub fn effective(settings: &Settings) -> String {
-    let text = format!("{settings:#?}");
+    redact_urls(&format!("{settings:#?}"))
+}
+
+/// `text` with every `scheme://…` cut to `scheme://host:port`, followed by
+/// `/(redacted)` when a path, query or user part followed (a webhook's path
+/// or a URL's user part can be a secret of its own). A URL in a quoted
+/// string runs to its closing quote, escaped quotes and commas included;
+/// one that does not parse is withheld whole.
+pub fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("://") {
-        // A `Debug` string ends at its closing quote (quotes inside are
-        // escaped); a URL's text is everything up to it.
-        let start = rest[..i].rfind('"').map_or(0, |q| q + 1);
-        let end = rest[i..].find('"').map_or(rest.len(), |e| i + e);
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = if rest[..start].ends_with('"') {
+            closing_quote(&rest[at..])
+        } else {
+            rest[at..]
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | ')' | ']' | '}' | '\''))
+        }
+        .map_or(rest.len(), |i| at + i);
         out.push_str(&rest[..start]);
         out.push_str(&redacted_url(&rest[start..end]));
         rest = &rest[end..];
@@ -754,26 +768,37 @@ pub fn effective(settings: &Settings) -> String {
     out
 }
 
-/// A URL as `scheme://host[:port]`, with `/…` when anything followed; text
-/// that does not parse as a URL is withheld whole.
+/// Where an escaped (`Debug`) string's closing quote is in `s`.
+fn closing_quote(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 fn redacted_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(u) if u.host_str().is_some() => {
-            let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
-            if let Some(port) = u.port() {
-                s.push_str(&format!(":{port}"));
-            }
-            let bare = u.username().is_empty()
-                && u.password().is_none()
-                && matches!(u.path(), "" | "/")
-                && u.query().is_none()
-                && u.fragment().is_none();
-            if !bare {
-                s.push_str("/…");
-            }
-            s
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let more = !matches!(u.path(), "" | "/")
+                || u.query().is_some()
+                || u.fragment().is_some()
+                || !u.username().is_empty()
+                || u.password().is_some();
+            format!(
+                "{}://{}{port}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                if more { "/(redacted)" } else { "" }
+            )
         }
-        _ => "[REDACTED URL]".to_owned(),
+        _ => "(a URL, redacted)".to_owned(),
     }
 }
 
@@ -1575,24 +1600,43 @@ http_listen = "0.0.0.0:80""#,
         let s = Settings::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
         let text = effective(&s);
         assert!(!text.contains("canary"), "{text}");
-        assert!(text.contains("https://hooks.example.com/…"), "{text}");
+        assert!(
+            text.contains("https://hooks.example.com/(redacted)"),
+            "{text}"
+        );
         assert!(text.contains("smtp"), "the settings are there: {text}");
-        // Userinfo, commas, slashes in a password, and what is no URL.
-        for (url, shown) in [
+        // Userinfo, commas, slashes in a password, escaped quotes, what is
+        // no URL, and URLs outside quotes.
+        for (text, shown) in [
             (
-                "https://u:pa,ss@host.example/x?k=1",
-                "https://host.example/…",
+                r#""https://u:pa,ss@host.example/x?k=1""#,
+                r#""https://host.example/(redacted)""#,
             ),
-            ("https://u:p/ss@host.example/", "[REDACTED URL]"),
-            ("https://host.example:8443", "https://host.example:8443"),
             (
-                "syslog+tls://logs.example:6514",
-                "syslog+tls://logs.example:6514",
+                r#""https://u:p/ss@host.example/""#,
+                r#""(a URL, redacted)""#,
             ),
-            ("not a url ://canary", "[REDACTED URL]"),
+            (
+                r#""https://h.example/a\"b,canary""#,
+                r#""https://h.example/(redacted)""#,
+            ),
+            (
+                r#""https://host.example:8443""#,
+                r#""https://host.example:8443""#,
+            ),
+            (
+                r#"url: "https://user:pw@hooks.example.com:8443/services/T0/B1/XyZsecret?k=v","#,
+                r#"url: "https://hooks.example.com:8443/(redacted)","#,
+            ),
+            (
+                "[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/a\"]",
+                "[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/(redacted)\"]",
+            ),
+            ("a https://h.example b", "a https://h.example b"),
+            ("not a url ://canary", "not a url (a URL, redacted)"),
+            ("no url here", "no url here"),
         ] {
-            let got = redacted_url(url);
-            assert_eq!(got, shown, "{url}");
+            assert_eq!(redact_urls(text), shown, "{text}");
         }
     }
 

@@ -870,10 +870,7 @@ pub async fn start(settings: &Settings, deps: Deps) -> Result<Running> {
             incident_plan: incident::plan_path(settings),
             effective: config::effective(settings),
         }),
-        request_ids: Arc::new(rampart_http::middleware::RequestIds::new(
-            deps.entropy.as_ref(),
-        )),
-        entropy: deps.entropy.clone(),
+        request_ids: rampart_http::middleware::RequestIds::new(deps.entropy.as_ref()),
         guard: guard.clone(),
         metrics: http_metrics.clone(),
         certs: certs.clone(),

@@ -613,15 +613,10 @@ impl AuthService {
         email: &Email,
         display_name: Option<&str>,
     ) -> Result<String, Error> {
-        if oversized(password) {
-            return Err(Error::WeakPassword(self.too_long()));
-        }
-        let normalized = normalize(password);
-        self.config
-            .policy
-            .check(&normalized, email.local_part(), display_name)
+        self.assess_password(password, Some(email.as_str()), display_name)
+            .1
             .map_err(Error::WeakPassword)?;
-        Ok(self.pool.hash(normalized).await?)
+        Ok(self.pool.hash(normalize(password)).await?)
     }
 
     /// Parses and checks everything about a new account and hashes its

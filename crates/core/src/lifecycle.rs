@@ -1406,7 +1406,6 @@ impl AuthService {
         Ok((rows, next))
     }
 
-    /// One account with its factors, sessions, roles and recent sign-ins.
     /// The account's last 20 sign-ins and failed sign-ins, newest first.
     pub async fn sign_ins(&self, id: &AccountId) -> Result<Vec<crate::audit::Chained>, Error> {
         Ok(self
@@ -1423,6 +1422,7 @@ impl AuthService {
             .await?)
     }
 
+    /// One account with its factors, sessions, roles and recent sign-ins.
     pub(crate) async fn account_detail(
         &self,
         id: &AccountId,

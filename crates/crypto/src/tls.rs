@@ -112,9 +112,7 @@ pub fn certificate_validity_der(der: &[u8]) -> Result<(SystemTime, SystemTime), 
 
 /// When the first certificate in `cert_pem` stops being valid.
 pub fn certificate_not_after(cert_pem: &str) -> Result<SystemTime, CryptoError> {
-    let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem)
-        .map_err(|_| CryptoError::Certificate)?;
-    Ok(params.not_after.into())
+    certificate_validity(cert_pem).map(|(_, not_after)| not_after)
 }
 
 /// True when `cert_pem` is a certificate this module generated and it ends

@@ -1412,7 +1412,11 @@ impl Inspector {
 /// A form field that holds a typed password: one of the usual names, as
 /// the field itself or its last bracketed part (`user[password]`).
 fn typed_password(key: &str) -> bool {
-    let last = key.rsplit('[').next().unwrap_or(key).trim_end_matches(']');
+    let last = key
+        .rsplit('[')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(']');
     [
         "password",
         "current_password",

@@ -791,7 +791,7 @@
 
   // ----- charts (SVG) -----------------------------------------------------
 
-  const STEP = { minute: 60e3, hour: 3600e3, day: 86400e3 };
+  const STEP = { hour: 3600e3, day: 86400e3 };
 
   /**
    * Stacked bars over time, one per bucket from `since` to now (buckets
@@ -877,20 +877,6 @@
 
   // ----- the console -------------------------------------------------------
 
-  const SECTION_TITLES = {
-    dashboard: 'Dashboard',
-    accounts: 'Accounts',
-    collections: 'Collections',
-    events: 'Events',
-    alerts: 'Alerts',
-    firewall: 'Firewall',
-    scanner: 'Scanner',
-    backups: 'Backups',
-    incident: 'Incident',
-    'api-keys': 'API keys',
-    settings: 'Settings',
-  };
-
   async function pageConsole() {
     $('#sign-out').addEventListener('click', signOut);
     const me = await whoAmI();
@@ -909,7 +895,9 @@
         a.setAttribute('aria-current', 'page');
       }
     }
-    $('#title').textContent = SECTION_TITLES[name] || 'Console';
+    // The section's title is its link's text in the navigation.
+    const current = $('.side a[aria-current="page"]');
+    $('#title').textContent = current ? current.textContent : 'Console';
     document.title = `${$('#title').textContent} · Rampart`;
     refreshLockdown();
     const content = clear($('#content'));

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_core::data::schema::{AccessRules, FieldDef};
 use rampart_core::data::{
-    Action, ApiKey, Collection, CollectionSchema, DataEventFilter, ListRequest, Mask, Principal,
-    RecordView, Scope,
+    Action, ApiKey, Collection, CollectionSchema, DataEventFilter, ListRequest, Mask, RecordView,
+    Scope,
 };
 use rampart_core::{AccountId, Timestamp};
 use rampart_proto::Problem;
@@ -444,13 +444,7 @@ pub async fn reveal_field(
     let (name, id) = two_of(path)?;
     let Query(q) =
         query.map_err(|_| ApiError::invalid_query("Send `field`: the sensitive field to show."))?;
-    if state.auth.mfa_enrollment_required(&authed.account) {
-        return Err(rampart_core::Error::MfaEnrollmentRequired.into());
-    }
-    if state.auth.unverified_blocks_data(&authed.account) {
-        return Err(rampart_core::Error::EmailUnverified.into());
-    }
-    let p = Principal::Account(authed.account);
+    let p = crate::extract::data_principal(&state, authed.account)?;
     let r = state
         .data
         .read_masked(&p, &name, &id, &Mask::Reveal(q.field), &meta)

@@ -369,14 +369,24 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let authed = Authed::from_request_parts(parts, state).await?;
-        if state.auth.mfa_enrollment_required(&authed.account) {
-            return Err(rampart_core::Error::MfaEnrollmentRequired.into());
-        }
-        if state.auth.unverified_blocks_data(&authed.account) {
-            return Err(rampart_core::Error::EmailUnverified.into());
-        }
-        Ok(Caller(Principal::Account(authed.account)))
+        Ok(Caller(data_principal(state, authed.account)?))
     }
+}
+
+/// A signed-in account as a caller of the data routes: it must have the
+/// second factor its role requires and, where the server says so, a
+/// verified address.
+pub fn data_principal(
+    state: &AppState,
+    account: Account,
+) -> Result<rampart_core::data::Principal, ApiError> {
+    if state.auth.mfa_enrollment_required(&account) {
+        return Err(rampart_core::Error::MfaEnrollmentRequired.into());
+    }
+    if state.auth.unverified_blocks_data(&account) {
+        return Err(rampart_core::Error::EmailUnverified.into());
+    }
+    Ok(rampart_core::data::Principal::Account(account))
 }
 
 #[cfg(test)]

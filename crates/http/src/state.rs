@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_core::AuthService;
-use rampart_crypto::Entropy;
 use rampart_guard::conn::ConnPolicy;
 
 /// Resource limits. Each has a safe default and is configurable.
@@ -101,12 +100,11 @@ pub struct Shared {
     /// Lockdowns (ADR 0014).
     pub incidents: Arc<rampart_core::incident::Incidents>,
     pub settings: Arc<HttpSettings>,
-    pub entropy: Arc<dyn Entropy>,
     /// Address rules, blocks, rate limits and inspection (`guard`).
     pub guard: Arc<crate::guard::Guard>,
     /// What `/metrics` reports of requests.
     pub metrics: Arc<crate::metrics::HttpMetrics>,
-    pub request_ids: Arc<crate::middleware::RequestIds>,
+    pub request_ids: crate::middleware::RequestIds,
     /// The certificate in service (reloaded on change, renewed by ACME).
     pub certs: Arc<crate::tls::CertStore>,
 }

@@ -229,55 +229,15 @@ pub async fn export(
     })
 }
 
-/// The settings in force for an investigator: their `Debug` (every secret,
-/// the S3 access key id among them, is a `SecretString`, printed
-/// redacted), with every URL cut to its scheme, host and port (a
-/// webhook's path or a URL's user part can be a secret of its own).
+/// The settings in force for an investigator: [`crate::config::effective`]
+/// (secrets redacted by their type, URLs cut to scheme, host and port).
 pub fn redacted_settings(settings: &Settings) -> String {
-    format!("{settings:#?}\n")
-        .lines()
-        .map(|l| redact_urls(l) + "\n")
-        .collect()
-}
-
-/// `line` with every `scheme://…` cut to `scheme://host:port/…`.
-fn redact_urls(line: &str) -> String {
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some(at) = rest.find("://") {
-        let start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
-        let end = rest[at..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | ',' | ')' | ']' | '}' | '\''))
-            .map_or(rest.len(), |i| at + i);
-        out.push_str(&rest[..start]);
-        let shown = match url::Url::parse(&rest[start..end]) {
-            Ok(u) => {
-                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-                let host = u.host_str().unwrap_or("");
-                let more = (u.path() != "/" && !u.path().is_empty())
-                    || u.query().is_some()
-                    || !u.username().is_empty()
-                    || u.password().is_some();
-                format!(
-                    "{}://{host}{port}{}",
-                    u.scheme(),
-                    if more { "/(redacted)" } else { "" }
-                )
-            }
-            Err(_) => "(a URL, redacted)".to_owned(),
-        };
-        out.push_str(&shown);
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
+    crate::config::effective(settings) + "\n"
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{redact_urls, redacted_settings};
+    use super::redacted_settings;
     use rampart_crypto::SecretString;
 
     #[test]
@@ -314,25 +274,6 @@ mod tests {
             text.contains("https://hooks.example.com/(redacted)"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn urls_keep_only_their_scheme_host_and_port() {
-        assert_eq!(
-            redact_urls(
-                r#"url: "https://user:pw@hooks.example.com:8443/services/T0/B1/XyZsecret?k=v","#
-            ),
-            r#"url: "https://hooks.example.com:8443/(redacted)","#
-        );
-        assert_eq!(
-            redact_urls("a https://h.example b"),
-            "a https://h.example b"
-        );
-        assert_eq!(
-            redact_urls("[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/a\"]"),
-            "[\"syslog+tls://10.0.0.1:6514\", \"https://x.test/(redacted)\"]"
-        );
-        assert_eq!(redact_urls("no url here"), "no url here");
     }
 }
 

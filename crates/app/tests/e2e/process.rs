@@ -553,6 +553,25 @@ async fn canary_secrets_never_reach_logs_errors_or_the_database() {
     )
     .await;
     assert!(created.contains(data_canary), "{created}");
+    // The console's reveal: the value in its answer (not kept), and in no
+    // log line or event; a masked read and a refused reveal hold none.
+    let record_id = serde_json::from_str::<Value>(&created).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revealed = call(
+        format!("/api/v1/collections/clients/records/{record_id}/reveal?field=email"),
+        None,
+        Auth::Bearer(&admin_token),
+    )
+    .await;
+    assert!(revealed.contains(data_canary), "{revealed}");
+    for path in [
+        format!("/api/v1/collections/clients/records/{record_id}?masked=true"),
+        format!("/api/v1/collections/clients/records/{record_id}/reveal?field=nope"),
+    ] {
+        bodies.push(call(path, None, Auth::Bearer(&admin_token)).await);
+    }
     for bad in [
         json!({"email": data_canary, "nope": data_canary}),
         json!({"email": data_canary}),

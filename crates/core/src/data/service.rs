@@ -245,15 +245,23 @@ impl DataService {
         count: u32,
         outcome: &'static str,
         sensitive: bool,
+        revealed: Option<&str>,
         meta: &RequestMeta,
     ) {
+        // A reveal (one sensitive value shown on purpose) is recorded even
+        // where ordinary reads are not.
         if !self.read_events
+            && revealed.is_none()
             && outcome == "allowed"
             && matches!(action, Action::Read | Action::List)
         {
             return;
         }
-        let event = self.data_event(p, collection, action, ids, count, outcome, sensitive, meta);
+        let mut event =
+            self.data_event(p, collection, action, ids, count, outcome, sensitive, meta);
+        if let Some(field) = revealed {
+            event = event.field("data.revealed", field);
+        }
         self.auth.audit().record(event).await;
     }
 
@@ -267,7 +275,7 @@ impl DataService {
         outcome: &'static str,
         meta: &RequestMeta,
     ) {
-        self.event(p, collection, action, ids, 0, outcome, false, meta)
+        self.event(p, collection, action, ids, 0, outcome, false, None, meta)
             .await
     }
 
@@ -991,7 +999,11 @@ impl DataService {
             return Err(Error::NotFound);
         }
         let vis = Self::visible_fields(p, c, &roles);
-        if let Mask::Reveal(field) = mask {
+        let revealed = match mask {
+            Mask::Reveal(field) => Some(field.as_str()),
+            _ => None,
+        };
+        if let Some(field) = revealed {
             // One answer for a field that is not sensitive, not there, or
             // not the caller's to read.
             if !c.schema.fields.get(field).is_some_and(|d| d.sensitive) || !vis.shows(field, owns) {
@@ -1005,33 +1017,18 @@ impl DataService {
         let values = self.values(c, &mut rings, &r).await?;
         let vis = mask.apply(vis, c);
         let (view, sensitive) = Self::view(c, &r, values, &vis, owns);
-        if let Mask::Reveal(field) = mask {
-            let event = self
-                .data_event(
-                    p,
-                    collection,
-                    Action::Read,
-                    vec![id.to_owned()],
-                    1,
-                    "allowed",
-                    sensitive,
-                    meta,
-                )
-                .field("data.revealed", field.as_str());
-            self.auth.audit().record(event).await;
-        } else {
-            self.event(
-                p,
-                collection,
-                Action::Read,
-                vec![id.to_owned()],
-                1,
-                "allowed",
-                sensitive,
-                meta,
-            )
-            .await;
-        }
+        self.event(
+            p,
+            collection,
+            Action::Read,
+            vec![id.to_owned()],
+            1,
+            "allowed",
+            sensitive,
+            revealed,
+            meta,
+        )
+        .await;
         Ok(view)
     }
 
@@ -1290,6 +1287,7 @@ impl DataService {
             records.len() as u32,
             "allowed",
             sensitive,
+            None,
             meta,
         )
         .await;
@@ -1432,6 +1430,7 @@ impl DataService {
                 n,
                 "allowed",
                 sensitive,
+                None,
                 meta,
             )
             .await;
